@@ -1,0 +1,98 @@
+#include "server/common/errors.h"
+
+#include <string>
+
+#include "absl/strings/cord.h"
+#include "google/protobuf/any.pb.h"
+#include "google/protobuf/duration.pb.h"
+
+namespace copilot::gateway {
+namespace {
+
+constexpr absl::string_view kTypePrefix = "type.googleapis.com/";
+
+template <typename Message>
+std::string TypeUrl() {
+  return std::string(kTypePrefix) + Message::descriptor()->full_name();
+}
+
+template <typename Message>
+std::optional<Message> GetDetail(const absl::Status& status) {
+  auto payload = status.GetPayload(TypeUrl<Message>());
+  if (!payload.has_value()) return std::nullopt;
+  Message message;
+  if (!message.ParseFromString(std::string(*payload))) return std::nullopt;
+  return message;
+}
+
+template <typename Message>
+void SetDetail(absl::Status& status, const Message& message) {
+  if (status.ok()) return;  // OK carries no payloads.
+  status.SetPayload(TypeUrl<Message>(), absl::Cord(message.SerializeAsString()));
+}
+
+}  // namespace
+
+absl::Status MakeError(absl::StatusCode code, absl::string_view message, absl::string_view reason,
+                       const std::map<std::string, std::string>& metadata) {
+  absl::Status status(code, message);
+  google::rpc::ErrorInfo info;
+  info.set_reason(std::string(reason));
+  info.set_domain(std::string(kErrorDomain));
+  for (const auto& [key, value] : metadata) (*info.mutable_metadata())[key] = value;
+  SetDetail(status, info);
+  return status;
+}
+
+void SetRetryDelay(absl::Status& status, absl::Duration delay) {
+  google::rpc::RetryInfo retry;
+  const int64_t nanos = absl::ToInt64Nanoseconds(delay);
+  retry.mutable_retry_delay()->set_seconds(nanos / 1000000000);
+  retry.mutable_retry_delay()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  SetDetail(status, retry);
+}
+
+void AddFieldViolation(absl::Status& status, absl::string_view field,
+                       absl::string_view description) {
+  google::rpc::BadRequest bad = GetBadRequest(status).value_or(google::rpc::BadRequest());
+  auto* violation = bad.add_field_violations();
+  violation->set_field(std::string(field));
+  violation->set_description(std::string(description));
+  SetDetail(status, bad);
+}
+
+void AddQuotaViolation(absl::Status& status, absl::string_view subject,
+                       absl::string_view description) {
+  google::rpc::QuotaFailure quota = GetQuotaFailure(status).value_or(google::rpc::QuotaFailure());
+  auto* violation = quota.add_violations();
+  violation->set_subject(std::string(subject));
+  violation->set_description(std::string(description));
+  SetDetail(status, quota);
+}
+
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
+  return GetDetail<google::rpc::ErrorInfo>(status);
+}
+std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status) {
+  return GetDetail<google::rpc::RetryInfo>(status);
+}
+std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status) {
+  return GetDetail<google::rpc::BadRequest>(status);
+}
+std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& status) {
+  return GetDetail<google::rpc::QuotaFailure>(status);
+}
+
+google::rpc::Status ToRpcStatus(const absl::Status& status) {
+  google::rpc::Status rpc;
+  rpc.set_code(static_cast<int>(status.code()));
+  rpc.set_message(std::string(status.message()));
+  // Fixed order, so the bytes on the wire are deterministic.
+  if (auto info = GetErrorInfo(status)) rpc.add_details()->PackFrom(*info);
+  if (auto retry = GetRetryInfo(status)) rpc.add_details()->PackFrom(*retry);
+  if (auto bad = GetBadRequest(status)) rpc.add_details()->PackFrom(*bad);
+  if (auto quota = GetQuotaFailure(status)) rpc.add_details()->PackFrom(*quota);
+  return rpc;
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,51 @@
+// Errors as values, with the google.rpc details they will carry to the caller.
+//
+// Every layer below the service adapter reports failures as absl::Status. The details a caller
+// sees (google.rpc.ErrorInfo, RetryInfo, BadRequest, QuotaFailure) ride on the status as
+// payloads keyed by their type URL, holding the serialized message. The service adapter turns
+// them into `grpc-status-details-bin` with ToRpcStatus(): that is the one place details are
+// read, and the helpers below are the one place they are written.
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_ERRORS_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_ERRORS_H_
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+
+namespace copilot::gateway {
+
+// ErrorInfo.domain of every error the gateway returns.
+inline constexpr absl::string_view kErrorDomain = "copilot-gateway";
+
+// A status with an ErrorInfo: `reason` is the upstream error_code or one of ours (UPPER or
+// lower snake case as the source has it), `metadata` e.g. {"http_status": "404"}.
+absl::Status MakeError(absl::StatusCode code, absl::string_view message, absl::string_view reason,
+                       const std::map<std::string, std::string>& metadata = {});
+
+// Adds (or replaces) a RetryInfo saying when a retry can succeed.
+void SetRetryDelay(absl::Status& status, absl::Duration delay);
+// Appends a BadRequest field violation; `field` is a path like "message.content".
+void AddFieldViolation(absl::Status& status, absl::string_view field,
+                       absl::string_view description);
+// Appends a QuotaFailure violation naming the limit that was hit.
+void AddQuotaViolation(absl::Status& status, absl::string_view subject,
+                       absl::string_view description);
+
+// Readers, for tests and decorators (e.g. retry): absent when the status has no such detail.
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
+std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);
+std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status);
+std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& status);
+
+// The google.rpc.Status for `status`: code, message and every detail above packed as Any.
+google::rpc::Status ToRpcStatus(const absl::Status& status);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_ERRORS_H_

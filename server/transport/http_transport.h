@@ -1,0 +1,94 @@
+// The transport seam: bytes to and from an HTTP server, nothing about Haufe.
+//
+// The one production implementation is CurlTransport (server/transport/curl_transport.h): a
+// single libcurl multi event loop thread that runs every upstream transfer. Tests use fakes.
+#ifndef COPILOT_GATEWAY_SERVER_TRANSPORT_HTTP_TRANSPORT_H_
+#define COPILOT_GATEWAY_SERVER_TRANSPORT_HTTP_TRANSPORT_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace copilot::gateway {
+
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// One outgoing HTTP request and the limits that bound it. Plain data.
+struct HttpRequest {
+  std::string method;  // "GET", "POST" or "DELETE".
+  std::string url;     // Absolute URL, query string included.
+  HttpHeaders headers;
+  std::string body;  // Sent as-is; empty for GET and DELETE.
+  // The whole transfer must finish by then (the caller's deadline): DEADLINE_EXCEEDED otherwise.
+  absl::Time deadline = absl::InfiniteFuture();
+  // Bound on establishing the connection: UNAVAILABLE after it.
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // No response byte for this long while the transfer is not paused by the handler:
+  // UNAVAILABLE ("stalled").
+  absl::Duration stall_timeout = absl::Seconds(60);
+  // Response bodies larger than this fail the transfer with an error (reason
+  // "upstream_response_too_large").
+  std::size_t max_response_bytes = 16 * 1024 * 1024;
+};
+
+// Status line and headers of a response. Header names are lower-case.
+struct HttpResponseHead {
+  int status = 0;
+  HttpHeaders headers;
+  // First value of header `name` (lower-case), or empty.
+  absl::string_view Header(absl::string_view name) const {
+    for (const auto& [key, value] : headers) {
+      if (key == name) return value;
+    }
+    return {};
+  }
+};
+
+// Receives the events of one transfer. All calls come from the transport's event loop thread,
+// in order: OnHeaders at most once, OnData zero or more times, OnComplete exactly once (also
+// after Cancel). Implementations must not block.
+class HttpTransferHandler {
+ public:
+  virtual ~HttpTransferHandler() = default;
+  // The response's status line and headers arrived.
+  virtual void OnHeaders(const HttpResponseHead& head) = 0;
+  // The next piece of the body. Returning false pauses the transfer: no more OnData until
+  // HttpTransfer::Resume() (flow control for slow readers); the piece itself was consumed.
+  virtual bool OnData(absl::string_view piece) = 0;
+  // The transfer ended: OK when the whole body arrived, otherwise why it failed. Errors carry
+  // an ErrorInfo payload (server/common/errors.h) with a reason such as "upstream_unreachable",
+  // "upstream_reset", "upstream_stalled", "upstream_timeout", "upstream_response_too_large";
+  // Cancel() gives CANCELLED; the deadline gives DEADLINE_EXCEEDED.
+  virtual void OnComplete(absl::Status status) = 0;
+};
+
+// A transfer in progress. Thread-safe: any thread may call these at any time, also after the
+// transfer ended (they are then no-ops).
+class HttpTransfer {
+ public:
+  virtual ~HttpTransfer() = default;
+  // Aborts the transfer at once (closing its connection); OnComplete(CANCELLED) follows.
+  virtual void Cancel() = 0;
+  // Resumes a transfer paused by OnData returning false.
+  virtual void Resume() = 0;
+};
+
+// Starts HTTP transfers. Thread-safe; Start never blocks on the network.
+class HttpTransport {
+ public:
+  virtual ~HttpTransport() = default;
+  // Queues `request`; `handler` receives its events on the event loop thread and is kept alive
+  // by the transport until OnComplete has returned.
+  virtual std::shared_ptr<HttpTransfer> Start(HttpRequest request,
+                                              std::shared_ptr<HttpTransferHandler> handler) = 0;
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_TRANSPORT_HTTP_TRANSPORT_H_

@@ -1,0 +1,135 @@
+// The upstream seam: the Haufe Copilot REST API as typed, asynchronous calls.
+//
+// The production implementation is HaufeClient (server/upstream/haufe_client.h): REST paths,
+// headers, JSON <-> proto, and the one HTTP status -> absl::Status table, over an HttpTransport.
+// Decorators (metrics, retry, logging) implement this same interface and wrap another one.
+#ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_API_H_
+#define COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_API_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "copilot/v1/resources.pb.h"
+#include "google/protobuf/struct.pb.h"
+
+namespace copilot::gateway {
+
+// What the core decided for one upstream call. Plain data; holds secrets, so never log it.
+struct UpstreamCallOptions {
+  // The upstream call must finish by then (derived from the caller's deadline).
+  absl::Time deadline = absl::InfiniteFuture();
+  // Sent as the `api-key` header.
+  std::string api_key;
+  // Injected as meta_data.user_data.licence on run, run/stream and chat completion calls;
+  // empty sends no meta_data.
+  std::string licence;
+  // Sent as `x-request-id` when not empty.
+  std::string request_id;
+};
+
+// Upstream IDs below are the upstream's own UUIDs (the core maps caller-facing handles).
+struct RunParams {
+  std::string thread_id;
+  std::vector<google::protobuf::Struct> tools;
+};
+
+struct CompletionParams {
+  std::string assistant_id;
+  std::vector<copilot::v1::MessageInput> messages;
+  std::string user_id;    // Empty: not sent.
+  std::string thread_id;  // Empty: not sent (query parameter `thread_id` otherwise).
+  std::vector<google::protobuf::Struct> tools;
+};
+
+struct CreateThreadParams {
+  std::string assistant_id;
+  std::string user_id;  // Empty: not sent.
+  std::string title;    // Empty: not sent.
+};
+
+// One page of a thread's messages, newest first.
+struct MessagePage {
+  std::vector<copilot::v1::Message> messages;
+  std::string next_cursor;  // Empty on the last page.
+};
+
+// An upstream call in progress. Thread-safe; calls after completion are no-ops.
+class UpstreamCall {
+ public:
+  virtual ~UpstreamCall() = default;
+  // Aborts the call at once; its callback or sink then gets CANCELLED.
+  virtual void Cancel() = 0;
+  // Resumes a stream paused by ChunkSink::OnChunk returning false.
+  virtual void Resume() = 0;
+};
+
+// Receives a streamed answer. Called on the transport's event loop thread, in order: OnChunk
+// zero or more times, then OnDone exactly once. Must not block.
+class ChunkSink {
+ public:
+  virtual ~ChunkSink() = default;
+  // One upstream NDJSON line as soon as it is complete. Return false to pause the stream until
+  // UpstreamCall::Resume() (the caller reads slowly).
+  virtual bool OnChunk(copilot::v1::MessageChunk chunk) = 0;
+  // OK after the last chunk of a complete stream; otherwise why the stream failed (including an
+  // error line from the upstream, or a stream cut mid-line: never a silent OK).
+  virtual void OnDone(absl::Status status) = 0;
+};
+
+template <typename T>
+using UpstreamCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+using UpstreamDoneCallback = absl::AnyInvocable<void(absl::Status) &&>;
+
+// The upstream API. Thread-safe; no method blocks. Each callback runs exactly once, on the
+// transport's event loop thread (or inline, for a request rejected before it was sent), and must
+// not block. Errors follow DESIGN.md's table and carry ErrorInfo (server/common/errors.h).
+class HaufeApi {
+ public:
+  virtual ~HaufeApi() = default;
+
+  virtual std::shared_ptr<UpstreamCall> ListAssistants(
+      const UpstreamCallOptions& options,
+      UpstreamCallback<std::vector<copilot::v1::Assistant>> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> GetAssistant(
+      const UpstreamCallOptions& options, const std::string& assistant_id,
+      UpstreamCallback<copilot::v1::Assistant> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> CreateThread(
+      const UpstreamCallOptions& options, const CreateThreadParams& params,
+      UpstreamCallback<copilot::v1::Thread> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> GetThread(const UpstreamCallOptions& options,
+                                                  const std::string& thread_id,
+                                                  UpstreamCallback<copilot::v1::Thread> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> DeleteThread(const UpstreamCallOptions& options,
+                                                     const std::string& thread_id,
+                                                     UpstreamDoneCallback done) = 0;
+  virtual std::shared_ptr<UpstreamCall> AddMessage(const UpstreamCallOptions& options,
+                                                   const std::string& thread_id,
+                                                   const copilot::v1::MessageInput& message,
+                                                   UpstreamCallback<copilot::v1::Message> done) = 0;
+  // `page_size` 0 leaves the upstream default; `cursor` empty asks for the first page.
+  virtual std::shared_ptr<UpstreamCall> ListMessages(const UpstreamCallOptions& options,
+                                                     const std::string& thread_id, int page_size,
+                                                     const std::string& cursor,
+                                                     UpstreamCallback<MessagePage> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> Run(const UpstreamCallOptions& options,
+                                            const RunParams& params,
+                                            UpstreamCallback<copilot::v1::Message> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> StreamRun(const UpstreamCallOptions& options,
+                                                  const RunParams& params,
+                                                  std::shared_ptr<ChunkSink> sink) = 0;
+  virtual std::shared_ptr<UpstreamCall> Complete(const UpstreamCallOptions& options,
+                                                 const CompletionParams& params,
+                                                 UpstreamCallback<copilot::v1::Message> done) = 0;
+  virtual std::shared_ptr<UpstreamCall> StreamComplete(const UpstreamCallOptions& options,
+                                                       const CompletionParams& params,
+                                                       std::shared_ptr<ChunkSink> sink) = 0;
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_API_H_
