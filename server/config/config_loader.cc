@@ -1,0 +1,321 @@
+#include "server/config/config_loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+
+namespace copilot::gateway {
+namespace {
+
+absl::Status PathError(absl::string_view path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+}
+
+std::string Join(absl::string_view parent, absl::string_view key) {
+  return parent.empty() ? std::string(key) : absl::StrCat(parent, ".", key);
+}
+
+// Reads one key of a map into its field; `path` is the key's full path.
+using FieldReader = std::function<absl::Status(const YAML::Node& node, const std::string& path)>;
+
+// Walks a map node: every key must have a reader.
+absl::Status ReadMap(const YAML::Node& node, const std::string& path,
+                     const std::map<std::string, FieldReader>& readers) {
+  if (node.IsNull()) return absl::OkStatus();  // An empty section keeps the defaults.
+  if (!node.IsMap()) return PathError(path.empty() ? "(top level)" : path, "expected a mapping");
+  for (auto it = node.begin(); it != node.end(); ++it) {
+    if (!it->first.IsScalar()) return PathError(path, "keys must be plain strings");
+    const std::string key = it->first.Scalar();
+    const std::string key_path = Join(path, key);
+    auto reader = readers.find(key);
+    if (reader == readers.end()) {
+      std::vector<std::string> known;
+      for (const auto& [name, unused] : readers) known.push_back(name);
+      return PathError(key_path,
+                       absl::StrCat("unknown key (known: ", absl::StrJoin(known, ", "), ")"));
+    }
+    if (absl::Status status = reader->second(it->second, key_path); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+FieldReader NonEmptyString(std::string& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (!node.IsScalar()) return PathError(path, "expected a string");
+    if (absl::StripAsciiWhitespace(node.Scalar()).empty()) {
+      return PathError(path, "must not be empty");
+    }
+    out = node.Scalar();
+    return absl::OkStatus();
+  };
+}
+
+FieldReader PositiveDuration(absl::Duration& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    absl::Duration value;
+    if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &value)) {
+      return PathError(path, "expected a duration such as \"5s\" or \"300ms\"");
+    }
+    if (value <= absl::ZeroDuration() || value == absl::InfiniteDuration()) {
+      return PathError(path, "must be a positive, finite duration");
+    }
+    out = value;
+    return absl::OkStatus();
+  };
+}
+
+FieldReader IntInRange(int& out, int min, int max) {
+  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
+    int64_t value = 0;
+    if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &value)) {
+      return PathError(path, "expected an integer");
+    }
+    if (value < min || value > max) {
+      return PathError(path, absl::StrCat("must be between ", min, " and ", max));
+    }
+    out = static_cast<int>(value);
+    return absl::OkStatus();
+  };
+}
+
+FieldReader Count(std::size_t& out, std::size_t min, std::size_t max) {
+  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
+    uint64_t value = 0;
+    if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &value)) {
+      return PathError(path, "expected a non-negative integer");
+    }
+    if (value < min || value > max) {
+      return PathError(path, absl::StrCat("must be between ", min, " and ", max));
+    }
+    out = static_cast<std::size_t>(value);
+    return absl::OkStatus();
+  };
+}
+
+// A size: an integer number of bytes, optionally with a KiB/MiB/GiB suffix ("16MiB").
+FieldReader Bytes(std::size_t& out, std::size_t min, std::size_t max) {
+  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (!node.IsScalar()) return PathError(path, "expected a size such as 1048576 or \"16MiB\"");
+    absl::string_view text = absl::StripAsciiWhitespace(node.Scalar());
+    uint64_t unit = 1;
+    for (const auto& [suffix, factor] : {std::pair<absl::string_view, uint64_t>{"KiB", 1024ULL},
+                                         {"MiB", 1024ULL * 1024},
+                                         {"GiB", 1024ULL * 1024 * 1024}}) {
+      if (absl::ConsumeSuffix(&text, suffix)) {
+        unit = factor;
+        break;
+      }
+    }
+    uint64_t count = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &count) ||
+        count > std::numeric_limits<uint64_t>::max() / unit) {
+      return PathError(path, "expected a size such as 1048576 or \"16MiB\"");
+    }
+    const uint64_t value = count * unit;
+    if (value < min || value > max) {
+      return PathError(path, absl::StrCat("must be between ", min, " and ", max, " bytes"));
+    }
+    out = static_cast<std::size_t>(value);
+    return absl::OkStatus();
+  };
+}
+
+FieldReader Section(std::map<std::string, FieldReader> readers) {
+  return [readers = std::move(readers)](const YAML::Node& node,
+                                        const std::string& path) -> absl::Status {
+    return ReadMap(node, path, readers);
+  };
+}
+
+absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
+  ServerConfig& server = config.server;
+  UpstreamConfig& upstream = config.upstream;
+  LimitsConfig& limits = config.limits;
+  RequestIdConfig& request_ids = config.request_ids;
+  TenantConfig& tenant = config.default_tenant;
+  constexpr std::size_t kGiB = 1024ULL * 1024 * 1024;
+  const std::map<std::string, FieldReader> readers = {
+      {"listen", NonEmptyString(server.listen)},
+      {"shutdown_grace", PositiveDuration(server.shutdown_grace)},
+      {"max_threads", IntInRange(server.max_threads, 1, 1024)},
+      {"upstream", Section({
+                       {"base_url", NonEmptyString(upstream.base_url)},
+                       {"api_key_file", NonEmptyString(upstream.api_key_file)},
+                       {"api_key_env", NonEmptyString(upstream.api_key_env)},
+                       {"connect_timeout", PositiveDuration(upstream.connect_timeout)},
+                       {"stall_timeout", PositiveDuration(upstream.stall_timeout)},
+                       {"max_call_timeout", PositiveDuration(upstream.max_call_timeout)},
+                       {"max_response_bytes", Bytes(upstream.max_response_bytes, 1024, kGiB)},
+                   })},
+      {"limits", Section({
+                     {"max_content_chars", IntInRange(limits.max_content_chars, 1, 30000)},
+                     {"max_messages", IntInRange(limits.max_messages, 1, 100000)},
+                     {"max_request_bytes", Bytes(limits.max_request_bytes, 1024, kGiB)},
+                 })},
+      {"request_ids", Section({
+                          {"ttl", PositiveDuration(request_ids.ttl)},
+                          {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
+                      })},
+      {"default_tenant", Section({
+                             {"id", NonEmptyString(tenant.id)},
+                             {"licence", NonEmptyString(tenant.licence)},
+                             {"licence_file", NonEmptyString(tenant.licence_file)},
+                             {"licence_env", NonEmptyString(tenant.licence_env)},
+                         })},
+  };
+  return ReadMap(root, "", readers);
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
+  return contents.str();
+}
+
+// Reads a secret from the file or variable named by `file_key` / `env_key`.
+absl::StatusOr<std::string> ReadSecret(absl::string_view file_key, const std::string& file,
+                                       absl::string_view env_key, const std::string& env_name,
+                                       const EnvLookup& env) {
+  std::string value;
+  if (!file.empty()) {
+    absl::StatusOr<std::string> contents = ReadWholeFile(file);
+    if (!contents.ok()) {
+      return PathError(file_key, std::string(contents.status().message()));
+    }
+    value = std::string(absl::StripAsciiWhitespace(*contents));
+    if (value.empty()) return PathError(file_key, absl::StrCat(file, " is empty"));
+  } else {
+    std::optional<std::string> found = env(env_name);
+    if (!found.has_value()) {
+      return PathError(env_key, absl::StrCat("environment variable ", env_name, " is not set"));
+    }
+    value = std::string(absl::StripAsciiWhitespace(*found));
+    if (value.empty()) {
+      return PathError(env_key, absl::StrCat("environment variable ", env_name, " is empty"));
+    }
+  }
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<GatewayConfig> ParseConfigYaml(absl::string_view yaml) {
+  GatewayConfig config;
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml));
+    if (absl::Status status = ReadConfig(root, config); !status.ok()) return status;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid YAML at line ", e.mark.line + 1,
+                                                   ", column ", e.mark.column + 1, ": ", e.msg));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid config: ", e.what()));
+  }
+  return config;
+}
+
+absl::StatusOr<GatewayConfig> LoadConfigFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(*text);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+void ApplyOverrides(const ConfigOverrides& overrides, GatewayConfig& config) {
+  if (overrides.listen.has_value()) config.server.listen = *overrides.listen;
+  if (overrides.upstream_url.has_value()) config.upstream.base_url = *overrides.upstream_url;
+  if (overrides.api_key_file.has_value()) {
+    config.upstream.api_key_file = *overrides.api_key_file;
+    config.upstream.api_key_env.clear();
+  }
+}
+
+absl::Status ValidateConfig(const GatewayConfig& config) {
+  if (config.server.listen.empty() || !absl::StrContains(config.server.listen, ':')) {
+    return PathError("listen", "expected HOST:PORT");
+  }
+  const std::string& url = config.upstream.base_url;
+  if (url.empty()) return PathError("upstream.base_url", "required (or --upstream-url)");
+  if (!absl::StartsWith(url, "http://") && !absl::StartsWith(url, "https://")) {
+    return PathError("upstream.base_url", "must start with http:// or https://");
+  }
+  const bool key_file = !config.upstream.api_key_file.empty();
+  const bool key_env = !config.upstream.api_key_env.empty();
+  if (key_file == key_env) {
+    return PathError("upstream",
+                     "exactly one of api_key_file and api_key_env is required (or --api-key-file)");
+  }
+  const TenantConfig& tenant = config.default_tenant;
+  const int licence_sources =
+      !tenant.licence.empty() + !tenant.licence_file.empty() + !tenant.licence_env.empty();
+  if (licence_sources > 1) {
+    return PathError("default_tenant",
+                     "at most one of licence, licence_file and licence_env may be set");
+  }
+  if (config.upstream.connect_timeout > config.upstream.max_call_timeout) {
+    return PathError("upstream.connect_timeout", "must not exceed upstream.max_call_timeout");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GatewayConfig> BuildConfig(const std::optional<std::string>& path,
+                                          const ConfigOverrides& overrides) {
+  GatewayConfig config;
+  if (path.has_value()) {
+    absl::StatusOr<GatewayConfig> loaded = LoadConfigFile(*path);
+    if (!loaded.ok()) return loaded.status();
+    config = *std::move(loaded);
+  }
+  ApplyOverrides(overrides, config);
+  if (absl::Status status = ValidateConfig(config); !status.ok()) return status;
+  return config;
+}
+
+EnvLookup ProcessEnvironment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const EnvLookup& env) {
+  GatewaySecrets secrets;
+  absl::StatusOr<std::string> key =
+      ReadSecret("upstream.api_key_file", config.upstream.api_key_file, "upstream.api_key_env",
+                 config.upstream.api_key_env, env);
+  if (!key.ok()) return key.status();
+  secrets.api_key = *std::move(key);
+  const TenantConfig& tenant = config.default_tenant;
+  if (!tenant.licence.empty()) {
+    secrets.licence = tenant.licence;
+  } else if (!tenant.licence_file.empty() || !tenant.licence_env.empty()) {
+    absl::StatusOr<std::string> licence =
+        ReadSecret("default_tenant.licence_file", tenant.licence_file, "default_tenant.licence_env",
+                   tenant.licence_env, env);
+    if (!licence.ok()) return licence.status();
+    secrets.licence = *std::move(licence);
+  }
+  return secrets;
+}
+
+}  // namespace copilot::gateway

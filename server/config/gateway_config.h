@@ -1,0 +1,90 @@
+// The gateway's configuration: plain data, validated once by the loader (config_loader.h).
+//
+// Every field has the default documented in server/config/gateway.example.yaml. Secrets (the
+// upstream API key, the licence when given by reference) are not part of this struct's file
+// form: the file names where they come from, and ResolveSecrets() reads them.
+#ifndef COPILOT_GATEWAY_SERVER_CONFIG_GATEWAY_CONFIG_H_
+#define COPILOT_GATEWAY_SERVER_CONFIG_GATEWAY_CONFIG_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+
+namespace copilot::gateway {
+
+// Where the gateway reaches the Haufe Copilot REST API and how transfers are bounded.
+struct UpstreamConfig {
+  // Base URL without the `/v1` part, e.g. "https://api.haufe.ai/agents".
+  std::string base_url;
+  // Exactly one of these names where the API key comes from: a file holding it (surrounding
+  // whitespace trimmed) or an environment variable.
+  std::string api_key_file;
+  std::string api_key_env;
+  // Bound on establishing a connection.
+  absl::Duration connect_timeout = absl::Seconds(5);
+  // A transfer receiving no byte for this long is failed as stalled.
+  absl::Duration stall_timeout = absl::Seconds(60);
+  // Bound on a call whose caller set no deadline (and a cap on any caller's deadline).
+  absl::Duration max_call_timeout = absl::Minutes(5);
+  // Larger upstream response bodies fail the call.
+  std::size_t max_response_bytes = 16 * 1024 * 1024;
+};
+
+// Request limits checked before any upstream call.
+struct LimitsConfig {
+  // Maximum message content length in Unicode code points (the upstream's limit).
+  int max_content_chars = 30000;
+  // Maximum number of messages in one Complete / StreamComplete request.
+  int max_messages = 500;
+  // Maximum size of one incoming gRPC message.
+  std::size_t max_request_bytes = 4 * 1024 * 1024;
+};
+
+// AIP-155 request_id de-duplication (in-process; best-effort across replicas).
+struct RequestIdConfig {
+  // How long a completed request's result is remembered.
+  absl::Duration ttl = absl::Minutes(10);
+  // At most this many remembered requests; the oldest completed ones are forgotten first.
+  std::size_t max_entries = 100000;
+};
+
+// The one tenant served until per-caller tenants land.
+struct TenantConfig {
+  std::string id = "default";
+  // At most one of these gives the licence sent upstream as meta_data.user_data.licence: the
+  // value itself, a file holding it, or an environment variable. None: no licence is sent.
+  std::string licence;
+  std::string licence_file;
+  std::string licence_env;
+};
+
+// gRPC server settings.
+struct ServerConfig {
+  // Address the gRPC server listens on, e.g. "0.0.0.0:50051"; port 0 picks a free port.
+  std::string listen = "0.0.0.0:50051";
+  // On SIGTERM/SIGINT, calls in flight get this long to finish before they are cancelled.
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  // Upper bound on threads gRPC may use for the server (ResourceQuota::SetMaxThreads).
+  int max_threads = 8;
+};
+
+// The whole configuration. Plain data; copyable; not synchronized.
+struct GatewayConfig {
+  ServerConfig server;
+  UpstreamConfig upstream;
+  LimitsConfig limits;
+  RequestIdConfig request_ids;
+  TenantConfig default_tenant;
+};
+
+// Values read from the places the config names. Never log these.
+struct GatewaySecrets {
+  std::string api_key;
+  std::string licence;  // Empty: no licence configured.
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_CONFIG_GATEWAY_CONFIG_H_

@@ -1,0 +1,229 @@
+#include "server/config/config_loader.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace copilot::gateway {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A temporary file removed at the end of the test.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents) {
+    char name[] = "/tmp/gateway_config_test_XXXXXX";
+    const int fd = mkstemp(name);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    path_ = name;
+    std::ofstream(path_) << contents;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+TEST(ConfigLoaderTest, ExampleFileParsesAndValidates) {
+  absl::StatusOr<GatewayConfig> config = LoadConfigFile(COPILOT_EXAMPLE_CONFIG);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+  EXPECT_EQ(config->server.listen, "0.0.0.0:50051");
+  EXPECT_EQ(config->upstream.base_url, "https://api.haufe.ai/agents");
+  EXPECT_EQ(config->upstream.connect_timeout, absl::Seconds(5));
+  EXPECT_EQ(config->upstream.max_call_timeout, absl::Minutes(5));
+  EXPECT_EQ(config->upstream.max_response_bytes, 16u * 1024 * 1024);
+  EXPECT_EQ(config->limits.max_content_chars, 30000);
+  EXPECT_EQ(config->default_tenant.licence_env, "HAUFE_LICENCE");
+}
+
+TEST(ConfigLoaderTest, ParsesEveryKey) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(R"(
+listen: "127.0.0.1:0"
+shutdown_grace: 3s
+max_threads: 4
+upstream:
+  base_url: http://127.0.0.1:8080/agents
+  api_key_env: KEY
+  connect_timeout: 300ms
+  stall_timeout: 2s
+  max_call_timeout: 1m
+  max_response_bytes: 64KiB
+limits:
+  max_content_chars: 100
+  max_messages: 7
+  max_request_bytes: 2048
+request_ids:
+  ttl: 30s
+  max_entries: 10
+default_tenant:
+  id: acme
+  licence: LIC
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.listen, "127.0.0.1:0");
+  EXPECT_EQ(config->server.shutdown_grace, absl::Seconds(3));
+  EXPECT_EQ(config->server.max_threads, 4);
+  EXPECT_EQ(config->upstream.api_key_env, "KEY");
+  EXPECT_EQ(config->upstream.connect_timeout, absl::Milliseconds(300));
+  EXPECT_EQ(config->upstream.stall_timeout, absl::Seconds(2));
+  EXPECT_EQ(config->upstream.max_call_timeout, absl::Minutes(1));
+  EXPECT_EQ(config->upstream.max_response_bytes, 64u * 1024);
+  EXPECT_EQ(config->limits.max_content_chars, 100);
+  EXPECT_EQ(config->limits.max_messages, 7);
+  EXPECT_EQ(config->limits.max_request_bytes, 2048u);
+  EXPECT_EQ(config->request_ids.ttl, absl::Seconds(30));
+  EXPECT_EQ(config->request_ids.max_entries, 10u);
+  EXPECT_EQ(config->default_tenant.id, "acme");
+  EXPECT_EQ(config->default_tenant.licence, "LIC");
+  EXPECT_TRUE(ValidateConfig(*config).ok());
+}
+
+TEST(ConfigLoaderTest, EmptyDocumentKeepsDefaults) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml("");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->upstream.stall_timeout, absl::Seconds(60));
+}
+
+void ExpectError(absl::string_view yaml, absl::string_view expected) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(yaml);
+  ASSERT_FALSE(config.ok()) << yaml;
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr(std::string(expected))) << yaml;
+}
+
+TEST(ConfigLoaderTest, UnknownKeysAreRejectedWithTheirPath) {
+  ExpectError("upstream:\n  timeout_ms: 5\n", "upstream.timeout_ms: unknown key");
+  ExpectError("colour: red\n", "colour: unknown key");
+  ExpectError("default_tenant:\n  licence_id: x\n", "default_tenant.licence_id: unknown key");
+}
+
+TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
+  ExpectError("upstream: 5\n", "upstream: expected a mapping");
+  ExpectError("upstream:\n  connect_timeout: 5\n", "upstream.connect_timeout: expected a duration");
+  ExpectError("upstream:\n  connect_timeout: -1s\n",
+              "upstream.connect_timeout: must be a positive");
+  ExpectError("upstream:\n  base_url: [a, b]\n", "upstream.base_url: expected a string");
+  ExpectError("upstream:\n  max_response_bytes: lots\n",
+              "upstream.max_response_bytes: expected a size");
+  ExpectError("limits:\n  max_content_chars: 30001\n", "limits.max_content_chars: must be between");
+  ExpectError("limits:\n  max_messages: many\n", "limits.max_messages: expected an integer");
+  ExpectError("listen: \"\"\n", "listen: must not be empty");
+  ExpectError("[1, 2]\n", "(top level): expected a mapping");
+}
+
+TEST(ConfigLoaderTest, YamlSyntaxErrorsNameTheLine) {
+  ExpectError("upstream: {base_url: x\n", "invalid YAML at line");
+}
+
+TEST(ConfigLoaderTest, MissingFileIsNotFound) {
+  absl::StatusOr<GatewayConfig> config = LoadConfigFile("/nonexistent/gateway.yaml");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ConfigLoaderTest, FileErrorsNameTheFile) {
+  TempFile file("upstream:\n  bogus: 1\n");
+  absl::StatusOr<GatewayConfig> config = LoadConfigFile(file.path());
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr(file.path()));
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr("upstream.bogus: unknown key"));
+}
+
+TEST(ConfigLoaderTest, ValidateRequiresUpstreamAndExactlyOneKeySource) {
+  GatewayConfig config;
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("upstream.base_url"));
+  config.upstream.base_url = "ftp://x";
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("http://"));
+  config.upstream.base_url = "http://127.0.0.1:1/agents";
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("exactly one of"));
+  config.upstream.api_key_env = "K";
+  config.upstream.api_key_file = "/f";
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("exactly one of"));
+  config.upstream.api_key_file.clear();
+  EXPECT_TRUE(ValidateConfig(config).ok());
+  config.default_tenant.licence = "L";
+  config.default_tenant.licence_env = "E";
+  EXPECT_THAT(std::string(ValidateConfig(config).message()), HasSubstr("at most one"));
+}
+
+TEST(ConfigLoaderTest, FlagsOverrideTheFileAndSufficeAlone) {
+  ConfigOverrides flags;
+  flags.listen = "127.0.0.1:0";
+  flags.upstream_url = "http://127.0.0.1:9/agents";
+  flags.api_key_file = "/key";
+  absl::StatusOr<GatewayConfig> alone = BuildConfig(std::nullopt, flags);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(alone->server.listen, "127.0.0.1:0");
+
+  TempFile file("listen: 0.0.0.0:1\nupstream:\n  base_url: http://a/agents\n  api_key_env: K\n");
+  absl::StatusOr<GatewayConfig> merged = BuildConfig(file.path(), flags);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(merged->server.listen, "127.0.0.1:0");
+  EXPECT_EQ(merged->upstream.base_url, "http://127.0.0.1:9/agents");
+  EXPECT_EQ(merged->upstream.api_key_file, "/key");
+  EXPECT_EQ(merged->upstream.api_key_env, "");
+}
+
+TEST(ConfigLoaderTest, SecretsComeFromFileOrEnvironment) {
+  TempFile key("  secret-key\n");
+  GatewayConfig config;
+  config.upstream.api_key_file = key.path();
+  config.default_tenant.licence_env = "LIC";
+  absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(config, FakeEnv({{"LIC", "L-1"}}));
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  EXPECT_EQ(secrets->api_key, "secret-key");
+  EXPECT_EQ(secrets->licence, "L-1");
+
+  config.upstream.api_key_file.clear();
+  config.upstream.api_key_env = "KEY";
+  config.default_tenant.licence_env.clear();
+  secrets = ResolveSecrets(config, FakeEnv({{"KEY", "k2"}}));
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  EXPECT_EQ(secrets->api_key, "k2");
+  EXPECT_EQ(secrets->licence, "");
+}
+
+TEST(ConfigLoaderTest, MissingSecretsNameTheKeyButNotTheValue) {
+  GatewayConfig config;
+  config.upstream.api_key_env = "KEY";
+  absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(config, FakeEnv({}));
+  ASSERT_FALSE(secrets.ok());
+  EXPECT_THAT(std::string(secrets.status().message()),
+              HasSubstr("upstream.api_key_env: environment variable KEY is not set"));
+
+  config.upstream.api_key_env.clear();
+  config.upstream.api_key_file = "/nonexistent/key";
+  secrets = ResolveSecrets(config, FakeEnv({}));
+  ASSERT_FALSE(secrets.ok());
+  EXPECT_THAT(std::string(secrets.status().message()), HasSubstr("upstream.api_key_file"));
+
+  TempFile key("top-secret");
+  config.upstream.api_key_file = key.path();
+  config.default_tenant.licence_file = "/nonexistent/licence";
+  secrets = ResolveSecrets(config, FakeEnv({}));
+  ASSERT_FALSE(secrets.ok());
+  EXPECT_THAT(std::string(secrets.status().message()), HasSubstr("default_tenant.licence_file"));
+  EXPECT_FALSE(absl::StrContains(secrets.status().message(), "top-secret"));
+}
+
+}  // namespace
+}  // namespace copilot::gateway
