@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Configures and builds everything into build/default (or $BUILD_DIR). Extra arguments are
+# passed to cmake's configure step, e.g. -DCOPILOT_SANITIZE=address.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir="${BUILD_DIR:-build/default}"
+jobs="${JOBS:-$(nproc)}"
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" "$@" >/dev/null
+ninja -C "$build_dir" -j "$jobs"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The README's first command: installs what is needed, builds, starts the bundled upstream
+# emulator and the gateway on free loopback ports, and asks a demo question through the
+# `copilot` CLI, the answer streaming in. Everything it started is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir="${BUILD_DIR:-build/default}"
+question="${1:-How is a company car taxed in Germany?}"
+assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001"  # the emulator's "Haufe Copilot Tax"
+
+scripts/install-deps.sh
+echo "== build"
+cmake -S . -B "$build_dir" -G Ninja >/dev/null
+ninja -C "$build_dir" -j "${JOBS:-$(nproc)}" haufe-emulator copilot-gateway copilot
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Waits for a process to print "... listening on HOST:PORT" and echoes HOST:PORT.
+wait_for_address() {
+  local log="$1" name="$2"
+  for _ in $(seq 1 100); do
+    if addr="$(grep -o 'listening on [^ ]*' "$log" 2>/dev/null | head -n1 | cut -d' ' -f3)" &&
+      [ -n "$addr" ]; then
+      echo "$addr"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$name did not start; its output:" >&2
+  cat "$log" >&2
+  return 1
+}
+
+echo "== starting the Haufe API emulator"
+printf 'demo-upstream-key' >"$work/api-key"
+"$build_dir/tests/emulator/haufe-emulator" --listen 127.0.0.1:0 --api-key demo-upstream-key \
+  --stream-delay-ms 60 >"$work/emulator.log" 2>&1 &
+pids+=($!)
+upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
+echo "emulator: http://$upstream/agents"
+
+echo "== starting copilot-gateway"
+"$build_dir/server/app/copilot-gateway" --config deploy/gateway.example.yaml \
+  --listen 127.0.0.1:0 --upstream-url "http://$upstream/agents" \
+  --api-key-file "$work/api-key" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"
+echo "gateway: $gateway"
+
+echo "== copilot ask: $question"
+"$build_dir/client/copilot" --target "$gateway" ask --assistant "$assistant" "$question"
+echo "== demo done (the gateway and the emulator are stopped now)"

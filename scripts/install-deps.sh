@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what copilot-gateway needs to build, test and run on Debian 12 (bookworm): Debian
+# packages (as root, or through sudo) and the npm tools pinned in package.json. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+packages=(
+  build-essential cmake ninja-build pkg-config git curl ca-certificates procps clang-format
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+  golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
+  libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+)
+# Node.js comes from Debian unless a node (e.g. a newer build) is already installed.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x node_modules/.bin/buf ]; then
+  echo "== installing npm tools (package.json)"
+  npm install --no-audit --no-fund --loglevel=error >/dev/null
+fi
