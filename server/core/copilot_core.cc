@@ -1,0 +1,347 @@
+#include "server/core/copilot_core.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace copilot::gateway {
+namespace {
+
+namespace v1 = ::copilot::v1;
+
+// Runs `done` with `status` and returns a call that is already over.
+template <typename T>
+std::shared_ptr<UpstreamCall> Reject(CoreCallback<T> done, absl::Status status) {
+  std::move(done)(std::move(status));
+  return std::make_shared<FinishedCall>();
+}
+
+std::shared_ptr<UpstreamCall> Reject(const std::shared_ptr<AnswerSink>& sink, absl::Status status) {
+  sink->OnDone(std::move(status));
+  return std::make_shared<FinishedCall>();
+}
+
+// The de-duplication key: tenant, method and request_id.
+std::string RequestKey(const Tenant& tenant, absl::string_view method,
+                       absl::string_view request_id) {
+  return absl::StrCat(tenant.id, "\x1f", method, "\x1f", request_id);
+}
+
+// Identifies a request body, so that a request_id reused with another body is caught.
+std::string Fingerprint(const google::protobuf::Message& request) {
+  std::string bytes;
+  google::protobuf::io::StringOutputStream stream(&bytes);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  request.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return bytes;
+}
+
+// Runs `start` through `dedup` when the request has a request_id, directly otherwise.
+template <typename Response, typename Start>
+std::shared_ptr<UpstreamCall> MaybeDeduplicate(RequestDeduplicator<Response>& dedup,
+                                               const Tenant& tenant, absl::string_view method,
+                                               const std::string& request_id,
+                                               const google::protobuf::Message& request,
+                                               CoreCallback<Response> done, Start start) {
+  if (request_id.empty()) return std::move(start)(std::move(done));
+  return dedup.Run(RequestKey(tenant, method, request_id), Fingerprint(request), std::move(done),
+                   std::move(start));
+}
+
+std::vector<google::protobuf::Struct> Tools(
+    const google::protobuf::RepeatedPtrField<google::protobuf::Struct>& tools) {
+  return {tools.begin(), tools.end()};
+}
+
+// Forwards chunks with thread IDs mapped for the caller. Called on the event loop thread only.
+class CallerChunkSink final : public ChunkSink {
+ public:
+  CallerChunkSink(std::shared_ptr<ChunkSink> inner, const ThreadHandles& handles, Tenant tenant)
+      : inner_(std::move(inner)), handles_(handles), tenant_(std::move(tenant)) {}
+  bool OnChunk(v1::MessageChunk chunk) override {
+    if (!chunk.thread_id().empty()) {
+      chunk.set_thread_id(handles_.ToCaller(tenant_, chunk.thread_id()));
+    }
+    return inner_->OnChunk(std::move(chunk));
+  }
+  void OnDone(absl::Status status) override { inner_->OnDone(std::move(status)); }
+
+ private:
+  std::shared_ptr<ChunkSink> inner_;
+  const ThreadHandles& handles_;
+  const Tenant tenant_;
+};
+
+}  // namespace
+
+CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles,
+                         CoreOptions options)
+    : api_(api),
+      clock_(clock),
+      handles_(handles),
+      options_(std::move(options)),
+      create_thread_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
+      add_message_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
+      run_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
+      complete_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries) {}
+
+UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
+                                                      const Tenant& tenant,
+                                                      absl::string_view request_id) const {
+  UpstreamCallOptions options;
+  options.deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
+  options.api_key = options_.api_key;
+  options.licence = tenant.licence;
+  options.request_id = std::string(request_id);
+  return options;
+}
+
+v1::Message CopilotCore::ForCaller(const Tenant& tenant, v1::Message message) const {
+  if (!message.thread_id().empty()) {
+    message.set_thread_id(handles_.ToCaller(tenant, message.thread_id()));
+  }
+  return message;
+}
+
+v1::Thread CopilotCore::ForCaller(const Tenant& tenant, v1::Thread thread) const {
+  thread.set_id(handles_.ToCaller(tenant, thread.id()));
+  return thread;
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::ListAssistants(
+    const CallContext& context, const v1::ListAssistantsRequest& request,
+    CoreCallback<v1::ListAssistantsResponse> done) {
+  if (absl::Status status = ValidateListAssistants(request); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  return api_.ListAssistants(
+      BuildUpstreamOptions(context, tenant, ""),
+      [done = std::move(done)](absl::StatusOr<std::vector<v1::Assistant>> result) mutable {
+        if (!result.ok()) return std::move(done)(result.status());
+        v1::ListAssistantsResponse response;
+        for (v1::Assistant& assistant : *result) {
+          *response.add_assistants() = std::move(assistant);
+        }
+        std::move(done)(std::move(response));
+      });
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
+    const CallContext& context, const v1::CreateThreadRequest& request,
+    CoreCallback<v1::CreateThreadResponse> done) {
+  if (absl::Status status = ValidateCreateThread(request); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  CreateThreadParams params{request.assistant_id(), request.user_id(), request.title()};
+  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
+  auto start = [this, &tenant, options = std::move(options),
+                params = std::move(params)](CoreCallback<v1::CreateThreadResponse> done) mutable {
+    return api_.CreateThread(
+        options, params,
+        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Thread> result) mutable {
+          if (!result.ok()) return std::move(done)(result.status());
+          v1::CreateThreadResponse response;
+          *response.mutable_thread() = ForCaller(tenant, *std::move(result));
+          std::move(done)(std::move(response));
+        });
+  };
+  return MaybeDeduplicate(create_thread_requests_, tenant, "CreateThread", request.request_id(),
+                          request, std::move(done), std::move(start));
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::GetThread(const CallContext& context,
+                                                     const v1::GetThreadRequest& request,
+                                                     CoreCallback<v1::GetThreadResponse> done) {
+  if (absl::Status status = ValidateGetThread(request); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(std::move(done), thread.status());
+  return api_.GetThread(
+      BuildUpstreamOptions(context, tenant, ""), *thread,
+      [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Thread> result) mutable {
+        if (!result.ok()) return std::move(done)(result.status());
+        v1::GetThreadResponse response;
+        *response.mutable_thread() = ForCaller(tenant, *std::move(result));
+        std::move(done)(std::move(response));
+      });
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
+    const CallContext& context, const v1::DeleteThreadRequest& request,
+    CoreCallback<v1::DeleteThreadResponse> done) {
+  if (absl::Status status = ValidateDeleteThread(request); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(std::move(done), thread.status());
+  return api_.DeleteThread(BuildUpstreamOptions(context, tenant, ""), *thread,
+                           [done = std::move(done)](absl::Status status) mutable {
+                             if (!status.ok()) return std::move(done)(std::move(status));
+                             std::move(done)(v1::DeleteThreadResponse());
+                           });
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context,
+                                                      const v1::AddMessageRequest& request,
+                                                      CoreCallback<v1::AddMessageResponse> done) {
+  if (absl::Status status = ValidateAddMessage(request, options_.limits); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(std::move(done), thread.status());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
+  auto start = [this, &tenant, options = std::move(options), thread = *std::move(thread),
+                message = request.message()](CoreCallback<v1::AddMessageResponse> done) mutable {
+    return api_.AddMessage(
+        options, thread, message,
+        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
+          if (!result.ok()) return std::move(done)(result.status());
+          v1::AddMessageResponse response;
+          *response.mutable_message() = ForCaller(tenant, *std::move(result));
+          std::move(done)(std::move(response));
+        });
+  };
+  return MaybeDeduplicate(add_message_requests_, tenant, "AddMessage", request.request_id(),
+                          request, std::move(done), std::move(start));
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::ListMessages(
+    const CallContext& context, const v1::ListMessagesRequest& request,
+    CoreCallback<v1::ListMessagesResponse> done) {
+  if (absl::Status status = ValidateListMessages(request, options_.limits); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(std::move(done), thread.status());
+  return api_.ListMessages(
+      BuildUpstreamOptions(context, tenant, ""), *thread, request.page_size(), request.page_token(),
+      [this, &tenant, done = std::move(done)](absl::StatusOr<MessagePage> result) mutable {
+        if (!result.ok()) return std::move(done)(result.status());
+        v1::ListMessagesResponse response;
+        for (v1::Message& message : result->messages) {
+          *response.add_messages() = ForCaller(tenant, std::move(message));
+        }
+        response.set_next_page_token(std::move(result->next_cursor));
+        std::move(done)(std::move(response));
+      });
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
+                                               const v1::RunRequest& request,
+                                               CoreCallback<v1::RunResponse> done) {
+  if (absl::Status status = ValidateRun(request); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(std::move(done), thread.status());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
+  RunParams params{*std::move(thread), Tools(request.tools())};
+  auto start = [this, &tenant, options = std::move(options),
+                params = std::move(params)](CoreCallback<v1::RunResponse> done) mutable {
+    return api_.Run(
+        options, params,
+        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
+          if (!result.ok()) return std::move(done)(result.status());
+          v1::RunResponse response;
+          *response.mutable_message() = ForCaller(tenant, *std::move(result));
+          std::move(done)(std::move(response));
+        });
+  };
+  return MaybeDeduplicate(run_requests_, tenant, "Run", request.request_id(), request,
+                          std::move(done), std::move(start));
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::StreamRun(const CallContext& context,
+                                                     const v1::StreamRunRequest& request,
+                                                     std::shared_ptr<AnswerSink> sink) {
+  if (absl::Status status = ValidateStreamRun(request); !status.ok()) {
+    return Reject(sink, std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<std::string> thread =
+      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  if (!thread.ok()) return Reject(sink, thread.status());
+  return api_.StreamRun(BuildUpstreamOptions(context, tenant, ""),
+                        RunParams{*std::move(thread), Tools(request.tools())},
+                        std::make_shared<CallerChunkSink>(std::move(sink), handles_, tenant));
+}
+
+namespace {
+
+template <typename Request>
+absl::StatusOr<CompletionParams> CompletionParamsOf(const Request& request, const Tenant& tenant,
+                                                    const ThreadHandles& handles) {
+  CompletionParams params;
+  params.assistant_id = request.assistant_id();
+  params.messages.assign(request.messages().begin(), request.messages().end());
+  params.user_id = request.user_id();
+  if (!request.thread_id().empty()) {
+    absl::StatusOr<std::string> thread =
+        handles.ToUpstream(tenant, request.thread_id(), "thread_id");
+    if (!thread.ok()) return thread.status();
+    params.thread_id = *std::move(thread);
+  }
+  params.tools = Tools(request.tools());
+  return params;
+}
+
+}  // namespace
+
+std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
+                                                    const v1::CompleteRequest& request,
+                                                    CoreCallback<v1::CompleteResponse> done) {
+  if (absl::Status status = ValidateComplete(request, options_.limits); !status.ok()) {
+    return Reject(std::move(done), std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, tenant, handles_);
+  if (!params.ok()) return Reject(std::move(done), params.status());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
+  auto start = [this, &tenant, options = std::move(options),
+                params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
+    return api_.Complete(
+        options, params,
+        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
+          if (!result.ok()) return std::move(done)(result.status());
+          v1::CompleteResponse response;
+          *response.mutable_message() = ForCaller(tenant, *std::move(result));
+          std::move(done)(std::move(response));
+        });
+  };
+  return MaybeDeduplicate(complete_requests_, tenant, "Complete", request.request_id(), request,
+                          std::move(done), std::move(start));
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::StreamComplete(const CallContext& context,
+                                                          const v1::StreamCompleteRequest& request,
+                                                          std::shared_ptr<AnswerSink> sink) {
+  if (absl::Status status = ValidateStreamComplete(request, options_.limits); !status.ok()) {
+    return Reject(sink, std::move(status));
+  }
+  const Tenant& tenant = TenantOf(context);
+  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, tenant, handles_);
+  if (!params.ok()) return Reject(sink, params.status());
+  return api_.StreamComplete(BuildUpstreamOptions(context, tenant, ""), *params,
+                             std::make_shared<CallerChunkSink>(std::move(sink), handles_, tenant));
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,302 @@
+#include "server/core/validation.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using copilot::v1::MessageInput;
+using copilot::v1::Role;
+
+// Collects field violations; Finish() turns them into one status.
+class Violations {
+ public:
+  explicit Violations(absl::string_view request_name) : request_name_(request_name) {}
+
+  void Add(std::string field, std::string description) {
+    items_.emplace_back(std::move(field), std::move(description));
+  }
+
+  absl::Status Finish() && {
+    if (items_.empty()) return absl::OkStatus();
+    std::string message = absl::StrCat("invalid ", request_name_, ": ", items_.front().first, ": ",
+                                       items_.front().second);
+    if (items_.size() > 1) absl::StrAppend(&message, " (and ", items_.size() - 1, " more)");
+    absl::Status status =
+        MakeError(absl::StatusCode::kInvalidArgument, message, kInvalidRequestReason);
+    for (const auto& [field, description] : items_) AddFieldViolation(status, field, description);
+    return status;
+  }
+
+ private:
+  absl::string_view request_name_;
+  std::vector<std::pair<std::string, std::string>> items_;
+};
+
+bool IsBlank(absl::string_view text) { return absl::StripAsciiWhitespace(text).empty(); }
+
+void CheckRequiredUuid(Violations& v, absl::string_view field, absl::string_view value) {
+  if (value.empty()) {
+    v.Add(std::string(field), "required");
+  } else if (!IsUuid(value)) {
+    v.Add(std::string(field), "must be a UUID");
+  }
+}
+
+void CheckOptionalUuid(Violations& v, absl::string_view field, absl::string_view value) {
+  if (!value.empty() && !IsUuid(value)) v.Add(std::string(field), "must be a UUID");
+}
+
+// The thread ID callers pass back. With the identity handle mapping it is the upstream UUID.
+void CheckThreadId(Violations& v, absl::string_view field, absl::string_view value) {
+  CheckRequiredUuid(v, field, value);
+}
+
+bool IsKnownRole(Role role) {
+  return role == copilot::v1::ROLE_USER || role == copilot::v1::ROLE_ASSISTANT ||
+         role == copilot::v1::ROLE_SYSTEM || role == copilot::v1::ROLE_TOOL;
+}
+
+// Rules about one message on its own; `path` is its field path ("message", "messages[2]").
+void CheckMessage(Violations& v, const std::string& path, const MessageInput& message,
+                  const ValidationLimits& limits) {
+  const Role role = message.role();
+  if (!IsKnownRole(role)) {
+    v.Add(absl::StrCat(path, ".role"), "must be set to user, assistant, system or tool");
+    return;  // The other rules depend on the role.
+  }
+  const std::string content_path = absl::StrCat(path, ".content");
+  const std::ptrdiff_t chars = Utf8CodePoints(message.content());
+  if (chars < 0) {
+    v.Add(content_path, "must be valid UTF-8");
+  } else if (chars > limits.max_content_chars) {
+    v.Add(content_path,
+          absl::StrCat("must be at most ", limits.max_content_chars, " characters, is ", chars));
+  }
+  const bool blank = IsBlank(message.content());
+  if (role == copilot::v1::ROLE_ASSISTANT) {
+    if (message.tool_calls().empty() && blank) {
+      v.Add(content_path, "must not be blank on an assistant message without tool_calls");
+    } else if (!message.tool_calls().empty() && !message.content().empty()) {
+      v.Add(content_path, "must be empty on an assistant message with tool_calls");
+    }
+    for (int i = 0; i < message.tool_calls_size(); ++i) {
+      if (message.tool_calls(i).id().empty()) {
+        v.Add(absl::StrCat(path, ".tool_calls[", i, "].id"), "required");
+      }
+    }
+  } else {
+    if (blank) v.Add(content_path, "must not be blank");
+    if (!message.tool_calls().empty()) {
+      v.Add(absl::StrCat(path, ".tool_calls"), "only assistant messages have tool_calls");
+    }
+  }
+  const std::string tool_call_id_path = absl::StrCat(path, ".tool_call_id");
+  if (role == copilot::v1::ROLE_TOOL) {
+    if (message.tool_call_id().empty()) v.Add(tool_call_id_path, "required on a tool message");
+  } else if (!message.tool_call_id().empty()) {
+    v.Add(tool_call_id_path, "only tool messages have a tool_call_id");
+  }
+  if (!message.attachments().empty()) {
+    if (role != copilot::v1::ROLE_USER) {
+      v.Add(absl::StrCat(path, ".attachments"), "only user messages have attachments");
+    } else if (message.attachments_size() > 1) {
+      v.Add(absl::StrCat(path, ".attachments"), "at most one attachment per message");
+    }
+    for (int i = 0; i < message.attachments_size(); ++i) {
+      const std::string attachment = absl::StrCat(path, ".attachments[", i, "]");
+      CheckRequiredUuid(v, absl::StrCat(attachment, ".file_id"), message.attachments(i).file_id());
+      CheckOptionalUuid(v, absl::StrCat(attachment, ".user_id"), message.attachments(i).user_id());
+    }
+  }
+}
+
+// Rules about a whole conversation (Complete and StreamComplete).
+void CheckConversation(Violations& v,
+                       const google::protobuf::RepeatedPtrField<MessageInput>& messages,
+                       const ValidationLimits& limits) {
+  if (messages.empty()) {
+    v.Add("messages", "at least one message is required");
+    return;
+  }
+  if (messages.size() > limits.max_messages) {
+    v.Add("messages", absl::StrCat("at most ", limits.max_messages, " messages"));
+    return;
+  }
+  absl::flat_hash_set<std::string> tool_call_ids;  // Of assistant messages so far.
+  for (int i = 0; i < messages.size(); ++i) {
+    const MessageInput& message = messages[i];
+    const std::string path = absl::StrCat("messages[", i, "]");
+    CheckMessage(v, path, message, limits);
+    switch (message.role()) {
+      case copilot::v1::ROLE_SYSTEM:
+        if (i != 0) v.Add(absl::StrCat(path, ".role"), "a system message must come first");
+        break;
+      case copilot::v1::ROLE_ASSISTANT:
+        for (const auto& call : message.tool_calls()) tool_call_ids.insert(call.id());
+        break;
+      case copilot::v1::ROLE_TOOL:
+        if (!message.tool_call_id().empty() && !tool_call_ids.contains(message.tool_call_id())) {
+          v.Add(absl::StrCat(path, ".tool_call_id"),
+                "must match a tool call of an earlier assistant message");
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  const Role last = messages[messages.size() - 1].role();
+  if (last != copilot::v1::ROLE_USER && last != copilot::v1::ROLE_TOOL) {
+    v.Add(absl::StrCat("messages[", messages.size() - 1, "].role"),
+          "the last message must be a user or tool message");
+  }
+}
+
+template <typename Request>
+absl::Status ValidateCompletion(absl::string_view name, const Request& request,
+                                const ValidationLimits& limits) {
+  Violations v(name);
+  CheckRequiredUuid(v, "assistant_id", request.assistant_id());
+  CheckOptionalUuid(v, "user_id", request.user_id());
+  CheckOptionalUuid(v, "thread_id", request.thread_id());
+  if constexpr (requires { request.request_id(); }) {
+    CheckOptionalUuid(v, "request_id", request.request_id());
+  }
+  CheckConversation(v, request.messages(), limits);
+  return std::move(v).Finish();
+}
+
+}  // namespace
+
+bool IsUuid(absl::string_view text) {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return false;
+    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(text[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::ptrdiff_t Utf8CodePoints(absl::string_view text) {
+  std::ptrdiff_t count = 0;
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  while (i < n) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    int extra = 0;
+    uint32_t code = 0;
+    uint32_t min = 0;
+    if (c < 0x80) {
+      ++i;
+      ++count;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      extra = 1;
+      code = c & 0x1F;
+      min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      extra = 2;
+      code = c & 0x0F;
+      min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      extra = 3;
+      code = c & 0x07;
+      min = 0x10000;
+    } else {
+      return -1;
+    }
+    if (i + static_cast<std::size_t>(extra) >= n) return -1;
+    for (int k = 1; k <= extra; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return -1;
+      code = (code << 6) | (next & 0x3F);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return -1;
+    i += extra + 1;
+    ++count;
+  }
+  return count;
+}
+
+absl::Status ValidateListAssistants(const copilot::v1::ListAssistantsRequest& request) {
+  return absl::OkStatus();
+}
+
+absl::Status ValidateCreateThread(const copilot::v1::CreateThreadRequest& request) {
+  Violations v("CreateThreadRequest");
+  CheckRequiredUuid(v, "assistant_id", request.assistant_id());
+  CheckOptionalUuid(v, "user_id", request.user_id());
+  CheckOptionalUuid(v, "request_id", request.request_id());
+  if (Utf8CodePoints(request.title()) < 0) v.Add("title", "must be valid UTF-8");
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateGetThread(const copilot::v1::GetThreadRequest& request) {
+  Violations v("GetThreadRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateDeleteThread(const copilot::v1::DeleteThreadRequest& request) {
+  Violations v("DeleteThreadRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateAddMessage(const copilot::v1::AddMessageRequest& request,
+                                const ValidationLimits& limits) {
+  Violations v("AddMessageRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  CheckOptionalUuid(v, "request_id", request.request_id());
+  if (!request.has_message()) {
+    v.Add("message", "required");
+  } else {
+    CheckMessage(v, "message", request.message(), limits);
+  }
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateListMessages(const copilot::v1::ListMessagesRequest& request,
+                                  const ValidationLimits& limits) {
+  Violations v("ListMessagesRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  if (request.page_size() < 0 || request.page_size() > limits.max_page_size) {
+    v.Add("page_size", absl::StrCat("must be between 0 and ", limits.max_page_size));
+  }
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateRun(const copilot::v1::RunRequest& request) {
+  Violations v("RunRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  CheckOptionalUuid(v, "request_id", request.request_id());
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateStreamRun(const copilot::v1::StreamRunRequest& request) {
+  Violations v("StreamRunRequest");
+  CheckThreadId(v, "thread_id", request.thread_id());
+  return std::move(v).Finish();
+}
+
+absl::Status ValidateComplete(const copilot::v1::CompleteRequest& request,
+                              const ValidationLimits& limits) {
+  return ValidateCompletion("CompleteRequest", request, limits);
+}
+
+absl::Status ValidateStreamComplete(const copilot::v1::StreamCompleteRequest& request,
+                                    const ValidationLimits& limits) {
+  return ValidateCompletion("StreamCompleteRequest", request, limits);
+}
+
+}  // namespace copilot::gateway

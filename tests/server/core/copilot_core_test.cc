@@ -1,0 +1,343 @@
+#include "server/core/copilot_core.h"
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/common/errors.h"
+#include "tests/server/core/fake_haufe_api.h"
+
+namespace copilot::gateway {
+namespace {
+
+namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::FakeClock;
+using ::copilot::gateway::testing::FakeHaufeApi;
+using ::copilot::gateway::testing::FakeUpstreamCall;
+
+constexpr char kAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001";
+// Callers see upper-case handles; the upstream lower-case IDs (CaseHandles below).
+constexpr char kCallerThread[] = "0B8E5F0E-9A4C-4B7A-8F43-2F6F0E1C2D3E";
+constexpr char kUpstreamThread[] = "0b8e5f0e-9a4c-4b7a-8f43-2f6f0e1c2d3e";
+constexpr char kRequestId[] = "11111111-2222-4333-8444-555555555555";
+
+// A visible, reversible mapping, to prove every thread ID passes through ThreadHandles.
+class CaseHandles final : public ThreadHandles {
+ public:
+  absl::StatusOr<std::string> ToUpstream(const Tenant& tenant, absl::string_view handle,
+                                         absl::string_view field) const override {
+    return absl::AsciiStrToLower(handle);
+  }
+  std::string ToCaller(const Tenant& tenant, absl::string_view upstream_id) const override {
+    return absl::AsciiStrToUpper(upstream_id);
+  }
+};
+
+// Captures a callback's result.
+template <typename T>
+struct Result {
+  std::optional<absl::StatusOr<T>> value;
+  CoreCallback<T> Callback() {
+    return [this](absl::StatusOr<T> r) { value = std::move(r); };
+  }
+};
+
+class RecordingSink final : public ChunkSink {
+ public:
+  bool OnChunk(v1::MessageChunk chunk) override {
+    chunks.push_back(std::move(chunk));
+    return true;
+  }
+  void OnDone(absl::Status status) override { done = std::move(status); }
+  std::vector<v1::MessageChunk> chunks;
+  std::optional<absl::Status> done;
+};
+
+class CopilotCoreTest : public ::testing::Test {
+ protected:
+  CopilotCoreTest() : core_(api_, clock_, handles_, Options()) {}
+
+  static CoreOptions Options() {
+    CoreOptions options;
+    options.api_key = "KEY";
+    options.default_tenant = Tenant{"acme", "LICENCE-1"};
+    options.max_call_timeout = absl::Seconds(30);
+    options.request_id_ttl = absl::Minutes(1);
+    options.request_id_max_entries = 3;
+    return options;
+  }
+
+  static v1::Message Answer(std::string id) {
+    v1::Message m;
+    m.set_id(std::move(id));
+    m.set_thread_id(kUpstreamThread);
+    m.set_role(v1::ROLE_ASSISTANT);
+    m.set_content("answer");
+    return m;
+  }
+
+  static v1::RunRequest RunRequest(std::string request_id = "") {
+    v1::RunRequest r;
+    r.set_thread_id(kCallerThread);
+    r.set_request_id(std::move(request_id));
+    return r;
+  }
+
+  FakeHaufeApi api_;
+  FakeClock clock_;
+  CaseHandles handles_;
+  CopilotCore core_;
+};
+
+TEST_F(CopilotCoreTest, UpstreamOptionsCarryKeyLicenceRequestIdAndBoundedDeadline) {
+  Result<v1::RunResponse> result;
+  CallContext context;  // No caller deadline: max_call_timeout applies.
+  core_.Run(context, RunRequest(kRequestId), result.Callback());
+  auto call = api_.WaitForCall(0);
+  ASSERT_NE(call, nullptr);
+  EXPECT_EQ(call->method, "Run");
+  EXPECT_EQ(call->options.api_key, "KEY");
+  EXPECT_EQ(call->options.licence, "LICENCE-1");
+  EXPECT_EQ(call->options.request_id, kRequestId);
+  EXPECT_EQ(call->options.deadline, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(call->run.thread_id, kUpstreamThread);
+}
+
+TEST_F(CopilotCoreTest, CallerDeadlineWinsWhenSooner) {
+  CallContext soon{clock_.Now() + absl::Seconds(2)};
+  EXPECT_EQ(core_.BuildUpstreamOptions(soon, Tenant{"t", ""}, "").deadline,
+            clock_.Now() + absl::Seconds(2));
+  CallContext late{clock_.Now() + absl::Hours(2)};
+  EXPECT_EQ(core_.BuildUpstreamOptions(late, Tenant{"t", ""}, "").deadline,
+            clock_.Now() + absl::Seconds(30));
+}
+
+TEST_F(CopilotCoreTest, InvalidRequestFailsInlineWithoutUpstreamCall) {
+  Result<v1::RunResponse> result;
+  auto call = core_.Run(CallContext{}, v1::RunRequest(), result.Callback());
+  ASSERT_NE(call, nullptr);
+  call->Cancel();  // Harmless.
+  ASSERT_TRUE(result.value.has_value());
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetErrorInfo(result.value->status())->reason(), "INVALID_REQUEST");
+  EXPECT_EQ(api_.call_count(), 0);
+
+  RecordingSink* sink_ptr = new RecordingSink;
+  std::shared_ptr<RecordingSink> sink(sink_ptr);
+  core_.StreamComplete(CallContext{}, v1::StreamCompleteRequest(), sink);
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(api_.call_count(), 0);
+}
+
+TEST_F(CopilotCoreTest, ThreadIdsAreMappedBothWays) {
+  Result<v1::CreateThreadResponse> created;
+  v1::CreateThreadRequest create;
+  create.set_assistant_id(kAssistant);
+  create.set_title("t");
+  core_.CreateThread(CallContext{}, create, created.Callback());
+  auto call = api_.WaitForCall(0);
+  EXPECT_EQ(call->create.assistant_id, kAssistant);
+  EXPECT_EQ(call->create.title, "t");
+  v1::Thread thread;
+  thread.set_id(kUpstreamThread);
+  call->FinishThread(thread);
+  ASSERT_TRUE(created.value.has_value() && created.value->ok());
+  EXPECT_EQ((*created.value)->thread().id(), kCallerThread);
+
+  Result<v1::ListMessagesResponse> listed;
+  v1::ListMessagesRequest list;
+  list.set_thread_id(kCallerThread);
+  list.set_page_size(7);
+  list.set_page_token("cursor-1");
+  core_.ListMessages(CallContext{}, list, listed.Callback());
+  call = api_.WaitForCall(1);
+  EXPECT_EQ(call->id, kUpstreamThread);
+  EXPECT_EQ(call->page_size, 7);
+  EXPECT_EQ(call->cursor, "cursor-1");
+  call->FinishPage(MessagePage{{Answer("m1"), Answer("m2")}, "cursor-2"});
+  ASSERT_TRUE(listed.value->ok());
+  EXPECT_EQ((*listed.value)->messages_size(), 2);
+  EXPECT_EQ((*listed.value)->messages(1).thread_id(), kCallerThread);
+  EXPECT_EQ((*listed.value)->next_page_token(), "cursor-2");
+
+  auto sink = std::make_shared<RecordingSink>();
+  v1::StreamRunRequest stream;
+  stream.set_thread_id(kCallerThread);
+  core_.StreamRun(CallContext{}, stream, sink);
+  call = api_.WaitForCall(2);
+  EXPECT_EQ(call->run.thread_id, kUpstreamThread);
+  v1::MessageChunk chunk;
+  chunk.set_thread_id(kUpstreamThread);
+  EXPECT_TRUE(call->Chunk(chunk));
+  call->EndStream(absl::OkStatus());
+  ASSERT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(sink->chunks[0].thread_id(), kCallerThread);
+  EXPECT_TRUE(sink->done->ok());
+}
+
+TEST_F(CopilotCoreTest, CompletePassesConversationAndMapsThread) {
+  v1::CompleteRequest request;
+  request.set_assistant_id(kAssistant);
+  request.set_thread_id(kCallerThread);
+  auto* m = request.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content("q");
+  request.add_tools()->mutable_fields()->operator[]("type").set_string_value("function");
+  Result<v1::CompleteResponse> result;
+  core_.Complete(CallContext{}, request, result.Callback());
+  auto call = api_.WaitForCall(0);
+  EXPECT_EQ(call->completion.thread_id, kUpstreamThread);
+  ASSERT_EQ(call->completion.messages.size(), 1u);
+  EXPECT_EQ(call->completion.tools.size(), 1u);
+  EXPECT_EQ(call->options.licence, "LICENCE-1");
+  call->FinishMessage(Answer("m"));
+  EXPECT_EQ((*result.value)->message().thread_id(), kCallerThread);
+}
+
+TEST_F(CopilotCoreTest, UpstreamErrorsPassThroughUnchanged) {
+  Result<v1::GetThreadResponse> result;
+  v1::GetThreadRequest request;
+  request.set_thread_id(kCallerThread);
+  core_.GetThread(CallContext{}, request, result.Callback());
+  absl::Status error = MakeError(absl::StatusCode::kNotFound, "no thread", "thread_not_found",
+                                 {{"http_status", "404"}});
+  api_.WaitForCall(0)->Fail(error);
+  EXPECT_EQ(result.value->status(), error);
+}
+
+TEST_F(CopilotCoreTest, SameRequestIdReturnsFirstResultWithoutSecondUpstreamCall) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ(api_.call_count(), 1);
+  ASSERT_TRUE(second.value.has_value() && second.value->ok());
+  EXPECT_EQ((*second.value)->message().id(), "m1");
+}
+
+TEST_F(CopilotCoreTest, RetryWhileInFlightWaitsForTheFirstAttempt) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ(api_.call_count(), 1);
+  EXPECT_FALSE(second.value.has_value());
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  EXPECT_EQ((*first.value)->message().id(), "m1");
+  EXPECT_EQ((*second.value)->message().id(), "m1");
+}
+
+TEST_F(CopilotCoreTest, CancelledWaiterGetsCancelledAndFirstAttemptGoesOn) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  auto waiter = core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  waiter->Cancel();
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kCancelled);
+  auto call = api_.WaitForCall(0);
+  EXPECT_EQ(call->cancels, 0);
+  call->FinishMessage(Answer("m1"));
+  EXPECT_TRUE(first.value->ok());
+}
+
+TEST_F(CopilotCoreTest, WaitersOfACancelledFirstAttemptGetAborted) {
+  Result<v1::RunResponse> first, second;
+  auto upstream = core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  upstream->Cancel();
+  EXPECT_EQ(first.value->status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kAborted);
+  // Not remembered: a retry runs again.
+  Result<v1::RunResponse> third;
+  core_.Run(CallContext{}, RunRequest(kRequestId), third.Callback());
+  EXPECT_EQ(api_.call_count(), 2);
+}
+
+TEST_F(CopilotCoreTest, FailuresAreNotRememberedSoRetriesRunAgain) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->Fail(absl::UnavailableError("down"));
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ(api_.call_count(), 2);
+}
+
+TEST_F(CopilotCoreTest, ReusedRequestIdWithDifferentBodyIsInvalid) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  v1::RunRequest other = RunRequest(kRequestId);
+  other.add_tools();
+  core_.Run(CallContext{}, other, second.Callback());
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetErrorInfo(second.value->status())->reason(), "REQUEST_ID_REUSED");
+  EXPECT_EQ(GetBadRequest(second.value->status())->field_violations(0).field(), "request_id");
+  EXPECT_EQ(api_.call_count(), 1);
+}
+
+TEST_F(CopilotCoreTest, RememberedResultsExpireAfterTheTtl) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  clock_.Advance(absl::Minutes(1));
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ(api_.call_count(), 2);
+}
+
+TEST_F(CopilotCoreTest, KeysAreScopedByMethod) {
+  Result<v1::RunResponse> run;
+  Result<v1::CompleteResponse> complete;
+  core_.Run(CallContext{}, RunRequest(kRequestId), run.Callback());
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  v1::CompleteRequest request;
+  request.set_assistant_id(kAssistant);
+  request.set_request_id(kRequestId);
+  auto* m = request.add_messages();
+  m->set_role(v1::ROLE_USER);
+  m->set_content("q");
+  core_.Complete(CallContext{}, request, complete.Callback());
+  EXPECT_EQ(api_.call_count(), 2);
+}
+
+TEST(RequestDeduplicatorTest, BoundedByMaxEntriesForgettingOldestCompletedFirst) {
+  FakeClock clock;
+  RequestDeduplicator<v1::RunResponse> dedup(clock, absl::Minutes(1), 2);
+  int starts = 0;
+  auto start_and_finish = [&starts](RequestDeduplicator<v1::RunResponse>::Callback done) {
+    ++starts;
+    std::move(done)(v1::RunResponse());
+    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
+  };
+  auto ignore = [](absl::StatusOr<v1::RunResponse>) {};
+  dedup.Run("a", "", ignore, start_and_finish);
+  dedup.Run("b", "", ignore, start_and_finish);
+  dedup.Run("c", "", ignore, start_and_finish);  // Forgets "a".
+  EXPECT_EQ(dedup.size(), 2u);
+  EXPECT_EQ(starts, 3);
+  dedup.Run("c", "", ignore, start_and_finish);  // Remembered.
+  EXPECT_EQ(starts, 3);
+  dedup.Run("a", "", ignore, start_and_finish);  // Forgotten: runs again.
+  EXPECT_EQ(starts, 4);
+}
+
+TEST(RequestDeduplicatorTest, WhenFullOfInFlightCallsRunsWithoutRemembering) {
+  FakeClock clock;
+  RequestDeduplicator<v1::RunResponse> dedup(clock, absl::Minutes(1), 1);
+  std::vector<RequestDeduplicator<v1::RunResponse>::Callback> pending;
+  auto start = [&pending](RequestDeduplicator<v1::RunResponse>::Callback done) {
+    pending.push_back(std::move(done));
+    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
+  };
+  int results = 0;
+  auto count = [&results](absl::StatusOr<v1::RunResponse>) { ++results; };
+  dedup.Run("a", "", count, start);
+  dedup.Run("b", "", count, start);
+  EXPECT_EQ(pending.size(), 2u);
+  EXPECT_EQ(dedup.size(), 1u);
+  for (auto& done : pending) std::move(done)(v1::RunResponse());
+  EXPECT_EQ(results, 2);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
