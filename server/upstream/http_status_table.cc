@@ -1,0 +1,237 @@
+#include "server/upstream/http_status_table.h"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using nlohmann::json;
+
+// One validation problem from a `detail` array.
+struct Violation {
+  std::string field;
+  std::string description;
+};
+
+// What the table reads from an error body. Every field is optional.
+struct ErrorBody {
+  bool empty = true;      // No bytes, or only whitespace.
+  bool parseable = true;  // JSON (any JSON value; only objects carry fields).
+  std::string error_code;
+  std::string detail;   // `detail` when it is a string.
+  std::string message;  // `message` when it is a string.
+  bool has_violations = false;
+  std::vector<Violation> violations;
+};
+
+const json* Member(const json& object, const char* key) {
+  if (!object.is_object()) return nullptr;
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::string StringMember(const json& object, const char* key) {
+  const json* value = Member(object, key);
+  if (value == nullptr || !value->is_string()) return "";
+  return value->get_ref<const std::string&>();
+}
+
+// "loc": ["body", "messages", 0, "content"] -> "messages.0.content".
+std::string FieldFromLoc(const json& loc) {
+  if (loc.is_string()) return loc.get_ref<const std::string&>();
+  if (!loc.is_array()) return "";
+  std::vector<std::string> parts;
+  for (const json& part : loc) {
+    if (part.is_string()) {
+      parts.push_back(part.get_ref<const std::string&>());
+    } else if (part.is_number_integer()) {
+      parts.push_back(part.dump());
+    }
+  }
+  if (!parts.empty() && (parts.front() == "body" || parts.front() == "path" ||
+                         parts.front() == "query" || parts.front() == "header")) {
+    parts.erase(parts.begin());
+  }
+  return absl::StrJoin(parts, ".");
+}
+
+ErrorBody ReadErrorBody(absl::string_view text) {
+  ErrorBody body;
+  body.empty = absl::StripAsciiWhitespace(text).empty();
+  if (body.empty) return body;
+  json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    body.parseable = false;
+    return body;
+  }
+  if (!parsed.is_object()) return body;
+  body.error_code = StringMember(parsed, "error_code");
+  body.detail = StringMember(parsed, "detail");
+  body.message = StringMember(parsed, "message");
+  if (const json* detail = Member(parsed, "detail"); detail != nullptr && detail->is_array()) {
+    body.has_violations = true;
+    for (const json& item : *detail) {
+      if (!item.is_object()) continue;
+      Violation violation;
+      if (const json* loc = Member(item, "loc")) violation.field = FieldFromLoc(*loc);
+      violation.description = StringMember(item, "message");  // Custom (old) shape.
+      if (violation.description.empty()) violation.description = StringMember(item, "msg");
+      if (violation.description.empty()) violation.description = "invalid value";
+      body.violations.push_back(std::move(violation));
+    }
+  }
+  return body;
+}
+
+absl::StatusCode CodeForHttpStatus(int http_status) {
+  switch (http_status) {
+    case 400:
+    case 422:
+      return absl::StatusCode::kInvalidArgument;
+    case 401:
+      return absl::StatusCode::kInternal;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kNotFound;
+    case 409:
+      return absl::StatusCode::kAborted;
+    case 429:
+      return absl::StatusCode::kResourceExhausted;
+    case 500:
+      return absl::StatusCode::kInternal;
+    case 502:
+    case 503:
+    case 504:
+      return absl::StatusCode::kUnavailable;
+    default:
+      break;
+  }
+  if (http_status >= 400 && http_status < 500) return absl::StatusCode::kFailedPrecondition;
+  return absl::StatusCode::kInternal;  // Other 5xx; 1xx and 3xx are not expected at all.
+}
+
+std::string QuotaDescription(absl::string_view error_code) {
+  if (error_code == "rate_limit_gateway") return "upstream API gateway rate limit exceeded";
+  if (error_code == "rate_limit_error") return "upstream model provider rate limit exceeded";
+  if (error_code.empty()) return "upstream rate limit exceeded";
+  return absl::StrCat("upstream rate limit exceeded (", error_code, ")");
+}
+
+std::string ValidationSummary(const std::vector<Violation>& violations) {
+  if (violations.empty()) return "the upstream rejected the request as invalid";
+  const Violation& first = violations.front();
+  std::string text =
+      absl::StrCat("the upstream rejected the request as invalid: ",
+                   first.field.empty() ? "request" : first.field, ": ", first.description);
+  if (violations.size() > 1) absl::StrAppend(&text, " (and ", violations.size() - 1, " more)");
+  return text;
+}
+
+// `table_status` picks the row; `reported_status` goes into the metadata.
+absl::Status Map(int table_status, absl::string_view body_text, absl::string_view retry_after,
+                 absl::Time now, std::map<std::string, std::string> metadata) {
+  const ErrorBody body = ReadErrorBody(body_text);
+  absl::StatusCode code = CodeForHttpStatus(table_status);
+  std::string reason = body.error_code;
+
+  if (!body.empty && !body.parseable) {
+    // Something other than the API answered (a proxy, a load balancer): only the status line
+    // can be trusted, and only where it says "try again".
+    if (code != absl::StatusCode::kResourceExhausted && code != absl::StatusCode::kUnavailable) {
+      code = absl::StatusCode::kInternal;
+    }
+    reason = "upstream_unparseable_body";
+  } else if (reason == "thread_is_deactivated" && table_status >= 400 && table_status < 500) {
+    code = absl::StatusCode::kFailedPrecondition;
+  } else if (reason == "engine_does_not_support_streaming" && table_status >= 400 &&
+             table_status < 500) {
+    code = absl::StatusCode::kFailedPrecondition;
+  }
+  if (reason.empty()) {
+    reason = body.has_violations ? "upstream_validation_error"
+                                 : absl::StrCat("UPSTREAM_HTTP_", table_status);
+  }
+
+  std::string message;
+  if (table_status == 401) {
+    // Never the upstream's text: the caller must not learn anything about our credentials.
+    message =
+        "the upstream rejected the gateway's API key (HTTP 401); this is a gateway "
+        "configuration problem, not the caller's";
+  } else if (!body.detail.empty()) {
+    message = body.detail;
+  } else if (!body.message.empty()) {
+    message = body.message;
+  } else if (body.has_violations) {
+    message = ValidationSummary(body.violations);
+  } else if (!body.empty && !body.parseable) {
+    message =
+        absl::StrCat("the upstream answered HTTP ", table_status, " with a body that is not JSON");
+  } else {
+    message = absl::StrCat("the upstream answered HTTP ", table_status);
+  }
+
+  absl::Status status = MakeError(code, message, reason, metadata);
+  if (code == absl::StatusCode::kInvalidArgument) {
+    for (const Violation& violation : body.violations) {
+      AddFieldViolation(status, violation.field, violation.description);
+    }
+  }
+  if (code == absl::StatusCode::kResourceExhausted) {
+    SetRetryDelay(status, ParseRetryAfter(retry_after, now));
+    AddQuotaViolation(status, "upstream", QuotaDescription(body.error_code));
+  }
+  return status;
+}
+
+}  // namespace
+
+absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
+  value = absl::StripAsciiWhitespace(value);
+  if (value.empty()) return kDefaultUpstreamRetryDelay;
+  if (absl::ascii_isdigit(static_cast<unsigned char>(value.front()))) {
+    int64_t seconds = 0;
+    if (!absl::SimpleAtoi(value, &seconds) || seconds < 0) return kDefaultUpstreamRetryDelay;
+    return absl::Seconds(seconds);
+  }
+  // HTTP-date: IMF-fixdate, then the obsolete RFC 850 and asctime forms (RFC 9110 5.6.7).
+  static constexpr const char* kFormats[] = {
+      "%a, %d %b %Y %H:%M:%S GMT",
+      "%A, %d-%b-%y %H:%M:%S GMT",
+      "%a %b %e %H:%M:%S %Y",
+  };
+  const std::string text(value);
+  for (const char* format : kFormats) {
+    absl::Time when;
+    std::string error;
+    if (absl::ParseTime(format, text, absl::UTCTimeZone(), &when, &error)) {
+      return when > now ? when - now : absl::ZeroDuration();
+    }
+  }
+  return kDefaultUpstreamRetryDelay;
+}
+
+absl::Status StatusFromHttpError(int http_status, absl::string_view body,
+                                 absl::string_view retry_after, absl::Time now) {
+  return Map(http_status, body, retry_after, now, {{"http_status", absl::StrCat(http_status)}});
+}
+
+absl::Status StatusFromStreamErrorLine(absl::string_view line) {
+  return Map(500, line, /*retry_after=*/"", absl::UnixEpoch(),
+             {{"http_status", "200"}, {"stream_error", "true"}});
+}
+
+}  // namespace copilot::gateway

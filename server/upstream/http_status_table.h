@@ -1,0 +1,49 @@
+// THE one table that turns an upstream HTTP error response into an absl::Status (DESIGN.md
+// "Errors"). Every non-2xx answer of the Haufe API, and every error line inside an NDJSON stream,
+// goes through here; nothing else in the gateway looks at upstream status codes.
+//
+// Rows (code from the HTTP status; ErrorInfo.reason = the body's `error_code` when present):
+//   400, 422            INVALID_ARGUMENT + BadRequest built from a validation `detail` array
+//   400 thread_is_deactivated, any 4xx engine_does_not_support_streaming  FAILED_PRECONDITION
+//   401                 INTERNAL (the gateway's API key was rejected; the caller is not at fault)
+//   403                 PERMISSION_DENIED
+//   404                 NOT_FOUND
+//   409                 ABORTED
+//   429                 RESOURCE_EXHAUSTED + RetryInfo (Retry-After, default 1 s) + QuotaFailure
+//   500                 INTERNAL
+//   502, 503, 504       UNAVAILABLE
+//   other 4xx           FAILED_PRECONDITION
+//   other 5xx, 1xx, 3xx INTERNAL
+// A non-empty body that is not JSON (a proxy's HTML page, say) keeps RESOURCE_EXHAUSTED for 429
+// and UNAVAILABLE for 502/503/504, and is INTERNAL otherwise, reason "upstream_unparseable_body".
+// Every error carries ErrorInfo metadata {"http_status": "<n>"}.
+#ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_HTTP_STATUS_TABLE_H_
+#define COPILOT_GATEWAY_SERVER_UPSTREAM_HTTP_STATUS_TABLE_H_
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace copilot::gateway {
+
+// Retry delay used for a 429 without a usable Retry-After header.
+inline constexpr absl::Duration kDefaultUpstreamRetryDelay = absl::Seconds(1);
+
+// The status for an upstream response with a non-2xx `http_status`, its (possibly empty,
+// possibly non-JSON) `body` and its Retry-After header value (empty when absent). `now` is only
+// used to turn an HTTP-date Retry-After into a delay. Never returns OK; never throws.
+absl::Status StatusFromHttpError(int http_status, absl::string_view body,
+                                 absl::string_view retry_after, absl::Time now);
+
+// The status for an error line inside a 2xx NDJSON stream (`{"error_code": ..., "detail": ...}`):
+// mapped like a 500 body, reason = its error_code, metadata {"http_status": "200",
+// "stream_error": "true"} since the HTTP status line itself said 200.
+absl::Status StatusFromStreamErrorLine(absl::string_view line);
+
+// The delay a Retry-After header value asks for: delta-seconds or an HTTP-date (relative to
+// `now`, never negative). Empty or unparseable values give kDefaultUpstreamRetryDelay.
+absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_UPSTREAM_HTTP_STATUS_TABLE_H_

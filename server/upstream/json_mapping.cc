@@ -1,0 +1,450 @@
+#include "server/upstream/json_mapping.h"
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using nlohmann::json;
+
+absl::Status BadResponse(absl::string_view message) {
+  return MakeError(absl::StatusCode::kInternal, message, kBadResponseReason);
+}
+
+// Compact JSON text; invalid UTF-8 in a proto string is replaced, never thrown on.
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
+}
+
+// The member `key` of `object` when it is present and not null.
+const json* Member(const json& object, const char* key) {
+  if (!object.is_object()) return nullptr;
+  auto it = object.find(key);
+  if (it == object.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// The string member `key`, or "" when absent, null or not a string.
+std::string String(const json& object, const char* key) {
+  const json* value = Member(object, key);
+  if (value == nullptr || !value->is_string()) return "";
+  return value->get_ref<const std::string&>();
+}
+
+absl::StatusOr<std::string> RequiredString(const json& object, const char* key,
+                                           absl::string_view what) {
+  std::string value = String(object, key);
+  if (value.empty()) {
+    return BadResponse(absl::StrCat("upstream ", what, " has no \"", key, "\""));
+  }
+  return value;
+}
+
+// Sets `*out` from the timestamp member `key` when present.
+absl::Status ReadTimestamp(const json& object, const char* key, absl::string_view what,
+                           google::protobuf::Timestamp* out) {
+  const json* value = Member(object, key);
+  if (value == nullptr) return absl::OkStatus();
+  if (!value->is_string()) {
+    return BadResponse(absl::StrCat("upstream ", what, " has a non-string \"", key, "\""));
+  }
+  absl::StatusOr<google::protobuf::Timestamp> parsed =
+      ParseTimestamp(value->get_ref<const std::string&>());
+  if (!parsed.ok()) {
+    return BadResponse(absl::StrCat("upstream ", what, " has an unreadable \"", key,
+                                    "\": ", parsed.status().message()));
+  }
+  *out = *std::move(parsed);
+  return absl::OkStatus();
+}
+
+const json& EmptyArray() {
+  static const json* const kEmpty = new json(json::array());
+  return *kEmpty;
+}
+
+// The array member `key`, or an empty array.
+const json& Array(const json& object, const char* key) {
+  const json* value = Member(object, key);
+  if (value == nullptr || !value->is_array()) return EmptyArray();
+  return *value;
+}
+
+void ReadSources(const json& array, google::protobuf::RepeatedPtrField<v1::Source>* out) {
+  for (const json& item : array) {
+    if (!item.is_object()) continue;
+    v1::Source* source = out->Add();
+    source->set_content(String(item, "content"));
+    if (const json* meta = Member(item, "meta_data"); meta != nullptr && meta->is_object()) {
+      *source->mutable_meta_data() = StructFromJson(*meta);
+    }
+  }
+}
+
+json ToolCallToJson(const v1::ToolCall& call) {
+  json function = json::object();
+  function["name"] = call.function().name();
+  function["arguments"] = call.function().arguments();
+  json out = json::object();
+  out["id"] = call.id();
+  out["type"] = call.type().empty() ? std::string("function") : call.type();
+  out["function"] = std::move(function);
+  return out;
+}
+
+json AttachmentToJson(const v1::Attachment& attachment) {
+  json out = json::object();
+  out["file_id"] = attachment.file_id();
+  if (!attachment.user_id().empty()) out["user_id"] = attachment.user_id();
+  if (!attachment.base_url().empty()) out["base_url"] = attachment.base_url();
+  return out;
+}
+
+json ToolsToJson(const std::vector<google::protobuf::Struct>& tools) {
+  json out = json::array();
+  for (const auto& tool : tools) out.push_back(JsonFromStruct(tool));
+  return out;
+}
+
+json LicenceMetaData(absl::string_view licence) {
+  json user_data = json::object();
+  user_data["licence"] = std::string(licence);
+  json meta = json::object();
+  meta["user_data"] = std::move(user_data);
+  return meta;
+}
+
+}  // namespace
+
+absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view what) {
+  json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return BadResponse(absl::StrCat("upstream ", what, " is not valid JSON"));
+  }
+  return parsed;
+}
+
+absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view text) {
+  absl::Time time;
+  std::string error;
+  const std::string input(text);
+  // RFC 3339 with an offset ("Z" included); a naive ISO-8601 time is taken as UTC.
+  if (!absl::ParseTime(absl::RFC3339_full, input, &time, &error) &&
+      !absl::ParseTime("%Y-%m-%d%ET%H:%M:%E*S", input, absl::UTCTimeZone(), &time, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat("not an ISO-8601 time: \"", text, "\""));
+  }
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  google::protobuf::Timestamp out;
+  out.set_seconds(seconds);
+  out.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+  return out;
+}
+
+google::protobuf::Value ValueFromJson(const json& value) {
+  google::protobuf::Value out;
+  switch (value.type()) {
+    case json::value_t::boolean:
+      out.set_bool_value(value.get<bool>());
+      break;
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float:
+      out.set_number_value(value.get<double>());
+      break;
+    case json::value_t::string:
+      out.set_string_value(value.get_ref<const std::string&>());
+      break;
+    case json::value_t::array: {
+      auto* list = out.mutable_list_value();
+      for (const json& item : value) *list->add_values() = ValueFromJson(item);
+      break;
+    }
+    case json::value_t::object:
+      *out.mutable_struct_value() = StructFromJson(value);
+      break;
+    default:  // null, binary, discarded
+      out.set_null_value(google::protobuf::NULL_VALUE);
+      break;
+  }
+  return out;
+}
+
+google::protobuf::Struct StructFromJson(const json& object) {
+  google::protobuf::Struct out;
+  if (!object.is_object()) return out;
+  for (const auto& [key, value] : object.items()) {
+    (*out.mutable_fields())[key] = ValueFromJson(value);
+  }
+  return out;
+}
+
+json JsonFromValue(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kBoolValue:
+      return value.bool_value();
+    case google::protobuf::Value::kNumberValue: {
+      const double number = value.number_value();
+      if (!std::isfinite(number)) return nullptr;
+      if (std::trunc(number) == number && std::fabs(number) < 9007199254740992.0) {
+        return static_cast<int64_t>(number);
+      }
+      return number;
+    }
+    case google::protobuf::Value::kStringValue:
+      return value.string_value();
+    case google::protobuf::Value::kListValue: {
+      json out = json::array();
+      for (const auto& item : value.list_value().values()) out.push_back(JsonFromValue(item));
+      return out;
+    }
+    case google::protobuf::Value::kStructValue:
+      return JsonFromStruct(value.struct_value());
+    default:
+      return nullptr;
+  }
+}
+
+json JsonFromStruct(const google::protobuf::Struct& value) {
+  json out = json::object();
+  for (const auto& [key, field] : value.fields()) out[key] = JsonFromValue(field);
+  return out;
+}
+
+v1::Role RoleFromString(absl::string_view role) {
+  if (role == "user") return v1::ROLE_USER;
+  if (role == "assistant") return v1::ROLE_ASSISTANT;
+  if (role == "system") return v1::ROLE_SYSTEM;
+  if (role == "tool") return v1::ROLE_TOOL;
+  return v1::ROLE_UNSPECIFIED;
+}
+
+absl::string_view RoleToString(v1::Role role) {
+  switch (role) {
+    case v1::ROLE_USER:
+      return "user";
+    case v1::ROLE_ASSISTANT:
+      return "assistant";
+    case v1::ROLE_SYSTEM:
+      return "system";
+    case v1::ROLE_TOOL:
+      return "tool";
+    default:
+      return "";
+  }
+}
+
+absl::StatusOr<v1::Assistant> AssistantFromJson(const json& json) {
+  if (!json.is_object()) return BadResponse("upstream assistant is not a JSON object");
+  v1::Assistant out;
+  absl::StatusOr<std::string> id = RequiredString(json, "id", "assistant");
+  if (!id.ok()) return id.status();
+  out.set_id(*std::move(id));
+  out.set_name(String(json, "name"));
+  if (const auto* schema = Member(json, "meta_data_response_schema")) {
+    *out.mutable_meta_data_response_schema() = StructFromJson(*schema);
+  }
+  if (const auto* fields = Member(json, "request_required_fields")) {
+    *out.mutable_request_required_fields() = StructFromJson(*fields);
+  }
+  if (const auto* streaming = Member(json, "streaming"); streaming && streaming->is_boolean()) {
+    out.set_streaming(streaming->get<bool>());
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Thread> ThreadFromJson(const json& json) {
+  if (!json.is_object()) return BadResponse("upstream thread is not a JSON object");
+  v1::Thread out;
+  absl::StatusOr<std::string> id = RequiredString(json, "id", "thread");
+  if (!id.ok()) return id.status();
+  out.set_id(*std::move(id));
+  out.set_assistant_id(String(json, "assistant_id"));
+  out.set_user_id(String(json, "user_id"));
+  out.set_title(String(json, "title"));
+  if (absl::Status s = ReadTimestamp(json, "created_at", "thread", out.mutable_create_time());
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ReadTimestamp(json, "last_updated_at", "thread", out.mutable_update_time());
+      !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Message> MessageFromJson(const json& json) {
+  if (!json.is_object()) return BadResponse("upstream message is not a JSON object");
+  v1::Message out;
+  absl::StatusOr<std::string> id = RequiredString(json, "id", "message");
+  if (!id.ok()) return id.status();
+  out.set_id(*std::move(id));
+  out.set_thread_id(String(json, "thread_id"));
+  out.set_role(RoleFromString(String(json, "role")));
+  out.set_content(String(json, "content"));
+  if (absl::Status s = ReadTimestamp(json, "created_at", "message", out.mutable_create_time());
+      !s.ok()) {
+    return s;
+  }
+  for (const auto& item : Array(json, "tool_calls")) {
+    if (!item.is_object()) continue;
+    v1::ToolCall* call = out.add_tool_calls();
+    call->set_id(String(item, "id"));
+    call->set_type(String(item, "type"));
+    if (const auto* function = Member(item, "function"); function && function->is_object()) {
+      call->mutable_function()->set_name(String(*function, "name"));
+      if (const auto* arguments = Member(*function, "arguments")) {
+        // Passed through as the JSON text the upstream meant, whether it sent it as a string
+        // (OpenAI style) or as an object.
+        call->mutable_function()->set_arguments(
+            arguments->is_string() ? arguments->get_ref<const std::string&>() : Dump(*arguments));
+      }
+    }
+  }
+  out.set_tool_call_id(String(json, "tool_call_id"));
+  for (const auto& item : Array(json, "attachments")) {
+    if (!item.is_object()) continue;
+    v1::Attachment* attachment = out.add_attachments();
+    attachment->set_file_id(String(item, "file_id"));
+    attachment->set_user_id(String(item, "user_id"));
+    attachment->set_base_url(String(item, "base_url"));
+  }
+  ReadSources(Array(json, "sources"), out.mutable_sources());
+  if (const auto* meta = Member(json, "meta_data"); meta && meta->is_object()) {
+    *out.mutable_meta_data() = StructFromJson(*meta);
+  }
+  return out;
+}
+
+bool IsStreamErrorLine(const json& json) {
+  return json.is_object() && json.contains("error_code") && !json.contains("delta");
+}
+
+absl::StatusOr<v1::MessageChunk> MessageChunkFromJson(const json& json) {
+  if (!json.is_object()) return BadResponse("upstream stream line is not a JSON object");
+  v1::MessageChunk out;
+  absl::StatusOr<std::string> id = RequiredString(json, "message_id", "stream chunk");
+  if (!id.ok()) return id.status();
+  out.set_message_id(*std::move(id));
+  out.set_thread_id(String(json, "thread_id"));
+  if (absl::Status s = ReadTimestamp(json, "created_at", "stream chunk", out.mutable_create_time());
+      !s.ok()) {
+    return s;
+  }
+  if (const auto* delta = Member(json, "delta"); delta && delta->is_object()) {
+    v1::MessageDelta* out_delta = out.mutable_delta();
+    out_delta->set_role(RoleFromString(String(*delta, "role")));
+    out_delta->set_content(String(*delta, "content"));
+    ReadSources(Array(*delta, "sources"), out_delta->mutable_sources());
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Assistant>> ParseAssistantList(absl::string_view body) {
+  absl::StatusOr<json> parsed = ParseJson(body, "assistant list");
+  if (!parsed.ok()) return parsed.status();
+  const json* items = &*parsed;
+  if (parsed->is_object()) items = &Array(*parsed, "items");
+  if (!items->is_array()) return BadResponse("upstream assistant list is not a JSON array");
+  std::vector<v1::Assistant> out;
+  out.reserve(items->size());
+  for (const json& item : *items) {
+    absl::StatusOr<v1::Assistant> assistant = AssistantFromJson(item);
+    if (!assistant.ok()) return assistant.status();
+    out.push_back(*std::move(assistant));
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Assistant> ParseAssistant(absl::string_view body) {
+  absl::StatusOr<json> parsed = ParseJson(body, "assistant");
+  if (!parsed.ok()) return parsed.status();
+  return AssistantFromJson(*parsed);
+}
+
+absl::StatusOr<v1::Thread> ParseThread(absl::string_view body) {
+  absl::StatusOr<json> parsed = ParseJson(body, "thread");
+  if (!parsed.ok()) return parsed.status();
+  return ThreadFromJson(*parsed);
+}
+
+absl::StatusOr<v1::Message> ParseMessage(absl::string_view body) {
+  absl::StatusOr<json> parsed = ParseJson(body, "message");
+  if (!parsed.ok()) return parsed.status();
+  return MessageFromJson(*parsed);
+}
+
+absl::StatusOr<MessagePage> ParseMessagePage(absl::string_view body) {
+  absl::StatusOr<json> parsed = ParseJson(body, "message page");
+  if (!parsed.ok()) return parsed.status();
+  if (!parsed->is_object()) return BadResponse("upstream message page is not a JSON object");
+  MessagePage page;
+  for (const json& item : Array(*parsed, "items")) {
+    absl::StatusOr<v1::Message> message = MessageFromJson(item);
+    if (!message.ok()) return message.status();
+    page.messages.push_back(*std::move(message));
+  }
+  page.next_cursor = String(*parsed, "cursor");
+  return page;
+}
+
+json MessageInputToJson(const v1::MessageInput& message) {
+  json out = json::object();
+  out["role"] = std::string(RoleToString(message.role()));
+  out["content"] = message.content();
+  if (message.tool_calls_size() > 0) {
+    json calls = json::array();
+    for (const auto& call : message.tool_calls()) calls.push_back(ToolCallToJson(call));
+    out["tool_calls"] = std::move(calls);
+  }
+  if (!message.tool_call_id().empty()) out["tool_call_id"] = message.tool_call_id();
+  if (message.attachments_size() > 0) {
+    json attachments = json::array();
+    for (const auto& attachment : message.attachments()) {
+      attachments.push_back(AttachmentToJson(attachment));
+    }
+    out["attachments"] = std::move(attachments);
+  }
+  return out;
+}
+
+std::string CreateThreadBody(const CreateThreadParams& params) {
+  json out = json::object();
+  out["assistant_id"] = params.assistant_id;
+  if (!params.user_id.empty()) out["user_id"] = params.user_id;
+  if (!params.title.empty()) out["title"] = params.title;
+  return Dump(out);
+}
+
+std::string CreateMessageBody(const v1::MessageInput& message) {
+  return Dump(MessageInputToJson(message));
+}
+
+std::string RunBody(const RunParams& params, absl::string_view licence) {
+  json out = json::object();
+  if (!licence.empty()) out["meta_data"] = LicenceMetaData(licence);
+  if (!params.tools.empty()) out["tools"] = ToolsToJson(params.tools);
+  return Dump(out);
+}
+
+std::string CompletionBody(const CompletionParams& params, absl::string_view licence) {
+  json out = json::object();
+  out["assistant_id"] = params.assistant_id;
+  json messages = json::array();
+  for (const auto& message : params.messages) messages.push_back(MessageInputToJson(message));
+  out["messages"] = std::move(messages);
+  if (!params.user_id.empty()) out["user_id"] = params.user_id;
+  if (!licence.empty()) out["meta_data"] = LicenceMetaData(licence);
+  if (!params.tools.empty()) out["tools"] = ToolsToJson(params.tools);
+  return Dump(out);
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,304 @@
+#include "server/upstream/json_mapping.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using nlohmann::json;
+
+std::string Reason(const absl::Status& status) {
+  auto info = GetErrorInfo(status);
+  return info.has_value() ? info->reason() : "<no ErrorInfo>";
+}
+
+void ExpectBadResponse(const absl::Status& status) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_EQ(Reason(status), "upstream_bad_response") << status;
+}
+
+TEST(JsonMappingTest, TimestampWithMicroseconds) {
+  auto ts = ParseTimestamp("2025-03-15T09:12:33.456789Z");
+  ASSERT_TRUE(ts.ok()) << ts.status();
+  EXPECT_EQ(ts->seconds(), 1742029953);
+  EXPECT_EQ(ts->nanos(), 456789000);
+}
+
+TEST(JsonMappingTest, TimestampVariants) {
+  EXPECT_EQ(ParseTimestamp("2025-03-15T09:12:33Z")->nanos(), 0);
+  EXPECT_EQ(ParseTimestamp("2025-03-15T10:12:33.5+01:00")->seconds(), 1742029953);
+  EXPECT_EQ(ParseTimestamp("2025-03-15T10:12:33.5+01:00")->nanos(), 500000000);
+  EXPECT_EQ(ParseTimestamp("2025-03-15T09:12:33.000001")->seconds(), 1742029953);  // Naive: UTC.
+  EXPECT_EQ(ParseTimestamp("2025-03-15T09:12:33.000001")->nanos(), 1000);
+  EXPECT_FALSE(ParseTimestamp("yesterday").ok());
+  EXPECT_FALSE(ParseTimestamp("").ok());
+}
+
+TEST(JsonMappingTest, Assistant) {
+  auto assistant = ParseAssistant(R"({
+    "id": "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001", "name": "Haufe Copilot Tax",
+    "meta_data_response_schema": {"title": "LgAgentMetaDataModel", "required": ["intent"]},
+    "request_required_fields": {"__root__": ["user_data"], "user_data": ["licence"]},
+    "streaming": true, "unknown_field": {"x": 1}})");
+  ASSERT_TRUE(assistant.ok()) << assistant.status();
+  EXPECT_EQ(assistant->id(), "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001");
+  EXPECT_EQ(assistant->name(), "Haufe Copilot Tax");
+  EXPECT_TRUE(assistant->streaming());
+  EXPECT_EQ(assistant->meta_data_response_schema().fields().at("title").string_value(),
+            "LgAgentMetaDataModel");
+  const auto& required = assistant->request_required_fields().fields();
+  EXPECT_EQ(required.at("user_data").list_value().values(0).string_value(), "licence");
+}
+
+TEST(JsonMappingTest, AssistantWithNullsAndWrongTypes) {
+  auto assistant = ParseAssistant(
+      R"({"id":"a","name":null,"meta_data_response_schema":null,"streaming":"yes"})");
+  ASSERT_TRUE(assistant.ok()) << assistant.status();
+  EXPECT_EQ(assistant->name(), "");
+  EXPECT_FALSE(assistant->streaming());
+  EXPECT_FALSE(assistant->has_meta_data_response_schema());
+}
+
+TEST(JsonMappingTest, AssistantWithoutIdIsBadResponse) {
+  ExpectBadResponse(ParseAssistant(R"({"name":"x"})").status());
+  ExpectBadResponse(ParseAssistant(R"({"id":null})").status());
+  ExpectBadResponse(ParseAssistant(R"({"id":42})").status());
+  ExpectBadResponse(ParseAssistant("[]").status());
+  ExpectBadResponse(ParseAssistant("not json").status());
+  ExpectBadResponse(ParseAssistant("").status());
+}
+
+TEST(JsonMappingTest, AssistantListIsBareArray) {
+  auto list = ParseAssistantList(R"([{"id":"a","name":"A"},{"id":"b","name":"B"}])");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].id(), "b");
+  auto wrapped = ParseAssistantList(R"({"items":[{"id":"a"}]})");
+  ASSERT_TRUE(wrapped.ok());
+  EXPECT_EQ(wrapped->size(), 1u);
+  ExpectBadResponse(ParseAssistantList(R"([{"id":"a"},{"name":"no id"}])").status());
+  ExpectBadResponse(ParseAssistantList("\"x\"").status());
+}
+
+TEST(JsonMappingTest, Thread) {
+  auto thread = ParseThread(R"({"id":"t1","assistant_id":"a1","tenant_id":"x","user_id":null,
+      "title":"Tax","created_at":"2025-03-15T09:12:33.456789Z",
+      "last_updated_at":"2025-03-15T09:13:00.000001Z"})");
+  ASSERT_TRUE(thread.ok()) << thread.status();
+  EXPECT_EQ(thread->id(), "t1");
+  EXPECT_EQ(thread->assistant_id(), "a1");
+  EXPECT_EQ(thread->user_id(), "");
+  EXPECT_EQ(thread->title(), "Tax");
+  EXPECT_EQ(thread->create_time().seconds(), 1742029953);
+  EXPECT_EQ(thread->create_time().nanos(), 456789000);
+  EXPECT_EQ(thread->update_time().seconds(), 1742029980);
+  EXPECT_EQ(thread->update_time().nanos(), 1000);
+}
+
+TEST(JsonMappingTest, ThreadWithUnreadableTimestampIsBadResponse) {
+  ExpectBadResponse(ParseThread(R"({"id":"t1","created_at":"later"})").status());
+  ExpectBadResponse(ParseThread(R"({"id":"t1","created_at":12})").status());
+  EXPECT_TRUE(ParseThread(R"({"id":"t1","created_at":null})").ok());
+}
+
+TEST(JsonMappingTest, AssistantMessageWithEverything) {
+  auto message = ParseMessage(R"({
+    "id":"m1","thread_id":"t1","role":"assistant","content":"",
+    "created_at":"2025-01-01T00:00:00.000000Z",
+    "tool_calls":[{"id":"call_1","type":"function",
+                   "function":{"name":"lookup","arguments":"{\"q\":\"vat\"}"}},
+                  {"id":"call_2","type":"function",
+                   "function":{"name":"obj","arguments":{"a":1}}}, 5],
+    "sources":[{"content":"excerpt","meta_data":{"document_title":"EStG","page":3}}],
+    "meta_data":{"intent":"tax","legal_advice":false,"type":"abc"}})");
+  ASSERT_TRUE(message.ok()) << message.status();
+  EXPECT_EQ(message->id(), "m1");
+  EXPECT_EQ(message->thread_id(), "t1");
+  EXPECT_EQ(message->role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(message->create_time().seconds(), 1735689600);
+  ASSERT_EQ(message->tool_calls_size(), 2);
+  EXPECT_EQ(message->tool_calls(0).id(), "call_1");
+  EXPECT_EQ(message->tool_calls(0).type(), "function");
+  EXPECT_EQ(message->tool_calls(0).function().name(), "lookup");
+  EXPECT_EQ(message->tool_calls(0).function().arguments(), R"({"q":"vat"})");
+  EXPECT_EQ(message->tool_calls(1).function().arguments(), R"({"a":1})");
+  ASSERT_EQ(message->sources_size(), 1);
+  EXPECT_EQ(message->sources(0).content(), "excerpt");
+  EXPECT_EQ(message->sources(0).meta_data().fields().at("document_title").string_value(), "EStG");
+  EXPECT_EQ(message->sources(0).meta_data().fields().at("page").number_value(), 3);
+  EXPECT_EQ(message->meta_data().fields().at("intent").string_value(), "tax");
+  EXPECT_FALSE(message->meta_data().fields().at("legal_advice").bool_value());
+}
+
+TEST(JsonMappingTest, ToolAndUserMessages) {
+  auto tool = ParseMessage(R"({"id":"m2","role":"tool","content":"42","tool_call_id":"call_1",
+                              "sources":null,"meta_data":null})");
+  ASSERT_TRUE(tool.ok());
+  EXPECT_EQ(tool->role(), v1::ROLE_TOOL);
+  EXPECT_EQ(tool->tool_call_id(), "call_1");
+  EXPECT_FALSE(tool->has_meta_data());
+  auto user = ParseMessage(R"({"id":"m3","role":"user","content":"hi",
+      "attachments":[{"file_id":"f1","user_id":"u1","base_url":"https://docs"}]})");
+  ASSERT_TRUE(user.ok());
+  EXPECT_EQ(user->role(), v1::ROLE_USER);
+  ASSERT_EQ(user->attachments_size(), 1);
+  EXPECT_EQ(user->attachments(0).file_id(), "f1");
+  EXPECT_EQ(user->attachments(0).user_id(), "u1");
+  EXPECT_EQ(user->attachments(0).base_url(), "https://docs");
+  auto odd = ParseMessage(R"({"id":"m4","role":"wizard"})");
+  ASSERT_TRUE(odd.ok());
+  EXPECT_EQ(odd->role(), v1::ROLE_UNSPECIFIED);
+  ExpectBadResponse(ParseMessage(R"({"role":"user"})").status());
+}
+
+TEST(JsonMappingTest, MessagePage) {
+  auto page = ParseMessagePage(
+      R"({"cursor":"abc","items":[{"id":"m2","role":"assistant"},{"id":"m1","role":"user"}]})");
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->messages.size(), 2u);
+  EXPECT_EQ(page->messages[0].id(), "m2");
+  EXPECT_EQ(page->next_cursor, "abc");
+  for (const char* last :
+       {R"({"cursor":null,"items":[]})", R"({"items":[]})", R"({"cursor":"","items":null})"}) {
+    auto end = ParseMessagePage(last);
+    ASSERT_TRUE(end.ok()) << last;
+    EXPECT_EQ(end->next_cursor, "") << last;
+    EXPECT_TRUE(end->messages.empty()) << last;
+  }
+  ExpectBadResponse(ParseMessagePage(R"({"items":[{"role":"user"}]})").status());
+  ExpectBadResponse(ParseMessagePage("[]").status());
+}
+
+TEST(JsonMappingTest, MessageChunk) {
+  auto json_line = ParseJson(
+      R"({"message_id":"m1","thread_id":"t1","created_at":"2025-01-01T00:00:00.000000Z",
+          "delta":{"role":"assistant","content":"First part ","sources":[
+            {"content":"c","meta_data":{"document_title":"t"}}]}})",
+      "line");
+  ASSERT_TRUE(json_line.ok());
+  EXPECT_FALSE(IsStreamErrorLine(*json_line));
+  auto chunk = MessageChunkFromJson(*json_line);
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(chunk->message_id(), "m1");
+  EXPECT_EQ(chunk->thread_id(), "t1");
+  EXPECT_EQ(chunk->create_time().seconds(), 1735689600);
+  EXPECT_EQ(chunk->delta().role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(chunk->delta().content(), "First part ");
+  ASSERT_EQ(chunk->delta().sources_size(), 1);
+  EXPECT_EQ(chunk->delta().sources(0).meta_data().fields().at("document_title").string_value(),
+            "t");
+  ExpectBadResponse(MessageChunkFromJson(json{{"delta", json::object()}}).status());
+}
+
+TEST(JsonMappingTest, StreamErrorLineDetection) {
+  EXPECT_TRUE(IsStreamErrorLine(json{{"error_code", "api_error"}, {"detail", "x"}}));
+  EXPECT_FALSE(IsStreamErrorLine(json{{"error_code", "x"}, {"delta", json::object()}}));
+  EXPECT_FALSE(IsStreamErrorLine(json{{"message_id", "m"}}));
+  EXPECT_FALSE(IsStreamErrorLine(json::array()));
+}
+
+TEST(JsonMappingTest, StructRoundTrip) {
+  json original = json::parse(
+      R"({"s":"x","n":1.5,"i":3,"neg":-7,"b":true,"z":null,"l":[1,"a",{"k":[]}],"o":{"p":{}}})");
+  google::protobuf::Struct as_struct = StructFromJson(original);
+  EXPECT_EQ(as_struct.fields().at("i").number_value(), 3);
+  EXPECT_EQ(JsonFromStruct(as_struct), original);
+  EXPECT_EQ(StructFromJson(json::array()).fields_size(), 0);
+}
+
+TEST(JsonMappingTest, CreateThreadBody) {
+  CreateThreadParams params;
+  params.assistant_id = "a1";
+  EXPECT_EQ(json::parse(CreateThreadBody(params)), json({{"assistant_id", "a1"}}));
+  params.user_id = "u1";
+  params.title = "T";
+  EXPECT_EQ(json::parse(CreateThreadBody(params)),
+            json({{"assistant_id", "a1"}, {"user_id", "u1"}, {"title", "T"}}));
+}
+
+v1::MessageInput UserMessage(const std::string& content) {
+  v1::MessageInput message;
+  message.set_role(v1::ROLE_USER);
+  message.set_content(content);
+  return message;
+}
+
+TEST(JsonMappingTest, CreateMessageBodies) {
+  EXPECT_EQ(json::parse(CreateMessageBody(UserMessage("Hallo"))),
+            json({{"role", "user"}, {"content", "Hallo"}}));
+
+  v1::MessageInput with_file = UserMessage("see file");
+  auto* attachment = with_file.add_attachments();
+  attachment->set_file_id("f1");
+  EXPECT_EQ(json::parse(CreateMessageBody(with_file)),
+            json::parse(R"({"role":"user","content":"see file",
+                            "attachments":[{"file_id":"f1"}]})"));
+
+  v1::MessageInput assistant;
+  assistant.set_role(v1::ROLE_ASSISTANT);
+  auto* call = assistant.add_tool_calls();
+  call->set_id("call_1");
+  call->mutable_function()->set_name("lookup");
+  call->mutable_function()->set_arguments(R"({"q":1})");
+  EXPECT_EQ(json::parse(CreateMessageBody(assistant)),
+            json::parse(R"({"role":"assistant","content":"","tool_calls":[
+                {"id":"call_1","type":"function",
+                 "function":{"name":"lookup","arguments":"{\"q\":1}"}}]})"));
+
+  v1::MessageInput tool;
+  tool.set_role(v1::ROLE_TOOL);
+  tool.set_content("result");
+  tool.set_tool_call_id("call_1");
+  EXPECT_EQ(json::parse(CreateMessageBody(tool)),
+            json({{"role", "tool"}, {"content", "result"}, {"tool_call_id", "call_1"}}));
+}
+
+TEST(JsonMappingTest, InvalidUtf8IsReplacedNotThrown) {
+  std::string body = CreateMessageBody(UserMessage("bad \xff byte"));
+  json parsed = json::parse(body, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << body;
+  EXPECT_EQ(parsed["content"], "bad \xEF\xBF\xBD byte");
+}
+
+google::protobuf::Struct Tool(const std::string& name) {
+  return StructFromJson(json::parse(R"({"type":"function","function":{"name":")" + name +
+                                    R"(","parameters":{"type":"object"}}})"));
+}
+
+TEST(JsonMappingTest, RunBodies) {
+  RunParams params;
+  params.thread_id = "t1";
+  EXPECT_EQ(RunBody(params, ""), "{}");
+  EXPECT_EQ(json::parse(RunBody(params, "PI123")),
+            json::parse(R"({"meta_data":{"user_data":{"licence":"PI123"}}})"));
+  params.tools = {Tool("f")};
+  EXPECT_EQ(json::parse(RunBody(params, "PI123")),
+            json::parse(R"({"meta_data":{"user_data":{"licence":"PI123"}},
+                "tools":[{"type":"function","function":{"name":"f",
+                          "parameters":{"type":"object"}}}]})"));
+}
+
+TEST(JsonMappingTest, CompletionBodies) {
+  CompletionParams params{.assistant_id = "a1",
+                          .messages = {UserMessage("Q?")},
+                          .user_id = "u1",
+                          .thread_id = "t-not-in-body",
+                          .tools = {Tool("g")}};
+  EXPECT_EQ(json::parse(CompletionBody(params, "PI9")),
+            json::parse(R"({"assistant_id":"a1","user_id":"u1",
+                "messages":[{"role":"user","content":"Q?"}],
+                "meta_data":{"user_data":{"licence":"PI9"}},
+                "tools":[{"type":"function","function":{"name":"g",
+                          "parameters":{"type":"object"}}}]})"));
+  CompletionParams minimal;
+  minimal.assistant_id = "a1";
+  minimal.messages = {UserMessage("x")};
+  EXPECT_EQ(json::parse(CompletionBody(minimal, "")),
+            json::parse(R"({"assistant_id":"a1","messages":[{"role":"user","content":"x"}]})"));
+}
+
+}  // namespace
+}  // namespace copilot::gateway
