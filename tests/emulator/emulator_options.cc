@@ -1,0 +1,91 @@
+#include "tests/emulator/emulator_options.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace copilot::emulator {
+namespace {
+
+absl::Status FlagError(absl::string_view flag, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", problem));
+}
+
+absl::Status ParseNonNegative(absl::string_view flag, absl::string_view value, int64_t& out) {
+  if (!absl::SimpleAtoi(value, &out) || out < 0) {
+    return FlagError(flag, absl::StrCat("expected a non-negative integer, got '", value, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string Usage() {
+  return "usage: haufe-emulator --listen HOST:PORT --api-key KEY\n"
+         "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
+         "         [--fault JSON]... [--max-record N] [--seed N]\n";
+}
+
+absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>& args) {
+  EmulatorOptions options;
+  bool have_listen = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg.rfind("--", 0) != 0) return absl::InvalidArgumentError("unexpected argument: " + arg);
+    std::string flag = arg.substr(2);
+    std::string value;
+    size_t eq = flag.find('=');
+    if (eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) return FlagError(flag, "missing value");
+      value = args[++i];
+    }
+    if (flag == "listen") {
+      size_t colon = value.rfind(':');
+      int port = 0;
+      if (colon == std::string::npos || !absl::SimpleAtoi(value.substr(colon + 1), &port) ||
+          port < 0 || port > 65535) {
+        return FlagError(flag, "expected HOST:PORT, got '" + value + "'");
+      }
+      options.listen_host = value.substr(0, colon);
+      options.listen_port = port;
+      have_listen = true;
+    } else if (flag == "api-key") {
+      if (value.empty()) return FlagError(flag, "must not be empty");
+      options.api_key = value;
+    } else if (flag == "error-shape") {
+      absl::StatusOr<ErrorShape> shape = ParseErrorShape(value);
+      if (!shape.ok()) return FlagError(flag, shape.status().message());
+      options.error_shape = *shape;
+    } else if (flag == "stream-delay-ms") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.stream_delay_ms); !s.ok()) {
+        return s;
+      }
+    } else if (flag == "response-delay-ms") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.response_delay_ms); !s.ok()) {
+        return s;
+      }
+    } else if (flag == "fault") {
+      absl::StatusOr<FaultRule> rule = ParseFaultRule(value);
+      if (!rule.ok()) return FlagError(flag, rule.status().message());
+      options.faults.push_back(*std::move(rule));
+    } else if (flag == "max-record") {
+      int64_t n = 0;
+      if (absl::Status s = ParseNonNegative(flag, value, n); !s.ok()) return s;
+      options.max_record = static_cast<size_t>(n);
+    } else if (flag == "seed") {
+      uint64_t seed = 0;
+      if (!absl::SimpleAtoi(value, &seed)) return FlagError(flag, "expected an integer");
+      options.seed = seed;
+    } else {
+      return absl::InvalidArgumentError("unknown flag: --" + flag);
+    }
+  }
+  if (!have_listen) return FlagError("listen", "is required");
+  if (options.api_key.empty()) return FlagError("api-key", "is required");
+  return options;
+}
+
+}  // namespace copilot::emulator

@@ -1,0 +1,38 @@
+// The emulator's start-up configuration and its command line (docs/emulator.md).
+#ifndef COPILOT_TESTS_EMULATOR_EMULATOR_OPTIONS_H_
+#define COPILOT_TESTS_EMULATOR_EMULATOR_OPTIONS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tests/emulator/error_bodies.h"
+#include "tests/emulator/faults.h"
+
+namespace copilot::emulator {
+
+// Plain data, validated by ParseCommandLine.
+struct EmulatorOptions {
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 0;
+  std::string api_key;
+  ErrorShape error_shape = ErrorShape::kOld;
+  int64_t stream_delay_ms = 20;
+  int64_t response_delay_ms = 0;
+  std::vector<FaultRule> faults;
+  size_t max_record = 10000;
+  std::optional<uint64_t> seed;  // absent: main picks a random one
+};
+
+// Parses argv[1..]. Accepts "--flag value" and "--flag=value". Errors name the flag.
+absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>& args);
+
+// One line per flag, for --help and errors.
+std::string Usage();
+
+}  // namespace copilot::emulator
+
+#endif  // COPILOT_TESTS_EMULATOR_EMULATOR_OPTIONS_H_

@@ -1,0 +1,404 @@
+#include "tests/emulator/http_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace copilot::emulator {
+namespace {
+
+constexpr uint32_t kConnEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
+// Time between the last bytes before an injected reset and the RST, so the peer can read them.
+constexpr absl::Duration kResetGrace = absl::Milliseconds(20);
+// How long a connection we are closing may keep sending before we drop it.
+constexpr absl::Duration kDrainTimeout = absl::Seconds(2);
+
+}  // namespace
+
+struct HttpServer::Connection {
+  uint64_t id = 0;
+  int fd = -1;
+  EventLoop::WatchId watch = 0;
+  EventLoop::TimerId timer = 0;
+  std::string in;
+  HttpRequestParser parser;
+  bool sent_continue = false;
+  bool draining = false;  // write side shut; discarding input until EOF
+
+  // The response in progress.
+  bool responding = false;
+  bool finished = true;
+  bool keep_alive = true;
+  ResponsePlan plan;
+  size_t next_part = 0;
+  size_t body_sent = 0;
+  size_t budget = kNoLimit;
+  bool headers_sent = false;
+  bool all_queued = false;
+  bool stalled = false;
+  bool reset_pending = false;
+  std::string out;
+  size_t out_offset = 0;
+
+  Connection(size_t max_header, size_t max_body) : parser(max_header, max_body) {}
+};
+
+HttpServer::HttpServer(EventLoop& loop, RequestHandler& handler, Options options)
+    : loop_(loop), handler_(handler), options_(options) {}
+
+HttpServer::~HttpServer() {
+  for (auto& [id, conn] : connections_) {
+    loop_.CancelTimer(conn->timer);
+    loop_.Unwatch(conn->watch);
+    close(conn->fd);
+  }
+  connections_.clear();
+  if (listen_fd_ >= 0) {
+    loop_.Unwatch(listen_watch_);
+    close(listen_fd_);
+  }
+}
+
+absl::Status HttpServer::Listen(absl::string_view host, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  std::string host_str(host);
+  if (inet_pton(AF_INET, host_str.c_str(), &addr.sin_addr) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("listen: not an IPv4 address: ", host));
+  }
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  int one = 1;
+  setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("bind ", host, ":", port, ": ", std::strerror(errno)));
+  }
+  if (listen(listen_fd_, options_.backlog) != 0) {
+    return absl::InternalError(absl::StrCat("listen: ", std::strerror(errno)));
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  absl::StatusOr<EventLoop::WatchId> watch =
+      loop_.Watch(listen_fd_, EPOLLIN, [this](uint32_t) { OnAcceptable(); });
+  if (!watch.ok()) return watch.status();
+  listen_watch_ = *watch;
+  return absl::OkStatus();
+}
+
+void HttpServer::OnAcceptable() {
+  // Bounded per wake-up so a connect storm does not starve established connections.
+  for (int i = 0; i < 512; ++i) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: stop accepting for a moment instead of spinning.
+        std::fprintf(stderr, "haufe-emulator: accept: %s; pausing accepts\n", std::strerror(errno));
+        (void)loop_.Rewatch(listen_watch_, 0);
+        loop_.AddTimer(absl::Milliseconds(100),
+                       [this] { (void)loop_.Rewatch(listen_watch_, EPOLLIN); });
+      }
+      return;  // EAGAIN, or a transient error such as ECONNABORTED
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    auto conn = std::make_unique<Connection>(options_.max_header_bytes, options_.max_body_bytes);
+    conn->id = next_conn_id_++;
+    conn->fd = fd;
+    uint64_t id = conn->id;
+    absl::StatusOr<EventLoop::WatchId> watch =
+        loop_.Watch(fd, kConnEvents, [this, id](uint32_t events) { OnEvent(id, events); });
+    if (!watch.ok()) {
+      close(fd);
+      continue;
+    }
+    conn->watch = *watch;
+    connections_.emplace(id, std::move(conn));
+    ++stats_.accepted_total;
+    ++stats_.open_connections;
+    if (stats_.open_connections > stats_.peak_connections) {
+      stats_.peak_connections = stats_.open_connections;
+    }
+  }
+}
+
+void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
+  auto it = connections_.find(conn_id);
+  if (it == connections_.end()) return;
+  Connection& conn = *it->second;
+  bool peer_closed = (events & (EPOLLERR | EPOLLHUP)) != 0;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    if (!ReadAvailable(conn, peer_closed)) return;
+  }
+  if (peer_closed) {
+    if (conn.responding && !conn.finished) Finish(conn, false, /*client_closed_early=*/true);
+    Close(conn, /*with_reset=*/false);
+    return;
+  }
+  if (conn.draining) return;
+  if ((events & EPOLLOUT) && !conn.out.empty()) {
+    if (!Flush(conn)) return;
+  }
+  if (!conn.responding) ProcessInput(conn);
+}
+
+bool HttpServer::ReadAvailable(Connection& conn, bool& peer_closed) {
+  char buffer[16384];
+  while (true) {
+    ssize_t n = read(conn.fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      if (conn.draining) continue;
+      conn.in.append(buffer, static_cast<size_t>(n));
+      // A peer that keeps sending while we respond cannot grow the buffer without bound.
+      if (conn.in.size() > options_.max_header_bytes + options_.max_body_bytes + 65536) {
+        if (conn.responding && !conn.finished) Finish(conn, false, false);
+        Close(conn, /*with_reset=*/true);
+        return false;
+      }
+      continue;
+    }
+    if (n == 0) {
+      peer_closed = true;
+      return true;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) peer_closed = true;
+    return true;
+  }
+}
+
+ResponsePlan HttpServer::ProtocolError(int status, absl::string_view detail) {
+  ResponsePlan plan;
+  plan.status = status;
+  plan.headers.emplace_back("Content-Type", "application/json");
+  plan.body_parts.push_back(absl::StrCat("{\"detail\":\"", detail, "\"}"));
+  plan.close_connection = true;
+  return plan;
+}
+
+bool HttpServer::ProcessInput(Connection& conn) {
+  while (!conn.responding && !conn.draining && !conn.in.empty()) {
+    HttpRequestParser::Result result = conn.parser.Parse(conn.in);
+    switch (result) {
+      case HttpRequestParser::Result::kNeedMore:
+        return true;
+      case HttpRequestParser::Result::kHeadersDone:
+        if (conn.parser.ExpectsContinue() && !conn.sent_continue) {
+          conn.sent_continue = true;
+          conn.out.append("HTTP/1.1 100 Continue\r\n\r\n");
+          return Flush(conn);
+        }
+        return true;
+      case HttpRequestParser::Result::kBadRequest:
+        return StartResponse(conn, ProtocolError(400, "Malformed HTTP request"));
+      case HttpRequestParser::Result::kHeadersTooLarge:
+        return StartResponse(conn, ProtocolError(431, "Request header fields too large"));
+      case HttpRequestParser::Result::kBodyTooLarge:
+        return StartResponse(conn, ProtocolError(413, "Request body too large"));
+      case HttpRequestParser::Result::kLengthRequired:
+        return StartResponse(
+            conn,
+            ProtocolError(411, "Chunked request bodies are not supported; send Content-Length"));
+      case HttpRequestParser::Result::kComplete: {
+        HttpRequest request = std::move(conn.parser.request());
+        conn.in.erase(0, conn.parser.consumed());
+        conn.parser.Reset();
+        conn.sent_continue = false;
+        conn.keep_alive = request.KeepAlive();
+        if (!StartResponse(conn, handler_.Handle(std::move(request)))) return false;
+        break;
+      }
+    }
+  }
+  return true;
+}
+
+bool HttpServer::StartResponse(Connection& conn, ResponsePlan plan) {
+  conn.plan = std::move(plan);
+  conn.responding = true;
+  conn.finished = false;
+  conn.next_part = 0;
+  conn.body_sent = 0;
+  conn.budget = kNoLimit;
+  conn.headers_sent = false;
+  conn.all_queued = false;
+  conn.stalled = false;
+  conn.reset_pending = false;
+  if (conn.plan.close_connection) conn.keep_alive = false;
+  if (conn.plan.start_delay > absl::ZeroDuration()) {
+    uint64_t id = conn.id;
+    conn.timer =
+        loop_.AddTimer(conn.plan.start_delay, [this, id] { OnTimer(id, &HttpServer::BeginStep); });
+    return true;
+  }
+  return Begin(conn);
+}
+
+void HttpServer::OnTimer(uint64_t conn_id, void (HttpServer::*step)(Connection&)) {
+  auto it = connections_.find(conn_id);
+  if (it == connections_.end()) return;
+  it->second->timer = 0;
+  (this->*step)(*it->second);
+  // The step may have finished the response (or closed the connection): serve what is queued.
+  it = connections_.find(conn_id);
+  if (it != connections_.end() && !it->second->responding) ProcessInput(*it->second);
+}
+
+bool HttpServer::Begin(Connection& conn) {
+  const ResponsePlan& plan = conn.plan;
+  if (plan.interruption == Interruption::kResetBeforeHeaders) {
+    Finish(conn, false, false);
+    Close(conn, /*with_reset=*/true);
+    return false;
+  }
+  if (plan.interruption == Interruption::kResetAfterBytes) {
+    conn.budget = plan.interrupt_after_bytes.value_or(plan.BodySize() / 2);
+  } else if (plan.interruption == Interruption::kStallAfterBytes) {
+    conn.budget = plan.interrupt_after_bytes.value_or(0);
+  }
+  std::string head = absl::StrFormat("HTTP/1.1 %d %s\r\n", plan.status, ReasonPhrase(plan.status));
+  for (const auto& [name, value] : plan.headers) absl::StrAppend(&head, name, ": ", value, "\r\n");
+  if (plan.chunked) {
+    head.append("Transfer-Encoding: chunked\r\n");
+  } else if (plan.status != 204 && plan.status != 304) {
+    absl::StrAppend(&head, "Content-Length: ", plan.BodySize(), "\r\n");
+  }
+  if (!conn.keep_alive) head.append("Connection: close\r\n");
+  head.append("\r\n");
+  conn.out.append(head);
+  conn.headers_sent = true;
+  if (plan.on_progress) {
+    plan.on_progress(ResponseProgress{.headers_sent = true, .status = plan.status});
+  }
+  return EmitParts(conn);
+}
+
+bool HttpServer::EmitParts(Connection& conn) {
+  const ResponsePlan& plan = conn.plan;
+  bool interrupting = plan.interruption != Interruption::kNone;
+  while (true) {
+    if (conn.next_part >= plan.body_parts.size() ||
+        (interrupting && conn.body_sent >= conn.budget)) {
+      if (interrupting) {
+        if (plan.interruption == Interruption::kStallAfterBytes) {
+          conn.stalled = true;
+        } else {
+          conn.reset_pending = true;
+        }
+      } else {
+        if (plan.chunked) conn.out.append("0\r\n\r\n");
+        conn.all_queued = true;
+      }
+      break;
+    }
+    const std::string& part = plan.body_parts[conn.next_part];
+    ++conn.next_part;
+    if (part.empty()) continue;
+    size_t room = conn.budget - conn.body_sent;
+    size_t n = std::min(part.size(), room);
+    if (plan.chunked) absl::StrAppend(&conn.out, absl::Hex(part.size()), "\r\n");
+    conn.out.append(part, 0, n);
+    conn.body_sent += n;
+    if (n < part.size()) continue;  // cut short: the loop head interrupts
+    if (plan.chunked) conn.out.append("\r\n");
+    if (plan.chunked && plan.part_interval > absl::ZeroDuration() &&
+        conn.next_part < plan.body_parts.size()) {
+      uint64_t id = conn.id;
+      conn.timer =
+          loop_.AddTimer(plan.part_interval, [this, id] { OnTimer(id, &HttpServer::EmitStep); });
+      break;
+    }
+  }
+  return Flush(conn);
+}
+
+bool HttpServer::Flush(Connection& conn) {
+  while (conn.out_offset < conn.out.size()) {
+    ssize_t n = send(conn.fd, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
+                     MSG_NOSIGNAL);
+    if (n > 0) {
+      conn.out_offset += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // EPOLLOUT resumes
+    // EPIPE / ECONNRESET: the peer is gone.
+    if (conn.responding && !conn.finished) Finish(conn, false, /*client_closed_early=*/true);
+    Close(conn, /*with_reset=*/false);
+    return false;
+  }
+  conn.out.clear();
+  conn.out_offset = 0;
+  if (!conn.responding) return true;
+  if (conn.reset_pending) {
+    conn.reset_pending = false;
+    uint64_t id = conn.id;
+    conn.timer = loop_.AddTimer(kResetGrace, [this, id] { OnTimer(id, &HttpServer::ResetStep); });
+    return true;
+  }
+  if (conn.all_queued) {
+    Finish(conn, /*completed=*/true, false);
+    conn.responding = false;
+    conn.plan = ResponsePlan();
+    if (!conn.keep_alive) {
+      // Half-close so the peer reads everything, then drop whatever it still sends.
+      shutdown(conn.fd, SHUT_WR);
+      conn.draining = true;
+      conn.in.clear();
+      uint64_t id = conn.id;
+      conn.timer = loop_.AddTimer(kDrainTimeout, [this, id] {
+        auto it = connections_.find(id);
+        if (it != connections_.end()) Close(*it->second, false);
+      });
+    }
+  }
+  return true;
+}
+
+void HttpServer::ResetStep(Connection& conn) {
+  Finish(conn, false, false);
+  Close(conn, /*with_reset=*/true);
+}
+
+void HttpServer::Finish(Connection& conn, bool completed, bool client_closed_early) {
+  if (conn.finished) return;
+  conn.finished = true;
+  if (conn.plan.on_progress) {
+    conn.plan.on_progress(ResponseProgress{.headers_sent = conn.headers_sent,
+                                           .status = conn.headers_sent ? conn.plan.status : 0,
+                                           .finished = true,
+                                           .completed = completed,
+                                           .client_closed_early = client_closed_early});
+  }
+}
+
+void HttpServer::Close(Connection& conn, bool with_reset) {
+  if (conn.timer != 0) loop_.CancelTimer(conn.timer);
+  loop_.Unwatch(conn.watch);
+  if (with_reset) {
+    linger lin{.l_onoff = 1, .l_linger = 0};
+    setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
+  }
+  close(conn.fd);
+  --stats_.open_connections;
+  connections_.erase(conn.id);  // destroys `conn`
+}
+
+}  // namespace copilot::emulator

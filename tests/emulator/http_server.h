@@ -1,0 +1,90 @@
+// The emulator's HTTP/1.1 server: non-blocking sockets on an EventLoop, keep-alive, Content-Length
+// request bodies, and response plans that may be delayed, paced chunk by chunk, or broken on
+// purpose (reset, stall).
+#ifndef COPILOT_TESTS_EMULATOR_HTTP_SERVER_H_
+#define COPILOT_TESTS_EMULATOR_HTTP_SERVER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "tests/emulator/event_loop.h"
+#include "tests/emulator/http_request.h"
+#include "tests/emulator/http_response.h"
+
+namespace copilot::emulator {
+
+// Turns a complete request into a response plan. Called on the loop thread; must not block.
+class RequestHandler {
+ public:
+  virtual ~RequestHandler() = default;
+  virtual ResponsePlan Handle(HttpRequest request) = 0;
+};
+
+struct ServerStats {
+  int64_t open_connections = 0;
+  int64_t peak_connections = 0;
+  int64_t accepted_total = 0;
+};
+
+// Accepts connections and runs one response at a time per connection (pipelined requests wait
+// in the input buffer). A peer that closes (EOF, EPOLLRDHUP, EPOLLERR, a failed send) while its
+// response is pending ends that response with client_closed_early and cancels its timer. Not
+// thread-safe: lives on the loop thread.
+class HttpServer {
+ public:
+  struct Options {
+    int backlog = 65535;  // the kernel caps it at net.core.somaxconn
+    size_t max_header_bytes = 64 * 1024;
+    size_t max_body_bytes = 32 * 1024 * 1024;
+  };
+
+  HttpServer(EventLoop& loop, RequestHandler& handler, Options options);
+  HttpServer(EventLoop& loop, RequestHandler& handler) : HttpServer(loop, handler, Options()) {}
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds `host:port` (IPv4 literal; port 0 picks one) and starts accepting.
+  absl::Status Listen(absl::string_view host, int port);
+  int port() const { return port_; }
+  ServerStats stats() const { return stats_; }
+
+ private:
+  struct Connection;
+
+  void OnAcceptable();
+  void OnEvent(uint64_t conn_id, uint32_t events);
+  // Each of these returns false when it closed (and destroyed) the connection.
+  bool ReadAvailable(Connection& conn, bool& peer_closed);
+  bool ProcessInput(Connection& conn);
+  bool StartResponse(Connection& conn, ResponsePlan plan);
+  bool Begin(Connection& conn);
+  bool EmitParts(Connection& conn);
+  bool Flush(Connection& conn);
+  void OnTimer(uint64_t conn_id, void (HttpServer::*step)(Connection&));
+  void BeginStep(Connection& conn) { Begin(conn); }
+  void EmitStep(Connection& conn) { EmitParts(conn); }
+  void ResetStep(Connection& conn);
+  void Finish(Connection& conn, bool completed, bool client_closed_early);
+  void Close(Connection& conn, bool with_reset);
+  ResponsePlan ProtocolError(int status, absl::string_view detail);
+
+  EventLoop& loop_;
+  RequestHandler& handler_;
+  Options options_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  EventLoop::WatchId listen_watch_ = 0;
+  uint64_t next_conn_id_ = 1;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  ServerStats stats_;
+};
+
+}  // namespace copilot::emulator
+
+#endif  // COPILOT_TESTS_EMULATOR_HTTP_SERVER_H_

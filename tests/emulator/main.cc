@@ -1,0 +1,96 @@
+// haufe-emulator: the Haufe Copilot REST API emulator (docs/emulator.md). Wires the pieces
+// together; everything else lives in emulator_lib.
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tests/emulator/clock.h"
+#include "tests/emulator/emulator_app.h"
+#include "tests/emulator/emulator_options.h"
+#include "tests/emulator/event_loop.h"
+#include "tests/emulator/http_server.h"
+#include "tests/emulator/uuid.h"
+
+namespace {
+
+// Raises the soft descriptor limit to the hard one: 10,000+ concurrent connections need it.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) std::perror("haufe-emulator: setrlimit");
+  }
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "haufe-emulator: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace copilot::emulator;  // NOLINT(build/namespaces): main only wires
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (const std::string& arg : args) {
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(Usage().c_str(), stdout);
+      return 0;
+    }
+  }
+  absl::StatusOr<EmulatorOptions> options = ParseCommandLine(args);
+  if (!options.ok()) {
+    std::fprintf(stderr, "haufe-emulator: %s\n%s", std::string(options.status().message()).c_str(),
+                 Usage().c_str());
+    return 2;
+  }
+  RaiseFileLimit();
+  signal(SIGPIPE, SIG_IGN);
+
+  // SIGTERM/SIGINT arrive through a signalfd in the loop, so shutdown is orderly.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  sigprocmask(SIG_BLOCK, &stop_signals, nullptr);
+  int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd < 0) return Fail(absl::InternalError("signalfd failed"));
+
+  SystemClock clock;
+  uint64_t seed = options->seed.value_or(std::random_device{}());
+  UuidGenerator uuids(seed);
+  EventLoop loop(clock);
+  if (absl::Status s = loop.Init(); !s.ok()) return Fail(s);
+
+  HttpServer* server_ptr = nullptr;
+  EmulatorApp app(*options, clock, uuids, [&server_ptr] {
+    return server_ptr != nullptr ? server_ptr->stats() : ServerStats();
+  });
+  HttpServer server(loop, app);
+  server_ptr = &server;
+  if (absl::Status s = server.Listen(options->listen_host, options->listen_port); !s.ok()) {
+    return Fail(s);
+  }
+  absl::StatusOr<EventLoop::WatchId> signal_watch =
+      loop.Watch(signal_fd, EPOLLIN, [&loop, signal_fd](uint32_t) {
+        signalfd_siginfo info{};
+        while (read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+        }
+        loop.Stop();
+      });
+  if (!signal_watch.ok()) return Fail(signal_watch.status());
+
+  std::printf("haufe-emulator listening on %s:%d\n", options->listen_host.c_str(), server.port());
+  std::fflush(stdout);
+  loop.Run();
+  close(signal_fd);
+  return 0;
+}

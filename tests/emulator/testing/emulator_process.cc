@@ -1,0 +1,297 @@
+#include "tests/emulator/testing/emulator_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace copilot::emulator::testing {
+namespace {
+
+using nlohmann::json;
+
+void GlobalInitOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct TransferState {
+  HttpResponse* response;
+  size_t abort_after_bytes;
+};
+
+size_t OnBody(char* data, size_t size, size_t count, void* user) {
+  auto* state = static_cast<TransferState*>(user);
+  size_t n = size * count;
+  state->response->body.append(data, n);
+  if (state->abort_after_bytes > 0 && state->response->body.size() >= state->abort_after_bytes) {
+    return 0;  // curl aborts the transfer and closes the connection
+  }
+  return n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t count, void* user) {
+  auto* response = static_cast<HttpResponse*>(user);
+  size_t n = size * count;
+  absl::string_view line(data, n);
+  if (absl::StartsWith(line, "HTTP/")) {
+    response->headers.clear();  // a new (e.g. final after 100 Continue) response
+    return n;
+  }
+  size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return n;
+  response->headers.emplace_back(absl::AsciiStrToLower(line.substr(0, colon)),
+                                 std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
+  return n;
+}
+
+absl::Status CheckControl(const HttpResponse& r, absl::string_view what) {
+  if (!r.ok()) return absl::UnavailableError(absl::StrCat(what, ": ", r.curl_error));
+  if (r.status != 200) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": HTTP ", r.status, " ", r.body));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<json> ControlJson(const HttpResponse& r, absl::string_view what) {
+  if (absl::Status s = CheckControl(r, what); !s.ok()) return s;
+  json j = r.Json();
+  if (j.is_discarded()) return absl::InternalError(absl::StrCat(what, ": body is not JSON"));
+  return j;
+}
+
+}  // namespace
+
+std::optional<std::string> HttpResponse::Header(absl::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return value;
+  }
+  return std::nullopt;
+}
+
+json HttpResponse::Json() const { return json::parse(body, nullptr, /*allow_exceptions=*/false); }
+
+HttpClient::HttpClient() {
+  GlobalInitOnce();
+  curl_ = curl_easy_init();
+}
+
+HttpClient::~HttpClient() { curl_easy_cleanup(curl_); }
+
+HttpResponse HttpClient::Send(absl::string_view method, absl::string_view url,
+                              absl::string_view body, const RequestOptions& options) {
+  HttpResponse response;
+  if (curl_ == nullptr) {
+    response.curl_code = CURLE_FAILED_INIT;
+    response.curl_error = "curl_easy_init failed";
+    return response;
+  }
+  curl_easy_reset(curl_);
+  char error[CURL_ERROR_SIZE] = {0};
+  std::string url_str(url);
+  std::string method_str(method);
+  TransferState state{&response, options.abort_after_bytes};
+  curl_easy_setopt(curl_, CURLOPT_URL, url_str.c_str());
+  curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl_, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS,
+                   static_cast<long>(absl::ToInt64Milliseconds(options.timeout)));
+  curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &state);
+  curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &response);
+  bool sends_body = !body.empty() || method == "POST" || method == "PUT" || method == "PATCH";
+  if (sends_body) {
+    curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.data());
+  }
+  if (method != "GET" && !(method == "POST" && sends_body)) {
+    curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method_str.c_str());
+  }
+  curl_slist* headers = nullptr;
+  if (sends_body) headers = curl_slist_append(headers, "Content-Type: application/json");
+  for (const auto& [name, value] : options.headers) {
+    headers = curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
+  }
+  curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+
+  auto start = std::chrono::steady_clock::now();
+  response.curl_code = curl_easy_perform(curl_);
+  response.elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
+  curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &last_new_connections_);
+  if (response.curl_code != CURLE_OK) {
+    response.curl_error =
+        error[0] != '\0' ? std::string(error) : curl_easy_strerror(response.curl_code);
+  }
+  curl_slist_free_all(headers);
+  return response;
+}
+
+HttpResponse SendHttpRequest(absl::string_view method, absl::string_view url,
+                             absl::string_view body, const RequestOptions& options) {
+  HttpClient client;
+  return client.Send(method, url, body, options);
+}
+
+absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
+    EmulatorProcessOptions options) {
+  GlobalInitOnce();
+  std::vector<std::string> args = {options.binary, "--listen", "127.0.0.1:0", "--api-key",
+                                   options.api_key};
+  args.insert(args.end(), options.args.begin(), options.args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid == 0) {
+    // Child: only async-signal-safe calls until exec.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  auto process = std::unique_ptr<EmulatorProcess>(new EmulatorProcess(pid, 0, options.api_key));
+
+  std::string line;
+  absl::Time deadline = absl::Now() + options.startup_timeout;
+  while (line.find('\n') == std::string::npos) {
+    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (wait_ms <= 0) break;
+    pollfd pfd{pipe_fds[0], POLLIN, 0};
+    int ready = poll(&pfd, 1, wait_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    char buffer[256];
+    ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer));
+    if (n <= 0) break;  // the child exited (or closed stdout)
+    line.append(buffer, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  constexpr absl::string_view kPrefix = "haufe-emulator listening on ";
+  size_t newline = line.find('\n');
+  absl::string_view first = absl::string_view(line).substr(0, newline);
+  size_t colon = first.rfind(':');
+  int port = 0;
+  if (newline == std::string::npos || !absl::StartsWith(first, kPrefix) ||
+      colon == absl::string_view::npos || !absl::SimpleAtoi(first.substr(colon + 1), &port)) {
+    return absl::UnavailableError(absl::StrCat("haufe-emulator (", options.binary,
+                                               ") did not start; stdout: '", line,
+                                               "' (see its stderr)"));
+  }
+  process->port_ = port;
+  return process;
+}
+
+EmulatorProcess::~EmulatorProcess() {
+  if (pid_ > 0) (void)Stop();
+}
+
+absl::StatusOr<int> EmulatorProcess::Stop(absl::Duration grace) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("Stop: the emulator is not running");
+  kill(pid_, SIGTERM);
+  absl::Time deadline = absl::Now() + grace;
+  int status = 0;
+  while (true) {
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) break;
+    if (r < 0 && errno != EINTR) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+    }
+    if (absl::Now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // bounded by `grace`
+  }
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+std::string EmulatorProcess::base_url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+std::string EmulatorProcess::api_url() const { return base_url() + "/agents/v1"; }
+
+RequestOptions EmulatorProcess::WithApiKey(const RequestOptions& options) const {
+  RequestOptions out = options;
+  out.headers.emplace_back("api-key", api_key_);
+  return out;
+}
+
+HttpResponse EmulatorProcess::Get(absl::string_view path, const RequestOptions& options) const {
+  return SendHttpRequest("GET", base_url() + std::string(path), "", options);
+}
+HttpResponse EmulatorProcess::Post(absl::string_view path, absl::string_view body,
+                                   const RequestOptions& options) const {
+  return SendHttpRequest("POST", base_url() + std::string(path), body, options);
+}
+HttpResponse EmulatorProcess::Delete(absl::string_view path, const RequestOptions& options) const {
+  return SendHttpRequest("DELETE", base_url() + std::string(path), "", options);
+}
+HttpResponse EmulatorProcess::ApiGet(absl::string_view path, const RequestOptions& options) const {
+  return SendHttpRequest("GET", api_url() + std::string(path), "", WithApiKey(options));
+}
+HttpResponse EmulatorProcess::ApiPost(absl::string_view path, absl::string_view body,
+                                      const RequestOptions& options) const {
+  return SendHttpRequest("POST", api_url() + std::string(path), body, WithApiKey(options));
+}
+HttpResponse EmulatorProcess::ApiDelete(absl::string_view path,
+                                        const RequestOptions& options) const {
+  return SendHttpRequest("DELETE", api_url() + std::string(path), "", WithApiKey(options));
+}
+
+absl::StatusOr<int64_t> EmulatorProcess::AddFault(const json& rule) const {
+  absl::StatusOr<json> j = ControlJson(Post("/_emulator/faults", rule.dump()), "AddFault");
+  if (!j.ok()) return j.status();
+  return j->value("id", int64_t{0});
+}
+
+absl::Status EmulatorProcess::ClearFaults() const {
+  return CheckControl(Delete("/_emulator/faults"), "ClearFaults");
+}
+
+absl::Status EmulatorProcess::SetConfig(const json& config) const {
+  return CheckControl(Post("/_emulator/config", config.dump()), "SetConfig");
+}
+
+absl::Status EmulatorProcess::Reset() const {
+  return CheckControl(Post("/_emulator/reset", "{}"), "Reset");
+}
+
+absl::StatusOr<json> EmulatorProcess::Requests() const {
+  return ControlJson(Get("/_emulator/requests"), "Requests");
+}
+
+absl::Status EmulatorProcess::ClearRequests() const {
+  return CheckControl(Delete("/_emulator/requests"), "ClearRequests");
+}
+
+absl::StatusOr<json> EmulatorProcess::Stats() const {
+  return ControlJson(Get("/_emulator/stats"), "Stats");
+}
+
+}  // namespace copilot::emulator::testing
