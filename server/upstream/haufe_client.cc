@@ -1,0 +1,411 @@
+#include "server/upstream/haufe_client.h"
+
+#include <deque>
+#include <string>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "nlohmann/json.hpp"
+#include "server/common/errors.h"
+#include "server/upstream/http_status_table.h"
+#include "server/upstream/json_mapping.h"
+#include "server/upstream/ndjson_splitter.h"
+
+#ifndef COPILOT_GATEWAY_VERSION
+#define COPILOT_GATEWAY_VERSION "0.0.0"
+#endif
+
+namespace copilot::gateway {
+namespace {
+
+bool IsSuccess(int http_status) { return http_status >= 200 && http_status < 300; }
+
+// An UpstreamCall over one transfer.
+// Thread-safe: HttpTransfer is.
+class TransferCall final : public UpstreamCall {
+ public:
+  explicit TransferCall(std::shared_ptr<HttpTransfer> transfer) : transfer_(std::move(transfer)) {}
+  void Cancel() override { transfer_->Cancel(); }
+  void Resume() override { transfer_->Resume(); }
+
+ private:
+  const std::shared_ptr<HttpTransfer> transfer_;
+};
+
+// The call of a request rejected before it was sent. Thread-safe (stateless).
+class FinishedCall final : public UpstreamCall {
+ public:
+  void Cancel() override {}
+  void Resume() override {}
+};
+
+// Collects a whole response; hands the 2xx body, or the mapped error, to `done`.
+// Not thread-safe: the transport calls it from its event loop thread only.
+class BufferedHandler final : public HttpTransferHandler {
+ public:
+  BufferedHandler(std::function<absl::Time()> now,
+                  absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done)
+      : now_(std::move(now)), done_(std::move(done)) {}
+
+  void OnHeaders(const HttpResponseHead& head) override {
+    http_status_ = head.status;
+    retry_after_ = std::string(head.Header("retry-after"));
+  }
+  bool OnData(absl::string_view piece) override {
+    body_.append(piece.data(), piece.size());  // Bounded by the transport's max_response_bytes.
+    return true;
+  }
+  void OnComplete(absl::Status status) override {
+    if (!done_) return;
+    auto done = std::move(done_);
+    if (!status.ok()) {
+      std::move(done)(std::move(status));
+    } else if (IsSuccess(http_status_)) {
+      std::move(done)(std::move(body_));
+    } else {
+      std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_()));
+    }
+  }
+
+ private:
+  const std::function<absl::Time()> now_;
+  absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done_;
+  int http_status_ = 0;
+  std::string retry_after_;
+  std::string body_;
+};
+
+// Turns a 2xx NDJSON body into ChunkSink calls, line by line, with flow control; maps a non-2xx
+// response like any other.
+// Thread-safety: the transport calls the HttpTransferHandler methods from its event loop thread
+// only; SetTransfer may be called from any thread (transfer_ is under mu_).
+class StreamHandler final : public HttpTransferHandler {
+ public:
+  StreamHandler(std::shared_ptr<ChunkSink> sink, std::size_t max_line_bytes,
+                std::function<absl::Time()> now)
+      : sink_(std::move(sink)), splitter_(max_line_bytes), now_(std::move(now)) {}
+
+  void SetTransfer(std::shared_ptr<HttpTransfer> transfer) {
+    absl::MutexLock lock(&mu_);
+    transfer_ = std::move(transfer);
+  }
+
+  void OnHeaders(const HttpResponseHead& head) override {
+    http_status_ = head.status;
+    retry_after_ = std::string(head.Header("retry-after"));
+  }
+
+  bool OnData(absl::string_view piece) override {
+    if (done_) return true;  // Ended early (an error line); the transfer is being cancelled.
+    if (!IsSuccess(http_status_)) {
+      error_body_.append(piece.data(), piece.size());
+      return true;
+    }
+    absl::Status split =
+        splitter_.Feed(piece, [this](absl::string_view line) { pending_.emplace_back(line); });
+    // Lines completed before a splitter error still go out first.
+    const bool more = Drain(/*honour_pause=*/true);
+    if (!split.ok() && !done_) {
+      Finish(std::move(split));
+      return true;
+    }
+    return more;
+  }
+
+  void OnComplete(absl::Status status) override {
+    if (done_) return;
+    if (!status.ok()) return Finish(std::move(status));
+    if (!IsSuccess(http_status_)) {
+      return Finish(StatusFromHttpError(http_status_, error_body_, retry_after_, now_()));
+    }
+    absl::Status end = splitter_.Finish();
+    // The transport does not complete a transfer its handler holds paused, so the sink is not
+    // paused here; if a transport did, the sink still gets every line before OnDone.
+    Drain(/*honour_pause=*/false);
+    if (done_) return;
+    Finish(std::move(end));
+  }
+
+ private:
+  // Delivers pending lines until the sink asks for a pause (then false) or none are left.
+  bool Drain(bool honour_pause) {
+    while (!pending_.empty() && !done_) {
+      std::string line = std::move(pending_.front());
+      pending_.pop_front();
+      if (!Deliver(line) && honour_pause) return false;
+    }
+    return true;
+  }
+
+  // One line to the sink; returns what OnChunk returned (true after an error line).
+  bool Deliver(absl::string_view line) {
+    nlohmann::json json =
+        nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (json.is_discarded()) {
+      Finish(MakeError(absl::StatusCode::kInternal, "an upstream stream line is not valid JSON",
+                       kBadResponseReason));
+      return true;
+    }
+    if (IsStreamErrorLine(json)) {
+      Finish(StatusFromStreamErrorLine(line));
+      return true;
+    }
+    absl::StatusOr<copilot::v1::MessageChunk> chunk = MessageChunkFromJson(json);
+    if (!chunk.ok()) {
+      Finish(chunk.status());
+      return true;
+    }
+    return sink_->OnChunk(*std::move(chunk));
+  }
+
+  // Ends the stream: OnDone exactly once; an early end also cancels the transfer.
+  void Finish(absl::Status status) {
+    if (done_) return;
+    done_ = true;
+    pending_.clear();
+    std::shared_ptr<HttpTransfer> transfer;
+    {
+      absl::MutexLock lock(&mu_);
+      transfer = std::move(transfer_);
+    }
+    // After OnComplete this is a no-op; before it, it stops an upstream that sent an error line
+    // but kept the connection open.
+    if (transfer != nullptr) transfer->Cancel();
+    sink_->OnDone(std::move(status));
+  }
+
+  const std::shared_ptr<ChunkSink> sink_;
+  NdjsonSplitter splitter_;
+  const std::function<absl::Time()> now_;
+  int http_status_ = 0;
+  std::string retry_after_;
+  std::string error_body_;
+  std::deque<std::string> pending_;  // Complete lines the sink has not taken yet (paused).
+  bool done_ = false;
+
+  absl::Mutex mu_;
+  std::shared_ptr<HttpTransfer> transfer_ ABSL_GUARDED_BY(mu_);
+};
+
+// Calls `done` inline with a status for a request that cannot be sent.
+template <typename Callback>
+std::shared_ptr<UpstreamCall> Reject(Callback& done, absl::string_view what) {
+  std::move(done)(MakeError(absl::StatusCode::kInvalidArgument,
+                            absl::StrCat("no ", what, " given for the upstream call"),
+                            "upstream_missing_id"));
+  return std::make_shared<FinishedCall>();
+}
+
+std::shared_ptr<UpstreamCall> RejectStream(ChunkSink& sink, absl::string_view what) {
+  sink.OnDone(MakeError(absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("no ", what, " given for the upstream call"),
+                        "upstream_missing_id"));
+  return std::make_shared<FinishedCall>();
+}
+
+// A buffered-call completion that parses the body with `parse` and hands the result on.
+template <typename T, typename Parse>
+absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> ParseThen(Parse parse,
+                                                                   UpstreamCallback<T> done) {
+  return [parse, done = std::move(done)](absl::StatusOr<std::string> body) mutable {
+    if (!body.ok()) return std::move(done)(body.status());
+    std::move(done)(parse(*body));
+  };
+}
+
+std::string CompletionPath(const CompletionParams& params, bool stream) {
+  std::string path = stream ? "/v1/chat/completions/stream" : "/v1/chat/completions";
+  if (!params.thread_id.empty()) absl::StrAppend(&path, "?thread_id=", UrlEncode(params.thread_id));
+  return path;
+}
+
+}  // namespace
+
+std::string UrlEncode(absl::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    }
+  }
+  return out;
+}
+
+HaufeClient::HaufeClient(HaufeClientConfig config, std::shared_ptr<HttpTransport> transport,
+                         std::function<absl::Time()> now)
+    : config_(std::move(config)),
+      base_url_(absl::StripSuffix(config_.base_url, "/")),
+      transport_(std::move(transport)),
+      now_(std::move(now)) {}
+
+HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::string_view method,
+                                     absl::string_view path_and_query, std::string body,
+                                     bool stream) const {
+  HttpRequest request;
+  request.method = std::string(method);
+  request.url = absl::StrCat(base_url_, path_and_query);
+  request.headers.emplace_back("api-key", options.api_key);
+  request.headers.emplace_back(
+      "accept", stream ? "application/x-ndjson, application/json" : "application/json");
+  if (method == "POST") request.headers.emplace_back("content-type", "application/json");
+  if (!options.request_id.empty()) request.headers.emplace_back("x-request-id", options.request_id);
+  request.headers.emplace_back(
+      "user-agent",
+      absl::StrCat("copilot-gateway/",
+                   config_.version.empty() ? COPILOT_GATEWAY_VERSION : config_.version));
+  request.body = std::move(body);
+  request.deadline = options.deadline;
+  request.connect_timeout = config_.connect_timeout;
+  request.stall_timeout = config_.stall_timeout;
+  request.max_response_bytes = config_.max_response_bytes;
+  return request;
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(
+    HttpRequest request, absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done) {
+  auto handler = std::make_shared<BufferedHandler>(now_, std::move(done));
+  return std::make_shared<TransferCall>(transport_->Start(std::move(request), std::move(handler)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::StartStream(HttpRequest request,
+                                                       std::shared_ptr<ChunkSink> sink) {
+  auto handler =
+      std::make_shared<StreamHandler>(std::move(sink), config_.max_ndjson_line_bytes, now_);
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(std::move(request), handler);
+  handler->SetTransfer(transfer);
+  return std::make_shared<TransferCall>(std::move(transfer));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::ListAssistants(
+    const UpstreamCallOptions& options,
+    UpstreamCallback<std::vector<copilot::v1::Assistant>> done) {
+  return StartBuffered(
+      MakeRequest(options, "GET", "/v1/assistants", "", false),
+      ParseThen<std::vector<copilot::v1::Assistant>>(
+          [](absl::string_view body) { return ParseAssistantList(body); }, std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::GetAssistant(
+    const UpstreamCallOptions& options, const std::string& assistant_id,
+    UpstreamCallback<copilot::v1::Assistant> done) {
+  if (assistant_id.empty()) return Reject(done, "assistant_id");
+  return StartBuffered(
+      MakeRequest(options, "GET", absl::StrCat("/v1/assistants/", UrlEncode(assistant_id)), "",
+                  false),
+      ParseThen<copilot::v1::Assistant>([](absl::string_view body) { return ParseAssistant(body); },
+                                        std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::CreateThread(
+    const UpstreamCallOptions& options, const CreateThreadParams& params,
+    UpstreamCallback<copilot::v1::Thread> done) {
+  return StartBuffered(
+      MakeRequest(options, "POST", "/v1/threads", CreateThreadBody(params), false),
+      ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
+                                     std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::GetThread(const UpstreamCallOptions& options,
+                                                     const std::string& thread_id,
+                                                     UpstreamCallback<copilot::v1::Thread> done) {
+  if (thread_id.empty()) return Reject(done, "thread_id");
+  return StartBuffered(
+      MakeRequest(options, "GET", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
+      ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
+                                     std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::DeleteThread(const UpstreamCallOptions& options,
+                                                        const std::string& thread_id,
+                                                        UpstreamDoneCallback done) {
+  if (thread_id.empty()) return Reject(done, "thread_id");
+  return StartBuffered(
+      MakeRequest(options, "DELETE", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
+      [done = std::move(done)](absl::StatusOr<std::string> body) mutable {
+        // 204, or 200 with any body: the body says nothing we need.
+        std::move(done)(body.status());
+      });
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::AddMessage(const UpstreamCallOptions& options,
+                                                      const std::string& thread_id,
+                                                      const copilot::v1::MessageInput& message,
+                                                      UpstreamCallback<copilot::v1::Message> done) {
+  if (thread_id.empty()) return Reject(done, "thread_id");
+  return StartBuffered(
+      MakeRequest(options, "POST", absl::StrCat("/v1/threads/", UrlEncode(thread_id), "/messages"),
+                  CreateMessageBody(message), false),
+      ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
+                                      std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::ListMessages(const UpstreamCallOptions& options,
+                                                        const std::string& thread_id, int page_size,
+                                                        const std::string& cursor,
+                                                        UpstreamCallback<MessagePage> done) {
+  if (thread_id.empty()) return Reject(done, "thread_id");
+  std::string path = absl::StrCat("/v1/threads/", UrlEncode(thread_id), "/messages");
+  absl::string_view separator = "?";
+  if (page_size > 0) {
+    absl::StrAppend(&path, separator, "limit=", page_size);
+    separator = "&";
+  }
+  if (!cursor.empty()) absl::StrAppend(&path, separator, "cursor=", UrlEncode(cursor));
+  return StartBuffered(
+      MakeRequest(options, "GET", path, "", false),
+      ParseThen<MessagePage>([](absl::string_view body) { return ParseMessagePage(body); },
+                             std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::Run(const UpstreamCallOptions& options,
+                                               const RunParams& params,
+                                               UpstreamCallback<copilot::v1::Message> done) {
+  if (params.thread_id.empty()) return Reject(done, "thread_id");
+  return StartBuffered(
+      MakeRequest(options, "POST",
+                  absl::StrCat("/v1/threads/", UrlEncode(params.thread_id), "/run"),
+                  RunBody(params, options.licence), false),
+      ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
+                                      std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::StreamRun(const UpstreamCallOptions& options,
+                                                     const RunParams& params,
+                                                     std::shared_ptr<ChunkSink> sink) {
+  if (params.thread_id.empty()) return RejectStream(*sink, "thread_id");
+  return StartStream(
+      MakeRequest(options, "POST",
+                  absl::StrCat("/v1/threads/", UrlEncode(params.thread_id), "/run/stream"),
+                  RunBody(params, options.licence), true),
+      std::move(sink));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::Complete(const UpstreamCallOptions& options,
+                                                    const CompletionParams& params,
+                                                    UpstreamCallback<copilot::v1::Message> done) {
+  return StartBuffered(
+      MakeRequest(options, "POST", CompletionPath(params, false),
+                  CompletionBody(params, options.licence), false),
+      ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
+                                      std::move(done)));
+}
+
+std::shared_ptr<UpstreamCall> HaufeClient::StreamComplete(const UpstreamCallOptions& options,
+                                                          const CompletionParams& params,
+                                                          std::shared_ptr<ChunkSink> sink) {
+  return StartStream(MakeRequest(options, "POST", CompletionPath(params, true),
+                                 CompletionBody(params, options.licence), true),
+                     std::move(sink));
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,523 @@
+#include "server/upstream/haufe_client.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using nlohmann::json;
+
+constexpr char kBase[] = "https://api.haufe.ai/agents";
+const absl::Time kNow = absl::FromUnixSeconds(1700000000);
+
+std::string Reason(const absl::Status& status) {
+  auto info = GetErrorInfo(status);
+  return info.has_value() ? info->reason() : "<no ErrorInfo>";
+}
+
+// A transfer the test drives by hand. Thread-compatible (tests are single-threaded).
+class FakeTransfer final : public HttpTransfer {
+ public:
+  void Cancel() override { ++cancels; }
+  void Resume() override { ++resumes; }
+  int cancels = 0;
+  int resumes = 0;
+};
+
+// Records every Start; the test plays the transport's events on the recorded handler.
+class FakeTransport final : public HttpTransport {
+ public:
+  struct Started {
+    HttpRequest request;
+    std::shared_ptr<HttpTransferHandler> handler;
+    std::shared_ptr<FakeTransfer> transfer;
+  };
+  std::shared_ptr<HttpTransfer> Start(HttpRequest request,
+                                      std::shared_ptr<HttpTransferHandler> handler) override {
+    auto transfer = std::make_shared<FakeTransfer>();
+    started.push_back({std::move(request), std::move(handler), transfer});
+    return transfer;
+  }
+  Started& last() { return started.back(); }
+  std::vector<Started> started;
+};
+
+void Respond(FakeTransport::Started& call, int status, absl::string_view body,
+             HttpHeaders headers = {}) {
+  HttpResponseHead head;
+  head.status = status;
+  head.headers = std::move(headers);
+  call.handler->OnHeaders(head);
+  if (!body.empty()) {
+    EXPECT_TRUE(call.handler->OnData(body));
+  }
+  call.handler->OnComplete(absl::OkStatus());
+}
+
+std::string Header(const HttpRequest& request, const std::string& name) {
+  std::string value = "<absent>";
+  int count = 0;
+  for (const auto& [key, v] : request.headers) {
+    if (key == name) {
+      value = v;
+      ++count;
+    }
+  }
+  EXPECT_LE(count, 1) << name;
+  return value;
+}
+
+class HaufeClientTest : public testing::Test {
+ protected:
+  HaufeClientTest()
+      : transport_(std::make_shared<FakeTransport>()),
+        client_(HaufeClientConfig{.base_url = std::string(kBase) + "/",
+                                  .connect_timeout = absl::Seconds(3),
+                                  .stall_timeout = absl::Seconds(20),
+                                  .max_response_bytes = 1000,
+                                  .max_ndjson_line_bytes = 256,
+                                  .version = "1.2.3"},
+                transport_, [] { return kNow; }) {
+    options_.deadline = kNow + absl::Seconds(30);
+    options_.api_key = "secret-key";
+    options_.licence = "PI42";
+    options_.request_id = "req-1";
+  }
+
+  // Checks the headers every request carries.
+  void ExpectCommonHeaders(const HttpRequest& request, bool stream) {
+    EXPECT_EQ(Header(request, "api-key"), "secret-key");
+    EXPECT_EQ(Header(request, "accept"),
+              stream ? "application/x-ndjson, application/json" : "application/json");
+    EXPECT_EQ(Header(request, "x-request-id"), "req-1");
+    EXPECT_EQ(Header(request, "user-agent"), "copilot-gateway/1.2.3");
+    EXPECT_EQ(request.deadline, kNow + absl::Seconds(30));
+    EXPECT_EQ(request.connect_timeout, absl::Seconds(3));
+    EXPECT_EQ(request.stall_timeout, absl::Seconds(20));
+    EXPECT_EQ(request.max_response_bytes, 1000u);
+    if (request.method == "POST") {
+      EXPECT_EQ(Header(request, "content-type"), "application/json");
+    } else {
+      EXPECT_EQ(Header(request, "content-type"), "<absent>");
+      EXPECT_EQ(request.body, "");
+    }
+  }
+
+  std::shared_ptr<FakeTransport> transport_;
+  HaufeClient client_;
+  UpstreamCallOptions options_;
+};
+
+template <typename T>
+struct Result {
+  std::optional<absl::StatusOr<T>> value;
+  UpstreamCallback<T> Callback() {
+    return [this](absl::StatusOr<T> v) { value = std::move(v); };
+  }
+};
+
+TEST_F(HaufeClientTest, ListAssistantsRequestAndResponse) {
+  Result<std::vector<v1::Assistant>> result;
+  client_.ListAssistants(options_, result.Callback());
+  ASSERT_EQ(transport_->started.size(), 1u);
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.method, "GET");
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/assistants");
+  ExpectCommonHeaders(request, false);
+  EXPECT_FALSE(result.value.has_value());
+  Respond(transport_->last(), 200, R"([{"id":"a1","name":"Tax","streaming":true}])");
+  ASSERT_TRUE(result.value.has_value());
+  ASSERT_TRUE(result.value->ok()) << result.value->status();
+  ASSERT_EQ((*result.value)->size(), 1u);
+  EXPECT_EQ((**result.value)[0].name(), "Tax");
+}
+
+TEST_F(HaufeClientTest, OptionalHeadersAreLeftOutWhenEmpty) {
+  options_.request_id.clear();
+  Result<v1::Assistant> result;
+  client_.GetAssistant(options_, "a/1 x", result.Callback());
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/assistants/a%2F1%20x");
+  EXPECT_EQ(Header(request, "x-request-id"), "<absent>");
+}
+
+TEST_F(HaufeClientTest, GetAssistantNotFoundGoesThroughTheTable) {
+  Result<v1::Assistant> result;
+  client_.GetAssistant(options_, "a1", result.Callback());
+  Respond(transport_->last(), 404, R"({"error_code":"assistant_not_found","detail":"nope"})");
+  ASSERT_TRUE(result.value.has_value());
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Reason(result.value->status()), "assistant_not_found");
+  EXPECT_EQ(result.value->status().message(), "nope");
+}
+
+TEST_F(HaufeClientTest, CreateThreadAccepts201) {
+  Result<v1::Thread> result;
+  client_.CreateThread(options_, {.assistant_id = "a1", .user_id = "u1", .title = "T"},
+                       result.Callback());
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/threads");
+  ExpectCommonHeaders(request, false);
+  EXPECT_EQ(json::parse(request.body),
+            json({{"assistant_id", "a1"}, {"user_id", "u1"}, {"title", "T"}}));
+  Respond(transport_->last(), 201,
+          R"({"id":"t1","assistant_id":"a1","created_at":"2025-03-15T09:12:33.456789Z"})");
+  ASSERT_TRUE(result.value->ok()) << result.value->status();
+  EXPECT_EQ((*result.value)->id(), "t1");
+  EXPECT_EQ((*result.value)->create_time().nanos(), 456789000);
+}
+
+TEST_F(HaufeClientTest, GetThread) {
+  Result<v1::Thread> result;
+  client_.GetThread(options_, "t1", result.Callback());
+  EXPECT_EQ(transport_->last().request.method, "GET");
+  EXPECT_EQ(transport_->last().request.url, "https://api.haufe.ai/agents/v1/threads/t1");
+  Respond(transport_->last(), 200, R"({"id":"t1"})");
+  EXPECT_TRUE(result.value->ok());
+}
+
+TEST_F(HaufeClientTest, DeleteThreadAccepts204And200WithBody) {
+  for (int status : {204, 200}) {
+    std::optional<absl::Status> done;
+    client_.DeleteThread(options_, "t1", [&](absl::Status s) { done = s; });
+    const HttpRequest& request = transport_->last().request;
+    EXPECT_EQ(request.method, "DELETE");
+    EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/threads/t1");
+    ExpectCommonHeaders(request, false);
+    Respond(transport_->last(), status, status == 200 ? "{}" : "");
+    ASSERT_TRUE(done.has_value());
+    EXPECT_TRUE(done->ok()) << *done;
+  }
+}
+
+TEST_F(HaufeClientTest, DeleteThreadDeactivated) {
+  std::optional<absl::Status> done;
+  client_.DeleteThread(options_, "t1", [&](absl::Status s) { done = s; });
+  Respond(transport_->last(), 400, R"({"error_code":"thread_is_deactivated","detail":"gone"})");
+  EXPECT_EQ(done->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Reason(*done), "thread_is_deactivated");
+}
+
+TEST_F(HaufeClientTest, AddMessage) {
+  v1::MessageInput message;
+  message.set_role(v1::ROLE_USER);
+  message.set_content("Wie hoch ist die Pendlerpauschale?");
+  Result<v1::Message> result;
+  client_.AddMessage(options_, "t1", message, result.Callback());
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/threads/t1/messages");
+  ExpectCommonHeaders(request, false);
+  EXPECT_EQ(json::parse(request.body),
+            json({{"role", "user"}, {"content", "Wie hoch ist die Pendlerpauschale?"}}));
+  Respond(transport_->last(), 201, R"({"id":"m1","thread_id":"t1","role":"user","content":"x"})");
+  ASSERT_TRUE(result.value->ok());
+  EXPECT_EQ((*result.value)->role(), v1::ROLE_USER);
+}
+
+TEST_F(HaufeClientTest, ListMessagesQueryParameters) {
+  Result<MessagePage> result;
+  client_.ListMessages(options_, "t1", 0, "", result.Callback());
+  EXPECT_EQ(transport_->last().request.url, "https://api.haufe.ai/agents/v1/threads/t1/messages");
+  client_.ListMessages(options_, "t1", 25, "", result.Callback());
+  EXPECT_EQ(transport_->last().request.url,
+            "https://api.haufe.ai/agents/v1/threads/t1/messages?limit=25");
+  client_.ListMessages(options_, "t1", 0, "c+/=", result.Callback());
+  EXPECT_EQ(transport_->last().request.url,
+            "https://api.haufe.ai/agents/v1/threads/t1/messages?cursor=c%2B%2F%3D");
+  client_.ListMessages(options_, "t1", 10, "abc", result.Callback());
+  EXPECT_EQ(transport_->last().request.url,
+            "https://api.haufe.ai/agents/v1/threads/t1/messages?limit=10&cursor=abc");
+  Respond(transport_->last(), 200, R"({"cursor":"next","items":[{"id":"m2"},{"id":"m1"}]})");
+  ASSERT_TRUE(result.value->ok());
+  EXPECT_EQ((*result.value)->next_cursor, "next");
+  EXPECT_EQ((*result.value)->messages.size(), 2u);
+}
+
+TEST_F(HaufeClientTest, RunSendsLicenceAndTools) {
+  google::protobuf::Struct tool;
+  (*tool.mutable_fields())["type"].set_string_value("function");
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {tool}}, result.Callback());
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.method, "POST");
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/threads/t1/run");
+  ExpectCommonHeaders(request, false);
+  EXPECT_EQ(json::parse(request.body), json::parse(R"({"meta_data":{"user_data":{"licence":"PI42"}},
+                            "tools":[{"type":"function"}]})"));
+  Respond(transport_->last(), 200,
+          R"({"id":"m9","thread_id":"t1","role":"assistant","content":"Answer",
+              "meta_data":{"intent":"x"},"sources":[{"content":"s"}]})");
+  ASSERT_TRUE(result.value->ok());
+  EXPECT_EQ((*result.value)->content(), "Answer");
+  EXPECT_EQ((*result.value)->sources_size(), 1);
+}
+
+TEST_F(HaufeClientTest, RunWithoutLicenceSendsEmptyObject) {
+  options_.licence.clear();
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
+  EXPECT_EQ(transport_->last().request.body, "{}");
+}
+
+TEST_F(HaufeClientTest, CompleteWithAndWithoutThreadId) {
+  v1::MessageInput message;
+  message.set_role(v1::ROLE_USER);
+  message.set_content("Q");
+  Result<v1::Message> result;
+  client_.Complete(
+      options_,
+      {.assistant_id = "a1", .messages = {message}, .user_id = "", .thread_id = "", .tools = {}},
+      result.Callback());
+  EXPECT_EQ(transport_->last().request.url, "https://api.haufe.ai/agents/v1/chat/completions");
+  EXPECT_EQ(json::parse(transport_->last().request.body),
+            json::parse(R"({"assistant_id":"a1","messages":[{"role":"user","content":"Q"}],
+                            "meta_data":{"user_data":{"licence":"PI42"}}})"));
+  client_.Complete(options_,
+                   {.assistant_id = "a1",
+                    .messages = {message},
+                    .user_id = "u1",
+                    .thread_id = "t 1",
+                    .tools = {}},
+                   result.Callback());
+  const HttpRequest& request = transport_->last().request;
+  EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/chat/completions?thread_id=t%201");
+  ExpectCommonHeaders(request, false);
+  EXPECT_EQ(json::parse(request.body)["user_id"], "u1");
+  EXPECT_FALSE(json::parse(request.body).contains("thread_id"));
+}
+
+TEST_F(HaufeClientTest, BadSuccessBodyIsInternal) {
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
+  Respond(transport_->last(), 200, "{not json");
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(Reason(result.value->status()), "upstream_bad_response");
+}
+
+TEST_F(HaufeClientTest, RateLimitCarriesRetryInfoFromHeader) {
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
+  Respond(transport_->last(), 429, R"({"message":"Rate limit exceeded!"})",
+          {{"retry-after", "Tue, 14 Nov 2023 22:13:25 GMT"}});  // kNow + 5 s.
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(GetRetryInfo(result.value->status())->retry_delay().seconds(), 5);
+}
+
+TEST_F(HaufeClientTest, TransportErrorsPassThrough) {
+  Result<v1::Thread> result;
+  client_.GetThread(options_, "t1", result.Callback());
+  transport_->last().handler->OnComplete(
+      MakeError(absl::StatusCode::kUnavailable, "refused", "upstream_unreachable"));
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Reason(result.value->status()), "upstream_unreachable");
+}
+
+TEST_F(HaufeClientTest, CancelAndResumeReachTheTransfer) {
+  Result<v1::Thread> result;
+  auto call = client_.GetThread(options_, "t1", result.Callback());
+  call->Cancel();
+  call->Resume();
+  EXPECT_EQ(transport_->last().transfer->cancels, 1);
+  EXPECT_EQ(transport_->last().transfer->resumes, 1);
+}
+
+TEST_F(HaufeClientTest, EmptyIdsAreRejectedInline) {
+  Result<v1::Thread> result;
+  auto call = client_.GetThread(options_, "", result.Callback());
+  ASSERT_TRUE(result.value.has_value());
+  EXPECT_EQ(result.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Reason(result.value->status()), "upstream_missing_id");
+  EXPECT_TRUE(transport_->started.empty());
+  call->Cancel();  // A no-op, and safe.
+}
+
+// A sink that records chunks and pauses after `pause_after` chunks (or never).
+class RecordingSink final : public ChunkSink {
+ public:
+  bool OnChunk(v1::MessageChunk chunk) override {
+    EXPECT_FALSE(done.has_value()) << "chunk after OnDone";
+    chunks.push_back(std::move(chunk));
+    return pause_every == 0 || chunks.size() % pause_every != 0;
+  }
+  void OnDone(absl::Status status) override {
+    EXPECT_FALSE(done.has_value()) << "OnDone twice";
+    done = std::move(status);
+  }
+  std::string Text() const {
+    std::string text;
+    for (const auto& chunk : chunks) text += chunk.delta().content();
+    return text;
+  }
+  std::vector<v1::MessageChunk> chunks;
+  std::optional<absl::Status> done;
+  size_t pause_every = 0;
+};
+
+std::string ChunkLine(const std::string& content) {
+  return R"({"message_id":"m1","thread_id":"t1","created_at":"2025-01-01T00:00:00.000000Z",)"
+         R"("delta":{"role":"assistant","content":")" +
+         content + R"(","sources":[]}})" + "\n";
+}
+
+HttpResponseHead Head(int status) {
+  HttpResponseHead head;
+  head.status = status;
+  return head;
+}
+
+TEST_F(HaufeClientTest, StreamRunForwardsEachLineAsItArrives) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  EXPECT_EQ(call.request.method, "POST");
+  EXPECT_EQ(call.request.url, "https://api.haufe.ai/agents/v1/threads/t1/run/stream");
+  ExpectCommonHeaders(call.request, true);
+  EXPECT_EQ(json::parse(call.request.body),
+            json::parse(R"({"meta_data":{"user_data":{"licence":"PI42"}}})"));
+  call.handler->OnHeaders(Head(200));
+  std::string first = ChunkLine("Hello ");
+  EXPECT_TRUE(call.handler->OnData(first.substr(0, 10)));
+  EXPECT_TRUE(sink->chunks.empty());
+  EXPECT_TRUE(call.handler->OnData(first.substr(10)));
+  ASSERT_EQ(sink->chunks.size(), 1u);  // Delivered at once, not at the end.
+  EXPECT_EQ(sink->chunks[0].message_id(), "m1");
+  EXPECT_TRUE(call.handler->OnData("\r\n" + ChunkLine("world")));
+  EXPECT_EQ(sink->chunks.size(), 2u);
+  EXPECT_FALSE(sink->done.has_value());
+  call.handler->OnComplete(absl::OkStatus());
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_TRUE(sink->done->ok()) << *sink->done;
+  EXPECT_EQ(sink->Text(), "Hello world");
+}
+
+TEST_F(HaufeClientTest, StreamPausesAndDeliversHeldLinesAfterResume) {
+  auto sink = std::make_shared<RecordingSink>();
+  sink->pause_every = 1;  // Pause after every chunk.
+  auto upstream_call = client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  // Three lines in one piece: the sink pauses after the first.
+  EXPECT_FALSE(call.handler->OnData(ChunkLine("a") + ChunkLine("b") + ChunkLine("c")));
+  EXPECT_EQ(sink->chunks.size(), 1u);
+  upstream_call->Resume();
+  EXPECT_EQ(call.transfer->resumes, 1);
+  // The transport follows Resume with an OnData call (CurlTransport: an empty piece).
+  EXPECT_FALSE(call.handler->OnData(""));
+  EXPECT_EQ(sink->chunks.size(), 2u);
+  sink->pause_every = 0;
+  EXPECT_TRUE(call.handler->OnData(""));
+  EXPECT_EQ(sink->chunks.size(), 3u);
+  call.handler->OnComplete(absl::OkStatus());
+  EXPECT_TRUE(sink->done->ok());
+  EXPECT_EQ(sink->Text(), "abc");
+}
+
+TEST_F(HaufeClientTest, StreamCompleteUsesStreamPathAndThreadQuery) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamComplete(
+      options_,
+      {.assistant_id = "a1", .messages = {}, .user_id = "", .thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  EXPECT_EQ(call.request.url,
+            "https://api.haufe.ai/agents/v1/chat/completions/stream?thread_id=t1");
+  ExpectCommonHeaders(call.request, true);
+}
+
+TEST_F(HaufeClientTest, StreamErrorLineEndsStreamAndCancels) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(ChunkLine("a") + R"({"error_code":"api_timeout_error","detail":"slow"})" +
+                       "\n" + ChunkLine("ignored"));
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(Reason(*sink->done), "api_timeout_error");
+  EXPECT_EQ(sink->done->message(), "slow");
+  EXPECT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(call.transfer->cancels, 1);
+  // The transport's CANCELLED completion that follows is swallowed.
+  call.handler->OnComplete(absl::CancelledError());
+  EXPECT_EQ(Reason(*sink->done), "api_timeout_error");
+}
+
+TEST_F(HaufeClientTest, StreamCutMidLineIsTruncatedNeverOk) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(ChunkLine("a") + "{\"message_id\":\"m1\",\"del");
+  call.handler->OnComplete(absl::OkStatus());
+  EXPECT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Reason(*sink->done), "upstream_stream_truncated");
+}
+
+TEST_F(HaufeClientTest, StreamLineOverTheLimit) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(std::string(300, 'x'));  // Limit is 256.
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(Reason(*sink->done), "upstream_stream_line_too_long");
+  EXPECT_EQ(call.transfer->cancels, 1);
+}
+
+TEST_F(HaufeClientTest, StreamGarbageLineIsBadResponse) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData("<html>\n");
+  EXPECT_EQ(Reason(*sink->done), "upstream_bad_response");
+  call.handler->OnComplete(absl::OkStatus());  // Ignored.
+}
+
+TEST_F(HaufeClientTest, StreamHttpErrorIsMappedFromBufferedBody) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(422));
+  call.handler->OnData(R"({"error_code":"engine_does_not_su)");
+  call.handler->OnData(R"(pport_streaming","detail":"no"})");
+  EXPECT_FALSE(sink->done.has_value());
+  call.handler->OnComplete(absl::OkStatus());
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Reason(*sink->done), "engine_does_not_support_streaming");
+  EXPECT_TRUE(sink->chunks.empty());
+}
+
+TEST_F(HaufeClientTest, StreamTransportFailureAfterChunks) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(ChunkLine("a"));
+  call.handler->OnComplete(MakeError(absl::StatusCode::kUnavailable, "reset", "upstream_reset",
+                                     {{"headers_received", "true"}}));
+  EXPECT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(Reason(*sink->done), "upstream_reset");
+}
+
+TEST_F(HaufeClientTest, StreamEmptyThreadIdRejectedInline) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "", .tools = {}}, sink);
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(transport_->started.empty());
+}
+
+}  // namespace
+}  // namespace copilot::gateway
