@@ -1,0 +1,132 @@
+#include "server/service/copilot_service_adapter.h"
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+#include "absl/time/time.h"
+#include "server/service/stream_call_reactor.h"
+#include "server/service/unary_call_reactor.h"
+
+namespace copilot::gateway {
+namespace {
+
+namespace v1 = ::copilot::v1;
+
+// What the core needs from the incoming call.
+CallContext ContextOf(const grpc::CallbackServerContext& context) {
+  CallContext call;
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  // gRPC reports "no deadline" as the largest time point (or close to it).
+  if (deadline < std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
+    call.deadline = absl::FromChrono(deadline);
+  }
+  return call;
+}
+
+}  // namespace
+
+CopilotServiceAdapter::CopilotServiceAdapter(CopilotCore& core, AdapterOptions options)
+    : core_(core), options_(options) {}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
+    grpc::CallbackServerContext* context, const v1::ListAssistantsRequest* request,
+    v1::ListAssistantsResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::ListAssistantsResponse>::Start(
+      response, [&](CoreCallback<v1::ListAssistantsResponse> done) {
+        return core_.ListAssistants(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(
+    grpc::CallbackServerContext* context, const v1::CreateThreadRequest* request,
+    v1::CreateThreadResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::CreateThreadResponse>::Start(
+      response, [&](CoreCallback<v1::CreateThreadResponse> done) {
+        return core_.CreateThread(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::GetThread(grpc::CallbackServerContext* context,
+                                                           const v1::GetThreadRequest* request,
+                                                           v1::GetThreadResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::GetThreadResponse>::Start(
+      response, [&](CoreCallback<v1::GetThreadResponse> done) {
+        return core_.GetThread(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(
+    grpc::CallbackServerContext* context, const v1::DeleteThreadRequest* request,
+    v1::DeleteThreadResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::DeleteThreadResponse>::Start(
+      response, [&](CoreCallback<v1::DeleteThreadResponse> done) {
+        return core_.DeleteThread(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::AddMessage(grpc::CallbackServerContext* context,
+                                                            const v1::AddMessageRequest* request,
+                                                            v1::AddMessageResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::AddMessageResponse>::Start(
+      response, [&](CoreCallback<v1::AddMessageResponse> done) {
+        return core_.AddMessage(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(
+    grpc::CallbackServerContext* context, const v1::ListMessagesRequest* request,
+    v1::ListMessagesResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::ListMessagesResponse>::Start(
+      response, [&](CoreCallback<v1::ListMessagesResponse> done) {
+        return core_.ListMessages(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::Run(grpc::CallbackServerContext* context,
+                                                     const v1::RunRequest* request,
+                                                     v1::RunResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::RunResponse>::Start(
+      response, [&](CoreCallback<v1::RunResponse> done) {
+        return core_.Run(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerWriteReactor<v1::StreamRunResponse>* CopilotServiceAdapter::StreamRun(
+    grpc::CallbackServerContext* context, const v1::StreamRunRequest* request) {
+  const CallContext call = ContextOf(*context);
+  return StreamCallReactor<v1::StreamRunResponse>::Start(
+      [&](std::shared_ptr<ChunkSink> sink) {
+        return core_.StreamRun(call, *request, std::move(sink));
+      },
+      options_.max_queued_chunks);
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::Complete(grpc::CallbackServerContext* context,
+                                                          const v1::CompleteRequest* request,
+                                                          v1::CompleteResponse* response) {
+  const CallContext call = ContextOf(*context);
+  return UnaryCallReactor<v1::CompleteResponse>::Start(
+      response, [&](CoreCallback<v1::CompleteResponse> done) {
+        return core_.Complete(call, *request, std::move(done));
+      });
+}
+
+grpc::ServerWriteReactor<v1::StreamCompleteResponse>* CopilotServiceAdapter::StreamComplete(
+    grpc::CallbackServerContext* context, const v1::StreamCompleteRequest* request) {
+  const CallContext call = ContextOf(*context);
+  return StreamCallReactor<v1::StreamCompleteResponse>::Start(
+      [&](std::shared_ptr<ChunkSink> sink) {
+        return core_.StreamComplete(call, *request, std::move(sink));
+      },
+      options_.max_queued_chunks);
+}
+
+}  // namespace copilot::gateway

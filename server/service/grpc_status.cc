@@ -1,0 +1,22 @@
+#include "server/service/grpc_status.h"
+
+#include <string>
+
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  absl::Status with_info = status;
+  if (!GetErrorInfo(status).has_value()) {
+    absl::Status info =
+        MakeError(status.code(), status.message(), absl::StatusCodeToString(status.code()));
+    with_info.SetPayload("type.googleapis.com/google.rpc.ErrorInfo",
+                         *info.GetPayload("type.googleapis.com/google.rpc.ErrorInfo"));
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
+                      ToRpcStatus(with_info).SerializeAsString());
+}
+
+}  // namespace copilot::gateway
