@@ -1,0 +1,108 @@
+#include "server/app/gateway_server.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/app/log.h"
+#include "server/upstream/haufe_client.h"
+
+namespace copilot::gateway {
+namespace {
+
+// "host:port" with the port replaced by `port`.
+std::string WithPort(const std::string& listen, int port) {
+  const std::size_t colon = listen.rfind(':');
+  return absl::StrCat(listen.substr(0, colon), ":", port);
+}
+
+HaufeClientConfig ClientConfig(const GatewayConfig& config) {
+  HaufeClientConfig client;
+  client.base_url = config.upstream.base_url;
+  client.connect_timeout = config.upstream.connect_timeout;
+  client.stall_timeout = config.upstream.stall_timeout;
+  client.max_response_bytes = config.upstream.max_response_bytes;
+  return client;
+}
+
+CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& secrets) {
+  CoreOptions options;
+  options.api_key = secrets.api_key;
+  options.default_tenant = Tenant{config.default_tenant.id, secrets.licence};
+  options.max_call_timeout = config.upstream.max_call_timeout;
+  options.limits.max_content_chars = config.limits.max_content_chars;
+  options.limits.max_messages = config.limits.max_messages;
+  options.request_id_ttl = config.request_ids.ttl;
+  options.request_id_max_entries = config.request_ids.max_entries;
+  return options;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
+    const GatewayConfig& config, const GatewaySecrets& secrets, GatewayReplacements replacements) {
+  std::unique_ptr<GatewayServer> gateway(new GatewayServer());
+  gateway->clock_ = replacements.clock != nullptr ? std::move(replacements.clock)
+                                                  : std::make_shared<SystemClock>();
+  if (replacements.api != nullptr) {
+    gateway->api_ = std::move(replacements.api);
+  } else {
+    if (replacements.transport != nullptr) {
+      gateway->transport_ = std::move(replacements.transport);
+    } else {
+      absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(config);
+      if (!transport.ok()) return transport.status();
+      gateway->transport_ = *std::move(transport);
+    }
+    gateway->api_ = std::make_shared<HaufeClient>(ClientConfig(config), gateway->transport_);
+  }
+  gateway->core_ = std::make_unique<CopilotCore>(*gateway->api_, *gateway->clock_,
+                                                 gateway->handles_, CoreOptionsOf(config, secrets));
+  gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_);
+
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota("copilot-gateway");
+  quota.SetMaxThreads(config.server.max_threads);
+  builder.SetResourceQuota(quota);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_request_bytes));
+  builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(),
+                           &gateway->port_);
+  builder.RegisterService(gateway->adapter_.get());
+  gateway->server_ = builder.BuildAndStart();
+  if (gateway->server_ == nullptr || gateway->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config.server.listen, " (address in use or invalid)"));
+  }
+  gateway->address_ = WithPort(config.server.listen, gateway->port_);
+  LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", gateway->address_, "; upstream ",
+                       config.upstream.base_url, "; tenant ", config.default_tenant.id,
+                       secrets.licence.empty() ? " (no licence)" : " (licence configured)"));
+  return gateway;
+}
+
+GatewayServer::~GatewayServer() {
+  Shutdown(absl::ZeroDuration());
+  server_.reset();
+  api_.reset();
+  transport_.reset();
+}
+
+void GatewayServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_ == nullptr) return;
+  LogLine(absl::StrCat("shutting down; calls in flight get ", absl::FormatDuration(grace)));
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  server_->Wait();
+  LogLine("shut down");
+}
+
+void GatewayServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace copilot::gateway

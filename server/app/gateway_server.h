@@ -1,0 +1,87 @@
+// GatewayServer: the whole object graph of the gateway, built in one place:
+// config -> transport (CurlTransport) -> HaufeClient -> CopilotCore -> CopilotServiceAdapter ->
+// grpc::Server.
+#ifndef COPILOT_GATEWAY_SERVER_APP_GATEWAY_SERVER_H_
+#define COPILOT_GATEWAY_SERVER_APP_GATEWAY_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/config/gateway_config.h"
+#include "server/core/clock.h"
+#include "server/core/copilot_core.h"
+#include "server/core/thread_handles.h"
+#include "server/service/copilot_service_adapter.h"
+#include "server/transport/http_transport.h"
+#include "server/upstream/haufe_api.h"
+
+namespace copilot::gateway {
+
+// Replacements for unit tests: each piece left null is built for production.
+struct GatewayReplacements {
+  // The transport under HaufeClient (default: CurlTransport from the config).
+  std::shared_ptr<HttpTransport> transport;
+  // The upstream API (default: HaufeClient over `transport`). When set, no transport is built.
+  std::shared_ptr<HaufeApi> api;
+  // The clock of the core (default: SystemClock).
+  std::shared_ptr<const Clock> clock;
+};
+
+// Owns and runs the gateway. Thread-safe: Shutdown() and Wait() may be called from any thread,
+// Shutdown() more than once.
+class GatewayServer {
+ public:
+  // Builds the object graph and starts serving. Fails when the listen address cannot be bound
+  // or a piece cannot be built.
+  static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(
+      const GatewayConfig& config, const GatewaySecrets& secrets,
+      GatewayReplacements replacements = {});
+  // Shuts down (with no grace) if Shutdown() was not called, then tears the graph down in
+  // reverse order.
+  ~GatewayServer();
+  GatewayServer(const GatewayServer&) = delete;
+  GatewayServer& operator=(const GatewayServer&) = delete;
+
+  // The address actually listened on, with the real port ("127.0.0.1:43121").
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+  // The server itself, e.g. for InProcessChannel in tests.
+  grpc::Server& grpc_server() { return *server_; }
+
+  // Stops accepting calls, lets calls in flight finish for up to `grace`, then cancels the rest
+  // (their upstream transfers are aborted). Returns when all calls have ended.
+  void Shutdown(absl::Duration grace);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  GatewayServer() = default;
+
+  // Destruction runs in reverse declaration order: the gRPC server first (every call has ended),
+  // then the upstream API and its transport (whose event loop delivers the last callbacks of
+  // cancelled transfers while the core still exists), then the adapter and the core.
+  std::shared_ptr<const Clock> clock_;
+  IdentityThreadHandles handles_;
+  std::unique_ptr<CopilotCore> core_;
+  std::unique_ptr<CopilotServiceAdapter> adapter_;
+  std::shared_ptr<HttpTransport> transport_;
+  std::shared_ptr<HaufeApi> api_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  int port_ = 0;
+  absl::Mutex mu_;
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The production transport for `config` (CurlTransport: one libcurl multi event loop).
+absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_APP_GATEWAY_SERVER_H_

@@ -1,0 +1,166 @@
+// copilot-gateway: the gRPC gateway in front of the Haufe Copilot REST API.
+//
+//   copilot-gateway --config FILE [--listen ADDR] [--upstream-url URL] [--api-key-file FILE]
+//   copilot-gateway --listen ADDR --upstream-url URL --api-key-file FILE
+//   copilot-gateway --check-config FILE
+//
+// Prints "copilot-gateway listening on HOST:PORT" to stdout once serving; logs to stderr.
+// SIGTERM/SIGINT: graceful shutdown (config `shutdown_grace`), exit 0.
+#include <curl/curl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "server/app/gateway_server.h"
+#include "server/app/log.h"
+#include "server/config/config_loader.h"
+
+namespace copilot::gateway {
+namespace {
+
+constexpr char kUsage[] = R"(usage:
+  copilot-gateway [--config FILE] [--listen ADDR] [--upstream-url URL] [--api-key-file FILE]
+  copilot-gateway --check-config FILE
+  copilot-gateway --help
+
+  --config FILE        YAML config (see gateway.example.yaml); flags below override it
+  --listen ADDR        gRPC listen address HOST:PORT (port 0 picks a free one)
+  --upstream-url URL   upstream base URL without /v1, e.g. https://api.haufe.ai/agents
+  --api-key-file FILE  file holding the upstream API key
+  --check-config FILE  validate FILE and exit (0 when valid)
+)";
+
+struct Flags {
+  std::optional<std::string> config;
+  std::optional<std::string> check_config;
+  ConfigOverrides overrides;
+  bool help = false;
+};
+
+// Parses "--name VALUE" and "--name=VALUE".
+absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
+  Flags flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      flags.help = true;
+      continue;
+    }
+    std::string value;
+    const std::size_t eq = arg.find('=');
+    if (absl::StartsWith(arg, "--") && eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(arg, " needs a value"));
+      value = argv[++i];
+    }
+    if (arg == "--config") {
+      flags.config = value;
+    } else if (arg == "--check-config") {
+      flags.check_config = value;
+    } else if (arg == "--listen") {
+      flags.overrides.listen = value;
+    } else if (arg == "--upstream-url") {
+      flags.overrides.upstream_url = value;
+    } else if (arg == "--api-key-file") {
+      flags.overrides.api_key_file = value;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg));
+    }
+  }
+  return flags;
+}
+
+// Lets the process hold one descriptor per upstream connection and client connection.
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      LogLine("could not raise the open-file limit");
+      return;
+    }
+  }
+  LogLine(absl::StrCat("open-file limit ", limit.rlim_cur));
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
+  if (!flags.ok()) {
+    std::cerr << "copilot-gateway: " << flags.status().message() << "\n" << kUsage;
+    return 2;
+  }
+  if (flags->help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (flags->check_config.has_value()) {
+    absl::StatusOr<GatewayConfig> config = LoadConfigFile(*flags->check_config);
+    absl::Status status = config.ok() ? ValidateConfig(*config) : config.status();
+    if (!status.ok()) {
+      std::cerr << "copilot-gateway: " << status.message() << "\n";
+      return 1;
+    }
+    std::cout << *flags->check_config << ": OK\n";
+    return 0;
+  }
+
+  absl::StatusOr<GatewayConfig> config = BuildConfig(flags->config, flags->overrides);
+  if (!config.ok()) {
+    LogLine(absl::StrCat("invalid configuration: ", config.status().message()));
+    return 1;
+  }
+  absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(*config, ProcessEnvironment());
+  if (!secrets.ok()) {
+    LogLine(absl::StrCat("cannot read secrets: ", secrets.status().message()));
+    return 1;
+  }
+
+  // Every thread started from here on inherits the blocked signals; this thread takes them
+  // with sigwait below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  RaiseFileLimit();
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    LogLine("curl_global_init failed");
+    return 1;
+  }
+  int exit_code = 0;
+  {
+    absl::StatusOr<std::unique_ptr<GatewayServer>> server = GatewayServer::Start(*config, *secrets);
+    if (!server.ok()) {
+      LogLine(absl::StrCat("cannot start: ", server.status().message()));
+      exit_code = 1;
+    } else {
+      std::printf("copilot-gateway listening on %s\n", (*server)->address().c_str());
+      std::fflush(stdout);
+      int signal_number = 0;
+      sigwait(&signals, &signal_number);
+      LogLine(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
+      (*server)->Shutdown(config->server.shutdown_grace);
+    }
+  }
+  curl_global_cleanup();
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace copilot::gateway
+
+int main(int argc, char** argv) { return copilot::gateway::Main(argc, argv); }
