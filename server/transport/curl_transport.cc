@@ -1,0 +1,697 @@
+#include "server/transport/curl_transport.h"
+
+#include <curl/curl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using SteadyTime = SteadyClock::time_point;
+
+constexpr int kMaxEvents = 256;
+
+void EnsureCurlGlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Work handed to the loop by other threads.
+struct Command {
+  enum class Kind { kStart, kCancel, kResume, kStop };
+  Kind kind = Kind::kStart;
+  uint64_t id = 0;
+  HttpRequest request;                           // kStart only.
+  std::shared_ptr<HttpTransferHandler> handler;  // kStart only.
+};
+
+// The queue between other threads and the loop, with its wakeup. Shared with every transfer
+// handle, so it outlives the transport when a handle does.
+// Thread-safe.
+class Mailbox {
+ public:
+  explicit Mailbox(int wake_fd) : wake_fd_(wake_fd) {}
+
+  // Queues `command` and wakes the loop; false (nothing queued, `command` untouched) once
+  // closed.
+  bool Post(Command& command) {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return false;
+    const bool was_empty = queue_.empty();
+    queue_.push_back(std::move(command));
+    if (was_empty) {
+      // The loop reads the eventfd before it takes the queue, so one write per non-empty
+      // stretch of the queue is enough. Written under the lock: Close() cannot race it.
+      const uint64_t one = 1;
+      ssize_t written = write(wake_fd_, &one, sizeof(one));
+      (void)written;  // EAGAIN means the counter is already non-zero: the loop will wake.
+    }
+    return true;
+  }
+
+  std::vector<Command> TakeAll() {
+    absl::MutexLock lock(&mu_);
+    std::vector<Command> out;
+    out.swap(queue_);
+    return out;
+  }
+
+  // No more posts; the wakeup fd may be closed afterwards.
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+  }
+
+ private:
+  const int wake_fd_;
+  absl::Mutex mu_;
+  std::vector<Command> queue_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// What the caller holds. Thread-safe: it only posts.
+class CurlTransferHandle final : public HttpTransfer {
+ public:
+  CurlTransferHandle(std::shared_ptr<Mailbox> mailbox, uint64_t id)
+      : mailbox_(std::move(mailbox)), id_(id) {}
+  void Cancel() override { Post(Command::Kind::kCancel); }
+  void Resume() override { Post(Command::Kind::kResume); }
+
+ private:
+  void Post(Command::Kind kind) {
+    Command command;
+    command.kind = kind;
+    command.id = id_;
+    mailbox_->Post(command);  // After Shutdown the transfer is over: a no-op.
+  }
+
+  const std::shared_ptr<Mailbox> mailbox_;
+  const uint64_t id_;
+};
+
+absl::Status ShutdownStatus() {
+  return MakeError(absl::StatusCode::kCancelled, "the upstream transport is shutting down",
+                   "transport_shutdown");
+}
+
+// Milliseconds for a libcurl option: at least 1 (0 would mean "no limit"), at most a day.
+long ClampedMillis(absl::Duration duration) {
+  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
+  return static_cast<long>(std::clamp<int64_t>(ms, 1, 24 * 3600 * 1000));
+}
+
+}  // namespace
+
+// Everything the loop thread owns. Only the loop thread touches it after construction, except
+// mailbox_ (thread-safe).
+class CurlTransport::Loop {
+ public:
+  static absl::StatusOr<std::unique_ptr<Loop>> Create(const CurlTransportOptions& options);
+  ~Loop();
+
+  const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
+  // The thread body: returns after a kStop command, every transfer completed.
+  void Run();
+
+ private:
+  // One transfer in progress.
+  struct Transfer {
+    uint64_t id = 0;
+    Loop* loop = nullptr;
+    CURL* easy = nullptr;
+    curl_slist* headers = nullptr;
+    std::string body;  // CURLOPT_POSTFIELDS points into it.
+    std::shared_ptr<HttpTransferHandler> handler;
+    HttpResponseHead head;
+    bool headers_delivered = false;
+    bool paused = false;   // The handler's OnData returned false; no Resume yet.
+    std::size_t skip = 0;  // Bytes libcurl will deliver again that the handler already has.
+    std::size_t body_bytes = 0;
+    std::size_t max_body_bytes = 0;
+    bool too_large = false;
+    bool connect_timeout_first = false;   // The connect timeout fires before the deadline.
+    std::optional<CURLcode> held_result;  // Finished while paused: waits for Resume.
+    SteadyTime last_activity;
+    SteadyClock::duration stall_timeout{};
+    bool stall_armed = false;  // Has an entry in stall_heap_.
+    char error[CURL_ERROR_SIZE] = {};
+  };
+  using StallEntry = std::pair<SteadyTime, uint64_t>;
+
+  Loop(CurlTransportOptions options, int epoll_fd, int wake_fd, CURLM* multi)
+      : options_(options),
+        epoll_fd_(epoll_fd),
+        wake_fd_(wake_fd),
+        multi_(multi),
+        mailbox_(std::make_shared<Mailbox>(wake_fd)) {}
+
+  // libcurl callbacks.
+  static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop, void* socket_ptr);
+  static int OnTimer(CURLM* multi, long timeout_ms, void* loop);
+  static size_t OnHeader(char* data, size_t size, size_t count, void* transfer);
+  static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
+
+  void HandleCommands();
+  void StartTransfer(Command& command);
+  void ResumeTransfer(Transfer& transfer);
+  void DrainDone();
+  void CheckStalls(SteadyTime now);
+  void ArmStall(Transfer& transfer, SteadyTime when);
+  int NextTimeoutMs(SteadyTime now) const;
+  void DeliverHeaders(Transfer& transfer);
+  // Removes `transfer`, then calls its handler's OnComplete(status).
+  void Complete(Transfer& transfer, absl::Status status);
+  absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
+  void StopAll();
+  Transfer* Find(uint64_t id);
+
+  const CurlTransportOptions options_;
+  const int epoll_fd_;
+  const int wake_fd_;
+  CURLM* const multi_;
+  const std::shared_ptr<Mailbox> mailbox_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  std::optional<SteadyTime> curl_timer_;
+  std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<StallEntry>> stall_heap_;
+  bool stopping_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create(
+    const CurlTransportOptions& options) {
+  EnsureCurlGlobalInit();
+  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd < 0) {
+    return MakeError(absl::StatusCode::kInternal,
+                     absl::StrCat("epoll_create1: ", std::strerror(errno)), "transport_setup");
+  }
+  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    close(epoll_fd);
+    return MakeError(absl::StatusCode::kInternal, absl::StrCat("eventfd: ", std::strerror(errno)),
+                     "transport_setup");
+  }
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.fd = wake_fd;
+  CURLM* multi = curl_multi_init();
+  if (multi == nullptr || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &event) != 0) {
+    if (multi != nullptr) curl_multi_cleanup(multi);
+    close(wake_fd);
+    close(epoll_fd);
+    return MakeError(absl::StatusCode::kInternal, "cannot set up the libcurl multi handle",
+                     "transport_setup");
+  }
+  std::unique_ptr<Loop> loop(new Loop(options, epoll_fd, wake_fd, multi));
+  curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Loop::OnSocket);
+  curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, loop.get());
+  curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Loop::OnTimer);
+  curl_multi_setopt(multi, CURLMOPT_TIMERDATA, loop.get());
+  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+  curl_multi_setopt(multi, CURLMOPT_PIPELINING,
+                    options.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+  if (options.max_cached_connections > 0) {
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_cached_connections);
+  }
+  return loop;
+}
+
+CurlTransport::Loop::~Loop() {
+  // Run() has returned: every transfer is gone and the mailbox is closed.
+  curl_multi_cleanup(multi_);
+  close(wake_fd_);
+  close(epoll_fd_);
+}
+
+CurlTransport::Loop::Transfer* CurlTransport::Loop::Find(uint64_t id) {
+  auto it = transfers_.find(id);
+  return it == transfers_.end() ? nullptr : it->second.get();
+}
+
+int CurlTransport::Loop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what, void* loop_ptr,
+                                  void* socket_ptr) {
+  auto* loop = static_cast<Loop*>(loop_ptr);
+  if (what == CURL_POLL_REMOVE) {
+    epoll_ctl(loop->epoll_fd_, EPOLL_CTL_DEL, socket, nullptr);
+    curl_multi_assign(loop->multi_, socket, nullptr);
+    return 0;
+  }
+  epoll_event event{};
+  event.data.fd = socket;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) event.events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) event.events |= EPOLLOUT;
+  if (socket_ptr == nullptr) {
+    if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, socket, &event) != 0 && errno == EEXIST) {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, socket, &event);
+    }
+    // Any non-null marker: "registered with epoll".
+    curl_multi_assign(loop->multi_, socket, loop);
+  } else {
+    epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, socket, &event);
+  }
+  return 0;
+}
+
+int CurlTransport::Loop::OnTimer(CURLM* /*multi*/, long timeout_ms, void* loop_ptr) {
+  auto* loop = static_cast<Loop*>(loop_ptr);
+  if (timeout_ms < 0) {
+    loop->curl_timer_.reset();
+  } else {
+    loop->curl_timer_ = SteadyClock::now() + std::chrono::milliseconds(timeout_ms);
+  }
+  return 0;
+}
+
+void CurlTransport::Loop::DeliverHeaders(Transfer& transfer) {
+  if (transfer.headers_delivered) return;
+  transfer.headers_delivered = true;
+  long code = 0;
+  curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &code);
+  transfer.head.status = static_cast<int>(code);
+  transfer.handler->OnHeaders(transfer.head);
+}
+
+size_t CurlTransport::Loop::OnHeader(char* data, size_t size, size_t count, void* transfer_ptr) {
+  auto* transfer = static_cast<Transfer*>(transfer_ptr);
+  const size_t length = size * count;
+  transfer->last_activity = SteadyClock::now();
+  if (transfer->headers_delivered) return length;  // Trailers: not part of the interface.
+  absl::string_view line(data, length);
+  if (absl::StartsWith(line, "HTTP/")) {
+    transfer->head.headers.clear();  // A new status line (after a 1xx interim response).
+    return length;
+  }
+  line = absl::StripAsciiWhitespace(line);
+  if (line.empty()) {  // End of a header block.
+    long code = 0;
+    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200) transfer->loop->DeliverHeaders(*transfer);
+    return length;
+  }
+  const size_t colon = line.find(':');
+  if (colon == absl::string_view::npos) return length;
+  transfer->head.headers.emplace_back(
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, colon))),
+      std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
+  return length;
+}
+
+size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void* transfer_ptr) {
+  auto* transfer = static_cast<Transfer*>(transfer_ptr);
+  const size_t length = size * count;
+  if (transfer->paused) return CURL_WRITEFUNC_PAUSE;
+  transfer->last_activity = SteadyClock::now();
+  absl::string_view piece(data, length);
+  const size_t skipped = std::min(transfer->skip, piece.size());
+  transfer->skip -= skipped;
+  piece.remove_prefix(skipped);
+  if (piece.empty()) return length;
+  transfer->loop->DeliverHeaders(*transfer);  // In case no blank header line was seen.
+  transfer->body_bytes += piece.size();
+  if (transfer->body_bytes > transfer->max_body_bytes) {
+    transfer->too_large = true;
+    return 0;  // CURLE_WRITE_ERROR.
+  }
+  if (!transfer->handler->OnData(piece)) {
+    transfer->paused = true;
+    // libcurl keeps this whole buffer and delivers it again, from its start, on unpause.
+    transfer->skip = length;
+    return CURL_WRITEFUNC_PAUSE;
+  }
+  return length;
+}
+
+void CurlTransport::Loop::StartTransfer(Command& command) {
+  std::shared_ptr<HttpTransferHandler> handler = std::move(command.handler);
+  HttpRequest& request = command.request;
+  const absl::Duration remaining = request.deadline - absl::Now();
+  if (remaining <= absl::ZeroDuration()) {
+    handler->OnComplete(MakeError(absl::StatusCode::kDeadlineExceeded,
+                                  "the deadline passed before the upstream request was sent",
+                                  "upstream_timeout", {{"request_sent", "false"}}));
+    return;
+  }
+  CURL* easy = curl_easy_init();
+  if (easy == nullptr) {
+    handler->OnComplete(
+        MakeError(absl::StatusCode::kInternal, "curl_easy_init failed", "transport_misconfigured"));
+    return;
+  }
+  auto owned = std::make_unique<Transfer>();
+  Transfer& transfer = *owned;
+  transfer.id = command.id;
+  transfer.loop = this;
+  transfer.easy = easy;
+  transfer.handler = std::move(handler);
+  transfer.body = std::move(request.body);
+  transfer.max_body_bytes = request.max_response_bytes;
+  transfer.last_activity = SteadyClock::now();
+
+  for (const auto& [name, value] : request.headers) {
+    // "name;" is libcurl's spelling of a header with an empty value.
+    std::string line = value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value);
+    transfer.headers = curl_slist_append(transfer.headers, line.c_str());
+  }
+  transfer.headers = curl_slist_append(transfer.headers, "Expect:");
+
+  curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
+  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Loop::OnHeader);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Loop::OnWrite);
+  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.headers);
+  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
+  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(std::min<std::size_t>(
+                       request.max_response_bytes, static_cast<std::size_t>(INT64_MAX))));
+  if (options_.http2) {
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    // Wait for a connection that may multiplex instead of opening one per transfer in a burst.
+    if (absl::StartsWith(request.url, "https:")) curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+  } else {
+    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+  }
+  const long connect_ms = ClampedMillis(request.connect_timeout);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  if (request.deadline != absl::InfiniteFuture()) {
+    const long timeout_ms = ClampedMillis(remaining);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    transfer.connect_timeout_first = connect_ms < timeout_ms;
+  } else {
+    transfer.connect_timeout_first = true;
+  }
+  if (request.method == "GET") {
+    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+  } else {
+    if (request.method != "POST") {
+      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+    }
+    if (request.method == "POST" || !transfer.body.empty()) {
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, transfer.body.data());
+      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(transfer.body.size()));
+    }
+  }
+
+  if (request.stall_timeout > absl::ZeroDuration() && request.stall_timeout < absl::Hours(24)) {
+    transfer.stall_timeout = std::chrono::duration_cast<SteadyClock::duration>(
+        absl::ToChronoNanoseconds(request.stall_timeout));
+  }
+  const CURLMcode added = curl_multi_add_handle(multi_, easy);
+  transfers_.emplace(transfer.id, std::move(owned));
+  if (added != CURLM_OK) {
+    Complete(transfer,
+             MakeError(absl::StatusCode::kInternal,
+                       absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(added)),
+                       "transport_misconfigured"));
+    return;
+  }
+  if (transfer.stall_timeout != SteadyClock::duration::zero()) {
+    ArmStall(transfer, transfer.last_activity + transfer.stall_timeout);
+  }
+}
+
+void CurlTransport::Loop::ArmStall(Transfer& transfer, SteadyTime when) {
+  if (transfer.stall_armed || transfer.stall_timeout == SteadyClock::duration::zero()) return;
+  transfer.stall_armed = true;
+  stall_heap_.emplace(when, transfer.id);
+}
+
+void CurlTransport::Loop::ResumeTransfer(Transfer& transfer) {
+  if (!transfer.paused) return;
+  transfer.paused = false;
+  transfer.last_activity = SteadyClock::now();
+  ArmStall(transfer, transfer.last_activity + transfer.stall_timeout);
+  // The handler delivers what it held back; it may pause again at once.
+  if (!transfer.handler->OnData(absl::string_view())) {
+    transfer.paused = true;
+    return;
+  }
+  if (transfer.held_result.has_value()) {
+    Complete(transfer, StatusFor(transfer, *transfer.held_result));
+    return;
+  }
+  // May call OnWrite at once with the bytes libcurl kept (the skipped ones first).
+  curl_easy_pause(transfer.easy, CURLPAUSE_CONT);
+}
+
+void CurlTransport::Loop::HandleCommands() {
+  for (Command& command : mailbox_->TakeAll()) {
+    switch (command.kind) {
+      case Command::Kind::kStart:
+        if (stopping_) {
+          command.handler->OnComplete(ShutdownStatus());
+        } else {
+          StartTransfer(command);
+        }
+        break;
+      case Command::Kind::kCancel:
+        if (Transfer* transfer = Find(command.id)) {
+          Complete(*transfer,
+                   MakeError(absl::StatusCode::kCancelled, "the upstream call was cancelled",
+                             "upstream_call_cancelled"));
+        }
+        break;
+      case Command::Kind::kResume:
+        if (Transfer* transfer = Find(command.id)) ResumeTransfer(*transfer);
+        break;
+      case Command::Kind::kStop:
+        stopping_ = true;
+        break;
+    }
+  }
+}
+
+void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
+  curl_multi_remove_handle(multi_, transfer.easy);  // Closes an unfinished HTTP/1 connection.
+  curl_easy_cleanup(transfer.easy);
+  curl_slist_free_all(transfer.headers);
+  std::shared_ptr<HttpTransferHandler> handler = std::move(transfer.handler);
+  transfers_.erase(transfer.id);  // `transfer` is gone from here on.
+  handler->OnComplete(std::move(status));
+}
+
+absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode result) const {
+  if (result == CURLE_OK) return absl::OkStatus();
+  std::map<std::string, std::string> metadata = {
+      {"curl_code", absl::StrCat(static_cast<int>(result))},
+      {"headers_received", transfer.headers_delivered ? "true" : "false"}};
+  const std::string detail = transfer.error[0] != '\0' ? std::string(transfer.error)
+                                                       : std::string(curl_easy_strerror(result));
+  auto error = [&](absl::StatusCode code, absl::string_view what, absl::string_view reason) {
+    return MakeError(code, absl::StrCat(what, " (", detail, ")"), reason, metadata);
+  };
+  if (transfer.too_large || result == CURLE_FILESIZE_EXCEEDED) {
+    return MakeError(
+        absl::StatusCode::kInternal,
+        absl::StrCat("the upstream response exceeds ", transfer.max_body_bytes, " bytes"),
+        "upstream_response_too_large", metadata);
+  }
+  switch (result) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+      return error(absl::StatusCode::kUnavailable, "cannot connect to the upstream",
+                   "upstream_unreachable");
+    case CURLE_OPERATION_TIMEDOUT: {
+      curl_off_t pretransfer = 0;
+      curl_easy_getinfo(transfer.easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+      if (pretransfer == 0 && transfer.connect_timeout_first) {
+        return error(absl::StatusCode::kUnavailable, "timed out connecting to the upstream",
+                     "upstream_unreachable");
+      }
+      return error(absl::StatusCode::kDeadlineExceeded,
+                   "the deadline passed before the upstream answered", "upstream_timeout");
+    }
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+      return error(absl::StatusCode::kUnavailable, "TLS with the upstream failed",
+                   "upstream_tls_error");
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+      return error(absl::StatusCode::kUnavailable,
+                   transfer.headers_delivered
+                       ? "the upstream connection broke after the response headers"
+                       : "the upstream connection broke before a response",
+                   "upstream_reset");
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+    case CURLE_UNKNOWN_OPTION:
+    case CURLE_OUT_OF_MEMORY:
+      return error(absl::StatusCode::kInternal, "the upstream request could not be made",
+                   "transport_misconfigured");
+    default:
+      return error(absl::StatusCode::kUnavailable, "the upstream transfer failed",
+                   "upstream_transport_error");
+  }
+}
+
+void CurlTransport::Loop::DrainDone() {
+  int left = 0;
+  while (CURLMsg* message = curl_multi_info_read(multi_, &left)) {
+    if (message->msg != CURLMSG_DONE) continue;
+    Transfer* transfer = nullptr;
+    curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, &transfer);
+    if (transfer == nullptr) continue;
+    const CURLcode result = message->data.result;
+    if (transfer->paused && result == CURLE_OK) {
+      transfer->held_result = result;  // Completes after the handler's Resume.
+      continue;
+    }
+    Complete(*transfer, StatusFor(*transfer, result));
+  }
+}
+
+void CurlTransport::Loop::CheckStalls(SteadyTime now) {
+  while (!stall_heap_.empty() && stall_heap_.top().first <= now) {
+    const uint64_t id = stall_heap_.top().second;
+    stall_heap_.pop();
+    Transfer* transfer = Find(id);
+    if (transfer == nullptr) continue;
+    transfer->stall_armed = false;
+    if (transfer->paused) continue;  // Re-armed by Resume.
+    const SteadyTime due = transfer->last_activity + transfer->stall_timeout;
+    if (due > now) {
+      ArmStall(*transfer, due);
+      continue;
+    }
+    Complete(
+        *transfer,
+        MakeError(absl::StatusCode::kUnavailable,
+                  absl::StrCat("the upstream sent nothing for ",
+                               absl::FormatDuration(absl::FromChrono(transfer->stall_timeout))),
+                  "upstream_stalled",
+                  {{"headers_received", transfer->headers_delivered ? "true" : "false"}}));
+  }
+}
+
+int CurlTransport::Loop::NextTimeoutMs(SteadyTime now) const {
+  std::optional<SteadyTime> next = curl_timer_;
+  if (!stall_heap_.empty() && (!next || stall_heap_.top().first < *next)) {
+    next = stall_heap_.top().first;
+  }
+  if (!next) return -1;
+  if (*next <= now) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
+  return static_cast<int>(std::min<int64_t>(ms, 60 * 60 * 1000));
+}
+
+void CurlTransport::Loop::StopAll() {
+  mailbox_->Close();
+  HandleCommands();  // Whatever was queued before Close: Starts complete with the shutdown status.
+  while (!transfers_.empty()) Complete(*transfers_.begin()->second, ShutdownStatus());
+}
+
+void CurlTransport::Loop::Run() {
+  epoll_event events[kMaxEvents];
+  int running = 0;
+  while (true) {
+    const int ready = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs(SteadyClock::now()));
+    if (ready < 0 && errno != EINTR) std::abort();  // EBADF/EINVAL: a broken invariant.
+    bool woken = false;
+    for (int i = 0; i < ready; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == wake_fd_) {
+        uint64_t count = 0;
+        ssize_t got = read(wake_fd_, &count, sizeof(count));
+        (void)got;
+        woken = true;
+        continue;
+      }
+      int mask = 0;
+      if (events[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
+      if (events[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
+      if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(multi_, fd, mask, &running);
+    }
+    if (woken) HandleCommands();
+    if (stopping_) break;
+    if (curl_timer_ && *curl_timer_ <= SteadyClock::now()) {
+      curl_timer_.reset();
+      curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    DrainDone();
+    CheckStalls(SteadyClock::now());
+  }
+  StopAll();
+}
+
+CurlTransport::CurlTransport(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {
+  thread_ = std::thread([loop = loop_.get()] { loop->Run(); });
+}
+
+absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(CurlTransportOptions options) {
+  absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(options);
+  if (!loop.ok()) return loop.status();
+  return std::unique_ptr<CurlTransport>(new CurlTransport(*std::move(loop)));
+}
+
+CurlTransport::~CurlTransport() { Shutdown(); }
+
+void CurlTransport::Shutdown() {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (!thread_.joinable()) return;
+  if (thread_.get_id() == std::this_thread::get_id()) std::abort();  // Would join itself.
+  Command stop;
+  stop.kind = Command::Kind::kStop;
+  loop_->mailbox()->Post(stop);
+  thread_.join();
+}
+
+std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
+                                                   std::shared_ptr<HttpTransferHandler> handler) {
+  const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  auto handle = std::make_shared<CurlTransferHandle>(loop_->mailbox(), id);
+  Command command;
+  command.kind = Command::Kind::kStart;
+  command.id = id;
+  command.request = std::move(request);
+  command.handler = handler;
+  if (!loop_->mailbox()->Post(command)) handler->OnComplete(ShutdownStatus());
+  return handle;
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,111 @@
+// CurlTransport: the production HttpTransport. One event loop thread owns one libcurl multi
+// handle and runs every transfer; there is no thread per transfer.
+#ifndef COPILOT_GATEWAY_SERVER_TRANSPORT_CURL_TRANSPORT_H_
+#define COPILOT_GATEWAY_SERVER_TRANSPORT_CURL_TRANSPORT_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/transport/http_transport.h"
+
+namespace copilot::gateway {
+
+// Plain data.
+struct CurlTransportOptions {
+  // Offer HTTP/2 over TLS (ALPN; CURL_HTTP_VERSION_2TLS) and multiplex transfers to one host
+  // over shared connections. Plain http:// stays HTTP/1.1.
+  bool http2 = true;
+  // Receive buffer of each transfer (CURLOPT_BUFFERSIZE). Small, so that 10,000 slow transfers
+  // stay cheap; NDJSON lines and JSON answers are small.
+  long receive_buffer_bytes = 16 * 1024;
+  // Size of the shared connection cache (CURLMOPT_MAXCONNECTS); 0 keeps libcurl's default.
+  long max_cached_connections = 0;
+};
+
+// The loop: one thread blocks in epoll_wait on the sockets libcurl asks for
+// (CURLMOPT_SOCKETFUNCTION), an eventfd for wakeups and one timeout: the nearer of libcurl's
+// timer (CURLMOPT_TIMERFUNCTION) and the next stall check (a min-heap keyed by steady time, one
+// entry per transfer, re-armed lazily, so a byte costs O(1) and a check O(log n)). Ready sockets
+// go to curl_multi_socket_action, so a wakeup costs O(ready sockets), not O(transfers). Start,
+// Cancel and Resume from other threads append to a mutex-protected queue and write the eventfd
+// (only when the queue was empty); that is the only cross-thread signal, and no thread but the
+// loop ever calls into libcurl.
+//
+// Per transfer: CURLOPT_NOSIGNAL; CURLOPT_TIMEOUT_MS from HttpRequest::deadline (a deadline
+// already past fails with DEADLINE_EXCEEDED without sending anything);
+// CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
+// https only. The one multi handle is the shared connection, DNS and TLS session cache
+// (CURLMOPT_MAX_HOST_CONNECTIONS unlimited).
+//
+// Errors (OnComplete; ErrorInfo reason, metadata "curl_code" and "headers_received"):
+//   connect refused / resolve failure / connect timeout  UNAVAILABLE "upstream_unreachable"
+//   TLS handshake or certificate failure                 UNAVAILABLE "upstream_tls_error"
+//   connection reset or closed early (before or after
+//     the headers; see "headers_received")               UNAVAILABLE "upstream_reset"
+//   no response byte for stall_timeout while not paused  UNAVAILABLE "upstream_stalled"
+//   the request deadline passed                          DEADLINE_EXCEEDED "upstream_timeout"
+//   body larger than max_response_bytes                  INTERNAL "upstream_response_too_large"
+//   HttpTransfer::Cancel()                               CANCELLED "upstream_call_cancelled"
+//     (the connection is closed at once)
+//   Shutdown() / Start() after Shutdown()                CANCELLED "transport_shutdown"
+//   a bad URL or option                                  INTERNAL "transport_misconfigured"
+//   any other libcurl failure                            UNAVAILABLE "upstream_transport_error"
+//
+// Flow control: when OnData returns false the transfer is paused (CURL_WRITEFUNC_PAUSE; libcurl
+// delivers those bytes again on unpause and the loop skips them, since the handler consumed
+// them). After Resume() the loop first calls OnData with an EMPTY piece, so the handler can
+// deliver what it held back (it may return false again), then unpauses. A transfer whose
+// handler holds it paused never completes with OK before that (its completion waits for
+// Resume); errors such as the deadline or Cancel still end it at once.
+//
+// Threads: DNS for names other than numeric addresses and "localhost" uses libcurl's resolver,
+// which in Debian's build is a short-lived helper thread per lookup (cached by the multi
+// handle); every other piece of work runs on the loop thread.
+//
+// curl_global_init: Create() calls it once per process (std::call_once, CURL_GLOBAL_DEFAULT);
+// main may call it earlier itself (it is reference counted). curl_global_cleanup is never
+// called: the process exit releases everything.
+//
+// Thread-safety: thread-safe. Start, Shutdown and the returned HttpTransfer's methods may be
+// called from any thread, also from handler callbacks on the loop thread, except Shutdown and
+// the destructor, which must not be called from the loop thread (they join it). Handlers run on
+// the loop thread and must not block.
+class CurlTransport final : public HttpTransport {
+ public:
+  // Starts the loop thread. Fails (INTERNAL) when epoll, eventfd or libcurl cannot be set up.
+  static absl::StatusOr<std::unique_ptr<CurlTransport>> Create(
+      CurlTransportOptions options = CurlTransportOptions());
+
+  CurlTransport(const CurlTransport&) = delete;
+  CurlTransport& operator=(const CurlTransport&) = delete;
+  // Shutdown().
+  ~CurlTransport() override;
+
+  std::shared_ptr<HttpTransfer> Start(HttpRequest request,
+                                      std::shared_ptr<HttpTransferHandler> handler) override;
+
+  // Cancels every transfer still running or queued (each gets OnComplete(CANCELLED
+  // "transport_shutdown") on the loop thread), then joins the loop thread. Later Starts complete
+  // inline with the same status. Idempotent.
+  void Shutdown();
+
+  class Loop;  // Defined in the .cc file.
+
+ private:
+  CurlTransport(std::unique_ptr<Loop> loop);
+
+  std::unique_ptr<Loop> loop_;
+  absl::Mutex shutdown_mu_;
+  std::thread thread_ ABSL_GUARDED_BY(shutdown_mu_);
+  std::atomic<uint64_t> next_id_{1};
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_TRANSPORT_CURL_TRANSPORT_H_

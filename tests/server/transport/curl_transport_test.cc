@@ -1,0 +1,584 @@
+// CurlTransport over loopback against the real haufe-emulator.
+#include "server/transport/curl_transport.h"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/common/errors.h"
+#include "tests/emulator/testing/emulator_process.h"
+
+namespace copilot::gateway {
+namespace {
+
+using copilot::emulator::testing::EmulatorProcess;
+using nlohmann::json;
+
+constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
+
+std::string Reason(const absl::Status& status) {
+  auto info = GetErrorInfo(status);
+  return info.has_value() ? info->reason() : "<no ErrorInfo>";
+}
+
+std::string Meta(const absl::Status& status, const std::string& key) {
+  auto info = GetErrorInfo(status);
+  if (!info.has_value()) return "<no ErrorInfo>";
+  auto it = info->metadata().find(key);
+  return it == info->metadata().end() ? "<none>" : it->second;
+}
+
+int ThreadCount() {
+  int count = 0;
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return -1;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count;
+}
+
+// Records the events of one transfer. Thread-safe: the loop thread reports, the test waits.
+class RecordingHandler final : public HttpTransferHandler {
+ public:
+  void OnHeaders(const HttpResponseHead& head) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_EQ(data_calls_, 0) << "OnHeaders after OnData";
+    EXPECT_FALSE(status_.has_value()) << "OnHeaders after OnComplete";
+    head_ = head;
+    ++header_calls_;
+  }
+  bool OnData(absl::string_view piece) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_FALSE(status_.has_value()) << "OnData after OnComplete";
+    EXPECT_FALSE(paused_) << "OnData while paused";
+    ++data_calls_;
+    if (piece.empty()) ++empty_pieces_;
+    body_.append(piece.data(), piece.size());
+    if (pause_on_data_ && !piece.empty()) {  // The drain call after Resume has nothing.
+      paused_ = true;
+      return false;
+    }
+    return true;
+  }
+  void OnComplete(absl::Status status) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_FALSE(status_.has_value()) << "OnComplete twice";
+    status_ = std::move(status);
+  }
+
+  // Waits for OnComplete; returns its status (or a test failure status on timeout).
+  absl::Status Wait(absl::Duration timeout = absl::Seconds(20)) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return status_.has_value(); };
+    if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
+      return absl::UnknownError("test: OnComplete did not come in time");
+    }
+    return *status_;
+  }
+  bool WaitForData(absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mu_);
+    auto has_data = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !body_.empty(); };
+    return mu_.AwaitWithTimeout(absl::Condition(&has_data), timeout);
+  }
+  void set_pause_on_data(bool pause) {
+    absl::MutexLock lock(&mu_);
+    pause_on_data_ = pause;
+  }
+  // Before calling HttpTransfer::Resume().
+  void Unpause() {
+    absl::MutexLock lock(&mu_);
+    paused_ = false;
+  }
+  bool done() {
+    absl::MutexLock lock(&mu_);
+    return status_.has_value();
+  }
+  HttpResponseHead head() {
+    absl::MutexLock lock(&mu_);
+    return head_;
+  }
+  std::string body() {
+    absl::MutexLock lock(&mu_);
+    return body_;
+  }
+  int data_calls() {
+    absl::MutexLock lock(&mu_);
+    return data_calls_;
+  }
+  int empty_pieces() {
+    absl::MutexLock lock(&mu_);
+    return empty_pieces_;
+  }
+  int header_calls() {
+    absl::MutexLock lock(&mu_);
+    return header_calls_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  HttpResponseHead head_ ABSL_GUARDED_BY(mu_);
+  std::string body_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> status_ ABSL_GUARDED_BY(mu_);
+  int header_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int data_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  int empty_pieces_ ABSL_GUARDED_BY(mu_) = 0;
+  bool pause_on_data_ ABSL_GUARDED_BY(mu_) = false;
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class CurlTransportTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto emulator = EmulatorProcess::Start({.args = {"--stream-delay-ms", "20"}});
+    ASSERT_TRUE(emulator.ok()) << emulator.status();
+    emulator_ = emulator->release();
+  }
+  static void TearDownTestSuite() {
+    delete emulator_;
+    emulator_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(emulator_, nullptr);
+    ASSERT_TRUE(emulator_->Reset().ok());
+    ASSERT_TRUE(emulator_->SetConfig({{"stream_delay_ms", 20}, {"response_delay_ms", 0}}).ok());
+    auto transport = CurlTransport::Create();
+    ASSERT_TRUE(transport.ok()) << transport.status();
+    transport_ = *std::move(transport);
+  }
+
+  EmulatorProcess& emu() { return *emulator_; }
+
+  HttpRequest Get(const std::string& path) {
+    HttpRequest request;
+    request.method = "GET";
+    request.url = emu().api_url() + path;
+    request.headers = {{"api-key", emu().api_key()}, {"accept", "application/json"}};
+    request.deadline = absl::Now() + absl::Seconds(20);
+    return request;
+  }
+
+  HttpRequest Post(const std::string& path, const std::string& body) {
+    HttpRequest request = Get(path);
+    request.method = "POST";
+    request.headers.emplace_back("content-type", "application/json");
+    request.body = body;
+    return request;
+  }
+
+  // A streamed chat completion of about a dozen NDJSON lines, 20 ms apart.
+  HttpRequest StreamRequest() {
+    return Post("/chat/completions/stream",
+                json{{"assistant_id", kHrAssistant},
+                     {"messages", {{{"role", "user"}, {"content", "Wie viel Urlaub?"}}}}}
+                    .dump());
+  }
+
+  void AddFault(const json& rule) { ASSERT_TRUE(emu().AddFault(rule).ok()) << rule.dump(); }
+
+  // Polls the emulator's record until `predicate` holds (or 10 s pass).
+  json WaitForRecords(const std::function<bool(const json&)>& predicate) {
+    json records;
+    const absl::Time give_up = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < give_up) {
+      absl::StatusOr<json> got = emu().Requests();
+      if (got.ok()) {
+        records = *got;
+        if (predicate(records)) break;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return records;
+  }
+
+  static EmulatorProcess* emulator_;
+  std::unique_ptr<CurlTransport> transport_;
+};
+
+EmulatorProcess* CurlTransportTest::emulator_ = nullptr;
+
+TEST_F(CurlTransportTest, GetSucceedsWithHeadersAndBody) {
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/assistants"), handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->header_calls(), 1);
+  EXPECT_EQ(handler->head().status, 200);
+  EXPECT_NE(handler->head().Header("content-type").find("application/json"),
+            absl::string_view::npos);
+  json body = json::parse(handler->body(), nullptr, false);
+  ASSERT_TRUE(body.is_array()) << handler->body();
+  EXPECT_EQ(body.size(), 3u);
+}
+
+TEST_F(CurlTransportTest, PostSendsMethodHeadersAndBody) {
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Post("/threads", json{{"assistant_id", kHrAssistant}}.dump());
+  request.headers.emplace_back("x-request-id", "req-77");
+  transport_->Start(request, handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->head().status, 201);
+  json records = *emu().Requests();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["method"], "POST");
+  EXPECT_EQ(records[0]["path"], "/agents/v1/threads");
+  EXPECT_EQ(records[0]["headers"]["x-request-id"], "req-77");
+  EXPECT_EQ(records[0]["headers"]["content-type"], "application/json");
+  EXPECT_FALSE(records[0]["headers"].contains("expect"));
+  EXPECT_EQ(json::parse(records[0]["body"].get<std::string>()),
+            json({{"assistant_id", kHrAssistant}}));
+}
+
+TEST_F(CurlTransportTest, DeleteWithEmptyAnswer) {
+  auto create = std::make_shared<RecordingHandler>();
+  transport_->Start(Post("/threads", json{{"assistant_id", kHrAssistant}}.dump()), create);
+  ASSERT_TRUE(create->Wait().ok());
+  const std::string id = json::parse(create->body())["id"];
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/threads/" + id);
+  request.method = "DELETE";
+  transport_->Start(request, handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->head().status, 204);
+  EXPECT_EQ(handler->body(), "");
+  EXPECT_EQ((*emu().Requests())[1]["method"], "DELETE");
+}
+
+TEST_F(CurlTransportTest, HttpErrorsAreNotTransportErrors) {
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/threads/5e0a4d8e-7f87-4d40-9a9f-000000000000"), handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->head().status, 404);
+  EXPECT_EQ(json::parse(handler->body())["error_code"], "thread_not_found");
+}
+
+TEST_F(CurlTransportTest, ConnectionRefusedIsUnreachable) {
+  // A port that was free a moment ago and has no listener.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  socklen_t length = sizeof(address);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/agents/v1";
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_unreachable");
+  EXPECT_EQ(Meta(status, "headers_received"), "false");
+  EXPECT_EQ(handler->header_calls(), 0);
+}
+
+TEST_F(CurlTransportTest, ResetBeforeHeaders) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "reset_before_headers"}});
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/assistants"), handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "headers_received"), "false");
+  EXPECT_EQ(handler->header_calls(), 0);
+}
+
+TEST_F(CurlTransportTest, ResetMidBody) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "reset_mid_body"}, {"after_bytes", 50}});
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/assistants"), handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "headers_received"), "true");
+  EXPECT_EQ(handler->head().status, 200);
+  EXPECT_LE(handler->body().size(), 50u);
+}
+
+TEST_F(CurlTransportTest, StallIsDetected) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "stall"}, {"after_bytes", 10}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.stall_timeout = absl::Milliseconds(300);
+  const absl::Time start = absl::Now();
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  const absl::Duration elapsed = absl::Now() - start;
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_stalled");
+  EXPECT_EQ(Meta(status, "headers_received"), "true");
+  EXPECT_EQ(handler->body().size(), 10u);
+  EXPECT_GE(elapsed, absl::Milliseconds(300));
+  EXPECT_LT(elapsed, absl::Seconds(3));
+}
+
+TEST_F(CurlTransportTest, StallBeforeAnyByteIsDetected) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 5000}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.stall_timeout = absl::Milliseconds(200);
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(Reason(status), "upstream_stalled") << status;
+  EXPECT_EQ(Meta(status, "headers_received"), "false");
+}
+
+TEST_F(CurlTransportTest, DeadlineGivesDeadlineExceeded) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 3000}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.deadline = absl::Now() + absl::Milliseconds(300);
+  const absl::Time start = absl::Now();
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_EQ(Reason(status), "upstream_timeout");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+}
+
+TEST_F(CurlTransportTest, DeadlineAlreadyPastSendsNothing) {
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.deadline = absl::Now() - absl::Milliseconds(1);
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_EQ(Reason(status), "upstream_timeout");
+  EXPECT_EQ(Meta(status, "request_sent"), "false");
+  EXPECT_EQ(emu().Requests()->size(), 0u);
+}
+
+TEST_F(CurlTransportTest, CancelClosesTheConnectionAtOnce) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 5000}});
+  auto handler = std::make_shared<RecordingHandler>();
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(Get("/assistants"), handler);
+  json arrived = WaitForRecords([](const json& records) { return records.size() == 1; });
+  ASSERT_EQ(arrived.size(), 1u);
+  const absl::Time cancelled_at = absl::Now();
+  transfer->Cancel();
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_EQ(Reason(status), "upstream_call_cancelled");
+  json records = WaitForRecords(
+      [](const json& records) { return records.size() == 1 && records[0]["finished"] == true; });
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["client_closed_early"], true);
+  EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(2));  // Not after the 5 s latency.
+  transfer->Cancel();                                       // After the end: a no-op.
+  transfer->Resume();
+}
+
+TEST_F(CurlTransportTest, CancelMidStream) {
+  auto handler = std::make_shared<RecordingHandler>();
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(StreamRequest(), handler);
+  ASSERT_TRUE(handler->WaitForData());
+  transfer->Cancel();
+  EXPECT_EQ(handler->Wait().code(), absl::StatusCode::kCancelled);
+  json records = WaitForRecords(
+      [](const json& records) { return records.size() == 1 && records[0]["finished"] == true; });
+  EXPECT_EQ(records[0]["client_closed_early"], true);
+}
+
+TEST_F(CurlTransportTest, OversizedBodyWithContentLength) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "oversized_body"}, {"bytes", 200000}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.max_response_bytes = 10000;
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_EQ(Reason(status), "upstream_response_too_large");
+  EXPECT_LE(handler->body().size(), 10000u);
+}
+
+TEST_F(CurlTransportTest, OversizedStreamWithoutContentLength) {
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = StreamRequest();
+  request.max_response_bytes = 300;
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_EQ(Reason(status), "upstream_response_too_large");
+  EXPECT_LE(handler->body().size(), 300u);
+}
+
+// The concatenated content of an NDJSON body; fails on a line that is not JSON.
+std::string StreamText(const std::string& body) {
+  std::string text;
+  for (absl::string_view line : absl::StrSplit(body, '\n', absl::SkipEmpty())) {
+    json chunk = json::parse(line, nullptr, false);
+    EXPECT_FALSE(chunk.is_discarded()) << line;
+    if (!chunk.is_discarded()) text += chunk["delta"]["content"].get<std::string>();
+  }
+  return text;
+}
+
+constexpr char kExpectedAnswer[] =
+    "Regarding \"Wie viel Urlaub?\": this is the emulated answer of Haufe Copilot HR.";
+
+TEST_F(CurlTransportTest, StreamArrivesInPieces) {
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(StreamRequest(), handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->head().status, 200);
+  EXPECT_GT(handler->data_calls(), 3);  // Line by line, 20 ms apart, not one buffer at the end.
+  EXPECT_EQ(StreamText(handler->body()), kExpectedAnswer);
+}
+
+TEST_F(CurlTransportTest, PauseHoldsDataAndResumeDeliversTheRestExactlyOnce) {
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->set_pause_on_data(true);
+  HttpRequest request = StreamRequest();
+  request.stall_timeout = absl::Milliseconds(150);  // A pause is not a stall.
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(request, handler);
+  ASSERT_TRUE(handler->WaitForData());
+  // The whole stream takes ~250 ms; while paused nothing more arrives and nothing completes.
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_EQ(handler->data_calls(), 1);
+  EXPECT_FALSE(handler->done());
+  handler->set_pause_on_data(false);
+  handler->Unpause();
+  transfer->Resume();
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(handler->empty_pieces(), 1);  // The drain call that follows Resume.
+  EXPECT_EQ(StreamText(handler->body()), kExpectedAnswer);
+}
+
+TEST_F(CurlTransportTest, PausingEveryPieceStillDeliversEverything) {
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->set_pause_on_data(true);
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(StreamRequest(), handler);
+  // Resume whenever paused, from this thread, until the stream ends.
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  int last_calls = 0;
+  while (!handler->done() && absl::Now() < give_up) {
+    const int calls = handler->data_calls();
+    if (calls != last_calls) {
+      last_calls = calls;
+      handler->Unpause();
+      transfer->Resume();
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_TRUE(handler->Wait().ok());
+  EXPECT_EQ(StreamText(handler->body()), kExpectedAnswer);
+}
+
+TEST_F(CurlTransportTest, DeadlineEndsAPausedTransfer) {
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->set_pause_on_data(true);
+  HttpRequest request = StreamRequest();
+  request.deadline = absl::Now() + absl::Milliseconds(500);
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait(absl::Seconds(5));
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_EQ(Reason(status), "upstream_timeout");
+}
+
+TEST_F(CurlTransportTest, ConnectionsAreReused) {
+  // Each Stats() call is a connection of its own, counted while it runs.
+  absl::StatusOr<json> before = emu().Stats();
+  ASSERT_TRUE(before.ok());
+  for (int i = 0; i < 5; ++i) {
+    auto handler = std::make_shared<RecordingHandler>();
+    transport_->Start(Get("/assistants"), handler);
+    ASSERT_TRUE(handler->Wait().ok());
+  }
+  absl::StatusOr<json> stats = emu().Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["open_connections"].get<int>(), (*before)["open_connections"].get<int>() + 1)
+      << stats->dump();
+}
+
+TEST_F(CurlTransportTest, ManyConcurrentTransfersOnOneThread) {
+  constexpr int kTransfers = 1000;
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 1000}});
+  const int threads_before = ThreadCount();
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kTransfers; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    transport_->Start(Get("/assistants"), handlers.back());
+  }
+  // All held open at once by the emulator's latency.
+  json stats;
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up) {
+    stats = *emu().Stats();
+    if (stats["in_flight"] == kTransfers) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(stats["in_flight"], kTransfers) << stats.dump();
+  EXPECT_EQ(ThreadCount(), threads_before);
+  int ok = 0;
+  for (auto& handler : handlers) {
+    absl::Status status = handler->Wait();
+    if (status.ok() && handler->head().status == 200) ++ok;
+  }
+  EXPECT_EQ(ok, kTransfers);
+  EXPECT_EQ(ThreadCount(), threads_before);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+}
+
+TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 5000}});
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  for (int i = 0; i < 10; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    transport_->Start(Get("/assistants"), handlers.back());
+  }
+  const absl::Time start = absl::Now();
+  transport_->Shutdown();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  for (auto& handler : handlers) {
+    ASSERT_TRUE(handler->done());
+    absl::Status status = handler->Wait();
+    EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+    EXPECT_EQ(Reason(status), "transport_shutdown");
+  }
+  // Afterwards Start completes inline.
+  auto late = std::make_shared<RecordingHandler>();
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(Get("/assistants"), late);
+  ASSERT_TRUE(late->done());
+  EXPECT_EQ(Reason(late->Wait()), "transport_shutdown");
+  transfer->Cancel();  // A no-op.
+  transport_.reset();  // The destructor after Shutdown is fine too.
+}
+
+TEST_F(CurlTransportTest, HandlersMayStartTransfersFromTheLoop) {
+  // A handler that starts a follow-up transfer from OnComplete (on the loop thread).
+  class Chaining final : public HttpTransferHandler {
+   public:
+    Chaining(CurlTransport* transport, HttpRequest next, std::shared_ptr<RecordingHandler> then)
+        : transport_(transport), next_(std::move(next)), then_(std::move(then)) {}
+    void OnHeaders(const HttpResponseHead&) override {}
+    bool OnData(absl::string_view) override { return true; }
+    void OnComplete(absl::Status) override { transport_->Start(next_, then_); }
+
+   private:
+    CurlTransport* transport_;
+    HttpRequest next_;
+    std::shared_ptr<RecordingHandler> then_;
+  };
+  auto second = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/assistants"),
+                    std::make_shared<Chaining>(transport_.get(), Get("/assistants"), second));
+  EXPECT_TRUE(second->Wait().ok());
+}
+
+}  // namespace
+}  // namespace copilot::gateway
