@@ -35,7 +35,8 @@ absl::Status CopilotClient::Prepare(grpc::ClientContext& context, const CallOpti
   const absl::Duration timeout = call.timeout.value_or(options_.timeout);
   if (timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("CallOptions.timeout must be positive, got ", absl::FormatDuration(timeout)));
+        absl::StrCat(call.timeout.has_value() ? "CallOptions" : "ClientOptions",
+                     ".timeout must be positive, got ", absl::FormatDuration(timeout)));
   }
   // A deadline relative to the monotonic clock: wall-clock jumps do not
   // stretch or cut it.

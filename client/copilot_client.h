@@ -31,9 +31,10 @@ namespace copilot::client {
 // calling thread until the stream ends and run `on_chunk` on that thread.
 class CopilotClient {
  public:
-  // Uses `stub` for every call. `options.timeout` must be positive (see
-  // MakeCopilotClient, which checks it); `target` and the TLS fields are
-  // ignored here since the stub already has its channel.
+  // Uses `stub` for every call (tests may pass a fake). `target` and the TLS
+  // fields of `options` are ignored here since the stub has its channel; a
+  // non-positive `options.timeout` makes calls fail with INVALID_ARGUMENT
+  // (MakeCopilotClient rejects it up front).
   CopilotClient(std::shared_ptr<v1::CopilotService::StubInterface> stub, ClientOptions options);
 
   absl::StatusOr<v1::ListAssistantsResponse> ListAssistants(

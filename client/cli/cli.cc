@@ -2,12 +2,15 @@
 
 #include <cmath>
 #include <functional>
+#include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -24,7 +27,8 @@ namespace {
 constexpr char kDefaultTarget[] = "127.0.0.1:50051";
 constexpr absl::Duration kDefaultTimeout = absl::Seconds(120);
 
-// What a command runs once its arguments are checked and a client exists.
+// What a command works with once its arguments are checked and a client
+// exists. Not thread-safe; one per RunCli call.
 struct Session {
   const CopilotClient& client;
   std::ostream& out;
@@ -37,6 +41,8 @@ using Action = std::function<absl::Status(Session&)>;
 // error (exit 64), decided before any call is made.
 using Prepare = absl::StatusOr<Action> (*)(const ParsedArgs&);
 
+// One subcommand: its name, usage text, flags and argument check. Immutable
+// after construction.
 struct Command {
   absl::string_view name;  // One or two words, e.g. "thread create".
   absl::string_view arguments;

@@ -1,7 +1,9 @@
 // Runs the real `copilot` executable as a subprocess: the environment
 // defaults, the exit code and the output streams as a shell sees them.
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -38,9 +40,12 @@ std::string ReadAll(const std::string& path) {
 // Runs `env_assignments copilot args` through the shell. The arguments are
 // test constants without quotes.
 ProcessResult RunCopilot(const std::string& env_assignments, const std::string& args) {
-  const std::string dir = ::testing::TempDir();
-  const std::string out_path = absl::StrCat(dir, "/copilot_main_test.out");
-  const std::string err_path = absl::StrCat(dir, "/copilot_main_test.err");
+  // Per process and test: ctest runs tests in parallel processes.
+  const std::string base =
+      absl::StrCat(::testing::TempDir(), "/copilot_main_test.", getpid(), ".",
+                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  const std::string out_path = absl::StrCat(base, ".out");
+  const std::string err_path = absl::StrCat(base, ".err");
   const std::string command =
       absl::StrCat("env -u COPILOT_TARGET -u COPILOT_TOKEN ", env_assignments, " '",
                    COPILOT_CLI_PATH, "' ", args, " >'", out_path, "' 2>'", err_path, "'");
@@ -49,6 +54,8 @@ ProcessResult RunCopilot(const std::string& env_assignments, const std::string& 
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   result.out = ReadAll(out_path);
   result.err = ReadAll(err_path);
+  std::remove(out_path.c_str());
+  std::remove(err_path.c_str());
   return result;
 }
 
