@@ -423,7 +423,9 @@ TEST_F(EmulatorApiTest, RunStreamSendsWordChunksThenSources) {
     EXPECT_TRUE(IsIsoMicros(line["created_at"]));
     EXPECT_EQ(line["delta"]["role"], "assistant");
     text += line["delta"]["content"].get<std::string>();
-    if (i + 1 < lines.size()) EXPECT_TRUE(line["delta"]["sources"].empty());
+    if (i + 1 < lines.size()) {
+      EXPECT_TRUE(line["delta"]["sources"].empty());
+    }
   }
   EXPECT_EQ(text, expected);
   EXPECT_EQ(lines.back()["delta"]["content"], "");

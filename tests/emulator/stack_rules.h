@@ -14,12 +14,12 @@ namespace copilot::emulator {
 
 // The parts of a message the rules look at.
 struct StackMessage {
-  std::string role;  // user | system | tool | assistant
-  std::string content;
-  std::vector<std::string> tool_call_ids;  // ids of an assistant message's tool_calls
-  std::string tool_call_id;                // a tool message's tool_call_id
+  std::string role = {};  // user | system | tool | assistant
+  std::string content = {};
+  std::vector<std::string> tool_call_ids = {};  // ids of an assistant message's tool_calls
+  std::string tool_call_id = {};                // a tool message's tool_call_id
   // One key per attachment, e.g. file_id|user_id|base_url, for the uniqueness rule.
-  std::vector<std::string> attachment_keys;
+  std::vector<std::string> attachment_keys = {};
 };
 
 // A broken rule: all answer HTTP 422 with this error_code and detail.

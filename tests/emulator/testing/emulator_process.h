@@ -53,8 +53,8 @@ struct HttpResponse {
 };
 
 struct RequestOptions {
-  std::vector<std::pair<std::string, std::string>> headers;  // extra request headers
-  absl::Duration timeout = absl::Seconds(10);                // whole transfer
+  std::vector<std::pair<std::string, std::string>> headers = {};  // extra request headers
+  absl::Duration timeout = absl::Seconds(10);                     // whole transfer
   // Close the connection (a client-side cancel) once this many body bytes arrived; 0: never.
   size_t abort_after_bytes = 0;
 };
@@ -86,7 +86,7 @@ HttpResponse SendHttpRequest(absl::string_view method, absl::string_view url,
 
 struct EmulatorProcessOptions {
   // Extra command-line arguments, e.g. {"--error-shape", "new", "--fault", "{...}"}.
-  std::vector<std::string> args;
+  std::vector<std::string> args = {};
   std::string api_key = "test-api-key";
   std::string binary = HAUFE_EMULATOR_PATH;
   absl::Duration startup_timeout = absl::Seconds(10);
