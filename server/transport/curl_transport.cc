@@ -393,6 +393,7 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.headers);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
+  curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.
   curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(std::min<std::size_t>(
                        request.max_response_bytes, static_cast<std::size_t>(INT64_MAX))));
@@ -660,7 +661,8 @@ void CurlTransport::Loop::Run() {
 }
 
 CurlTransport::CurlTransport(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {
-  thread_ = std::thread([loop = loop_.get()] { loop->Run(); });
+  // The thread co-owns the loop, so that a Shutdown from the loop thread can let it finish.
+  thread_ = std::thread([loop = loop_] { loop->Run(); });
 }
 
 absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(CurlTransportOptions options) {
@@ -674,10 +676,15 @@ CurlTransport::~CurlTransport() { Shutdown(); }
 void CurlTransport::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
   if (!thread_.joinable()) return;
-  if (thread_.get_id() == std::this_thread::get_id()) std::abort();  // Would join itself.
   Command stop;
   stop.kind = Command::Kind::kStop;
   loop_->mailbox()->Post(stop);
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    // Called from a handler (e.g. the last reference dropped on the loop thread): the loop
+    // stops once that handler returns, and the thread's own reference keeps it alive until then.
+    thread_.detach();
+    return;
+  }
   thread_.join();
 }
 

@@ -73,9 +73,8 @@ struct CurlTransportOptions {
 // called: the process exit releases everything.
 //
 // Thread-safety: thread-safe. Start, Shutdown and the returned HttpTransfer's methods may be
-// called from any thread, also from handler callbacks on the loop thread, except Shutdown and
-// the destructor, which must not be called from the loop thread (they join it). Handlers run on
-// the loop thread and must not block.
+// called from any thread, also from handler callbacks on the loop thread. Handlers run on the
+// loop thread and must not block.
 class CurlTransport final : public HttpTransport {
  public:
   // Starts the loop thread. Fails (INTERNAL) when epoll, eventfd or libcurl cannot be set up.
@@ -92,7 +91,8 @@ class CurlTransport final : public HttpTransport {
 
   // Cancels every transfer still running or queued (each gets OnComplete(CANCELLED
   // "transport_shutdown") on the loop thread), then joins the loop thread. Later Starts complete
-  // inline with the same status. Idempotent.
+  // inline with the same status. Idempotent. Called from a handler on the loop thread it cannot
+  // join: the loop then stops, and cancels the rest, right after that handler returns.
   void Shutdown();
 
   class Loop;  // Defined in the .cc file.
@@ -100,7 +100,7 @@ class CurlTransport final : public HttpTransport {
  private:
   CurlTransport(std::unique_ptr<Loop> loop);
 
-  std::unique_ptr<Loop> loop_;
+  std::shared_ptr<Loop> loop_;
   absl::Mutex shutdown_mu_;
   std::thread thread_ ABSL_GUARDED_BY(shutdown_mu_);
   std::atomic<uint64_t> next_id_{1};

@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +17,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -578,6 +582,87 @@ TEST_F(CurlTransportTest, HandlersMayStartTransfersFromTheLoop) {
   transport_->Start(Get("/assistants"),
                     std::make_shared<Chaining>(transport_.get(), Get("/assistants"), second));
   EXPECT_TRUE(second->Wait().ok());
+}
+
+TEST_F(CurlTransportTest, LastReferenceDroppedOnTheLoopThread) {
+  // A handler that owns the only reference to its transport and drops it in OnComplete.
+  class Owning final : public HttpTransferHandler {
+   public:
+    void OnHeaders(const HttpResponseHead&) override {}
+    bool OnData(absl::string_view) override { return true; }
+    void OnComplete(absl::Status) override {
+      transport.reset();
+      done.Notify();
+    }
+    std::shared_ptr<CurlTransport> transport;
+    absl::Notification done;
+  };
+  AddFault({{"endpoint", "get_thread"}, {"type", "latency"}, {"delay_ms", 5000}});
+  auto created = CurlTransport::Create();
+  ASSERT_TRUE(created.ok());
+  std::shared_ptr<CurlTransport> transport(*std::move(created));
+  auto slow = std::make_shared<RecordingHandler>();
+  transport->Start(Get("/threads/5e0a4d8e-7f87-4d40-9a9f-000000000000"), slow);
+  auto owning = std::make_shared<Owning>();
+  owning->transport = transport;
+  transport->Start(Get("/assistants"), owning);
+  transport.reset();
+  ASSERT_TRUE(owning->done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  absl::Status status = slow->Wait(absl::Seconds(3));
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_EQ(Reason(status), "transport_shutdown");
+}
+
+// The benchmark shape at full size (10,000 transfers held 10 s): run by hand with
+// COPILOT_TRANSPORT_SCALE=10000 (and optionally COPILOT_TRANSPORT_HOLD_MS).
+TEST_F(CurlTransportTest, ScaleSlowTransfersFromEnvironment) {
+  const char* scale = std::getenv("COPILOT_TRANSPORT_SCALE");
+  if (scale == nullptr) GTEST_SKIP() << "set COPILOT_TRANSPORT_SCALE to run";
+  const int transfers = std::atoi(scale);
+  const char* hold = std::getenv("COPILOT_TRANSPORT_HOLD_MS");
+  const int hold_ms = hold != nullptr ? std::atoi(hold) : 10000;
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", hold_ms}});
+  const int threads_before = ThreadCount();
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < transfers; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    HttpRequest request = Get("/assistants");
+    request.deadline = absl::Now() + absl::Milliseconds(hold_ms) + absl::Seconds(60);
+    transport_->Start(request, handlers.back());
+  }
+  json stats;
+  int peak_threads = 0;
+  long peak_rss_kb = 0;
+  absl::Time all_in_flight = absl::InfinitePast();
+  while (absl::Now() - start < absl::Milliseconds(hold_ms) + absl::Seconds(30)) {
+    stats = *emu().Stats();
+    peak_threads = std::max(peak_threads, ThreadCount());
+    FILE* status_file = std::fopen("/proc/self/status", "r");
+    char line[256];
+    while (status_file != nullptr && std::fgets(line, sizeof(line), status_file) != nullptr) {
+      long kb = 0;
+      if (std::sscanf(line, "VmRSS: %ld kB", &kb) == 1) peak_rss_kb = std::max(peak_rss_kb, kb);
+    }
+    if (status_file != nullptr) std::fclose(status_file);
+    if (all_in_flight == absl::InfinitePast() && stats["in_flight"] == transfers) {
+      all_in_flight = absl::Now();
+    }
+    if (stats["in_flight"] == 0 && stats["requests_total"].get<int>() >= transfers) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  int ok = 0;
+  for (auto& handler : handlers) {
+    if (handler->Wait(absl::Seconds(30)).ok() && handler->head().status == 200) ++ok;
+  }
+  std::printf(
+      "transfers=%d ok=%d elapsed=%s all_in_flight_after=%s threads_before=%d "
+      "peak_threads=%d peak_rss_mb=%ld emulator_peak_connections=%s\n",
+      transfers, ok, absl::FormatDuration(absl::Now() - start).c_str(),
+      absl::FormatDuration(all_in_flight - start).c_str(), threads_before, peak_threads,
+      peak_rss_kb / 1024, stats["peak_connections"].dump().c_str());
+  EXPECT_EQ(ok, transfers);
+  EXPECT_EQ(peak_threads, threads_before);
 }
 
 }  // namespace
