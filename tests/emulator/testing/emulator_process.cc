@@ -169,7 +169,7 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     dup2(pipe_fds[1], STDOUT_FILENO);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   close(pipe_fds[1]);

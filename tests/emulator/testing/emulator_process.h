@@ -32,6 +32,12 @@
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
 
+// Set by the emulator_testing CMake target (the built binary); without it the binary is looked up
+// on PATH.
+#ifndef HAUFE_EMULATOR_PATH
+#define HAUFE_EMULATOR_PATH "haufe-emulator"
+#endif
+
 namespace copilot::emulator::testing {
 
 // What a client saw. On a transport failure `curl_code` says which (e.g. CURLE_RECV_ERROR after a
