@@ -1,0 +1,188 @@
+#include "tests/server/integration/gateway_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+namespace copilot::gateway::testing {
+namespace {
+
+absl::StatusOr<std::string> WriteTempFile(const std::string& contents) {
+  char name[] = "/tmp/copilot_gateway_test_XXXXXX";
+  const int fd = mkstemp(name);
+  if (fd < 0) return absl::InternalError(absl::StrCat("mkstemp: ", std::strerror(errno)));
+  const ssize_t written = write(fd, contents.data(), contents.size());
+  close(fd);
+  if (written != static_cast<ssize_t>(contents.size())) {
+    return absl::InternalError("short write of a temp file");
+  }
+  return std::string(name);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
+    GatewayProcessOptions options) {
+  std::unique_ptr<GatewayProcess> process(new GatewayProcess());
+  absl::StatusOr<std::string> key = WriteTempFile(options.api_key + "\n");
+  if (!key.ok()) return key.status();
+  process->key_path_ = *key;
+  std::string yaml =
+      absl::StrCat("listen: \"127.0.0.1:0\"\nshutdown_grace: 2s\nupstream:\n", "  base_url: \"",
+                   options.upstream_url, "\"\n", "  api_key_file: \"", *key, "\"\n");
+  for (const auto& [name, value] : options.upstream) {
+    absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
+  }
+  absl::StrAppend(&yaml, "default_tenant:\n  id: \"test\"\n  licence: \"", options.licence, "\"\n",
+                  options.extra_yaml);
+  absl::StatusOr<std::string> config = WriteTempFile(yaml);
+  if (!config.ok()) return config.status();
+  process->config_path_ = *config;
+
+  std::vector<std::string> args = {options.binary, "--config", *config};
+  args.insert(args.end(), options.args.begin(), options.args.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  int stderr_fd = -1;
+  if (!options.stderr_path.empty()) {
+    stderr_fd = open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (stderr_fd < 0) {
+      return absl::InternalError(
+          absl::StrCat("open ", options.stderr_path, ": ", std::strerror(errno)));
+    }
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(pipe_fds[1], STDOUT_FILENO);
+    if (stderr_fd >= 0) dup2(stderr_fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  if (stderr_fd >= 0) close(stderr_fd);
+  process->pid_ = pid;
+
+  std::string line;
+  const absl::Time deadline = absl::Now() + options.startup_timeout;
+  while (line.find('\n') == std::string::npos) {
+    const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
+    if (wait_ms <= 0) break;
+    pollfd pfd{pipe_fds[0], POLLIN, 0};
+    const int ready = poll(&pfd, 1, wait_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    char buffer[256];
+    const ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    line.append(buffer, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  constexpr absl::string_view kPrefix = "copilot-gateway listening on ";
+  const size_t newline = line.find('\n');
+  const absl::string_view first = absl::string_view(line).substr(0, newline);
+  const size_t colon = first.rfind(':');
+  if (newline == std::string::npos || !absl::StartsWith(first, kPrefix) ||
+      colon == absl::string_view::npos ||
+      !absl::SimpleAtoi(first.substr(colon + 1), &process->port_)) {
+    return absl::UnavailableError(absl::StrCat("copilot-gateway (", options.binary,
+                                               ") did not start; stdout: '", line,
+                                               "' (see its stderr)"));
+  }
+  process->channel_ = process->NewChannel();
+  return process;
+}
+
+std::shared_ptr<grpc::Channel> GatewayProcess::NewChannel() const {
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // A connection of its own.
+  return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), arguments);
+}
+
+GatewayProcess::~GatewayProcess() {
+  if (pid_ > 0) (void)Stop();
+  if (!config_path_.empty()) std::remove(config_path_.c_str());
+  if (!key_path_.empty()) std::remove(key_path_.c_str());
+}
+
+absl::StatusOr<int> GatewayProcess::Stop(absl::Duration grace) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  channel_.reset();
+  kill(pid_, SIGTERM);
+  const absl::Time deadline = absl::Now() + grace;
+  int status = 0;
+  while (true) {
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) break;
+    if (done < 0) {
+      pid_ = -1;
+      return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
+    }
+    if (absl::Now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+absl::StatusOr<ProcessSample> SampleProcess(pid_t pid) {
+  ProcessSample sample;
+  std::ifstream status_file(absl::StrCat("/proc/", pid, "/status"));
+  if (!status_file) return absl::NotFoundError(absl::StrCat("no process ", pid));
+  std::string line;
+  while (std::getline(status_file, line)) {
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (parts.size() < 2) continue;
+    if (parts[0] == "Threads:") (void)absl::SimpleAtoi(parts[1], &sample.threads);
+    if (parts[0] == "VmRSS:") (void)absl::SimpleAtoi(parts[1], &sample.rss_kib);
+    if (parts[0] == "VmHWM:") (void)absl::SimpleAtoi(parts[1], &sample.hwm_kib);
+  }
+  std::ifstream stat_file(absl::StrCat("/proc/", pid, "/stat"));
+  std::stringstream contents;
+  contents << stat_file.rdbuf();
+  const std::string stat = contents.str();
+  // Fields after the ")" closing the command name: state is field 3; utime 14, stime 15.
+  const size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::vector<std::string> fields = absl::StrSplit(stat.substr(close + 2), ' ');
+    long utime = 0, stime = 0;
+    if (fields.size() > 12 && absl::SimpleAtoi(fields[11], &utime) &&
+        absl::SimpleAtoi(fields[12], &stime)) {
+      sample.cpu_seconds = static_cast<double>(utime + stime) / sysconf(_SC_CLK_TCK);
+    }
+  }
+  return sample;
+}
+
+}  // namespace copilot::gateway::testing

@@ -1,0 +1,82 @@
+// Test support: runs the copilot-gateway binary as a child process against an upstream URL.
+//
+//   auto gateway = GatewayProcess::Start({.upstream_url = emulator->base_url() + "/agents"});
+//   ASSERT_TRUE(gateway.ok()) << gateway.status();
+//   auto stub = copilot::v1::CopilotService::NewStub((*gateway)->channel());
+//
+// The gateway gets a generated config file (listen 127.0.0.1:0, the API key in a file, a
+// licence for the default tenant, plus `upstream` settings) and is stopped with SIGTERM when the
+// object is destroyed. The binary path defaults to COPILOT_GATEWAY_PATH.
+#ifndef COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_GATEWAY_PROCESS_H_
+#define COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_GATEWAY_PROCESS_H_
+
+#include <grpcpp/grpcpp.h>
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace copilot::gateway::testing {
+
+struct GatewayProcessOptions {
+  std::string upstream_url;  // e.g. "http://127.0.0.1:PORT/agents"
+  std::string api_key = "test-api-key";
+  std::string licence = "LIC-TEST-0001";
+  // Extra keys of the `upstream` section, e.g. {"stall_timeout", "1s"}.
+  std::map<std::string, std::string> upstream;
+  // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
+  std::string extra_yaml;
+  std::vector<std::string> args;
+  // When set, the gateway's stderr (its log) goes to this file.
+  std::string stderr_path;
+  std::string binary = COPILOT_GATEWAY_PATH;
+  absl::Duration startup_timeout = absl::Seconds(30);
+};
+
+// A running copilot-gateway child process. Thread-safe for concurrent calls over channel();
+// Stop() and destruction must not race with them.
+class GatewayProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<GatewayProcess>> Start(GatewayProcessOptions options);
+  ~GatewayProcess();
+  GatewayProcess(const GatewayProcess&) = delete;
+  GatewayProcess& operator=(const GatewayProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // A new channel to the gateway (each has its own connection).
+  std::shared_ptr<grpc::Channel> NewChannel() const;
+  // A shared channel for the test.
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+  // SIGTERM, wait up to `grace`, then SIGKILL. Returns the exit code (128+signal if killed).
+  absl::StatusOr<int> Stop(absl::Duration grace = absl::Seconds(15));
+
+ private:
+  GatewayProcess() = default;
+
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string config_path_;
+  std::string key_path_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+// Values of /proc/PID/status and /proc/PID/stat for `pid`.
+struct ProcessSample {
+  int threads = 0;
+  long rss_kib = 0;        // VmRSS
+  long hwm_kib = 0;        // VmHWM (peak RSS)
+  double cpu_seconds = 0;  // utime + stime
+};
+absl::StatusOr<ProcessSample> SampleProcess(pid_t pid);
+
+}  // namespace copilot::gateway::testing
+
+#endif  // COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_GATEWAY_PROCESS_H_

@@ -1,0 +1,182 @@
+// Shared set-up of the integration tests: the real haufe-emulator and copilot-gateway binaries
+// over loopback, and helpers to read google.rpc details and the emulator's request record.
+#ifndef COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_INTEGRATION_FIXTURE_H_
+#define COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_INTEGRATION_FIXTURE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "copilot/v1/copilot_service.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/emulator/testing/emulator_process.h"
+#include "tests/server/integration/gateway_process.h"
+
+namespace copilot::gateway::testing {
+
+inline constexpr char kTaxAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001";
+inline constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
+inline constexpr char kLegacyAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0003";
+inline constexpr char kUnknownThread[] = "00000000-0000-4000-8000-00000000abcd";
+
+// The google.rpc.Status in a call's grpc-status-details-bin.
+inline google::rpc::Status RpcStatus(const grpc::Status& status) {
+  google::rpc::Status details;
+  details.ParseFromString(status.error_details());
+  return details;
+}
+
+template <typename Detail>
+std::optional<Detail> FindDetail(const grpc::Status& status) {
+  const google::rpc::Status rpc = RpcStatus(status);
+  for (const auto& any : rpc.details()) {
+    Detail detail;
+    if (any.Is<Detail>() && any.UnpackTo(&detail)) return detail;
+  }
+  return std::nullopt;
+}
+
+inline std::string Reason(const grpc::Status& status) {
+  auto info = FindDetail<google::rpc::ErrorInfo>(status);
+  return info ? info->reason() : "(no ErrorInfo)";
+}
+
+inline std::string HttpStatusOf(const grpc::Status& status) {
+  auto info = FindDetail<google::rpc::ErrorInfo>(status);
+  if (!info) return "(no ErrorInfo)";
+  auto it = info->metadata().find("http_status");
+  return it == info->metadata().end() ? "" : it->second;
+}
+
+// Deadline helper for client contexts.
+inline void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
+  context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+}
+
+// One emulator and one gateway per test suite; the emulator is reset before each test.
+class GatewayIntegrationTest : public ::testing::Test {
+ protected:
+  // Settings of the suite's gateway. Small limits so faults show quickly.
+  static GatewayProcessOptions DefaultGatewayOptions(const std::string& upstream_url) {
+    GatewayProcessOptions options;
+    options.upstream_url = upstream_url;
+    options.upstream = {{"connect_timeout", "1s"},
+                        {"stall_timeout", "1s"},
+                        {"max_call_timeout", "30s"},
+                        {"max_response_bytes", "1MiB"}};
+    return options;
+  }
+
+  static void SetUpTestSuite() {
+    auto emulator = emulator::testing::EmulatorProcess::Start({.args = {"--stream-delay-ms", "2"}});
+    ASSERT_TRUE(emulator.ok()) << emulator.status();
+    emulator_ = std::move(*emulator).release();
+    auto gateway = GatewayProcess::Start(DefaultGatewayOptions(UpstreamUrl()));
+    ASSERT_TRUE(gateway.ok()) << gateway.status();
+    gateway_ = std::move(*gateway).release();
+  }
+
+  static void TearDownTestSuite() {
+    if (gateway_ != nullptr) {
+      absl::StatusOr<int> exit_code = gateway_->Stop();
+      EXPECT_TRUE(exit_code.ok() && *exit_code == 0)
+          << "copilot-gateway exit: " << (exit_code.ok() ? std::to_string(*exit_code) : "?");
+      delete gateway_;
+      gateway_ = nullptr;
+    }
+    delete emulator_;
+    emulator_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(emulator_, nullptr);
+    ASSERT_NE(gateway_, nullptr);
+    ASSERT_TRUE(emulator_->Reset().ok());
+    stub_ = copilot::v1::CopilotService::NewStub(gateway_->channel());
+  }
+
+  static std::string UpstreamUrl() { return emulator_->base_url() + "/agents"; }
+
+  // Installs a fault rule on the emulator.
+  static void Fault(const nlohmann::json& rule) {
+    auto id = emulator_->AddFault(rule);
+    ASSERT_TRUE(id.ok()) << id.status();
+  }
+
+  // The emulator's request record (control requests are not recorded).
+  static nlohmann::json Requests() {
+    auto records = emulator_->Requests();
+    EXPECT_TRUE(records.ok()) << records.status();
+    return records.ok() ? *records : nlohmann::json::array();
+  }
+
+  // Records of route `route`.
+  static std::vector<nlohmann::json> RequestsTo(const std::string& route) {
+    std::vector<nlohmann::json> out;
+    for (const auto& record : Requests()) {
+      if (record.value("route", "") == route) out.push_back(record);
+    }
+    return out;
+  }
+
+  // Polls `condition` up to `timeout`.
+  template <typename Condition>
+  static bool Eventually(Condition condition, absl::Duration timeout = absl::Seconds(5)) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return condition();
+  }
+
+  // Creates a thread with `assistant` and adds one user message; returns the thread ID.
+  std::string ThreadWithQuestion(const std::string& assistant, const std::string& question) {
+    grpc::ClientContext create_context;
+    SetTimeout(create_context, absl::Seconds(10));
+    copilot::v1::CreateThreadRequest create;
+    create.set_assistant_id(assistant);
+    copilot::v1::CreateThreadResponse created;
+    grpc::Status status = stub_->CreateThread(&create_context, create, &created);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    grpc::ClientContext add_context;
+    SetTimeout(add_context, absl::Seconds(10));
+    copilot::v1::AddMessageRequest add;
+    add.set_thread_id(created.thread().id());
+    add.mutable_message()->set_role(copilot::v1::ROLE_USER);
+    add.mutable_message()->set_content(question);
+    copilot::v1::AddMessageResponse added;
+    status = stub_->AddMessage(&add_context, add, &added);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return created.thread().id();
+  }
+
+  // Run on `thread` with a deadline of `timeout`.
+  grpc::Status RunOn(const std::string& thread, copilot::v1::RunResponse* response,
+                     absl::Duration timeout = absl::Seconds(10)) {
+    grpc::ClientContext context;
+    SetTimeout(context, timeout);
+    copilot::v1::RunRequest request;
+    request.set_thread_id(thread);
+    return stub_->Run(&context, request, response);
+  }
+
+  static inline emulator::testing::EmulatorProcess* emulator_ = nullptr;
+  static inline GatewayProcess* gateway_ = nullptr;
+  std::unique_ptr<copilot::v1::CopilotService::Stub> stub_;
+};
+
+}  // namespace copilot::gateway::testing
+
+#endif  // COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_INTEGRATION_FIXTURE_H_
