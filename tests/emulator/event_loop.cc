@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -65,20 +66,20 @@ EventLoop::TimerId EventLoop::AddTimer(absl::Duration delay, std::function<void(
 
 void EventLoop::CancelTimer(TimerId id) { timers_.erase(id); }
 
-int EventLoop::NextTimeoutMs() {
+int EventLoop::NextTimeoutMs(absl::Duration max_wait) {
   while (!heap_.empty() && !timers_.contains(heap_.top().id)) heap_.pop();  // cancelled
-  if (heap_.empty()) return 1000;
-  absl::Duration wait = heap_.top().deadline - clock_.MonotonicNow();
+  absl::Duration wait = max_wait;
+  if (!heap_.empty()) wait = std::min(wait, heap_.top().deadline - clock_.MonotonicNow());
   if (wait <= absl::ZeroDuration()) return 0;
-  int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)));
-  return static_cast<int>(std::min<int64_t>(ms, 1000));
+  return static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1))));
 }
 
 void EventLoop::RunDueTimers() {
   absl::Duration now = clock_.MonotonicNow();
-  // Only timers due at `now` run in this pass, so a callback that adds a zero-delay timer cannot
-  // starve the fds.
-  while (!heap_.empty() && heap_.top().deadline <= now) {
+  // Only timers that existed when this pass began run in it, so a callback that adds a zero-delay
+  // timer cannot starve the fds. (A new timer sorts after every older one with a deadline <= now.)
+  const TimerId first_new = next_timer_id_;
+  while (!heap_.empty() && heap_.top().deadline <= now && heap_.top().id < first_new) {
     TimerId id = heap_.top().id;
     heap_.pop();
     auto it = timers_.find(id);
@@ -90,19 +91,21 @@ void EventLoop::RunDueTimers() {
 }
 
 void EventLoop::Run() {
-  std::vector<epoll_event> events(1024);
-  while (!stopping_) {
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), NextTimeoutMs());
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < n; ++i) {
-      auto it = watched_.find(events[i].data.u64);
-      if (it == watched_.end()) continue;  // unwatched earlier in this batch
-      // Copy: the callback may Unwatch itself, destroying the stored std::function.
-      FdCallback callback = it->second.callback;
-      callback(events[i].events);
-    }
-    RunDueTimers();
+  while (!stopping_) RunOnce();
+}
+
+void EventLoop::RunOnce(absl::Duration max_wait) {
+  if (events_.empty()) events_.resize(1024);
+  int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()),
+                     NextTimeoutMs(max_wait));
+  for (int i = 0; i < n; ++i) {
+    auto it = watched_.find(events_[i].data.u64);
+    if (it == watched_.end()) continue;  // unwatched earlier in this batch
+    // Copy: the callback may Unwatch itself, destroying the stored std::function.
+    FdCallback callback = it->second.callback;
+    callback(events_[i].events);
   }
+  RunDueTimers();
 }
 
 }  // namespace copilot::emulator

@@ -2,6 +2,8 @@
 #ifndef COPILOT_TESTS_EMULATOR_EVENT_LOOP_H_
 #define COPILOT_TESTS_EMULATOR_EVENT_LOOP_H_
 
+#include <sys/epoll.h>
+
 #include <cstdint>
 #include <functional>
 #include <queue>
@@ -48,6 +50,9 @@ class EventLoop {
 
   // Runs until Stop() is called.
   void Run();
+  // One iteration: waits for fd events (at most until the next timer is due, or `max_wait` when
+  // there is none), dispatches them, then runs the timers that are due.
+  void RunOnce(absl::Duration max_wait = absl::Seconds(1));
   void Stop() { stopping_ = true; }
 
  private:
@@ -63,9 +68,10 @@ class EventLoop {
     }
   };
 
-  int NextTimeoutMs();
+  int NextTimeoutMs(absl::Duration max_wait);
   void RunDueTimers();
 
+  std::vector<struct epoll_event> events_;
   Clock& clock_;
   int epoll_fd_ = -1;
   bool stopping_ = false;
