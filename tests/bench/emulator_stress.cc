@@ -60,7 +60,9 @@ struct Conn {
   bool done = false;
   bool ok = false;
   Clock::time_point start;
-  double seconds = 0;
+  Clock::time_point request_sent;
+  double seconds = 0;     // socket creation to complete response
+  double after_send = 0;  // request fully sent to complete response
 };
 
 bool ParseOptions(int argc, char** argv, Options& o) {
@@ -258,6 +260,7 @@ int main(int argc, char** argv) {
       if ((events[i].events & EPOLLOUT) && c.sent < request.size()) {
         ssize_t w = send(c.fd, request.data() + c.sent, request.size() - c.sent, MSG_NOSIGNAL);
         if (w > 0) c.sent += static_cast<size_t>(w);
+        if (c.sent == request.size()) c.request_sent = Clock::now();
         if (w < 0 && errno != EAGAIN) {
           fail(c);
           continue;
@@ -280,6 +283,7 @@ int main(int argc, char** argv) {
           c.done = true;
           c.ok = ok;
           c.seconds = std::chrono::duration<double>(Clock::now() - c.start).count();
+          c.after_send = std::chrono::duration<double>(Clock::now() - c.request_sent).count();
           close(c.fd);
           ++finished;
         } else if (closed) {
@@ -291,20 +295,22 @@ int main(int argc, char** argv) {
   double wall = std::chrono::duration<double>(Clock::now() - start).count();
   size_t successes = 0;
   std::vector<double> latencies;
+  std::vector<double> after_send;
   for (Conn& c : conns) {
     if (!c.done) {
       close(c.fd);
     } else if (c.ok) {
       ++successes;
       latencies.push_back(c.seconds);
+      after_send.push_back(c.after_send);
     }
   }
   std::sort(latencies.begin(), latencies.end());
-  auto pct = [&](double p) {
-    return latencies.empty() ? 0.0
-                             : latencies[std::min(latencies.size() - 1,
-                                                  static_cast<size_t>(p * latencies.size()))];
+  std::sort(after_send.begin(), after_send.end());
+  auto pct_of = [](const std::vector<double>& v, double p) {
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
   };
+  auto pct = [&](double p) { return pct_of(latencies, p); };
   HttpResponse stats = SendHttpRequest("GET", base + "/_emulator/stats", "");
   SendHttpRequest("DELETE", base + "/_emulator/faults", "");
 
@@ -313,8 +319,12 @@ int main(int argc, char** argv) {
   std::printf("successes          %zu\n", successes);
   std::printf("failures           %zu (connect errors %zu, unfinished %zu)\n",
               conns.size() - successes, connect_errors, conns.size() - finished);
-  std::printf("latency s          min %.3f  p50 %.3f  p99 %.3f  max %.3f\n", pct(0), pct(0.5),
-              pct(0.99), latencies.empty() ? 0.0 : latencies.back());
+  std::printf("latency s          min %.3f  p50 %.3f  p99 %.3f  max %.3f (from connect)\n", pct(0),
+              pct(0.5), pct(0.99), latencies.empty() ? 0.0 : latencies.back());
+  std::printf(
+      "after send s       min %.3f  p50 %.3f  p99 %.3f  max %.3f (request sent -> answer)\n",
+      pct_of(after_send, 0), pct_of(after_send, 0.5), pct_of(after_send, 0.99),
+      after_send.empty() ? 0.0 : after_send.back());
   std::printf("emulator stats     %s\n", stats.body.c_str());
   std::printf("open mid-hold      %lld\n", static_cast<long long>(mid_peak));
   if (pid > 0) {
