@@ -131,7 +131,8 @@ absl::StatusOr<FaultRule> FaultRuleFromJson(const json& j) {
     }
     case FaultType::kOversizedBody: {
       std::optional<int64_t> bytes;
-      if (absl::Status s = ReadInt(j, "bytes", 1, int64_t{1} << 31, bytes); !s.ok()) return s;
+      // Capped so a typo cannot make the emulator allocate gigabytes.
+      if (absl::Status s = ReadInt(j, "bytes", 1, int64_t{1} << 28, bytes); !s.ok()) return s;
       if (!bytes) return FieldError("bytes", "is required for type oversized_body");
       rule.bytes = *bytes;
       break;
