@@ -89,8 +89,14 @@ class StreamHandler final : public HttpTransferHandler {
       : sink_(std::move(sink)), splitter_(max_line_bytes), now_(std::move(now)) {}
 
   void SetTransfer(std::shared_ptr<HttpTransfer> transfer) {
-    absl::MutexLock lock(&mu_);
-    transfer_ = std::move(transfer);
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancel_on_set_) {
+        transfer_ = std::move(transfer);
+        return;
+      }
+    }
+    transfer->Cancel();  // The stream already ended early, before Start had returned.
   }
 
   void OnHeaders(const HttpResponseHead& head) override {
@@ -170,6 +176,7 @@ class StreamHandler final : public HttpTransferHandler {
     {
       absl::MutexLock lock(&mu_);
       transfer = std::move(transfer_);
+      if (transfer == nullptr) cancel_on_set_ = true;
     }
     // After OnComplete this is a no-op; before it, it stops an upstream that sent an error line
     // but kept the connection open.
@@ -188,6 +195,7 @@ class StreamHandler final : public HttpTransferHandler {
 
   absl::Mutex mu_;
   std::shared_ptr<HttpTransfer> transfer_ ABSL_GUARDED_BY(mu_);
+  bool cancel_on_set_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Calls `done` inline with a status for a request that cannot be sent.

@@ -510,7 +510,8 @@ TEST_F(CurlTransportTest, ConnectionsAreReused) {
 
 TEST_F(CurlTransportTest, ManyConcurrentTransfersOnOneThread) {
   constexpr int kTransfers = 1000;
-  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 1000}});
+  // Long enough for all of them to be held at once even in a sanitizer build.
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 4000}});
   const int threads_before = ThreadCount();
   std::vector<std::shared_ptr<RecordingHandler>> handlers;
   const absl::Time start = absl::Now();
@@ -518,24 +519,25 @@ TEST_F(CurlTransportTest, ManyConcurrentTransfersOnOneThread) {
     handlers.push_back(std::make_shared<RecordingHandler>());
     transport_->Start(Get("/assistants"), handlers.back());
   }
-  // All held open at once by the emulator's latency.
-  json stats;
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < give_up) {
-    stats = *emu().Stats();
-    if (stats["in_flight"] == kTransfers) break;
+  int max_in_flight = 0;
+  int max_threads = 0;
+  const absl::Time give_up = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < give_up && max_in_flight < kTransfers) {
+    absl::StatusOr<json> stats = emu().Stats();
+    if (stats.ok()) max_in_flight = std::max(max_in_flight, (*stats)["in_flight"].get<int>());
+    max_threads = std::max(max_threads, ThreadCount());
     absl::SleepFor(absl::Milliseconds(20));
   }
-  EXPECT_EQ(stats["in_flight"], kTransfers) << stats.dump();
-  EXPECT_EQ(ThreadCount(), threads_before);
+  EXPECT_EQ(max_in_flight, kTransfers);  // All held open by the upstream at the same time.
   int ok = 0;
   for (auto& handler : handlers) {
     absl::Status status = handler->Wait();
     if (status.ok() && handler->head().status == 200) ++ok;
   }
   EXPECT_EQ(ok, kTransfers);
+  EXPECT_EQ(max_threads, threads_before);
   EXPECT_EQ(ThreadCount(), threads_before);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
 }
 
 TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {

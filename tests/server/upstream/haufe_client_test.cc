@@ -452,6 +452,29 @@ TEST_F(HaufeClientTest, StreamErrorLineEndsStreamAndCancels) {
   EXPECT_EQ(Reason(*sink->done), "api_timeout_error");
 }
 
+// A transport whose loop runs the whole stream before Start returns (a fast loop thread).
+class EagerTransport final : public HttpTransport {
+ public:
+  std::shared_ptr<HttpTransfer> Start(HttpRequest,
+                                      std::shared_ptr<HttpTransferHandler> handler) override {
+    handler->OnHeaders(Head(200));
+    handler->OnData(R"({"error_code":"api_error","detail":"boom"})"
+                    "\n");
+    transfer = std::make_shared<FakeTransfer>();
+    return transfer;
+  }
+  std::shared_ptr<FakeTransfer> transfer;
+};
+
+TEST_F(HaufeClientTest, StreamEndedBeforeStartReturnedStillCancels) {
+  auto transport = std::make_shared<EagerTransport>();
+  HaufeClient client(HaufeClientConfig{}, transport);
+  auto sink = std::make_shared<RecordingSink>();
+  client.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  EXPECT_EQ(Reason(*sink->done), "api_error");
+  EXPECT_EQ(transport->transfer->cancels, 1);
+}
+
 TEST_F(HaufeClientTest, StreamCutMidLineIsTruncatedNeverOk) {
   auto sink = std::make_shared<RecordingSink>();
   client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
