@@ -10,6 +10,7 @@
 namespace {
 
 std::string EnvOrEmpty(const char* name) {
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any other thread exists.
   const char* value = std::getenv(name);
   return value == nullptr ? "" : value;
 }

@@ -242,6 +242,7 @@ TEST_F(CopilotClientTest, StreamRunDeliversEachChunkBeforeTheNextIsSent) {
   // The fake sends chunk i only after the client has seen chunk i-1: the
   // callback runs as chunks arrive, not once the stream is over.
   std::vector<std::unique_ptr<absl::Notification>> seen;
+  seen.reserve(3);
   for (int i = 0; i < 3; ++i) seen.push_back(std::make_unique<absl::Notification>());
   std::atomic<int> waits_timed_out{0};
   fake_->SetStream(

@@ -345,7 +345,7 @@ TEST_F(CliTest, MessageAddToolMessage) {
   CliResult r = Run({"message", "add", "--thread", "t1", "--role", "tool", "--tool-call-id",
                      "call-1", "--", "-42 EUR"});
   EXPECT_EQ(r.code, 0) << r.err;
-  v1::AddMessageRequest request = OnlyCall("AddMessage").RequestAs<v1::AddMessageRequest>();
+  auto request = OnlyCall("AddMessage").RequestAs<v1::AddMessageRequest>();
   EXPECT_EQ(request.message().role(), v1::ROLE_TOOL);
   EXPECT_EQ(request.message().tool_call_id(), "call-1");
   EXPECT_EQ(request.message().content(), "-42 EUR");
@@ -659,6 +659,19 @@ TEST_F(CliTest, CompleteJsonStreamsChunkLines) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST_F(CliTest, CompleteNoStreamJson) {
+  v1::CompleteResponse response;
+  response.mutable_message()->set_id("m-answer");
+  response.mutable_message()->set_thread_id("up-7");
+  response.mutable_message()->set_content("Ja.");
+  fake_->SetResponse("Complete", response);
+  CliResult r = Run({"--json", "complete", "--assistant", "a-tax", "--no-stream", "Gilt das?"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, R"({"message":{"id":"m-answer","threadId":"up-7","content":"Ja."}})"
+                   "\n");
+  EXPECT_EQ(r.err, "");
+}
+
 TEST_F(CliTest, CompletePermissionDeniedExitsSeven) {
   fake_->SetError("StreamComplete",
                   MakeStatus(grpc::StatusCode::PERMISSION_DENIED, "Assistant not allowed",
@@ -701,7 +714,7 @@ TEST_F(CliTest, AskCreatesAThreadAddsTheQuestionAndStreamsTheAnswer) {
   EXPECT_EQ(calls[0].RequestAs<v1::CreateThreadRequest>().assistant_id(), "a-tax");
   EXPECT_EQ(calls[0].RequestAs<v1::CreateThreadRequest>().user_id(), "u-1");
   EXPECT_EQ(calls[1].method, "AddMessage");
-  v1::AddMessageRequest add = calls[1].RequestAs<v1::AddMessageRequest>();
+  auto add = calls[1].RequestAs<v1::AddMessageRequest>();
   EXPECT_EQ(add.thread_id(), "t1");
   EXPECT_EQ(add.message().role(), v1::ROLE_USER);
   EXPECT_EQ(add.message().content(), "Wie hoch?");
@@ -711,6 +724,21 @@ TEST_F(CliTest, AskCreatesAThreadAddsTheQuestionAndStreamsTheAnswer) {
     SCOPED_TRACE(call.method);
     ExpectTokenAndDeadline(call);
   }
+}
+
+TEST_F(CliTest, AskJsonPrintsOnlyTheChunks) {
+  v1::CreateThreadResponse created;
+  created.mutable_thread()->set_id("t1");
+  fake_->SetResponse("CreateThread", created);
+  fake_->SetResponse("AddMessage", v1::AddMessageResponse());
+  fake_->SetStream("StreamRun", {Chunk("Ja.")});
+  CliResult r = Run({"--json", "ask", "--assistant", "a-tax", "Gilt das?"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(
+      r.out,
+      R"({"messageId":"m-answer","threadId":"t1","delta":{"role":"ROLE_ASSISTANT","content":"Ja."}})"
+      "\n");
+  EXPECT_EQ(r.err, "");
 }
 
 TEST_F(CliTest, AskNoStreamUsesRun) {

@@ -49,13 +49,14 @@ ProcessResult RunCopilot(const std::string& env_assignments, const std::string& 
   const std::string command =
       absl::StrCat("env -u COPILOT_TARGET -u COPILOT_TOKEN ", env_assignments, " '",
                    COPILOT_CLI_PATH, "' ", args, " >'", out_path, "' 2>'", err_path, "'");
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): only this test thread runs commands.
   const int status = std::system(command.c_str());
   ProcessResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   result.out = ReadAll(out_path);
   result.err = ReadAll(err_path);
-  std::remove(out_path.c_str());
-  std::remove(err_path.c_str());
+  (void)std::remove(out_path.c_str());
+  (void)std::remove(err_path.c_str());
   return result;
 }
 
