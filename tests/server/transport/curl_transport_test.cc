@@ -290,6 +290,67 @@ TEST_F(CurlTransportTest, ConnectionRefusedIsUnreachable) {
   EXPECT_EQ(handler->header_calls(), 0);
 }
 
+// A loopback listener that never accepts, its accept queue filled: further connects hang in
+// SYN_SENT, which is what an unreachable upstream looks like.
+class BlackholeListener {
+ public:
+  BlackholeListener() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    listen(listener_, 0);
+    socklen_t length = sizeof(address);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    for (int i = 0; i < 4; ++i) {  // Fill the accept queue (non-blocking connects).
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+      fillers_.push_back(fd);
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // Let the handshakes land in the queue.
+  }
+  ~BlackholeListener() {
+    for (int fd : fillers_) close(fd);
+    close(listener_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/agents/v1"; }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
+};
+
+TEST_F(CurlTransportTest, ConnectTimeoutIsUnreachableNotDeadline) {
+  BlackholeListener blackhole;
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.url = blackhole.url() + "/assistants";
+  request.connect_timeout = absl::Milliseconds(200);
+  request.deadline = absl::Now() + absl::Seconds(10);
+  const absl::Time start = absl::Now();
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_unreachable");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+}
+
+TEST_F(CurlTransportTest, DeadlineDuringConnectIsDeadlineExceeded) {
+  BlackholeListener blackhole;
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants");
+  request.url = blackhole.url() + "/assistants";
+  request.connect_timeout = absl::Seconds(5);
+  request.deadline = absl::Now() + absl::Milliseconds(200);
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_EQ(Reason(status), "upstream_timeout");
+}
+
 TEST_F(CurlTransportTest, ResetBeforeHeaders) {
   AddFault({{"endpoint", "list_assistants"}, {"type", "reset_before_headers"}});
   auto handler = std::make_shared<RecordingHandler>();
