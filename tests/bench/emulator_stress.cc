@@ -40,7 +40,6 @@ namespace {
 
 using copilot::emulator::testing::EmulatorProcess;
 using copilot::emulator::testing::HttpResponse;
-using copilot::emulator::testing::RequestOptions;
 using copilot::emulator::testing::SendHttpRequest;
 using Clock = std::chrono::steady_clock;
 
@@ -117,7 +116,8 @@ double CpuSeconds(int pid) {
   if (paren == std::string::npos) return -1;
   std::vector<std::string> fields = absl::StrSplit(stat.substr(paren + 2), ' ');
   // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
-  double utime = 0, stime = 0;
+  double utime = 0;
+  double stime = 0;
   if (fields.size() < 13 || !absl::SimpleAtod(fields[11], &utime) ||
       !absl::SimpleAtod(fields[12], &stime)) {
     return -1;
@@ -134,7 +134,10 @@ bool ResponseComplete(const std::string& in, bool& ok) {
   size_t length = 0;
   if (cl != std::string::npos) {
     size_t eol = head.find("\r\n", cl);
-    absl::SimpleAtoi(absl::StripAsciiWhitespace(head.substr(cl + 15, eol - cl - 15)), &length);
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(head.substr(cl + 15, eol - cl - 15)),
+                          &length)) {
+      return false;
+    }
   }
   if (in.size() < head_end + 4 + length) return false;
   ok = in.rfind("HTTP/1.1 200", 0) == 0;

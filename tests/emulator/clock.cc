@@ -1,6 +1,6 @@
 #include "tests/emulator/clock.h"
 
-#include <time.h>
+#include <ctime>
 
 #include "absl/time/clock.h"
 

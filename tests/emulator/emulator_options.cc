@@ -30,7 +30,7 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
   EmulatorOptions options;
   bool have_listen = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
+    const std::string& arg = args[i];
     if (arg.rfind("--", 0) != 0) return absl::InvalidArgumentError("unexpected argument: " + arg);
     std::string flag = arg.substr(2);
     std::string value;

@@ -98,7 +98,8 @@ absl::StatusOr<FaultRule> FaultRuleFromJson(const json& j) {
   switch (rule.type) {
     case FaultType::kLatency: {
       std::optional<int64_t> delay;
-      if (absl::Status s = ReadInt(j, "delay_ms", 0, 3600 * 1000, delay); !s.ok()) return s;
+      if (absl::Status s = ReadInt(j, "delay_ms", 0, int64_t{3600} * 1000, delay); !s.ok())
+        return s;
       if (!delay) return FieldError("delay_ms", "is required for type latency");
       rule.delay_ms = *delay;
       break;

@@ -1,11 +1,11 @@
 // haufe-emulator: the Haufe Copilot REST API emulator (docs/emulator.md). Wires the pieces
 // together; everything else lives in emulator_lib.
-#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -38,7 +38,15 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace copilot::emulator;  // NOLINT(build/namespaces): main only wires
+  using copilot::emulator::EmulatorApp;
+  using copilot::emulator::EmulatorOptions;
+  using copilot::emulator::EventLoop;
+  using copilot::emulator::HttpServer;
+  using copilot::emulator::ParseCommandLine;
+  using copilot::emulator::ServerStats;
+  using copilot::emulator::SystemClock;
+  using copilot::emulator::Usage;
+  using copilot::emulator::UuidGenerator;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (const std::string& arg : args) {
     if (arg == "--help" || arg == "-h") {
