@@ -18,7 +18,8 @@
 
 namespace copilot::emulator {
 
-// Turns a complete request into a response plan. Called on the loop thread; must not block.
+// Turns a complete request into a response plan. Implementations need not be thread-safe: the
+// server calls them from the loop thread only, and they must not block.
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
