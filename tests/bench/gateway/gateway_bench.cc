@@ -1,0 +1,298 @@
+// gateway_bench: N concurrent Run calls through copilot-gateway while haufe-emulator holds each
+// upstream run for S seconds. Prints successes, failures by code, the gateway's idle and peak
+// thread count, peak RSS, CPU time and wall time.
+//
+//   gateway_bench [--calls N] [--hold-seconds S] [--channels C]
+//
+// The client uses gRPC's callback API (no thread per call). The gateway is sampled from
+// /proc/PID/status (Threads, VmRSS, VmHWM) and /proc/PID/stat (utime + stime) every 50 ms.
+#include <dirent.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "copilot/v1/copilot_service.grpc.pb.h"
+#include "tests/emulator/testing/emulator_process.h"
+#include "tests/server/integration/gateway_process.h"
+
+namespace {
+
+namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::GatewayProcess;
+using ::copilot::gateway::testing::GatewayProcessOptions;
+using ::copilot::gateway::testing::ProcessSample;
+using ::copilot::gateway::testing::SampleProcess;
+
+constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
+
+struct Options {
+  int calls = 10000;
+  int hold_seconds = 10;
+  int channels = 8;
+};
+
+bool ParseOptions(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; i += 2) {
+    const std::string arg = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "missing value for %s\n", arg.c_str());
+      return false;
+    }
+    int value = 0;
+    if (!absl::SimpleAtoi(argv[i + 1], &value) || value <= 0) {
+      std::fprintf(stderr, "bad value for %s\n", arg.c_str());
+      return false;
+    }
+    if (arg == "--calls") {
+      options.calls = value;
+    } else if (arg == "--hold-seconds") {
+      options.hold_seconds = value;
+    } else if (arg == "--channels") {
+      options.channels = value;
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+void RaiseFileLimit() {
+  rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+// Thread names (/proc/PID/task/*/comm) and how many threads carry each.
+std::map<std::string, int> ThreadNames(pid_t pid) {
+  std::map<std::string, int> names;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return names;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(absl::StrCat(dir, "/", entry->d_name, "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    ++names[name];
+  }
+  closedir(tasks);
+  return names;
+}
+
+// One call's storage; lives until its callback ran.
+struct Call {
+  grpc::ClientContext context;
+  v1::RunRequest request;
+  v1::RunResponse response;
+};
+
+int Main(int argc, char** argv) {
+  Options options;
+  if (!ParseOptions(argc, argv, options)) return 2;
+  RaiseFileLimit();
+
+  auto emulator =
+      copilot::emulator::testing::EmulatorProcess::Start({.args = {"--max-record", "100"}});
+  if (!emulator.ok()) {
+    std::fprintf(stderr, "emulator: %s\n", std::string(emulator.status().message()).c_str());
+    return 1;
+  }
+  GatewayProcessOptions gateway_options;
+  gateway_options.upstream_url = (*emulator)->base_url() + "/agents";
+  gateway_options.upstream = {{"stall_timeout", absl::StrCat(options.hold_seconds + 30, "s")},
+                              {"max_call_timeout", absl::StrCat(options.hold_seconds + 60, "s")}};
+  auto gateway = GatewayProcess::Start(gateway_options);
+  if (!gateway.ok()) {
+    std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());
+    return 1;
+  }
+  const pid_t pid = (*gateway)->pid();
+  const absl::StatusOr<ProcessSample> fresh = SampleProcess(pid);
+
+  std::vector<std::unique_ptr<v1::CopilotService::Stub>> stubs;
+  for (int i = 0; i < options.channels; ++i) {
+    stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+  }
+
+  // One thread per call (a Run stores its answer, after which the thread's last message is the
+  // assistant's), created ahead with a bounded number of calls in flight.
+  std::vector<std::string> thread_ids(options.calls);
+  {
+    absl::Mutex setup_mu;
+    int in_flight = 0;
+    int failures = 0;
+    struct Setup {
+      grpc::ClientContext create_context;
+      v1::CreateThreadRequest create;
+      v1::CreateThreadResponse created;
+      grpc::ClientContext add_context;
+      v1::AddMessageRequest add;
+      v1::AddMessageResponse added;
+    };
+    std::vector<std::unique_ptr<Setup>> setups(options.calls);
+    for (int i = 0; i < options.calls; ++i) {
+      {
+        absl::MutexLock lock(&setup_mu);
+        auto room = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(setup_mu) { return in_flight < 200; };
+        setup_mu.Await(absl::Condition(&room));
+        ++in_flight;
+      }
+      setups[i] = std::make_unique<Setup>();
+      Setup* setup = setups[i].get();
+      v1::CopilotService::Stub* stub = stubs[i % stubs.size()].get();
+      setup->create.set_assistant_id(kHrAssistant);
+      stub->async()->CreateThread(
+          &setup->create_context, &setup->create, &setup->created,
+          [&, setup, stub, i](grpc::Status status) {
+            if (!status.ok()) {
+              absl::MutexLock lock(&setup_mu);
+              ++failures;
+              --in_flight;
+              return;
+            }
+            thread_ids[i] = setup->created.thread().id();
+            setup->add.set_thread_id(thread_ids[i]);
+            setup->add.mutable_message()->set_role(v1::ROLE_USER);
+            setup->add.mutable_message()->set_content("How many days of leave do I have?");
+            stub->async()->AddMessage(&setup->add_context, &setup->add, &setup->added,
+                                      [&](grpc::Status status) {
+                                        absl::MutexLock lock(&setup_mu);
+                                        if (!status.ok()) ++failures;
+                                        --in_flight;
+                                      });
+          });
+    }
+    absl::MutexLock lock(&setup_mu);
+    auto idle = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(setup_mu) { return in_flight == 0; };
+    setup_mu.Await(absl::Condition(&idle));
+    if (failures > 0) {
+      std::fprintf(stderr, "setup: %d thread creations failed\n", failures);
+      return 1;
+    }
+  }
+  // Warm up every channel's connection so that idle figures include them.
+  for (auto& stub : stubs) {
+    grpc::ClientContext context;
+    v1::ListAssistantsResponse response;
+    stub->ListAssistants(&context, {}, &response);
+  }
+  auto fault = (*emulator)->AddFault(
+      {{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", options.hold_seconds * 1000}});
+  if (!fault.ok()) {
+    std::fprintf(stderr, "fault: %s\n", std::string(fault.status().message()).c_str());
+    return 1;
+  }
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  absl::StatusOr<ProcessSample> idle = SampleProcess(pid);
+  if (!idle.ok()) return 1;
+
+  std::atomic<bool> sampling{true};
+  int peak_threads = idle->threads;
+  const std::map<std::string, int> idle_names = ThreadNames(pid);
+  std::map<std::string, int> peak_names = idle_names;
+  long peak_rss = idle->rss_kib;
+  std::thread sampler([&] {
+    while (sampling.load()) {
+      absl::StatusOr<ProcessSample> sample = SampleProcess(pid);
+      if (sample.ok()) {
+        if (sample->threads > peak_threads) peak_names = ThreadNames(pid);
+        peak_threads = std::max(peak_threads, sample->threads);
+        peak_rss = std::max(peak_rss, sample->rss_kib);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+
+  absl::Mutex mu;
+  int remaining = options.calls;
+  std::map<std::string, int> outcomes;
+  std::vector<std::unique_ptr<Call>> calls(options.calls);
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < options.calls; ++i) {
+    calls[i] = std::make_unique<Call>();
+    Call& call = *calls[i];
+    call.context.set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::seconds(options.hold_seconds + 60));
+    call.request.set_thread_id(thread_ids[i]);
+    stubs[i % stubs.size()]->async()->Run(
+        &call.context, &call.request, &call.response, [&](grpc::Status status) {
+          absl::MutexLock lock(&mu);
+          ++outcomes[status.ok() ? "OK"
+                                 : absl::StrCat("code ", status.error_code(), " (",
+                                                status.error_message(), ")")];
+          --remaining;
+        });
+  }
+  const absl::Duration fire_time = absl::Now() - start;
+  {
+    absl::MutexLock lock(&mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return remaining == 0; };
+    mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(options.hold_seconds + 120));
+  }
+  const absl::Duration wall = absl::Now() - start;
+  sampling = false;
+  sampler.join();
+  absl::StatusOr<ProcessSample> after = SampleProcess(pid);
+  auto stats = (*emulator)->Stats();
+
+  int successes = 0;
+  {
+    absl::MutexLock lock(&mu);
+    successes = outcomes["OK"];
+    std::printf("gateway_bench: %d concurrent Run calls, upstream holds each %d s, %d channels\n",
+                options.calls, options.hold_seconds, options.channels);
+    std::printf("  successes:          %d / %d%s\n", successes, options.calls,
+                remaining > 0 ? absl::StrCat(" (", remaining, " never finished)").c_str() : "");
+    for (const auto& [outcome, count] : outcomes) {
+      if (outcome != "OK") std::printf("  failure %s: %d\n", outcome.c_str(), count);
+    }
+    std::printf("  gateway threads:    at start %d, idle after warm-up %d, peak under load %d\n",
+                fresh.ok() ? fresh->threads : 0, idle->threads, peak_threads);
+    std::string idle_list, peak_list;
+    for (const auto& [name, count] : idle_names) absl::StrAppend(&idle_list, " ", name, "x", count);
+    for (const auto& [name, count] : peak_names) absl::StrAppend(&peak_list, " ", name, "x", count);
+    std::printf("  threads at idle:   %s\n  threads at peak:   %s\n", idle_list.c_str(),
+                peak_list.c_str());
+    std::printf("  gateway RSS:        idle %.1f MiB, peak %.1f MiB (VmHWM %.1f MiB)\n",
+                idle->rss_kib / 1024.0, peak_rss / 1024.0,
+                after.ok() ? after->hwm_kib / 1024.0 : 0.0);
+    std::printf("  gateway CPU time:   %.2f s during the run (%.2f s total)\n",
+                after.ok() ? after->cpu_seconds - idle->cpu_seconds : 0.0,
+                after.ok() ? after->cpu_seconds : 0.0);
+    std::printf("  wall time:          %.2f s (all calls started in %.2f s)\n",
+                absl::ToDoubleSeconds(wall), absl::ToDoubleSeconds(fire_time));
+    if (stats.ok()) std::printf("  emulator stats:     %s\n", stats->dump().c_str());
+  }
+  std::fflush(stdout);
+  if (remaining > 0) {
+    // Calls still pending cannot be destroyed safely; let the process exit take them.
+    std::_Exit(1);
+  }
+  calls.clear();
+  stubs.clear();
+  absl::StatusOr<int> exit_code = (*gateway)->Stop();
+  std::printf("  gateway exit code:  %d\n", exit_code.value_or(-1));
+  return successes == options.calls ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
