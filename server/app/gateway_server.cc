@@ -65,6 +65,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   grpc::ResourceQuota quota("copilot-gateway");
   quota.SetMaxThreads(config.server.max_threads);
   builder.SetResourceQuota(quota);
+  // A second gateway on the same port must fail, not silently share it (gRPC enables
+  // SO_REUSEPORT by default on Linux).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_request_bytes));
   builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(),
                            &gateway->port_);

@@ -66,7 +66,8 @@ struct ServerConfig {
   std::string listen = "0.0.0.0:50051";
   // On SIGTERM/SIGINT, calls in flight get this long to finish before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
-  // Upper bound on threads gRPC may use for the server (ResourceQuota::SetMaxThreads).
+  // Thread cap handed to gRPC (ResourceQuota::SetMaxThreads). Callback reactions run on gRPC's
+  // own fixed executor; upstream calls hold no thread.
   int max_threads = 8;
 };
 

@@ -15,7 +15,8 @@ namespace {
 using copilot::v1::MessageInput;
 using copilot::v1::Role;
 
-// Collects field violations; Finish() turns them into one status.
+// Collects field violations; Finish() turns them into one status. Not thread-safe: one per
+// validation, on the calling thread.
 class Violations {
  public:
   explicit Violations(absl::string_view request_name) : request_name_(request_name) {}

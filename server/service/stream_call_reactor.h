@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "server/service/grpc_status.h"
+#include "server/service/tsan_annotations.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -58,10 +59,12 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     }
     if (cancel_now) call->Cancel();
     if (resume_now) call->Resume();
+    CopilotTsanRelease(state.get());
     return reactor;
   }
 
   void OnWriteDone(bool ok) override {
+    CopilotTsanAcquire(state_.get());
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -77,6 +80,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
   }
 
   void OnCancel() override {
+    CopilotTsanAcquire(state_.get());
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -88,7 +92,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     actions.Run(this);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CopilotTsanAcquire(state_.get());
+    delete this;
+  }
 
  private:
   // What to do once the mutex is released.
@@ -101,7 +108,13 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     void Run(StreamCallReactor* reactor) {
       if (cancel != nullptr) cancel->Cancel();
       if (resume != nullptr) resume->Resume();
-      if (write != nullptr) reactor->StartWrite(write);
+      if (write == nullptr && !finish.has_value()) return;
+      const void* state = reactor->state_.get();
+      CopilotTsanRelease(state);
+      if (write != nullptr) {
+        reactor->StartWrite(write);
+        CopilotTsanRelease(state);  // The message was serialized inside StartWrite.
+      }
       if (finish.has_value()) reactor->Finish(*std::move(finish));
     }
   };

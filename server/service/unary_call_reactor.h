@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/core/copilot_core.h"
 #include "server/service/grpc_status.h"
+#include "server/service/tsan_annotations.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -49,10 +50,12 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (cancel_now) call->Cancel();
+    CopilotTsanRelease(state.get());
     return reactor;
   }
 
   void OnCancel() override {
+    CopilotTsanAcquire(state_.get());
     std::shared_ptr<UpstreamCall> call;
     bool finish = false;
     {
@@ -65,10 +68,14 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (call != nullptr) call->Cancel();
+    CopilotTsanRelease(state_.get());
     if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    CopilotTsanAcquire(state_.get());
+    delete this;
+  }
 
  private:
   struct State {
@@ -92,6 +99,7 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       state.call.reset();
       if (result.ok()) *state.response = *std::move(result);
     }
+    CopilotTsanRelease(&state);
     state.reactor->Finish(result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status()));
   }
 

@@ -1,7 +1,13 @@
 // Deadlines, cancellation, the configured maximum call time and stall detection, through the
 // real binaries.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "tests/server/integration/integration_fixture.h"
@@ -111,6 +117,61 @@ TEST_F(GatewayTimingTest, CallWithoutDeadlineIsBoundedByMaxCallTimeout) {
   EXPECT_GE(elapsed, absl::Milliseconds(900));
   EXPECT_LT(elapsed, absl::Seconds(4));
   stub.reset();  // An idle client connection would hold shutdown for the whole grace period.
+  EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
+}
+
+// A listener whose accept queue is full: new connections hang in the handshake, like an
+// unreachable host. Closes its sockets on destruction.
+class BlackHole {
+ public:
+  BlackHole() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    listen(listener_, 0);
+    socklen_t length = sizeof(address);
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    // Fill the accept queue (never accepted).
+    for (int i = 0; i < 4; ++i) {
+      const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+      fillers_.push_back(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ~BlackHole() {
+    for (int fd : fillers_) close(fd);
+    close(listener_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
+};
+
+TEST_F(GatewayTimingTest, ConnectTimeoutIsShort) {
+  BlackHole hole;
+  GatewayProcessOptions options =
+      DefaultGatewayOptions("http://127.0.0.1:" + std::to_string(hole.port()) + "/agents");
+  options.upstream["connect_timeout"] = "500ms";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  auto stub = v1::CopilotService::NewStub((*gateway)->channel());
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(20));
+  v1::ListAssistantsResponse response;
+  const absl::Time start = absl::Now();
+  grpc::Status status = stub->ListAssistants(&context, {}, &response);
+  const absl::Duration elapsed = absl::Now() - start;
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_EQ(Reason(status), "upstream_unreachable");
+  EXPECT_LT(elapsed, absl::Seconds(3));
+  stub.reset();
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
 }
 

@@ -1,0 +1,110 @@
+// GatewayServer in-process: the object graph wired from a config, with the upstream replaced by
+// a fake; binding port 0, serving, and shutting down with calls in flight.
+#include "server/app/gateway_server.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <thread>
+
+#include "copilot/v1/copilot_service.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/server/core/fake_haufe_api.h"
+
+namespace copilot::gateway {
+namespace {
+
+namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::FakeClock;
+using ::copilot::gateway::testing::FakeHaufeApi;
+
+constexpr char kThread[] = "0b8e5f0e-9a4c-4b7a-8f43-2f6f0e1c2d3e";
+
+GatewayReplacements Replace(std::shared_ptr<HaufeApi> api,
+                            std::shared_ptr<const Clock> clock = nullptr) {
+  GatewayReplacements replacements;
+  replacements.api = std::move(api);
+  replacements.clock = std::move(clock);
+  return replacements;
+}
+
+GatewayConfig TestConfig() {
+  GatewayConfig config;
+  config.server.listen = "127.0.0.1:0";
+  config.upstream.base_url = "http://127.0.0.1:1/agents";
+  config.upstream.api_key_env = "UNUSED";
+  config.upstream.max_call_timeout = absl::Seconds(17);
+  config.default_tenant.id = "acme";
+  return config;
+}
+
+TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
+  auto api = std::make_shared<FakeHaufeApi>();
+  auto clock = std::make_shared<FakeClock>();
+  auto server =
+      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY-1", "LIC-1"}, Replace(api, clock));
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_GT((*server)->port(), 0);
+  EXPECT_EQ((*server)->address(), "127.0.0.1:" + std::to_string((*server)->port()));
+
+  auto stub = v1::CopilotService::NewStub(
+      grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials()));
+  std::thread upstream([&] {
+    auto call = api->WaitForCall(0);
+    ASSERT_NE(call, nullptr);
+    v1::Message answer;
+    answer.set_content("ok");
+    call->FinishMessage(answer);
+  });
+  grpc::ClientContext context;
+  v1::RunRequest request;
+  request.set_thread_id(kThread);
+  v1::RunResponse response;
+  grpc::Status status = stub->Run(&context, request, &response);
+  upstream.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.message().content(), "ok");
+  auto call = api->WaitForCall(0);
+  EXPECT_EQ(call->options.api_key, "KEY-1");
+  EXPECT_EQ(call->options.licence, "LIC-1");
+  EXPECT_EQ(call->options.deadline, clock->Now() + absl::Seconds(17));
+  stub.reset();
+  (*server)->Shutdown(absl::Seconds(1));
+}
+
+TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
+  auto api = std::make_shared<FakeHaufeApi>();
+  auto server = GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", ""}, Replace(api));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::CopilotService::NewStub(
+      grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials()));
+  grpc::Status status;
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    v1::RunRequest request;
+    request.set_thread_id(kThread);
+    v1::RunResponse response;
+    status = stub->Run(&context, request, &response);
+  });
+  auto call = api->WaitForCall(0);
+  ASSERT_NE(call, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  (*server)->Shutdown(absl::Milliseconds(200));  // The upstream never answers.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  caller.join();
+  EXPECT_FALSE(status.ok());
+  EXPECT_GT(call->cancels.load(), 0);
+}
+
+TEST(GatewayServerTest, BusyPortFailsToStart) {
+  auto api = std::make_shared<FakeHaufeApi>();
+  auto first = GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", ""}, Replace(api));
+  ASSERT_TRUE(first.ok());
+  GatewayConfig config = TestConfig();
+  config.server.listen = (*first)->address();
+  auto second = GatewayServer::Start(config, GatewaySecrets{"KEY", ""}, Replace(api));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
