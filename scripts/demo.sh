@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 build_dir="${BUILD_DIR:-build/default}"
 question="${1:-How is a company car taxed in Germany?}"
 assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001"  # the emulator's "Haufe Copilot Tax"
+# The Tax assistant requires a licence; the gateway adds it (deploy/gateway.example.yaml reads it
+# from HAUFE_LICENCE). The emulator accepts any non-empty licence.
+export HAUFE_LICENCE="${HAUFE_LICENCE:-PI-DEMO-LICENCE}"
 
 scripts/install-deps.sh
 echo "== build"
