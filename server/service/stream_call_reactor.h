@@ -59,12 +59,12 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     }
     if (cancel_now) call->Cancel();
     if (resume_now) call->Resume();
-    CopilotTsanRelease(state.get());
+    CopilotTsanRelease(reactor);
     return reactor;
   }
 
   void OnWriteDone(bool ok) override {
-    CopilotTsanAcquire(state_.get());
+    CopilotTsanAcquire(this);
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -80,7 +80,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
   }
 
   void OnCancel() override {
-    CopilotTsanAcquire(state_.get());
+    CopilotTsanAcquire(this);
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -93,7 +93,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
   }
 
   void OnDone() override {
-    CopilotTsanAcquire(state_.get());
+    CopilotTsanAcquire(this);
     delete this;
   }
 
@@ -109,11 +109,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
       if (cancel != nullptr) cancel->Cancel();
       if (resume != nullptr) resume->Resume();
       if (write == nullptr && !finish.has_value()) return;
-      const void* state = reactor->state_.get();
-      CopilotTsanRelease(state);
+      CopilotTsanRelease(reactor);
       if (write != nullptr) {
         reactor->StartWrite(write);
-        CopilotTsanRelease(state);  // The message was serialized inside StartWrite.
+        CopilotTsanRelease(reactor);  // The message was serialized inside StartWrite.
       }
       if (finish.has_value()) reactor->Finish(*std::move(finish));
     }

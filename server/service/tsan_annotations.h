@@ -2,9 +2,9 @@
 //
 // Debian's gRPC core is not built with -fsanitize=thread, so TSan cannot see that gRPC orders a
 // reaction (OnWriteDone, OnCancel, OnDone) after the calls that led to it (the method handler,
-// StartWrite, Finish). The reactors mark those hand-overs explicitly: CopilotTsanRelease(state)
-// before handing work to gRPC, CopilotTsanAcquire(state) at the start of each reaction. In other
-// builds both are no-ops.
+// StartWrite, Finish). The reactors mark those hand-overs explicitly, keyed by the reactor's
+// address: CopilotTsanRelease(reactor) before handing work to gRPC, CopilotTsanAcquire(this) at
+// the start of each reaction. In other builds both are no-ops.
 #ifndef COPILOT_GATEWAY_SERVER_SERVICE_TSAN_ANNOTATIONS_H_
 #define COPILOT_GATEWAY_SERVER_SERVICE_TSAN_ANNOTATIONS_H_
 

@@ -50,12 +50,12 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (cancel_now) call->Cancel();
-    CopilotTsanRelease(state.get());
+    CopilotTsanRelease(reactor);
     return reactor;
   }
 
   void OnCancel() override {
-    CopilotTsanAcquire(state_.get());
+    CopilotTsanAcquire(this);
     std::shared_ptr<UpstreamCall> call;
     bool finish = false;
     {
@@ -68,12 +68,12 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (call != nullptr) call->Cancel();
-    CopilotTsanRelease(state_.get());
+    CopilotTsanRelease(this);
     if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
   }
 
   void OnDone() override {
-    CopilotTsanAcquire(state_.get());
+    CopilotTsanAcquire(this);
     delete this;
   }
 
@@ -99,7 +99,7 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       state.call.reset();
       if (result.ok()) *state.response = *std::move(result);
     }
-    CopilotTsanRelease(&state);
+    CopilotTsanRelease(state.reactor);
     state.reactor->Finish(result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status()));
   }
 
