@@ -32,7 +32,7 @@ constexpr char kUsage[] = R"(usage:
   copilot-gateway --check-config FILE
   copilot-gateway --help
 
-  --config FILE        YAML config (see gateway.example.yaml); flags below override it
+  --config FILE        YAML config (see deploy/gateway.example.yaml); flags below override it
   --listen ADDR        gRPC listen address HOST:PORT (port 0 picks a free one)
   --upstream-url URL   upstream base URL without /v1, e.g. https://api.haufe.ai/agents
   --api-key-file FILE  file holding the upstream API key

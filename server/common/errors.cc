@@ -70,6 +70,20 @@ void AddQuotaViolation(absl::Status& status, absl::string_view subject,
   SetDetail(status, quota);
 }
 
+void SetErrorMetadataIfAbsent(absl::Status& status, absl::string_view key,
+                              absl::string_view value) {
+  if (status.ok()) return;
+  google::rpc::ErrorInfo info = GetErrorInfo(status).value_or(google::rpc::ErrorInfo());
+  if (info.reason().empty()) {
+    info.set_reason(absl::StatusCodeToString(status.code()));
+    info.set_domain(std::string(kErrorDomain));
+  }
+  auto& metadata = *info.mutable_metadata();
+  if (metadata.contains(std::string(key))) return;
+  metadata[std::string(key)] = std::string(value);
+  SetDetail(status, info);
+}
+
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   return GetDetail<google::rpc::ErrorInfo>(status);
 }

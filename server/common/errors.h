@@ -37,6 +37,10 @@ void AddFieldViolation(absl::Status& status, absl::string_view field,
 void AddQuotaViolation(absl::Status& status, absl::string_view subject,
                        absl::string_view description);
 
+// Sets ErrorInfo.metadata[key] = value unless the status has no ErrorInfo (one is added) or the
+// key is already there. OK statuses are left alone.
+void SetErrorMetadataIfAbsent(absl::Status& status, absl::string_view key, absl::string_view value);
+
 // Readers, for tests and decorators (e.g. retry): absent when the status has no such detail.
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
 std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);

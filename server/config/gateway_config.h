@@ -1,6 +1,6 @@
 // The gateway's configuration: plain data, validated once by the loader (config_loader.h).
 //
-// Every field has the default documented in server/config/gateway.example.yaml. Secrets (the
+// Every field has the default documented in deploy/gateway.example.yaml. Secrets (the
 // upstream API key, the licence when given by reference) are not part of this struct's file
 // form: the file names where they come from, and ResolveSecrets() reads them.
 #ifndef COPILOT_GATEWAY_SERVER_CONFIG_GATEWAY_CONFIG_H_

@@ -46,8 +46,7 @@ class FinishedCall final : public UpstreamCall {
 // Not thread-safe: the transport calls it from its event loop thread only.
 class BufferedHandler final : public HttpTransferHandler {
  public:
-  BufferedHandler(std::function<absl::Time()> now,
-                  absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done)
+  BufferedHandler(std::function<absl::Time()> now, BufferedDone done)
       : now_(std::move(now)), done_(std::move(done)) {}
 
   void OnHeaders(const HttpResponseHead& head) override {
@@ -62,17 +61,17 @@ class BufferedHandler final : public HttpTransferHandler {
     if (!done_) return;
     auto done = std::move(done_);
     if (!status.ok()) {
-      std::move(done)(std::move(status));
+      std::move(done)(std::move(status), http_status_);
     } else if (IsSuccess(http_status_)) {
-      std::move(done)(std::move(body_));
+      std::move(done)(std::move(body_), http_status_);
     } else {
-      std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_()));
+      std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_()), http_status_);
     }
   }
 
  private:
   const std::function<absl::Time()> now_;
-  absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done_;
+  BufferedDone done_;
   int http_status_ = 0;
   std::string retry_after_;
   std::string body_;
@@ -172,6 +171,9 @@ class StreamHandler final : public HttpTransferHandler {
     if (done_) return;
     done_ = true;
     pending_.clear();
+    // Failures after the status line (bad lines, cuts) still name the HTTP status they came with.
+    if (http_status_ != 0)
+      SetErrorMetadataIfAbsent(status, "http_status", absl::StrCat(http_status_));
     std::shared_ptr<HttpTransfer> transfer;
     {
       absl::MutexLock lock(&mu_);
@@ -215,13 +217,20 @@ std::shared_ptr<UpstreamCall> RejectStream(ChunkSink& sink, absl::string_view wh
 }
 
 // A buffered-call completion that parses the body with `parse` and hands the result on.
+// A body that cannot be parsed still names the HTTP status it came with.
 template <typename T, typename Parse>
-absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> ParseThen(Parse parse,
-                                                                   UpstreamCallback<T> done) {
-  return [parse, done = std::move(done)](absl::StatusOr<std::string> body) mutable {
-    if (!body.ok()) return std::move(done)(body.status());
-    std::move(done)(parse(*body));
-  };
+BufferedDone ParseThen(Parse parse, UpstreamCallback<T> done) {
+  return
+      [parse, done = std::move(done)](absl::StatusOr<std::string> body, int http_status) mutable {
+        if (!body.ok()) return std::move(done)(body.status());
+        absl::StatusOr<T> parsed = parse(*body);
+        if (!parsed.ok()) {
+          absl::Status status = parsed.status();
+          SetErrorMetadataIfAbsent(status, "http_status", absl::StrCat(http_status));
+          return std::move(done)(std::move(status));
+        }
+        std::move(done)(std::move(parsed));
+      };
 }
 
 std::string CompletionPath(const CompletionParams& params, bool stream) {
@@ -279,8 +288,7 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
   return request;
 }
 
-std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(
-    HttpRequest request, absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done) {
+std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(HttpRequest request, BufferedDone done) {
   auto handler = std::make_shared<BufferedHandler>(now_, std::move(done));
   return std::make_shared<TransferCall>(transport_->Start(std::move(request), std::move(handler)));
 }
@@ -339,7 +347,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::DeleteThread(const UpstreamCallOption
   if (thread_id.empty()) return Reject(done, "thread_id");
   return StartBuffered(
       MakeRequest(options, "DELETE", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
-      [done = std::move(done)](absl::StatusOr<std::string> body) mutable {
+      [done = std::move(done)](absl::StatusOr<std::string> body, int /*http_status*/) mutable {
         // 204, or 200 with any body: the body says nothing we need.
         std::move(done)(body.status());
       });

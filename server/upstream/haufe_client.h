@@ -46,6 +46,10 @@ struct HaufeClientConfig {
 // piece). An upstream error line (`error_code`, no `delta`) ends the stream with that error;
 // a stream cut mid-line ends with UNAVAILABLE "upstream_stream_truncated"; transport failures
 // keep the transport's status (UNAVAILABLE "upstream_reset" / "upstream_stalled", ...).
+// Completion of a buffered call: the 2xx body or the mapped error, and the HTTP status (0 when
+// no response arrived).
+using BufferedDone = absl::AnyInvocable<void(absl::StatusOr<std::string>, int) &&>;
+
 class HaufeClient final : public HaufeApi {
  public:
   // `now` is the wall clock used only to read HTTP-date Retry-After headers.
@@ -93,8 +97,7 @@ class HaufeClient final : public HaufeApi {
   HttpRequest MakeRequest(const UpstreamCallOptions& options, absl::string_view method,
                           absl::string_view path_and_query, std::string body, bool stream) const;
   // Starts a buffered call: `done` gets the 2xx body or the mapped error.
-  std::shared_ptr<UpstreamCall> StartBuffered(
-      HttpRequest request, absl::AnyInvocable<void(absl::StatusOr<std::string>) &&> done);
+  std::shared_ptr<UpstreamCall> StartBuffered(HttpRequest request, BufferedDone done);
   std::shared_ptr<UpstreamCall> StartStream(HttpRequest request, std::shared_ptr<ChunkSink> sink);
 
   const HaufeClientConfig config_;

@@ -56,6 +56,26 @@ TEST(ErrorsTest, ToRpcStatusPacksEveryDetailInFixedOrder) {
   EXPECT_EQ(quota.violations(0).subject(), "tenant:acme");
 }
 
+TEST(ErrorsTest, SetErrorMetadataIfAbsentKeepsExistingValues) {
+  absl::Status status = MakeError(absl::StatusCode::kInternal, "bad body", "upstream_bad_response",
+                                  {{"http_status", "201"}});
+  SetErrorMetadataIfAbsent(status, "http_status", "200");
+  EXPECT_EQ(GetErrorInfo(status)->metadata().at("http_status"), "201");
+  SetErrorMetadataIfAbsent(status, "curl_code", "56");
+  EXPECT_EQ(GetErrorInfo(status)->metadata().at("curl_code"), "56");
+  EXPECT_EQ(GetErrorInfo(status)->reason(), "upstream_bad_response");
+}
+
+TEST(ErrorsTest, SetErrorMetadataIfAbsentAddsErrorInfoNamedAfterTheCode) {
+  absl::Status status = absl::InternalError("plain");
+  SetErrorMetadataIfAbsent(status, "http_status", "200");
+  auto info = GetErrorInfo(status);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->reason(), "INTERNAL");
+  EXPECT_EQ(info->domain(), "copilot-gateway");
+  EXPECT_EQ(info->metadata().at("http_status"), "200");
+}
+
 TEST(ErrorsTest, OkStatusCarriesNothing) {
   absl::Status status;
   AddFieldViolation(status, "x", "y");

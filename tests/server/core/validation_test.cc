@@ -27,7 +27,9 @@ std::vector<std::pair<std::string, std::string>> Violations(const absl::Status& 
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   auto info = GetErrorInfo(status);
   EXPECT_TRUE(info.has_value());
-  if (info) EXPECT_EQ(info->reason(), "INVALID_REQUEST");
+  if (info) {
+    EXPECT_EQ(info->reason(), "INVALID_REQUEST");
+  }
   auto bad = GetBadRequest(status);
   EXPECT_TRUE(bad.has_value());
   if (!bad) return out;

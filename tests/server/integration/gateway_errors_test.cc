@@ -85,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(
             {{"endpoint", "run"}, {"type", "malformed_json"}},
             grpc::StatusCode::INTERNAL,
             "upstream_bad_response",
-            ""},  // No http_status yet: see the report.
+            "200"},
         Row{"reset_before_headers",
             {{"endpoint", "run"}, {"type", "reset_before_headers"}},
             grpc::StatusCode::UNAVAILABLE,
