@@ -302,6 +302,8 @@ size_t CurlTransport::Loop::OnHeader(char* data, size_t size, size_t count, void
   auto* transfer = static_cast<Transfer*>(transfer_ptr);
   const size_t length = size * count;
   transfer->last_activity = SteadyClock::now();
+  // No-op once armed; the stall check re-arms itself from last_activity.
+  transfer->loop->ArmStall(*transfer, transfer->last_activity + transfer->stall_timeout);
   if (transfer->headers_delivered) return length;  // Trailers: not part of the interface.
   absl::string_view line(data, length);
   if (absl::StartsWith(line, "HTTP/")) {
@@ -439,9 +441,9 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
                        "transport_misconfigured"));
     return;
   }
-  if (transfer.stall_timeout != SteadyClock::duration::zero()) {
-    ArmStall(transfer, transfer.last_activity + transfer.stall_timeout);
-  }
+  // The stall timer starts with the first response byte (OnHeader): a blocking run answers only
+  // when the whole answer is ready, so the wait for the first byte is bounded by the deadline
+  // alone, not by the stall timeout.
 }
 
 void CurlTransport::Loop::ArmStall(Transfer& transfer, SteadyTime when) {

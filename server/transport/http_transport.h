@@ -29,8 +29,9 @@ struct HttpRequest {
   absl::Time deadline = absl::InfiniteFuture();
   // Bound on establishing the connection: UNAVAILABLE after it.
   absl::Duration connect_timeout = absl::Seconds(5);
-  // No response byte for this long while the transfer is not paused by the handler:
-  // UNAVAILABLE ("stalled").
+  // Once the response has started, no byte for this long while the transfer is not paused by
+  // the handler: UNAVAILABLE ("upstream_stalled"). The wait for the first byte is bounded by the
+  // deadline alone (a blocking run answers only when its answer is complete).
   absl::Duration stall_timeout = absl::Seconds(60);
   // Response bodies larger than this fail the transfer with an error (reason
   // "upstream_response_too_large").

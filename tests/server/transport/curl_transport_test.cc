@@ -391,15 +391,17 @@ TEST_F(CurlTransportTest, StallIsDetected) {
   EXPECT_LT(elapsed, absl::Seconds(3));
 }
 
-TEST_F(CurlTransportTest, StallBeforeAnyByteIsDetected) {
-  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 5000}});
+// A blocking run answers only when the answer is ready: waiting for the first byte is not a
+// stall (the deadline bounds it), so a slow answer is not failed as retryable UNAVAILABLE.
+TEST_F(CurlTransportTest, SlowFirstByteIsNotAStall) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 800}});
   auto handler = std::make_shared<RecordingHandler>();
   HttpRequest request = Get("/assistants");
   request.stall_timeout = absl::Milliseconds(200);
   transport_->Start(request, handler);
   absl::Status status = handler->Wait();
-  EXPECT_EQ(Reason(status), "upstream_stalled") << status;
-  EXPECT_EQ(Meta(status, "headers_received"), "false");
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(handler->head().status, 200);
 }
 
 TEST_F(CurlTransportTest, DeadlineGivesDeadlineExceeded) {
@@ -676,14 +678,14 @@ TEST_F(CurlTransportTest, LastReferenceDroppedOnTheLoopThread) {
   EXPECT_EQ(Reason(status), "transport_shutdown");
 }
 
-// The benchmark shape at full size (10,000 transfers held 10 s): run by hand with
-// COPILOT_TRANSPORT_SCALE=10000 (and optionally COPILOT_TRANSPORT_HOLD_MS).
+// The benchmark shape: in the suite a small version (300 transfers held 500 ms); at full size
+// (10,000 transfers held 10 s) by hand with COPILOT_TRANSPORT_SCALE=10000 (and optionally
+// COPILOT_TRANSPORT_HOLD_MS).
 TEST_F(CurlTransportTest, ScaleSlowTransfersFromEnvironment) {
   const char* scale = std::getenv("COPILOT_TRANSPORT_SCALE");
-  if (scale == nullptr) GTEST_SKIP() << "set COPILOT_TRANSPORT_SCALE to run";
-  const int transfers = std::atoi(scale);
+  const int transfers = scale != nullptr ? std::atoi(scale) : 300;
   const char* hold = std::getenv("COPILOT_TRANSPORT_HOLD_MS");
-  const int hold_ms = hold != nullptr ? std::atoi(hold) : 10000;
+  const int hold_ms = hold != nullptr ? std::atoi(hold) : (scale != nullptr ? 10000 : 500);
   AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", hold_ms}});
   const int threads_before = ThreadCount();
   std::vector<std::shared_ptr<RecordingHandler>> handlers;
