@@ -149,8 +149,12 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view tex
   return out;
 }
 
-google::protobuf::Value ValueFromJson(const json& value) {
+google::protobuf::Value ValueFromJson(const json& value, int depth) {
   google::protobuf::Value out;
+  if (depth >= kMaxJsonDepth && (value.is_array() || value.is_object())) {
+    out.set_null_value(google::protobuf::NULL_VALUE);
+    return out;
+  }
   switch (value.type()) {
     case json::value_t::boolean:
       out.set_bool_value(value.get<bool>());
@@ -165,11 +169,11 @@ google::protobuf::Value ValueFromJson(const json& value) {
       break;
     case json::value_t::array: {
       auto* list = out.mutable_list_value();
-      for (const json& item : value) *list->add_values() = ValueFromJson(item);
+      for (const json& item : value) *list->add_values() = ValueFromJson(item, depth + 1);
       break;
     }
     case json::value_t::object:
-      *out.mutable_struct_value() = StructFromJson(value);
+      *out.mutable_struct_value() = StructFromJson(value, depth + 1);
       break;
     default:  // null, binary, discarded
       out.set_null_value(google::protobuf::NULL_VALUE);
@@ -178,11 +182,11 @@ google::protobuf::Value ValueFromJson(const json& value) {
   return out;
 }
 
-google::protobuf::Struct StructFromJson(const json& object) {
+google::protobuf::Struct StructFromJson(const json& object, int depth) {
   google::protobuf::Struct out;
   if (!object.is_object()) return out;
   for (const auto& [key, value] : object.items()) {
-    (*out.mutable_fields())[key] = ValueFromJson(value);
+    (*out.mutable_fields())[key] = ValueFromJson(value, depth);
   }
   return out;
 }

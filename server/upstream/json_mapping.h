@@ -24,6 +24,11 @@
 
 namespace copilot::gateway {
 
+// Nesting deeper than this in upstream JSON becomes null in Struct/Value (protobuf itself refuses
+// to parse messages nested deeper than 100, and unbounded recursion would exhaust the stack of
+// the transport's loop thread).
+inline constexpr int kMaxJsonDepth = 64;
+
 // ErrorInfo.reason of every parse failure below.
 inline constexpr absl::string_view kBadResponseReason = "upstream_bad_response";
 
@@ -37,9 +42,9 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view tex
 
 // JSON object <-> google.protobuf.Struct. Non-objects give an empty Struct. Numbers become
 // doubles; whole doubles go back out as JSON integers.
-google::protobuf::Struct StructFromJson(const nlohmann::json& object);
+google::protobuf::Struct StructFromJson(const nlohmann::json& object, int depth = 0);
 nlohmann::json JsonFromStruct(const google::protobuf::Struct& value);
-google::protobuf::Value ValueFromJson(const nlohmann::json& value);
+google::protobuf::Value ValueFromJson(const nlohmann::json& value, int depth = 0);
 nlohmann::json JsonFromValue(const google::protobuf::Value& value);
 
 // "user" <-> ROLE_USER, ... Unknown strings give ROLE_UNSPECIFIED; ROLE_UNSPECIFIED gives "".

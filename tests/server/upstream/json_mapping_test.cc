@@ -37,6 +37,27 @@ TEST(JsonMappingTest, TimestampVariants) {
   EXPECT_FALSE(ParseTimestamp("").ok());
 }
 
+TEST(JsonMappingTest, DeeplyNestedJsonIsCutAtTheDepthLimit) {
+  // A hostile upstream could nest a million arrays; the mapping must neither recurse without
+  // bound nor fail the whole message.
+  std::string text = R"({"deep":)";
+  for (int i = 0; i < 100000; ++i) text += "[";
+  for (int i = 0; i < 100000; ++i) text += "]";
+  text += "}";
+  json parsed = json::parse(text, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded());
+  google::protobuf::Struct out = StructFromJson(parsed);
+  const google::protobuf::Value* value = &out.fields().at("deep");
+  int depth = 0;
+  while (value->has_list_value()) {
+    ASSERT_EQ(value->list_value().values_size(), 1);
+    value = &value->list_value().values(0);
+    ++depth;
+  }
+  EXPECT_EQ(depth, kMaxJsonDepth);
+  EXPECT_TRUE(value->has_null_value());
+}
+
 TEST(JsonMappingTest, Assistant) {
   auto assistant = ParseAssistant(R"({
     "id": "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001", "name": "Haufe Copilot Tax",
