@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/any.pb.h"
 #include "google/protobuf/duration.pb.h"
 
@@ -33,6 +34,15 @@ void SetDetail(absl::Status& status, const Message& message) {
 
 }  // namespace
 
+std::string TruncateUtf8(absl::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  constexpr absl::string_view kEllipsis = "...";
+  std::size_t keep = max_bytes > kEllipsis.size() ? max_bytes - kEllipsis.size() : 0;
+  // Back up to the start of a UTF-8 sequence (continuation bytes are 10xxxxxx).
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+  return absl::StrCat(text.substr(0, keep), kEllipsis);
+}
+
 absl::Status MakeError(absl::StatusCode code, absl::string_view message, absl::string_view reason,
                        const std::map<std::string, std::string>& metadata) {
   absl::Status status(code, message);
@@ -55,18 +65,20 @@ void SetRetryDelay(absl::Status& status, absl::Duration delay) {
 void AddFieldViolation(absl::Status& status, absl::string_view field,
                        absl::string_view description) {
   google::rpc::BadRequest bad = GetBadRequest(status).value_or(google::rpc::BadRequest());
+  if (bad.field_violations_size() >= kMaxViolations) return;
   auto* violation = bad.add_field_violations();
-  violation->set_field(std::string(field));
-  violation->set_description(std::string(description));
+  violation->set_field(TruncateUtf8(field, kMaxViolationTextBytes));
+  violation->set_description(TruncateUtf8(description, kMaxViolationTextBytes));
   SetDetail(status, bad);
 }
 
 void AddQuotaViolation(absl::Status& status, absl::string_view subject,
                        absl::string_view description) {
   google::rpc::QuotaFailure quota = GetQuotaFailure(status).value_or(google::rpc::QuotaFailure());
+  if (quota.violations_size() >= kMaxViolations) return;
   auto* violation = quota.add_violations();
-  violation->set_subject(std::string(subject));
-  violation->set_description(std::string(description));
+  violation->set_subject(TruncateUtf8(subject, kMaxViolationTextBytes));
+  violation->set_description(TruncateUtf8(description, kMaxViolationTextBytes));
   SetDetail(status, quota);
 }
 
@@ -100,7 +112,7 @@ std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& sta
 google::rpc::Status ToRpcStatus(const absl::Status& status) {
   google::rpc::Status rpc;
   rpc.set_code(static_cast<int>(status.code()));
-  rpc.set_message(std::string(status.message()));
+  rpc.set_message(TruncateUtf8(status.message(), kMaxErrorMessageBytes));
   // Fixed order, so the bytes on the wire are deterministic.
   if (auto info = GetErrorInfo(status)) rpc.add_details()->PackFrom(*info);
   if (auto retry = GetRetryInfo(status)) rpc.add_details()->PackFrom(*retry);

@@ -8,6 +8,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_COMMON_ERRORS_H_
 #define COPILOT_GATEWAY_SERVER_COMMON_ERRORS_H_
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -22,6 +23,16 @@ namespace copilot::gateway {
 
 // ErrorInfo.domain of every error the gateway returns.
 inline constexpr absl::string_view kErrorDomain = "copilot-gateway";
+
+// Bounds on what one error carries, so that it always fits in gRPC's trailers (clients refuse
+// metadata over 8 KiB by default, and the message travels twice: grpc-message and the details).
+// Longer texts are cut on a UTF-8 boundary; violations past the limit are dropped.
+inline constexpr std::size_t kMaxErrorMessageBytes = 512;
+inline constexpr std::size_t kMaxViolationTextBytes = 160;
+inline constexpr int kMaxViolations = 8;
+
+// `text` cut to at most `max_bytes` without splitting a UTF-8 sequence; "..." marks a cut.
+std::string TruncateUtf8(absl::string_view text, std::size_t max_bytes);
 
 // A status with an ErrorInfo: `reason` is the upstream error_code or one of ours (UPPER or
 // lower snake case as the source has it), `metadata` e.g. {"http_status": "404"}.
@@ -47,7 +58,8 @@ std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);
 std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status);
 std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& status);
 
-// The google.rpc.Status for `status`: code, message and every detail above packed as Any.
+// The google.rpc.Status for `status`: code, message (cut to kMaxErrorMessageBytes) and every
+// detail above packed as Any.
 google::rpc::Status ToRpcStatus(const absl::Status& status);
 
 }  // namespace copilot::gateway

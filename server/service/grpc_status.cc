@@ -15,8 +15,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
     with_info.SetPayload("type.googleapis.com/google.rpc.ErrorInfo",
                          *info.GetPayload("type.googleapis.com/google.rpc.ErrorInfo"));
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
-                      ToRpcStatus(with_info).SerializeAsString());
+  google::rpc::Status rpc = ToRpcStatus(with_info);  // Bounded in size (errors.h).
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), rpc.message(),
+                      rpc.SerializeAsString());
 }
 
 }  // namespace copilot::gateway

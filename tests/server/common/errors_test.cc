@@ -76,6 +76,29 @@ TEST(ErrorsTest, SetErrorMetadataIfAbsentAddsErrorInfoNamedAfterTheCode) {
   EXPECT_EQ(info->metadata().at("http_status"), "200");
 }
 
+TEST(ErrorsTest, DetailsAreBoundedToFitInTrailers) {
+  absl::Status status = MakeError(absl::StatusCode::kInvalidArgument, std::string(100000, 'x'),
+                                  "upstream_validation_error");
+  for (int i = 0; i < 1000; ++i) {
+    AddFieldViolation(status, "messages." + std::to_string(i) + ".content", std::string(5000, 'y'));
+  }
+  google::rpc::Status rpc = ToRpcStatus(status);
+  EXPECT_EQ(rpc.message().size(), kMaxErrorMessageBytes);
+  auto bad = GetBadRequest(status);
+  ASSERT_TRUE(bad.has_value());
+  ASSERT_EQ(bad->field_violations_size(), kMaxViolations);
+  EXPECT_EQ(bad->field_violations(0).field(), "messages.0.content");
+  EXPECT_EQ(bad->field_violations(0).description().size(), kMaxViolationTextBytes);
+  EXPECT_LT(rpc.ByteSizeLong(), 4096u);
+}
+
+TEST(ErrorsTest, TruncateUtf8NeverSplitsACharacter) {
+  EXPECT_EQ(TruncateUtf8("short", 10), "short");
+  // "ä" is two bytes (C3 A4): cutting inside it backs up to before it.
+  EXPECT_EQ(TruncateUtf8("abcdäfgh", 8), "abcd...");
+  EXPECT_EQ(TruncateUtf8("abcdefgh", 7), "abcd...");
+}
+
 TEST(ErrorsTest, OkStatusCarriesNothing) {
   absl::Status status;
   AddFieldViolation(status, "x", "y");
