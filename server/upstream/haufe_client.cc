@@ -126,7 +126,8 @@ class StreamHandler final : public HttpTransferHandler {
     if (!IsSuccess(http_status_)) {
       return Finish(StatusFromHttpError(http_status_, error_body_, retry_after_, now_()));
     }
-    absl::Status end = splitter_.Finish();
+    absl::Status end =
+        splitter_.Finish([this](absl::string_view line) { pending_.emplace_back(line); });
     // The transport does not complete a transfer its handler holds paused, so the sink is not
     // paused here; if a transport did, the sink still gets every line before OnDone.
     Drain(/*honour_pause=*/false);

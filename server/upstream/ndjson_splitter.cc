@@ -2,6 +2,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "server/common/errors.h"
 
 namespace copilot::gateway {
@@ -57,9 +58,14 @@ absl::Status NdjsonSplitter::Feed(absl::string_view piece,
   return absl::OkStatus();
 }
 
-absl::Status NdjsonSplitter::Finish() {
+absl::Status NdjsonSplitter::Finish(absl::FunctionRef<void(absl::string_view)> on_line) {
   if (!failure_.ok()) return failure_;
   if (absl::StripAsciiWhitespace(partial_).empty()) return absl::OkStatus();
+  if (nlohmann::json::accept(partial_)) {
+    std::string line = std::move(partial_);
+    partial_.clear();
+    return Emit(line, on_line);
+  }
   const std::size_t bytes = partial_.size();
   partial_.clear();
   return failure_ = MakeError(absl::StatusCode::kUnavailable,

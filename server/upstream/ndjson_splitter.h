@@ -16,9 +16,11 @@ namespace copilot::gateway {
 // `max_line_bytes`.
 //
 // Errors (ErrorInfo reasons): a line longer than the limit is INTERNAL
-// "upstream_stream_line_too_long"; a non-blank unterminated rest at Finish() is UNAVAILABLE
-// "upstream_stream_truncated" (the stream was cut mid-line: never a silent OK). After an error
-// the splitter stays failed.
+// "upstream_stream_line_too_long"; a non-blank unterminated rest at Finish() that is not a whole
+// JSON value is UNAVAILABLE "upstream_stream_truncated" (the stream was cut mid-line: never a
+// silent OK). A whole JSON value without a final line end is a line: the upstream's end-of-stream
+// format is undocumented, and a body that ended cleanly after a complete object lost nothing.
+// After an error the splitter stays failed.
 //
 // Not thread-safe: one splitter belongs to one stream, fed from one thread.
 class NdjsonSplitter {
@@ -29,8 +31,9 @@ class NdjsonSplitter {
   // the call.
   absl::Status Feed(absl::string_view piece, absl::FunctionRef<void(absl::string_view)> on_line);
 
-  // The body ended: OK when nothing but whitespace is left over.
-  absl::Status Finish();
+  // The body ended: OK when nothing but whitespace, or one whole unterminated JSON value (passed
+  // to `on_line`), is left over.
+  absl::Status Finish(absl::FunctionRef<void(absl::string_view)> on_line);
 
   // Bytes of the current partial line.
   std::size_t buffered_bytes() const { return partial_.size(); }

@@ -19,6 +19,9 @@ struct Collector {
   absl::Status Feed(NdjsonSplitter& splitter, absl::string_view piece) {
     return splitter.Feed(piece, [this](absl::string_view line) { lines.emplace_back(line); });
   }
+  absl::Status Finish(NdjsonSplitter& splitter) {
+    return splitter.Finish([this](absl::string_view line) { lines.emplace_back(line); });
+  }
 };
 
 TEST(NdjsonSplitterTest, WholeLinesInOnePiece) {
@@ -26,7 +29,7 @@ TEST(NdjsonSplitterTest, WholeLinesInOnePiece) {
   Collector collector;
   ASSERT_TRUE(collector.Feed(splitter, "{\"a\":1}\n{\"b\":2}\n").ok());
   EXPECT_EQ(collector.lines, (std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"}));
-  EXPECT_TRUE(splitter.Finish().ok());
+  EXPECT_TRUE(collector.Finish(splitter).ok());
 }
 
 TEST(NdjsonSplitterTest, EverySplitPointGivesTheSameLines) {
@@ -38,7 +41,7 @@ TEST(NdjsonSplitterTest, EverySplitPointGivesTheSameLines) {
       ASSERT_TRUE(collector.Feed(splitter, stream.substr(0, cut1)).ok());
       ASSERT_TRUE(collector.Feed(splitter, stream.substr(cut1, cut2 - cut1)).ok());
       ASSERT_TRUE(collector.Feed(splitter, stream.substr(cut2)).ok());
-      ASSERT_TRUE(splitter.Finish().ok());
+      ASSERT_TRUE(collector.Finish(splitter).ok());
       EXPECT_EQ(collector.lines,
                 (std::vector<std::string>{"{\"a\":1}", "{\"bb\":22}", "{\"c\":3}"}))
           << cut1 << " " << cut2;
@@ -67,17 +70,25 @@ TEST(NdjsonSplitterTest, TruncatedStreamIsAnError) {
   NdjsonSplitter splitter(100);
   Collector collector;
   ASSERT_TRUE(collector.Feed(splitter, "{\"a\":1}\n{\"b\":").ok());
-  absl::Status status = splitter.Finish();
+  absl::Status status = collector.Finish(splitter);
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(Reason(status), "upstream_stream_truncated");
   EXPECT_EQ(collector.lines, (std::vector<std::string>{"{\"a\":1}"}));
+}
+
+TEST(NdjsonSplitterTest, WholeLastObjectWithoutNewlineIsALine) {
+  NdjsonSplitter splitter(100);
+  Collector collector;
+  ASSERT_TRUE(collector.Feed(splitter, "{\"a\":1}\n{\"b\":2}").ok());
+  EXPECT_TRUE(collector.Finish(splitter).ok());
+  EXPECT_EQ(collector.lines, (std::vector<std::string>{"{\"a\":1}", "{\"b\":2}"}));
 }
 
 TEST(NdjsonSplitterTest, TrailingWhitespaceWithoutNewlineIsFine) {
   NdjsonSplitter splitter(100);
   Collector collector;
   ASSERT_TRUE(collector.Feed(splitter, "x\n  \r").ok());
-  EXPECT_TRUE(splitter.Finish().ok());
+  EXPECT_TRUE(collector.Finish(splitter).ok());
 }
 
 TEST(NdjsonSplitterTest, LineAtTheLimitPassesOneByteMoreFails) {
@@ -105,7 +116,7 @@ TEST(NdjsonSplitterTest, LineAtTheLimitPassesOneByteMoreFails) {
     EXPECT_EQ(Reason(status), "upstream_stream_line_too_long");
     // The splitter stays failed.
     EXPECT_EQ(Reason(collector.Feed(splitter, "\nok\n")), "upstream_stream_line_too_long");
-    EXPECT_EQ(Reason(splitter.Finish()), "upstream_stream_line_too_long");
+    EXPECT_EQ(Reason(collector.Finish(splitter)), "upstream_stream_line_too_long");
     EXPECT_TRUE(collector.lines.empty());
   }
 }
