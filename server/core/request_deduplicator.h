@@ -154,10 +154,14 @@ class RequestDeduplicator {
         }
       }
       for (Waiter& waiter : waiters) {
-        if (!result.ok() && result.status().code() == absl::StatusCode::kCancelled) {
+        // The first attempt's own cancel or deadline says nothing about the waiter's call, which
+        // may have a later deadline: tell it to retry instead.
+        if (!result.ok() && (result.status().code() == absl::StatusCode::kCancelled ||
+                             result.status().code() == absl::StatusCode::kDeadlineExceeded)) {
           std::move(waiter.done)(MakeError(
               absl::StatusCode::kAborted,
-              "the earlier request with this request_id was cancelled; retry", "REQUEST_ABORTED"));
+              "the earlier request with this request_id was cancelled or ran out of time; retry",
+              "REQUEST_ABORTED"));
         } else {
           std::move(waiter.done)(result);
         }

@@ -141,6 +141,10 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view tex
       !absl::ParseTime("%Y-%m-%d%ET%H:%M:%E*S", input, absl::UTCTimeZone(), &time, &error)) {
     return absl::InvalidArgumentError(absl::StrCat("not an ISO-8601 time: \"", text, "\""));
   }
+  // absl accepts "infinite-future"/"infinite-past"; google.protobuf.Timestamp covers years 1-9999.
+  if (time < absl::FromUnixSeconds(-62135596800) || time > absl::FromUnixSeconds(253402300799)) {
+    return absl::InvalidArgumentError(absl::StrCat("time out of range: \"", text, "\""));
+  }
   const int64_t seconds = absl::ToUnixSeconds(time);
   google::protobuf::Timestamp out;
   out.set_seconds(seconds);

@@ -256,6 +256,17 @@ TEST_F(CopilotCoreTest, WaitersOfACancelledFirstAttemptGetAborted) {
   EXPECT_EQ(api_.call_count(), 2);
 }
 
+TEST_F(CopilotCoreTest, WaitersOfAFirstAttemptPastItsDeadlineGetAborted) {
+  // The first caller's deadline is not the waiter's: the waiter is told to retry.
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  api_.WaitForCall(0)->Fail(absl::DeadlineExceededError("upstream timeout"));
+  EXPECT_EQ(first.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(GetErrorInfo(second.value->status())->reason(), "REQUEST_ABORTED");
+}
+
 TEST_F(CopilotCoreTest, FailuresAreNotRememberedSoRetriesRunAgain) {
   Result<v1::RunResponse> first, second;
   core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());

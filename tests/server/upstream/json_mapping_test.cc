@@ -34,6 +34,9 @@ TEST(JsonMappingTest, TimestampVariants) {
   EXPECT_EQ(ParseTimestamp("2025-03-15T09:12:33.000001")->seconds(), 1742029953);  // Naive: UTC.
   EXPECT_EQ(ParseTimestamp("2025-03-15T09:12:33.000001")->nanos(), 1000);
   EXPECT_FALSE(ParseTimestamp("yesterday").ok());
+  EXPECT_FALSE(
+      ParseTimestamp("infinite-future").ok());  // absl parses it; Timestamp cannot hold it.
+  EXPECT_FALSE(ParseTimestamp("infinite-past").ok());
   EXPECT_FALSE(ParseTimestamp("").ok());
 }
 
