@@ -146,12 +146,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
                 params = std::move(params)](CoreCallback<v1::CreateThreadResponse> done) mutable {
     return api_.CreateThread(
         options, params,
-        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Thread> result) mutable {
-          if (!result.ok()) return std::move(done)(result.status());
-          v1::CreateThreadResponse response;
-          *response.mutable_thread() = ForCaller(tenant, *std::move(result));
-          std::move(done)(std::move(response));
-        });
+        RespondWith(tenant, std::move(done), &v1::CreateThreadResponse::mutable_thread));
   };
   return MaybeDeduplicate(create_thread_requests_, tenant, "CreateThread", request.request_id(),
                           request, std::move(done), std::move(start));
@@ -169,12 +164,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::GetThread(const CallContext& context,
   if (!thread.ok()) return Reject(std::move(done), thread.status());
   return api_.GetThread(
       BuildUpstreamOptions(context, tenant, ""), *thread,
-      [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Thread> result) mutable {
-        if (!result.ok()) return std::move(done)(result.status());
-        v1::GetThreadResponse response;
-        *response.mutable_thread() = ForCaller(tenant, *std::move(result));
-        std::move(done)(std::move(response));
-      });
+      RespondWith(tenant, std::move(done), &v1::GetThreadResponse::mutable_thread));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
@@ -209,12 +199,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context
                 message = request.message()](CoreCallback<v1::AddMessageResponse> done) mutable {
     return api_.AddMessage(
         options, thread, message,
-        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
-          if (!result.ok()) return std::move(done)(result.status());
-          v1::AddMessageResponse response;
-          *response.mutable_message() = ForCaller(tenant, *std::move(result));
-          std::move(done)(std::move(response));
-        });
+        RespondWith(tenant, std::move(done), &v1::AddMessageResponse::mutable_message));
   };
   return MaybeDeduplicate(add_message_requests_, tenant, "AddMessage", request.request_id(),
                           request, std::move(done), std::move(start));
@@ -257,14 +242,8 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
   RunParams params{*std::move(thread), Tools(request.tools())};
   auto start = [this, &tenant, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::RunResponse> done) mutable {
-    return api_.Run(
-        options, params,
-        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
-          if (!result.ok()) return std::move(done)(result.status());
-          v1::RunResponse response;
-          *response.mutable_message() = ForCaller(tenant, *std::move(result));
-          std::move(done)(std::move(response));
-        });
+    return api_.Run(options, params,
+                    RespondWith(tenant, std::move(done), &v1::RunResponse::mutable_message));
   };
   return MaybeDeduplicate(run_requests_, tenant, "Run", request.request_id(), request,
                           std::move(done), std::move(start));
@@ -320,12 +299,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
                 params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
     return api_.Complete(
         options, params,
-        [this, &tenant, done = std::move(done)](absl::StatusOr<v1::Message> result) mutable {
-          if (!result.ok()) return std::move(done)(result.status());
-          v1::CompleteResponse response;
-          *response.mutable_message() = ForCaller(tenant, *std::move(result));
-          std::move(done)(std::move(response));
-        });
+        RespondWith(tenant, std::move(done), &v1::CompleteResponse::mutable_message));
   };
   return MaybeDeduplicate(complete_requests_, tenant, "Complete", request.request_id(), request,
                           std::move(done), std::move(start));

@@ -99,6 +99,18 @@ class CopilotCore {
   // Maps the thread IDs inside an upstream message for `tenant`.
   copilot::v1::Message ForCaller(const Tenant& tenant, copilot::v1::Message message) const;
   copilot::v1::Thread ForCaller(const Tenant& tenant, copilot::v1::Thread thread) const;
+  // The upstream callback of a unary use case: maps the result for `tenant` and hands it to
+  // `done` in the `Response` field that `field` (e.g. &RunResponse::mutable_message) sets.
+  template <typename Response, typename Upstream>
+  UpstreamCallback<Upstream> RespondWith(const Tenant& tenant, CoreCallback<Response> done,
+                                         Upstream* (Response::*field)()) const {
+    return [this, &tenant, done = std::move(done), field](absl::StatusOr<Upstream> result) mutable {
+      if (!result.ok()) return std::move(done)(result.status());
+      Response response;
+      *(response.*field)() = ForCaller(tenant, *std::move(result));
+      std::move(done)(std::move(response));
+    };
+  }
 
   HaufeApi& api_;
   const Clock& clock_;
