@@ -663,19 +663,10 @@ EmulatorApp::Reply EmulatorApp::Run(const HttpRequest& request, const RouteMatch
   if (thread->deleted) return Error(400, "thread_is_deactivated", "Thread is deactivated");
   const Assistant* assistant = store_.FindAssistant(thread->assistant_id);
   if (assistant == nullptr) return Error(404, "assistant_not_found", "Assistant not found");
-  if (stream && !assistant->streaming) {
-    return Error(422, "engine_does_not_support_streaming",
-                 "The assistant's engine does not support streaming; use the non-streaming "
-                 "endpoint");
-  }
-  if (!HasRequiredMetadata(*assistant, meta_data)) {
-    return Error(422, "request_metadata_missing_or_incomplete",
-                 "Request lacks required request metadata");
-  }
   std::vector<StackMessage> stack;
   for (const Message& m : thread->messages) stack.push_back(m.ToStackMessage());
-  if (auto violation = CheckMessageStack(stack)) {
-    return Error(422, violation->error_code, violation->detail);
+  if (std::optional<Reply> refusal = RefuseAnswer(*assistant, meta_data, stack, stream)) {
+    return *std::move(refusal);
   }
   return Answer(*thread, *assistant, stack, stream);
 }
@@ -725,25 +716,35 @@ EmulatorApp::Reply EmulatorApp::ChatCompletions(const HttpRequest& request, bool
     if (thread == nullptr) return Error(404, "thread_not_found", "Thread not found");
     if (thread->deleted) return Error(400, "thread_is_deactivated", "Thread is deactivated");
   }
-  if (stream && !assistant->streaming) {
-    return Error(422, "engine_does_not_support_streaming",
-                 "The assistant's engine does not support streaming; use the non-streaming "
-                 "endpoint");
-  }
-  if (!HasRequiredMetadata(*assistant, meta_data)) {
-    return Error(422, "request_metadata_missing_or_incomplete",
-                 "Request lacks required request metadata");
-  }
   std::vector<StackMessage> stack;
   for (const Message& m : messages) stack.push_back(m.ToStackMessage());
-  if (auto violation = CheckMessageStack(stack)) {
-    return Error(422, violation->error_code, violation->detail);
+  if (std::optional<Reply> refusal = RefuseAnswer(*assistant, meta_data, stack, stream)) {
+    return *std::move(refusal);
   }
   if (thread == nullptr) {
     thread = &store_.CreateThread(assistant->id, user_id, nullptr, /*via_chat_completions=*/true);
   }
   for (Message& m : messages) store_.AddMessage(*thread, std::move(m));
   return Answer(*thread, *assistant, stack, stream);
+}
+
+std::optional<EmulatorApp::Reply> EmulatorApp::RefuseAnswer(const Assistant& assistant,
+                                                            const json& meta_data,
+                                                            const std::vector<StackMessage>& stack,
+                                                            bool stream) const {
+  if (stream && !assistant.streaming) {
+    return Error(422, "engine_does_not_support_streaming",
+                 "The assistant's engine does not support streaming; use the non-streaming "
+                 "endpoint");
+  }
+  if (!HasRequiredMetadata(assistant, meta_data)) {
+    return Error(422, "request_metadata_missing_or_incomplete",
+                 "Request lacks required request metadata");
+  }
+  if (auto violation = CheckMessageStack(stack)) {
+    return Error(422, violation->error_code, violation->detail);
+  }
+  return std::nullopt;
 }
 
 EmulatorApp::Reply EmulatorApp::Answer(Thread& thread, const Assistant& assistant,

@@ -57,6 +57,10 @@ class EmulatorApp final : public RequestHandler {
   Reply DeleteMessage(const RouteMatch& route);
   Reply Run(const HttpRequest& request, const RouteMatch& route, bool stream);
   Reply ChatCompletions(const HttpRequest& request, bool stream);
+  // Why the upstream would refuse to answer `stack` (run and chat completions share these checks,
+  // in this order): streaming unsupported, required meta_data missing, a message-stack rule.
+  std::optional<Reply> RefuseAnswer(const Assistant& assistant, const nlohmann::json& meta_data,
+                                    const std::vector<StackMessage>& stack, bool stream) const;
   // The answer to `stack` in `thread`, blocking or streamed; stores it (now or on completion).
   Reply Answer(Thread& thread, const Assistant& assistant, const std::vector<StackMessage>& stack,
                bool stream);
