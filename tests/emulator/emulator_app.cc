@@ -303,6 +303,7 @@ ResponsePlan EmulatorApp::Handle(HttpRequest request) {
   reply.plan.on_progress =
       [this, seq, on_complete = std::move(reply.on_complete)](const ResponseProgress& progress) {
         log_.SetStatus(seq, progress.status);
+        log_.SetResponseBytesSent(seq, progress.bytes_sent);
         if (!progress.finished) return;
         log_.SetFinished(seq, progress.client_closed_early);
         --in_flight_;

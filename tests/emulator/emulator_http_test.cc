@@ -11,21 +11,27 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/emulator/testing/emulator_process.h"
 
 namespace copilot::emulator {
 namespace {
 
+using nlohmann::json;
 using testing::EmulatorProcess;
 
-// A blocking loopback socket with a 2 s receive timeout.
+// A blocking loopback socket with a 2 s receive timeout; `receive_buffer` > 0 sets SO_RCVBUF.
 class RawConnection {
  public:
-  explicit RawConnection(int port) {
+  explicit RawConnection(int port, int receive_buffer = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{.tv_sec = 2, .tv_usec = 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (receive_buffer > 0) {
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -163,6 +169,58 @@ TEST_F(EmulatorHttpTest, BodyArrivingInPiecesIsAssembled) {
   c.Send(body.substr(10));
   std::string in = c.ReadUntil("\"split\"");
   EXPECT_TRUE(absl::StartsWith(in, "HTTP/1.1 201 Created\r\n")) << in;
+}
+
+// The newest record's response_bytes_sent, or -1.
+int64_t LastResponseBytesSent(const EmulatorProcess& emulator, bool* finished = nullptr) {
+  absl::StatusOr<json> records = emulator.Requests();
+  if (!records.ok() || records->empty()) return -1;
+  if (finished != nullptr) *finished = records->back()["finished"].get<bool>();
+  return records->back()["response_bytes_sent"].get<int64_t>();
+}
+
+TEST_F(EmulatorHttpTest, RecordsEveryResponseByteSent) {
+  ASSERT_TRUE(emulator_->ClearRequests().ok());
+  RawConnection c(emulator_->port());
+  c.Send("GET /agents/v1/assistants HTTP/1.0\r\napi-key: k\r\n\r\n");
+  std::string in;
+  ASSERT_TRUE(c.ReadToEof(in));
+  bool finished = false;
+  EXPECT_EQ(LastResponseBytesSent(*emulator_, &finished), static_cast<int64_t>(in.size()));
+  EXPECT_TRUE(finished);
+}
+
+// A client that reads nothing holds the emulator's writes back once the socket buffers are full:
+// the count stops well short of the response, and reaches it when the client reads again.
+TEST_F(EmulatorHttpTest, ResponseBytesSentStopsWhileTheClientReadsNothing) {
+  constexpr int64_t kBody = 16 << 20;
+  ASSERT_TRUE(emulator_->ClearRequests().ok());
+  ASSERT_TRUE(emulator_
+                  ->AddFault({{"endpoint", "list_assistants"},
+                              {"times", 1},
+                              {"type", "oversized_body"},
+                              {"bytes", kBody}})
+                  .ok());
+  RawConnection c(emulator_->port(), /*receive_buffer=*/64 * 1024);
+  c.Send("GET /agents/v1/assistants HTTP/1.0\r\napi-key: k\r\n\r\n");
+  // Wait until the count stops moving (two equal readings 200 ms apart; at most 10 s).
+  int64_t held = -1;
+  int64_t previous = -2;
+  for (int i = 0; i < 50 && (held <= 0 || held != previous); ++i) {
+    previous = held;
+    absl::SleepFor(absl::Milliseconds(200));
+    held = LastResponseBytesSent(*emulator_);
+  }
+  EXPECT_EQ(held, previous) << "the count kept moving while the client read nothing";
+  bool finished = true;
+  LastResponseBytesSent(*emulator_, &finished);
+  EXPECT_FALSE(finished);
+  EXPECT_LT(held, kBody / 2);  // The kernel's buffers: a few MiB at most.
+  std::string in;
+  ASSERT_TRUE(c.ReadToEof(in));
+  EXPECT_GT(static_cast<int64_t>(in.size()), kBody);
+  EXPECT_EQ(LastResponseBytesSent(*emulator_, &finished), static_cast<int64_t>(in.size()));
+  EXPECT_TRUE(finished);
 }
 
 }  // namespace

@@ -22,14 +22,18 @@ enum class Interruption {
   kStallAfterBytes,     // headers + `interrupt_after_bytes` of the body, then silence
 };
 
-// Reported to ResponsePlan::on_progress: once when the status line is sent (if ever) and once
-// when the response is over, whichever way it ended.
+// Reported to ResponsePlan::on_progress: when the status line is queued (if ever), whenever the
+// kernel accepted more of the response, and once when the response is over, whichever way it
+// ended.
 struct ResponseProgress {
   bool headers_sent = false;
   int status = 0;  // the status sent, 0 when nothing was sent
   bool finished = false;
   bool completed = false;            // the whole response was written
   bool client_closed_early = false;  // the peer closed before the response was complete
+  // Response bytes (status line, headers, body with its chunk framing) the kernel accepted so
+  // far. It stops growing while the client reads nothing and the socket buffers are full.
+  size_t bytes_sent = 0;
 };
 
 // A response plan. Non-chunked plans send Content-Length and the concatenated `body_parts` in one

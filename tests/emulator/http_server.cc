@@ -52,6 +52,7 @@ struct HttpServer::Connection {
   bool all_queued = false;
   bool stalled = false;
   bool reset_pending = false;
+  size_t response_bytes_sent = 0;  // of the response in progress, accepted by the kernel
   std::string out;
   size_t out_offset = 0;
 
@@ -241,6 +242,7 @@ bool HttpServer::StartResponse(Connection& conn, ResponsePlan plan) {
   conn.all_queued = false;
   conn.stalled = false;
   conn.reset_pending = false;
+  conn.response_bytes_sent = 0;
   if (conn.plan.close_connection) conn.keep_alive = false;
   if (conn.plan.start_delay > absl::ZeroDuration()) {
     uint64_t id = conn.id;
@@ -285,7 +287,8 @@ bool HttpServer::Begin(Connection& conn) {
   conn.out.append(head);
   conn.headers_sent = true;
   if (plan.on_progress) {
-    plan.on_progress(ResponseProgress{.headers_sent = true, .status = plan.status});
+    plan.on_progress(ResponseProgress{
+        .headers_sent = true, .status = plan.status, .bytes_sent = conn.response_bytes_sent});
   }
   return EmitParts(conn);
 }
@@ -330,15 +333,21 @@ bool HttpServer::EmitParts(Connection& conn) {
 }
 
 bool HttpServer::Flush(Connection& conn) {
+  bool sent = false;
   while (conn.out_offset < conn.out.size()) {
     ssize_t n = send(conn.fd, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
                      MSG_NOSIGNAL);
     if (n > 0) {
       conn.out_offset += static_cast<size_t>(n);
+      if (conn.responding) conn.response_bytes_sent += static_cast<size_t>(n);
+      sent = true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // EPOLLOUT resumes
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (sent) ReportBytesSent(conn);
+      return true;  // EPOLLOUT resumes
+    }
     // EPIPE / ECONNRESET: the peer is gone.
     if (conn.responding && !conn.finished) Finish(conn, false, /*client_closed_early=*/true);
     Close(conn, /*with_reset=*/false);
@@ -347,6 +356,7 @@ bool HttpServer::Flush(Connection& conn) {
   conn.out.clear();
   conn.out_offset = 0;
   if (!conn.responding) return true;
+  if (sent) ReportBytesSent(conn);
   if (conn.reset_pending) {
     conn.reset_pending = false;
     uint64_t id = conn.id;
@@ -385,8 +395,16 @@ void HttpServer::Finish(Connection& conn, bool completed, bool client_closed_ear
                                            .status = conn.headers_sent ? conn.plan.status : 0,
                                            .finished = true,
                                            .completed = completed,
-                                           .client_closed_early = client_closed_early});
+                                           .client_closed_early = client_closed_early,
+                                           .bytes_sent = conn.response_bytes_sent});
   }
+}
+
+void HttpServer::ReportBytesSent(Connection& conn) {
+  if (!conn.plan.on_progress || conn.finished) return;
+  conn.plan.on_progress(ResponseProgress{.headers_sent = conn.headers_sent,
+                                         .status = conn.headers_sent ? conn.plan.status : 0,
+                                         .bytes_sent = conn.response_bytes_sent});
 }
 
 void HttpServer::Close(Connection& conn, bool with_reset) {

@@ -72,6 +72,8 @@ class HttpServer {
   void EmitStep(Connection& conn) { EmitParts(conn); }
   void ResetStep(Connection& conn);
   void Finish(Connection& conn, bool completed, bool client_closed_early);
+  // Tells the plan's on_progress how many response bytes the kernel has accepted.
+  void ReportBytesSent(Connection& conn);
   void Close(Connection& conn, bool with_reset);
   ResponsePlan ProtocolError(int status, absl::string_view detail);
 

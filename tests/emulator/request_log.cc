@@ -47,6 +47,10 @@ void RequestLog::SetFinished(int64_t seq, bool client_closed_early) {
   }
 }
 
+void RequestLog::SetResponseBytesSent(int64_t seq, size_t bytes) {
+  if (RequestRecord* r = Find(seq)) r->response_bytes_sent = bytes;
+}
+
 json RequestLog::ToJson() const {
   json out = json::array();
   for (const RequestRecord& r : records_) {
@@ -59,7 +63,8 @@ json RequestLog::ToJson() const {
                        {"route", r.route},
                        {"status", r.status},
                        {"client_closed_early", r.client_closed_early},
-                       {"finished", r.finished}});
+                       {"finished", r.finished},
+                       {"response_bytes_sent", r.response_bytes_sent}});
   }
   return out;
 }

@@ -23,6 +23,7 @@ struct RequestRecord {
   int status = 0;  // sent status, 0 while (or if) nothing was sent
   bool client_closed_early = false;
   bool finished = false;
+  size_t response_bytes_sent = 0;  // accepted by the kernel so far (see ResponseProgress)
 };
 
 // Keeps the newest `max_records` records, oldest first. Not thread-safe (loop thread only).
@@ -35,6 +36,7 @@ class RequestLog {
   // Updates a record if it is still kept.
   void SetStatus(int64_t seq, int status);
   void SetFinished(int64_t seq, bool client_closed_early);
+  void SetResponseBytesSent(int64_t seq, size_t bytes);
   void Clear() { records_.clear(); }
   nlohmann::json ToJson() const;
   size_t size() const { return records_.size(); }
