@@ -120,6 +120,12 @@ absl::Status ShutdownStatus() {
                    "transport_shutdown");
 }
 
+// Idempotent in HTTP (RFC 9110, 9.2.2): the upstream may safely see the request twice.
+bool IsIdempotent(absl::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+         method == "OPTIONS";
+}
+
 // Milliseconds for a libcurl option: at least 1 (0 would mean "no limit"), at most a day.
 long ClampedMillis(absl::Duration duration) {
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
@@ -149,6 +155,8 @@ class CurlTransport::Loop {
     std::string body;  // CURLOPT_POSTFIELDS points into it.
     std::shared_ptr<HttpTransferHandler> handler;
     HttpResponseHead head;
+    bool idempotent = false;        // The method may be repeated safely (GET, DELETE).
+    bool response_started = false;  // A response byte arrived (a header line or body bytes).
     bool headers_delivered = false;
     bool paused = false;   // The handler's OnData returned false; no Resume yet.
     std::size_t skip = 0;  // Bytes libcurl will deliver again that the handler already has.
@@ -188,6 +196,11 @@ class CurlTransport::Loop {
   // Removes `transfer`, then calls its handler's OnComplete(status).
   void Complete(Transfer& transfer, absl::Status status);
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
+  // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
+  // that is not idempotent, which the upstream may have carried out: then INTERNAL.
+  static absl::Status TransportFailure(const Transfer& transfer, std::string message,
+                                       absl::string_view reason,
+                                       std::map<std::string, std::string> metadata);
   void StopAll();
   Transfer* Find(uint64_t id);
 
@@ -301,6 +314,7 @@ void CurlTransport::Loop::DeliverHeaders(Transfer& transfer) {
 size_t CurlTransport::Loop::OnHeader(char* data, size_t size, size_t count, void* transfer_ptr) {
   auto* transfer = static_cast<Transfer*>(transfer_ptr);
   const size_t length = size * count;
+  transfer->response_started = true;
   transfer->last_activity = SteadyClock::now();
   // No-op once armed; the stall check re-arms itself from last_activity.
   transfer->loop->ArmStall(*transfer, transfer->last_activity + transfer->stall_timeout);
@@ -329,6 +343,7 @@ size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void*
   auto* transfer = static_cast<Transfer*>(transfer_ptr);
   const size_t length = size * count;
   if (transfer->paused) return CURL_WRITEFUNC_PAUSE;
+  transfer->response_started = true;
   transfer->last_activity = SteadyClock::now();
   absl::string_view piece(data, length);
   const size_t skipped = std::min(transfer->skip, piece.size());
@@ -373,6 +388,7 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   transfer.easy = easy;
   transfer.handler = std::move(handler);
   transfer.body = std::move(request.body);
+  transfer.idempotent = IsIdempotent(request.method);
   transfer.max_body_bytes = request.max_response_bytes;
   transfer.last_activity = SteadyClock::now();
 
@@ -506,15 +522,32 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   handler->OnComplete(std::move(status));
 }
 
+absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer, std::string message,
+                                                   absl::string_view reason,
+                                                   std::map<std::string, std::string> metadata) {
+  metadata["headers_received"] = transfer.headers_delivered ? "true" : "false";
+  metadata["response_started"] = transfer.response_started ? "true" : "false";
+  if (transfer.response_started && !transfer.idempotent) {
+    return MakeError(absl::StatusCode::kInternal,
+                     absl::StrCat(message, "; the upstream may have carried out the request"),
+                     reason, metadata);
+  }
+  return MakeError(absl::StatusCode::kUnavailable, message, reason, metadata);
+}
+
 absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode result) const {
   if (result == CURLE_OK) return absl::OkStatus();
   std::map<std::string, std::string> metadata = {
       {"curl_code", absl::StrCat(static_cast<int>(result))},
-      {"headers_received", transfer.headers_delivered ? "true" : "false"}};
+      {"headers_received", transfer.headers_delivered ? "true" : "false"},
+      {"response_started", transfer.response_started ? "true" : "false"}};
   const std::string detail = transfer.error[0] != '\0' ? std::string(transfer.error)
                                                        : std::string(curl_easy_strerror(result));
   auto error = [&](absl::StatusCode code, absl::string_view what, absl::string_view reason) {
     return MakeError(code, absl::StrCat(what, " (", detail, ")"), reason, metadata);
+  };
+  auto failure = [&](absl::string_view what, absl::string_view reason) {
+    return TransportFailure(transfer, absl::StrCat(what, " (", detail, ")"), reason, metadata);
   };
   if (transfer.too_large || result == CURLE_FILESIZE_EXCEEDED) {
     return MakeError(
@@ -526,14 +559,12 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-      return error(absl::StatusCode::kUnavailable, "cannot connect to the upstream",
-                   "upstream_unreachable");
+      return failure("cannot connect to the upstream", "upstream_unreachable");
     case CURLE_OPERATION_TIMEDOUT: {
       curl_off_t pretransfer = 0;
       curl_easy_getinfo(transfer.easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
       if (pretransfer == 0 && transfer.connect_timeout_first) {
-        return error(absl::StatusCode::kUnavailable, "timed out connecting to the upstream",
-                     "upstream_unreachable");
+        return failure("timed out connecting to the upstream", "upstream_unreachable");
       }
       return error(absl::StatusCode::kDeadlineExceeded,
                    "the deadline passed before the upstream answered", "upstream_timeout");
@@ -544,8 +575,7 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
-      return error(absl::StatusCode::kUnavailable, "TLS with the upstream failed",
-                   "upstream_tls_error");
+      return failure("TLS with the upstream failed", "upstream_tls_error");
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
@@ -554,11 +584,13 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     case CURLE_HTTP2_STREAM:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
-      return error(absl::StatusCode::kUnavailable,
-                   transfer.headers_delivered
-                       ? "the upstream connection broke after the response headers"
-                       : "the upstream connection broke before a response",
-                   "upstream_reset");
+      if (!transfer.response_started) {
+        return failure("the upstream connection broke before a response", "upstream_reset");
+      }
+      return failure(transfer.headers_delivered
+                         ? "the upstream connection broke after the response headers"
+                         : "the upstream connection broke during the response headers",
+                     "upstream_reset");
     case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_BAD_FUNCTION_ARGUMENT:
@@ -567,8 +599,7 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
       return error(absl::StatusCode::kInternal, "the upstream request could not be made",
                    "transport_misconfigured");
     default:
-      return error(absl::StatusCode::kUnavailable, "the upstream transfer failed",
-                   "upstream_transport_error");
+      return failure("the upstream transfer failed", "upstream_transport_error");
   }
 }
 
@@ -601,13 +632,12 @@ void CurlTransport::Loop::CheckStalls(SteadyTime now) {
       ArmStall(*transfer, due);
       continue;
     }
-    Complete(
-        *transfer,
-        MakeError(absl::StatusCode::kUnavailable,
-                  absl::StrCat("the upstream sent nothing for ",
-                               absl::FormatDuration(absl::FromChrono(transfer->stall_timeout))),
-                  "upstream_stalled",
-                  {{"headers_received", transfer->headers_delivered ? "true" : "false"}}));
+    Complete(*transfer,
+             TransportFailure(
+                 *transfer,
+                 absl::StrCat("the upstream sent nothing for ",
+                              absl::FormatDuration(absl::FromChrono(transfer->stall_timeout))),
+                 "upstream_stalled", {}));
   }
 }
 

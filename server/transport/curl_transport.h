@@ -43,19 +43,21 @@ struct CurlTransportOptions {
 // https only. The one multi handle is the shared connection, DNS and TLS session cache
 // (CURLMOPT_MAX_HOST_CONNECTIONS unlimited).
 //
-// Errors (OnComplete; ErrorInfo reason, metadata "curl_code" and "headers_received"):
+// Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received" and
+// "response_started"):
 //   connect refused / resolve failure / connect timeout  UNAVAILABLE "upstream_unreachable"
 //   TLS handshake or certificate failure                 UNAVAILABLE "upstream_tls_error"
-//   connection reset or closed early (before or after
-//     the headers; see "headers_received")               UNAVAILABLE "upstream_reset"
+//   connection reset or closed early                     UNAVAILABLE "upstream_reset"
 //   no response byte for stall_timeout while not paused  UNAVAILABLE "upstream_stalled"
+//   any other libcurl failure                            UNAVAILABLE "upstream_transport_error"
+//     ... but INTERNAL, same reason, once a response byte arrived for a request that is not
+//     idempotent (POST): the upstream may have carried it out (HttpTransferHandler::OnComplete)
 //   the request deadline passed                          DEADLINE_EXCEEDED "upstream_timeout"
 //   body larger than max_response_bytes                  INTERNAL "upstream_response_too_large"
 //   HttpTransfer::Cancel()                               CANCELLED "upstream_call_cancelled"
 //     (the connection is closed at once)
 //   Shutdown() / Start() after Shutdown()                CANCELLED "transport_shutdown"
 //   a bad URL or option                                  INTERNAL "transport_misconfigured"
-//   any other libcurl failure                            UNAVAILABLE "upstream_transport_error"
 //
 // Flow control: when OnData returns false the transfer is paused (CURL_WRITEFUNC_PAUSE; libcurl
 // delivers those bytes again on unpause and the loop skips them, since the handler consumed

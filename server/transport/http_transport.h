@@ -30,7 +30,8 @@ struct HttpRequest {
   // Bound on establishing the connection: UNAVAILABLE after it.
   absl::Duration connect_timeout = absl::Seconds(5);
   // Once the response has started, no byte for this long while the transfer is not paused by
-  // the handler: UNAVAILABLE ("upstream_stalled"). The wait for the first byte is bounded by the
+  // the handler: reason "upstream_stalled" (a failure after the first response byte; see
+  // HttpTransferHandler::OnComplete for its code). The wait for the first byte is bounded by the
   // deadline alone (a blocking run answers only when its answer is complete).
   absl::Duration stall_timeout = absl::Seconds(60);
   // Response bodies larger than this fail the transfer with an error (reason
@@ -63,9 +64,18 @@ class HttpTransferHandler {
   // HttpTransfer::Resume() (flow control for slow readers); the piece itself was consumed.
   virtual bool OnData(absl::string_view piece) = 0;
   // The transfer ended: OK when the whole body arrived, otherwise why it failed. Errors carry
-  // an ErrorInfo payload (server/common/errors.h) with a reason such as "upstream_unreachable",
-  // "upstream_reset", "upstream_stalled", "upstream_timeout", "upstream_response_too_large";
-  // Cancel() gives CANCELLED; the deadline gives DEADLINE_EXCEEDED.
+  // an ErrorInfo payload (server/common/errors.h) with a reason and metadata
+  // "headers_received" / "response_started" ("true"/"false"):
+  //   - A transport failure (reasons "upstream_unreachable", "upstream_tls_error",
+  //     "upstream_reset", "upstream_stalled", "upstream_transport_error") before any response
+  //     byte arrived is UNAVAILABLE (safe to retry), for every method.
+  //   - The same failure after the first response byte stays UNAVAILABLE for GET and DELETE
+  //     (idempotent in HTTP) but is INTERNAL for POST: the upstream may have carried out the
+  //     request, so a blind retry could do it twice.
+  //   - The deadline gives DEADLINE_EXCEEDED ("upstream_timeout"); Cancel() gives CANCELLED
+  //     ("upstream_call_cancelled"); a body over max_response_bytes INTERNAL
+  //     ("upstream_response_too_large"); a bad URL or option INTERNAL
+  //     ("transport_misconfigured").
   virtual void OnComplete(absl::Status status) = 0;
 };
 

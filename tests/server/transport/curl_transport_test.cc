@@ -55,6 +55,17 @@ int ThreadCount() {
   return count;
 }
 
+// A failure after the first response byte of a POST: INTERNAL (not UNAVAILABLE, which says "safe
+// to retry"), with the reason and the ErrorInfo metadata that say why.
+void ExpectNotSafeToRetry(const absl::Status& status, const std::string& reason) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_EQ(Reason(status), reason);
+  EXPECT_EQ(Meta(status, "headers_received"), "true");
+  EXPECT_EQ(Meta(status, "response_started"), "true");
+  EXPECT_NE(status.message().find("may have carried out the request"), absl::string_view::npos)
+      << status;
+}
+
 // Records the events of one transfer. Thread-safe: the loop thread reports, the test waits.
 class RecordingHandler final : public HttpTransferHandler {
  public:
@@ -359,7 +370,49 @@ TEST_F(CurlTransportTest, ResetBeforeHeaders) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   EXPECT_EQ(Reason(status), "upstream_reset");
   EXPECT_EQ(Meta(status, "headers_received"), "false");
+  EXPECT_EQ(Meta(status, "response_started"), "false");
   EXPECT_EQ(handler->header_calls(), 0);
+}
+
+// Before any response byte a failure is safe to retry, whatever the method.
+TEST_F(CurlTransportTest, ResetBeforeAnyResponseByteOfAPostIsUnavailable) {
+  AddFault({{"endpoint", "create_thread"}, {"type", "reset_before_headers"}});
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Post("/threads", json{{"assistant_id", kHrAssistant}}.dump()), handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "response_started"), "false");
+}
+
+// After the first response byte of a POST the upstream may have carried it out (here it did:
+// the thread exists), so the failure is not UNAVAILABLE (which says "safe to retry").
+TEST_F(CurlTransportTest, ResetMidBodyOfAPostIsInternal) {
+  AddFault({{"endpoint", "create_thread"}, {"type", "reset_mid_body"}, {"after_bytes", 20}});
+  auto handler = std::make_shared<RecordingHandler>();
+  transport_->Start(Post("/threads", json{{"assistant_id", kHrAssistant}}.dump()), handler);
+  absl::Status status = handler->Wait();
+  ExpectNotSafeToRetry(status, "upstream_reset");
+  EXPECT_EQ(handler->head().status, 201);
+  auto threads = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/threads"), threads);
+  ASSERT_TRUE(threads->Wait().ok());
+  EXPECT_EQ(json::parse(threads->body())["items"].size(), 1u) << threads->body();
+}
+
+// DELETE is idempotent in HTTP: after the first response byte it stays UNAVAILABLE.
+TEST_F(CurlTransportTest, ResetMidBodyOfADeleteIsUnavailable) {
+  // A thread that does not exist: a 404 with a JSON body to cut (a 204 has none).
+  AddFault({{"endpoint", "delete_thread"}, {"type", "reset_mid_body"}, {"after_bytes", 10}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/threads/5e0a4d8e-7f87-4d40-9a9f-000000000000");
+  request.method = "DELETE";
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "response_started"), "true");
+  EXPECT_EQ(handler->head().status, 404);
 }
 
 TEST_F(CurlTransportTest, ResetMidBody) {
@@ -367,9 +420,10 @@ TEST_F(CurlTransportTest, ResetMidBody) {
   auto handler = std::make_shared<RecordingHandler>();
   transport_->Start(Get("/assistants"), handler);
   absl::Status status = handler->Wait();
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;  // GET: idempotent.
   EXPECT_EQ(Reason(status), "upstream_reset");
   EXPECT_EQ(Meta(status, "headers_received"), "true");
+  EXPECT_EQ(Meta(status, "response_started"), "true");
   EXPECT_EQ(handler->head().status, 200);
   EXPECT_LE(handler->body().size(), 50u);
 }
@@ -383,12 +437,24 @@ TEST_F(CurlTransportTest, StallIsDetected) {
   transport_->Start(request, handler);
   absl::Status status = handler->Wait();
   const absl::Duration elapsed = absl::Now() - start;
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;  // GET: idempotent.
   EXPECT_EQ(Reason(status), "upstream_stalled");
   EXPECT_EQ(Meta(status, "headers_received"), "true");
+  EXPECT_EQ(Meta(status, "response_started"), "true");
   EXPECT_EQ(handler->body().size(), 10u);
   EXPECT_GE(elapsed, absl::Milliseconds(300));
   EXPECT_LT(elapsed, absl::Seconds(3));
+}
+
+TEST_F(CurlTransportTest, StallAfterTheFirstBytesOfAPostIsInternal) {
+  AddFault({{"endpoint", "chat_completions_stream"}, {"type", "stall"}, {"after_bytes", 10}});
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = StreamRequest();
+  request.stall_timeout = absl::Milliseconds(300);
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  ExpectNotSafeToRetry(status, "upstream_stalled");
+  EXPECT_EQ(handler->body().size(), 10u);
 }
 
 // A blocking run answers only when the answer is ready: waiting for the first byte is not a
