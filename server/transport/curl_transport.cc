@@ -126,6 +126,53 @@ bool IsIdempotent(absl::string_view method) {
          method == "OPTIONS";
 }
 
+absl::Status OptionRefused(absl::string_view option, absl::string_view why) {
+  return MakeError(absl::StatusCode::kInternal,
+                   absl::StrCat("libcurl refused option ", option, ": ", why),
+                   "transport_misconfigured", {{"curl_option", std::string(option)}});
+}
+
+// EasyOptions and MultiOptions set options on one handle and check every result, keeping the
+// first failure (the options after it are skipped), so a run of options needs one check at its
+// end. Not thread-safe (loop thread, or Create before the loop runs).
+class EasyOptions {
+ public:
+  explicit EasyOptions(CURL* easy) : easy_(easy) {}
+  template <typename T>
+  void Set(CURLoption option, T value) {
+    if (!status_.ok()) return;
+    const CURLcode code = curl_easy_setopt(easy_, option, value);
+    if (code == CURLE_OK) return;
+    const curl_easyoption* info = curl_easy_option_by_id(option);
+    status_ = OptionRefused(info != nullptr ? absl::StrCat("CURLOPT_", info->name)
+                                            : absl::StrCat("CURLOPT #", static_cast<int>(option)),
+                            curl_easy_strerror(code));
+  }
+  // OK, or INTERNAL "transport_misconfigured" naming the first option libcurl refused.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  CURL* const easy_;
+  absl::Status status_;
+};
+
+class MultiOptions {
+ public:
+  explicit MultiOptions(CURLM* multi) : multi_(multi) {}
+  // libcurl has no name lookup for multi options: `name` is the CURLMOPT_ spelling.
+  template <typename T>
+  void Set(CURLMoption option, absl::string_view name, T value) {
+    if (!status_.ok()) return;
+    const CURLMcode code = curl_multi_setopt(multi_, option, value);
+    if (code != CURLM_OK) status_ = OptionRefused(name, curl_multi_strerror(code));
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  CURLM* const multi_;
+  absl::Status status_;
+};
+
 // Milliseconds for a libcurl option: at least 1 (0 would mean "no limit"), at most a day.
 long ClampedMillis(absl::Duration duration) {
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
@@ -242,17 +289,19 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
                      "transport_setup");
   }
   std::unique_ptr<Loop> loop(new Loop(options, epoll_fd, wake_fd, multi));
-  curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Loop::OnSocket);
-  curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, loop.get());
-  curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Loop::OnTimer);
-  curl_multi_setopt(multi, CURLMOPT_TIMERDATA, loop.get());
-  curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
-  curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
-  curl_multi_setopt(multi, CURLMOPT_PIPELINING,
-                    options.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
+  MultiOptions set(multi);
+  set.Set(CURLMOPT_SOCKETFUNCTION, "CURLMOPT_SOCKETFUNCTION", &Loop::OnSocket);
+  set.Set(CURLMOPT_SOCKETDATA, "CURLMOPT_SOCKETDATA", loop.get());
+  set.Set(CURLMOPT_TIMERFUNCTION, "CURLMOPT_TIMERFUNCTION", &Loop::OnTimer);
+  set.Set(CURLMOPT_TIMERDATA, "CURLMOPT_TIMERDATA", loop.get());
+  set.Set(CURLMOPT_MAX_HOST_CONNECTIONS, "CURLMOPT_MAX_HOST_CONNECTIONS", 0L);
+  set.Set(CURLMOPT_MAX_TOTAL_CONNECTIONS, "CURLMOPT_MAX_TOTAL_CONNECTIONS", 0L);
+  set.Set(CURLMOPT_PIPELINING, "CURLMOPT_PIPELINING",
+          options.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
   if (options.max_cached_connections > 0) {
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, options.max_cached_connections);
+    set.Set(CURLMOPT_MAXCONNECTS, "CURLMOPT_MAXCONNECTS", options.max_cached_connections);
   }
+  if (!set.status().ok()) return set.status();  // ~Loop cleans up; the loop never ran.
   return loop;
 }
 
@@ -391,57 +440,71 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   transfer.idempotent = IsIdempotent(request.method);
   transfer.max_body_bytes = request.max_response_bytes;
   transfer.last_activity = SteadyClock::now();
+  transfers_.emplace(transfer.id, std::move(owned));  // From here on Complete() cleans up.
 
+  std::vector<std::string> lines;
+  lines.reserve(request.headers.size() + 1);
   for (const auto& [name, value] : request.headers) {
     // "name;" is libcurl's spelling of a header with an empty value.
-    std::string line = value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value);
-    transfer.headers = curl_slist_append(transfer.headers, line.c_str());
+    lines.push_back(value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value));
   }
-  transfer.headers = curl_slist_append(transfer.headers, "Expect:");
+  lines.push_back("Expect:");
+  for (const std::string& line : lines) {
+    curl_slist* appended = curl_slist_append(transfer.headers, line.c_str());
+    if (appended == nullptr) {
+      Complete(transfer, MakeError(absl::StatusCode::kInternal,
+                                   "cannot build the request headers (out of memory)",
+                                   "transport_misconfigured"));
+      return;
+    }
+    transfer.headers = appended;
+  }
 
-  curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, &transfer);
-  curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error);
-  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Loop::OnHeader);
-  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Loop::OnWrite);
-  curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer.headers);
-  curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
-  curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.
-  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(std::min<std::size_t>(
-                       request.max_response_bytes, static_cast<std::size_t>(INT64_MAX))));
+  EasyOptions set(easy);
+  set.Set(CURLOPT_URL, request.url.c_str());
+  set.Set(CURLOPT_PROTOCOLS_STR, "http,https");
+  set.Set(CURLOPT_NOSIGNAL, 1L);
+  set.Set(CURLOPT_PRIVATE, &transfer);
+  set.Set(CURLOPT_ERRORBUFFER, transfer.error);
+  set.Set(CURLOPT_HEADERFUNCTION, &Loop::OnHeader);
+  set.Set(CURLOPT_HEADERDATA, &transfer);
+  set.Set(CURLOPT_WRITEFUNCTION, &Loop::OnWrite);
+  set.Set(CURLOPT_WRITEDATA, &transfer);
+  set.Set(CURLOPT_HTTPHEADER, transfer.headers);
+  set.Set(CURLOPT_TCP_KEEPALIVE, 1L);
+  set.Set(CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
+  set.Set(CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.
+  set.Set(CURLOPT_MAXFILESIZE_LARGE,
+          static_cast<curl_off_t>(std::min<std::size_t>(request.max_response_bytes,
+                                                        static_cast<std::size_t>(INT64_MAX))));
   if (options_.http2) {
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
+    set.Set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
     // Wait for a connection that may multiplex instead of opening one per transfer in a burst.
-    if (absl::StartsWith(request.url, "https:")) curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+    if (absl::StartsWith(request.url, "https:")) set.Set(CURLOPT_PIPEWAIT, 1L);
   } else {
-    curl_easy_setopt(easy, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+    set.Set(CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   }
   const long connect_ms = ClampedMillis(request.connect_timeout);
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  set.Set(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
   if (request.deadline != absl::InfiniteFuture()) {
     const long timeout_ms = ClampedMillis(remaining);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    set.Set(CURLOPT_TIMEOUT_MS, timeout_ms);
     transfer.connect_timeout_first = connect_ms < timeout_ms;
   } else {
     transfer.connect_timeout_first = true;
   }
   if (request.method == "GET") {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+    set.Set(CURLOPT_HTTPGET, 1L);
   } else {
-    if (request.method != "POST") {
-      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, request.method.c_str());
-    }
+    if (request.method != "POST") set.Set(CURLOPT_CUSTOMREQUEST, request.method.c_str());
     if (request.method == "POST" || !transfer.body.empty()) {
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDS, transfer.body.data());
-      curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                       static_cast<curl_off_t>(transfer.body.size()));
+      set.Set(CURLOPT_POSTFIELDS, transfer.body.data());
+      set.Set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(transfer.body.size()));
     }
+  }
+  if (!set.status().ok()) {
+    Complete(transfer, set.status());
+    return;
   }
 
   if (request.stall_timeout > absl::ZeroDuration() && request.stall_timeout < absl::Hours(24)) {
@@ -449,7 +512,6 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
         absl::ToChronoNanoseconds(request.stall_timeout));
   }
   const CURLMcode added = curl_multi_add_handle(multi_, easy);
-  transfers_.emplace(transfer.id, std::move(owned));
   if (added != CURLM_OK) {
     Complete(transfer,
              MakeError(absl::StatusCode::kInternal,

@@ -57,7 +57,8 @@ struct CurlTransportOptions {
 //   HttpTransfer::Cancel()                               CANCELLED "upstream_call_cancelled"
 //     (the connection is closed at once)
 //   Shutdown() / Start() after Shutdown()                CANCELLED "transport_shutdown"
-//   a bad URL or option                                  INTERNAL "transport_misconfigured"
+//   a bad URL, or an option libcurl refuses              INTERNAL "transport_misconfigured"
+//     (metadata "curl_option" names a refused option)
 //
 // Flow control: when OnData returns false the transfer is paused (CURL_WRITEFUNC_PAUSE; libcurl
 // delivers those bytes again on unpause and the loop skips them, since the handler consumed
@@ -79,7 +80,8 @@ struct CurlTransportOptions {
 // loop thread and must not block.
 class CurlTransport final : public HttpTransport {
  public:
-  // Starts the loop thread. Fails (INTERNAL) when epoll, eventfd or libcurl cannot be set up.
+  // Starts the loop thread. Fails (INTERNAL) when epoll, eventfd or libcurl cannot be set up (a
+  // refused multi option: "transport_misconfigured" naming it).
   static absl::StatusOr<std::unique_ptr<CurlTransport>> Create(
       CurlTransportOptions options = CurlTransportOptions());
 

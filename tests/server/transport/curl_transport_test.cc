@@ -796,5 +796,20 @@ TEST_F(CurlTransportTest, ScaleSlowTransfersFromEnvironment) {
   EXPECT_EQ(peak_threads, threads_before);
 }
 
+// Every curl_easy_setopt result is checked: libcurl refuses strings over 8,000,000 bytes, and the
+// failure names the option instead of surfacing later as an unrelated error.
+TEST_F(CurlTransportTest, AnOptionLibcurlRefusesFailsNamingIt) {
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Get("/assistants?q=");
+  request.url.append(9 * 1000 * 1000, 'a');
+  transport_->Start(request, handler);
+  absl::Status status = handler->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
+  EXPECT_EQ(Reason(status), "transport_misconfigured");
+  EXPECT_EQ(Meta(status, "curl_option"), "CURLOPT_URL");
+  EXPECT_NE(status.message().find("CURLOPT_URL"), absl::string_view::npos) << status;
+  EXPECT_EQ(emu().Requests()->size(), 0u);
+}
+
 }  // namespace
 }  // namespace copilot::gateway
