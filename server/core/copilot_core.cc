@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "server/common/crypto.h"
 
 namespace copilot::gateway {
 namespace {
@@ -31,15 +32,17 @@ std::string RequestKey(const Tenant& tenant, absl::string_view method,
   return absl::StrCat(tenant.id, "\x1f", method, "\x1f", request_id);
 }
 
-// Identifies a request body, so that a request_id reused with another body is caught.
+// Identifies a request body, so that a request_id reused with another body is caught: the
+// SHA-256 of its deterministic serialization (32 bytes kept, however large the request).
 std::string Fingerprint(const google::protobuf::Message& request) {
   std::string bytes;
-  google::protobuf::io::StringOutputStream stream(&bytes);
-  google::protobuf::io::CodedOutputStream coded(&stream);
-  coded.SetSerializationDeterministic(true);
-  request.SerializeToCodedStream(&coded);
-  coded.Trim();
-  return bytes;
+  {
+    google::protobuf::io::StringOutputStream stream(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    request.SerializeToCodedStream(&coded);
+  }
+  return Sha256(bytes);
 }
 
 // Runs `start` through `dedup` when the request has a request_id, directly otherwise.

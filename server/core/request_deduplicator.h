@@ -3,7 +3,9 @@
 //
 // In-process only: with several replicas a retry that lands on another replica is not
 // recognised (best-effort until shared state lands). Successful results are remembered for a
-// TTL, bounded in number (the oldest completed entries are forgotten first). Failures are not
+// TTL, bounded in number and in bytes (key, fingerprint and serialized result; the oldest
+// completed entries are forgotten first, and a result larger than the whole budget is not
+// remembered). Failures are not
 // remembered: a retry after a failure runs again. A retry arriving while the first attempt is in
 // flight waits for it and gets its result; if the first attempt was cancelled by its caller,
 // waiters get ABORTED (retryable). A request reusing a request_id with a different body gets
@@ -33,13 +35,6 @@
 
 namespace copilot::gateway {
 
-// An UpstreamCall that is already over. Thread-safe; does nothing.
-class FinishedCall final : public UpstreamCall {
- public:
-  void Cancel() override {}
-  void Resume() override {}
-};
-
 // De-duplicates requests producing a `Result` (a response message). Thread-safe; never blocks
 // beyond its own short critical sections; never runs a callback under its lock. May be
 // destroyed while calls are in flight (they keep its state alive).
@@ -50,11 +45,17 @@ class RequestDeduplicator {
   // Starts the real operation; runs `done` exactly once when it ends.
   using Start = absl::AnyInvocable<std::shared_ptr<UpstreamCall>(Callback done) &&>;
 
-  RequestDeduplicator(const Clock& clock, absl::Duration ttl, std::size_t max_entries)
-      : state_(std::make_shared<State>(clock, ttl, max_entries)) {}
+  RequestDeduplicator(const Clock& clock, absl::Duration ttl, std::size_t max_entries,
+                      std::size_t max_bytes = kDefaultMaxBytes)
+      : state_(std::make_shared<State>(clock, ttl, max_entries, max_bytes)) {}
+
+  static constexpr std::size_t kDefaultMaxBytes = 64 * 1024 * 1024;
+  // Book-keeping bytes counted per entry besides its key, fingerprint and result.
+  static constexpr std::size_t kEntryOverheadBytes = 256;
 
   // Runs `start` unless a request with this `key` is running or recently succeeded. `fingerprint`
-  // identifies the request body. `done` runs exactly once, possibly inline.
+  // identifies the request body (a digest: it is kept for the TTL). `done` runs exactly once,
+  // possibly inline.
   std::shared_ptr<UpstreamCall> Run(const std::string& key, std::string fingerprint, Callback done,
                                     Start start) {
     std::shared_ptr<Entry> entry;
@@ -79,9 +80,12 @@ class RequestDeduplicator {
           found.waiters.push_back(Waiter{id, std::move(done)});
           waiter = std::make_shared<WaiterCall>(state_, it->second, id);
         }
-      } else if (state_->MakeRoom()) {
+      } else if (const std::size_t cost = key.size() + fingerprint.size() + kEntryOverheadBytes;
+                 state_->MakeRoom(cost)) {
         entry = std::make_shared<Entry>();
         entry->fingerprint = std::move(fingerprint);
+        entry->bytes = cost;
+        state_->bytes += cost;
         state_->entries.emplace(key, entry);
       }
     }
@@ -103,6 +107,11 @@ class RequestDeduplicator {
     absl::MutexLock lock(&state_->mu);
     return state_->entries.size();
   }
+  // Bytes they are counted as, for tests.
+  std::size_t bytes() const {
+    absl::MutexLock lock(&state_->mu);
+    return state_->bytes;
+  }
 
  private:
   struct Waiter {
@@ -112,13 +121,14 @@ class RequestDeduplicator {
   struct Entry {
     std::string fingerprint;
     bool completed = false;
-    bool ended = false;  // The first attempt finished (successfully or not).
+    bool ended = false;     // The first attempt finished (successfully or not).
+    std::size_t bytes = 0;  // What it counts against max_bytes.
     absl::StatusOr<Result> result;
     std::vector<Waiter> waiters;
   };
   struct State {
-    State(const Clock& clock, absl::Duration ttl, std::size_t max_entries)
-        : clock(clock), ttl(ttl), max_entries(max_entries) {}
+    State(const Clock& clock, absl::Duration ttl, std::size_t max_entries, std::size_t max_bytes)
+        : clock(clock), ttl(ttl), max_entries(max_entries), max_bytes(max_bytes) {}
 
     // Forgets completed entries whose TTL has passed.
     void PurgeExpired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
@@ -128,13 +138,21 @@ class RequestDeduplicator {
     // Forgets the oldest completed entry.
     void Forget() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       auto it = entries.find(completed.front().key);
-      if (it != entries.end() && it->second == completed.front().entry.lock()) entries.erase(it);
+      if (it != entries.end() && it->second == completed.front().entry.lock()) Erase(it);
       completed.pop_front();
     }
-    // Makes room for one entry; false when every entry is still in flight.
-    bool MakeRoom() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      while (entries.size() >= max_entries && !completed.empty()) Forget();
-      return entries.size() < max_entries;
+    void Erase(typename absl::flat_hash_map<std::string, std::shared_ptr<Entry>>::iterator it)
+        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      bytes -= it->second->bytes;
+      entries.erase(it);
+    }
+    // Makes room for one entry of `cost` bytes; false when the entries still in flight fill
+    // the budget.
+    bool MakeRoom(std::size_t cost) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      while ((entries.size() >= max_entries || bytes + cost > max_bytes) && !completed.empty()) {
+        Forget();
+      }
+      return entries.size() < max_entries && bytes + cost <= max_bytes;
     }
 
     static void Complete(State& state, const std::string& key, const std::shared_ptr<Entry>& entry,
@@ -144,13 +162,19 @@ class RequestDeduplicator {
         absl::MutexLock lock(&state.mu);
         waiters = std::move(entry->waiters);
         entry->ended = true;
-        if (result.ok()) {
+        auto it = state.entries.find(key);
+        const bool mine = it != state.entries.end() && it->second == entry;
+        const std::size_t result_bytes = result.ok() ? result->ByteSizeLong() : 0;
+        if (result.ok() && mine && entry->bytes + result_bytes <= state.max_bytes) {
           entry->completed = true;
           entry->result = result;
+          entry->bytes += result_bytes;
+          state.bytes += result_bytes;
           state.completed.push_back(Completed{state.clock.Now() + state.ttl, key, entry});
-        } else {
-          auto it = state.entries.find(key);
-          if (it != state.entries.end() && it->second == entry) state.entries.erase(it);
+          // Oldest first; this newest one goes last, if the calls in flight leave no room.
+          while (state.bytes > state.max_bytes && !state.completed.empty()) state.Forget();
+        } else if (mine) {
+          state.Erase(it);  // A failure, or a result too large to remember: the next try runs.
         }
       }
       for (Waiter& waiter : waiters) {
@@ -177,7 +201,9 @@ class RequestDeduplicator {
     const Clock& clock;
     const absl::Duration ttl;
     const std::size_t max_entries;
+    const std::size_t max_bytes;
     mutable absl::Mutex mu;
+    std::size_t bytes ABSL_GUARDED_BY(mu) = 0;
     absl::flat_hash_map<std::string, std::shared_ptr<Entry>> entries ABSL_GUARDED_BY(mu);
     // Completed entries in completion order, which is expiry order.
     std::deque<Completed> completed ABSL_GUARDED_BY(mu);

@@ -41,7 +41,57 @@ class Violations {
   std::vector<std::pair<std::string, std::string>> items_;
 };
 
-bool IsBlank(absl::string_view text) { return absl::StripAsciiWhitespace(text).empty(); }
+// The code point starting at text[i] (i < text.size()), advancing i past it; -1 when the bytes
+// there are not valid UTF-8 (overlong forms, surrogates and values above U+10FFFF included).
+int32_t NextCodePoint(absl::string_view text, std::size_t& i) {
+  const unsigned char c = static_cast<unsigned char>(text[i]);
+  int extra = 0;
+  uint32_t code = 0;
+  uint32_t min = 0;
+  if (c < 0x80) {
+    ++i;
+    return c;
+  } else if ((c & 0xE0) == 0xC0) {
+    extra = 1;
+    code = c & 0x1F;
+    min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    extra = 2;
+    code = c & 0x0F;
+    min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    extra = 3;
+    code = c & 0x07;
+    min = 0x10000;
+  } else {
+    return -1;
+  }
+  if (i + static_cast<std::size_t>(extra) >= text.size()) return -1;
+  for (int k = 1; k <= extra; ++k) {
+    const unsigned char next = static_cast<unsigned char>(text[i + k]);
+    if ((next & 0xC0) != 0x80) return -1;
+    code = (code << 6) | (next & 0x3F);
+  }
+  if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return -1;
+  i += extra + 1;
+  return static_cast<int32_t>(code);
+}
+
+// Whitespace as Python's str.isspace() sees it (the upstream strips content that way): Unicode
+// White_Space plus the ASCII separators U+001C..U+001F.
+bool IsSpace(int32_t code) {
+  return (code >= 0x09 && code <= 0x0D) || (code >= 0x1C && code <= 0x20) || code == 0x85 ||
+         code == 0xA0 || code == 0x1680 || (code >= 0x2000 && code <= 0x200A) || code == 0x2028 ||
+         code == 0x2029 || code == 0x202F || code == 0x205F || code == 0x3000;
+}
+
+// Empty or only whitespace; invalid UTF-8 is not blank (it is reported as invalid instead).
+bool IsBlank(absl::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    if (!IsSpace(NextCodePoint(text, i))) return false;
+  }
+  return true;
+}
 
 void CheckRequiredUuid(Violations& v, absl::string_view field, absl::string_view value) {
   if (value.empty()) {
@@ -190,41 +240,8 @@ bool IsUuid(absl::string_view text) {
 
 std::ptrdiff_t Utf8CodePoints(absl::string_view text) {
   std::ptrdiff_t count = 0;
-  std::size_t i = 0;
-  const std::size_t n = text.size();
-  while (i < n) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    int extra = 0;
-    uint32_t code = 0;
-    uint32_t min = 0;
-    if (c < 0x80) {
-      ++i;
-      ++count;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      extra = 1;
-      code = c & 0x1F;
-      min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-      extra = 2;
-      code = c & 0x0F;
-      min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-      extra = 3;
-      code = c & 0x07;
-      min = 0x10000;
-    } else {
-      return -1;
-    }
-    if (i + static_cast<std::size_t>(extra) >= n) return -1;
-    for (int k = 1; k <= extra; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return -1;
-      code = (code << 6) | (next & 0x3F);
-    }
-    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return -1;
-    i += extra + 1;
-    ++count;
+  for (std::size_t i = 0; i < text.size(); ++count) {
+    if (NextCodePoint(text, i) < 0) return -1;
   }
   return count;
 }
@@ -273,6 +290,10 @@ absl::Status ValidateListMessages(const copilot::v1::ListMessagesRequest& reques
   CheckThreadId(v, "thread_id", request.thread_id());
   if (request.page_size() < 0 || request.page_size() > limits.max_page_size) {
     v.Add("page_size", absl::StrCat("must be between 0 and ", limits.max_page_size));
+  }
+  if (request.page_token().size() > limits.max_page_token_bytes) {
+    v.Add("page_token", absl::StrCat("must be at most ", limits.max_page_token_bytes,
+                                     " bytes (pass back next_page_token unchanged)"));
   }
   return std::move(v).Finish();
 }

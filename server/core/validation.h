@@ -27,6 +27,8 @@ struct ValidationLimits {
   int max_messages = 500;
   // Maximum ListMessages page size.
   int max_page_size = 100;
+  // Maximum ListMessages page_token length (upstream cursors are far shorter).
+  std::size_t max_page_token_bytes = 1024;
 };
 
 // True for the canonical 8-4-4-4-12 hexadecimal UUID text form (either case).

@@ -68,6 +68,14 @@ class UpstreamCall {
   virtual void Resume() = 0;
 };
 
+// An UpstreamCall that is already over (answered without an upstream transfer). Thread-safe;
+// does nothing.
+class FinishedCall final : public UpstreamCall {
+ public:
+  void Cancel() override {}
+  void Resume() override {}
+};
+
 // Receives a streamed answer. Called on the transport's event loop thread, in order: OnChunk
 // zero or more times, then OnDone exactly once. Must not block.
 class ChunkSink {

@@ -3,6 +3,7 @@
 #include <deque>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
+#include "server/common/secrets.h"
 #include "server/upstream/http_status_table.h"
 #include "server/upstream/json_mapping.h"
 #include "server/upstream/ndjson_splitter.h"
@@ -35,19 +37,18 @@ class TransferCall final : public UpstreamCall {
   const std::shared_ptr<HttpTransfer> transfer_;
 };
 
-// The call of a request rejected before it was sent. Thread-safe (stateless).
-class FinishedCall final : public UpstreamCall {
- public:
-  void Cancel() override {}
-  void Resume() override {}
-};
+// What a call sends upstream that its error text must never give back.
+std::vector<std::string> SecretsSent(const UpstreamCallOptions& options) {
+  return {options.api_key, options.licence};
+}
 
 // Collects a whole response; hands the 2xx body, or the mapped error, to `done`.
 // Not thread-safe: the transport calls it from its event loop thread only.
 class BufferedHandler final : public HttpTransferHandler {
  public:
-  BufferedHandler(std::function<absl::Time()> now, BufferedDone done)
-      : now_(std::move(now)), done_(std::move(done)) {}
+  BufferedHandler(std::function<absl::Time()> now, std::vector<std::string> secrets,
+                  BufferedDone done)
+      : now_(std::move(now)), secrets_(std::move(secrets)), done_(std::move(done)) {}
 
   void OnHeaders(const HttpResponseHead& head) override {
     http_status_ = head.status;
@@ -65,12 +66,15 @@ class BufferedHandler final : public HttpTransferHandler {
     } else if (IsSuccess(http_status_)) {
       std::move(done)(std::move(body_), http_status_);
     } else {
-      std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_()), http_status_);
+      std::move(done)(
+          StatusFromHttpError(http_status_, RedactSecrets(body_, secrets_), retry_after_, now_()),
+          http_status_);
     }
   }
 
  private:
   const std::function<absl::Time()> now_;
+  const std::vector<std::string> secrets_;  // Sent upstream by this call: never echoed back.
   BufferedDone done_;
   int http_status_ = 0;
   std::string retry_after_;
@@ -84,8 +88,11 @@ class BufferedHandler final : public HttpTransferHandler {
 class StreamHandler final : public HttpTransferHandler {
  public:
   StreamHandler(std::shared_ptr<ChunkSink> sink, std::size_t max_line_bytes,
-                std::function<absl::Time()> now)
-      : sink_(std::move(sink)), splitter_(max_line_bytes), now_(std::move(now)) {}
+                std::vector<std::string> secrets, std::function<absl::Time()> now)
+      : sink_(std::move(sink)),
+        splitter_(max_line_bytes),
+        secrets_(std::move(secrets)),
+        now_(std::move(now)) {}
 
   void SetTransfer(std::shared_ptr<HttpTransfer> transfer) {
     {
@@ -124,7 +131,8 @@ class StreamHandler final : public HttpTransferHandler {
     if (done_) return;
     if (!status.ok()) return Finish(std::move(status));
     if (!IsSuccess(http_status_)) {
-      return Finish(StatusFromHttpError(http_status_, error_body_, retry_after_, now_()));
+      return Finish(StatusFromHttpError(http_status_, RedactSecrets(error_body_, secrets_),
+                                        retry_after_, now_()));
     }
     absl::Status end =
         splitter_.Finish([this](absl::string_view line) { pending_.emplace_back(line); });
@@ -156,7 +164,7 @@ class StreamHandler final : public HttpTransferHandler {
       return true;
     }
     if (IsStreamErrorLine(json)) {
-      Finish(StatusFromStreamErrorLine(line));
+      Finish(StatusFromStreamErrorLine(RedactSecrets(line, secrets_)));
       return true;
     }
     absl::StatusOr<copilot::v1::MessageChunk> chunk = MessageChunkFromJson(json);
@@ -189,6 +197,7 @@ class StreamHandler final : public HttpTransferHandler {
 
   const std::shared_ptr<ChunkSink> sink_;
   NdjsonSplitter splitter_;
+  const std::vector<std::string> secrets_;  // Sent upstream by this call: never echoed back.
   const std::function<absl::Time()> now_;
   int http_status_ = 0;
   std::string retry_after_;
@@ -289,15 +298,17 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
   return request;
 }
 
-std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(HttpRequest request, BufferedDone done) {
-  auto handler = std::make_shared<BufferedHandler>(now_, std::move(done));
+std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(const UpstreamCallOptions& options,
+                                                         HttpRequest request, BufferedDone done) {
+  auto handler = std::make_shared<BufferedHandler>(now_, SecretsSent(options), std::move(done));
   return std::make_shared<TransferCall>(transport_->Start(std::move(request), std::move(handler)));
 }
 
-std::shared_ptr<UpstreamCall> HaufeClient::StartStream(HttpRequest request,
+std::shared_ptr<UpstreamCall> HaufeClient::StartStream(const UpstreamCallOptions& options,
+                                                       HttpRequest request,
                                                        std::shared_ptr<ChunkSink> sink) {
-  auto handler =
-      std::make_shared<StreamHandler>(std::move(sink), config_.max_ndjson_line_bytes, now_);
+  auto handler = std::make_shared<StreamHandler>(std::move(sink), config_.max_ndjson_line_bytes,
+                                                 SecretsSent(options), now_);
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(std::move(request), handler);
   handler->SetTransfer(transfer);
   return std::make_shared<TransferCall>(std::move(transfer));
@@ -307,7 +318,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::ListAssistants(
     const UpstreamCallOptions& options,
     UpstreamCallback<std::vector<copilot::v1::Assistant>> done) {
   return StartBuffered(
-      MakeRequest(options, "GET", "/v1/assistants", "", false),
+      options, MakeRequest(options, "GET", "/v1/assistants", "", false),
       ParseThen<std::vector<copilot::v1::Assistant>>(
           [](absl::string_view body) { return ParseAssistantList(body); }, std::move(done)));
 }
@@ -317,6 +328,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::GetAssistant(
     UpstreamCallback<copilot::v1::Assistant> done) {
   if (assistant_id.empty()) return Reject(done, "assistant_id");
   return StartBuffered(
+      options,
       MakeRequest(options, "GET", absl::StrCat("/v1/assistants/", UrlEncode(assistant_id)), "",
                   false),
       ParseThen<copilot::v1::Assistant>([](absl::string_view body) { return ParseAssistant(body); },
@@ -327,7 +339,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::CreateThread(
     const UpstreamCallOptions& options, const CreateThreadParams& params,
     UpstreamCallback<copilot::v1::Thread> done) {
   return StartBuffered(
-      MakeRequest(options, "POST", "/v1/threads", CreateThreadBody(params), false),
+      options, MakeRequest(options, "POST", "/v1/threads", CreateThreadBody(params), false),
       ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
                                      std::move(done)));
 }
@@ -337,6 +349,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::GetThread(const UpstreamCallOptions& 
                                                      UpstreamCallback<copilot::v1::Thread> done) {
   if (thread_id.empty()) return Reject(done, "thread_id");
   return StartBuffered(
+      options,
       MakeRequest(options, "GET", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
       ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
                                      std::move(done)));
@@ -347,6 +360,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::DeleteThread(const UpstreamCallOption
                                                         UpstreamDoneCallback done) {
   if (thread_id.empty()) return Reject(done, "thread_id");
   return StartBuffered(
+      options,
       MakeRequest(options, "DELETE", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
       [done = std::move(done)](absl::StatusOr<std::string> body, int /*http_status*/) mutable {
         // 204, or 200 with any body: the body says nothing we need.
@@ -360,6 +374,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::AddMessage(const UpstreamCallOptions&
                                                       UpstreamCallback<copilot::v1::Message> done) {
   if (thread_id.empty()) return Reject(done, "thread_id");
   return StartBuffered(
+      options,
       MakeRequest(options, "POST", absl::StrCat("/v1/threads/", UrlEncode(thread_id), "/messages"),
                   CreateMessageBody(message), false),
       ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
@@ -379,7 +394,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::ListMessages(const UpstreamCallOption
   }
   if (!cursor.empty()) absl::StrAppend(&path, separator, "cursor=", UrlEncode(cursor));
   return StartBuffered(
-      MakeRequest(options, "GET", path, "", false),
+      options, MakeRequest(options, "GET", path, "", false),
       ParseThen<MessagePage>([](absl::string_view body) { return ParseMessagePage(body); },
                              std::move(done)));
 }
@@ -389,6 +404,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::Run(const UpstreamCallOptions& option
                                                UpstreamCallback<copilot::v1::Message> done) {
   if (params.thread_id.empty()) return Reject(done, "thread_id");
   return StartBuffered(
+      options,
       MakeRequest(options, "POST",
                   absl::StrCat("/v1/threads/", UrlEncode(params.thread_id), "/run"),
                   RunBody(params, options.licence), false),
@@ -401,6 +417,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::StreamRun(const UpstreamCallOptions& 
                                                      std::shared_ptr<ChunkSink> sink) {
   if (params.thread_id.empty()) return RejectStream(*sink, "thread_id");
   return StartStream(
+      options,
       MakeRequest(options, "POST",
                   absl::StrCat("/v1/threads/", UrlEncode(params.thread_id), "/run/stream"),
                   RunBody(params, options.licence), true),
@@ -411,6 +428,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::Complete(const UpstreamCallOptions& o
                                                     const CompletionParams& params,
                                                     UpstreamCallback<copilot::v1::Message> done) {
   return StartBuffered(
+      options,
       MakeRequest(options, "POST", CompletionPath(params, false),
                   CompletionBody(params, options.licence), false),
       ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
@@ -420,7 +438,8 @@ std::shared_ptr<UpstreamCall> HaufeClient::Complete(const UpstreamCallOptions& o
 std::shared_ptr<UpstreamCall> HaufeClient::StreamComplete(const UpstreamCallOptions& options,
                                                           const CompletionParams& params,
                                                           std::shared_ptr<ChunkSink> sink) {
-  return StartStream(MakeRequest(options, "POST", CompletionPath(params, true),
+  return StartStream(options,
+                     MakeRequest(options, "POST", CompletionPath(params, true),
                                  CompletionBody(params, options.licence), true),
                      std::move(sink));
 }

@@ -44,8 +44,9 @@ struct HaufeClientConfig {
 // the lines already received wait until UpstreamCall::Resume(); they are delivered on the next
 // OnData call, which the transport makes after Resume (CurlTransport makes one with an empty
 // piece). An upstream error line (`error_code`, no `delta`) ends the stream with that error;
-// a stream cut mid-line ends with UNAVAILABLE "upstream_stream_truncated"; transport failures
-// keep the transport's status (UNAVAILABLE "upstream_reset" / "upstream_stalled", ...).
+// a stream cut mid-line ends with INTERNAL "upstream_stream_truncated"; transport failures
+// keep the transport's status ("upstream_reset" / "upstream_stalled": UNAVAILABLE before the
+// first response byte, INTERNAL after it on a POST).
 // Completion of a buffered call: the 2xx body or the mapped error, and the HTTP status (0 when
 // no response arrived).
 using BufferedDone = absl::AnyInvocable<void(absl::StatusOr<std::string>, int) &&>;
@@ -97,8 +98,10 @@ class HaufeClient final : public HaufeApi {
   HttpRequest MakeRequest(const UpstreamCallOptions& options, absl::string_view method,
                           absl::string_view path_and_query, std::string body, bool stream) const;
   // Starts a buffered call: `done` gets the 2xx body or the mapped error.
-  std::shared_ptr<UpstreamCall> StartBuffered(HttpRequest request, BufferedDone done);
-  std::shared_ptr<UpstreamCall> StartStream(HttpRequest request, std::shared_ptr<ChunkSink> sink);
+  std::shared_ptr<UpstreamCall> StartBuffered(const UpstreamCallOptions& options,
+                                              HttpRequest request, BufferedDone done);
+  std::shared_ptr<UpstreamCall> StartStream(const UpstreamCallOptions& options, HttpRequest request,
+                                            std::shared_ptr<ChunkSink> sink);
 
   const HaufeClientConfig config_;
   const std::string base_url_;  // config_.base_url without a trailing '/'.

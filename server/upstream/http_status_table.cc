@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -123,6 +124,45 @@ absl::StatusCode CodeForHttpStatus(int http_status) {
   return absl::StatusCode::kInternal;  // Other 5xx; 1xx and 3xx are not expected at all.
 }
 
+// The HTTP status the upstream answers a documented error_code with (haufe-api.md section 8),
+// for error lines inside a 200 stream, which carry no status of their own; 500 when unknown.
+int HttpStatusOfErrorCode(absl::string_view error_code) {
+  static const auto* const kStatuses = new absl::flat_hash_map<std::string, int>({
+      {"content_filter_error", 400},
+      {"bad_request", 400},
+      {"length_finish_reason_error", 400},
+      {"thread_is_deactivated", 400},
+      {"attachment_document_raised_an_error", 400},
+      {"unauthorized", 401},
+      {"permission_denied", 403},
+      {"assistant_not_available", 403},
+      {"attachment_access_forbidden", 403},
+      {"assistant_not_found", 404},
+      {"thread_not_found", 404},
+      {"message_not_found", 404},
+      {"resource_not_found", 404},
+      {"tenant_not_found", 404},
+      {"attachment_document_does_not_exist", 404},
+      {"conflict_error", 409},
+      {"conflict", 409},
+      {"incorrect_stack_ending", 422},
+      {"tool_message_has_no_matching_tool_call", 422},
+      {"unprocessable_entity", 422},
+      {"validation_error", 422},
+      {"request_metadata_missing_or_incomplete", 422},
+      {"message_content_empty", 422},
+      {"attachment_not_unique", 422},
+      {"attachment_url_invalid", 422},
+      {"engine_does_not_support_streaming", 422},
+      {"rate_limit_gateway", 429},
+      {"rate_limit_error", 429},
+      {"internal_service_error", 503},
+      {"attachment_document_not_reachable", 503},
+  });
+  auto it = kStatuses->find(error_code);
+  return it == kStatuses->end() ? 500 : it->second;
+}
+
 std::string QuotaDescription(absl::string_view error_code) {
   if (error_code == "rate_limit_gateway") return "upstream API gateway rate limit exceeded";
   if (error_code == "rate_limit_error") return "upstream model provider rate limit exceeded";
@@ -140,10 +180,12 @@ std::string ValidationSummary(const std::vector<Violation>& violations) {
   return text;
 }
 
-// `table_status` picks the row; `reported_status` goes into the metadata.
-absl::Status Map(int table_status, absl::string_view body_text, absl::string_view retry_after,
-                 absl::Time now, std::map<std::string, std::string> metadata) {
-  const ErrorBody body = ReadErrorBody(body_text);
+// `table_status` picks the row; `metadata` is what ErrorInfo reports. With `response_started`
+// (an error line after part of a streamed answer) UNAVAILABLE becomes INTERNAL: the run has
+// happened, and a caller told "retry" would run it again.
+absl::Status Map(int table_status, const ErrorBody& body, absl::string_view retry_after,
+                 absl::Time now, std::map<std::string, std::string> metadata,
+                 bool response_started) {
   absl::StatusCode code = CodeForHttpStatus(table_status);
   std::string reason = body.error_code;
 
@@ -159,6 +201,10 @@ absl::Status Map(int table_status, absl::string_view body_text, absl::string_vie
   } else if (reason == "engine_does_not_support_streaming" && table_status >= 400 &&
              table_status < 500) {
     code = absl::StatusCode::kFailedPrecondition;
+  } else if (reason == "request_metadata_missing_or_incomplete" && table_status >= 400 &&
+             table_status < 500) {
+    // The gateway builds meta_data (the licence): the caller cannot fix this by changing fields.
+    code = absl::StatusCode::kFailedPrecondition;
   }
   if (reason.empty()) {
     reason = body.has_violations ? "upstream_validation_error"
@@ -171,6 +217,12 @@ absl::Status Map(int table_status, absl::string_view body_text, absl::string_vie
     message =
         "the upstream rejected the gateway's API key (HTTP 401); this is a gateway "
         "configuration problem, not the caller's";
+  } else if (code == absl::StatusCode::kFailedPrecondition &&
+             reason == "request_metadata_missing_or_incomplete") {
+    message = absl::StrCat(
+        "the upstream requires request metadata the gateway did not send (check the tenant's "
+        "licence configuration for this assistant)",
+        body.detail.empty() ? "" : ": ", body.detail);
   } else if (!body.detail.empty()) {
     message = body.detail;
   } else if (!body.message.empty()) {
@@ -184,11 +236,16 @@ absl::Status Map(int table_status, absl::string_view body_text, absl::string_vie
     message = absl::StrCat("the upstream answered HTTP ", table_status);
   }
 
+  if (response_started && code == absl::StatusCode::kUnavailable) {
+    code = absl::StatusCode::kInternal;
+  }
   absl::Status status = MakeError(code, message, reason, metadata);
   if (code == absl::StatusCode::kInvalidArgument) {
     for (const Violation& violation : body.violations) {
       AddFieldViolation(status, violation.field, violation.description);
     }
+    // Without a `detail` array the upstream named no field: the request as a whole was refused.
+    if (body.violations.empty()) AddFieldViolation(status, "request", message);
   }
   if (code == absl::StatusCode::kResourceExhausted) {
     SetRetryDelay(status, ParseRetryAfter(retry_after, now));
@@ -226,12 +283,14 @@ absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
 
 absl::Status StatusFromHttpError(int http_status, absl::string_view body,
                                  absl::string_view retry_after, absl::Time now) {
-  return Map(http_status, body, retry_after, now, {{"http_status", absl::StrCat(http_status)}});
+  return Map(http_status, ReadErrorBody(body), retry_after, now,
+             {{"http_status", absl::StrCat(http_status)}}, /*response_started=*/false);
 }
 
 absl::Status StatusFromStreamErrorLine(absl::string_view line) {
-  return Map(500, line, /*retry_after=*/"", absl::UnixEpoch(),
-             {{"http_status", "200"}, {"stream_error", "true"}});
+  const ErrorBody body = ReadErrorBody(line);
+  return Map(HttpStatusOfErrorCode(body.error_code), body, /*retry_after=*/"", absl::UnixEpoch(),
+             {{"http_status", "200"}, {"stream_error", "true"}}, /*response_started=*/true);
 }
 
 }  // namespace copilot::gateway

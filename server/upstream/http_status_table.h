@@ -4,7 +4,9 @@
 //
 // Rows (code from the HTTP status; ErrorInfo.reason = the body's `error_code` when present):
 //   400, 422            INVALID_ARGUMENT + BadRequest built from a validation `detail` array
-//   400 thread_is_deactivated, any 4xx engine_does_not_support_streaming  FAILED_PRECONDITION
+//                       (one violation on field "request" when the body names no field)
+//   4xx thread_is_deactivated, engine_does_not_support_streaming,
+//       request_metadata_missing_or_incomplete (meta_data is the gateway's)  FAILED_PRECONDITION
 //   401                 INTERNAL (the gateway's API key was rejected; the caller is not at fault)
 //   403                 PERMISSION_DENIED
 //   404                 NOT_FOUND
@@ -36,8 +38,10 @@ absl::Status StatusFromHttpError(int http_status, absl::string_view body,
                                  absl::string_view retry_after, absl::Time now);
 
 // The status for an error line inside a 2xx NDJSON stream (`{"error_code": ..., "detail": ...}`):
-// mapped like a 500 body, reason = its error_code, metadata {"http_status": "200",
-// "stream_error": "true"} since the HTTP status line itself said 200.
+// mapped like a body of the HTTP status the upstream documents for that error_code (500 when
+// unknown; rate limits stay RESOURCE_EXHAUSTED with RetryInfo), except that UNAVAILABLE becomes
+// INTERNAL (part of the answer went out: retrying would run it again). Reason = its error_code,
+// metadata {"http_status": "200", "stream_error": "true"} since the status line said 200.
 absl::Status StatusFromStreamErrorLine(absl::string_view line);
 
 // The delay a Retry-After header value asks for: delta-seconds or an HTTP-date (relative to

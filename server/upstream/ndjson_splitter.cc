@@ -68,7 +68,7 @@ absl::Status NdjsonSplitter::Finish(absl::FunctionRef<void(absl::string_view)> o
   }
   const std::size_t bytes = partial_.size();
   partial_.clear();
-  return failure_ = MakeError(absl::StatusCode::kUnavailable,
+  return failure_ = MakeError(absl::StatusCode::kInternal,
                               absl::StrCat("the upstream stream ended in the middle of a line (",
                                            bytes, " bytes without a line end)"),
                               "upstream_stream_truncated");

@@ -17,10 +17,11 @@ namespace copilot::gateway {
 //
 // Errors (ErrorInfo reasons): a line longer than the limit is INTERNAL
 // "upstream_stream_line_too_long"; a non-blank unterminated rest at Finish() that is not a whole
-// JSON value is UNAVAILABLE "upstream_stream_truncated" (the stream was cut mid-line: never a
-// silent OK). A whole JSON value without a final line end is a line: the upstream's end-of-stream
-// format is undocumented, and a body that ended cleanly after a complete object lost nothing.
-// After an error the splitter stays failed.
+// JSON value is INTERNAL "upstream_stream_truncated" (the stream was cut mid-line: never a
+// silent OK, and not UNAVAILABLE either: part of the answer went out, so the run happened and a
+// retry would repeat it). A whole JSON value without a final line end is a line: the upstream's
+// end-of-stream format is undocumented, and a body that ended cleanly after a complete object lost
+// nothing. After an error the splitter stays failed.
 //
 // Not thread-safe: one splitter belongs to one stream, fed from one thread.
 class NdjsonSplitter {

@@ -350,5 +350,69 @@ TEST(RequestDeduplicatorTest, WhenFullOfInFlightCallsRunsWithoutRemembering) {
   EXPECT_EQ(results, 2);
 }
 
+TEST(RequestDeduplicatorTest, BoundedByBytesForgettingOldestCompletedFirst) {
+  using Dedup = RequestDeduplicator<v1::RunResponse>;
+  FakeClock clock;
+  v1::RunResponse big;
+  big.mutable_message()->set_content(std::string(1000, 'x'));
+  const std::size_t per_entry = 1 + Dedup::kEntryOverheadBytes + big.ByteSizeLong();
+  Dedup dedup(clock, absl::Minutes(1), 100, 2 * per_entry);  // Room for two answers.
+  int starts = 0;
+  auto start_and_finish = [&](Dedup::Callback done) {
+    ++starts;
+    std::move(done)(big);
+    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
+  };
+  auto ignore = [](absl::StatusOr<v1::RunResponse>) {};
+  dedup.Run("a", "", ignore, start_and_finish);
+  dedup.Run("b", "", ignore, start_and_finish);
+  EXPECT_EQ(dedup.bytes(), 2 * per_entry);
+  dedup.Run("c", "", ignore, start_and_finish);  // Forgets "a" to stay within the bytes.
+  EXPECT_EQ(dedup.size(), 2u);
+  EXPECT_LE(dedup.bytes(), 2 * per_entry);
+  dedup.Run("b", "", ignore, start_and_finish);  // Remembered.
+  EXPECT_EQ(starts, 3);
+  dedup.Run("a", "", ignore, start_and_finish);  // Forgotten: runs again.
+  EXPECT_EQ(starts, 4);
+}
+
+TEST(RequestDeduplicatorTest, ResultLargerThanTheBudgetIsNotRemembered) {
+  using Dedup = RequestDeduplicator<v1::RunResponse>;
+  FakeClock clock;
+  Dedup dedup(clock, absl::Minutes(1), 100, 2000);
+  v1::RunResponse huge;
+  huge.mutable_message()->set_content(std::string(5000, 'x'));
+  int starts = 0;
+  std::optional<absl::StatusOr<v1::RunResponse>> got;
+  auto start_and_finish = [&](Dedup::Callback done) {
+    ++starts;
+    std::move(done)(huge);
+    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
+  };
+  dedup.Run(
+      "a", "", [&](absl::StatusOr<v1::RunResponse> r) { got = std::move(r); }, start_and_finish);
+  ASSERT_TRUE(got.has_value() && got->ok());
+  EXPECT_EQ((*got)->message().content().size(), 5000u);  // The caller still gets it all.
+  EXPECT_EQ(dedup.size(), 0u);
+  EXPECT_EQ(dedup.bytes(), 0u);
+  dedup.Run(
+      "a", "", [](absl::StatusOr<v1::RunResponse>) {}, start_and_finish);
+  EXPECT_EQ(starts, 2);
+}
+
+TEST_F(CopilotCoreTest, FingerprintIsADigestNotTheRequest) {
+  // A request_id reused with a different body is still caught, though only 32 bytes are kept.
+  Result<v1::RunResponse> first;
+  Result<v1::RunResponse> second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  v1::RunRequest other = RunRequest(kRequestId);
+  other.add_tools();
+  core_.Run(CallContext{}, other, second.Callback());
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(api_.call_count(), 1);
+}
+
 }  // namespace
 }  // namespace copilot::gateway

@@ -165,6 +165,35 @@ TEST(ValidationTest, ContentNotBlankForUserSystemTool) {
   }
 }
 
+TEST(ValidationTest, UnicodeWhitespaceIsBlankTooButOtherCharactersAreNot) {
+  ValidationLimits limits;
+  v1::AddMessageRequest r;
+  r.set_thread_id(kThread);
+  // NBSP, ideographic space, em space, line separator, NEL, U+001F.
+  for (const char* blank :
+       {"\xC2\xA0", "\xE3\x80\x80", " \xE2\x80\x83\t", "\xE2\x80\xA8", "\xC2\x85", "\x1F"}) {
+    *r.mutable_message() = Msg(v1::ROLE_USER, blank);
+    EXPECT_THAT(Violations(ValidateAddMessage(r, limits)),
+                ElementsAre(Pair("message.content", "must not be blank")))
+        << testing::PrintToString(std::string(blank));
+  }
+  // Zero-width space is not whitespace; neither is a visible character among spaces.
+  for (const char* content : {"\xE2\x80\x8B", "\xC2\xA0x\xC2\xA0", "\xC3\xBC"}) {
+    *r.mutable_message() = Msg(v1::ROLE_USER, content);
+    EXPECT_TRUE(ValidateAddMessage(r, limits).ok()) << testing::PrintToString(std::string(content));
+  }
+}
+
+TEST(ValidationTest, ListMessagesPageTokenBounded) {
+  ValidationLimits limits;
+  v1::ListMessagesRequest r;
+  r.set_thread_id(kThread);
+  r.set_page_token(std::string(limits.max_page_token_bytes, 'c'));
+  EXPECT_TRUE(ValidateListMessages(r, limits).ok());
+  r.set_page_token(std::string(limits.max_page_token_bytes + 1, 'c'));
+  EXPECT_THAT(Fields(ValidateListMessages(r, limits)), ElementsAre("page_token"));
+}
+
 TEST(ValidationTest, ContentAtMost30000CodePoints) {
   ValidationLimits limits;
   v1::AddMessageRequest r;

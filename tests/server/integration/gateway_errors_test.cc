@@ -91,11 +91,15 @@ INSTANTIATE_TEST_SUITE_P(
             grpc::StatusCode::UNAVAILABLE,
             "upstream_reset",
             ""},
+        // After the first response byte a POST may have been carried out: not "retry".
         Row{"reset_mid_body",
             {{"endpoint", "run"}, {"type", "reset_mid_body"}},
-            grpc::StatusCode::UNAVAILABLE,
+            grpc::StatusCode::INTERNAL,
             "upstream_reset",
             ""},
+        Row{"422_request_metadata_missing",
+            StatusFault(422, "request_metadata_missing_or_incomplete"),
+            grpc::StatusCode::FAILED_PRECONDITION, "request_metadata_missing_or_incomplete", "422"},
         Row{"oversized_body",
             {{"endpoint", "run"}, {"type", "oversized_body"}, {"bytes", 2 * 1024 * 1024}},
             grpc::StatusCode::INTERNAL,
@@ -144,6 +148,31 @@ TEST_F(GatewayErrorDetailsTest, UpstreamValidationCustomShapeCarriesBadRequest) 
   auto bad = FindDetail<google::rpc::BadRequest>(status);
   ASSERT_TRUE(bad.has_value());
   EXPECT_GE(bad->field_violations_size(), 1);
+}
+
+TEST_F(GatewayErrorDetailsTest, UpstreamRefusalWithoutFieldsStillCarriesBadRequest) {
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "q?");
+  Fault(StatusFault(400, "content_filter_error"));
+  v1::RunResponse response;
+  grpc::Status status = RunOn(thread, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto bad = FindDetail<google::rpc::BadRequest>(status);
+  ASSERT_TRUE(bad.has_value());
+  ASSERT_EQ(bad->field_violations_size(), 1);
+  EXPECT_EQ(bad->field_violations(0).field(), "request");
+}
+
+TEST_F(GatewayErrorDetailsTest, ResetAfterHeadersOnAReadIsStillRetryable) {
+  // GET is idempotent: a cut answer can be asked for again, unlike a Run (see reset_mid_body).
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "q?");
+  Fault({{"endpoint", "get_thread"}, {"type", "reset_mid_body"}});
+  grpc::ClientContext context;
+  v1::GetThreadRequest request;
+  request.set_thread_id(thread);
+  v1::GetThreadResponse response;
+  grpc::Status status = stub_->GetThread(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_EQ(Reason(status), "upstream_reset");
 }
 
 TEST_F(GatewayErrorDetailsTest, RealNotFoundFromTheUpstream) {

@@ -1,6 +1,7 @@
 // Streaming through the real binaries: no buffering, failures mid-way, slow readers.
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "gmock/gmock.h"
 #include "tests/server/integration/integration_fixture.h"
@@ -10,7 +11,20 @@ namespace {
 
 namespace v1 = ::copilot::v1;
 
-using GatewayStreamingTest = GatewayIntegrationTest;
+class GatewayStreamingTest : public GatewayIntegrationTest {
+ protected:
+  // Streams a run on `thread`, reading every chunk: how many came, and how the call ended.
+  std::pair<int, grpc::Status> StreamRunToTheEnd(const std::string& thread) {
+    grpc::ClientContext context;
+    v1::StreamRunRequest request;
+    request.set_thread_id(thread);
+    auto reader = stub_->StreamRun(&context, request);
+    v1::StreamRunResponse chunk;
+    int chunks = 0;
+    while (reader->Read(&chunk)) ++chunks;
+    return {chunks, reader->Finish()};
+  }
+};
 
 TEST_F(GatewayStreamingTest, FirstChunkArrivesLongBeforeThePacedUpstreamEnds) {
   ASSERT_TRUE(emulator_->SetConfig({{"stream_delay_ms", 250}}).ok());
@@ -38,16 +52,10 @@ TEST_F(GatewayStreamingTest, FirstChunkArrivesLongBeforeThePacedUpstreamEnds) {
 TEST_F(GatewayStreamingTest, TruncatedStreamEndsWithAnErrorNotOk) {
   const std::string thread = ThreadWithQuestion(kHrAssistant, "truncated?");
   Fault({{"endpoint", "run_stream"}, {"type", "truncated_ndjson"}, {"lines", 3}});
-  grpc::ClientContext context;
-  v1::StreamRunRequest request;
-  request.set_thread_id(thread);
-  auto reader = stub_->StreamRun(&context, request);
-  v1::StreamRunResponse chunk;
-  int chunks = 0;
-  while (reader->Read(&chunk)) ++chunks;
-  grpc::Status status = reader->Finish();
+  const auto [chunks, status] = StreamRunToTheEnd(thread);
   EXPECT_EQ(chunks, 3);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  // Not UNAVAILABLE: three chunks went out, so the run happened; a retry would repeat it.
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
   EXPECT_EQ(Reason(status), "upstream_stream_truncated");
 }
 
@@ -58,18 +66,25 @@ TEST_F(GatewayStreamingTest, MidStreamErrorLineEndsWithThatError) {
          {"lines", 2},
          {"error_code", "api_timeout_error"},
          {"detail", "the model timed out"}});
-  grpc::ClientContext context;
-  v1::StreamRunRequest request;
-  request.set_thread_id(thread);
-  auto reader = stub_->StreamRun(&context, request);
-  v1::StreamRunResponse chunk;
-  int chunks = 0;
-  while (reader->Read(&chunk)) ++chunks;
-  grpc::Status status = reader->Finish();
+  const auto [chunks, status] = StreamRunToTheEnd(thread);
   EXPECT_EQ(chunks, 2);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);  // Mapped like a 500 body.
   EXPECT_EQ(Reason(status), "api_timeout_error");
   EXPECT_EQ(status.error_message(), "the model timed out");
+}
+
+TEST_F(GatewayStreamingTest, MidStreamRateLimitLineIsResourceExhaustedWithRetryInfo) {
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "mid-stream rate limit?");
+  Fault({{"endpoint", "run_stream"},
+         {"type", "mid_stream_error"},
+         {"lines", 1},
+         {"error_code", "rate_limit_error"},
+         {"detail", "model provider busy"}});
+  const auto [chunks, status] = StreamRunToTheEnd(thread);
+  EXPECT_EQ(chunks, 1);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_EQ(Reason(status), "rate_limit_error");
+  EXPECT_TRUE(FindDetail<google::rpc::RetryInfo>(status).has_value());
 }
 
 TEST_F(GatewayStreamingTest, StreamCompleteUpstreamErrorBeforeTheStream) {

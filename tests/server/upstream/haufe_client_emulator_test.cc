@@ -278,7 +278,7 @@ TEST_F(HaufeClientEmulatorTest, LicenceIsInjectedForAssistantsThatNeedIt) {
   Waiter<v1::Message> without;
   client_->Complete(options_, Completion(kTax, "USt?"), without.Callback());
   absl::Status status = without.Get().status();
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_EQ(Reason(status), "request_metadata_missing_or_incomplete");
 
   options_.licence = "PI12345";
@@ -336,7 +336,7 @@ TEST_F(HaufeClientEmulatorTest, TruncatedStreamIsNeverOk) {
   auto sink = std::make_shared<CollectingSink>();
   client_->StreamComplete(options_, Completion(kHr, "x?"), sink);
   absl::Status status = sink->Wait();
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
   EXPECT_EQ(Reason(status), "upstream_stream_truncated");
   EXPECT_EQ(sink->chunks().size(), 2u);
 }
@@ -362,7 +362,7 @@ TEST_F(HaufeClientEmulatorTest, StreamResetAfterChunks) {
   auto sink = std::make_shared<CollectingSink>();
   client_->StreamComplete(options_, Completion(kHr, "x?"), sink);
   absl::Status status = sink->Wait();
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal) << status;
   EXPECT_EQ(Reason(status), "upstream_reset");
   EXPECT_GE(sink->chunks().size(), 1u);
 }

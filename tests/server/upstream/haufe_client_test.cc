@@ -452,6 +452,31 @@ TEST_F(HaufeClientTest, StreamErrorLineEndsStreamAndCancels) {
   EXPECT_EQ(Reason(*sink->done), "api_timeout_error");
 }
 
+TEST_F(HaufeClientTest, UpstreamErrorTextNeverEchoesTheKeyOrLicenceSent) {
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
+  Respond(transport_->last(), 422,
+          R"({"error_code":"validation_error","detail":[{"loc":["body","meta_data"],)"
+          R"("msg":"licence PI42 unknown for key secret-key"}]})");
+  ASSERT_TRUE(result.value.has_value());
+  const absl::Status& status = result.value->status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  const std::string everything = status.ToString(absl::StatusToStringMode::kWithEverything);
+  EXPECT_EQ(everything.find("PI42"), std::string::npos) << everything;
+  EXPECT_EQ(everything.find("secret-key"), std::string::npos) << everything;
+  EXPECT_NE(GetBadRequest(status)->field_violations(0).description().find("[redacted]"),
+            std::string::npos);
+
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(R"({"error_code":"api_error","detail":"licence PI42 rejected"})"
+                       "\n");
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_EQ(sink->done->message(), "licence [redacted] rejected");
+}
+
 // A transport whose loop runs the whole stream before Start returns (a fast loop thread).
 class EagerTransport final : public HttpTransport {
  public:
@@ -483,7 +508,7 @@ TEST_F(HaufeClientTest, StreamCutMidLineIsTruncatedNeverOk) {
   call.handler->OnData(ChunkLine("a") + "{\"message_id\":\"m1\",\"del");
   call.handler->OnComplete(absl::OkStatus());
   EXPECT_EQ(sink->chunks.size(), 1u);
-  EXPECT_EQ(sink->done->code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(sink->done->code(), absl::StatusCode::kInternal);
   EXPECT_EQ(Reason(*sink->done), "upstream_stream_truncated");
 }
 

@@ -75,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(
         Row{404, "attachment_document_does_not_exist", C::kNotFound},
         Row{409, "conflict_error", C::kAborted}, Row{409, "conflict", C::kAborted},
         Row{422, "unprocessable_entity", C::kInvalidArgument},
-        Row{422, "request_metadata_missing_or_incomplete", C::kInvalidArgument},
+        Row{422, "request_metadata_missing_or_incomplete", C::kFailedPrecondition},
         Row{422, "message_content_empty", C::kInvalidArgument},
         Row{422, "attachment_not_unique", C::kInvalidArgument},
         Row{422, "attachment_url_invalid", C::kInvalidArgument},
@@ -304,6 +304,47 @@ TEST(HttpStatusTableTest, UnknownErrorCodeKeepsStatusRow) {
 TEST(HttpStatusTableTest, DeactivatedThreadOnlySpecialWithin4xx) {
   EXPECT_EQ(Map(500, Standard("thread_is_deactivated", "x")).code(), C::kInternal);
   EXPECT_EQ(Map(404, Standard("thread_is_deactivated", "x")).code(), C::kFailedPrecondition);
+}
+
+TEST(HttpStatusTableTest, MissingRequestMetadataIsTheGatewaysConfigNotTheCaller) {
+  absl::Status status =
+      Map(422, Standard("request_metadata_missing_or_incomplete", "Request lacks metadata"));
+  EXPECT_EQ(status.code(), C::kFailedPrecondition);
+  EXPECT_EQ(Reason(status), "request_metadata_missing_or_incomplete");
+  EXPECT_NE(status.message().find("licence configuration"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("Request lacks metadata"), std::string::npos) << status;
+  EXPECT_FALSE(GetBadRequest(status).has_value());
+}
+
+TEST(HttpStatusTableTest, InvalidArgumentWithoutDetailArrayStillHasBadRequest) {
+  absl::Status status = Map(400, Standard("content_filter_error", "Filtered"));
+  ASSERT_EQ(status.code(), C::kInvalidArgument);
+  auto bad_request = GetBadRequest(status);
+  ASSERT_TRUE(bad_request.has_value());
+  ASSERT_EQ(bad_request->field_violations_size(), 1);
+  EXPECT_EQ(bad_request->field_violations(0).field(), "request");
+  EXPECT_EQ(bad_request->field_violations(0).description(), "Filtered");
+  // An empty body too: the upstream refused the request as a whole.
+  auto empty = GetBadRequest(Map(422, ""));
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_EQ(empty->field_violations(0).field(), "request");
+}
+
+TEST(HttpStatusTableTest, StreamErrorLinesMapByTheirErrorCodesDocumentedStatus) {
+  absl::Status limited = StatusFromStreamErrorLine(Standard("rate_limit_error", "slow down"));
+  EXPECT_EQ(limited.code(), C::kResourceExhausted);
+  EXPECT_TRUE(GetRetryInfo(limited).has_value());
+  EXPECT_EQ(HttpStatus(limited), "200");
+  EXPECT_EQ(StatusFromStreamErrorLine(Standard("content_filter_error", "x")).code(),
+            C::kInvalidArgument);
+  EXPECT_EQ(StatusFromStreamErrorLine(Standard("thread_not_found", "x")).code(), C::kNotFound);
+  EXPECT_EQ(StatusFromStreamErrorLine(Standard("brand_new_code", "x")).code(), C::kInternal);
+  // 503 would say "retry", but part of the answer already went out: a retry runs it again.
+  absl::Status unavailable =
+      StatusFromStreamErrorLine(Standard("internal_service_error", "try later"));
+  EXPECT_EQ(unavailable.code(), C::kInternal);
+  EXPECT_EQ(Reason(unavailable), "internal_service_error");
+  EXPECT_EQ(unavailable.message(), "try later");
 }
 
 TEST(HttpStatusTableTest, StreamErrorLineMapsLikeA500Body) {

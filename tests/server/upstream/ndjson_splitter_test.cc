@@ -71,7 +71,7 @@ TEST(NdjsonSplitterTest, TruncatedStreamIsAnError) {
   Collector collector;
   ASSERT_TRUE(collector.Feed(splitter, "{\"a\":1}\n{\"b\":").ok());
   absl::Status status = collector.Finish(splitter);
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
   EXPECT_EQ(Reason(status), "upstream_stream_truncated");
   EXPECT_EQ(collector.lines, (std::vector<std::string>{"{\"a\":1}"}));
 }

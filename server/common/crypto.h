@@ -1,0 +1,23 @@
+// The few cryptographic primitives the gateway needs, over OpenSSL's libcrypto.
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+
+namespace copilot::gateway {
+
+// SHA-256 of `data`: 32 raw bytes.
+std::string Sha256(absl::string_view data);
+
+// HMAC-SHA-256 of `data` under `key`: 32 raw bytes.
+std::string HmacSha256(absl::string_view key, absl::string_view data);
+
+// Whether `a` and `b` are equal, in time that depends only on their lengths (for comparing
+// secrets and MACs).
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
