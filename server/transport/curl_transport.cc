@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -120,6 +121,22 @@ absl::Status ShutdownStatus() {
                    "transport_shutdown");
 }
 
+// What a caller is told to wait before trying again when max_transfers are in flight: upstream
+// calls take seconds, so some will have ended by then.
+constexpr absl::Duration kTransfersExhaustedRetryDelay = absl::Seconds(1);
+
+absl::Status TransfersExhaustedStatus(int64_t max_transfers) {
+  absl::Status status = MakeError(
+      absl::StatusCode::kResourceExhausted,
+      absl::StrCat("the gateway already has ", max_transfers, " upstream transfers in flight"),
+      "upstream_transfers_exhausted", {{"max_transfers", absl::StrCat(max_transfers)}});
+  SetRetryDelay(status, kTransfersExhaustedRetryDelay);
+  AddQuotaViolation(
+      status, "upstream_transfers",
+      absl::StrCat("at most ", max_transfers, " upstream transfers in flight per gateway process"));
+  return status;
+}
+
 // Idempotent in HTTP (RFC 9110, 9.2.2): the upstream may safely see the request twice.
 bool IsIdempotent(absl::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
@@ -182,7 +199,7 @@ long ClampedMillis(absl::Duration duration) {
 }  // namespace
 
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
-// mailbox_ (thread-safe).
+// mailbox_ and in_flight_ (thread-safe).
 class CurlTransport::Loop {
  public:
   static absl::StatusOr<std::unique_ptr<Loop>> Create(const CurlTransportOptions& options);
@@ -191,6 +208,12 @@ class CurlTransport::Loop {
   const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
   // The thread body: returns after a kStop command, every transfer completed.
   void Run();
+
+  // Thread-safe. Takes one of the max_transfers slots for a new transfer; false when none is
+  // free. A slot is given back right before the transfer's OnComplete.
+  bool Admit();
+  void Release() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  int64_t max_transfers() const { return options_.max_transfers; }
 
  private:
   // One transfer in progress.
@@ -242,6 +265,8 @@ class CurlTransport::Loop {
   void DeliverHeaders(Transfer& transfer);
   // Removes `transfer`, then calls its handler's OnComplete(status).
   void Complete(Transfer& transfer, absl::Status status);
+  // Gives the transfer's slot back, then calls handler->OnComplete(status).
+  void Finish(std::shared_ptr<HttpTransferHandler> handler, absl::Status status);
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
   // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
   // that is not idempotent, which the upstream may have carried out: then INTERNAL.
@@ -261,10 +286,16 @@ class CurlTransport::Loop {
   std::optional<SteadyTime> curl_timer_;
   std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<StallEntry>> stall_heap_;
   bool stopping_ = false;
+  // Transfers admitted and not yet completed: queued in the mailbox or in transfers_.
+  std::atomic<int64_t> in_flight_{0};
 };
 
 absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create(
     const CurlTransportOptions& options) {
+  if (options.max_transfers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CurlTransportOptions.max_transfers must be at least 1, not ", options.max_transfers));
+  }
   EnsureCurlGlobalInit();
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
@@ -419,15 +450,15 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   HttpRequest& request = command.request;
   const absl::Duration remaining = request.deadline - absl::Now();
   if (remaining <= absl::ZeroDuration()) {
-    handler->OnComplete(MakeError(absl::StatusCode::kDeadlineExceeded,
-                                  "the deadline passed before the upstream request was sent",
-                                  "upstream_timeout", {{"request_sent", "false"}}));
+    Finish(std::move(handler), MakeError(absl::StatusCode::kDeadlineExceeded,
+                                         "the deadline passed before the upstream request was sent",
+                                         "upstream_timeout", {{"request_sent", "false"}}));
     return;
   }
   CURL* easy = curl_easy_init();
   if (easy == nullptr) {
-    handler->OnComplete(
-        MakeError(absl::StatusCode::kInternal, "curl_easy_init failed", "transport_misconfigured"));
+    Finish(std::move(handler), MakeError(absl::StatusCode::kInternal, "curl_easy_init failed",
+                                         "transport_misconfigured"));
     return;
   }
   auto owned = std::make_unique<Transfer>();
@@ -553,7 +584,7 @@ void CurlTransport::Loop::HandleCommands() {
     switch (command.kind) {
       case Command::Kind::kStart:
         if (stopping_) {
-          command.handler->OnComplete(ShutdownStatus());
+          Finish(std::move(command.handler), ShutdownStatus());
         } else {
           StartTransfer(command);
         }
@@ -581,7 +612,21 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   curl_slist_free_all(transfer.headers);
   std::shared_ptr<HttpTransferHandler> handler = std::move(transfer.handler);
   transfers_.erase(transfer.id);  // `transfer` is gone from here on.
+  Finish(std::move(handler), std::move(status));
+}
+
+void CurlTransport::Loop::Finish(std::shared_ptr<HttpTransferHandler> handler,
+                                 absl::Status status) {
+  Release();  // First, so that a handler may start its next transfer in the freed slot.
   handler->OnComplete(std::move(status));
+}
+
+bool CurlTransport::Loop::Admit() {
+  int64_t current = in_flight_.load(std::memory_order_relaxed);
+  do {
+    if (current >= options_.max_transfers) return false;
+  } while (!in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  return true;
 }
 
 absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer, std::string message,
@@ -791,7 +836,14 @@ std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
   command.id = id;
   command.request = std::move(request);
   command.handler = handler;
-  if (!loop_->mailbox()->Post(command)) handler->OnComplete(ShutdownStatus());
+  if (!loop_->Admit()) {
+    handler->OnComplete(TransfersExhaustedStatus(loop_->max_transfers()));
+    return handle;
+  }
+  if (!loop_->mailbox()->Post(command)) {
+    loop_->Release();
+    handler->OnComplete(ShutdownStatus());
+  }
   return handle;
 }
 

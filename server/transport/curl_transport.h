@@ -26,6 +26,10 @@ struct CurlTransportOptions {
   long receive_buffer_bytes = 16 * 1024;
   // Size of the shared connection cache (CURLMOPT_MAXCONNECTS); 0 keeps libcurl's default.
   long max_cached_connections = 0;
+  // Transfers in flight (queued for the loop or running) at most. A Start beyond it completes
+  // at once with RESOURCE_EXHAUSTED "upstream_transfers_exhausted"; nothing queues without bound.
+  // Each transfer holds a socket, so keep it below the process's file descriptor limit.
+  int64_t max_transfers = 20000;
 };
 
 // The loop: one thread blocks in epoll_wait on the sockets libcurl asks for
@@ -57,6 +61,9 @@ struct CurlTransportOptions {
 //   HttpTransfer::Cancel()                               CANCELLED "upstream_call_cancelled"
 //     (the connection is closed at once)
 //   Shutdown() / Start() after Shutdown()                CANCELLED "transport_shutdown"
+//   max_transfers already in flight (inline in Start)    RESOURCE_EXHAUSTED
+//                                                          "upstream_transfers_exhausted"
+//                                                          (+ RetryInfo, QuotaFailure)
 //   a bad URL, or an option libcurl refuses              INTERNAL "transport_misconfigured"
 //     (metadata "curl_option" names a refused option)
 //
@@ -80,8 +87,9 @@ struct CurlTransportOptions {
 // loop thread and must not block.
 class CurlTransport final : public HttpTransport {
  public:
-  // Starts the loop thread. Fails (INTERNAL) when epoll, eventfd or libcurl cannot be set up (a
-  // refused multi option: "transport_misconfigured" naming it).
+  // Starts the loop thread. Fails with INVALID_ARGUMENT for max_transfers < 1, and with INTERNAL
+  // when epoll, eventfd or libcurl cannot be set up (a refused multi option:
+  // "transport_misconfigured" naming it).
   static absl::StatusOr<std::unique_ptr<CurlTransport>> Create(
       CurlTransportOptions options = CurlTransportOptions());
 

@@ -54,7 +54,9 @@ struct HttpResponseHead {
 
 // Receives the events of one transfer. All calls come from the transport's event loop thread,
 // in order: OnHeaders at most once, OnData zero or more times, OnComplete exactly once (also
-// after Cancel). Implementations must not block.
+// after Cancel). One exception: a transfer that cannot even be queued (the transport is shut
+// down or at its bound on transfers in flight) gets OnComplete inline, on the thread calling
+// HttpTransport::Start, before Start returns. Implementations must not block.
 class HttpTransferHandler {
  public:
   virtual ~HttpTransferHandler() = default;
@@ -74,8 +76,9 @@ class HttpTransferHandler {
   //     request, so a blind retry could do it twice.
   //   - The deadline gives DEADLINE_EXCEEDED ("upstream_timeout"); Cancel() gives CANCELLED
   //     ("upstream_call_cancelled"); a body over max_response_bytes INTERNAL
-  //     ("upstream_response_too_large"); a bad URL or option INTERNAL
-  //     ("transport_misconfigured").
+  //     ("upstream_response_too_large"); a transport at its bound on transfers in flight
+  //     RESOURCE_EXHAUSTED ("upstream_transfers_exhausted", with RetryInfo); a bad URL or
+  //     option INTERNAL ("transport_misconfigured").
   virtual void OnComplete(absl::Status status) = 0;
 };
 
@@ -95,7 +98,8 @@ class HttpTransport {
  public:
   virtual ~HttpTransport() = default;
   // Queues `request`; `handler` receives its events on the event loop thread and is kept alive
-  // by the transport until OnComplete has returned.
+  // by the transport until OnComplete has returned (see HttpTransferHandler for the one case
+  // where OnComplete runs inline).
   virtual std::shared_ptr<HttpTransfer> Start(HttpRequest request,
                                               std::shared_ptr<HttpTransferHandler> handler) = 0;
 };

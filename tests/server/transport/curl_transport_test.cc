@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -153,6 +154,22 @@ class RecordingHandler final : public HttpTransferHandler {
   int empty_pieces_ ABSL_GUARDED_BY(mu_) = 0;
   bool pause_on_data_ ABSL_GUARDED_BY(mu_) = false;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Starts a follow-up transfer from OnComplete (on the loop thread).
+class ChainingHandler final : public HttpTransferHandler {
+ public:
+  ChainingHandler(CurlTransport* transport, HttpRequest next,
+                  std::shared_ptr<RecordingHandler> then)
+      : transport_(transport), next_(std::move(next)), then_(std::move(then)) {}
+  void OnHeaders(const HttpResponseHead&) override {}
+  bool OnData(absl::string_view) override { return true; }
+  void OnComplete(absl::Status) override { transport_->Start(next_, then_); }
+
+ private:
+  CurlTransport* transport_;
+  HttpRequest next_;
+  std::shared_ptr<RecordingHandler> then_;
 };
 
 class CurlTransportTest : public testing::Test {
@@ -695,23 +712,9 @@ TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {
 }
 
 TEST_F(CurlTransportTest, HandlersMayStartTransfersFromTheLoop) {
-  // A handler that starts a follow-up transfer from OnComplete (on the loop thread).
-  class Chaining final : public HttpTransferHandler {
-   public:
-    Chaining(CurlTransport* transport, HttpRequest next, std::shared_ptr<RecordingHandler> then)
-        : transport_(transport), next_(std::move(next)), then_(std::move(then)) {}
-    void OnHeaders(const HttpResponseHead&) override {}
-    bool OnData(absl::string_view) override { return true; }
-    void OnComplete(absl::Status) override { transport_->Start(next_, then_); }
-
-   private:
-    CurlTransport* transport_;
-    HttpRequest next_;
-    std::shared_ptr<RecordingHandler> then_;
-  };
   auto second = std::make_shared<RecordingHandler>();
-  transport_->Start(Get("/assistants"),
-                    std::make_shared<Chaining>(transport_.get(), Get("/assistants"), second));
+  transport_->Start(Get("/assistants"), std::make_shared<ChainingHandler>(
+                                            transport_.get(), Get("/assistants"), second));
   EXPECT_TRUE(second->Wait().ok());
 }
 
@@ -794,6 +797,81 @@ TEST_F(CurlTransportTest, ScaleSlowTransfersFromEnvironment) {
       peak_rss_kb / 1024, stats["peak_connections"].dump().c_str());
   EXPECT_EQ(ok, transfers);
   EXPECT_EQ(peak_threads, threads_before);
+}
+
+// A bound on transfers in flight: Start beyond it fails at once and queues nothing.
+TEST_F(CurlTransportTest, StartBeyondMaxTransfersIsRejectedAtOnce) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.max_transfers = 3});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<CurlTransport> transport = *std::move(created);
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 1000}});
+  std::vector<std::shared_ptr<RecordingHandler>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::make_shared<RecordingHandler>());
+    transport->Start(Get("/assistants"), held.back());
+  }
+  auto rejected = std::make_shared<RecordingHandler>();
+  std::shared_ptr<HttpTransfer> transfer = transport->Start(Get("/assistants"), rejected);
+  ASSERT_TRUE(rejected->done());  // Inline, before Start returned.
+  absl::Status status = rejected->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_EQ(Reason(status), "upstream_transfers_exhausted");
+  EXPECT_EQ(Meta(status, "max_transfers"), "3");
+  std::optional<google::rpc::RetryInfo> retry = GetRetryInfo(status);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_GT(retry->retry_delay().seconds() * 1000 + retry->retry_delay().nanos() / 1000000, 0);
+  std::optional<google::rpc::QuotaFailure> quota = GetQuotaFailure(status);
+  ASSERT_TRUE(quota.has_value());
+  ASSERT_EQ(quota->violations_size(), 1);
+  EXPECT_EQ(quota->violations(0).subject(), "upstream_transfers");
+  transfer->Cancel();  // A no-op.
+  transfer->Resume();
+  for (auto& handler : held) EXPECT_TRUE(handler->Wait().ok());
+  // The slots are free again.
+  auto later = std::make_shared<RecordingHandler>();
+  transport->Start(Get("/assistants"), later);
+  EXPECT_TRUE(later->Wait().ok());
+  EXPECT_EQ(emu().Requests()->size(), 4u);  // The rejected Start never reached the upstream.
+}
+
+// Every way a transfer ends gives its slot back, before OnComplete (so a handler may start the
+// next transfer from there).
+TEST_F(CurlTransportTest, EveryEndingGivesTheTransferSlotBack) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.max_transfers = 1});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::shared_ptr<CurlTransport> transport = *std::move(created);
+  auto expect_code = [&](HttpRequest request, absl::StatusCode code, bool cancel = false) {
+    auto handler = std::make_shared<RecordingHandler>();
+    std::shared_ptr<HttpTransfer> transfer = transport->Start(std::move(request), handler);
+    if (cancel) transfer->Cancel();
+    EXPECT_EQ(handler->Wait().code(), code);
+  };
+  HttpRequest past = Get("/assistants");
+  past.deadline = absl::Now() - absl::Seconds(1);
+  expect_code(past, absl::StatusCode::kDeadlineExceeded);
+  HttpRequest overlong = Get("/assistants");
+  overlong.url.append(9 * 1000 * 1000, 'a');
+  expect_code(overlong, absl::StatusCode::kInternal);
+  // Held by the upstream, so the Cancel always comes first.
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 5000}});
+  expect_code(Get("/assistants"), absl::StatusCode::kCancelled, /*cancel=*/true);
+  // Every attempt (libcurl retries a reused connection that dies before a response byte).
+  ASSERT_TRUE(emu().ClearFaults().ok());
+  AddFault({{"endpoint", "list_assistants"}, {"type", "reset_before_headers"}});
+  expect_code(Get("/assistants"), absl::StatusCode::kUnavailable);
+  ASSERT_TRUE(emu().ClearFaults().ok());
+  expect_code(Get("/assistants"), absl::StatusCode::kOk);
+  // From OnComplete, the one slot is free for the next transfer.
+  auto second = std::make_shared<RecordingHandler>();
+  transport->Start(Get("/assistants"),
+                   std::make_shared<ChainingHandler>(transport.get(), Get("/assistants"), second));
+  absl::Status status = second->Wait();
+  EXPECT_TRUE(status.ok()) << status;
+}
+
+TEST_F(CurlTransportTest, CreateRejectsABoundBelowOne) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.max_transfers = 0});
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << created.status();
 }
 
 // Every curl_easy_setopt result is checked: libcurl refuses strings over 8,000,000 bytes, and the
