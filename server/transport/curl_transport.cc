@@ -572,6 +572,8 @@ void CurlTransport::Loop::ResumeTransfer(Transfer& transfer) {
     return;
   }
   if (transfer.held_result.has_value()) {
+    // No CURLPAUSE_CONT needed: removing a paused handle is legal (curl_multi_remove_handle(3)),
+    // and libcurl 7.88 / >= 8.8 report no DONE while receiving is paused, so nothing is held back.
     Complete(transfer, StatusFor(transfer, *transfer.held_result));
     return;
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -130,6 +131,10 @@ class RecordingHandler final : public HttpTransferHandler {
   std::string body() {
     absl::MutexLock lock(&mu_);
     return body_;
+  }
+  std::size_t body_size() {
+    absl::MutexLock lock(&mu_);
+    return body_.size();
   }
   int data_calls() {
     absl::MutexLock lock(&mu_);
@@ -626,6 +631,64 @@ TEST_F(CurlTransportTest, PausingEveryPieceStillDeliversEverything) {
   }
   ASSERT_TRUE(handler->Wait().ok());
   EXPECT_EQ(StreamText(handler->body()), kExpectedAnswer);
+}
+
+// Flow control reaches the upstream: while the handler holds the transfer paused libcurl stops
+// reading the socket, so once the socket buffers are full the emulator cannot write any more
+// of a 64 MiB answer (its record counts the bytes the kernel accepted from it).
+TEST_F(CurlTransportTest, PausedTransferHoldsTheUpstreamBack) {
+  constexpr int64_t kPadding = 64 << 20;
+  // One 64 MiB NDJSON line first, then the paced answer.
+  AddFault(
+      {{"endpoint", "chat_completions_stream"}, {"type", "oversized_body"}, {"bytes", kPadding}});
+  auto handler = std::make_shared<RecordingHandler>();
+  handler->set_pause_on_data(true);
+  HttpRequest request = StreamRequest();
+  request.max_response_bytes = 2 * kPadding;
+  request.stall_timeout = absl::Milliseconds(300);  // A pause is not a stall.
+  request.deadline = absl::Now() + absl::Seconds(90);
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(request, handler);
+  ASSERT_TRUE(handler->WaitForData());
+  auto upstream_sent = [this](bool* finished = nullptr) -> int64_t {
+    absl::StatusOr<json> records = emu().Requests();
+    if (!records.ok() || records->size() != 1) return -1;
+    if (finished != nullptr) *finished = (*records)[0]["finished"].get<bool>();
+    return (*records)[0]["response_bytes_sent"].get<int64_t>();
+  };
+  // Let the socket buffers fill: two equal readings 250 ms apart (at most 15 s).
+  int64_t settled = upstream_sent();
+  int64_t previous = -2;
+  for (int i = 0; i < 60 && settled != previous; ++i) {
+    previous = settled;
+    absl::SleepFor(absl::Milliseconds(250));
+    settled = upstream_sent();
+  }
+  absl::SleepFor(absl::Seconds(1));
+  bool finished = true;
+  const int64_t after_a_second = upstream_sent(&finished);
+  const std::size_t delivered = handler->body_size();
+  std::printf(
+      "paused: upstream wrote %lld bytes of a %lld-byte answer (%lld more in the last second); "
+      "the handler got %zu bytes in %d OnData call(s)\n",
+      static_cast<long long>(after_a_second), static_cast<long long>(kPadding),
+      static_cast<long long>(after_a_second - settled), delivered, handler->data_calls());
+  EXPECT_GT(settled, 0);
+  EXPECT_FALSE(finished);
+  // Bounded by the kernel's socket buffers (tcp_rmem/tcp_wmem maxima: tens of MiB at most),
+  // far short of the answer; and no growth while paused once they are full.
+  EXPECT_LT(after_a_second, kPadding / 2);
+  EXPECT_LE(after_a_second - settled, 64 * 1024);
+  EXPECT_EQ(handler->data_calls(), 1);
+  EXPECT_LE(delivered, 16u * 1024);  // One receive buffer at most.
+
+  handler->set_pause_on_data(false);
+  handler->Unpause();
+  transfer->Resume();
+  absl::Status status = handler->Wait(absl::Seconds(60));
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_GT(static_cast<int64_t>(handler->body_size()), kPadding);
+  EXPECT_GT(upstream_sent(&finished), static_cast<int64_t>(handler->body_size()));
+  EXPECT_TRUE(finished);
 }
 
 TEST_F(CurlTransportTest, DeadlineEndsAPausedTransfer) {
