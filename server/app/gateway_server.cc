@@ -23,6 +23,7 @@ HaufeClientConfig ClientConfig(const GatewayConfig& config) {
   client.connect_timeout = config.upstream.connect_timeout;
   client.stall_timeout = config.upstream.stall_timeout;
   client.max_response_bytes = config.upstream.max_response_bytes;
+  client.max_ndjson_line_bytes = config.upstream.max_ndjson_line_bytes;
   return client;
 }
 
@@ -35,6 +36,7 @@ CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& sec
   options.limits.max_messages = config.limits.max_messages;
   options.request_id_ttl = config.request_ids.ttl;
   options.request_id_max_entries = config.request_ids.max_entries;
+  options.request_id_max_bytes = config.request_ids.max_bytes;
   return options;
 }
 
@@ -59,7 +61,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   }
   gateway->core_ = std::make_unique<CopilotCore>(*gateway->api_, *gateway->clock_,
                                                  gateway->handles_, CoreOptionsOf(config, secrets));
-  gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_);
+  AdapterOptions adapter_options;
+  adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
+  gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
 
   grpc::ServerBuilder builder;
   grpc::ResourceQuota quota("copilot-gateway");

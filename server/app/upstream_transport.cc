@@ -5,7 +5,11 @@
 namespace copilot::gateway {
 
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config) {
-  absl::StatusOr<std::unique_ptr<CurlTransport>> transport = CurlTransport::Create();
+  CurlTransportOptions options;
+  options.http2 = config.upstream.http2;
+  options.max_transfers = static_cast<int64_t>(config.upstream.max_transfers);
+  options.max_cached_connections = static_cast<long>(config.upstream.max_cached_connections);
+  absl::StatusOr<std::unique_ptr<CurlTransport>> transport = CurlTransport::Create(options);
   if (!transport.ok()) return transport.status();
   return std::shared_ptr<HttpTransport>(*std::move(transport));
 }

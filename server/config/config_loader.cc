@@ -134,6 +134,16 @@ FieldReader Bytes(std::size_t& out, std::size_t min, std::size_t max) {
   };
 }
 
+FieldReader Bool(bool& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (node.IsScalar() && (node.Scalar() == "true" || node.Scalar() == "false")) {
+      out = node.Scalar() == "true";
+      return absl::OkStatus();
+    }
+    return PathError(path, "expected true or false");
+  };
+}
+
 FieldReader Section(std::map<std::string, FieldReader> readers) {
   return [readers = std::move(readers)](const YAML::Node& node,
                                         const std::string& path) -> absl::Status {
@@ -152,15 +162,21 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"listen", NonEmptyString(server.listen)},
       {"shutdown_grace", PositiveDuration(server.shutdown_grace)},
       {"max_threads", IntInRange(server.max_threads, 1, 1024)},
-      {"upstream", Section({
-                       {"base_url", NonEmptyString(upstream.base_url)},
-                       {"api_key_file", NonEmptyString(upstream.api_key_file)},
-                       {"api_key_env", NonEmptyString(upstream.api_key_env)},
-                       {"connect_timeout", PositiveDuration(upstream.connect_timeout)},
-                       {"stall_timeout", PositiveDuration(upstream.stall_timeout)},
-                       {"max_call_timeout", PositiveDuration(upstream.max_call_timeout)},
-                       {"max_response_bytes", Bytes(upstream.max_response_bytes, 1024, kGiB)},
-                   })},
+      {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
+      {"upstream",
+       Section({
+           {"base_url", NonEmptyString(upstream.base_url)},
+           {"api_key_file", NonEmptyString(upstream.api_key_file)},
+           {"api_key_env", NonEmptyString(upstream.api_key_env)},
+           {"connect_timeout", PositiveDuration(upstream.connect_timeout)},
+           {"stall_timeout", PositiveDuration(upstream.stall_timeout)},
+           {"max_call_timeout", PositiveDuration(upstream.max_call_timeout)},
+           {"max_response_bytes", Bytes(upstream.max_response_bytes, 1024, kGiB)},
+           {"max_ndjson_line_bytes", Bytes(upstream.max_ndjson_line_bytes, 1024, kGiB)},
+           {"http2", Bool(upstream.http2)},
+           {"max_transfers", Count(upstream.max_transfers, 1, 1000000)},
+           {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
+       })},
       {"limits", Section({
                      {"max_content_chars", IntInRange(limits.max_content_chars, 1, 30000)},
                      {"max_messages", IntInRange(limits.max_messages, 1, 100000)},
@@ -169,6 +185,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"request_ids", Section({
                           {"ttl", PositiveDuration(request_ids.ttl)},
                           {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
+                          {"max_bytes", Bytes(request_ids.max_bytes, 0, 64 * kGiB)},
                       })},
       {"default_tenant", Section({
                              {"id", NonEmptyString(tenant.id)},

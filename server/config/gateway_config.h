@@ -30,6 +30,14 @@ struct UpstreamConfig {
   absl::Duration max_call_timeout = absl::Minutes(5);
   // Larger upstream response bodies fail the call.
   std::size_t max_response_bytes = 16 * 1024 * 1024;
+  // A longer line in an NDJSON stream fails the stream.
+  std::size_t max_ndjson_line_bytes = 1024 * 1024;
+  // Offer HTTP/2 over TLS and multiplex calls over shared connections (http:// stays HTTP/1.1).
+  bool http2 = true;
+  // Upstream transfers in flight at most; more fail at once with RESOURCE_EXHAUSTED.
+  std::size_t max_transfers = 20000;
+  // Idle connections kept for reuse; 0 keeps libcurl's default.
+  std::size_t max_cached_connections = 0;
 };
 
 // Request limits checked before any upstream call.
@@ -48,6 +56,8 @@ struct RequestIdConfig {
   absl::Duration ttl = absl::Minutes(10);
   // At most this many remembered requests; the oldest completed ones are forgotten first.
   std::size_t max_entries = 100000;
+  // At most this many bytes of remembered requests and results (same order of forgetting).
+  std::size_t max_bytes = 64 * 1024 * 1024;
 };
 
 // The one tenant served until per-caller tenants land.
@@ -69,6 +79,8 @@ struct ServerConfig {
   // Thread cap handed to gRPC (ResourceQuota::SetMaxThreads). Callback reactions run on gRPC's
   // own fixed executor; upstream calls hold no thread.
   int max_threads = 8;
+  // Chunks queued per stream for a caller reading slowly before the upstream is paused.
+  int max_queued_chunks = 16;
 };
 
 // The whole configuration. Plain data; copyable; not synchronized.

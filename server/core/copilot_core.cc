@@ -89,10 +89,14 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
       clock_(clock),
       handles_(handles),
       options_(std::move(options)),
-      create_thread_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
-      add_message_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
-      run_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries),
-      complete_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries) {}
+      create_thread_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
+                              options_.request_id_max_bytes),
+      add_message_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
+                            options_.request_id_max_bytes),
+      run_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
+                    options_.request_id_max_bytes),
+      complete_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
+                         options_.request_id_max_bytes) {}
 
 UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
                                                       const Tenant& tenant,

@@ -39,6 +39,7 @@ struct CoreOptions {
   // request_id de-duplication.
   absl::Duration request_id_ttl = absl::Minutes(10);
   std::size_t request_id_max_entries = 100000;
+  std::size_t request_id_max_bytes = 64 * 1024 * 1024;
 };
 
 template <typename T>

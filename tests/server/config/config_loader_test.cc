@@ -61,6 +61,7 @@ TEST(ConfigLoaderTest, ParsesEveryKey) {
 listen: "127.0.0.1:0"
 shutdown_grace: 3s
 max_threads: 4
+max_queued_chunks: 3
 upstream:
   base_url: http://127.0.0.1:8080/agents
   api_key_env: KEY
@@ -68,6 +69,10 @@ upstream:
   stall_timeout: 2s
   max_call_timeout: 1m
   max_response_bytes: 64KiB
+  max_ndjson_line_bytes: 2KiB
+  http2: false
+  max_transfers: 500
+  max_cached_connections: 7
 limits:
   max_content_chars: 100
   max_messages: 7
@@ -75,6 +80,7 @@ limits:
 request_ids:
   ttl: 30s
   max_entries: 10
+  max_bytes: 1MiB
 default_tenant:
   id: acme
   licence: LIC
@@ -83,6 +89,12 @@ default_tenant:
   EXPECT_EQ(config->server.listen, "127.0.0.1:0");
   EXPECT_EQ(config->server.shutdown_grace, absl::Seconds(3));
   EXPECT_EQ(config->server.max_threads, 4);
+  EXPECT_EQ(config->server.max_queued_chunks, 3);
+  EXPECT_EQ(config->upstream.max_ndjson_line_bytes, 2u * 1024);
+  EXPECT_FALSE(config->upstream.http2);
+  EXPECT_EQ(config->upstream.max_transfers, 500u);
+  EXPECT_EQ(config->upstream.max_cached_connections, 7u);
+  EXPECT_EQ(config->request_ids.max_bytes, 1024u * 1024);
   EXPECT_EQ(config->upstream.api_key_env, "KEY");
   EXPECT_EQ(config->upstream.connect_timeout, absl::Milliseconds(300));
   EXPECT_EQ(config->upstream.stall_timeout, absl::Seconds(2));
@@ -128,6 +140,9 @@ TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
   ExpectError("limits:\n  max_content_chars: 30001\n", "limits.max_content_chars: must be between");
   ExpectError("limits:\n  max_messages: many\n", "limits.max_messages: expected an integer");
   ExpectError("listen: \"\"\n", "listen: must not be empty");
+  ExpectError("upstream:\n  http2: yes please\n", "upstream.http2: expected true or false");
+  ExpectError("upstream:\n  max_transfers: 0\n", "upstream.max_transfers: must be between");
+  ExpectError("max_queued_chunks: 0\n", "max_queued_chunks: must be between");
   ExpectError("[1, 2]\n", "(top level): expected a mapping");
 }
 
