@@ -23,7 +23,8 @@ struct HaufeClientConfig {
   std::string base_url = "https://api.haufe.ai/agents";
   // Bound on establishing a connection (UNAVAILABLE "upstream_unreachable" after it).
   absl::Duration connect_timeout = absl::Seconds(5);
-  // No response byte for this long while not paused: UNAVAILABLE "upstream_stalled".
+  // No response byte for this long while not paused: "upstream_stalled" (INTERNAL on a POST,
+  // which may have been carried out; UNAVAILABLE on GET and DELETE).
   absl::Duration stall_timeout = absl::Seconds(60);
   // Bound on one response body, also on a whole stream: INTERNAL "upstream_response_too_large".
   std::size_t max_response_bytes = 16 * 1024 * 1024;
