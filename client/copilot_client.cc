@@ -1,12 +1,13 @@
 #include "client/copilot_client.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "client/error_details.h"
+#include "client/read_file.h"
 #include "grpc/support/time.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -17,15 +18,65 @@ namespace {
 
 constexpr char kUserAgent[] = "copilot-cpp-client/0.1";
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read TLS root certificates ", path));
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
+// The contents of the PEM file at `path`; `what` names it in errors.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, absl::string_view what) {
+  absl::StatusOr<std::string> contents = ReadWholeFile(path);
+  if (!contents.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read ", what, " ", path, ": ", contents.status().message()));
+  }
+  if (!absl::StrContains(*contents, "-----BEGIN ")) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " holds no PEM data"));
+  }
+  return contents;
+}
+
+// gRPC channel credentials for `options`: TLS (with the files read) or
+// plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeCredentials(
+    const ClientOptions& options) {
+  if (!options.UsesTls()) return grpc::InsecureChannelCredentials();
+  if (options.tls_cert_chain_path.empty() != options.tls_private_key_path.empty()) {
+    return absl::InvalidArgumentError(
+        "ClientOptions.tls_cert_chain_path and ClientOptions.tls_private_key_path go together: "
+        "set both or neither");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_root_certs_path.empty()) {
+    absl::StatusOr<std::string> roots =
+        ReadPemFile(options.tls_root_certs_path, "TLS root certificates");
+    if (!roots.ok()) return roots.status();
+    ssl.pem_root_certs = *std::move(roots);
+  }
+  if (!options.tls_cert_chain_path.empty()) {
+    absl::StatusOr<std::string> chain =
+        ReadPemFile(options.tls_cert_chain_path, "TLS client certificate");
+    if (!chain.ok()) return chain.status();
+    absl::StatusOr<std::string> key =
+        ReadPemFile(options.tls_private_key_path, "TLS client private key");
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(chain);
+    ssl.pem_private_key = *std::move(key);
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::SslCredentials(ssl);
+  if (credentials == nullptr) return absl::InternalError("gRPC refused the TLS credentials");
+  return credentials;
 }
 
 }  // namespace
+
+absl::Status CheckBearerToken(absl::string_view token) {
+  for (size_t i = 0; i < token.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(token[i]);
+    if (c < 0x21 || c > 0x7e) {
+      // Names the position, never the token or the byte: errors get printed.
+      return absl::InvalidArgumentError(
+          absl::StrCat("token may hold only printable ASCII without spaces; byte ", i + 1, " of ",
+                       token.size(), " is not"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 CopilotClient::CopilotClient(std::shared_ptr<v1::CopilotService::StubInterface> stub,
                              ClientOptions options)
@@ -152,22 +203,16 @@ absl::StatusOr<CopilotClient> MakeCopilotClient(const ClientOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat("ClientOptions.timeout must be positive, got ",
                                                    absl::FormatDuration(options.timeout)));
   }
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (options.use_tls || !options.tls_root_certs_path.empty()) {
-    grpc::SslCredentialsOptions ssl;
-    if (!options.tls_root_certs_path.empty()) {
-      absl::StatusOr<std::string> roots = ReadFile(options.tls_root_certs_path);
-      if (!roots.ok()) return roots.status();
-      ssl.pem_root_certs = *std::move(roots);
-    }
-    credentials = grpc::SslCredentials(ssl);
-  } else {
-    credentials = grpc::InsecureChannelCredentials();
+  if (absl::Status token = CheckBearerToken(options.token); !token.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("ClientOptions.", token.message()));
   }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials = MakeCredentials(options);
+  if (!credentials.ok()) return credentials.status();
   grpc::ChannelArguments args;
   args.SetUserAgentPrefix(kUserAgent);
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(options.target, credentials, args);
+      grpc::CreateCustomChannel(options.target, *credentials, args);
   return CopilotClient(v1::CopilotService::NewStub(channel), options);
 }
 

@@ -17,6 +17,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "client/client_options.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "grpcpp/client_context.h"
@@ -78,11 +79,19 @@ class CopilotClient {
   ClientOptions options_;
 };
 
-// Opens a channel to `options.target` and returns a client on it. Fails with
-// INVALID_ARGUMENT naming the field when the options are invalid, and with
-// NOT_FOUND when the root certificates file cannot be read. Does not connect:
-// an unreachable target shows up as UNAVAILABLE on the first call.
+// Opens a channel to `options.target` and returns a client on it: TLS when
+// options.UsesTls() (the PEM files are read here, once), else plaintext.
+// Fails with INVALID_ARGUMENT naming the field when the options are invalid
+// (a bad token, half a client key pair, a file holding no PEM data), and with
+// NOT_FOUND naming the file when a TLS file cannot be read. Does not connect:
+// an unreachable target, or a TLS handshake that fails, shows up as
+// UNAVAILABLE on the first call.
 absl::StatusOr<CopilotClient> MakeCopilotClient(const ClientOptions& options);
+
+// OK when `token` can travel as `authorization: Bearer <token>`: printable
+// ASCII without spaces (empty is fine: no token). The error starts with
+// "token" and names the offending byte's position, never the token itself.
+absl::Status CheckBearerToken(absl::string_view token);
 
 }  // namespace copilot::client
 

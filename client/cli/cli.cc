@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@
 #include "client/cli/arg_parser.h"
 #include "client/cli/output.h"
 #include "client/copilot_client.h"
+#include "client/read_file.h"
 
 namespace copilot::client::cli {
 namespace {
@@ -52,9 +54,10 @@ struct Command {
 };
 
 const std::vector<FlagSpec>& GlobalFlags() {
-  static const auto* const kFlags =
-      new std::vector<FlagSpec>{{"target"},     {"token"},     {"timeout"},    {"json", false},
-                                {"tls", false}, {"tls-roots"}, {"help", false}};
+  static const auto* const kFlags = new std::vector<FlagSpec>{
+      {"target"}, {"token"},     {"token-file"}, {"timeout"}, {"json", false},     {"tls", false},
+      {"tls-ca"}, {"tls-roots"}, {"tls-cert"},   {"tls-key"}, {"tls-server-name"}, {"help", false},
+  };
   return *kFlags;
 }
 
@@ -385,14 +388,23 @@ void PrintUsage(std::ostream& out) {
          "  --target HOST:PORT  gateway address (default: $COPILOT_TARGET, else "
       << kDefaultTarget
       << ")\n"
-         "  --token TOKEN       bearer token naming the caller (default: $COPILOT_TOKEN)\n"
+         "  --token-file FILE   bearer token naming the caller (the tenant): the whole file,\n"
+         "                      surrounding whitespace trimmed (default: $COPILOT_TOKEN)\n"
+         "  --token TOKEN       the token itself; other local users can see it in the\n"
+         "                      process list, so prefer --token-file or $COPILOT_TOKEN\n"
          "  --timeout SECONDS   deadline of each call, e.g. 30, 0.5 or 2m (default: 120)\n"
          "  --json              print responses as JSON, one object per line; streams print\n"
          "                      one MessageChunk per line; errors go to stderr as\n"
          "                      {\"error\":{\"code\":..,\"status\":..,\"message\":..,"
          "\"details\":[..]}}\n"
-         "  --tls               use TLS with the default root certificates\n"
-         "  --tls-roots FILE    use TLS trusting the root certificates in FILE (PEM)\n"
+         "  --tls               use TLS, trusting the system's root certificates\n"
+         "  --tls-ca FILE       use TLS, trusting the root certificates in FILE (PEM)\n"
+         "                      instead (--tls-roots FILE is the same)\n"
+         "  --tls-cert FILE     client certificate chain (PEM) for mutual TLS; needs\n"
+         "  --tls-key FILE        its private key (PEM); both imply --tls\n"
+         "  --tls-server-name NAME\n"
+         "                      the name the server's certificate must carry (and SNI),\n"
+         "                      e.g. localhost when --target is 127.0.0.1:PORT; implies --tls\n"
          "  -h, --help          show this help (after a command: that command's)\n"
          "\n"
          "Exit codes:\n"
@@ -405,7 +417,7 @@ void PrintUsage(std::ostream& out) {
         << (code % 4 == 0 ? "\n" : "");
   }
   out << "  64      usage error (unknown command or flag, missing or bad argument)\n"
-         "  66      the --tls-roots file cannot be read\n";
+         "  66      a --token-file, --tls-ca, --tls-cert or --tls-key file cannot be read\n";
 }
 
 int UsageError(std::ostream& err, absl::string_view message, const Command* command = nullptr) {
@@ -425,10 +437,45 @@ int ExitCodeFor(const absl::Status& status) {
   return static_cast<int>(absl::StatusCode::kUnknown);
 }
 
+// The bearer token: --token-file's contents, --token, or the environment's,
+// with surrounding whitespace trimmed. NOT_FOUND when the file cannot be
+// read; INVALID_ARGUMENT (a usage error) for anything else. Messages name
+// where the token came from, never the token.
+absl::StatusOr<std::string> TokenFrom(const ParsedArgs& args, const CliEnvironment& env) {
+  std::string token;
+  std::string source;
+  if (args.Has("token-file")) {
+    if (args.Has("token")) {
+      return absl::InvalidArgumentError("give --token or --token-file, not both");
+    }
+    const std::string path = OptionalFlag(args, "token-file");
+    if (path.empty()) return absl::InvalidArgumentError("--token-file needs a FILE");
+    absl::StatusOr<std::string> contents = ReadWholeFile(path);
+    if (!contents.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("cannot read --token-file ", path, ": ", contents.status().message()));
+    }
+    token = std::string(absl::StripAsciiWhitespace(*contents));
+    if (token.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--token-file ", path, " is empty"));
+    }
+    source = absl::StrCat("--token-file ", path);
+  } else if (args.Has("token")) {
+    token = std::string(absl::StripAsciiWhitespace(OptionalFlag(args, "token")));
+    source = "--token";
+  } else {
+    token = std::string(absl::StripAsciiWhitespace(env.token));
+    source = "$COPILOT_TOKEN";
+  }
+  if (absl::Status valid = CheckBearerToken(token); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", valid.message()));
+  }
+  return token;
+}
+
 absl::StatusOr<ClientOptions> ClientOptionsFrom(const ParsedArgs& args, const CliEnvironment& env) {
   ClientOptions options;
   options.target = args.Get("target").value_or(env.target.empty() ? kDefaultTarget : env.target);
-  options.token = args.Get("token").value_or(env.token);
   options.timeout = kDefaultTimeout;
   if (std::optional<std::string> timeout = args.Get("timeout"); timeout.has_value()) {
     absl::StatusOr<absl::Duration> parsed = ParseTimeout(*timeout);
@@ -436,8 +483,38 @@ absl::StatusOr<ClientOptions> ClientOptionsFrom(const ParsedArgs& args, const Cl
     options.timeout = *parsed;
   }
   options.use_tls = args.Has("tls");
-  options.tls_root_certs_path = OptionalFlag(args, "tls-roots");
+  for (const char* flag : {"tls-ca", "tls-roots", "tls-cert", "tls-key", "tls-server-name"}) {
+    if (args.Has(flag) && OptionalFlag(args, flag).empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " needs a value"));
+    }
+  }
+  if (args.Has("tls-ca") && args.Has("tls-roots")) {
+    return absl::InvalidArgumentError("give --tls-ca or --tls-roots, not both (they are the same)");
+  }
+  options.tls_root_certs_path = args.Get("tls-ca").value_or(OptionalFlag(args, "tls-roots"));
+  options.tls_cert_chain_path = OptionalFlag(args, "tls-cert");
+  options.tls_private_key_path = OptionalFlag(args, "tls-key");
+  if (options.tls_cert_chain_path.empty() != options.tls_private_key_path.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together: give both (client certificate and its key) or "
+        "neither");
+  }
+  options.tls_server_name = OptionalFlag(args, "tls-server-name");
+  // Last: reading the token file comes after every check of the flags.
+  absl::StatusOr<std::string> token = TokenFrom(args, env);
+  if (!token.ok()) return token.status();
+  options.token = *std::move(token);
   return options;
+}
+
+// Exit code and message for options that cannot make a client: 66 for a file
+// that cannot be read, 64 otherwise.
+int OptionsError(std::ostream& err, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kNotFound) {
+    err << "copilot: " << status.message() << "\n";
+    return kExitNoInput;
+  }
+  return UsageError(err, status.message());
 }
 
 // The command named by the first one or two `words`, and how many it used.
@@ -508,15 +585,9 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   absl::StatusOr<Action> action = command->prepare(*parsed);
   if (!action.ok()) return UsageError(err, action.status().message(), command);
   absl::StatusOr<ClientOptions> options = ClientOptionsFrom(*parsed, env);
-  if (!options.ok()) return UsageError(err, options.status().message());
+  if (!options.ok()) return OptionsError(err, options.status());
   absl::StatusOr<CopilotClient> client = MakeCopilotClient(*options);
-  if (!client.ok()) {
-    if (client.status().code() == absl::StatusCode::kNotFound) {
-      err << "copilot: " << client.status().message() << "\n";
-      return kExitNoInput;
-    }
-    return UsageError(err, client.status().message());
-  }
+  if (!client.ok()) return OptionsError(err, client.status());
 
   const bool json = parsed->Has("json");
   Session session{*client, out, err, json};

@@ -10,7 +10,10 @@
 //          14 UNAVAILABLE, 16 UNAUTHENTICATED, ...), so scripts can branch on
 //          it without parsing text;
 //   64     usage error (EX_USAGE), with a message on stderr;
-//   66     the --tls-roots file cannot be read (EX_NOINPUT).
+//   66     a --token-file, --tls-ca, --tls-cert or --tls-key file cannot be
+//          read (EX_NOINPUT).
+// The bearer token comes from --token-file, --token or $COPILOT_TOKEN and is
+// never printed, in errors either.
 #ifndef COPILOT_CLIENT_CLI_CLI_H_
 #define COPILOT_CLIENT_CLI_CLI_H_
 
@@ -29,7 +32,8 @@ inline constexpr int kExitNoInput = 66;  // EX_NOINPUT from sysexits.h
 struct CliEnvironment {
   // Default of --target; empty means 127.0.0.1:50051.
   std::string target;
-  // Default of --token; empty means no token.
+  // The token when neither --token-file nor --token is given (surrounding
+  // whitespace trimmed); empty means no token.
   std::string token;
 };
 

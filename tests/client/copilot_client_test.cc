@@ -326,7 +326,9 @@ TEST(MakeCopilotClientTest, MissingRootCertificatesFileIsNotFound) {
   ClientOptions options;
   options.tls_root_certs_path = "/nonexistent/roots.pem";
   EXPECT_EQ(MakeCopilotClient(options).status(),
-            absl::NotFoundError("cannot read TLS root certificates /nonexistent/roots.pem"));
+            absl::NotFoundError(
+                "cannot read TLS root certificates /nonexistent/roots.pem: No such file or "
+                "directory"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/security/auth_context.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 
@@ -26,11 +27,21 @@ std::string RecordedCall::Metadata(const std::string& key) const {
   return it == metadata.end() ? "" : it->second;
 }
 
-std::unique_ptr<FakeCopilotService> FakeCopilotService::Start() {
+std::vector<std::string> RecordedCall::AuthProperty(const std::string& name) const {
+  std::vector<std::string> values;
+  auto [begin, end] = auth_properties.equal_range(name);
+  for (auto it = begin; it != end; ++it) values.push_back(it->second);
+  return values;
+}
+
+std::unique_ptr<FakeCopilotService> FakeCopilotService::Start(
+    std::shared_ptr<grpc::ServerCredentials> credentials) {
   std::unique_ptr<FakeCopilotService> fake(new FakeCopilotService());
   int port = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort("127.0.0.1:0",
+                           credentials != nullptr ? credentials : grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(fake.get());
   fake->server_ = builder.BuildAndStart();
   if (fake->server_ == nullptr || port == 0) {
@@ -105,6 +116,12 @@ FakeCopilotService::Script FakeCopilotService::Begin(const std::string& method,
   for (const auto& [key, value] : context->client_metadata()) {
     call.metadata.emplace(std::string(key.data(), key.size()),
                           std::string(value.data(), value.size()));
+  }
+  if (std::shared_ptr<const grpc::AuthContext> auth = context->auth_context(); auth != nullptr) {
+    for (const grpc::AuthProperty& property : *auth) {
+      call.auth_properties.emplace(std::string(property.first.data(), property.first.size()),
+                                   std::string(property.second.data(), property.second.size()));
+    }
   }
   const absl::Duration time_left =
       absl::FromChrono(context->deadline()) - absl::FromChrono(std::chrono::system_clock::now());

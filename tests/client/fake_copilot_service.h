@@ -26,6 +26,7 @@
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "google/protobuf/any.pb.h"
 #include "google/rpc/status.pb.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace copilot::client::testing {
@@ -39,6 +40,11 @@ struct RecordedCall {
   // How long the call had left until its deadline when it arrived; nullopt
   // when it came without a deadline.
   std::optional<absl::Duration> time_left;
+  // The channel's auth context as the server saw it (GRPC_*_PROPERTY_NAME):
+  // over TLS "transport_security_type" is "ssl", and with a verified client
+  // certificate "x509_subject_alternative_name" holds each SAN and
+  // "peer_spiffe_id" the SPIFFE ID (a single spiffe:// URI SAN).
+  std::multimap<std::string, std::string> auth_properties;
 
   // The request, unpacked (default-constructed if it is of another type).
   template <typename Request>
@@ -49,6 +55,8 @@ struct RecordedCall {
   }
   // The value of metadata `key`, or "" when absent.
   std::string Metadata(const std::string& key) const;
+  // Every value of auth property `name`, in the order gRPC listed them.
+  std::vector<std::string> AuthProperty(const std::string& name) const;
 };
 
 // Called on the server's thread before the fake writes stream chunk `index`.
@@ -58,9 +66,12 @@ using BeforeChunkHook = std::function<void(int index)>;
 // runs the handlers on its own threads.
 class FakeCopilotService final : public v1::CopilotService::Service {
  public:
-  // Serves on 127.0.0.1 on a free port. Crashes the test on failure: a test
-  // double that cannot start is a broken test, not a case to handle.
-  static std::unique_ptr<FakeCopilotService> Start();
+  // Serves on 127.0.0.1 on a free port, with `credentials` (plaintext when
+  // null; tests/client/test_certs.h makes TLS ones). Crashes the test on
+  // failure: a test double that cannot start is a broken test, not a case to
+  // handle.
+  static std::unique_ptr<FakeCopilotService> Start(
+      std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
   ~FakeCopilotService() override;
 
   // "127.0.0.1:<port>".

@@ -1,10 +1,15 @@
 #include "client/cli/cli.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "client/cli/arg_parser.h"
@@ -14,17 +19,22 @@
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_copilot_service.h"
+#include "tests/client/test_certs.h"
 
 namespace copilot::client::cli {
 namespace {
 
+using ::copilot::client::testing::ClientCerts;
 using ::copilot::client::testing::DeadTarget;
 using ::copilot::client::testing::FakeCopilotService;
 using ::copilot::client::testing::MakeStatus;
 using ::copilot::client::testing::RecordedCall;
+using ::copilot::client::testing::TestCertPath;
+using ::copilot::client::testing::TestServerCredentials;
 using ::google::protobuf::util::MessageDifferencer;
 using ::google::protobuf::util::TimeUtil;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // gRPC sends the deadline as a `grpc-timeout` header rounded up to a coarser
@@ -811,6 +821,11 @@ TEST(CliUsageTest, HelpPrintsCommandsFlagsAndExitCodes) {
     EXPECT_THAT(out.str(), HasSubstr("  copilot thread create --assistant ID"));
     EXPECT_THAT(out.str(), HasSubstr("  copilot ask --assistant ID"));
     EXPECT_THAT(out.str(), HasSubstr("--target HOST:PORT"));
+    EXPECT_THAT(out.str(), HasSubstr("--token-file FILE"));
+    EXPECT_THAT(out.str(), HasSubstr("--tls-ca FILE"));
+    EXPECT_THAT(out.str(), HasSubstr("--tls-cert FILE"));
+    EXPECT_THAT(out.str(), HasSubstr("--tls-key FILE"));
+    EXPECT_THAT(out.str(), HasSubstr("--tls-server-name NAME"));
     EXPECT_THAT(out.str(), HasSubstr("5 NOT_FOUND"));
     EXPECT_THAT(out.str(), HasSubstr("16 UNAUTHENTICATED"));
     EXPECT_THAT(out.str(), HasSubstr("  64      usage error"));
@@ -877,11 +892,218 @@ INSTANTIATE_TEST_SUITE_P(
                  "copilot: flag --json takes no value\n"}),
     [](const ::testing::TestParamInfo<UsageRow>& info) { return info.param.name; });
 
-TEST(CliTlsTest, UnreadableRootCertificatesExitSixtySix) {
+// ---- token file ---------------------------------------------------------------
+
+// A file holding `contents` in the test's temporary directory, removed with
+// the object.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents)
+      : path_(absl::StrCat(::testing::TempDir(), "/cli_test.", getpid(), ".",
+                           ::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+    std::ofstream(path_, std::ios::binary) << contents;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST_F(CliTest, TokenFileIsSentTrimmedAsBearerMetadata) {
+  fake_->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  TempFile token("  tok-from-file\n\n");
+  CliResult r = RunRaw({"--target", fake_->target(), "--token-file", token.path(), "assistants"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(OnlyCall("ListAssistants").Metadata("authorization"), "Bearer tok-from-file");
+}
+
+TEST_F(CliTest, TokenFileOverridesTheEnvironmentAndWorksAfterTheCommand) {
+  fake_->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  TempFile token("tok-from-file");
+  CliResult r = RunRaw({"assistants", "--token-file=" + token.path()},
+                       CliEnvironment{fake_->target(), "tok-env"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(OnlyCall("ListAssistants").Metadata("authorization"), "Bearer tok-from-file");
+}
+
+TEST_F(CliTest, EnvironmentTokenIsTrimmed) {
+  fake_->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  CliResult r = RunRaw({"assistants"}, CliEnvironment{fake_->target(), "tok-env\n"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(OnlyCall("ListAssistants").Metadata("authorization"), "Bearer tok-env");
+}
+
+TEST(CliTokenFileTest, MissingTokenFileExitsSixtySixNamingTheFlag) {
   std::ostringstream out;
   std::ostringstream err;
-  EXPECT_EQ(RunCli({"--tls-roots", "/nonexistent/roots.pem", "assistants"}, out, err), 66);
-  EXPECT_EQ(err.str(), "copilot: cannot read TLS root certificates /nonexistent/roots.pem\n");
+  EXPECT_EQ(RunCli({"--token-file", "/nonexistent/token", "assistants"}, out, err), 66);
+  EXPECT_EQ(err.str(),
+            "copilot: cannot read --token-file /nonexistent/token: No such file or directory\n");
+  EXPECT_EQ(out.str(), "");
+}
+
+TEST(CliTokenFileTest, EmptyTokenFileIsAUsageError) {
+  TempFile token(" \n");
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--token-file", token.path(), "assistants"}, out, err), 64);
+  EXPECT_THAT(err.str(),
+              StartsWith(absl::StrCat("copilot: --token-file ", token.path(), " is empty\n")));
+}
+
+TEST(CliTokenFileTest, TokenAndTokenFileTogetherAreAUsageError) {
+  TempFile token("tok-from-file");
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--token", "tok-flag", "--token-file", token.path(), "assistants"}, out, err),
+            64);
+  EXPECT_THAT(err.str(), StartsWith("copilot: give --token or --token-file, not both\n"));
+}
+
+TEST(CliTokenFileTest, BadTokenIsRefusedWithoutPrintingIt) {
+  TempFile token("sekrit-one sekrit-two\n");
+  for (const CliEnvironment& env : {CliEnvironment{"127.0.0.1:1", ""},
+                                    CliEnvironment{"127.0.0.1:1", "sekrit-one sekrit-two"}}) {
+    std::vector<std::string> args = {"--json", "assistants"};
+    if (env.token.empty()) args = {"--json", "--token-file", token.path(), "assistants"};
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(RunCli(args, out, err, env), 64);
+    EXPECT_THAT(err.str(), HasSubstr("token may hold only printable ASCII without spaces; byte 11 "
+                                     "of 21 is not"));
+    EXPECT_THAT(err.str(), Not(HasSubstr("sekrit")));
+    EXPECT_EQ(out.str(), "");
+  }
+}
+
+TEST(CliTokenFileTest, TokenNeverAppearsInCallErrors) {
+  std::unique_ptr<FakeCopilotService> fake = FakeCopilotService::Start();
+  fake->SetError("ListAssistants", MakeStatus(grpc::StatusCode::UNAUTHENTICATED, "Unknown token",
+                                              ErrorInfo("invalid_token", "")));
+  TempFile token("sekrit-token");
+  for (bool json : {false, true}) {
+    std::vector<std::string> args = {"--target", fake->target(), "--token-file", token.path(),
+                                     "assistants"};
+    if (json) args.push_back("--json");
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(RunCli(args, out, err), 16);
+    EXPECT_THAT(err.str(), HasSubstr("Unknown token"));
+    EXPECT_THAT(err.str() + out.str(), Not(HasSubstr("sekrit")));
+  }
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--timeout", "5", "--target", DeadTarget(), "--token-file", token.path(),
+                    "assistants"},
+                   out, err),
+            14);
+  EXPECT_THAT(err.str() + out.str(), Not(HasSubstr("sekrit")));
+}
+
+// ---- TLS ----------------------------------------------------------------------
+
+TEST(CliTlsTest, UnreadableRootCertificatesExitSixtySix) {
+  for (const char* flag : {"--tls-ca", "--tls-roots"}) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(RunCli({flag, "/nonexistent/roots.pem", "assistants"}, out, err), 66);
+    EXPECT_EQ(err.str(),
+              "copilot: cannot read TLS root certificates /nonexistent/roots.pem: No such file or "
+              "directory\n");
+  }
+}
+
+TEST(CliTlsTest, UnreadableClientCertificateOrKeyExitsSixtySix) {
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--tls-cert", "/nonexistent/tenant.pem", "--tls-key",
+                    TestCertPath("tenant-a.key"), "assistants"},
+                   out, err),
+            66);
+  EXPECT_EQ(err.str(),
+            "copilot: cannot read TLS client certificate /nonexistent/tenant.pem: No such file or "
+            "directory\n");
+  std::ostringstream key_err;
+  EXPECT_EQ(RunCli({"--tls-cert", TestCertPath("tenant-a.pem"), "--tls-key",
+                    "/nonexistent/tenant.key", "assistants"},
+                   out, key_err),
+            66);
+  EXPECT_EQ(key_err.str(),
+            "copilot: cannot read TLS client private key /nonexistent/tenant.key: No such file or "
+            "directory\n");
+}
+
+TEST(CliTlsTest, ClientCertificateAndKeyGoTogether) {
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--tls-cert", TestCertPath("tenant-a.pem"), "assistants"},
+        {"--tls-key", TestCertPath("tenant-a.key"), "assistants"}}) {
+    std::ostringstream out;
+    std::ostringstream err;
+    EXPECT_EQ(RunCli(args, out, err), 64);
+    EXPECT_THAT(err.str(), StartsWith("copilot: --tls-cert and --tls-key go together"));
+  }
+}
+
+TEST(CliTlsTest, CaUnderBothNamesIsAUsageError) {
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--tls-ca", TestCertPath("ca.pem"), "--tls-roots", TestCertPath("ca.pem"),
+                    "assistants"},
+                   out, err),
+            64);
+  EXPECT_THAT(err.str(), StartsWith("copilot: give --tls-ca or --tls-roots, not both"));
+}
+
+TEST(CliTlsTest, MutualTlsPresentsTheClientCertificateAndTheToken) {
+  std::unique_ptr<FakeCopilotService> fake =
+      FakeCopilotService::Start(TestServerCredentials(ClientCerts::kRequireAndVerify));
+  v1::ListAssistantsResponse response;
+  response.add_assistants()->set_id("a-tax");
+  fake->SetResponse("ListAssistants", response);
+  TempFile token("tok-a\n");
+  std::ostringstream out;
+  std::ostringstream err;
+  int code = RunCli(
+      {"--target", fake->target(), "--token-file", token.path(), "--tls-ca", TestCertPath("ca.pem"),
+       "--tls-cert", TestCertPath("tenant-a.pem"), "--tls-key", TestCertPath("tenant-a.key"),
+       "--tls-server-name", "localhost", "--json", "assistants"},
+      out, err);
+  EXPECT_EQ(code, 0) << err.str();
+  EXPECT_EQ(out.str(), "{\"assistants\":[{\"id\":\"a-tax\"}]}\n");
+  ASSERT_EQ(fake->calls().size(), 1u);
+  const RecordedCall call = fake->calls()[0];
+  EXPECT_EQ(call.Metadata("authorization"), "Bearer tok-a");
+  EXPECT_THAT(call.AuthProperty("peer_spiffe_id"),
+              ::testing::ElementsAre("spiffe://example.org/ns/a/sa/app"));
+}
+
+TEST(CliTlsTest, ServerNameMustMatchTheCertificate) {
+  std::unique_ptr<FakeCopilotService> fake =
+      FakeCopilotService::Start(TestServerCredentials(ClientCerts::kNone));
+  fake->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--target", fake->target(), "--tls-ca", TestCertPath("ca.pem"),
+                    "--tls-server-name", "gateway.example", "--timeout", "10", "assistants"},
+                   out, err),
+            14);
+  EXPECT_THAT(err.str(), StartsWith("error: UNAVAILABLE: "));
+  EXPECT_TRUE(fake->calls().empty());
+}
+
+TEST(CliTlsTest, ServerNameAloneImpliesTlsWithTheSystemRoots) {
+  // A plaintext client would get its answer from this plaintext fake; a TLS
+  // client fails the handshake.
+  std::unique_ptr<FakeCopilotService> plaintext = FakeCopilotService::Start();
+  plaintext->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  std::ostringstream out;
+  std::ostringstream err;
+  EXPECT_EQ(RunCli({"--target", plaintext->target(), "--tls-server-name", "localhost", "--timeout",
+                    "10", "assistants"},
+                   out, err),
+            14);
+  EXPECT_TRUE(plaintext->calls().empty());
 }
 
 }  // namespace

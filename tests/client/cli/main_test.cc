@@ -15,12 +15,18 @@
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_copilot_service.h"
+#include "tests/client/test_certs.h"
 
 namespace copilot::client::cli {
 namespace {
 
+using ::copilot::client::testing::ClientCerts;
 using ::copilot::client::testing::FakeCopilotService;
 using ::copilot::client::testing::MakeStatus;
+using ::copilot::client::testing::RecordedCall;
+using ::copilot::client::testing::TestCertPath;
+using ::copilot::client::testing::TestServerCredentials;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -93,6 +99,37 @@ TEST(CopilotBinaryTest, UsageErrorExitsSixtyFour) {
   ProcessResult r = RunCopilot("", "frobnicate");
   EXPECT_EQ(r.exit_code, 64);
   EXPECT_THAT(r.err, StartsWith("copilot: unknown command 'frobnicate'\n"));
+}
+
+TEST(CopilotBinaryTest, TokenFileOverMutualTls) {
+  std::unique_ptr<FakeCopilotService> fake =
+      FakeCopilotService::Start(TestServerCredentials(ClientCerts::kRequireAndVerify));
+  fake->SetResponse("ListAssistants", v1::ListAssistantsResponse());
+  const std::string token_path =
+      absl::StrCat(::testing::TempDir(), "/copilot_main_test.", getpid(), ".token");
+  std::ofstream(token_path) << "tok-b\n";
+
+  ProcessResult r = RunCopilot(
+      "COPILOT_TOKEN=tok-env",
+      absl::StrCat("--target ", fake->target(), " --token-file ", token_path, " --tls-ca ",
+                   TestCertPath("ca.pem"), " --tls-cert ", TestCertPath("tenant-b.pem"),
+                   " --tls-key ", TestCertPath("tenant-b.key"),
+                   " --tls-server-name localhost assistants"));
+  (void)std::remove(token_path.c_str());
+
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(fake->calls().size(), 1u);
+  const RecordedCall call = fake->calls()[0];
+  EXPECT_EQ(call.Metadata("authorization"), "Bearer tok-b");
+  EXPECT_THAT(call.AuthProperty("peer_spiffe_id"), ElementsAre("spiffe://example.org/ns/b/sa/app"));
+}
+
+TEST(CopilotBinaryTest, MissingTokenFileExitsSixtySix) {
+  ProcessResult r =
+      RunCopilot("COPILOT_TOKEN=tok-env", "--token-file /nonexistent/token assistants");
+  EXPECT_EQ(r.exit_code, 66);
+  EXPECT_EQ(r.err,
+            "copilot: cannot read --token-file /nonexistent/token: No such file or directory\n");
 }
 
 TEST(CopilotBinaryTest, HelpExitsZero) {
