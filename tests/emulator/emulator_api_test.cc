@@ -142,6 +142,33 @@ TEST_F(EmulatorApiTest, RejectsMissingOrWrongApiKeyWith401) {
   EXPECT_EQ(emu().Post("/agents/v1/threads/bad/run", "{}").status, 401);
 }
 
+TEST(EmulatorApiKeysTest, EveryGivenKeyIsAcceptedAndTheRecordShowsWhichOneCame) {
+  auto started = EmulatorProcess::Start(
+      {.api_key = "key-tenant-a", .extra_api_keys = {"key-tenant-b", "key-tenant-c"}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  EmulatorProcess& emu = **started;
+  EXPECT_EQ(emu.extra_api_keys(), (std::vector<std::string>{"key-tenant-b", "key-tenant-c"}));
+
+  EXPECT_EQ(emu.ApiGet("/assistants").status, 200);
+  EXPECT_EQ(emu.ApiGet("/assistants", {.api_key = "key-tenant-b"}).status, 200);
+  EXPECT_EQ(emu.ApiPost("/threads", json{{"assistant_id", kHr}}.dump(), {.api_key = "key-tenant-c"})
+                .status,
+            201);
+  HttpResponse unknown = emu.ApiGet("/assistants", {.api_key = "key-tenant-d"});
+  EXPECT_EQ(unknown.status, 401);
+  EXPECT_EQ(unknown.Json()["error_code"], "unauthorized");
+
+  absl::StatusOr<json> records = emu.Requests();
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 4u);
+  const std::vector<std::pair<std::string, int>> expected = {
+      {"key-tenant-a", 200}, {"key-tenant-b", 200}, {"key-tenant-c", 201}, {"key-tenant-d", 401}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ((*records)[i]["headers"]["api-key"], expected[i].first) << i;
+    EXPECT_EQ((*records)[i]["status"], expected[i].second) << i;
+  }
+}
+
 TEST_F(EmulatorApiTest, UnknownPathIs404AndWrongMethodIs405) {
   HttpResponse unknown = emu().ApiGet("/files");
   EXPECT_EQ(unknown.status, 404);

@@ -273,7 +273,7 @@ ResponsePlan ControlError(int status, absl::string_view message) {
 
 EmulatorApp::EmulatorApp(const EmulatorOptions& options, Clock& clock, UuidGenerator& uuids,
                          std::function<ServerStats()> server_stats)
-    : api_key_(options.api_key),
+    : api_keys_(options.api_keys.begin(), options.api_keys.end()),
       error_shape_(options.error_shape),
       stream_delay_ms_(options.stream_delay_ms),
       response_delay_ms_(options.response_delay_ms),
@@ -457,7 +457,9 @@ EmulatorApp::Reply EmulatorApp::HandleUpstream(const HttpRequest& request,
   if (route.method_not_allowed) return Json(405, json{{"detail", "Method Not Allowed"}});
   if (route.name.empty()) return Json(404, json{{"detail", "Not Found"}});
   std::optional<absl::string_view> key = request.Header("api-key");
-  if (!key || *key != api_key_) return Error(401, "unauthorized", "Missing or invalid API key");
+  if (!key || !api_keys_.contains(*key)) {
+    return Error(401, "unauthorized", "Missing or invalid API key");
+  }
 
   std::vector<ValidationIssue> issues;
   if (!route.assistant_id.empty() && !IsUuid(route.assistant_id)) {

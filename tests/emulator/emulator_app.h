@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "nlohmann/json.hpp"
 #include "tests/emulator/clock.h"
 #include "tests/emulator/emulator_options.h"
@@ -70,7 +71,7 @@ class EmulatorApp final : public RequestHandler {
   Reply Validation(const std::vector<ValidationIssue>& issues) const;
   nlohmann::json ConfigJson() const;
 
-  std::string api_key_;
+  absl::flat_hash_set<std::string> api_keys_;  // any of them is accepted
   ErrorShape error_shape_;
   int64_t stream_delay_ms_;
   int64_t response_delay_ms_;

@@ -21,7 +21,7 @@ absl::Status ParseNonNegative(absl::string_view flag, absl::string_view value, i
 }  // namespace
 
 std::string Usage() {
-  return "usage: haufe-emulator --listen HOST:PORT --api-key KEY\n"
+  return "usage: haufe-emulator --listen HOST:PORT --api-key KEY [--api-key KEY]...\n"
          "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
          "         [--fault JSON]... [--max-record N] [--seed N]\n";
 }
@@ -54,7 +54,7 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
       have_listen = true;
     } else if (flag == "api-key") {
       if (value.empty()) return FlagError(flag, "must not be empty");
-      options.api_key = value;
+      options.api_keys.push_back(value);
     } else if (flag == "error-shape") {
       absl::StatusOr<ErrorShape> shape = ParseErrorShape(value);
       if (!shape.ok()) return FlagError(flag, shape.status().message());
@@ -84,7 +84,7 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
     }
   }
   if (!have_listen) return FlagError("listen", "is required");
-  if (options.api_key.empty()) return FlagError("api-key", "is required");
+  if (options.api_keys.empty()) return FlagError("api-key", "is required (at least one)");
   return options;
 }
 

@@ -18,7 +18,9 @@ namespace copilot::emulator {
 struct EmulatorOptions {
   std::string listen_host = "127.0.0.1";
   int listen_port = 0;
-  std::string api_key;
+  // Every accepted `api-key` header value (--api-key, repeatable: each tenant may have its own
+  // upstream key); at least one.
+  std::vector<std::string> api_keys;
   ErrorShape error_shape = ErrorShape::kOld;
   int64_t stream_delay_ms = 20;
   int64_t response_delay_ms = 0;

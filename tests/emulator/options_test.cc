@@ -15,7 +15,7 @@ TEST(EmulatorOptionsTest, ParsesEveryFlag) {
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->listen_host, "127.0.0.1");
   EXPECT_EQ(o->listen_port, 0);
-  EXPECT_EQ(o->api_key, "k");
+  EXPECT_EQ(o->api_keys, std::vector<std::string>{"k"});
   EXPECT_EQ(o->error_shape, ErrorShape::kNew);
   EXPECT_EQ(o->stream_delay_ms, 5);
   EXPECT_EQ(o->response_delay_ms, 7);
@@ -23,6 +23,16 @@ TEST(EmulatorOptionsTest, ParsesEveryFlag) {
   EXPECT_EQ(o->faults[0].type, FaultType::kStall);
   EXPECT_EQ(o->max_record, 3u);
   EXPECT_EQ(o->seed, 42u);
+}
+
+TEST(EmulatorOptionsTest, ApiKeyRepeatsAndKeepsEveryValue) {
+  absl::StatusOr<EmulatorOptions> o = ParseCommandLine(
+      {"--api-key", "tenant-a-key", "--listen", "127.0.0.1:0", "--api-key=tenant-b-key"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->api_keys, (std::vector<std::string>{"tenant-a-key", "tenant-b-key"}));
+  absl::StatusOr<EmulatorOptions> empty =
+      ParseCommandLine({"--listen", "127.0.0.1:0", "--api-key", "k", "--api-key="});
+  EXPECT_EQ(empty.status(), absl::InvalidArgumentError("--api-key: must not be empty"));
 }
 
 TEST(EmulatorOptionsTest, DefaultsFollowTheSpec) {

@@ -152,6 +152,9 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
   GlobalInitOnce();
   std::vector<std::string> args = {options.binary, "--listen", "127.0.0.1:0", "--api-key",
                                    options.api_key};
+  for (const std::string& key : options.extra_api_keys) {
+    args.insert(args.end(), {"--api-key", key});
+  }
   args.insert(args.end(), options.args.begin(), options.args.end());
   std::vector<char*> argv;
   argv.reserve(args.size() + 1);
@@ -174,7 +177,8 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
     _exit(127);
   }
   close(pipe_fds[1]);
-  auto process = std::unique_ptr<EmulatorProcess>(new EmulatorProcess(pid, 0, options.api_key));
+  auto process = std::unique_ptr<EmulatorProcess>(
+      new EmulatorProcess(pid, 0, options.api_key, options.extra_api_keys));
 
   std::string line;
   absl::Time deadline = absl::Now() + options.startup_timeout;
@@ -239,7 +243,7 @@ std::string EmulatorProcess::api_url() const { return base_url() + "/agents/v1";
 
 RequestOptions EmulatorProcess::WithApiKey(const RequestOptions& options) const {
   RequestOptions out = options;
-  out.headers.emplace_back("api-key", api_key_);
+  out.headers.emplace_back("api-key", options.api_key.value_or(api_key_));
   return out;
 }
 

@@ -63,6 +63,9 @@ struct RequestOptions {
   absl::Duration timeout = absl::Seconds(10);                     // whole transfer
   // Close the connection (a client-side cancel) once this many body bytes arrived; 0: never.
   size_t abort_after_bytes = 0;
+  // The key the Api* helpers of EmulatorProcess send instead of api_key(), e.g. one of
+  // extra_api_keys() or a wrong one. Ignored by the other helpers.
+  std::optional<std::string> api_key = std::nullopt;
 };
 
 // A blocking HTTP/1.1 client on one libcurl easy handle; consecutive requests reuse its
@@ -94,6 +97,9 @@ struct EmulatorProcessOptions {
   // Extra command-line arguments, e.g. {"--error-shape", "new", "--fault", "{...}"}.
   std::vector<std::string> args = {};
   std::string api_key = "test-api-key";
+  // More accepted keys (one --api-key each, after `api_key`): tenants with upstream keys of their
+  // own. The Api* helpers send `api_key` unless RequestOptions::api_key says otherwise.
+  std::vector<std::string> extra_api_keys = {};
   std::string binary = HAUFE_EMULATOR_PATH;
   absl::Duration startup_timeout = absl::Seconds(10);
 };
@@ -102,8 +108,9 @@ struct EmulatorProcessOptions {
 // Stop() and destruction must not race with requests.
 class EmulatorProcess {
  public:
-  // Starts the binary with --listen 127.0.0.1:0 --api-key KEY plus `options.args` and waits for
-  // its startup line. Fails if it exits or stays silent for `startup_timeout`.
+  // Starts the binary with --listen 127.0.0.1:0, --api-key KEY for `options.api_key` and each
+  // of `options.extra_api_keys`, plus `options.args`, and waits for its startup line. Fails if it
+  // exits or stays silent for `startup_timeout`.
   static absl::StatusOr<std::unique_ptr<EmulatorProcess>> Start(
       EmulatorProcessOptions options = {});
   // Kills the child (SIGTERM, then SIGKILL after 5 s) unless Stop() already reaped it.
@@ -114,6 +121,7 @@ class EmulatorProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   const std::string& api_key() const { return api_key_; }
+  const std::vector<std::string>& extra_api_keys() const { return extra_api_keys_; }
   std::string base_url() const;  // "http://127.0.0.1:PORT"
   std::string api_url() const;   // base_url() + "/agents/v1"
 
@@ -123,7 +131,8 @@ class EmulatorProcess {
                     const RequestOptions& options = {}) const;
   HttpResponse Delete(absl::string_view path, const RequestOptions& options = {}) const;
 
-  // Upstream API: `path` is below /agents/v1 (e.g. "/threads"); adds "api-key: <api_key()>".
+  // Upstream API: `path` is below /agents/v1 (e.g. "/threads"); adds "api-key: <api_key()>"
+  // (or options.api_key when set).
   HttpResponse ApiGet(absl::string_view path, const RequestOptions& options = {}) const;
   HttpResponse ApiPost(absl::string_view path, absl::string_view body,
                        const RequestOptions& options = {}) const;
@@ -142,13 +151,17 @@ class EmulatorProcess {
   absl::StatusOr<int> Stop(absl::Duration grace = absl::Seconds(5));
 
  private:
-  EmulatorProcess(pid_t pid, int port, std::string api_key)
-      : pid_(pid), port_(port), api_key_(std::move(api_key)) {}
+  EmulatorProcess(pid_t pid, int port, std::string api_key, std::vector<std::string> extra_api_keys)
+      : pid_(pid),
+        port_(port),
+        api_key_(std::move(api_key)),
+        extra_api_keys_(std::move(extra_api_keys)) {}
   RequestOptions WithApiKey(const RequestOptions& options) const;
 
   pid_t pid_;
   int port_;
   std::string api_key_;
+  std::vector<std::string> extra_api_keys_;
 };
 
 }  // namespace copilot::emulator::testing
