@@ -9,7 +9,7 @@ as_root() {
 }
 
 packages=(
-  build-essential cmake ninja-build pkg-config git curl ca-certificates procps clang-format
+  build-essential cmake ninja-build pkg-config git curl ca-certificates openssl libssl-dev procps clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
   libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev

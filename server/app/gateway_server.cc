@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "server/app/log.h"
+#include "server/common/crypto.h"
 #include "server/upstream/haufe_client.h"
 
 namespace copilot::gateway {
@@ -40,7 +41,28 @@ CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& sec
   return options;
 }
 
+ListenerIdentity PlaintextIdentity(const GatewayConfig& config) {
+  ListenerIdentity identity;
+  identity.bearer = config.server.identity == "bearer";
+  identity.anonymous = config.server.identity == "none";
+  return identity;
+}
+
 }  // namespace
+
+std::shared_ptr<const TenantDirectory> BuildTenantDirectory(const GatewayConfig& config,
+                                                            const GatewaySecrets& secrets) {
+  std::vector<DirectoryEntry> entries;
+  for (const ResolvedTenant& resolved : secrets.tenants) {
+    entries.push_back(DirectoryEntry{std::make_shared<const Tenant>(resolved.tenant),
+                                     resolved.token_sha256, resolved.identities});
+  }
+  Tenant anonymous;
+  anonymous.id = config.default_tenant.id;
+  anonymous.licence = secrets.licence;
+  return std::make_shared<const TenantDirectory>(std::move(entries),
+                                                 std::make_shared<const Tenant>(anonymous));
+}
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     const GatewayConfig& config, const GatewaySecrets& secrets, GatewayReplacements replacements) {
@@ -59,9 +81,20 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     }
     gateway->api_ = std::make_shared<HaufeClient>(ClientConfig(config), gateway->transport_);
   }
-  gateway->core_ = std::make_unique<CopilotCore>(*gateway->api_, *gateway->clock_,
-                                                 gateway->handles_, CoreOptionsOf(config, secrets));
+  std::string signing_key = secrets.thread_signing_key;
+  if (signing_key.empty()) {
+    signing_key = RandomBytes(32);
+    LogLine(
+        "warning: no thread_signing_key_file/_env configured: thread IDs are signed with a "
+        "random key and stop working when this process ends (and on other replicas)");
+  }
+  gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(signing_key));
+  gateway->tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
+  gateway->core_ =
+      std::make_unique<CopilotCore>(*gateway->api_, *gateway->clock_, *gateway->handles_,
+                                    CoreOptionsOf(config, secrets), gateway->tenants_.get());
   AdapterOptions adapter_options;
+  adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
   gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
 
@@ -82,9 +115,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
         absl::StrCat("cannot listen on ", config.server.listen, " (address in use or invalid)"));
   }
   gateway->address_ = WithPort(config.server.listen, gateway->port_);
+  if (config.server.identity == "none") {
+    LogLine(absl::StrCat("warning: identity: none on ", gateway->address_,
+                         ": every caller is tenant ", config.default_tenant.id,
+                         " without credentials"));
+  }
   LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", gateway->address_, "; upstream ",
-                       config.upstream.base_url, "; tenant ", config.default_tenant.id,
-                       secrets.licence.empty() ? " (no licence)" : " (licence configured)"));
+                       config.upstream.base_url, "; identity ", config.server.identity, "; ",
+                       secrets.tenants.size(), " tenant(s)"));
   return gateway;
 }
 

@@ -16,6 +16,8 @@
 #include "server/config/gateway_config.h"
 #include "server/core/clock.h"
 #include "server/core/copilot_core.h"
+#include "server/core/signed_thread_handles.h"
+#include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
 #include "server/service/copilot_service_adapter.h"
 #include "server/transport/http_transport.h"
@@ -67,7 +69,8 @@ class GatewayServer {
   // then the upstream API and its transport (whose event loop delivers the last callbacks of
   // cancelled transfers while the core still exists), then the adapter and the core.
   std::shared_ptr<const Clock> clock_;
-  IdentityThreadHandles handles_;
+  std::unique_ptr<SignedThreadHandles> handles_;
+  std::unique_ptr<TenantResolver> tenants_;
   std::unique_ptr<CopilotCore> core_;
   std::unique_ptr<CopilotServiceAdapter> adapter_;
   std::shared_ptr<HttpTransport> transport_;
@@ -81,6 +84,10 @@ class GatewayServer {
 
 // The production transport for `config` (CurlTransport: one libcurl multi event loop).
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config);
+
+// The tenants of `config` with their secrets, plus default_tenant for identity: none.
+std::shared_ptr<const TenantDirectory> BuildTenantDirectory(const GatewayConfig& config,
+                                                            const GatewaySecrets& secrets);
 
 }  // namespace copilot::gateway
 

@@ -2,6 +2,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
 #define COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
 
+#include <cstddef>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -13,6 +14,14 @@ std::string Sha256(absl::string_view data);
 
 // HMAC-SHA-256 of `data` under `key`: 32 raw bytes.
 std::string HmacSha256(absl::string_view key, absl::string_view data);
+
+// AES-128 of one 16-byte `block` under a 16-byte `key` (a keyed permutation of 16-byte values;
+// no mode, no padding). Both must be exactly 16 bytes.
+std::string Aes128EncryptBlock(absl::string_view key, absl::string_view block);
+std::string Aes128DecryptBlock(absl::string_view key, absl::string_view block);
+
+// `count` bytes from the system's cryptographic random source.
+std::string RandomBytes(std::size_t count);
 
 // Whether `a` and `b` are equal, in time that depends only on their lengths (for comparing
 // secrets and MACs).

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
@@ -10,8 +11,11 @@
 #include <map>
 #include <sstream>
 #include <utility>
+#include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -144,6 +148,69 @@ FieldReader Bool(bool& out) {
   };
 }
 
+// A list of non-empty strings.
+FieldReader StringList(std::vector<std::string>& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (node.IsNull()) return absl::OkStatus();
+    if (!node.IsSequence()) return PathError(path, "expected a list");
+    out.clear();
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      std::string value;
+      const std::string item_path = absl::StrCat(path, "[", i, "]");
+      if (absl::Status status = NonEmptyString(value)(node[i], item_path); !status.ok()) {
+        return status;
+      }
+      out.push_back(std::move(value));
+    }
+    return absl::OkStatus();
+  };
+}
+
+// A list of mappings; `item` gives the readers of one element.
+template <typename T>
+FieldReader ListOf(std::vector<T>& out,
+                   std::function<std::map<std::string, FieldReader>(T&)> item) {
+  return [&out, item](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (node.IsNull()) return absl::OkStatus();
+    if (!node.IsSequence()) return PathError(path, "expected a list");
+    out.clear();
+    out.reserve(node.size());
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      T& element = out.emplace_back();
+      const std::string item_path = absl::StrCat(path, "[", i, "]");
+      if (!node[i].IsMap()) return PathError(item_path, "expected a mapping");
+      if (absl::Status status = ReadMap(node[i], item_path, item(element)); !status.ok()) {
+        return status;
+      }
+    }
+    return absl::OkStatus();
+  };
+}
+
+std::map<std::string, FieldReader> AssistantReaders(TenantAssistantConfig& assistant) {
+  return {
+      {"id", NonEmptyString(assistant.id)},
+      {"licence", NonEmptyString(assistant.licence.value)},
+      {"licence_file", NonEmptyString(assistant.licence.file)},
+      {"licence_env", NonEmptyString(assistant.licence.env)},
+  };
+}
+
+std::map<std::string, FieldReader> TenantReaders(TenantEntryConfig& tenant) {
+  return {
+      {"id", NonEmptyString(tenant.id)},
+      {"bearer_token_sha256", StringList(tenant.bearer_token_sha256)},
+      {"spiffe_ids", StringList(tenant.spiffe_ids)},
+      {"dns_names", StringList(tenant.dns_names)},
+      {"licence", NonEmptyString(tenant.licence.value)},
+      {"licence_file", NonEmptyString(tenant.licence.file)},
+      {"licence_env", NonEmptyString(tenant.licence.env)},
+      {"api_key_file", NonEmptyString(tenant.api_key.file)},
+      {"api_key_env", NonEmptyString(tenant.api_key.env)},
+      {"assistants", ListOf<TenantAssistantConfig>(tenant.assistants, AssistantReaders)},
+  };
+}
+
 FieldReader Section(std::map<std::string, FieldReader> readers) {
   return [readers = std::move(readers)](const YAML::Node& node,
                                         const std::string& path) -> absl::Status {
@@ -163,6 +230,10 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"shutdown_grace", PositiveDuration(server.shutdown_grace)},
       {"max_threads", IntInRange(server.max_threads, 1, 1024)},
       {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
+      {"identity", NonEmptyString(server.identity)},
+      {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
+      {"thread_signing_key_file", NonEmptyString(config.thread_signing_key.file)},
+      {"thread_signing_key_env", NonEmptyString(config.thread_signing_key.env)},
       {"upstream",
        Section({
            {"base_url", NonEmptyString(upstream.base_url)},
@@ -231,6 +302,82 @@ absl::StatusOr<std::string> ReadSecret(absl::string_view file_key, const std::st
   return value;
 }
 
+// The canonical 8-4-4-4-12 hexadecimal form.
+bool IsUuidText(absl::string_view text) {
+  if (text.size() != 36) return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? text[i] != '-' : !absl::ascii_isxdigit(static_cast<unsigned char>(text[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int Sources(const SecretRef& ref) {
+  return !ref.value.empty() + !ref.file.empty() + !ref.env.empty();
+}
+
+absl::Status ValidateTenants(const std::vector<TenantEntryConfig>& tenants) {
+  absl::flat_hash_set<std::string> ids, tokens, identities;
+  for (std::size_t i = 0; i < tenants.size(); ++i) {
+    const TenantEntryConfig& tenant = tenants[i];
+    const std::string path = absl::StrCat("tenants[", i, "]");
+    if (tenant.id.empty()) return PathError(absl::StrCat(path, ".id"), "required");
+    if (!ids.insert(tenant.id).second) {
+      return PathError(absl::StrCat(path, ".id"), absl::StrCat("duplicate tenant id ", tenant.id));
+    }
+    for (std::size_t j = 0; j < tenant.bearer_token_sha256.size(); ++j) {
+      const std::string& hash = tenant.bearer_token_sha256[j];
+      const std::string hash_path = absl::StrCat(path, ".bearer_token_sha256[", j, "]");
+      if (hash.size() != 64 || !std::all_of(hash.begin(), hash.end(), [](char c) {
+            return absl::ascii_isxdigit(static_cast<unsigned char>(c));
+          })) {
+        return PathError(hash_path,
+                         "expected 64 hex digits (sha256sum of the token), not the token itself");
+      }
+      if (!tokens.insert(absl::AsciiStrToLower(hash)).second) {
+        return PathError(hash_path, "the same token is configured twice");
+      }
+    }
+    for (const auto* list : {&tenant.spiffe_ids, &tenant.dns_names}) {
+      for (const std::string& identity : *list) {
+        const std::string key = list == &tenant.dns_names ? "dns:" + identity : identity;
+        if (list == &tenant.spiffe_ids && !absl::StartsWith(identity, "spiffe://")) {
+          return PathError(absl::StrCat(path, ".spiffe_ids"),
+                           absl::StrCat(identity, " is not a spiffe:// ID"));
+        }
+        if (!identities.insert(key).second) {
+          return PathError(path, absl::StrCat("client identity ", identity,
+                                              " is mapped to more than one tenant"));
+        }
+      }
+    }
+    if (Sources(tenant.licence) > 1) {
+      return PathError(path, "at most one of licence, licence_file and licence_env may be set");
+    }
+    if (!tenant.api_key.file.empty() && !tenant.api_key.env.empty()) {
+      return PathError(path, "at most one of api_key_file and api_key_env may be set");
+    }
+    if (tenant.assistants.empty()) {
+      return PathError(absl::StrCat(path, ".assistants"),
+                       "required: the assistants this tenant may use (\"*\" for all)");
+    }
+    for (std::size_t j = 0; j < tenant.assistants.size(); ++j) {
+      const TenantAssistantConfig& assistant = tenant.assistants[j];
+      const std::string assistant_path = absl::StrCat(path, ".assistants[", j, "]");
+      if (assistant.id != "*" && !IsUuidText(assistant.id)) {
+        return PathError(absl::StrCat(assistant_path, ".id"), "must be an assistant UUID or \"*\"");
+      }
+      if (Sources(assistant.licence) > 1) {
+        return PathError(assistant_path,
+                         "at most one of licence, licence_file and licence_env may be set");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<GatewayConfig> ParseConfigYaml(absl::string_view yaml) {
@@ -288,6 +435,14 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
     return PathError("default_tenant",
                      "at most one of licence, licence_file and licence_env may be set");
   }
+  if (config.server.identity != "bearer" && config.server.identity != "none") {
+    return PathError("identity", "must be bearer or none");
+  }
+  if (!config.thread_signing_key.file.empty() && !config.thread_signing_key.env.empty()) {
+    return PathError("thread_signing_key_file",
+                     "at most one of thread_signing_key_file and thread_signing_key_env");
+  }
+  if (absl::Status status = ValidateTenants(config.tenants); !status.ok()) return status;
   if (config.upstream.connect_timeout > config.upstream.max_call_timeout) {
     return PathError("upstream.connect_timeout", "must not exceed upstream.max_call_timeout");
   }
@@ -322,6 +477,21 @@ absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const
                  config.upstream.api_key_env, env);
   if (!key.ok()) return key.status();
   secrets.api_key = *std::move(key);
+  if (!config.thread_signing_key.empty()) {
+    absl::StatusOr<std::string> signing =
+        ReadSecret("thread_signing_key_file", config.thread_signing_key.file,
+                   "thread_signing_key_env", config.thread_signing_key.env, env);
+    if (!signing.ok()) return signing.status();
+    if (signing->size() < 32) {
+      return PathError(config.thread_signing_key.file.empty() ? "thread_signing_key_env"
+                                                              : "thread_signing_key_file",
+                       "the key must be at least 32 bytes (e.g. openssl rand -base64 48)");
+    }
+    secrets.thread_signing_key = *std::move(signing);
+  }
+  absl::StatusOr<std::vector<ResolvedTenant>> tenants = ResolveTenants(config, env);
+  if (!tenants.ok()) return tenants.status();
+  secrets.tenants = *std::move(tenants);
   const TenantConfig& tenant = config.default_tenant;
   if (!tenant.licence.empty()) {
     secrets.licence = tenant.licence;
@@ -333,6 +503,58 @@ absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const
     secrets.licence = *std::move(licence);
   }
   return secrets;
+}
+
+namespace {
+
+// The secret `ref` names (the value itself, a file or a variable); empty when it names none.
+absl::StatusOr<std::string> ReadRef(const std::string& path, const SecretRef& ref,
+                                    const EnvLookup& env) {
+  if (!ref.value.empty()) return ref.value;
+  if (ref.file.empty() && ref.env.empty()) return std::string();
+  return ReadSecret(absl::StrCat(path, "_file"), ref.file, absl::StrCat(path, "_env"), ref.env,
+                    env);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<ResolvedTenant>> ResolveTenants(const GatewayConfig& config,
+                                                           const EnvLookup& env) {
+  std::vector<ResolvedTenant> resolved;
+  for (std::size_t i = 0; i < config.tenants.size(); ++i) {
+    const TenantEntryConfig& entry = config.tenants[i];
+    const std::string path = absl::StrCat("tenants[", i, "]");
+    ResolvedTenant out;
+    out.tenant.id = entry.id;
+    absl::StatusOr<std::string> licence =
+        ReadRef(absl::StrCat(path, ".licence"), entry.licence, env);
+    if (!licence.ok()) return licence.status();
+    out.tenant.licence = *std::move(licence);
+    absl::StatusOr<std::string> key = ReadRef(absl::StrCat(path, ".api_key"), entry.api_key, env);
+    if (!key.ok()) return key.status();
+    out.tenant.api_key = *std::move(key);
+    out.tenant.all_assistants = false;
+    for (std::size_t j = 0; j < entry.assistants.size(); ++j) {
+      const TenantAssistantConfig& assistant = entry.assistants[j];
+      if (assistant.id == "*") {
+        out.tenant.all_assistants = true;
+        continue;
+      }
+      const std::string id = absl::AsciiStrToLower(assistant.id);
+      out.tenant.allowed_assistants.insert(id);
+      absl::StatusOr<std::string> own =
+          ReadRef(absl::StrCat(path, ".assistants[", j, "].licence"), assistant.licence, env);
+      if (!own.ok()) return own.status();
+      if (!own->empty()) out.tenant.assistant_licences[id] = *std::move(own);
+    }
+    for (const std::string& hex : entry.bearer_token_sha256) {
+      out.token_sha256.push_back(absl::HexStringToBytes(absl::AsciiStrToLower(hex)));
+    }
+    out.identities = entry.spiffe_ids;
+    for (const std::string& name : entry.dns_names) out.identities.push_back("dns:" + name);
+    resolved.push_back(std::move(out));
+  }
+  return resolved;
 }
 
 }  // namespace copilot::gateway

@@ -53,6 +53,10 @@ EnvLookup ProcessEnvironment();
 // Errors name the config key and the file or variable, never the value.
 absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const EnvLookup& env);
 
+// Reads every tenant's licences and API key (errors name the config key, never the value).
+absl::StatusOr<std::vector<ResolvedTenant>> ResolveTenants(const GatewayConfig& config,
+                                                           const EnvLookup& env);
+
 }  // namespace copilot::gateway
 
 #endif  // COPILOT_GATEWAY_SERVER_CONFIG_CONFIG_LOADER_H_

@@ -9,8 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
+#include "server/core/tenant.h"
 
 namespace copilot::gateway {
 
@@ -60,14 +62,44 @@ struct RequestIdConfig {
   std::size_t max_bytes = 64 * 1024 * 1024;
 };
 
-// The one tenant served until per-caller tenants land.
+// Where a secret comes from: at most one of the value itself (licences only), a file holding it
+// (surrounding whitespace trimmed) or an environment variable.
+struct SecretRef {
+  std::string value;
+  std::string file;
+  std::string env;
+  bool empty() const { return value.empty() && file.empty() && env.empty(); }
+};
+
+// The tenant of callers on a listener with `identity: none`.
 struct TenantConfig {
   std::string id = "default";
-  // At most one of these gives the licence sent upstream as meta_data.user_data.licence: the
-  // value itself, a file holding it, or an environment variable. None: no licence is sent.
+  // The licence sent upstream as meta_data.user_data.licence. None: no licence is sent.
   std::string licence;
   std::string licence_file;
   std::string licence_env;
+};
+
+// An assistant a tenant may use, optionally with its own licence.
+struct TenantAssistantConfig {
+  std::string id;  // An assistant UUID, or "*" for every assistant.
+  SecretRef licence;
+};
+
+// One tenant: how its callers are recognised, and what its calls send upstream.
+struct TenantEntryConfig {
+  std::string id;
+  // Hex SHA-256 digests of the bearer tokens its callers send (several, for rotation).
+  std::vector<std::string> bearer_token_sha256;
+  // Verified client-certificate identities: SPIFFE IDs (URI SANs) and DNS SANs.
+  std::vector<std::string> spiffe_ids;
+  std::vector<std::string> dns_names;
+  // The licence for assistants without one of their own.
+  SecretRef licence;
+  // The assistants it may use (required; "*" allows every assistant).
+  std::vector<TenantAssistantConfig> assistants;
+  // Its own upstream API key (file or env); none uses the gateway's.
+  SecretRef api_key;
 };
 
 // gRPC server settings.
@@ -81,6 +113,9 @@ struct ServerConfig {
   int max_threads = 8;
   // Chunks queued per stream for a caller reading slowly before the upstream is paused.
   int max_queued_chunks = 16;
+  // How callers on `listen` (plaintext) are identified: "bearer" (authorization: Bearer <token>
+  // mapped to a tenant) or "none" (every caller is default_tenant; a warning at start-up).
+  std::string identity = "bearer";
 };
 
 // The whole configuration. Plain data; copyable; not synchronized.
@@ -90,12 +125,25 @@ struct GatewayConfig {
   LimitsConfig limits;
   RequestIdConfig request_ids;
   TenantConfig default_tenant;
+  std::vector<TenantEntryConfig> tenants;
+  // The key that binds thread handles to tenants (HMAC) and scopes end-user IDs; every replica
+  // needs the same one. None: a random key per process (handles die with it; a warning).
+  SecretRef thread_signing_key;
+};
+
+// A configured tenant with its secrets read: what the tenant directory is built from.
+struct ResolvedTenant {
+  Tenant tenant;
+  std::vector<std::string> token_sha256;  // Raw 32-byte digests.
+  std::vector<std::string> identities;    // "spiffe://..." and "dns:NAME".
 };
 
 // Values read from the places the config names. Never log these.
 struct GatewaySecrets {
   std::string api_key;
-  std::string licence;  // Empty: no licence configured.
+  std::string licence;             // Empty: no licence configured.
+  std::string thread_signing_key;  // Empty: none configured.
+  std::vector<ResolvedTenant> tenants;
 };
 
 }  // namespace copilot::gateway

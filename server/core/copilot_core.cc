@@ -1,6 +1,8 @@
 #include "server/core/copilot_core.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -8,6 +10,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/common/crypto.h"
+#include "server/core/signed_thread_handles.h"
 
 namespace copilot::gateway {
 namespace {
@@ -62,33 +65,53 @@ std::vector<google::protobuf::Struct> Tools(
   return {tools.begin(), tools.end()};
 }
 
-// Forwards chunks with thread IDs mapped for the caller. Called on the event loop thread only.
-class CallerChunkSink final : public ChunkSink {
- public:
-  CallerChunkSink(std::shared_ptr<ChunkSink> inner, const ThreadHandles& handles, Tenant tenant)
-      : inner_(std::move(inner)), handles_(handles), tenant_(std::move(tenant)) {}
-  bool OnChunk(v1::MessageChunk chunk) override {
-    if (!chunk.thread_id().empty()) {
-      chunk.set_thread_id(handles_.ToCaller(tenant_, chunk.thread_id()));
-    }
-    return inner_->OnChunk(std::move(chunk));
-  }
-  void OnDone(absl::Status status) override { inner_->OnDone(std::move(status)); }
+std::string AssistantNotAllowedMessage(absl::string_view assistant_id) {
+  return absl::StrCat("assistant ", assistant_id, " is not available to this caller");
+}
 
- private:
-  std::shared_ptr<ChunkSink> inner_;
-  const ThreadHandles& handles_;
-  const Tenant tenant_;
-};
+absl::Status AssistantNotAllowed(absl::string_view field, absl::string_view assistant_id) {
+  absl::Status status =
+      MakeError(absl::StatusCode::kPermissionDenied, AssistantNotAllowedMessage(assistant_id),
+                "assistant_not_allowed", {{"assistant_id", std::string(assistant_id)}});
+  if (!field.empty()) AddFieldViolation(status, field, "assistant not allowed to this caller");
+  return status;
+}
 
 }  // namespace
 
+// Forwards chunks with IDs mapped for the caller. Called on the event loop thread only.
+class CopilotCore::CallerChunkSink final : public ChunkSink {
+ public:
+  CallerChunkSink(std::shared_ptr<ChunkSink> inner, const CopilotCore& core, TenantPtr tenant,
+                  std::string assistant_id)
+      : inner_(std::move(inner)),
+        core_(core),
+        tenant_(std::move(tenant)),
+        assistant_id_(std::move(assistant_id)) {}
+  bool OnChunk(v1::MessageChunk chunk) override {
+    if (!chunk.thread_id().empty()) {
+      chunk.set_thread_id(
+          core_.handles_.ToCaller(*tenant_, ThreadRef{chunk.thread_id(), assistant_id_}));
+    }
+    return inner_->OnChunk(std::move(chunk));
+  }
+  void OnDone(absl::Status status) override { inner_->OnDone(ForCaller(std::move(status))); }
+
+ private:
+  std::shared_ptr<ChunkSink> inner_;
+  const CopilotCore& core_;
+  const TenantPtr tenant_;
+  const std::string assistant_id_;
+};
+
 CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles,
-                         CoreOptions options)
+                         CoreOptions options, const TenantResolver* tenants)
     : api_(api),
       clock_(clock),
       handles_(handles),
       options_(std::move(options)),
+      default_tenant_(std::make_shared<const Tenant>(options_.default_tenant)),
+      tenants_(tenants),
       create_thread_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
                               options_.request_id_max_bytes),
       add_message_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
@@ -100,41 +123,76 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
 
 UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
                                                       const Tenant& tenant,
-                                                      absl::string_view request_id) const {
+                                                      absl::string_view request_id,
+                                                      absl::string_view assistant_id) const {
   UpstreamCallOptions options;
   options.deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
-  options.api_key = options_.api_key;
-  options.licence = tenant.licence;
+  options.api_key = tenant.api_key.empty() ? options_.api_key : tenant.api_key;
+  options.licence = tenant.LicenceFor(assistant_id);
   options.request_id = std::string(request_id);
   return options;
 }
 
-v1::Message CopilotCore::ForCaller(const Tenant& tenant, v1::Message message) const {
+absl::StatusOr<CopilotCore::TenantPtr> CopilotCore::TenantOf(const CallContext& context) const {
+  if (context.tenant != nullptr) return context.tenant;
+  if (tenants_ == nullptr) return default_tenant_;
+  return tenants_->Current()->Resolve(context.credentials, context.listener);
+}
+
+absl::StatusOr<ThreadRef> CopilotCore::ThreadOf(const Tenant& tenant, absl::string_view handle,
+                                                bool uses_assistant) const {
+  absl::StatusOr<ThreadRef> thread = handles_.ToUpstream(tenant, handle, "thread_id");
+  if (!thread.ok()) return thread.status();
+  if (uses_assistant && !thread->assistant_id.empty() && !tenant.Allows(thread->assistant_id)) {
+    return AssistantNotAllowed("", thread->assistant_id);
+  }
+  return thread;
+}
+
+absl::Status CopilotCore::ForCaller(absl::Status status) {
+  if (status.code() == absl::StatusCode::kNotFound) {
+    std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+    if (info.has_value() && info->reason() == "thread_not_found") return ThreadNotFound();
+  }
+  return status;
+}
+
+v1::Message CopilotCore::ForCaller(const Tenant& tenant, absl::string_view assistant_id,
+                                   v1::Message message) const {
   if (!message.thread_id().empty()) {
-    message.set_thread_id(handles_.ToCaller(tenant, message.thread_id()));
+    message.set_thread_id(
+        handles_.ToCaller(tenant, ThreadRef{message.thread_id(), std::string(assistant_id)}));
   }
   return message;
 }
 
-v1::Thread CopilotCore::ForCaller(const Tenant& tenant, v1::Thread thread) const {
-  thread.set_id(handles_.ToCaller(tenant, thread.id()));
+v1::Thread CopilotCore::ForCaller(const Tenant& tenant, absl::string_view assistant_id,
+                                  v1::Thread thread) const {
+  // The upstream's own record of the assistant wins; the request's is the fallback.
+  const std::string assistant =
+      thread.assistant_id().empty() ? std::string(assistant_id) : thread.assistant_id();
+  thread.set_id(handles_.ToCaller(tenant, ThreadRef{thread.id(), assistant}));
+  if (!thread.user_id().empty())
+    thread.set_user_id(handles_.UserToCaller(tenant, thread.user_id()));
   return thread;
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::ListAssistants(
     const CallContext& context, const v1::ListAssistantsRequest& request,
     CoreCallback<v1::ListAssistantsResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateListAssistants(request); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
+  TenantPtr tenant = *std::move(caller);
   return api_.ListAssistants(
-      BuildUpstreamOptions(context, tenant, ""),
-      [done = std::move(done)](absl::StatusOr<std::vector<v1::Assistant>> result) mutable {
+      BuildUpstreamOptions(context, *tenant, "", ""),
+      [tenant, done = std::move(done)](absl::StatusOr<std::vector<v1::Assistant>> result) mutable {
         if (!result.ok()) return std::move(done)(result.status());
         v1::ListAssistantsResponse response;
         for (v1::Assistant& assistant : *result) {
-          *response.add_assistants() = std::move(assistant);
+          if (tenant->Allows(assistant.id())) *response.add_assistants() = std::move(assistant);
         }
         std::move(done)(std::move(response));
       });
@@ -143,50 +201,61 @@ std::shared_ptr<UpstreamCall> CopilotCore::ListAssistants(
 std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
     const CallContext& context, const v1::CreateThreadRequest& request,
     CoreCallback<v1::CreateThreadResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateCreateThread(request); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  CreateThreadParams params{request.assistant_id(), request.user_id(), request.title()};
-  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
-  auto start = [this, &tenant, options = std::move(options),
+  TenantPtr tenant = *std::move(caller);
+  if (!tenant->Allows(request.assistant_id())) {
+    return Reject(std::move(done), AssistantNotAllowed("assistant_id", request.assistant_id()));
+  }
+  CreateThreadParams params{request.assistant_id(),
+                            handles_.UserToUpstream(*tenant, request.user_id()), request.title()};
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(context, *tenant, request.request_id(), request.assistant_id());
+  auto start = [this, tenant, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::CreateThreadResponse> done) mutable {
-    return api_.CreateThread(
-        options, params,
-        RespondWith(tenant, std::move(done), &v1::CreateThreadResponse::mutable_thread));
+    return api_.CreateThread(options, params,
+                             RespondWith(tenant, params.assistant_id, std::move(done),
+                                         &v1::CreateThreadResponse::mutable_thread));
   };
-  return MaybeDeduplicate(create_thread_requests_, tenant, "CreateThread", request.request_id(),
+  return MaybeDeduplicate(create_thread_requests_, *tenant, "CreateThread", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::GetThread(const CallContext& context,
                                                      const v1::GetThreadRequest& request,
                                                      CoreCallback<v1::GetThreadResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateGetThread(request); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.GetThread(
-      BuildUpstreamOptions(context, tenant, ""), *thread,
-      RespondWith(tenant, std::move(done), &v1::GetThreadResponse::mutable_thread));
+  return api_.GetThread(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+                        thread->upstream_id,
+                        RespondWith(tenant, thread->assistant_id, std::move(done),
+                                    &v1::GetThreadResponse::mutable_thread));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
     const CallContext& context, const v1::DeleteThreadRequest& request,
     CoreCallback<v1::DeleteThreadResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateDeleteThread(request); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.DeleteThread(BuildUpstreamOptions(context, tenant, ""), *thread,
+  return api_.DeleteThread(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+                           thread->upstream_id,
                            [done = std::move(done)](absl::Status status) mutable {
-                             if (!status.ok()) return std::move(done)(std::move(status));
+                             if (!status.ok()) return std::move(done)(ForCaller(status));
                              std::move(done)(v1::DeleteThreadResponse());
                            });
 }
@@ -194,135 +263,149 @@ std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
 std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context,
                                                       const v1::AddMessageRequest& request,
                                                       CoreCallback<v1::AddMessageResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateAddMessage(request, options_.limits); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
-  auto start = [this, &tenant, options = std::move(options), thread = *std::move(thread),
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(context, *tenant, request.request_id(), thread->assistant_id);
+  auto start = [this, tenant, options = std::move(options), thread = *std::move(thread),
                 message = request.message()](CoreCallback<v1::AddMessageResponse> done) mutable {
-    return api_.AddMessage(
-        options, thread, message,
-        RespondWith(tenant, std::move(done), &v1::AddMessageResponse::mutable_message));
+    return api_.AddMessage(options, thread.upstream_id, message,
+                           RespondWith(tenant, thread.assistant_id, std::move(done),
+                                       &v1::AddMessageResponse::mutable_message));
   };
-  return MaybeDeduplicate(add_message_requests_, tenant, "AddMessage", request.request_id(),
+  return MaybeDeduplicate(add_message_requests_, *tenant, "AddMessage", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::ListMessages(
     const CallContext& context, const v1::ListMessagesRequest& request,
     CoreCallback<v1::ListMessagesResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateListMessages(request, options_.limits); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.ListMessages(
-      BuildUpstreamOptions(context, tenant, ""), *thread, request.page_size(), request.page_token(),
-      [this, &tenant, done = std::move(done)](absl::StatusOr<MessagePage> result) mutable {
-        if (!result.ok()) return std::move(done)(result.status());
-        v1::ListMessagesResponse response;
-        for (v1::Message& message : result->messages) {
-          *response.add_messages() = ForCaller(tenant, std::move(message));
-        }
-        response.set_next_page_token(std::move(result->next_cursor));
-        std::move(done)(std::move(response));
-      });
+  return api_.ListMessages(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+                           thread->upstream_id, request.page_size(), request.page_token(),
+                           [this, tenant, assistant = thread->assistant_id,
+                            done = std::move(done)](absl::StatusOr<MessagePage> result) mutable {
+                             if (!result.ok()) return std::move(done)(ForCaller(result.status()));
+                             v1::ListMessagesResponse response;
+                             for (v1::Message& message : result->messages) {
+                               *response.add_messages() =
+                                   ForCaller(*tenant, assistant, std::move(message));
+                             }
+                             response.set_next_page_token(std::move(result->next_cursor));
+                             std::move(done)(std::move(response));
+                           });
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
                                                const v1::RunRequest& request,
                                                CoreCallback<v1::RunResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateRun(request); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
-  RunParams params{*std::move(thread), Tools(request.tools())};
-  auto start = [this, &tenant, options = std::move(options),
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(context, *tenant, request.request_id(), thread->assistant_id);
+  RunParams params{thread->upstream_id, Tools(request.tools())};
+  auto start = [this, tenant, assistant = thread->assistant_id, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::RunResponse> done) mutable {
-    return api_.Run(options, params,
-                    RespondWith(tenant, std::move(done), &v1::RunResponse::mutable_message));
+    return api_.Run(
+        options, params,
+        RespondWith(tenant, assistant, std::move(done), &v1::RunResponse::mutable_message));
   };
-  return MaybeDeduplicate(run_requests_, tenant, "Run", request.request_id(), request,
+  return MaybeDeduplicate(run_requests_, *tenant, "Run", request.request_id(), request,
                           std::move(done), std::move(start));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::StreamRun(const CallContext& context,
                                                      const v1::StreamRunRequest& request,
                                                      std::shared_ptr<AnswerSink> sink) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(sink, caller.status());
   if (absl::Status status = ValidateStreamRun(request); !status.ok()) {
     return Reject(sink, std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<std::string> thread =
-      handles_.ToUpstream(tenant, request.thread_id(), "thread_id");
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(sink, thread.status());
-  return api_.StreamRun(BuildUpstreamOptions(context, tenant, ""),
-                        RunParams{*std::move(thread), Tools(request.tools())},
-                        std::make_shared<CallerChunkSink>(std::move(sink), handles_, tenant));
+  return api_.StreamRun(
+      BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+      RunParams{thread->upstream_id, Tools(request.tools())},
+      std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, thread->assistant_id));
 }
 
-namespace {
-
 template <typename Request>
-absl::StatusOr<CompletionParams> CompletionParamsOf(const Request& request, const Tenant& tenant,
-                                                    const ThreadHandles& handles) {
+absl::StatusOr<CompletionParams> CopilotCore::CompletionParamsOf(const Request& request,
+                                                                 const Tenant& tenant) const {
+  if (!tenant.Allows(request.assistant_id())) {
+    return AssistantNotAllowed("assistant_id", request.assistant_id());
+  }
   CompletionParams params;
   params.assistant_id = request.assistant_id();
   params.messages.assign(request.messages().begin(), request.messages().end());
-  params.user_id = request.user_id();
+  params.user_id = handles_.UserToUpstream(tenant, request.user_id());
   if (!request.thread_id().empty()) {
-    absl::StatusOr<std::string> thread =
-        handles.ToUpstream(tenant, request.thread_id(), "thread_id");
+    absl::StatusOr<ThreadRef> thread = ThreadOf(tenant, request.thread_id(), true);
     if (!thread.ok()) return thread.status();
-    params.thread_id = *std::move(thread);
+    params.thread_id = thread->upstream_id;
   }
   params.tools = Tools(request.tools());
   return params;
 }
 
-}  // namespace
-
 std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
                                                     const v1::CompleteRequest& request,
                                                     CoreCallback<v1::CompleteResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
   if (absl::Status status = ValidateComplete(request, options_.limits); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, tenant, handles_);
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(std::move(done), params.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, tenant, request.request_id());
-  auto start = [this, &tenant, options = std::move(options),
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(context, *tenant, request.request_id(), request.assistant_id());
+  auto start = [this, tenant, options = std::move(options),
                 params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
-    return api_.Complete(
-        options, params,
-        RespondWith(tenant, std::move(done), &v1::CompleteResponse::mutable_message));
+    return api_.Complete(options, params,
+                         RespondWith(tenant, params.assistant_id, std::move(done),
+                                     &v1::CompleteResponse::mutable_message));
   };
-  return MaybeDeduplicate(complete_requests_, tenant, "Complete", request.request_id(), request,
+  return MaybeDeduplicate(complete_requests_, *tenant, "Complete", request.request_id(), request,
                           std::move(done), std::move(start));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::StreamComplete(const CallContext& context,
                                                           const v1::StreamCompleteRequest& request,
                                                           std::shared_ptr<AnswerSink> sink) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(sink, caller.status());
   if (absl::Status status = ValidateStreamComplete(request, options_.limits); !status.ok()) {
     return Reject(sink, std::move(status));
   }
-  const Tenant& tenant = TenantOf(context);
-  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, tenant, handles_);
+  TenantPtr tenant = *std::move(caller);
+  absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(sink, params.status());
-  return api_.StreamComplete(BuildUpstreamOptions(context, tenant, ""), *params,
-                             std::make_shared<CallerChunkSink>(std::move(sink), handles_, tenant));
+  return api_.StreamComplete(
+      BuildUpstreamOptions(context, *tenant, "", request.assistant_id()), *params,
+      std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, request.assistant_id()));
 }
 
 }  // namespace copilot::gateway

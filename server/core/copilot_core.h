@@ -15,6 +15,7 @@
 #include "server/core/clock.h"
 #include "server/core/request_deduplicator.h"
 #include "server/core/tenant.h"
+#include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
 #include "server/core/validation.h"
 #include "server/upstream/haufe_api.h"
@@ -25,13 +26,19 @@ namespace copilot::gateway {
 struct CallContext {
   // The caller's deadline; InfiniteFuture when it set none.
   absl::Time deadline = absl::InfiniteFuture();
+  // What the caller presented, and what its listener accepts (read from gRPC by the service
+  // layer); the core's TenantResolver maps them to a tenant.
+  CallerCredentials credentials;
+  ListenerIdentity listener;
+  // Set to bypass resolution (tests). Shared so that a reload never pulls it from under a call.
+  std::shared_ptr<const Tenant> tenant;
 };
 
 // Settings of the core, from the config. Plain data; holds secrets, so never log it.
 struct CoreOptions {
-  // Sent upstream as the api-key header.
+  // Sent upstream as the api-key header (unless the tenant has a key of its own).
   std::string api_key;
-  // The tenant every call is made for until per-caller tenants land.
+  // The tenant of calls when the core has no TenantResolver (and CallContext names none).
   Tenant default_tenant;
   // Bound on a call whose caller set no deadline (and cap on longer deadlines).
   absl::Duration max_call_timeout = absl::Minutes(5);
@@ -56,7 +63,9 @@ using AnswerSink = ChunkSink;
 // (server/common/errors.h). `api`, `clock` and `handles` must outlive this object.
 class CopilotCore {
  public:
-  CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles, CoreOptions options);
+  // `tenants`, when given, resolves each call's tenant (it must outlive this object).
+  CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles, CoreOptions options,
+              const TenantResolver* tenants = nullptr);
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const CallContext& context, const copilot::v1::ListAssistantsRequest& request,
@@ -89,34 +98,57 @@ class CopilotCore {
                                                const copilot::v1::StreamCompleteRequest& request,
                                                std::shared_ptr<AnswerSink> sink);
 
-  // The options of one upstream call: deadline = min(caller's, now + max_call_timeout), the API
-  // key, the tenant's licence, the request id. Public for tests.
+  // The options of one upstream call: deadline = min(caller's, now + max_call_timeout), the
+  // tenant's API key (or the gateway's), the tenant's licence for `assistant_id`, the request id.
+  // Public for tests.
   UpstreamCallOptions BuildUpstreamOptions(const CallContext& context, const Tenant& tenant,
-                                           absl::string_view request_id) const;
+                                           absl::string_view request_id,
+                                           absl::string_view assistant_id) const;
 
  private:
-  // The tenant of a call (one default tenant until per-caller tenants land).
-  const Tenant& TenantOf(const CallContext& context) const { return options_.default_tenant; }
-  // Maps the thread IDs inside an upstream message for `tenant`.
-  copilot::v1::Message ForCaller(const Tenant& tenant, copilot::v1::Message message) const;
-  copilot::v1::Thread ForCaller(const Tenant& tenant, copilot::v1::Thread thread) const;
+  using TenantPtr = std::shared_ptr<const Tenant>;
+  // The tenant of a call: CallContext::tenant when set; else resolved from the caller's
+  // credentials when the core has a TenantResolver (UNAUTHENTICATED when they name none); else
+  // the default tenant.
+  absl::StatusOr<TenantPtr> TenantOf(const CallContext& context) const;
+  // The thread behind a caller's handle; with `uses_assistant`, PERMISSION_DENIED when the
+  // thread's assistant is not (or no longer) allowed to the tenant.
+  absl::StatusOr<ThreadRef> ThreadOf(const Tenant& tenant, absl::string_view handle,
+                                     bool uses_assistant) const;
+  // Maps the IDs inside an upstream answer for `tenant`; messages belong to `assistant_id`.
+  copilot::v1::Message ForCaller(const Tenant& tenant, absl::string_view assistant_id,
+                                 copilot::v1::Message message) const;
+  copilot::v1::Thread ForCaller(const Tenant& tenant, absl::string_view assistant_id,
+                                copilot::v1::Thread thread) const;
   // The upstream callback of a unary use case: maps the result for `tenant` and hands it to
   // `done` in the `Response` field that `field` (e.g. &RunResponse::mutable_message) sets.
   template <typename Response, typename Upstream>
-  UpstreamCallback<Upstream> RespondWith(const Tenant& tenant, CoreCallback<Response> done,
+  UpstreamCallback<Upstream> RespondWith(TenantPtr tenant, std::string assistant_id,
+                                         CoreCallback<Response> done,
                                          Upstream* (Response::*field)()) const {
-    return [this, &tenant, done = std::move(done), field](absl::StatusOr<Upstream> result) mutable {
-      if (!result.ok()) return std::move(done)(result.status());
+    return [this, tenant = std::move(tenant), assistant_id = std::move(assistant_id),
+            done = std::move(done), field](absl::StatusOr<Upstream> result) mutable {
+      if (!result.ok()) return std::move(done)(ForCaller(result.status()));
       Response response;
-      *(response.*field)() = ForCaller(tenant, *std::move(result));
+      *(response.*field)() = ForCaller(*tenant, assistant_id, *std::move(result));
       std::move(done)(std::move(response));
     };
   }
+  // An upstream error as the caller sees it: the upstream's thread_not_found becomes exactly
+  // the NOT_FOUND of a handle that is not the caller's.
+  static absl::Status ForCaller(absl::Status status);
+  // The upstream parameters of Complete and StreamComplete.
+  template <typename Request>
+  absl::StatusOr<CompletionParams> CompletionParamsOf(const Request& request,
+                                                      const Tenant& tenant) const;
+  class CallerChunkSink;
 
   HaufeApi& api_;
   const Clock& clock_;
   const ThreadHandles& handles_;
   const CoreOptions options_;
+  const TenantPtr default_tenant_;
+  const TenantResolver* const tenants_;
   RequestDeduplicator<copilot::v1::CreateThreadResponse> create_thread_requests_;
   RequestDeduplicator<copilot::v1::AddMessageResponse> add_message_requests_;
   RequestDeduplicator<copilot::v1::RunResponse> run_requests_;

@@ -105,9 +105,14 @@ void CheckOptionalUuid(Violations& v, absl::string_view field, absl::string_view
   if (!value.empty() && !IsUuid(value)) v.Add(std::string(field), "must be a UUID");
 }
 
-// The thread ID callers pass back. With the identity handle mapping it is the upstream UUID.
+// The thread ID callers pass back: an opaque handle (ThreadHandles decides whether it names one
+// of the caller's threads: NOT_FOUND otherwise). Only presence and size are checked here.
 void CheckThreadId(Violations& v, absl::string_view field, absl::string_view value) {
-  CheckRequiredUuid(v, field, value);
+  if (value.empty()) {
+    v.Add(std::string(field), "required");
+  } else if (value.size() > kMaxThreadIdBytes) {
+    v.Add(std::string(field), absl::StrCat("must be at most ", kMaxThreadIdBytes, " bytes"));
+  }
 }
 
 bool IsKnownRole(Role role) {

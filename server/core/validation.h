@@ -31,6 +31,9 @@ struct ValidationLimits {
   std::size_t max_page_token_bytes = 1024;
 };
 
+// Longest thread ID (an opaque handle) a request may carry.
+inline constexpr std::size_t kMaxThreadIdBytes = 512;
+
 // True for the canonical 8-4-4-4-12 hexadecimal UUID text form (either case).
 bool IsUuid(absl::string_view text);
 

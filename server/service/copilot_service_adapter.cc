@@ -1,9 +1,16 @@
 #include "server/service/copilot_service_adapter.h"
 
+#include <grpc/grpc_security_constants.h>
+
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/service/stream_call_reactor.h"
 #include "server/service/unary_call_reactor.h"
@@ -13,9 +20,44 @@ namespace {
 
 namespace v1 = ::copilot::v1;
 
+// The authenticated client-certificate identities of the connection, and whether it is TLS.
+void ReadPeer(const grpc::CallbackServerContext& context, bool& tls,
+              std::vector<std::string>& identities) {
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  tls = false;
+  if (auth == nullptr) return;
+  for (const grpc::string_ref& type : auth->FindPropertyValues("transport_security_type")) {
+    if (type == "ssl" || type == "tls") tls = true;
+  }
+  if (!tls || !auth->IsPeerAuthenticated()) return;
+  auto add = [&identities](std::string identity) {
+    if (std::find(identities.begin(), identities.end(), identity) == identities.end()) {
+      identities.push_back(std::move(identity));
+    }
+  };
+  for (const char* property : {GRPC_PEER_SPIFFE_ID_PROPERTY_NAME, GRPC_PEER_URI_PROPERTY_NAME}) {
+    for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+      std::string uri(value.data(), value.size());
+      if (absl::StartsWith(uri, "spiffe://")) add(std::move(uri));
+    }
+  }
+  for (const grpc::string_ref& value : auth->FindPropertyValues(GRPC_PEER_DNS_PROPERTY_NAME)) {
+    add(absl::StrCat("dns:", absl::string_view(value.data(), value.size())));
+  }
+}
+
+}  // namespace
+
 // What the core needs from the incoming call.
-CallContext ContextOf(const grpc::CallbackServerContext& context) {
+CallContext CopilotServiceAdapter::ContextOf(const grpc::CallbackServerContext& context) const {
   CallContext call;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    call.credentials.authorization = std::string(it->second.data(), it->second.size());
+  }
+  bool tls = false;
+  ReadPeer(context, tls, call.credentials.peer_identities);
+  call.listener = tls ? options_.tls : options_.plaintext;
   const std::chrono::system_clock::time_point deadline = context.deadline();
   // gRPC reports "no deadline" as the largest time point (or close to it).
   if (deadline < std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
@@ -23,8 +65,6 @@ CallContext ContextOf(const grpc::CallbackServerContext& context) {
   }
   return call;
 }
-
-}  // namespace
 
 CopilotServiceAdapter::CopilotServiceAdapter(CopilotCore& core, AdapterOptions options)
     : core_(core), options_(options) {}

@@ -16,6 +16,9 @@ namespace copilot::gateway {
 struct AdapterOptions {
   // Chunks queued per stream before the upstream is paused (flow control).
   std::size_t max_queued_chunks = 16;
+  // Identities accepted from calls over plaintext and over TLS connections.
+  ListenerIdentity plaintext{.bearer = true, .mtls = false, .anonymous = false};
+  ListenerIdentity tls{.bearer = true, .mtls = true, .anonymous = false};
 };
 
 // gRPC only: reads the call's deadline (and, later, its credentials), creates a reactor per call
@@ -56,6 +59,10 @@ class CopilotServiceAdapter final : public copilot::v1::CopilotService::Callback
       const copilot::v1::StreamCompleteRequest* request) override;
 
  private:
+  // The core's view of a call: its deadline, what the caller presented and what its listener
+  // (plaintext or TLS) accepts.
+  CallContext ContextOf(const grpc::CallbackServerContext& context) const;
+
   CopilotCore& core_;
   const AdapterOptions options_;
 };

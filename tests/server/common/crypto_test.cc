@@ -21,6 +21,18 @@ TEST(CryptoTest, HmacSha256KnownAnswer) {
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
+// FIPS 197 appendix C.1 (AES-128).
+TEST(CryptoTest, Aes128BlockKnownAnswerAndInverse) {
+  std::string key, plain;
+  for (int i = 0; i < 16; ++i) {
+    key.push_back(static_cast<char>(i));
+    plain.push_back(static_cast<char>(i * 0x11));
+  }
+  const std::string cipher = Aes128EncryptBlock(key, plain);
+  EXPECT_EQ(absl::BytesToHexString(cipher), "69c4e0d86a7b0430d8cdb78070b4c55a");
+  EXPECT_EQ(Aes128DecryptBlock(key, cipher), plain);
+}
+
 TEST(CryptoTest, ConstantTimeEquals) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_TRUE(ConstantTimeEquals("", ""));

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/core/signed_thread_handles.h"
 #include "tests/server/core/fake_haufe_api.h"
 
 namespace copilot::gateway {
@@ -28,12 +29,18 @@ constexpr char kRequestId[] = "11111111-2222-4333-8444-555555555555";
 // A visible, reversible mapping, to prove every thread ID passes through ThreadHandles.
 class CaseHandles final : public ThreadHandles {
  public:
-  absl::StatusOr<std::string> ToUpstream(const Tenant& tenant, absl::string_view handle,
-                                         absl::string_view field) const override {
-    return absl::AsciiStrToLower(handle);
+  absl::StatusOr<ThreadRef> ToUpstream(const Tenant& tenant, absl::string_view handle,
+                                       absl::string_view field) const override {
+    return ThreadRef{absl::AsciiStrToLower(handle), ""};
   }
-  std::string ToCaller(const Tenant& tenant, absl::string_view upstream_id) const override {
-    return absl::AsciiStrToUpper(upstream_id);
+  std::string ToCaller(const Tenant& tenant, const ThreadRef& thread) const override {
+    return absl::AsciiStrToUpper(thread.upstream_id);
+  }
+  std::string UserToUpstream(const Tenant&, absl::string_view user_id) const override {
+    return std::string(user_id);
+  }
+  std::string UserToCaller(const Tenant&, absl::string_view user_id) const override {
+    return std::string(user_id);
   }
 };
 
@@ -109,10 +116,10 @@ TEST_F(CopilotCoreTest, UpstreamOptionsCarryKeyLicenceRequestIdAndBoundedDeadlin
 
 TEST_F(CopilotCoreTest, CallerDeadlineWinsWhenSooner) {
   CallContext soon{clock_.Now() + absl::Seconds(2)};
-  EXPECT_EQ(core_.BuildUpstreamOptions(soon, Tenant{"t", ""}, "").deadline,
+  EXPECT_EQ(core_.BuildUpstreamOptions(soon, Tenant{"t", ""}, "", "").deadline,
             clock_.Now() + absl::Seconds(2));
   CallContext late{clock_.Now() + absl::Hours(2)};
-  EXPECT_EQ(core_.BuildUpstreamOptions(late, Tenant{"t", ""}, "").deadline,
+  EXPECT_EQ(core_.BuildUpstreamOptions(late, Tenant{"t", ""}, "", "").deadline,
             clock_.Now() + absl::Seconds(30));
 }
 
@@ -204,10 +211,20 @@ TEST_F(CopilotCoreTest, UpstreamErrorsPassThroughUnchanged) {
   v1::GetThreadRequest request;
   request.set_thread_id(kCallerThread);
   core_.GetThread(CallContext{}, request, result.Callback());
-  absl::Status error = MakeError(absl::StatusCode::kNotFound, "no thread", "thread_not_found",
-                                 {{"http_status", "404"}});
+  absl::Status error = MakeError(absl::StatusCode::kFailedPrecondition, "gone",
+                                 "thread_is_deactivated", {{"http_status", "400"}});
   api_.WaitForCall(0)->Fail(error);
   EXPECT_EQ(result.value->status(), error);
+}
+
+TEST_F(CopilotCoreTest, UpstreamThreadNotFoundIsTheSameAsAHandleThatIsNotTheCallers) {
+  Result<v1::GetThreadResponse> result;
+  v1::GetThreadRequest request;
+  request.set_thread_id(kCallerThread);
+  core_.GetThread(CallContext{}, request, result.Callback());
+  api_.WaitForCall(0)->Fail(MakeError(absl::StatusCode::kNotFound, "The thread does not exist",
+                                      "thread_not_found", {{"http_status", "404"}}));
+  EXPECT_EQ(result.value->status(), ThreadNotFound());
 }
 
 TEST_F(CopilotCoreTest, SameRequestIdReturnsFirstResultWithoutSecondUpstreamCall) {

@@ -98,8 +98,12 @@ TEST(ValidationTest, CreateThreadNeedsAssistantUuidAndOptionalUuids) {
 TEST(ValidationTest, ThreadIdMustBeAUuid) {
   v1::GetThreadRequest get;
   EXPECT_THAT(Violations(ValidateGetThread(get)), ElementsAre(Pair("thread_id", "required")));
-  get.set_thread_id("not-a-uuid");
-  EXPECT_THAT(Violations(ValidateGetThread(get)), ElementsAre(Pair("thread_id", "must be a UUID")));
+  // Thread IDs are opaque handles: only presence and size are checked here.
+  get.set_thread_id(std::string(kMaxThreadIdBytes + 1, 'x'));
+  EXPECT_THAT(Violations(ValidateGetThread(get)),
+              ElementsAre(Pair("thread_id", "must be at most 512 bytes")));
+  get.set_thread_id("th1_opaque");
+  EXPECT_TRUE(ValidateGetThread(get).ok());
   get.set_thread_id(kThread);
   EXPECT_TRUE(ValidateGetThread(get).ok());
   v1::DeleteThreadRequest del;

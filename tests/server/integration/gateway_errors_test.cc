@@ -175,12 +175,20 @@ TEST_F(GatewayErrorDetailsTest, ResetAfterHeadersOnAReadIsStillRetryable) {
   EXPECT_EQ(Reason(status), "upstream_reset");
 }
 
-TEST_F(GatewayErrorDetailsTest, RealNotFoundFromTheUpstream) {
+TEST_F(GatewayErrorDetailsTest, RealNotFoundFromTheUpstreamLooksLikeAForeignHandle) {
+  // A correctly signed handle for a thread the upstream does not know: the upstream answers 404.
   v1::RunResponse response;
-  grpc::Status status = RunOn(kUnknownThread, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(Reason(status), "thread_not_found");
-  EXPECT_EQ(HttpStatusOf(status), "404");
+  grpc::Status upstream = RunOn(SignedHandle("test", kUnknownThread, kHrAssistant), &response);
+  ASSERT_EQ(RequestsTo("run").size(), 1u) << "the upstream was asked";
+  EXPECT_EQ(upstream.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Reason(upstream), "thread_not_found");
+  EXPECT_EQ(HttpStatusOf(upstream), "404");
+  // A handle that is not this caller's is refused without asking: the caller cannot tell.
+  grpc::Status foreign = RunOn(SignedHandle("other", kUnknownThread, kHrAssistant), &response);
+  EXPECT_EQ(RequestsTo("run").size(), 1u);
+  EXPECT_EQ(foreign.error_code(), upstream.error_code());
+  EXPECT_EQ(foreign.error_message(), upstream.error_message());
+  EXPECT_EQ(RpcStatus(foreign).SerializeAsString(), RpcStatus(upstream).SerializeAsString());
 }
 
 TEST_F(GatewayErrorDetailsTest, WrongApiKeyIsInternalNotTheCallersFault) {

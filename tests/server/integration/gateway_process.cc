@@ -49,6 +49,13 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   for (const auto& [name, value] : options.upstream) {
     absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
   }
+  absl::StrAppend(&yaml, "identity: ", options.identity, "\n");
+  if (!options.signing_key.empty()) {
+    absl::StatusOr<std::string> signing_key = WriteTempFile(options.signing_key);
+    if (!signing_key.ok()) return signing_key.status();
+    process->signing_key_path_ = *signing_key;
+    absl::StrAppend(&yaml, "thread_signing_key_file: \"", *signing_key, "\"\n");
+  }
   absl::StrAppend(&yaml, "default_tenant:\n  id: \"test\"\n  licence: \"", options.licence, "\"\n",
                   options.extra_yaml);
   absl::StatusOr<std::string> config = WriteTempFile(yaml);
@@ -127,6 +134,7 @@ std::shared_ptr<grpc::Channel> GatewayProcess::NewChannel() const {
 GatewayProcess::~GatewayProcess() {
   if (pid_ > 0) (void)Stop();
   if (!config_path_.empty()) std::remove(config_path_.c_str());
+  if (!signing_key_path_.empty()) std::remove(signing_key_path_.c_str());
   if (!key_path_.empty()) std::remove(key_path_.c_str());
 }
 

@@ -26,7 +26,12 @@ namespace copilot::gateway::testing {
 struct GatewayProcessOptions {
   std::string upstream_url;  // e.g. "http://127.0.0.1:PORT/agents"
   std::string api_key = "test-api-key";
-  std::string licence = "LIC-TEST-0001";
+  std::string licence = "LIC-TEST-0001";  // default_tenant's
+  // `identity` of the plaintext listener: "none" (every caller is default_tenant "test") or
+  // "bearer" (tenants from extra_yaml).
+  std::string identity = "none";
+  // Written to a file named by thread_signing_key_file; empty configures none.
+  std::string signing_key = "test-signing-key-0123456789abcdef0123456789";
   // Extra keys of the `upstream` section, e.g. {"stall_timeout", "1s"}.
   std::map<std::string, std::string> upstream;
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
@@ -48,6 +53,8 @@ class GatewayProcess {
   GatewayProcess& operator=(const GatewayProcess&) = delete;
 
   pid_t pid() const { return pid_; }
+  // The generated config file (tests may rewrite it to exercise reloads).
+  const std::string& config_path() const { return config_path_; }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // A new channel to the gateway (each has its own connection).
@@ -65,6 +72,7 @@ class GatewayProcess {
   int port_ = 0;
   std::string config_path_;
   std::string key_path_;
+  std::string signing_key_path_;
   std::shared_ptr<grpc::Channel> channel_;
 };
 

@@ -211,7 +211,7 @@ TEST_F(GatewayRpcTest, ValidationErrorsNeverReachTheUpstream) {
   two_files.add_attachments()->set_file_id("5d2c7a4e-1b3f-4c8d-9e0a-112233445566");
   two_files.add_attachments()->set_file_id("5d2c7a4e-1b3f-4c8d-9e0a-112233445567");
   const std::vector<Case> cases = {
-      {"bad thread id", [&] { return add(message(v1::ROLE_USER, "q"), "thread-1"); }, "thread_id"},
+      {"no thread id", [&] { return add(message(v1::ROLE_USER, "q"), ""); }, "thread_id"},
       {"blank content", [&] { return add(message(v1::ROLE_USER, "   ")); }, "message.content"},
       {"too long", [&] { return add(long_content); }, "message.content"},
       {"no role", [&] { return add(message(v1::ROLE_UNSPECIFIED, "q")); }, "message.role"},

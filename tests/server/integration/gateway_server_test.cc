@@ -20,6 +20,15 @@ using ::copilot::gateway::testing::FakeHaufeApi;
 
 constexpr char kThread[] = "0b8e5f0e-9a4c-4b7a-8f43-2f6f0e1c2d3e";
 
+constexpr char kSigningKey[] = "gateway-server-test-signing-key-0123456789";
+
+// The handle tenant "acme" (TestConfig's default tenant) has for kThread.
+std::string Handle() {
+  Tenant acme;
+  acme.id = "acme";
+  return SignedThreadHandles(kSigningKey).ToCaller(acme, ThreadRef{kThread, ""});
+}
+
 GatewayReplacements Replace(std::shared_ptr<HaufeApi> api,
                             std::shared_ptr<const Clock> clock = nullptr) {
   GatewayReplacements replacements;
@@ -35,14 +44,15 @@ GatewayConfig TestConfig() {
   config.upstream.api_key_env = "UNUSED";
   config.upstream.max_call_timeout = absl::Seconds(17);
   config.default_tenant.id = "acme";
+  config.server.identity = "none";  // Every caller is "acme".
   return config;
 }
 
 TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
   auto api = std::make_shared<FakeHaufeApi>();
   auto clock = std::make_shared<FakeClock>();
-  auto server =
-      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY-1", "LIC-1"}, Replace(api, clock));
+  auto server = GatewayServer::Start(
+      TestConfig(), GatewaySecrets{"KEY-1", "LIC-1", kSigningKey, {}}, Replace(api, clock));
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_GT((*server)->port(), 0);
   EXPECT_EQ((*server)->address(), "127.0.0.1:" + std::to_string((*server)->port()));
@@ -58,7 +68,7 @@ TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
   });
   grpc::ClientContext context;
   v1::RunRequest request;
-  request.set_thread_id(kThread);
+  request.set_thread_id(Handle());
   v1::RunResponse response;
   grpc::Status status = stub->Run(&context, request, &response);
   upstream.join();
@@ -74,7 +84,8 @@ TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
 
 TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
   auto api = std::make_shared<FakeHaufeApi>();
-  auto server = GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", ""}, Replace(api));
+  auto server =
+      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = v1::CopilotService::NewStub(
       grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials()));
@@ -82,7 +93,7 @@ TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
   std::thread caller([&] {
     grpc::ClientContext context;
     v1::RunRequest request;
-    request.set_thread_id(kThread);
+    request.set_thread_id(Handle());
     v1::RunResponse response;
     status = stub->Run(&context, request, &response);
   });
@@ -100,11 +111,13 @@ TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
 
 TEST(GatewayServerTest, BusyPortFailsToStart) {
   auto api = std::make_shared<FakeHaufeApi>();
-  auto first = GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", ""}, Replace(api));
+  auto first =
+      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
   ASSERT_TRUE(first.ok());
   GatewayConfig config = TestConfig();
   config.server.listen = (*first)->address();
-  auto second = GatewayServer::Start(config, GatewaySecrets{"KEY", ""}, Replace(api));
+  auto second =
+      GatewayServer::Start(config, GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 

@@ -20,6 +20,7 @@
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "server/core/signed_thread_handles.h"
 #include "tests/emulator/testing/emulator_process.h"
 #include "tests/server/integration/gateway_process.h"
 
@@ -57,6 +58,16 @@ inline std::string HttpStatusOf(const grpc::Status& status) {
   if (!info) return "(no ErrorInfo)";
   auto it = info->metadata().find("http_status");
   return it == info->metadata().end() ? "" : it->second;
+}
+
+// The handle the suite's gateway (GatewayProcessOptions' default signing key) gives `tenant_id`
+// for an upstream thread: lets a test name threads the upstream does not have.
+inline std::string SignedHandle(const std::string& tenant_id, const std::string& upstream_thread,
+                                const std::string& assistant_id) {
+  Tenant tenant;
+  tenant.id = tenant_id;
+  return SignedThreadHandles(GatewayProcessOptions().signing_key)
+      .ToCaller(tenant, ThreadRef{upstream_thread, assistant_id});
 }
 
 // Deadline helper for client contexts.
