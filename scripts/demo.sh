@@ -49,8 +49,16 @@ pids+=($!)
 upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
 echo "emulator: http://$upstream/agents"
 
-echo "== starting copilot-gateway"
-"$build_dir/server/app/copilot-gateway" --config deploy/gateway.example.yaml \
+echo "== starting copilot-gateway (tenant \"payroll\" of deploy/gateway.example.yaml)"
+# The example config with this demo's own secrets: a fresh bearer token (the config holds only
+# its SHA-256) and a thread-signing key.
+token="$(openssl rand -hex 24)"
+printf '%s' "$token" >"$work/token"
+openssl rand -base64 48 >"$work/signing-key"
+sed -e "s|875ca15102495ea430c9af8e6eeb9a455e58e74d842b8bf852eed00b0482e739|$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)|" \
+  -e "s|/var/run/secrets/copilot/thread-signing-key|$work/signing-key|" \
+  deploy/gateway.example.yaml >"$work/gateway.yaml"
+"$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" \
   --listen 127.0.0.1:0 --upstream-url "http://$upstream/agents" \
   --api-key-file "$work/api-key" >"$work/gateway.log" 2>&1 &
 pids+=($!)
@@ -58,5 +66,6 @@ gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"
 echo "gateway: $gateway"
 
 echo "== copilot ask: $question"
-"$build_dir/client/copilot" --target "$gateway" ask --assistant "$assistant" "$question"
+"$build_dir/client/copilot" --target "$gateway" --token-file "$work/token" \
+  ask --assistant "$assistant" "$question"
 echo "== demo done (the gateway and the emulator are stopped now)"
