@@ -17,72 +17,83 @@ namespace {
 
 namespace v1 = ::copilot::v1;
 
-using GatewayTimingTest = GatewayIntegrationTest;
+// Timing bounds in this suite are loose on purpose (a loaded 2-core machine): what a test proves
+// rests on status codes, reasons and the emulator's record, and each bound stays far from the
+// time the wrong behaviour would take.
+class GatewayTimingTest : public GatewayIntegrationTest {
+ protected:
+  // Whether the emulator's record of the one request to `route` says the client (the gateway)
+  // closed the connection before the response was complete. While the response is still held
+  // back (a long latency fault, a slow stream, a stall) that can only mean the gateway aborted
+  // the transfer; a response left to complete keeps the flag false for good. So a generous wait
+  // for it proves the abort as well as a short one would.
+  static bool UpstreamAborted(const std::string& route) {
+    auto records = RequestsTo(route);
+    return records.size() == 1 && records[0].value("client_closed_early", false);
+  }
+};
 
 TEST_F(GatewayTimingTest, CallerDeadlineEndsTheCallAndTheUpstreamTransfer) {
   const std::string thread = ThreadWithQuestion(kHrAssistant, "slow?");
-  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 5000}});
+  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 60000}});
   const absl::Time start = absl::Now();
   v1::RunResponse response;
-  grpc::Status status = RunOn(thread, &response, absl::Milliseconds(500));
+  grpc::Status status = RunOn(thread, &response, absl::Seconds(2));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
-  // The gateway gave up on the upstream too: the emulator saw the connection close early.
-  EXPECT_TRUE(Eventually(
-      [] {
-        auto runs = RequestsTo("run");
-        return runs.size() == 1 && runs[0].value("client_closed_early", false);
-      },
-      absl::Seconds(3)))
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));  // Not the upstream's 60 s.
+  // The gateway gave up on the upstream too: the emulator saw the connection close before it
+  // answered.
+  EXPECT_TRUE(Eventually([] { return UpstreamAborted("run"); }, absl::Seconds(10)))
       << Requests().dump();
 }
 
 TEST_F(GatewayTimingTest, CancelAbortsTheUpstreamTransferAtOnce) {
   const std::string thread = ThreadWithQuestion(kHrAssistant, "cancel me");
-  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 10000}});
-  grpc::ClientContext context;
+  // The upstream would answer after 60 s and the gateway's own limit (max_call_timeout) is 30 s,
+  // so a transfer that ends within 10 s of the cancel was ended by the cancel.
+  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 60000}});
+  grpc::ClientContext context;  // No deadline, which would end the transfer too; TryCancel always
+                                // ends the client call.
   v1::RunRequest request;
   request.set_thread_id(thread);
+  bool in_flight = false;
   std::thread canceller([&] {
     // Once the upstream request is in flight, cancel.
-    Eventually([] { return RequestsTo("run").size() == 1; });
+    in_flight = Eventually([] { return RequestsTo("run").size() == 1; }, absl::Seconds(10));
     context.TryCancel();
   });
   v1::RunResponse response;
   grpc::Status status = stub_->Run(&context, request, &response);
   canceller.join();
-  const absl::Time cancelled = absl::Now();
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(Eventually(
-      [] {
-        auto runs = RequestsTo("run");
-        return runs.size() == 1 && runs[0].value("client_closed_early", false);
-      },
-      absl::Seconds(2)))
+  EXPECT_TRUE(in_flight) << "the run request never reached the emulator";
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  // Within 10 s of the cancel: well before the 30 s limit and the 60 s answer.
+  EXPECT_TRUE(Eventually([] { return UpstreamAborted("run"); }, absl::Seconds(10)))
       << Requests().dump();
-  EXPECT_LT(absl::Now() - cancelled, absl::Seconds(2));
 }
 
 TEST_F(GatewayTimingTest, StreamCancelAbortsTheUpstreamStream) {
-  ASSERT_TRUE(emulator_->SetConfig({{"stream_delay_ms", 300}}).ok());
+  // Left alone, the answer's 14 lines take 13 s: the stream is still running when the wait for
+  // the abort below ends.
+  ASSERT_TRUE(emulator_->SetConfig({{"stream_delay_ms", 1000}}).ok());
   const std::string thread = ThreadWithQuestion(kHrAssistant, "stream and cancel");
   grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(25));  // Only against a hang; the cancel comes first.
   v1::StreamRunRequest request;
   request.set_thread_id(thread);
   auto reader = stub_->StreamRun(&context, request);
   v1::StreamRunResponse chunk;
-  ASSERT_TRUE(reader->Read(&chunk));
+  const bool got_chunk = reader->Read(&chunk);
+  EXPECT_TRUE(got_chunk) << "no first chunk";
   context.TryCancel();
   while (reader->Read(&chunk)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(Eventually(
-      [] {
-        auto runs = RequestsTo("run_stream");
-        return runs.size() == 1 && runs[0].value("client_closed_early", false);
-      },
-      absl::Seconds(2)))
-      << Requests().dump();
+  if (got_chunk) {
+    EXPECT_TRUE(Eventually([] { return UpstreamAborted("run_stream"); }, absl::Seconds(10)))
+        << Requests().dump();
+  }
+  EXPECT_TRUE(emulator_->SetConfig({{"stream_delay_ms", 2}}).ok());  // The suite's setting.
 }
 
 TEST_F(GatewayTimingTest, StalledUpstreamBodyIsDetected) {
@@ -90,11 +101,20 @@ TEST_F(GatewayTimingTest, StalledUpstreamBodyIsDetected) {
   Fault({{"endpoint", "run"}, {"type", "stall"}, {"after_bytes", 10}});
   const absl::Time start = absl::Now();
   v1::RunResponse response;
-  grpc::Status status = RunOn(thread, &response, absl::Seconds(20));
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  grpc::Status status = RunOn(thread, &response, absl::Seconds(30));
+  // A run is a POST and its response had begun: the upstream may have carried it out, so the
+  // failure is INTERNAL rather than a retryable UNAVAILABLE (docs/architecture.md).
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
   EXPECT_EQ(Reason(status), "upstream_stalled");
-  // stall_timeout is 1 s in this suite; far sooner than the 20 s deadline.
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  // stall_timeout is 1 s in this suite; far sooner than the 30 s deadline.
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_TRUE(Eventually([] { return UpstreamAborted("run"); }, absl::Seconds(10)))
+      << Requests().dump();
+  auto info = FindDetail<google::rpc::ErrorInfo>(status);
+  ASSERT_TRUE(info.has_value());
+  auto started = info->metadata().find("response_started");
+  ASSERT_NE(started, info->metadata().end());
+  EXPECT_EQ(started->second, "true");
 }
 
 TEST_F(GatewayTimingTest, CallWithoutDeadlineIsBoundedByMaxCallTimeout) {
@@ -105,8 +125,8 @@ TEST_F(GatewayTimingTest, CallWithoutDeadlineIsBoundedByMaxCallTimeout) {
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   auto stub = v1::CopilotService::NewStub((*gateway)->channel());
   const std::string thread = ThreadWithQuestion(kHrAssistant, "forever?");
-  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 10000}});
-  grpc::ClientContext context;  // No deadline.
+  Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 30000}});
+  grpc::ClientContext context;  // No deadline: the upstream's 30 s latency bounds a broken gateway.
   v1::RunRequest request;
   request.set_thread_id(thread);
   v1::RunResponse response;
@@ -115,7 +135,9 @@ TEST_F(GatewayTimingTest, CallWithoutDeadlineIsBoundedByMaxCallTimeout) {
   const absl::Duration elapsed = absl::Now() - start;
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
   EXPECT_GE(elapsed, absl::Milliseconds(900));
-  EXPECT_LT(elapsed, absl::Seconds(4));
+  EXPECT_LT(elapsed, absl::Seconds(10));
+  EXPECT_TRUE(Eventually([] { return UpstreamAborted("run"); }, absl::Seconds(10)))
+      << Requests().dump();
   stub.reset();  // An idle client connection would hold shutdown for the whole grace period.
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
 }
@@ -170,7 +192,9 @@ TEST_F(GatewayTimingTest, ConnectTimeoutIsShort) {
   const absl::Duration elapsed = absl::Now() - start;
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_EQ(Reason(status), "upstream_unreachable");
-  EXPECT_LT(elapsed, absl::Seconds(3));
+  // Far from the 20 s deadline, and below the 5 s default that would apply if the setting were
+  // lost.
+  EXPECT_LT(elapsed, absl::Seconds(4));
   stub.reset();
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
 }
@@ -182,7 +206,7 @@ TEST_F(GatewayTimingTest, GracefulShutdownLetsCallsInFlightFinish) {
   const std::string thread = ThreadWithQuestion(kHrAssistant, "finish before exit");
   Fault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 500}});
   grpc::Status status;
-  std::thread caller([&] {
+  std::jthread caller([&] {  // Joined on every way out; the call's deadline bounds it.
     grpc::ClientContext context;
     SetTimeout(context, absl::Seconds(10));
     v1::RunRequest request;
@@ -194,6 +218,11 @@ TEST_F(GatewayTimingTest, GracefulShutdownLetsCallsInFlightFinish) {
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);  // SIGTERM; shutdown_grace is 2 s.
   caller.join();
   EXPECT_TRUE(status.ok()) << status.error_message();
+  // The upstream transfer ran to its end rather than being cut by the shutdown.
+  auto runs = RequestsTo("run");
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].value("status", 0), 200) << runs[0].dump();
+  EXPECT_FALSE(runs[0].value("client_closed_early", true)) << runs[0].dump();
 }
 
 }  // namespace
