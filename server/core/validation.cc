@@ -221,7 +221,7 @@ absl::Status ValidateCompletion(absl::string_view name, const Request& request,
   Violations v(name);
   CheckRequiredUuid(v, "assistant_id", request.assistant_id());
   CheckOptionalUuid(v, "user_id", request.user_id());
-  CheckOptionalUuid(v, "thread_id", request.thread_id());
+  if (!request.thread_id().empty()) CheckThreadId(v, "thread_id", request.thread_id());
   if constexpr (requires { request.request_id(); }) {
     CheckOptionalUuid(v, "request_id", request.request_id());
   }

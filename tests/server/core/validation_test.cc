@@ -339,7 +339,7 @@ TEST(ValidationTest, CompletionIdsAreUuids) {
   v1::CompleteRequest r = Completion({Msg(v1::ROLE_USER, "q")});
   r.set_assistant_id("");
   r.set_user_id("u");
-  r.set_thread_id("t");
+  r.set_thread_id(std::string(kMaxThreadIdBytes + 1, 't'));  // Opaque, but bounded.
   r.set_request_id("r");
   EXPECT_THAT(Fields(ValidateComplete(r, limits)),
               ElementsAre("assistant_id", "user_id", "thread_id", "request_id"));
