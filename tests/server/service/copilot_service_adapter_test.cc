@@ -356,7 +356,7 @@ TEST_F(AdapterTest, UpstreamErrorArrivesWithCodeAndDetails) {
 TEST_F(AdapterTest, ValidationErrorHasBadRequestAndNoUpstreamCall) {
   auto context = Context();
   v1::AddMessageRequest request;
-  request.set_thread_id("nope");
+  request.set_thread_id("");  // Required (handles are opaque: only presence is checked).
   request.mutable_message()->set_role(v1::ROLE_USER);
   v1::AddMessageResponse response;
   grpc::Status status = stub_->AddMessage(context.get(), request, &response);
