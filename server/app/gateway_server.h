@@ -53,6 +53,8 @@ class GatewayServer {
   // The address actually listened on, with the real port ("127.0.0.1:43121").
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The tenants in force (a reload replaces its directory).
+  TenantResolver& tenants() { return *tenants_; }
   // The server itself, e.g. for InProcessChannel in tests.
   grpc::Server& grpc_server() { return *server_; }
 

@@ -20,6 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/app/config_reloader.h"
 #include "server/app/gateway_server.h"
 #include "server/app/log.h"
 #include "server/config/config_loader.h"
@@ -133,6 +134,7 @@ int Main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -150,9 +152,22 @@ int Main(int argc, char** argv) {
     } else {
       std::printf("copilot-gateway listening on %s\n", (*server)->address().c_str());
       std::fflush(stdout);
+      std::unique_ptr<ConfigReloader> reloader;
+      if (flags->config.has_value()) {
+        absl::StatusOr<std::string> bytes = ReadConfigFile(*flags->config);
+        reloader = std::make_unique<ConfigReloader>(
+            *flags->config, flags->overrides, ProcessEnvironment(), (*server)->tenants(),
+            bytes.value_or(""), config->server.config_reload_interval);
+      }
       int signal_number = 0;
-      sigwait(&signals, &signal_number);
+      while (true) {
+        sigwait(&signals, &signal_number);
+        if (signal_number != SIGHUP) break;
+        LogLine("received SIGHUP: reloading the tenants");
+        if (reloader != nullptr) reloader->RequestReload();
+      }
       LogLine(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
+      reloader.reset();
       (*server)->Shutdown(config->server.shutdown_grace);
     }
   }

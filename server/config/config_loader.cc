@@ -231,6 +231,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"max_threads", IntInRange(server.max_threads, 1, 1024)},
       {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
       {"identity", NonEmptyString(server.identity)},
+      {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
       {"thread_signing_key_file", NonEmptyString(config.thread_signing_key.file)},
       {"thread_signing_key_env", NonEmptyString(config.thread_signing_key.env)},
@@ -459,6 +460,19 @@ absl::StatusOr<GatewayConfig> BuildConfig(const std::optional<std::string>& path
   }
   ApplyOverrides(overrides, config);
   if (absl::Status status = ValidateConfig(config); !status.ok()) return status;
+  return config;
+}
+
+absl::StatusOr<std::string> ReadConfigFile(const std::string& path) { return ReadWholeFile(path); }
+
+absl::StatusOr<GatewayConfig> BuildConfigFromText(const std::string& path, absl::string_view text,
+                                                  const ConfigOverrides& overrides) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(text);
+  if (!config.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", config.status().message()));
+  }
+  ApplyOverrides(overrides, *config);
+  if (absl::Status status = ValidateConfig(*config); !status.ok()) return status;
   return config;
 }
 

@@ -43,6 +43,13 @@ absl::Status ValidateConfig(const GatewayConfig& config);
 absl::StatusOr<GatewayConfig> BuildConfig(const std::optional<std::string>& path,
                                           const ConfigOverrides& overrides);
 
+// The bytes of a config file.
+absl::StatusOr<std::string> ReadConfigFile(const std::string& path);
+
+// BuildConfig for a file's bytes already read (`path` only names it in errors).
+absl::StatusOr<GatewayConfig> BuildConfigFromText(const std::string& path, absl::string_view text,
+                                                  const ConfigOverrides& overrides);
+
 // Looks up an environment variable; nullopt when unset.
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 

@@ -116,6 +116,8 @@ struct ServerConfig {
   // How callers on `listen` (plaintext) are identified: "bearer" (authorization: Bearer <token>
   // mapped to a tenant) or "none" (every caller is default_tenant; a warning at start-up).
   std::string identity = "bearer";
+  // How often the config file is checked for changes to the tenants (also reloaded on SIGHUP).
+  absl::Duration config_reload_interval = absl::Seconds(5);
 };
 
 // The whole configuration. Plain data; copyable; not synchronized.

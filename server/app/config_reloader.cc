@@ -1,0 +1,81 @@
+#include "server/app/config_reloader.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/app/gateway_server.h"
+#include "server/app/log.h"
+
+namespace copilot::gateway {
+
+ConfigReloader::ConfigReloader(std::string path, ConfigOverrides overrides, EnvLookup env,
+                               TenantResolver& resolver, std::string loaded_bytes,
+                               absl::Duration interval)
+    : path_(std::move(path)),
+      overrides_(std::move(overrides)),
+      env_(std::move(env)),
+      resolver_(resolver),
+      interval_(interval),
+      loaded_bytes_(std::move(loaded_bytes)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+ConfigReloader::~ConfigReloader() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+void ConfigReloader::RequestReload() {
+  absl::MutexLock lock(&mu_);
+  reload_requested_ = true;
+}
+
+void ConfigReloader::Run() {
+  while (true) {
+    bool force = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || reload_requested_; };
+      mu_.AwaitWithTimeout(absl::Condition(&wake), interval_);
+      if (stop_) return;
+      force = reload_requested_;
+      reload_requested_ = false;
+    }
+    Check(force);
+  }
+}
+
+void ConfigReloader::Check(bool force) {
+  absl::StatusOr<std::string> bytes = ReadConfigFile(path_);
+  if (!bytes.ok()) {
+    // A ConfigMap swap can leave the path missing for an instant: only a forced reload counts it.
+    if (force) {
+      ++failed_;
+      LogLine(absl::StrCat("config reload failed: ", bytes.status().message(),
+                           "; the tenants in force stay"));
+    }
+    return;
+  }
+  if (!force && *bytes == loaded_bytes_) return;
+  loaded_bytes_ = *bytes;  // A bad file is reported once, not on every poll.
+  absl::StatusOr<GatewayConfig> config = BuildConfigFromText(path_, *bytes, overrides_);
+  absl::StatusOr<GatewaySecrets> secrets =
+      config.ok() ? ResolveSecrets(*config, env_) : absl::StatusOr<GatewaySecrets>(config.status());
+  if (!secrets.ok()) {
+    ++failed_;
+    LogLine(absl::StrCat("config reload failed: ", secrets.status().message(),
+                         "; the tenants in force stay"));
+    return;
+  }
+  resolver_.Replace(BuildTenantDirectory(*config, *secrets));
+  ++ok_;
+  LogLine(absl::StrCat("config reloaded: ", secrets->tenants.size(),
+                       " tenant(s); settings other than tenants and default_tenant apply after a "
+                       "restart"));
+}
+
+}  // namespace copilot::gateway
