@@ -4,9 +4,11 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +38,8 @@ absl::StatusOr<std::string> WriteTempFile(const std::string& contents) {
 }
 
 }  // namespace
+
+std::string GatewayLogDir() { return COPILOT_GATEWAY_LOG_DIR; }
 
 absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     GatewayProcessOptions options) {
@@ -72,6 +76,12 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
   }
+  if (options.stderr_path.empty()) {
+    static std::atomic<int> next{0};
+    mkdir(GatewayLogDir().c_str(), 0700);
+    options.stderr_path = absl::StrCat(GatewayLogDir(), "/gateway-", getpid(), "-", next++, ".log");
+  }
+  process->log_path_ = options.stderr_path;
   int stderr_fd = -1;
   if (!options.stderr_path.empty()) {
     stderr_fd = open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

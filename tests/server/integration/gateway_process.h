@@ -37,7 +37,8 @@ struct GatewayProcessOptions {
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
   std::string extra_yaml;
   std::vector<std::string> args;
-  // When set, the gateway's stderr (its log) goes to this file.
+  // Where the gateway's stderr (its log) goes; empty: a new file in GatewayLogDir(), which
+  // the suite's last test scans for secrets (log_secret_scan_test.cc).
   std::string stderr_path;
   std::string binary = COPILOT_GATEWAY_PATH;
   absl::Duration startup_timeout = absl::Seconds(30);
@@ -53,6 +54,8 @@ class GatewayProcess {
   GatewayProcess& operator=(const GatewayProcess&) = delete;
 
   pid_t pid() const { return pid_; }
+  // The file the gateway logs to.
+  const std::string& log_path() const { return log_path_; }
   // The generated config file (tests may rewrite it to exercise reloads).
   const std::string& config_path() const { return config_path_; }
   int port() const { return port_; }
@@ -73,8 +76,12 @@ class GatewayProcess {
   std::string config_path_;
   std::string key_path_;
   std::string signing_key_path_;
+  std::string log_path_;
   std::shared_ptr<grpc::Channel> channel_;
 };
+
+// The directory gateway logs go to by default (COPILOT_GATEWAY_LOG_DIR, set by CMake).
+std::string GatewayLogDir();
 
 // Values of /proc/PID/status and /proc/PID/stat for `pid`.
 struct ProcessSample {

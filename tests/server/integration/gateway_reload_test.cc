@@ -43,7 +43,6 @@ class GatewayReloadTest : public ::testing::Test {
     options_.upstream_url = emulator_->base_url() + "/agents";
     options_.identity = "bearer";
     options_.extra_yaml = absl::StrCat("tenants:\n", Tenant("a", "token-a"));
-    options_.stderr_path = ::testing::TempDir() + "/gateway-reload.log";
   }
 
   void Start(const std::string& reload_interval) {
@@ -85,7 +84,7 @@ class GatewayReloadTest : public ::testing::Test {
 
   bool LogSays(const std::string& text) {
     for (int i = 0; i < 150; ++i) {
-      if (absl::StrContains(ReadAll(options_.stderr_path), text)) return true;
+      if (absl::StrContains(ReadAll(gateway_->log_path()), text)) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     return false;
@@ -117,7 +116,7 @@ TEST_F(GatewayReloadTest, ValidChangeAppliesAndAnInvalidOneIsRefused) {
   EXPECT_EQ(ListAs("token-d"), grpc::StatusCode::OK);
   EXPECT_EQ(ListAs("token-a"), grpc::StatusCode::OK);
   EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
-  EXPECT_FALSE(absl::StrContains(ReadAll(options_.stderr_path), "token-e-in-clear"))
+  EXPECT_FALSE(absl::StrContains(ReadAll(gateway_->log_path()), "token-e-in-clear"))
       << "a refused file's values are not logged";
 }
 

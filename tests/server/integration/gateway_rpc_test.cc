@@ -290,7 +290,6 @@ TEST(GatewaySecretsTest, ApiKeyAndLicenceNeverAppearInTheLog) {
   options.upstream_url = (*emulator)->base_url() + "/agents";
   options.api_key = "sk-very-secret-key";
   options.licence = "LIC-SECRET-777";
-  options.stderr_path = "/tmp/copilot_gateway_secrets_test.log";
   auto gateway = GatewayProcess::Start(options);
   ASSERT_TRUE(gateway.ok()) << gateway.status();
   auto stub = v1::CopilotService::NewStub((*gateway)->channel());
@@ -304,13 +303,12 @@ TEST(GatewaySecretsTest, ApiKeyAndLicenceNeverAppearInTheLog) {
   ASSERT_TRUE(stub->Complete(&context, request, &response).ok());
   stub.reset();  // An idle client connection would hold shutdown for the whole grace period.
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
-  std::ifstream log_file(options.stderr_path);
+  std::ifstream log_file((*gateway)->log_path());
   std::stringstream log;
   log << log_file.rdbuf();
   EXPECT_THAT(log.str(), HasSubstr("serving copilot.v1.CopilotService"));
   EXPECT_FALSE(absl::StrContains(log.str(), "sk-very-secret-key")) << log.str();
   EXPECT_FALSE(absl::StrContains(log.str(), "LIC-SECRET-777")) << log.str();
-  std::remove(options.stderr_path.c_str());
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Tenants through the real binaries: three tenants with bearer tokens; every thread RPC x (own,
 // another tenant's, unknown thread) x (valid, wrong, no, another tenant's token); the emulator's
 // record shows each tenant's licence and API key on every upstream call.
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -37,7 +39,9 @@ class GatewayTenantsTest : public ::testing::Test {
         {.args = {"--stream-delay-ms", "1"}, .extra_api_keys = {kKeyC}});
     ASSERT_TRUE(emulator.ok()) << emulator.status();
     emulator_ = std::move(*emulator).release();
-    key_c_path_ = new std::string(::testing::TempDir() + "/tenant-c-api-key");
+    // Per process: ctest runs this suite's tests in parallel processes.
+    key_c_path_ =
+        new std::string(absl::StrCat(::testing::TempDir(), "/tenant-c-api-key-", getpid()));
     std::ofstream(*key_c_path_) << kKeyC << "\n";
     GatewayProcessOptions options;
     options.upstream_url = emulator_->base_url() + "/agents";
@@ -66,7 +70,6 @@ class GatewayTenantsTest : public ::testing::Test {
     api_key_file: ")",
                                       *key_c_path_, R"("
 )");
-    options.stderr_path = ::testing::TempDir() + "/gateway-tenants.log";
     options_ = new GatewayProcessOptions(options);
     auto gateway = GatewayProcess::Start(options);
     ASSERT_TRUE(gateway.ok()) << gateway.status();
@@ -285,7 +288,6 @@ TEST_F(GatewayTenantsTest, OwnershipHoldsOnAnotherReplicaAndAfterARestart) {
   };
   // A second process with the same config (and signing key): a replica, or this one restarted.
   GatewayProcessOptions options = *options_;
-  options.stderr_path.clear();
   auto replica = GatewayProcess::Start(options);
   ASSERT_TRUE(replica.ok()) << replica.status();
   EXPECT_EQ(get(**replica, kTokenA), grpc::StatusCode::OK);
