@@ -1,10 +1,16 @@
 #include "server/app/gateway_server.h"
 
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/app/log.h"
 #include "server/common/crypto.h"
 #include "server/upstream/haufe_client.h"
@@ -39,6 +45,37 @@ CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& sec
   options.request_id_max_entries = config.request_ids.max_entries;
   options.request_id_max_bytes = config.request_ids.max_bytes;
   return options;
+}
+
+ListenerIdentity TlsIdentity(const TlsListenerConfig& tls) {
+  ListenerIdentity identity;
+  for (const std::string& method : tls.identity) {
+    if (method == "mtls") identity.mtls = true;
+    if (method == "bearer") identity.bearer = true;
+  }
+  return identity;
+}
+
+// TLS server credentials whose certificate files are re-read every refresh_interval; client
+// certificates are requested and verified against client_ca_file when it is set (required when
+// mtls is the only identity accepted).
+std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsListenerConfig& tls) {
+  const unsigned refresh =
+      static_cast<unsigned>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.refresh_interval)));
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file, tls.cert_file, tls.client_ca_file, refresh);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  const ListenerIdentity identity = TlsIdentity(tls);
+  if (tls.client_ca_file.empty()) {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    options.watch_root_certs();
+    options.set_cert_request_type(identity.bearer
+                                      ? GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY
+                                      : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 ListenerIdentity PlaintextIdentity(const GatewayConfig& config) {
@@ -95,6 +132,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                                     CoreOptionsOf(config, secrets), gateway->tenants_.get());
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
+  adapter_options.tls = TlsIdentity(config.tls);
   adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
   gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
 
@@ -108,6 +146,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_request_bytes));
   builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(),
                            &gateway->port_);
+  if (!config.tls.listen.empty()) {
+    builder.AddListeningPort(config.tls.listen, TlsCredentials(config.tls), &gateway->tls_port_);
+  }
   builder.RegisterService(gateway->adapter_.get());
   gateway->server_ = builder.BuildAndStart();
   if (gateway->server_ == nullptr || gateway->port_ == 0) {
@@ -115,6 +156,16 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
         absl::StrCat("cannot listen on ", config.server.listen, " (address in use or invalid)"));
   }
   gateway->address_ = WithPort(config.server.listen, gateway->port_);
+  if (!config.tls.listen.empty()) {
+    if (gateway->tls_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", config.tls.listen,
+                                                 " (address in use, or unreadable certificates)"));
+    }
+    gateway->tls_address_ = WithPort(config.tls.listen, gateway->tls_port_);
+    LogLine(absl::StrCat("serving TLS on ", gateway->tls_address_, "; identity ",
+                         absl::StrJoin(config.tls.identity, ", "),
+                         config.tls.client_ca_file.empty() ? "" : "; client certificates verified"));
+  }
   if (config.server.identity == "none") {
     LogLine(absl::StrCat("warning: identity: none on ", gateway->address_,
                          ": every caller is tenant ", config.default_tenant.id,

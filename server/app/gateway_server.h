@@ -53,6 +53,9 @@ class GatewayServer {
   // The address actually listened on, with the real port ("127.0.0.1:43121").
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The TLS listener's address and port; empty / 0 without one.
+  const std::string& tls_address() const { return tls_address_; }
+  int tls_port() const { return tls_port_; }
   // The tenants in force (a reload replaces its directory).
   TenantResolver& tenants() { return *tenants_; }
   // The server itself, e.g. for InProcessChannel in tests.
@@ -80,6 +83,8 @@ class GatewayServer {
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;
+  std::string tls_address_;
+  int tls_port_ = 0;
   absl::Mutex mu_;
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };

@@ -150,6 +150,9 @@ int Main(int argc, char** argv) {
       LogLine(absl::StrCat("cannot start: ", server.status().message()));
       exit_code = 1;
     } else {
+      if (!(*server)->tls_address().empty()) {
+        std::printf("copilot-gateway tls listening on %s\n", (*server)->tls_address().c_str());
+      }
       std::printf("copilot-gateway listening on %s\n", (*server)->address().c_str());
       std::fflush(stdout);
       std::unique_ptr<ConfigReloader> reloader;

@@ -233,6 +233,14 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"identity", NonEmptyString(server.identity)},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
+      {"tls", Section({
+                  {"listen", NonEmptyString(config.tls.listen)},
+                  {"cert_file", NonEmptyString(config.tls.cert_file)},
+                  {"key_file", NonEmptyString(config.tls.key_file)},
+                  {"client_ca_file", NonEmptyString(config.tls.client_ca_file)},
+                  {"identity", StringList(config.tls.identity)},
+                  {"refresh_interval", PositiveDuration(config.tls.refresh_interval)},
+              })},
       {"thread_signing_key_file", NonEmptyString(config.thread_signing_key.file)},
       {"thread_signing_key_env", NonEmptyString(config.thread_signing_key.env)},
       {"upstream",
@@ -444,6 +452,21 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
                      "at most one of thread_signing_key_file and thread_signing_key_env");
   }
   if (absl::Status status = ValidateTenants(config.tenants); !status.ok()) return status;
+  if (const TlsListenerConfig& tls = config.tls; !tls.listen.empty()) {
+    if (!absl::StrContains(tls.listen, ':')) return PathError("tls.listen", "expected HOST:PORT");
+    if (tls.cert_file.empty() || tls.key_file.empty()) {
+      return PathError("tls", "cert_file and key_file are required with listen");
+    }
+    if (tls.identity.empty()) return PathError("tls.identity", "name at least one of mtls, bearer");
+    for (const std::string& method : tls.identity) {
+      if (method != "mtls" && method != "bearer") {
+        return PathError("tls.identity", absl::StrCat(method, ": expected mtls or bearer"));
+      }
+      if (method == "mtls" && tls.client_ca_file.empty()) {
+        return PathError("tls.identity", "mtls needs tls.client_ca_file");
+      }
+    }
+  }
   if (config.upstream.connect_timeout > config.upstream.max_call_timeout) {
     return PathError("upstream.connect_timeout", "must not exceed upstream.max_call_timeout");
   }

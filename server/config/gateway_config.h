@@ -102,6 +102,20 @@ struct TenantEntryConfig {
   SecretRef api_key;
 };
 
+// The TLS listener (optional): server certificate, and client certificates for mTLS.
+struct TlsListenerConfig {
+  // HOST:PORT; empty: no TLS listener.
+  std::string listen;
+  // PEM files, re-read every refresh_interval (Kubernetes secret rotation).
+  std::string cert_file;
+  std::string key_file;
+  // CA bundle for client certificates; empty: none requested (no mTLS).
+  std::string client_ca_file;
+  // Accepted identities: "mtls" and/or "bearer".
+  std::vector<std::string> identity = {"mtls", "bearer"};
+  absl::Duration refresh_interval = absl::Seconds(60);
+};
+
 // gRPC server settings.
 struct ServerConfig {
   // Address the gRPC server listens on, e.g. "0.0.0.0:50051"; port 0 picks a free port.
@@ -127,6 +141,7 @@ struct GatewayConfig {
   LimitsConfig limits;
   RequestIdConfig request_ids;
   TenantConfig default_tenant;
+  TlsListenerConfig tls;
   std::vector<TenantEntryConfig> tenants;
   // The key that binds thread handles to tenants (HMAC) and scopes end-user IDs; every replica
   // needs the same one. None: a random key per process (handles die with it; a warning).

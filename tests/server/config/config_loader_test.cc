@@ -146,6 +146,40 @@ TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
   ExpectError("[1, 2]\n", "(top level): expected a mapping");
 }
 
+TEST(ConfigLoaderTest, TenantsAndTlsAreValidatedWithTheirPaths) {
+  const std::string base = "upstream:\n  base_url: http://x/agents\n  api_key_env: K\n";
+  auto invalid = [&](const std::string& yaml) {
+    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
+    if (!config.ok()) return std::string(config.status().message());
+    absl::Status status = ValidateConfig(*config);
+    return status.ok() ? std::string("valid") : std::string(status.message());
+  };
+  const std::string hash(64, 'a');
+  EXPECT_EQ(invalid("tenants:\n  - id: a\n    bearer_token_sha256: [\"" + hash +
+                    "\"]\n    assistants: [{id: \"*\"}]\n"),
+            "valid");
+  EXPECT_THAT(invalid("tenants:\n  - id: a\n    bearer_token_sha256: [secret]\n"
+                      "    assistants: [{id: \"*\"}]\n"),
+              HasSubstr("tenants[0].bearer_token_sha256[0]: expected 64 hex digits"));
+  EXPECT_THAT(invalid("tenants:\n  - id: a\n"), HasSubstr("tenants[0].assistants: required"));
+  EXPECT_THAT(invalid("tenants:\n  - id: a\n    assistants: [{id: x}]\n"),
+              HasSubstr("tenants[0].assistants[0].id: must be an assistant UUID"));
+  EXPECT_THAT(invalid("tenants:\n  - {id: a, assistants: [{id: \"*\"}]}\n"
+                      "  - {id: a, assistants: [{id: \"*\"}]}\n"),
+              HasSubstr("duplicate tenant id a"));
+  EXPECT_THAT(invalid("tenants:\n  - {id: a, spiffe_ids: [\"x\"], assistants: [{id: \"*\"}]}\n"),
+              HasSubstr("not a spiffe:// ID"));
+  EXPECT_THAT(invalid("identity: maybe\n"), HasSubstr("identity: must be bearer or none"));
+  EXPECT_THAT(invalid("tls:\n  listen: \"0.0.0.0:1\"\n"),
+              HasSubstr("cert_file and key_file are required"));
+  EXPECT_THAT(invalid("tls:\n  listen: \"0.0.0.0:1\"\n  cert_file: c\n  key_file: k\n"),
+              HasSubstr("mtls needs tls.client_ca_file"));
+  EXPECT_EQ(invalid("tls:\n  listen: \"0.0.0.0:1\"\n  cert_file: c\n  key_file: k\n"
+                    "  identity: [bearer]\n  refresh_interval: 10s\n"),
+            "valid");
+  EXPECT_THAT(invalid("tls:\n  colour: red\n"), HasSubstr("tls.colour: unknown key"));
+}
+
 TEST(ConfigLoaderTest, YamlSyntaxErrorsNameTheLine) {
   ExpectError("upstream: {base_url: x\n", "invalid YAML at line");
 }

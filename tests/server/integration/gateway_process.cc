@@ -105,9 +105,17 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   if (stderr_fd >= 0) close(stderr_fd);
   process->pid_ = pid;
 
+  // Startup lines: "copilot-gateway tls listening on ADDR" (with a TLS listener), then
+  // "copilot-gateway listening on ADDR".
+  constexpr absl::string_view kPrefix = "copilot-gateway listening on ";
+  constexpr absl::string_view kTlsPrefix = "copilot-gateway tls listening on ";
   std::string line;
   const absl::Time deadline = absl::Now() + options.startup_timeout;
-  while (line.find('\n') == std::string::npos) {
+  auto has_main_line = [&line, kPrefix] {
+    const std::size_t at = absl::string_view(line).find(kPrefix);
+    return at != std::string::npos && line.find('\n', at) != std::string::npos;
+  };
+  while (!has_main_line()) {
     const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
     if (wait_ms <= 0) break;
     pollfd pfd{pipe_fds[0], POLLIN, 0};
@@ -120,7 +128,13 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     line.append(buffer, static_cast<size_t>(n));
   }
   close(pipe_fds[0]);
-  constexpr absl::string_view kPrefix = "copilot-gateway listening on ";
+  if (absl::StartsWith(line, kTlsPrefix)) {
+    const absl::string_view tls_line = absl::string_view(line).substr(0, line.find('\n'));
+    if (!absl::SimpleAtoi(tls_line.substr(tls_line.rfind(':') + 1), &process->tls_port_)) {
+      return absl::UnavailableError(absl::StrCat("unexpected startup line: ", tls_line));
+    }
+    line = line.substr(line.find('\n') + 1);
+  }
   const size_t newline = line.find('\n');
   const absl::string_view first = absl::string_view(line).substr(0, newline);
   const size_t colon = first.rfind(':');

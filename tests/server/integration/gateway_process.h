@@ -59,6 +59,8 @@ class GatewayProcess {
   // The generated config file (tests may rewrite it to exercise reloads).
   const std::string& config_path() const { return config_path_; }
   int port() const { return port_; }
+  // The TLS listener's port (extra_yaml with a `tls:` section); 0 without one.
+  int tls_port() const { return tls_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // A new channel to the gateway (each has its own connection).
   std::shared_ptr<grpc::Channel> NewChannel() const;
@@ -73,6 +75,7 @@ class GatewayProcess {
 
   pid_t pid_ = -1;
   int port_ = 0;
+  int tls_port_ = 0;
   std::string config_path_;
   std::string key_path_;
   std::string signing_key_path_;
