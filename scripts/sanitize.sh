@@ -1,19 +1,47 @@
 #!/usr/bin/env bash
 # Builds everything with a sanitizer into build/asan or build/tsan and runs every test there.
 #   scripts/sanitize.sh address   # AddressSanitizer + LeakSanitizer
-#   scripts/sanitize.sh thread    # ThreadSanitizer (see the README: not clean yet)
+#   scripts/sanitize.sh thread    # ThreadSanitizer, against abseil and gRPC rebuilt with TSan
 # Not part of scripts/test.sh (CI): each run rebuilds the whole tree.
+#
+# thread: scripts/build-tsan-deps.sh first builds Debian's abseil and gRPC sources with
+# -fsanitize=thread into build/tsan-deps/prefix (long the first time, then skipped); the tree is
+# configured with that prefix first in CMAKE_PREFIX_PATH and its lib/ in the RUNPATH, so the
+# instrumented libgrpc++/libgrpc/libgpr/libabsl_* are the ones loaded. Every process's reports,
+# the gateway and emulator children included, go to build/tsan/tsan-reports/tsan.<exe>.<pid>
+# (TSAN_OPTIONS log_path); a process with a report exits 66. The run fails if any report exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind="${1:?usage: scripts/sanitize.sh address|thread}"
+cmake_args=(-DCOPILOT_SANITIZE="$kind")
 case "$kind" in
   address) build_dir=build/asan; export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" ;;
-  thread)
-    build_dir=build/tsan
-    export TSAN_OPTIONS="suppressions=$PWD/tests/server/integration/tsan.supp:second_deadlock_stack=1"
-    ;;
+  thread) build_dir=build/tsan ;;
   *) echo "usage: scripts/sanitize.sh address|thread" >&2; exit 64 ;;
 esac
 scripts/install-deps.sh
-BUILD_DIR="$build_dir" scripts/build.sh -DCOPILOT_SANITIZE="$kind"
-ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j "${TEST_JOBS:-2}"
+if [[ "$kind" == thread ]]; then
+  JOBS="${JOBS:-2}" scripts/build-tsan-deps.sh
+  prefix="$PWD/build/tsan-deps/prefix"
+  # absl_DIR and gRPC_DIR too: a build/tsan configured before would keep Debian's in its cache.
+  cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix" "-DCMAKE_BUILD_RPATH=$prefix/lib"
+               "-Dabsl_DIR=$prefix/lib/cmake/absl" "-DgRPC_DIR=$prefix/lib/cmake/grpc")
+  reports="$PWD/$build_dir/tsan-reports"
+  rm -rf "$reports"
+  mkdir -p "$reports"
+  export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export TSAN_OPTIONS="suppressions=$PWD/tests/server/integration/tsan.supp:second_deadlock_stack=1:halt_on_error=0:exitcode=66:log_path=$reports/tsan:log_exe_name=1"
+fi
+BUILD_DIR="$build_dir" scripts/build.sh "${cmake_args[@]}"
+status=0
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j "${TEST_JOBS:-2}" || status=$?
+if [[ "$kind" == thread ]]; then
+  count=$(cat "$reports"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer' || true)
+  echo "== ThreadSanitizer: $count report(s) in $reports"
+  for f in "$reports"/tsan.*; do
+    [[ -e "$f" ]] || continue
+    echo "   $(grep -c '^WARNING: ThreadSanitizer' "$f") in $f"
+  done
+  (( count == 0 )) || status=1
+fi
+exit "$status"
