@@ -240,7 +240,10 @@ TEST_F(GatewayTenantsTest, EveryThreadRpcByThreadOwnerAndCredential) {
       {"other tenant's", thread_b, "wrong", "token-nobody-has", grpc::StatusCode::UNAUTHENTICATED,
        false},
       {"other tenant's", thread_b, "no", "", grpc::StatusCode::UNAUTHENTICATED, false},
+      {"other tenant's", thread_b, "another tenant's", kTokenC, grpc::StatusCode::NOT_FOUND, false},
+      {"unknown", unknown, "wrong", "token-nobody-has", grpc::StatusCode::UNAUTHENTICATED, false},
       {"unknown", unknown, "no", "", grpc::StatusCode::UNAUTHENTICATED, false},
+      {"unknown", unknown, "another tenant's", kTokenB, grpc::StatusCode::NOT_FOUND, false},
   };
   // Run the denied cases first, then the owner's (which deletes the thread at the end).
   std::vector<const Case*> order;
@@ -273,6 +276,27 @@ TEST_F(GatewayTenantsTest, EveryThreadRpcByThreadOwnerAndCredential) {
                   std::string::npos)
             << "the token is echoed";
       }
+    }
+  }
+}
+
+// What the matrix above sent upstream: only tenant a's calls got through, each with the
+// gateway's key and, where the API takes one, a's licence.
+TEST_F(GatewayTenantsTest, EveryUpstreamCallOfTheMatrixCarriesTheCallersKeyAndLicence) {
+  const std::string thread_a = ThreadOf(kTokenA, kHrAssistant);
+  ASSERT_TRUE(emulator_->ClearRequests().ok());
+  for (const auto& [name, rpc] : ThreadRpcs(kHrAssistant)) {
+    EXPECT_TRUE(rpc(kTokenA, thread_a).ok()) << name;
+  }
+  const nlohmann::json records = emulator_->Requests().value_or(nlohmann::json::array());
+  ASSERT_GE(records.size(), 8u);
+  for (const auto& record : records) {
+    EXPECT_EQ(record["headers"]["api-key"], "test-api-key") << record["route"];
+    const std::string route = record.value("route", "");
+    if (route == "run" || route == "run_stream" || route == "chat_completions" ||
+        route == "chat_completions_stream") {
+      const nlohmann::json body = nlohmann::json::parse(record["body"].get<std::string>());
+      EXPECT_EQ(body["meta_data"]["user_data"]["licence"], "LIC-A") << route;
     }
   }
 }
