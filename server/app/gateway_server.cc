@@ -162,9 +162,10 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
                                                  " (address in use, or unreadable certificates)"));
     }
     gateway->tls_address_ = WithPort(config.tls.listen, gateway->tls_port_);
-    LogLine(absl::StrCat("serving TLS on ", gateway->tls_address_, "; identity ",
-                         absl::StrJoin(config.tls.identity, ", "),
-                         config.tls.client_ca_file.empty() ? "" : "; client certificates verified"));
+    LogLine(
+        absl::StrCat("serving TLS on ", gateway->tls_address_, "; identity ",
+                     absl::StrJoin(config.tls.identity, ", "),
+                     config.tls.client_ca_file.empty() ? "" : "; client certificates verified"));
   }
   if (config.server.identity == "none") {
     LogLine(absl::StrCat("warning: identity: none on ", gateway->address_,
