@@ -538,6 +538,9 @@ TEST_F(CurlTransportTest, CancelClosesTheConnectionAtOnce) {
 }
 
 TEST_F(CurlTransportTest, CancelMidStream) {
+  // Chunks 300 ms apart: the stream cannot end between the first chunk and the cancel, even on
+  // a slow (sanitizer) build. SetUp puts the pace back for the next test.
+  ASSERT_TRUE(emu().SetConfig({{"stream_delay_ms", 300}}).ok());
   auto handler = std::make_shared<RecordingHandler>();
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(StreamRequest(), handler);
   ASSERT_TRUE(handler->WaitForData());
@@ -648,7 +651,8 @@ TEST_F(CurlTransportTest, PausedTransferHoldsTheUpstreamBack) {
   request.stall_timeout = absl::Milliseconds(300);  // A pause is not a stall.
   request.deadline = absl::Now() + absl::Seconds(90);
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(request, handler);
-  ASSERT_TRUE(handler->WaitForData());
+  // The emulator builds the 64 MiB line before its first byte: slow under ThreadSanitizer.
+  ASSERT_TRUE(handler->WaitForData(absl::Seconds(60)));
   auto upstream_sent = [this](bool* finished = nullptr) -> int64_t {
     absl::StatusOr<json> records = emu().Requests();
     if (!records.ok() || records->size() != 1) return -1;
