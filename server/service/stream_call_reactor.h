@@ -16,7 +16,6 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "server/service/grpc_status.h"
-#include "server/service/tsan_annotations.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -59,12 +58,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     }
     if (cancel_now) call->Cancel();
     if (resume_now) call->Resume();
-    CopilotTsanRelease(reactor);
     return reactor;
   }
 
   void OnWriteDone(bool ok) override {
-    CopilotTsanAcquire(this);
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -80,7 +77,6 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
   }
 
   void OnCancel() override {
-    CopilotTsanAcquire(this);
     Actions actions;
     {
       absl::MutexLock lock(&state_->mu);
@@ -92,10 +88,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     actions.Run(this);
   }
 
-  void OnDone() override {
-    CopilotTsanAcquire(this);
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
   // What to do once the mutex is released.
@@ -109,10 +102,8 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
       if (cancel != nullptr) cancel->Cancel();
       if (resume != nullptr) resume->Resume();
       if (write == nullptr && !finish.has_value()) return;
-      CopilotTsanRelease(reactor);
       if (write != nullptr) {
         reactor->StartWrite(write);
-        CopilotTsanRelease(reactor);  // The message was serialized inside StartWrite.
       }
       if (finish.has_value()) reactor->Finish(*std::move(finish));
     }

@@ -14,7 +14,6 @@
 #include "absl/synchronization/mutex.h"
 #include "server/core/copilot_core.h"
 #include "server/service/grpc_status.h"
-#include "server/service/tsan_annotations.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -50,12 +49,10 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (cancel_now) call->Cancel();
-    CopilotTsanRelease(reactor);
     return reactor;
   }
 
   void OnCancel() override {
-    CopilotTsanAcquire(this);
     std::shared_ptr<UpstreamCall> call;
     bool finish = false;
     {
@@ -68,14 +65,10 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (call != nullptr) call->Cancel();
-    CopilotTsanRelease(this);
     if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
   }
 
-  void OnDone() override {
-    CopilotTsanAcquire(this);
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
   struct State {
@@ -99,7 +92,6 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       state.call.reset();
       if (result.ok()) *state.response = *std::move(result);
     }
-    CopilotTsanRelease(state.reactor);
     state.reactor->Finish(result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status()));
   }
 
