@@ -12,7 +12,13 @@ packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates openssl libssl-dev procps clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
-  libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libgmock-dev
+  # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
+  prometheus redis-server
+  # Generated clients in other languages (client/<language>/ and their interop test).
+  python3 python3-grpcio python3-protobuf
+  golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
+  default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java
 )
 # Node.js comes from Debian unless a node (e.g. a newer build) is already installed.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
@@ -29,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-if [ ! -x node_modules/.bin/buf ]; then
+if [ ! -x node_modules/.bin/buf ] || [ ! -d node_modules/@grpc/grpc-js ] || [ ! -d node_modules/@grpc/proto-loader ]; then
   echo "== installing npm tools (package.json)"
   npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi
