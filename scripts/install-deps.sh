@@ -16,7 +16,7 @@ packages=(
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server
   # Generated clients in other languages (client/<language>/ and their interop test).
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-yaml
   golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
   default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java
 )

@@ -2,21 +2,27 @@
 
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "server/app/gateway_server.h"
 #include "server/app/log.h"
+#include "server/common/crypto.h"
 
 namespace copilot::gateway {
 
+std::string ConfigHash(absl::string_view bytes) { return absl::BytesToHexString(Sha256(bytes)); }
+
 ConfigReloader::ConfigReloader(std::string path, ConfigOverrides overrides, EnvLookup env,
                                TenantResolver& resolver, std::string loaded_bytes,
-                               absl::Duration interval)
+                               absl::Duration interval, GatewayMetrics* metrics)
     : path_(std::move(path)),
       overrides_(std::move(overrides)),
       env_(std::move(env)),
       resolver_(resolver),
       interval_(interval),
-      loaded_bytes_(std::move(loaded_bytes)) {
+      loaded_bytes_(std::move(loaded_bytes)),
+      metrics_(metrics) {
+  if (metrics_ != nullptr) metrics_->SetConfigHash(ConfigHash(loaded_bytes_));
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -54,7 +60,7 @@ void ConfigReloader::Check(bool force) {
   if (!bytes.ok()) {
     // A ConfigMap swap can leave the path missing for an instant: only a forced reload counts it.
     if (force) {
-      ++failed_;
+      Failed();
       LogLine(absl::StrCat("config reload failed: ", bytes.status().message(),
                            "; the tenants in force stay"));
     }
@@ -66,16 +72,29 @@ void ConfigReloader::Check(bool force) {
   absl::StatusOr<GatewaySecrets> secrets =
       config.ok() ? ResolveSecrets(*config, env_) : absl::StatusOr<GatewaySecrets>(config.status());
   if (!secrets.ok()) {
-    ++failed_;
+    Failed();
     LogLine(absl::StrCat("config reload failed: ", secrets.status().message(),
                          "; the tenants in force stay"));
     return;
   }
   resolver_.Replace(BuildTenantDirectory(*config, *secrets));
+  if (absl::StatusOr<LogLevel> level = ParseLogLevel(config->server.log_level); level.ok()) {
+    SetLogLevel(*level);
+  }
   ++ok_;
-  LogLine(absl::StrCat("config reloaded: ", secrets->tenants.size(),
-                       " tenant(s); settings other than tenants and default_tenant apply after a "
-                       "restart"));
+  if (metrics_ != nullptr) {
+    metrics_->RecordReload(true);
+    metrics_->SetConfigHash(ConfigHash(*bytes));
+  }
+  LogLine(absl::StrCat("config reloaded: ", secrets->tenants.size(), " tenant(s), log_level ",
+                       config->server.log_level,
+                       "; settings other than tenants, default_tenant and log_level apply after "
+                       "a restart"));
+}
+
+void ConfigReloader::Failed() {
+  ++failed_;
+  if (metrics_ != nullptr) metrics_->RecordReload(false);
 }
 
 }  // namespace copilot::gateway

@@ -1,9 +1,11 @@
-// Reloads the tenants (tenants, default_tenant and their secrets) from the config file while the
-// gateway runs: when the file's bytes change (polled, so a Kubernetes ConfigMap update, which
-// swaps a symlink, is seen like an edit) and on demand (SIGHUP). Calls in flight keep the tenant
-// they resolved; new calls see the new directory. An invalid new file is refused with a log line
-// (and counted), and the directory in force stays. Other settings (listen address, upstream,
-// limits, the thread signing key) take effect only after a restart; a change to them is logged.
+// Reloads the tenants (tenants, default_tenant and their secrets) and the log level from the
+// config file while the gateway runs: when the file's bytes change (polled, so a Kubernetes
+// ConfigMap update, which swaps a symlink, is seen like an edit) and on demand (SIGHUP). Calls in
+// flight keep the tenant they resolved; new calls see the new directory. An invalid new file is
+// refused with a log line and a metric (copilot_gateway_config_reloads_total{result="failed"},
+// copilot_gateway_config_last_reload_successful 0), and the directory in force stays. Other
+// settings (listen address, upstream, limits, the thread signing key) take effect only after a
+// restart.
 #ifndef COPILOT_GATEWAY_SERVER_APP_CONFIG_RELOADER_H_
 #define COPILOT_GATEWAY_SERVER_APP_CONFIG_RELOADER_H_
 
@@ -17,15 +19,21 @@
 #include "absl/time/time.h"
 #include "server/config/config_loader.h"
 #include "server/core/tenant_directory.h"
+#include "server/ops/gateway_metrics.h"
 
 namespace copilot::gateway {
+
+// The hex SHA-256 of config file bytes (copilot_gateway_config_info).
+std::string ConfigHash(absl::string_view bytes);
 
 class ConfigReloader {
  public:
   // Watches `path` (re-applying `overrides`, like at start-up) every `interval`; `resolver` must
   // outlive this object. `loaded_bytes` is the file content the running config came from.
+  // `metrics` (may be null; must outlive this object) counts reloads and shows the config hash.
   ConfigReloader(std::string path, ConfigOverrides overrides, EnvLookup env,
-                 TenantResolver& resolver, std::string loaded_bytes, absl::Duration interval);
+                 TenantResolver& resolver, std::string loaded_bytes, absl::Duration interval,
+                 GatewayMetrics* metrics = nullptr);
   // Stops the watcher thread.
   ~ConfigReloader();
   ConfigReloader(const ConfigReloader&) = delete;
@@ -42,6 +50,7 @@ class ConfigReloader {
   void Run();
   // Reads the file; applies it when `force` or its bytes changed.
   void Check(bool force);
+  void Failed();
 
   const std::string path_;
   const ConfigOverrides overrides_;
@@ -49,6 +58,7 @@ class ConfigReloader {
   TenantResolver& resolver_;
   const absl::Duration interval_;
   std::string loaded_bytes_;  // Watcher thread only.
+  GatewayMetrics* const metrics_;
   std::atomic<int64_t> ok_{0};
   std::atomic<int64_t> failed_{0};
   absl::Mutex mu_;

@@ -1,8 +1,11 @@
 #include "server/app/gateway_server.h"
 
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <prometheus/text_serializer.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "server/app/log.h"
 #include "server/common/crypto.h"
+#include "server/ops/instrumented_transport.h"
 #include "server/upstream/haufe_client.h"
 
 namespace copilot::gateway {
@@ -78,6 +82,26 @@ std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsListenerConfig&
   return grpc::experimental::TlsServerCredentials(options);
 }
 
+int Milliseconds(absl::Duration duration) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(duration), INT32_MAX));
+}
+
+// HTTP/2 keepalive and connection age (KeepaliveConfig).
+void ApplyKeepalive(const KeepaliveConfig& keepalive, grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Milliseconds(keepalive.time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Milliseconds(keepalive.timeout));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             Milliseconds(keepalive.min_client_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 2);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             Milliseconds(keepalive.max_connection_idle));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                             Milliseconds(keepalive.max_connection_age));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             Milliseconds(keepalive.max_connection_age_grace));
+}
+
 ListenerIdentity PlaintextIdentity(const GatewayConfig& config) {
   ListenerIdentity identity;
   identity.bearer = config.server.identity == "bearer";
@@ -106,6 +130,18 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   std::unique_ptr<GatewayServer> gateway(new GatewayServer());
   gateway->clock_ = replacements.clock != nullptr ? std::move(replacements.clock)
                                                   : std::make_shared<SystemClock>();
+  gateway->metrics_ = std::make_unique<GatewayMetrics>(COPILOT_GATEWAY_VERSION);
+  if (config.server.metrics_listen != "off") {
+    GatewayServer* self = gateway.get();
+    OpsHandlers handlers;
+    handlers.metrics = [self] { return self->ScrapeMetrics(); };
+    handlers.live = [] { return true; };
+    handlers.ready = [self] { return self->ready(); };
+    absl::StatusOr<std::unique_ptr<OpsHttpServer>> ops =
+        OpsHttpServer::Start(config.server.metrics_listen, std::move(handlers));
+    if (!ops.ok()) return ops.status();
+    gateway->ops_http_ = *std::move(ops);
+  }
   if (replacements.api != nullptr) {
     gateway->api_ = std::move(replacements.api);
   } else {
@@ -116,6 +152,8 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
       if (!transport.ok()) return transport.status();
       gateway->transport_ = *std::move(transport);
     }
+    gateway->transport_ = std::make_shared<InstrumentedTransport>(
+        std::move(gateway->transport_), *gateway->metrics_, *gateway->clock_);
     gateway->api_ = std::make_shared<HaufeClient>(ClientConfig(config), gateway->transport_);
   }
   std::string signing_key = secrets.thread_signing_key;
@@ -134,9 +172,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);
   adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
+  adapter_options.metrics = gateway->metrics_.get();
   gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
 
+  // grpc.health.v1.Health (services "", "liveness", "readiness", copilot.v1.CopilotService) and
+  // server reflection (v1alpha) on every listener.
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  ApplyKeepalive(config.server.keepalive, builder);
   grpc::ResourceQuota quota("copilot-gateway");
   quota.SetMaxThreads(config.server.max_threads);
   builder.SetResourceQuota(quota);
@@ -175,10 +219,44 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", gateway->address_, "; upstream ",
                        config.upstream.base_url, "; identity ", config.server.identity, "; ",
                        secrets.tenants.size(), " tenant(s)"));
+  if (gateway->ops_http_ != nullptr) {
+    LogLine(absl::StrCat("serving /metrics, /healthz and /readyz on http://",
+                         gateway->ops_http_->address()));
+  }
+  gateway->SetReady(true);
   return gateway;
 }
 
+void GatewayServer::SetReady(bool ready) {
+  ready_.store(ready);
+  metrics_->ready().Set(ready ? 1 : 0);
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("liveness", true);
+  health->SetServingStatus("readiness", ready);
+  health->SetServingStatus("", ready);
+  health->SetServingStatus("copilot.v1.CopilotService", ready);
+}
+
+std::string GatewayServer::ScrapeMetrics() const {
+  std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
+  std::vector<prometheus::MetricFamily> process = process_collector_.Collect();
+  families.insert(families.end(), std::make_move_iterator(process.begin()),
+                  std::make_move_iterator(process.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+void GatewayServer::Drain(absl::Duration delay, absl::Duration grace) {
+  SetReady(false);
+  LogLine(absl::StrCat("draining: readiness NOT_SERVING; still accepting calls for ",
+                       absl::FormatDuration(delay)));
+  absl::SleepFor(delay);
+  Shutdown(grace);
+}
+
 GatewayServer::~GatewayServer() {
+  ops_http_.reset();
   Shutdown(absl::ZeroDuration());
   server_.reset();
   api_.reset();
@@ -192,7 +270,9 @@ void GatewayServer::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (server_ == nullptr) return;
-  LogLine(absl::StrCat("shutting down; calls in flight get ", absl::FormatDuration(grace)));
+  SetReady(false);
+  LogLine(absl::StrCat("shutting down: no new calls; calls in flight get ",
+                       absl::FormatDuration(grace)));
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
   server_->Wait();
   LogLine("shut down");

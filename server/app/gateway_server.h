@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -19,6 +20,9 @@
 #include "server/core/signed_thread_handles.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
+#include "server/ops/gateway_metrics.h"
+#include "server/ops/ops_http_server.h"
+#include "server/ops/process_collector.h"
 #include "server/service/copilot_service_adapter.h"
 #include "server/transport/http_transport.h"
 #include "server/upstream/haufe_api.h"
@@ -56,11 +60,23 @@ class GatewayServer {
   // The TLS listener's address and port; empty / 0 without one.
   const std::string& tls_address() const { return tls_address_; }
   int tls_port() const { return tls_port_; }
+  // The /metrics /healthz /readyz listener's address; empty with metrics_listen: off.
+  std::string metrics_address() const {
+    return ops_http_ != nullptr ? ops_http_->address() : std::string();
+  }
+  GatewayMetrics& metrics() { return *metrics_; }
+  // The /metrics page: the gateway's families and the process_* ones, in text format.
+  std::string ScrapeMetrics() const;
+  // Readiness (gRPC health "readiness" and "", /readyz, copilot_gateway_ready).
+  bool ready() const { return ready_.load(); }
   // The tenants in force (a reload replaces its directory).
   TenantResolver& tenants() { return *tenants_; }
   // The server itself, e.g. for InProcessChannel in tests.
   grpc::Server& grpc_server() { return *server_; }
 
+  // Graceful shutdown (SIGTERM): readiness turns NOT_SERVING at once; calls are still accepted
+  // for `delay` (so that endpoints and load balancers stop routing here); then Shutdown(grace).
+  void Drain(absl::Duration delay, absl::Duration grace);
   // Stops accepting calls, lets calls in flight finish for up to `grace`, then cancels the rest
   // (their upstream transfers are aborted). Returns when all calls have ended.
   void Shutdown(absl::Duration grace);
@@ -69,11 +85,18 @@ class GatewayServer {
 
  private:
   GatewayServer() = default;
+  // Sets readiness everywhere it is reported.
+  void SetReady(bool ready);
 
   // Destruction runs in reverse declaration order: the gRPC server first (every call has ended),
   // then the upstream API and its transport (whose event loop delivers the last callbacks of
   // cancelled transfers while the core still exists), then the adapter and the core.
   std::shared_ptr<const Clock> clock_;
+  std::unique_ptr<GatewayMetrics> metrics_;
+  ProcessCollector process_collector_;
+  std::atomic<bool> ready_{false};
+  // Reset first in the destructor: its handlers read the members above.
+  std::unique_ptr<OpsHttpServer> ops_http_;
   std::unique_ptr<SignedThreadHandles> handles_;
   std::unique_ptr<TenantResolver> tenants_;
   std::unique_ptr<CopilotCore> core_;

@@ -1,24 +1,21 @@
-// One-line log events on stderr. Never pass secrets (API key, licence) to it.
+// Log events of the app layer, as structured JSON lines (server/common/log.h). Never pass
+// secrets (API key, licence, tokens) to it.
 #ifndef COPILOT_GATEWAY_SERVER_APP_LOG_H_
 #define COPILOT_GATEWAY_SERVER_APP_LOG_H_
 
-#include <cstdio>
-#include <string>
-
-#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
+#include "absl/strings/strip.h"
+#include "server/common/log.h"
 
 namespace copilot::gateway {
 
-// Writes "<RFC 3339 UTC time> copilot-gateway: <line>\n" to stderr in one write. Thread-safe.
+// An info line; a line starting with "warning: " is logged at warning level without the prefix.
 inline void LogLine(absl::string_view line) {
-  const std::string text =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
-                   " copilot-gateway: ", line, "\n");
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
+  if (absl::ConsumePrefix(&line, "warning: ")) {
+    Log(LogLevel::kWarning, line);
+  } else {
+    Log(LogLevel::kInfo, line);
+  }
 }
 
 }  // namespace copilot::gateway

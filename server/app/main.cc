@@ -4,8 +4,10 @@
 //   copilot-gateway --listen ADDR --upstream-url URL --api-key-file FILE
 //   copilot-gateway --check-config FILE
 //
-// Prints "copilot-gateway listening on HOST:PORT" to stdout once serving; logs to stderr.
-// SIGTERM/SIGINT: graceful shutdown (config `shutdown_grace`), exit 0.
+// Prints "copilot-gateway listening on HOST:PORT" to stdout once serving (after the "tls" and
+// "metrics" listener lines); logs JSON lines to stderr.
+// SIGTERM/SIGINT: graceful shutdown (readiness NOT_SERVING, `shutdown_delay`, then calls in
+// flight get `shutdown_grace`), exit 0. SIGHUP: reload the tenants and the log level.
 #include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -122,6 +124,9 @@ int Main(int argc, char** argv) {
     LogLine(absl::StrCat("invalid configuration: ", config.status().message()));
     return 1;
   }
+  if (absl::StatusOr<LogLevel> level = ParseLogLevel(config->server.log_level); level.ok()) {
+    SetLogLevel(*level);
+  }
   absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(*config, ProcessEnvironment());
   if (!secrets.ok()) {
     LogLine(absl::StrCat("cannot read secrets: ", secrets.status().message()));
@@ -153,6 +158,10 @@ int Main(int argc, char** argv) {
       if (!(*server)->tls_address().empty()) {
         std::printf("copilot-gateway tls listening on %s\n", (*server)->tls_address().c_str());
       }
+      if (!(*server)->metrics_address().empty()) {
+        std::printf("copilot-gateway metrics listening on %s\n",
+                    (*server)->metrics_address().c_str());
+      }
       std::printf("copilot-gateway listening on %s\n", (*server)->address().c_str());
       std::fflush(stdout);
       std::unique_ptr<ConfigReloader> reloader;
@@ -160,7 +169,7 @@ int Main(int argc, char** argv) {
         absl::StatusOr<std::string> bytes = ReadConfigFile(*flags->config);
         reloader = std::make_unique<ConfigReloader>(
             *flags->config, flags->overrides, ProcessEnvironment(), (*server)->tenants(),
-            bytes.value_or(""), config->server.config_reload_interval);
+            bytes.value_or(""), config->server.config_reload_interval, &(*server)->metrics());
       }
       int signal_number = 0;
       while (true) {
@@ -171,7 +180,7 @@ int Main(int argc, char** argv) {
       }
       LogLine(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
       reloader.reset();
-      (*server)->Shutdown(config->server.shutdown_grace);
+      (*server)->Drain(config->server.shutdown_delay, config->server.shutdown_grace);
     }
   }
   curl_global_cleanup();

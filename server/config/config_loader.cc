@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "server/common/log.h"
 
 namespace copilot::gateway {
 namespace {
@@ -76,6 +77,20 @@ FieldReader PositiveDuration(absl::Duration& out) {
     }
     if (value <= absl::ZeroDuration() || value == absl::InfiniteDuration()) {
       return PathError(path, "must be a positive, finite duration");
+    }
+    out = value;
+    return absl::OkStatus();
+  };
+}
+
+FieldReader NonNegativeDuration(absl::Duration& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    absl::Duration value;
+    if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &value)) {
+      return PathError(path, "expected a duration such as \"5s\" or \"0s\"");
+    }
+    if (value < absl::ZeroDuration() || value == absl::InfiniteDuration()) {
+      return PathError(path, "must be zero or a positive, finite duration");
     }
     out = value;
     return absl::OkStatus();
@@ -228,6 +243,20 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
   const std::map<std::string, FieldReader> readers = {
       {"listen", NonEmptyString(server.listen)},
       {"shutdown_grace", PositiveDuration(server.shutdown_grace)},
+      {"shutdown_delay", NonNegativeDuration(server.shutdown_delay)},
+      {"metrics_listen", NonEmptyString(server.metrics_listen)},
+      {"log_level", NonEmptyString(server.log_level)},
+      {"keepalive",
+       Section({
+           {"time", PositiveDuration(server.keepalive.time)},
+           {"timeout", PositiveDuration(server.keepalive.timeout)},
+           {"min_client_ping_interval",
+            PositiveDuration(server.keepalive.min_client_ping_interval)},
+           {"max_connection_idle", PositiveDuration(server.keepalive.max_connection_idle)},
+           {"max_connection_age", PositiveDuration(server.keepalive.max_connection_age)},
+           {"max_connection_age_grace",
+            PositiveDuration(server.keepalive.max_connection_age_grace)},
+       })},
       {"max_threads", IntInRange(server.max_threads, 1, 1024)},
       {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
       {"identity", NonEmptyString(server.identity)},
@@ -443,6 +472,13 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   if (licence_sources > 1) {
     return PathError("default_tenant",
                      "at most one of licence, licence_file and licence_env may be set");
+  }
+  if (absl::StatusOr<LogLevel> level = ParseLogLevel(config.server.log_level); !level.ok()) {
+    return PathError("log_level", "expected debug, info, warning or error");
+  }
+  if (config.server.metrics_listen != "off" &&
+      !absl::StrContains(config.server.metrics_listen, ':')) {
+    return PathError("metrics_listen", "expected HOST:PORT, or off");
   }
   if (config.server.identity != "bearer" && config.server.identity != "none") {
     return PathError("identity", "must be bearer or none");

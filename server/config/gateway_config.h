@@ -116,12 +116,37 @@ struct TlsListenerConfig {
   absl::Duration refresh_interval = absl::Seconds(60);
 };
 
+// HTTP/2 keepalive and connection age of the gRPC listeners. The defaults suit long answer
+// generation behind a Kubernetes Service: pings keep idle connections through NAT and
+// conntrack, and a maximum connection age makes clients reconnect now and then, so that load
+// spreads over new replicas; the grace lets a call in flight (up to max_call_timeout) finish.
+struct KeepaliveConfig {
+  // The server pings a connection idle this long, and closes it when no ack comes in `timeout`.
+  absl::Duration time = absl::Seconds(60);
+  absl::Duration timeout = absl::Seconds(20);
+  // Clients may ping this often (more often is answered with GOAWAY "too_many_pings").
+  absl::Duration min_client_ping_interval = absl::Seconds(10);
+  // A connection without calls for this long is closed.
+  absl::Duration max_connection_idle = absl::Minutes(15);
+  // Connections are closed (GOAWAY) after this age, calls in flight get the grace to finish.
+  absl::Duration max_connection_age = absl::Minutes(10);
+  absl::Duration max_connection_age_grace = absl::Minutes(6);
+};
+
 // gRPC server settings.
 struct ServerConfig {
   // Address the gRPC server listens on, e.g. "0.0.0.0:50051"; port 0 picks a free port.
   std::string listen = "0.0.0.0:50051";
   // On SIGTERM/SIGINT, calls in flight get this long to finish before they are cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // On SIGTERM, readiness turns NOT_SERVING at once, and the server keeps accepting calls this
+  // long before it stops, so that load balancers and Kubernetes endpoints stop routing to it.
+  absl::Duration shutdown_delay = absl::Seconds(5);
+  // HTTP listener for /metrics, /healthz and /readyz, HOST:PORT; "off" disables it.
+  std::string metrics_listen = "0.0.0.0:9464";
+  // debug, info, warning or error; re-applied on every config reload.
+  std::string log_level = "info";
+  KeepaliveConfig keepalive;
   // Thread cap handed to gRPC (ResourceQuota::SetMaxThreads). Callback reactions run on gRPC's
   // own fixed executor; upstream calls hold no thread.
   int max_threads = 8;

@@ -123,20 +123,28 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
 
 UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
                                                       const Tenant& tenant,
-                                                      absl::string_view request_id,
                                                       absl::string_view assistant_id) const {
   UpstreamCallOptions options;
   options.deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
   options.api_key = tenant.api_key.empty() ? options_.api_key : tenant.api_key;
   options.licence = tenant.LicenceFor(assistant_id);
-  options.request_id = std::string(request_id);
+  if (context.trace != nullptr) {
+    options.request_id = context.trace->request_id();
+    options.traceparent = context.trace->traceparent();
+    options.trace = context.trace;
+  }
   return options;
 }
 
 absl::StatusOr<CopilotCore::TenantPtr> CopilotCore::TenantOf(const CallContext& context) const {
-  if (context.tenant != nullptr) return context.tenant;
-  if (tenants_ == nullptr) return default_tenant_;
-  return tenants_->Current()->Resolve(context.credentials, context.listener);
+  absl::StatusOr<TenantPtr> tenant = context.tenant;
+  if (context.tenant == nullptr) {
+    tenant = tenants_ == nullptr
+                 ? default_tenant_
+                 : tenants_->Current()->Resolve(context.credentials, context.listener);
+  }
+  if (tenant.ok() && context.trace != nullptr) context.trace->SetTenant((*tenant)->id);
+  return tenant;
 }
 
 absl::StatusOr<ThreadRef> CopilotCore::ThreadOf(const Tenant& tenant, absl::string_view handle,
@@ -187,7 +195,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::ListAssistants(
   }
   TenantPtr tenant = *std::move(caller);
   return api_.ListAssistants(
-      BuildUpstreamOptions(context, *tenant, "", ""),
+      BuildUpstreamOptions(context, *tenant, ""),
       [tenant, done = std::move(done)](absl::StatusOr<std::vector<v1::Assistant>> result) mutable {
         if (!result.ok()) return std::move(done)(result.status());
         v1::ListAssistantsResponse response;
@@ -212,8 +220,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
   }
   CreateThreadParams params{request.assistant_id(),
                             handles_.UserToUpstream(*tenant, request.user_id()), request.title()};
-  UpstreamCallOptions options =
-      BuildUpstreamOptions(context, *tenant, request.request_id(), request.assistant_id());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
   auto start = [this, tenant, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::CreateThreadResponse> done) mutable {
     return api_.CreateThread(options, params,
@@ -235,7 +242,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::GetThread(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.GetThread(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+  return api_.GetThread(BuildUpstreamOptions(context, *tenant, thread->assistant_id),
                         thread->upstream_id,
                         RespondWith(tenant, thread->assistant_id, std::move(done),
                                     &v1::GetThreadResponse::mutable_thread));
@@ -252,7 +259,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.DeleteThread(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+  return api_.DeleteThread(BuildUpstreamOptions(context, *tenant, thread->assistant_id),
                            thread->upstream_id,
                            [done = std::move(done)](absl::Status status) mutable {
                              if (!status.ok()) return std::move(done)(ForCaller(status));
@@ -271,8 +278,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options =
-      BuildUpstreamOptions(context, *tenant, request.request_id(), thread->assistant_id);
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
   auto start = [this, tenant, options = std::move(options), thread = *std::move(thread),
                 message = request.message()](CoreCallback<v1::AddMessageResponse> done) mutable {
     return api_.AddMessage(options, thread.upstream_id, message,
@@ -294,7 +300,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::ListMessages(
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  return api_.ListMessages(BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+  return api_.ListMessages(BuildUpstreamOptions(context, *tenant, thread->assistant_id),
                            thread->upstream_id, request.page_size(), request.page_token(),
                            [this, tenant, assistant = thread->assistant_id,
                             done = std::move(done)](absl::StatusOr<MessagePage> result) mutable {
@@ -320,8 +326,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options =
-      BuildUpstreamOptions(context, *tenant, request.request_id(), thread->assistant_id);
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
   RunParams params{thread->upstream_id, Tools(request.tools())};
   auto start = [this, tenant, assistant = thread->assistant_id, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::RunResponse> done) mutable {
@@ -345,7 +350,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::StreamRun(const CallContext& context,
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(sink, thread.status());
   return api_.StreamRun(
-      BuildUpstreamOptions(context, *tenant, "", thread->assistant_id),
+      BuildUpstreamOptions(context, *tenant, thread->assistant_id),
       RunParams{thread->upstream_id, Tools(request.tools())},
       std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, thread->assistant_id));
 }
@@ -380,8 +385,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(std::move(done), params.status());
-  UpstreamCallOptions options =
-      BuildUpstreamOptions(context, *tenant, request.request_id(), request.assistant_id());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
   auto start = [this, tenant, options = std::move(options),
                 params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
     return api_.Complete(options, params,
@@ -404,7 +408,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::StreamComplete(const CallContext& con
   absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(sink, params.status());
   return api_.StreamComplete(
-      BuildUpstreamOptions(context, *tenant, "", request.assistant_id()), *params,
+      BuildUpstreamOptions(context, *tenant, request.assistant_id()), *params,
       std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, request.assistant_id()));
 }
 

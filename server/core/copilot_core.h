@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.pb.h"
+#include "server/common/call_trace.h"
 #include "server/core/clock.h"
 #include "server/core/request_deduplicator.h"
 #include "server/core/tenant.h"
@@ -32,6 +33,9 @@ struct CallContext {
   ListenerIdentity listener;
   // Set to bypass resolution (tests). Shared so that a reload never pulls it from under a call.
   std::shared_ptr<const Tenant> tenant;
+  // The call's correlation IDs (sent upstream) and what it learns on the way (its tenant, its
+  // upstream requests); may be null.
+  std::shared_ptr<CallTrace> trace;
 };
 
 // Settings of the core, from the config. Plain data; holds secrets, so never log it.
@@ -99,17 +103,16 @@ class CopilotCore {
                                                std::shared_ptr<AnswerSink> sink);
 
   // The options of one upstream call: deadline = min(caller's, now + max_call_timeout), the
-  // tenant's API key (or the gateway's), the tenant's licence for `assistant_id`, the request id.
-  // Public for tests.
+  // tenant's API key (or the gateway's), the tenant's licence for `assistant_id`, the call's
+  // x-request-id and traceparent. Public for tests.
   UpstreamCallOptions BuildUpstreamOptions(const CallContext& context, const Tenant& tenant,
-                                           absl::string_view request_id,
                                            absl::string_view assistant_id) const;
 
  private:
   using TenantPtr = std::shared_ptr<const Tenant>;
   // The tenant of a call: CallContext::tenant when set; else resolved from the caller's
   // credentials when the core has a TenantResolver (UNAUTHENTICATED when they name none); else
-  // the default tenant.
+  // the default tenant. Recorded on the call's trace.
   absl::StatusOr<TenantPtr> TenantOf(const CallContext& context) const;
   // The thread behind a caller's handle; with `uses_assistant`, PERMISSION_DENIED when the
   // thread's assistant is not (or no longer) allowed to the tenant.

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,12 +48,27 @@ void ReadPeer(const grpc::CallbackServerContext& context, bool& tls,
   }
 }
 
+// The first value of metadata `key`, if any.
+std::optional<absl::string_view> MetadataValue(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata, const char* key) {
+  auto it = metadata.find(key);
+  if (it == metadata.end()) return std::nullopt;
+  return absl::string_view(it->second.data(), it->second.size());
+}
+
 }  // namespace
 
 // What the core needs from the incoming call.
-CallContext CopilotServiceAdapter::ContextOf(const grpc::CallbackServerContext& context) const {
+CallContext CopilotServiceAdapter::ContextOf(grpc::CallbackServerContext& context,
+                                             absl::string_view method, bool server_stream,
+                                             std::shared_ptr<CallObserver>& observer) const {
   CallContext call;
   const auto& metadata = context.client_metadata();
+  call.trace = std::make_shared<CallTrace>(RequestIdFor(MetadataValue(metadata, "x-request-id")),
+                                           TraceparentFor(MetadataValue(metadata, "traceparent")));
+  context.AddInitialMetadata("x-request-id", call.trace->request_id());
+  observer = std::make_shared<CallObserver>(options_.metrics, method, server_stream, call.trace,
+                                            context.peer());
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
     call.credentials.authorization = std::string(it->second.data(), it->second.size());
   }
@@ -72,9 +89,10 @@ CopilotServiceAdapter::CopilotServiceAdapter(CopilotCore& core, AdapterOptions o
 grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
     grpc::CallbackServerContext* context, const v1::ListAssistantsRequest* request,
     v1::ListAssistantsResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "ListAssistants", false, observer);
   return UnaryCallReactor<v1::ListAssistantsResponse>::Start(
-      response, [&](CoreCallback<v1::ListAssistantsResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::ListAssistantsResponse> done) {
         return core_.ListAssistants(call, *request, std::move(done));
       });
 }
@@ -82,9 +100,10 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
 grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(
     grpc::CallbackServerContext* context, const v1::CreateThreadRequest* request,
     v1::CreateThreadResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "CreateThread", false, observer);
   return UnaryCallReactor<v1::CreateThreadResponse>::Start(
-      response, [&](CoreCallback<v1::CreateThreadResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::CreateThreadResponse> done) {
         return core_.CreateThread(call, *request, std::move(done));
       });
 }
@@ -92,9 +111,10 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(
 grpc::ServerUnaryReactor* CopilotServiceAdapter::GetThread(grpc::CallbackServerContext* context,
                                                            const v1::GetThreadRequest* request,
                                                            v1::GetThreadResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "GetThread", false, observer);
   return UnaryCallReactor<v1::GetThreadResponse>::Start(
-      response, [&](CoreCallback<v1::GetThreadResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::GetThreadResponse> done) {
         return core_.GetThread(call, *request, std::move(done));
       });
 }
@@ -102,9 +122,10 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::GetThread(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(
     grpc::CallbackServerContext* context, const v1::DeleteThreadRequest* request,
     v1::DeleteThreadResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "DeleteThread", false, observer);
   return UnaryCallReactor<v1::DeleteThreadResponse>::Start(
-      response, [&](CoreCallback<v1::DeleteThreadResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::DeleteThreadResponse> done) {
         return core_.DeleteThread(call, *request, std::move(done));
       });
 }
@@ -112,9 +133,10 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(
 grpc::ServerUnaryReactor* CopilotServiceAdapter::AddMessage(grpc::CallbackServerContext* context,
                                                             const v1::AddMessageRequest* request,
                                                             v1::AddMessageResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "AddMessage", false, observer);
   return UnaryCallReactor<v1::AddMessageResponse>::Start(
-      response, [&](CoreCallback<v1::AddMessageResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::AddMessageResponse> done) {
         return core_.AddMessage(call, *request, std::move(done));
       });
 }
@@ -122,9 +144,10 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::AddMessage(grpc::CallbackServer
 grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(
     grpc::CallbackServerContext* context, const v1::ListMessagesRequest* request,
     v1::ListMessagesResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "ListMessages", false, observer);
   return UnaryCallReactor<v1::ListMessagesResponse>::Start(
-      response, [&](CoreCallback<v1::ListMessagesResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::ListMessagesResponse> done) {
         return core_.ListMessages(call, *request, std::move(done));
       });
 }
@@ -132,41 +155,45 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(
 grpc::ServerUnaryReactor* CopilotServiceAdapter::Run(grpc::CallbackServerContext* context,
                                                      const v1::RunRequest* request,
                                                      v1::RunResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "Run", false, observer);
   return UnaryCallReactor<v1::RunResponse>::Start(
-      response, [&](CoreCallback<v1::RunResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::RunResponse> done) {
         return core_.Run(call, *request, std::move(done));
       });
 }
 
 grpc::ServerWriteReactor<v1::StreamRunResponse>* CopilotServiceAdapter::StreamRun(
     grpc::CallbackServerContext* context, const v1::StreamRunRequest* request) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "StreamRun", true, observer);
   return StreamCallReactor<v1::StreamRunResponse>::Start(
       [&](std::shared_ptr<ChunkSink> sink) {
         return core_.StreamRun(call, *request, std::move(sink));
       },
-      options_.max_queued_chunks);
+      options_.max_queued_chunks, std::move(observer));
 }
 
 grpc::ServerUnaryReactor* CopilotServiceAdapter::Complete(grpc::CallbackServerContext* context,
                                                           const v1::CompleteRequest* request,
                                                           v1::CompleteResponse* response) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "Complete", false, observer);
   return UnaryCallReactor<v1::CompleteResponse>::Start(
-      response, [&](CoreCallback<v1::CompleteResponse> done) {
+      response, std::move(observer), [&](CoreCallback<v1::CompleteResponse> done) {
         return core_.Complete(call, *request, std::move(done));
       });
 }
 
 grpc::ServerWriteReactor<v1::StreamCompleteResponse>* CopilotServiceAdapter::StreamComplete(
     grpc::CallbackServerContext* context, const v1::StreamCompleteRequest* request) {
-  const CallContext call = ContextOf(*context);
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(*context, "StreamComplete", true, observer);
   return StreamCallReactor<v1::StreamCompleteResponse>::Start(
       [&](std::shared_ptr<ChunkSink> sink) {
         return core_.StreamComplete(call, *request, std::move(sink));
       },
-      options_.max_queued_chunks);
+      options_.max_queued_chunks, std::move(observer));
 }
 
 }  // namespace copilot::gateway

@@ -9,6 +9,8 @@
 
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "server/core/copilot_core.h"
+#include "server/ops/call_observer.h"
+#include "server/ops/gateway_metrics.h"
 
 namespace copilot::gateway {
 
@@ -19,11 +21,14 @@ struct AdapterOptions {
   // Identities accepted from calls over plaintext and over TLS connections.
   ListenerIdentity plaintext{.bearer = true, .mtls = false, .anonymous = false};
   ListenerIdentity tls{.bearer = true, .mtls = true, .anonymous = false};
+  // Where each call's metrics go; null: none (the call's log line is written either way).
+  GatewayMetrics* metrics = nullptr;
 };
 
-// gRPC only: reads the call's deadline (and, later, its credentials), creates a reactor per call
-// and converts the core's absl::Status once (ToGrpcStatus). Thread-safe: gRPC calls the handlers
-// concurrently; they hold no state of their own and never block. `core` must outlive the server.
+// gRPC only: reads the call's deadline, credentials and correlation IDs, creates a reactor and a
+// CallObserver per call and converts the core's absl::Status once (ToGrpcStatus). Thread-safe: gRPC
+// calls the handlers concurrently; they hold no state of their own and never block. `core` must
+// outlive the server.
 class CopilotServiceAdapter final : public copilot::v1::CopilotService::CallbackService {
  public:
   explicit CopilotServiceAdapter(CopilotCore& core, AdapterOptions options = {});
@@ -60,8 +65,10 @@ class CopilotServiceAdapter final : public copilot::v1::CopilotService::Callback
 
  private:
   // The core's view of a call: its deadline, what the caller presented and what its listener
-  // (plaintext or TLS) accepts.
-  CallContext ContextOf(const grpc::CallbackServerContext& context) const;
+  // (plaintext or TLS) accepts, its trace. Starts observing the call (`method`), and answers the
+  // caller's x-request-id (or a new one) in the initial metadata.
+  CallContext ContextOf(grpc::CallbackServerContext& context, absl::string_view method,
+                        bool server_stream, std::shared_ptr<CallObserver>& observer) const;
 
   CopilotCore& core_;
   const AdapterOptions options_;

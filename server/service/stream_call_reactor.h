@@ -15,6 +15,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
 #include "server/upstream/haufe_api.h"
 
@@ -39,9 +40,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
   using Starter = absl::AnyInvocable<std::shared_ptr<UpstreamCall>(std::shared_ptr<ChunkSink>) &&>;
 
   // Creates the reactor, runs `start` with the sink that feeds it, and returns the reactor for
-  // the method handler to return.
-  static grpc::ServerWriteReactor<Response>* Start(Starter start, std::size_t max_queued) {
-    auto* reactor = new StreamCallReactor(max_queued);
+  // the method handler to return. `observer` (not null) sees each message and the end.
+  static grpc::ServerWriteReactor<Response>* Start(Starter start, std::size_t max_queued,
+                                                   std::shared_ptr<CallObserver> observer) {
+    auto* reactor = new StreamCallReactor(max_queued, std::move(observer));
     std::shared_ptr<State> state = reactor->state_;
     std::shared_ptr<UpstreamCall> call = std::move(start)(std::make_shared<Sink>(state));
     bool cancel_now = false;
@@ -103,9 +105,13 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
       if (resume != nullptr) resume->Resume();
       if (write == nullptr && !finish.has_value()) return;
       if (write != nullptr) {
+        reactor->observer_->MessageSent();
         reactor->StartWrite(write);
       }
-      if (finish.has_value()) reactor->Finish(*std::move(finish));
+      if (finish.has_value()) {
+        reactor->observer_->Finished(*finish);
+        reactor->Finish(*std::move(finish));
+      }
     }
   };
 
@@ -193,11 +199,13 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     std::shared_ptr<State> state_;
   };
 
-  explicit StreamCallReactor(std::size_t max_queued) : state_(std::make_shared<State>(max_queued)) {
+  StreamCallReactor(std::size_t max_queued, std::shared_ptr<CallObserver> observer)
+      : state_(std::make_shared<State>(max_queued)), observer_(std::move(observer)) {
     state_->reactor = this;
   }
 
   const std::shared_ptr<State> state_;
+  const std::shared_ptr<CallObserver> observer_;
 };
 
 }  // namespace copilot::gateway

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/copilot_core.h"
+#include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
 #include "server/upstream/haufe_api.h"
 
@@ -33,9 +34,11 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
   using Starter = absl::AnyInvocable<std::shared_ptr<UpstreamCall>(CoreCallback<Response>) &&>;
 
   // Creates the reactor, runs `start` (which begins the use case), and returns the reactor for
-  // the method handler to return. `response` is gRPC's, valid until OnDone.
-  static grpc::ServerUnaryReactor* Start(Response* response, Starter start) {
-    auto* reactor = new UnaryCallReactor(response);
+  // the method handler to return. `response` is gRPC's, valid until OnDone. `observer` (not
+  // null) learns how the call finishes.
+  static grpc::ServerUnaryReactor* Start(Response* response, std::shared_ptr<CallObserver> observer,
+                                         Starter start) {
+    auto* reactor = new UnaryCallReactor(response, std::move(observer));
     std::shared_ptr<State> state = reactor->state_;
     std::shared_ptr<UpstreamCall> call = std::move(start)(
         [state](absl::StatusOr<Response> result) { Complete(*state, std::move(result)); });
@@ -65,24 +68,30 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       }
     }
     if (call != nullptr) call->Cancel();
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
+    if (finish) {
+      const grpc::Status status(grpc::StatusCode::CANCELLED, "cancelled by the caller");
+      state_->observer->Finished(status);
+      Finish(status);
+    }
   }
 
   void OnDone() override { delete this; }
 
  private:
   struct State {
-    explicit State(UnaryCallReactor* reactor, Response* response)
-        : reactor(reactor), response(response) {}
+    State(UnaryCallReactor* reactor, Response* response, std::shared_ptr<CallObserver> observer)
+        : reactor(reactor), response(response), observer(std::move(observer)) {}
     absl::Mutex mu;
     UnaryCallReactor* const reactor;  // Valid until Finish has been called.
     Response* const response;         // gRPC's; valid until OnDone.
+    const std::shared_ptr<CallObserver> observer;
     bool finished ABSL_GUARDED_BY(mu) = false;
     bool cancelled ABSL_GUARDED_BY(mu) = false;
     std::shared_ptr<UpstreamCall> call ABSL_GUARDED_BY(mu);
   };
 
-  explicit UnaryCallReactor(Response* response) : state_(std::make_shared<State>(this, response)) {}
+  UnaryCallReactor(Response* response, std::shared_ptr<CallObserver> observer)
+      : state_(std::make_shared<State>(this, response, std::move(observer))) {}
 
   static void Complete(State& state, absl::StatusOr<Response> result) {
     {
@@ -92,7 +101,9 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       state.call.reset();
       if (result.ok()) *state.response = *std::move(result);
     }
-    state.reactor->Finish(result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status()));
+    const grpc::Status status = result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
+    state.observer->Finished(status);
+    state.reactor->Finish(status);
   }
 
   const std::shared_ptr<State> state_;

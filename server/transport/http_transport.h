@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/call_trace.h"
 
 namespace copilot::gateway {
 
@@ -37,6 +38,10 @@ struct HttpRequest {
   // Response bodies larger than this fail the transfer with an error (reason
   // "upstream_response_too_large").
   std::size_t max_response_bytes = 16 * 1024 * 1024;
+  // For metrics and logs only (never sent): the request's template, e.g.
+  // "POST /v1/threads/{thread_id}/run", and the incoming call it serves (may be null).
+  std::string endpoint;
+  std::shared_ptr<CallTrace> trace;
 };
 
 // Status line and headers of a response. Header names are lower-case.

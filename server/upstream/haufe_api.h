@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "copilot/v1/resources.pb.h"
 #include "google/protobuf/struct.pb.h"
+#include "server/common/call_trace.h"
 
 namespace copilot::gateway {
 
@@ -28,8 +29,11 @@ struct UpstreamCallOptions {
   // Injected as meta_data.user_data.licence on run, run/stream and chat completion calls;
   // empty sends no meta_data.
   std::string licence;
-  // Sent as `x-request-id` when not empty.
+  // Sent as `x-request-id` and `traceparent` when not empty.
   std::string request_id;
+  std::string traceparent;
+  // The incoming call this upstream call serves (for its metrics and log line); may be null.
+  std::shared_ptr<CallTrace> trace;
 };
 
 // Upstream IDs below are the upstream's own UUIDs (the core maps caller-facing handles).

@@ -7,6 +7,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
@@ -251,6 +253,17 @@ std::string CompletionPath(const CompletionParams& params, bool stream) {
 
 }  // namespace
 
+std::string EndpointTemplate(absl::string_view method, absl::string_view path_and_query) {
+  absl::string_view path = path_and_query.substr(0, path_and_query.find('?'));
+  std::vector<std::string> parts = absl::StrSplit(path, '/');
+  // ["", "v1", "threads", ID, ...]: the segment after a collection is that collection's ID.
+  for (std::size_t i = 3; i < parts.size(); ++i) {
+    if (parts[i - 1] == "threads") parts[i] = "{thread_id}";
+    if (parts[i - 1] == "assistants") parts[i] = "{assistant_id}";
+  }
+  return absl::StrCat(method, " ", absl::StrJoin(parts, "/"));
+}
+
 std::string UrlEncode(absl::string_view text) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -286,6 +299,8 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
       "accept", stream ? "application/x-ndjson, application/json" : "application/json");
   if (method == "POST") request.headers.emplace_back("content-type", "application/json");
   if (!options.request_id.empty()) request.headers.emplace_back("x-request-id", options.request_id);
+  if (!options.traceparent.empty())
+    request.headers.emplace_back("traceparent", options.traceparent);
   request.headers.emplace_back(
       "user-agent",
       absl::StrCat("copilot-gateway/",
@@ -295,6 +310,8 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
   request.connect_timeout = config_.connect_timeout;
   request.stall_timeout = config_.stall_timeout;
   request.max_response_bytes = config_.max_response_bytes;
+  request.endpoint = EndpointTemplate(method, path_and_query);
+  request.trace = options.trace;
   return request;
 }
 

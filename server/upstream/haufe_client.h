@@ -114,6 +114,10 @@ class HaufeClient final : public HaufeApi {
 // characters stay as they are).
 std::string UrlEncode(absl::string_view text);
 
+// The metric label of a request: "GET /v1/threads/{thread_id}/messages" for
+// ("GET", "/v1/threads/abc/messages?limit=5"). IDs become placeholders; the query is dropped.
+std::string EndpointTemplate(absl::string_view method, absl::string_view path_and_query);
+
 }  // namespace copilot::gateway
 
 #endif  // COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_CLIENT_H_

@@ -100,26 +100,32 @@ class CopilotCoreTest : public ::testing::Test {
   CopilotCore core_;
 };
 
-TEST_F(CopilotCoreTest, UpstreamOptionsCarryKeyLicenceRequestIdAndBoundedDeadline) {
+TEST_F(CopilotCoreTest, UpstreamOptionsCarryKeyLicenceTraceAndBoundedDeadline) {
   Result<v1::RunResponse> result;
   CallContext context;  // No caller deadline: max_call_timeout applies.
+  context.trace = std::make_shared<CallTrace>(
+      "corr-7", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
   core_.Run(context, RunRequest(kRequestId), result.Callback());
   auto call = api_.WaitForCall(0);
   ASSERT_NE(call, nullptr);
   EXPECT_EQ(call->method, "Run");
   EXPECT_EQ(call->options.api_key, "KEY");
   EXPECT_EQ(call->options.licence, "LICENCE-1");
-  EXPECT_EQ(call->options.request_id, kRequestId);
+  // The call's correlation ID goes upstream; the request_id stays the gateway's idempotency key.
+  EXPECT_EQ(call->options.request_id, "corr-7");
+  EXPECT_EQ(call->options.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  EXPECT_EQ(call->options.trace, context.trace);
+  EXPECT_EQ(context.trace->tenant(), "acme");
   EXPECT_EQ(call->options.deadline, clock_.Now() + absl::Seconds(30));
   EXPECT_EQ(call->run.thread_id, kUpstreamThread);
 }
 
 TEST_F(CopilotCoreTest, CallerDeadlineWinsWhenSooner) {
   CallContext soon{clock_.Now() + absl::Seconds(2)};
-  EXPECT_EQ(core_.BuildUpstreamOptions(soon, Tenant{"t", ""}, "", "").deadline,
+  EXPECT_EQ(core_.BuildUpstreamOptions(soon, Tenant{"t", ""}, "").deadline,
             clock_.Now() + absl::Seconds(2));
   CallContext late{clock_.Now() + absl::Hours(2)};
-  EXPECT_EQ(core_.BuildUpstreamOptions(late, Tenant{"t", ""}, "", "").deadline,
+  EXPECT_EQ(core_.BuildUpstreamOptions(late, Tenant{"t", ""}, "").deadline,
             clock_.Now() + absl::Seconds(30));
 }
 

@@ -47,9 +47,10 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   absl::StatusOr<std::string> key = WriteTempFile(options.api_key + "\n");
   if (!key.ok()) return key.status();
   process->key_path_ = *key;
-  std::string yaml =
-      absl::StrCat("listen: \"127.0.0.1:0\"\nshutdown_grace: 2s\nupstream:\n", "  base_url: \"",
-                   options.upstream_url, "\"\n", "  api_key_file: \"", *key, "\"\n");
+  std::string yaml = absl::StrCat(
+      "listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:0\"\nshutdown_grace: ",
+      options.shutdown_grace, "\nshutdown_delay: ", options.shutdown_delay, "\nupstream:\n",
+      "  base_url: \"", options.upstream_url, "\"\n", "  api_key_file: \"", *key, "\"\n");
   for (const auto& [name, value] : options.upstream) {
     absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
   }
@@ -105,10 +106,11 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   if (stderr_fd >= 0) close(stderr_fd);
   process->pid_ = pid;
 
-  // Startup lines: "copilot-gateway tls listening on ADDR" (with a TLS listener), then
-  // "copilot-gateway listening on ADDR".
+  // Startup lines: "copilot-gateway tls listening on ADDR" (with a TLS listener),
+  // "copilot-gateway metrics listening on ADDR", then "copilot-gateway listening on ADDR".
   constexpr absl::string_view kPrefix = "copilot-gateway listening on ";
   constexpr absl::string_view kTlsPrefix = "copilot-gateway tls listening on ";
+  constexpr absl::string_view kMetricsPrefix = "copilot-gateway metrics listening on ";
   std::string line;
   const absl::Time deadline = absl::Now() + options.startup_timeout;
   auto has_main_line = [&line, kPrefix] {
@@ -128,10 +130,12 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     line.append(buffer, static_cast<size_t>(n));
   }
   close(pipe_fds[0]);
-  if (absl::StartsWith(line, kTlsPrefix)) {
-    const absl::string_view tls_line = absl::string_view(line).substr(0, line.find('\n'));
-    if (!absl::SimpleAtoi(tls_line.substr(tls_line.rfind(':') + 1), &process->tls_port_)) {
-      return absl::UnavailableError(absl::StrCat("unexpected startup line: ", tls_line));
+  // Lines before the main one name the other listeners.
+  while (absl::StartsWith(line, kTlsPrefix) || absl::StartsWith(line, kMetricsPrefix)) {
+    const absl::string_view other = absl::string_view(line).substr(0, line.find('\n'));
+    int& port = absl::StartsWith(line, kTlsPrefix) ? process->tls_port_ : process->metrics_port_;
+    if (!absl::SimpleAtoi(other.substr(other.rfind(':') + 1), &port)) {
+      return absl::UnavailableError(absl::StrCat("unexpected startup line: ", other));
     }
     line = line.substr(line.find('\n') + 1);
   }

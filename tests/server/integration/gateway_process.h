@@ -4,9 +4,9 @@
 //   ASSERT_TRUE(gateway.ok()) << gateway.status();
 //   auto stub = copilot::v1::CopilotService::NewStub((*gateway)->channel());
 //
-// The gateway gets a generated config file (listen 127.0.0.1:0, the API key in a file, a
-// licence for the default tenant, plus `upstream` settings) and is stopped with SIGTERM when the
-// object is destroyed. The binary path defaults to COPILOT_GATEWAY_PATH.
+// The gateway gets a generated config file (listen and metrics_listen 127.0.0.1:0, the API key
+// in a file, a licence for the default tenant, plus `upstream` settings) and is stopped with
+// SIGTERM when the object is destroyed. The binary path defaults to COPILOT_GATEWAY_PATH.
 #ifndef COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_GATEWAY_PROCESS_H_
 #define COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_GATEWAY_PROCESS_H_
 
@@ -36,6 +36,9 @@ struct GatewayProcessOptions {
   std::map<std::string, std::string> upstream;
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
   std::string extra_yaml;
+  // Graceful shutdown settings (config shutdown_grace and shutdown_delay).
+  std::string shutdown_grace = "2s";
+  std::string shutdown_delay = "0s";
   std::vector<std::string> args;
   // Where the gateway's stderr (its log) goes; empty: a new file in GatewayLogDir(), which
   // the suite's last test scans for secrets (log_secret_scan_test.cc).
@@ -61,6 +64,8 @@ class GatewayProcess {
   int port() const { return port_; }
   // The TLS listener's port (extra_yaml with a `tls:` section); 0 without one.
   int tls_port() const { return tls_port_; }
+  // The /metrics /healthz /readyz port.
+  int metrics_port() const { return metrics_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   // A new channel to the gateway (each has its own connection).
   std::shared_ptr<grpc::Channel> NewChannel() const;
@@ -76,6 +81,7 @@ class GatewayProcess {
   pid_t pid_ = -1;
   int port_ = 0;
   int tls_port_ = 0;
+  int metrics_port_ = 0;
   std::string config_path_;
   std::string key_path_;
   std::string signing_key_path_;

@@ -270,17 +270,23 @@ TEST_F(GatewayRpcTest, RetryWithSameRequestIdRunsOnce) {
   ASSERT_TRUE(emulator_->ClearRequests().ok());
   const std::string request_id = "9a7b6c5d-4e3f-4a1b-8c2d-0123456789ab";
   v1::RunResponse first, second;
+  std::vector<std::string> correlation_ids;
   for (v1::RunResponse* response : {&first, &second}) {
     grpc::ClientContext context;
     v1::RunRequest request;
     request.set_thread_id(thread);
     request.set_request_id(request_id);
     ASSERT_TRUE(stub_->Run(&context, request, response).ok());
+    auto it = context.GetServerInitialMetadata().find("x-request-id");
+    ASSERT_NE(it, context.GetServerInitialMetadata().end());
+    correlation_ids.emplace_back(it->second.data(), it->second.size());
   }
   EXPECT_EQ(first.message().id(), second.message().id());
   auto runs = RequestsTo("run");
   ASSERT_EQ(runs.size(), 1u);
-  EXPECT_EQ(runs[0]["headers"].value("x-request-id", ""), request_id);
+  // The upstream sees the first call's correlation ID (x-request-id), not the idempotency key.
+  EXPECT_EQ(runs[0]["headers"].value("x-request-id", ""), correlation_ids[0]);
+  EXPECT_NE(correlation_ids[0], correlation_ids[1]);
 }
 
 TEST(GatewaySecretsTest, ApiKeyAndLicenceNeverAppearInTheLog) {

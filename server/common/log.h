@@ -1,0 +1,37 @@
+// Structured logs: one JSON object per line on stderr, e.g.
+//   {"time":"2026-11-27T14:00:00.123Z","level":"info","msg":"call","method":"Run",...}
+// The level is process-wide (stderr is), set from the config at start-up and on every reload.
+// Never pass secrets (API keys, tokens, licences, signing keys) or message content.
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_LOG_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_LOG_H_
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace copilot::gateway {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
+
+// "debug", "info", "warning" (or "warn"), "error"; INVALID_ARGUMENT otherwise.
+absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view name);
+absl::string_view LogLevelName(LogLevel level);
+
+// The least severe level written. Thread-safe (atomic).
+void SetLogLevel(LogLevel level);
+LogLevel GetLogLevel();
+inline bool LogEnabled(LogLevel level) { return level >= GetLogLevel(); }
+
+// Writes {"time", "level", "msg", ...fields} as one line in one write, when `level` is enabled.
+// `fields` must be an object (or null). Thread-safe; never throws (invalid UTF-8 is replaced).
+void Log(LogLevel level, absl::string_view msg,
+         const nlohmann::ordered_json& fields = nlohmann::ordered_json());
+
+// The one JSON line Log() writes (without the newline). For tests.
+std::string FormatLogLine(LogLevel level, absl::string_view msg,
+                          const nlohmann::ordered_json& fields);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_LOG_H_

@@ -1,0 +1,127 @@
+#include "server/ops/call_observer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "server/common/crypto.h"
+#include "server/common/log.h"
+
+namespace copilot::gateway {
+namespace {
+
+bool IsLowerHex(absl::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool AllZero(absl::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c == '0'; });
+}
+
+// The ErrorInfo reason inside a status's google.rpc.Status details, or empty.
+std::string ErrorReason(const grpc::Status& status) {
+  if (status.ok() || status.error_details().empty()) return "";
+  google::rpc::Status details;
+  if (!details.ParseFromString(status.error_details())) return "";
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    if (any.UnpackTo(&info)) return info.reason();
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string RequestIdFor(std::optional<absl::string_view> from_caller) {
+  if (from_caller.has_value() && !from_caller->empty() && from_caller->size() <= 128 &&
+      std::all_of(from_caller->begin(), from_caller->end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+               absl::string_view("._:/+=-").find(c) != absl::string_view::npos;
+      })) {
+    return std::string(*from_caller);
+  }
+  return absl::BytesToHexString(RandomBytes(16));
+}
+
+std::string TraceparentFor(std::optional<absl::string_view> from_caller) {
+  const std::string span = absl::BytesToHexString(RandomBytes(8));
+  // version "00": 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>, lower case.
+  if (from_caller.has_value() && from_caller->size() == 55) {
+    const absl::string_view text = *from_caller;
+    const absl::string_view trace_id = text.substr(3, 32);
+    const absl::string_view parent = text.substr(36, 16);
+    const absl::string_view flags = text.substr(53, 2);
+    if (text.substr(0, 3) == "00-" && text[35] == '-' && text[52] == '-' && IsLowerHex(trace_id) &&
+        IsLowerHex(parent) && IsLowerHex(flags) && !AllZero(trace_id) && !AllZero(parent)) {
+      return absl::StrCat("00-", trace_id, "-", span, "-", flags);
+    }
+  }
+  return absl::StrCat("00-", absl::BytesToHexString(RandomBytes(16)), "-", span, "-00");
+}
+
+CallObserver::CallObserver(GatewayMetrics* metrics, absl::string_view method, bool server_stream,
+                           std::shared_ptr<CallTrace> trace, std::string peer)
+    : metrics_(metrics),
+      method_(metrics != nullptr ? metrics->FindMethod(method) : nullptr),
+      method_name_(method),
+      server_stream_(server_stream),
+      trace_(std::move(trace)),
+      peer_(std::move(peer)),
+      start_(std::chrono::steady_clock::now()) {
+  if (method_ != nullptr) {
+    method_->started->Increment();
+    method_->msg_received->Increment();
+    metrics_->calls_in_flight().Increment();
+  }
+}
+
+void CallObserver::MessageSent() {
+  if (method_ != nullptr) method_->msg_sent->Increment();
+}
+
+void CallObserver::Finished(const grpc::Status& status) {
+  if (finished_.exchange(true)) return;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double upstream_seconds = absl::ToDoubleSeconds(trace_->upstream_time());
+  const int code = static_cast<int>(status.error_code());
+  std::string tenant = trace_->tenant();
+  if (tenant.empty() && status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    tenant = "unauthenticated";
+  }
+  if (method_ != nullptr) {
+    // A unary call sends its one response message only on success (as go-grpc-prometheus).
+    if (!server_stream_ && status.ok()) method_->msg_sent->Increment();
+    method_->handled[static_cast<std::size_t>(std::clamp(code, 0, kGrpcCodeCount - 1))]
+        ->Increment();
+    method_->handling->Observe(seconds);
+    method_->overhead->Observe(std::max(0.0, seconds - upstream_seconds));
+    if (!tenant.empty()) metrics_->CountTenantCall(tenant, *method_, code);
+    metrics_->calls_in_flight().Decrement();
+  }
+  if (!LogEnabled(LogLevel::kInfo)) return;
+  nlohmann::ordered_json fields = {
+      {"method", method_name_},
+      {"grpc_code", std::string(GrpcCodeName(code))},
+      {"duration_ms", std::round(seconds * 1e6) / 1e3},
+  };
+  if (!tenant.empty()) fields["tenant"] = tenant;
+  fields["request_id"] = trace_->request_id();
+  fields["trace_id"] = trace_->traceparent().substr(3, 32);
+  if (const int requests = trace_->upstream_requests(); requests > 0) {
+    fields["upstream_status"] = trace_->upstream_status();
+    fields["upstream_ms"] = std::round(upstream_seconds * 1e6) / 1e3;
+    fields["upstream_requests"] = requests;
+  }
+  if (std::string reason = ErrorReason(status); !reason.empty()) fields["error_reason"] = reason;
+  fields["peer"] = peer_;
+  Log(LogLevel::kInfo, "call", fields);
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,207 @@
+#include "server/ops/gateway_metrics.h"
+
+#include <google/protobuf/descriptor.h>
+
+#include <utility>
+
+#include "copilot/v1/copilot_service.pb.h"
+
+namespace copilot::gateway {
+namespace {
+
+constexpr char kService[] = "copilot.v1.CopilotService";
+
+// go-grpc-prometheus's handling-time buckets, extended to 300 s for answer generation.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* const buckets = new prometheus::Histogram::BucketBoundaries{
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+  return *buckets;
+}
+
+// The gateway's own time per call is expected well under a millisecond.
+const prometheus::Histogram::BucketBoundaries& OverheadBuckets() {
+  static const auto* const buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+  return *buckets;
+}
+
+}  // namespace
+
+absl::string_view GrpcCodeName(int code) {
+  static constexpr absl::string_view kNames[kGrpcCodeCount] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  if (code < 0 || code >= kGrpcCodeCount) return "Unknown";
+  return kNames[code];
+}
+
+int UpstreamStatusClass(int http_status) {
+  if (http_status == 429) return 3;
+  if (http_status >= 200 && http_status < 300) return 0;
+  if (http_status >= 300 && http_status < 400) return 1;
+  if (http_status >= 400 && http_status < 500) return 2;
+  if (http_status >= 500 && http_status < 600) return 4;
+  return 5;
+}
+
+absl::string_view UpstreamStatusClassName(int status_class) {
+  static constexpr absl::string_view kNames[kUpstreamStatusClassCount] = {"2xx", "3xx", "4xx",
+                                                                          "429", "5xx", "error"};
+  if (status_class < 0 || status_class >= kUpstreamStatusClassCount) return "error";
+  return kNames[status_class];
+}
+
+GatewayMetrics::GatewayMetrics(absl::string_view version)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      tenant_calls_(prometheus::BuildCounter()
+                        .Name("copilot_gateway_tenant_calls_total")
+                        .Help("Calls finished, by configured tenant, gRPC method and code.")
+                        .Register(*registry_)),
+      upstream_requests_(prometheus::BuildCounter()
+                             .Name("copilot_gateway_upstream_requests_total")
+                             .Help("Upstream HTTP requests finished, by endpoint and status class "
+                                   "(2xx, 3xx, 4xx, 429, 5xx, error = no HTTP status).")
+                             .Register(*registry_)),
+      upstream_duration_(prometheus::BuildHistogram()
+                             .Name("copilot_gateway_upstream_request_duration_seconds")
+                             .Help("Upstream HTTP request time, start to last byte, by endpoint.")
+                             .Register(*registry_)),
+      upstream_ttfb_(prometheus::BuildHistogram()
+                         .Name("copilot_gateway_upstream_time_to_first_byte_seconds")
+                         .Help("Upstream time from request start to response headers.")
+                         .Register(*registry_)),
+      reloads_(prometheus::BuildCounter()
+                   .Name("copilot_gateway_config_reloads_total")
+                   .Help("Config reloads by result (ok: applied; failed: refused, old config "
+                         "stays in force).")
+                   .Register(*registry_)),
+      config_info_(prometheus::BuildGauge()
+                       .Name("copilot_gateway_config_info")
+                       .Help("1, labelled with the SHA-256 of the config file in force.")
+                       .Register(*registry_)) {
+  auto& started = prometheus::BuildCounter()
+                      .Name("grpc_server_started_total")
+                      .Help("Total number of RPCs started on the server.")
+                      .Register(*registry_);
+  auto& handled = prometheus::BuildCounter()
+                      .Name("grpc_server_handled_total")
+                      .Help(
+                          "Total number of RPCs completed on the server, regardless of "
+                          "success or failure.")
+                      .Register(*registry_);
+  auto& received = prometheus::BuildCounter()
+                       .Name("grpc_server_msg_received_total")
+                       .Help("Total number of RPC stream messages received on the server.")
+                       .Register(*registry_);
+  auto& sent = prometheus::BuildCounter()
+                   .Name("grpc_server_msg_sent_total")
+                   .Help("Total number of gRPC stream messages sent by the server.")
+                   .Register(*registry_);
+  auto& handling = prometheus::BuildHistogram()
+                       .Name("grpc_server_handling_seconds")
+                       .Help(
+                           "Histogram of response latency (seconds) of gRPC that had been "
+                           "application-level handled by the server.")
+                       .Register(*registry_);
+  auto& overhead = prometheus::BuildHistogram()
+                       .Name("copilot_gateway_overhead_seconds")
+                       .Help(
+                           "The gateway's own time per call: total handling time minus the "
+                           "time spent waiting for upstream requests.")
+                       .Register(*registry_);
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(kService);
+  for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+    const google::protobuf::MethodDescriptor* descriptor = service->method(i);
+    Method method;
+    method.name = descriptor->name();
+    method.type = descriptor->server_streaming() ? "server_stream" : "unary";
+    const prometheus::Labels labels = {
+        {"grpc_type", method.type}, {"grpc_service", kService}, {"grpc_method", method.name}};
+    method.started = &started.Add(labels);
+    method.msg_received = &received.Add(labels);
+    method.msg_sent = &sent.Add(labels);
+    method.handling = &handling.Add(labels, LatencyBuckets());
+    method.overhead = &overhead.Add({{"grpc_method", method.name}}, OverheadBuckets());
+    for (int code = 0; code < kGrpcCodeCount; ++code) {
+      prometheus::Labels with_code = labels;
+      with_code["grpc_code"] = std::string(GrpcCodeName(code));
+      method.handled[static_cast<std::size_t>(code)] = &handled.Add(with_code);
+    }
+    methods_.emplace(method.name, std::move(method));
+  }
+  upstream_in_flight_ = &prometheus::BuildGauge()
+                             .Name("copilot_gateway_upstream_in_flight")
+                             .Help("Upstream HTTP requests in flight.")
+                             .Register(*registry_)
+                             .Add({});
+  calls_in_flight_ = &prometheus::BuildGauge()
+                          .Name("copilot_gateway_calls_in_flight")
+                          .Help("gRPC calls of copilot.v1.CopilotService in flight.")
+                          .Register(*registry_)
+                          .Add({});
+  ready_ = &prometheus::BuildGauge()
+                .Name("copilot_gateway_ready")
+                .Help("1 while readiness is SERVING; 0 while starting or draining.")
+                .Register(*registry_)
+                .Add({});
+  last_reload_ok_ = &prometheus::BuildGauge()
+                         .Name("copilot_gateway_config_last_reload_successful")
+                         .Help(
+                             "1 when the last config reload was applied (or none was tried "
+                             "yet), 0 when it was refused.")
+                         .Register(*registry_)
+                         .Add({});
+  last_reload_ok_->Set(1);
+  reloads_ok_ = &reloads_.Add({{"result", "ok"}});
+  reloads_failed_ = &reloads_.Add({{"result", "failed"}});
+  prometheus::BuildGauge()
+      .Name("copilot_gateway_build_info")
+      .Help("1, labelled with the gateway's version.")
+      .Register(*registry_)
+      .Add({{"version", std::string(version)}})
+      .Set(1);
+}
+
+const GatewayMetrics::Method* GatewayMetrics::FindMethod(absl::string_view name) const {
+  auto it = methods_.find(name);
+  return it == methods_.end() ? nullptr : &it->second;
+}
+
+void GatewayMetrics::CountTenantCall(const std::string& tenant, const Method& method, int code) {
+  tenant_calls_
+      .Add({{"tenant", tenant},
+            {"grpc_method", method.name},
+            {"grpc_code", std::string(GrpcCodeName(code))}})
+      .Increment();
+}
+
+const GatewayMetrics::Endpoint& GatewayMetrics::UpstreamEndpoint(const std::string& endpoint) {
+  absl::MutexLock lock(&mu_);
+  auto it = endpoints_.find(endpoint);
+  if (it != endpoints_.end()) return it->second;
+  Endpoint series;
+  for (int i = 0; i < kUpstreamStatusClassCount; ++i) {
+    series.requests[static_cast<std::size_t>(i)] = &upstream_requests_.Add(
+        {{"endpoint", endpoint}, {"status", std::string(UpstreamStatusClassName(i))}});
+  }
+  series.duration = &upstream_duration_.Add({{"endpoint", endpoint}}, LatencyBuckets());
+  series.time_to_first_byte = &upstream_ttfb_.Add({{"endpoint", endpoint}}, LatencyBuckets());
+  return endpoints_.emplace(endpoint, series).first->second;
+}
+
+void GatewayMetrics::RecordReload(bool ok) {
+  (ok ? reloads_ok_ : reloads_failed_)->Increment();
+  last_reload_ok_->Set(ok ? 1 : 0);
+}
+
+void GatewayMetrics::SetConfigHash(const std::string& sha256_hex) {
+  absl::MutexLock lock(&mu_);
+  if (config_info_series_ != nullptr) config_info_.Remove(config_info_series_);
+  config_info_series_ = &config_info_.Add({{"sha256", sha256_hex}});
+  config_info_series_->Set(1);
+}
+
+}  // namespace copilot::gateway

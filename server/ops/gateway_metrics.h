@@ -1,0 +1,103 @@
+// Every metric family the gateway exports, declared in one place (the README's Operations
+// section lists them). Label values are bounded: gRPC methods and codes, upstream endpoint
+// templates and status classes, configured tenant IDs; never raw request input.
+#ifndef COPILOT_GATEWAY_SERVER_OPS_GATEWAY_METRICS_H_
+#define COPILOT_GATEWAY_SERVER_OPS_GATEWAY_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace copilot::gateway {
+
+// The gRPC codes 0..16, as go-grpc-prometheus names them ("OK", "Canceled", ...).
+inline constexpr int kGrpcCodeCount = 17;
+absl::string_view GrpcCodeName(int code);
+
+// The upstream status classes of copilot_gateway_upstream_requests_total: "2xx", "3xx", "4xx",
+// "429" (split from 4xx: the upstream's rate limit), "5xx", "error" (no HTTP status: connect
+// failure, timeout, cancel).
+inline constexpr int kUpstreamStatusClassCount = 6;
+int UpstreamStatusClass(int http_status);
+absl::string_view UpstreamStatusClassName(int status_class);
+
+// Thread-safe: prometheus-cpp metrics are atomic; the maps created on first use are guarded.
+class GatewayMetrics {
+ public:
+  // The series of one gRPC method (go-grpc-prometheus families), created up front for every
+  // method of copilot.v1.CopilotService and every code, so rates start at zero.
+  struct Method {
+    std::string name;  // "Run"
+    std::string type;  // "unary" or "server_stream"
+    prometheus::Counter* started = nullptr;
+    prometheus::Counter* msg_received = nullptr;
+    prometheus::Counter* msg_sent = nullptr;
+    prometheus::Histogram* handling = nullptr;
+    prometheus::Histogram* overhead = nullptr;
+    std::array<prometheus::Counter*, kGrpcCodeCount> handled{};
+  };
+  // The series of one upstream endpoint ("POST /v1/threads/{thread_id}/run").
+  struct Endpoint {
+    std::array<prometheus::Counter*, kUpstreamStatusClassCount> requests{};
+    prometheus::Histogram* duration = nullptr;
+    prometheus::Histogram* time_to_first_byte = nullptr;
+  };
+
+  // `version` goes into copilot_gateway_build_info.
+  explicit GatewayMetrics(absl::string_view version);
+  GatewayMetrics(const GatewayMetrics&) = delete;
+  GatewayMetrics& operator=(const GatewayMetrics&) = delete;
+
+  const std::shared_ptr<prometheus::Registry>& registry() const { return registry_; }
+
+  // The method of copilot.v1.CopilotService named `name`, or null.
+  const Method* FindMethod(absl::string_view name) const;
+  // copilot_gateway_tenant_calls_total; `tenant` must be a configured tenant ID or
+  // "unauthenticated".
+  void CountTenantCall(const std::string& tenant, const Method& method, int code);
+
+  // The series of `endpoint` (a template, never a concrete URL), created on first use.
+  const Endpoint& UpstreamEndpoint(const std::string& endpoint);
+  prometheus::Gauge& upstream_in_flight() { return *upstream_in_flight_; }
+  prometheus::Gauge& calls_in_flight() { return *calls_in_flight_; }
+  prometheus::Gauge& ready() { return *ready_; }
+
+  // A config reload was applied (`ok`) or refused.
+  void RecordReload(bool ok);
+  // The SHA-256 (hex) of the config file in force.
+  void SetConfigHash(const std::string& sha256_hex);
+
+ private:
+  const std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& tenant_calls_;
+  prometheus::Family<prometheus::Counter>& upstream_requests_;
+  prometheus::Family<prometheus::Histogram>& upstream_duration_;
+  prometheus::Family<prometheus::Histogram>& upstream_ttfb_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Family<prometheus::Gauge>& config_info_;
+  prometheus::Gauge* upstream_in_flight_;
+  prometheus::Gauge* calls_in_flight_;
+  prometheus::Gauge* ready_;
+  prometheus::Gauge* last_reload_ok_;
+  prometheus::Counter* reloads_ok_;
+  prometheus::Counter* reloads_failed_;
+  std::map<std::string, Method, std::less<>> methods_;  // Immutable after construction.
+  absl::Mutex mu_;
+  std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
+  prometheus::Gauge* config_info_series_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_OPS_GATEWAY_METRICS_H_

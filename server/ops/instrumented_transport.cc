@@ -1,0 +1,74 @@
+#include "server/ops/instrumented_transport.h"
+
+#include <string>
+#include <utility>
+
+#include "server/common/log.h"
+
+namespace copilot::gateway {
+
+// Passes every event on to the caller's handler, measuring on the way. Called on the
+// transport's event loop thread (OnComplete also inline from Start; see HttpTransferHandler).
+class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler {
+ public:
+  MeasuringHandler(std::shared_ptr<HttpTransferHandler> inner, GatewayMetrics& metrics,
+                   const Clock& clock, std::string endpoint, std::shared_ptr<CallTrace> trace)
+      : inner_(std::move(inner)),
+        metrics_(metrics),
+        clock_(clock),
+        endpoint_(std::move(endpoint)),
+        trace_(std::move(trace)),
+        series_(metrics.UpstreamEndpoint(endpoint_)),
+        start_(clock.Now()) {
+    metrics_.upstream_in_flight().Increment();
+  }
+
+  void OnHeaders(const HttpResponseHead& head) override {
+    http_status_ = head.status;
+    series_.time_to_first_byte->Observe(absl::ToDoubleSeconds(clock_.Now() - start_));
+    inner_->OnHeaders(head);
+  }
+
+  bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
+
+  void OnComplete(absl::Status status) override {
+    const absl::Duration elapsed = clock_.Now() - start_;
+    metrics_.upstream_in_flight().Decrement();
+    series_.duration->Observe(absl::ToDoubleSeconds(elapsed));
+    series_.requests[static_cast<std::size_t>(UpstreamStatusClass(http_status_))]->Increment();
+    if (trace_ != nullptr) trace_->AddUpstream(elapsed, http_status_);
+    if (LogEnabled(LogLevel::kDebug)) {
+      nlohmann::ordered_json fields = {{"endpoint", endpoint_},
+                                       {"http_status", http_status_},
+                                       {"duration_ms", absl::ToDoubleMilliseconds(elapsed)},
+                                       {"transport_code", absl::StatusCodeToString(status.code())}};
+      if (trace_ != nullptr) fields["request_id"] = trace_->request_id();
+      Log(LogLevel::kDebug, "upstream request", fields);
+    }
+    inner_->OnComplete(std::move(status));
+  }
+
+ private:
+  const std::shared_ptr<HttpTransferHandler> inner_;
+  GatewayMetrics& metrics_;
+  const Clock& clock_;
+  const std::string endpoint_;
+  const std::shared_ptr<CallTrace> trace_;
+  const GatewayMetrics::Endpoint& series_;
+  const absl::Time start_;
+  int http_status_ = 0;  // Event loop thread only.
+};
+
+InstrumentedTransport::InstrumentedTransport(std::shared_ptr<HttpTransport> inner,
+                                             GatewayMetrics& metrics, const Clock& clock)
+    : inner_(std::move(inner)), metrics_(metrics), clock_(clock) {}
+
+std::shared_ptr<HttpTransfer> InstrumentedTransport::Start(
+    HttpRequest request, std::shared_ptr<HttpTransferHandler> handler) {
+  std::string endpoint = request.endpoint.empty() ? std::string("other") : request.endpoint;
+  auto measuring = std::make_shared<MeasuringHandler>(std::move(handler), metrics_, clock_,
+                                                      std::move(endpoint), request.trace);
+  return inner_->Start(std::move(request), std::move(measuring));
+}
+
+}  // namespace copilot::gateway
