@@ -173,6 +173,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   adapter_options.tls = TlsIdentity(config.tls);
   adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
   adapter_options.metrics = gateway->metrics_.get();
+  adapter_options.gate = &gateway->gate_;
   gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
 
   // grpc.health.v1.Health (services "", "liveness", "readiness", copilot.v1.CopilotService) and
@@ -271,9 +272,19 @@ void GatewayServer::Shutdown(absl::Duration grace) {
   }
   if (server_ == nullptr) return;
   SetReady(false);
-  LogLine(absl::StrCat("shutting down: no new calls; calls in flight get ",
-                       absl::FormatDuration(grace)));
-  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(grace));
+  gate_.Close();
+  LogLine(absl::StrCat("shutting down: no new calls; ", gate_.in_flight(),
+                       " call(s) in flight get ", absl::FormatDuration(grace)));
+  const absl::Time deadline = absl::Now() + grace;
+  if (!gate_.WaitIdle(deadline)) {
+    LogLine(absl::StrCat("drain time is up: cancelling ", gate_.in_flight(), " call(s)"));
+  }
+  // Every call of ours has ended (or is cancelled now). gRPC gets a moment to flush the last
+  // statuses, then other calls (health Watch streams, reflection) are cancelled and idle
+  // connections closed: Shutdown(deadline) would otherwise wait for idle clients to hang up.
+  const absl::Duration flush = std::min(absl::Milliseconds(500), deadline - absl::Now());
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    absl::ToChronoNanoseconds(std::max(flush, absl::ZeroDuration())));
   server_->Wait();
   LogLine("shut down");
 }

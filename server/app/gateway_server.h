@@ -20,6 +20,7 @@
 #include "server/core/signed_thread_handles.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
+#include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/ops/ops_http_server.h"
 #include "server/ops/process_collector.h"
@@ -77,8 +78,9 @@ class GatewayServer {
   // Graceful shutdown (SIGTERM): readiness turns NOT_SERVING at once; calls are still accepted
   // for `delay` (so that endpoints and load balancers stop routing here); then Shutdown(grace).
   void Drain(absl::Duration delay, absl::Duration grace);
-  // Stops accepting calls, lets calls in flight finish for up to `grace`, then cancels the rest
-  // (their upstream transfers are aborted). Returns when all calls have ended.
+  // Refuses new calls (UNAVAILABLE), lets calls in flight finish for up to `grace`, then stops
+  // the gRPC server, cancelling the rest (their upstream transfers are aborted). Returns when all
+  // calls have ended: as soon as the last one did, not only at the end of `grace`.
   void Shutdown(absl::Duration grace);
   // Blocks until the server has shut down.
   void Wait();
@@ -95,6 +97,7 @@ class GatewayServer {
   std::unique_ptr<GatewayMetrics> metrics_;
   ProcessCollector process_collector_;
   std::atomic<bool> ready_{false};
+  CallGate gate_;
   // Reset first in the destructor: its handlers read the members above.
   std::unique_ptr<OpsHttpServer> ops_http_;
   std::unique_ptr<SignedThreadHandles> handles_;

@@ -66,19 +66,26 @@ std::string TraceparentFor(std::optional<absl::string_view> from_caller) {
 }
 
 CallObserver::CallObserver(GatewayMetrics* metrics, absl::string_view method, bool server_stream,
-                           std::shared_ptr<CallTrace> trace, std::string peer)
+                           std::shared_ptr<CallTrace> trace, std::string peer, CallGate* gate)
     : metrics_(metrics),
       method_(metrics != nullptr ? metrics->FindMethod(method) : nullptr),
       method_name_(method),
       server_stream_(server_stream),
       trace_(std::move(trace)),
       peer_(std::move(peer)),
-      start_(std::chrono::steady_clock::now()) {
+      start_(std::chrono::steady_clock::now()),
+      gate_(gate),
+      refused_(gate != nullptr && !gate->Enter()) {
   if (method_ != nullptr) {
     method_->started->Increment();
     method_->msg_received->Increment();
     metrics_->calls_in_flight().Increment();
   }
+}
+
+void CallObserver::Done() {
+  if (done_.exchange(true)) return;
+  if (gate_ != nullptr && !refused_) gate_->Leave();
 }
 
 void CallObserver::MessageSent() {

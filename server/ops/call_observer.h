@@ -15,6 +15,7 @@
 
 #include "absl/strings/string_view.h"
 #include "server/common/call_trace.h"
+#include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 
 namespace copilot::gateway {
@@ -31,19 +32,23 @@ std::string TraceparentFor(std::optional<absl::string_view> from_caller);
 // from the thread starting a write.
 class CallObserver {
  public:
-  // Counts the call started and its request message received. `metrics` may be null (no
-  // metrics, the log line only); it must outlive this object.
+  // Counts the call started and its request message received, and enters it at `gate`.
+  // `metrics` and `gate` may be null; they must outlive this object.
   CallObserver(GatewayMetrics* metrics, absl::string_view method, bool server_stream,
-               std::shared_ptr<CallTrace> trace, std::string peer);
+               std::shared_ptr<CallTrace> trace, std::string peer, CallGate* gate = nullptr);
   CallObserver(const CallObserver&) = delete;
   CallObserver& operator=(const CallObserver&) = delete;
 
   const std::shared_ptr<CallTrace>& trace() const { return trace_; }
+  // The gate was closed when the call started: it must be refused (UNAVAILABLE).
+  bool refused() const { return refused_; }
 
   // A response message is being sent (streams).
   void MessageSent();
   // The call ends with `status`: the reactor calls this right before Finish(status).
   void Finished(const grpc::Status& status);
+  // gRPC is done with the call (the reactor's OnDone): it leaves the gate. Once.
+  void Done();
 
  private:
   GatewayMetrics* const metrics_;
@@ -53,7 +58,10 @@ class CallObserver {
   const std::shared_ptr<CallTrace> trace_;
   const std::string peer_;
   const std::chrono::steady_clock::time_point start_;
+  CallGate* const gate_;
+  const bool refused_;
   std::atomic<bool> finished_{false};
+  std::atomic<bool> done_{false};
 };
 
 }  // namespace copilot::gateway

@@ -48,6 +48,33 @@ void ReadPeer(const grpc::CallbackServerContext& context, bool& tls,
   }
 }
 
+// The status of a call refused because the gateway is shutting down: safe to retry elsewhere.
+grpc::Status ShuttingDown() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                      "the gateway is shutting down; retry on another replica");
+}
+
+grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext& context,
+                                      CallObserver& observer) {
+  grpc::ServerUnaryReactor* reactor = context.DefaultReactor();
+  const grpc::Status status = ShuttingDown();
+  observer.Finished(status);
+  reactor->Finish(status);
+  return reactor;
+}
+
+// A stream that ends at once with ShuttingDown().
+template <typename Response>
+class RefusedStream final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit RefusedStream(CallObserver& observer) {
+    const grpc::Status status = ShuttingDown();
+    observer.Finished(status);
+    this->Finish(status);
+  }
+  void OnDone() override { delete this; }
+};
+
 // The first value of metadata `key`, if any.
 std::optional<absl::string_view> MetadataValue(
     const std::multimap<grpc::string_ref, grpc::string_ref>& metadata, const char* key) {
@@ -68,7 +95,7 @@ CallContext CopilotServiceAdapter::ContextOf(grpc::CallbackServerContext& contex
                                            TraceparentFor(MetadataValue(metadata, "traceparent")));
   context.AddInitialMetadata("x-request-id", call.trace->request_id());
   observer = std::make_shared<CallObserver>(options_.metrics, method, server_stream, call.trace,
-                                            context.peer());
+                                            context.peer(), options_.gate);
   if (auto it = metadata.find("authorization"); it != metadata.end()) {
     call.credentials.authorization = std::string(it->second.data(), it->second.size());
   }
@@ -91,6 +118,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
     v1::ListAssistantsResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "ListAssistants", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::ListAssistantsResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::ListAssistantsResponse> done) {
         return core_.ListAssistants(call, *request, std::move(done));
@@ -102,6 +130,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(
     v1::CreateThreadResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "CreateThread", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::CreateThreadResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::CreateThreadResponse> done) {
         return core_.CreateThread(call, *request, std::move(done));
@@ -113,6 +142,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::GetThread(grpc::CallbackServerC
                                                            v1::GetThreadResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "GetThread", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::GetThreadResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::GetThreadResponse> done) {
         return core_.GetThread(call, *request, std::move(done));
@@ -124,6 +154,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(
     v1::DeleteThreadResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "DeleteThread", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::DeleteThreadResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::DeleteThreadResponse> done) {
         return core_.DeleteThread(call, *request, std::move(done));
@@ -135,6 +166,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::AddMessage(grpc::CallbackServer
                                                             v1::AddMessageResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "AddMessage", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::AddMessageResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::AddMessageResponse> done) {
         return core_.AddMessage(call, *request, std::move(done));
@@ -146,6 +178,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(
     v1::ListMessagesResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "ListMessages", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::ListMessagesResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::ListMessagesResponse> done) {
         return core_.ListMessages(call, *request, std::move(done));
@@ -157,6 +190,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::Run(grpc::CallbackServerContext
                                                      v1::RunResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "Run", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::RunResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::RunResponse> done) {
         return core_.Run(call, *request, std::move(done));
@@ -167,6 +201,7 @@ grpc::ServerWriteReactor<v1::StreamRunResponse>* CopilotServiceAdapter::StreamRu
     grpc::CallbackServerContext* context, const v1::StreamRunRequest* request) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "StreamRun", true, observer);
+  if (observer->refused()) return new RefusedStream<v1::StreamRunResponse>(*observer);
   return StreamCallReactor<v1::StreamRunResponse>::Start(
       [&](std::shared_ptr<ChunkSink> sink) {
         return core_.StreamRun(call, *request, std::move(sink));
@@ -179,6 +214,7 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::Complete(grpc::CallbackServerCo
                                                           v1::CompleteResponse* response) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "Complete", false, observer);
+  if (observer->refused()) return RefuseUnary(*context, *observer);
   return UnaryCallReactor<v1::CompleteResponse>::Start(
       response, std::move(observer), [&](CoreCallback<v1::CompleteResponse> done) {
         return core_.Complete(call, *request, std::move(done));
@@ -189,6 +225,7 @@ grpc::ServerWriteReactor<v1::StreamCompleteResponse>* CopilotServiceAdapter::Str
     grpc::CallbackServerContext* context, const v1::StreamCompleteRequest* request) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(*context, "StreamComplete", true, observer);
+  if (observer->refused()) return new RefusedStream<v1::StreamCompleteResponse>(*observer);
   return StreamCallReactor<v1::StreamCompleteResponse>::Start(
       [&](std::shared_ptr<ChunkSink> sink) {
         return core_.StreamComplete(call, *request, std::move(sink));

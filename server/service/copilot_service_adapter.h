@@ -9,6 +9,7 @@
 
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "server/core/copilot_core.h"
+#include "server/ops/call_gate.h"
 #include "server/ops/call_observer.h"
 #include "server/ops/gateway_metrics.h"
 
@@ -23,6 +24,8 @@ struct AdapterOptions {
   ListenerIdentity tls{.bearer = true, .mtls = true, .anonymous = false};
   // Where each call's metrics go; null: none (the call's log line is written either way).
   GatewayMetrics* metrics = nullptr;
+  // Admission across shutdown: once closed, calls are refused with UNAVAILABLE; null: none.
+  CallGate* gate = nullptr;
 };
 
 // gRPC only: reads the call's deadline, credentials and correlation IDs, creates a reactor and a

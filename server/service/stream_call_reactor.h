@@ -90,7 +90,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     actions.Run(this);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    observer_->Done();
+    delete this;
+  }
 
  private:
   // What to do once the mutex is released.

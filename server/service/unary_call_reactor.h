@@ -75,7 +75,10 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
     }
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    state_->observer->Done();
+    delete this;
+  }
 
  private:
   struct State {
