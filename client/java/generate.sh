@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Generates the Java code of copilot.v1 (messages and gRPC stubs) and of the google.rpc error
-# protos (com.google.rpc.Status, ErrorInfo, RetryInfo, ...: no Debian jar ships them, and
+# protos (com.google.rpc.Status, ErrorInfo, RetryInfo, ...: no installed Debian jar has them, and
 # grpc-protobuf's StatusProto needs com.google.rpc.Status) from proto/ into OUT_DIR (default:
 # build/clients/java), compiles them with the example program against Debian's jars in
 # /usr/share/java, and writes a launcher. Nothing is written into the source tree.
