@@ -1,0 +1,71 @@
+// Where limit state lives, one atomic step per decision: in this process (LocalLimitStore) or in
+// Redis (RedisLimitStore, shared by every replica). The admission logic above it
+// (server/limits/admission_controller.h) is the same for both.
+#ifndef COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_STORE_H_
+#define COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_STORE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace copilot::gateway {
+
+// A GCRA limit: a sustained rate and a burst (the number of calls that may go at once after a
+// quiet period). per_second <= 0 means no limit.
+struct RateLimit {
+  double per_second = 0;
+  int64_t burst = 1;
+};
+
+// A sliding window: at most `max_requests` in any `window` (exact, like the upstream's own
+// RPS/RPM windows). max_requests <= 0 means no limit.
+struct WindowLimit {
+  int64_t max_requests = 0;
+  absl::Duration window = absl::Seconds(1);
+};
+
+// The outcome of one step. When !allowed, retry_after says when the same step can succeed
+// (exactly, for GCRA and sliding windows; a lower bound for concurrency).
+struct StepResult {
+  bool allowed = false;
+  absl::Duration retry_after = absl::ZeroDuration();
+};
+
+// A concurrency slot: `acquired` with the lease to release, or not (the key is at its maximum).
+struct SlotResult {
+  bool acquired = false;
+  std::string lease_id;
+};
+
+template <typename T>
+using StoreCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+
+// Thread-safe. Each method runs `done` exactly once, inline or on the store's own thread, never
+// blocking the caller's thread. An error status (UNAVAILABLE) means the store could not decide
+// (Redis unreachable): the caller applies its degraded mode.
+class LimitStore {
+ public:
+  virtual ~LimitStore() = default;
+
+  // One GCRA step for `key`: takes one unit if the call conforms to `limit`.
+  virtual void TakeRate(const std::string& key, const RateLimit& limit,
+                        StoreCallback<StepResult> done) = 0;
+  // One step over all `windows` of `key` at once: records the call only if every window has
+  // room (so a refused call uses up nothing).
+  virtual void TakeWindows(const std::string& key, const std::vector<WindowLimit>& windows,
+                           StoreCallback<StepResult> done) = 0;
+  // Acquires one of `max` concurrency slots of `key`. The lease expires after `ttl` unless
+  // released (a replica that dies frees its slots that way).
+  virtual void AcquireSlot(const std::string& key, int64_t max, absl::Duration ttl,
+                           StoreCallback<SlotResult> done) = 0;
+  // Releases a slot acquired before. Fire and forget; unknown leases are ignored.
+  virtual void ReleaseSlot(const std::string& key, const std::string& lease_id) = 0;
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_STORE_H_
