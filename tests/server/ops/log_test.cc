@@ -1,0 +1,215 @@
+#include "server/common/log.h"
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/server/ops/capture_stderr.h"
+
+namespace copilot::gateway {
+namespace {
+
+using ::copilot::gateway::ops_testing::CaptureStderr;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+using ::testing::Not;
+
+// The keys of a parsed line, in order.
+std::vector<std::string> Keys(const nlohmann::ordered_json& line) {
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : line.items()) keys.push_back(key);
+  return keys;
+}
+
+// Parses `text` as JSON without throwing; discarded (is_discarded()) when invalid.
+nlohmann::ordered_json Parse(const std::string& text) {
+  return nlohmann::ordered_json::parse(text, nullptr, false);
+}
+
+// Restores the process-wide log level when a test ends.
+class LogLevelTest : public ::testing::Test {
+ protected:
+  void TearDown() override { SetLogLevel(saved_); }
+
+ private:
+  const LogLevel saved_ = GetLogLevel();
+};
+
+TEST(FormatLogLineTest, IsOneJsonObjectWithTimeLevelMsgThenFieldsInOrder) {
+  const nlohmann::ordered_json fields = {{"method", "Run"}, {"tenant", "acme"}, {"code", 5}};
+  const std::string text = FormatLogLine(LogLevel::kWarning, "call", fields);
+  EXPECT_THAT(text, Not(HasSubstr("\n")));
+  const nlohmann::ordered_json line = Parse(text);
+  ASSERT_FALSE(line.is_discarded()) << text;
+  ASSERT_TRUE(line.is_object());
+  EXPECT_THAT(Keys(line), ElementsAre("time", "level", "msg", "method", "tenant", "code"));
+  EXPECT_EQ(line["level"], "warning");
+  EXPECT_EQ(line["msg"], "call");
+  EXPECT_EQ(line["method"], "Run");
+  EXPECT_EQ(line["tenant"], "acme");
+  EXPECT_EQ(line["code"], 5);
+}
+
+TEST(FormatLogLineTest, TimeIsRfc3339UtcWithMillisecondsAndNow) {
+  const absl::Time before = absl::Now();
+  const nlohmann::ordered_json line =
+      Parse(FormatLogLine(LogLevel::kInfo, "x", nlohmann::ordered_json()));
+  const absl::Time after = absl::Now();
+  ASSERT_TRUE(line.contains("time"));
+  const std::string time = line["time"];
+  EXPECT_THAT(time,
+              MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z"));
+  absl::Time parsed;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, time, &parsed, &error)) << error;
+  // Truncated to milliseconds.
+  EXPECT_GE(parsed, absl::FromUnixMillis(absl::ToUnixMillis(before)));
+  EXPECT_LE(parsed, after);
+}
+
+TEST(FormatLogLineTest, NamesEveryLevel) {
+  EXPECT_EQ(Parse(FormatLogLine(LogLevel::kDebug, "m", nullptr))["level"], "debug");
+  EXPECT_EQ(Parse(FormatLogLine(LogLevel::kInfo, "m", nullptr))["level"], "info");
+  EXPECT_EQ(Parse(FormatLogLine(LogLevel::kWarning, "m", nullptr))["level"], "warning");
+  EXPECT_EQ(Parse(FormatLogLine(LogLevel::kError, "m", nullptr))["level"], "error");
+}
+
+TEST(FormatLogLineTest, NullFieldsGiveOnlyTimeLevelMsg) {
+  const nlohmann::ordered_json line =
+      Parse(FormatLogLine(LogLevel::kInfo, "started", nlohmann::ordered_json()));
+  ASSERT_FALSE(line.is_discarded());
+  EXPECT_THAT(Keys(line), ElementsAre("time", "level", "msg"));
+}
+
+TEST(FormatLogLineTest, EscapesQuotesBackslashesAndNewlines) {
+  const std::string msg = "say \"hi\"\nthen \\ leave\r\t\x01";
+  const nlohmann::ordered_json fields = {{"detail", "line1\nline2 \"quoted\""}};
+  std::string text;
+  ASSERT_NO_THROW(text = FormatLogLine(LogLevel::kInfo, msg, fields));
+  EXPECT_THAT(text, Not(HasSubstr("\n")));
+  EXPECT_THAT(text, Not(HasSubstr("\r")));
+  const nlohmann::ordered_json line = Parse(text);
+  ASSERT_FALSE(line.is_discarded()) << text;
+  EXPECT_EQ(line["msg"], msg);  // Round-trips exactly.
+  EXPECT_EQ(line["detail"], "line1\nline2 \"quoted\"");
+}
+
+TEST(FormatLogLineTest, ReplacesInvalidUtf8InsteadOfThrowing) {
+  const std::string bad_msg = "bad \xff byte";
+  const nlohmann::ordered_json fields = {{"peer", "ipv4:\xc3"}, {"key \xfe", "v"}};
+  std::string text;
+  ASSERT_NO_THROW(text = FormatLogLine(LogLevel::kError, bad_msg, fields));
+  const nlohmann::ordered_json line = Parse(text);
+  ASSERT_FALSE(line.is_discarded()) << text;
+  EXPECT_EQ(line["msg"], "bad \xEF\xBF\xBD byte");  // U+FFFD REPLACEMENT CHARACTER.
+  EXPECT_EQ(line["peer"], "ipv4:\xEF\xBF\xBD");
+  EXPECT_TRUE(line.contains("key \xEF\xBF\xBD"));
+}
+
+TEST(ParseLogLevelTest, AcceptsTheFourLevelsAndWarnCaseInsensitively) {
+  EXPECT_EQ(ParseLogLevel("debug").value(), LogLevel::kDebug);
+  EXPECT_EQ(ParseLogLevel("info").value(), LogLevel::kInfo);
+  EXPECT_EQ(ParseLogLevel("warning").value(), LogLevel::kWarning);
+  EXPECT_EQ(ParseLogLevel("warn").value(), LogLevel::kWarning);
+  EXPECT_EQ(ParseLogLevel("error").value(), LogLevel::kError);
+  EXPECT_EQ(ParseLogLevel("DEBUG").value(), LogLevel::kDebug);
+  EXPECT_EQ(ParseLogLevel("Info").value(), LogLevel::kInfo);
+  EXPECT_EQ(ParseLogLevel("WaRn").value(), LogLevel::kWarning);
+  EXPECT_EQ(ParseLogLevel("ERROR").value(), LogLevel::kError);
+}
+
+TEST(ParseLogLevelTest, RejectsOthersWithInvalidArgumentNamingTheField) {
+  for (const char* name : {"", "trace", "fatal", "information", " info", "info ", "err"}) {
+    const absl::StatusOr<LogLevel> level = ParseLogLevel(name);
+    ASSERT_FALSE(level.ok()) << "\"" << name << "\"";
+    EXPECT_EQ(level.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(level.status().message(), HasSubstr("log_level")) << name;
+  }
+}
+
+TEST(LogLevelNameTest, RoundTripsThroughParseLogLevel) {
+  for (LogLevel level : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
+    EXPECT_EQ(ParseLogLevel(LogLevelName(level)).value(), level);
+  }
+}
+
+TEST_F(LogLevelTest, EnablesTheLevelSetAndAboveOnly) {
+  SetLogLevel(LogLevel::kWarning);
+  EXPECT_EQ(GetLogLevel(), LogLevel::kWarning);
+  EXPECT_FALSE(LogEnabled(LogLevel::kDebug));
+  EXPECT_FALSE(LogEnabled(LogLevel::kInfo));
+  EXPECT_TRUE(LogEnabled(LogLevel::kWarning));
+  EXPECT_TRUE(LogEnabled(LogLevel::kError));
+
+  SetLogLevel(LogLevel::kDebug);
+  EXPECT_TRUE(LogEnabled(LogLevel::kDebug));
+  EXPECT_TRUE(LogEnabled(LogLevel::kInfo));
+}
+
+TEST_F(LogLevelTest, LogWritesOneJsonLineToStderr) {
+  SetLogLevel(LogLevel::kInfo);
+  const std::string out = CaptureStderr([] {
+    Log(LogLevel::kWarning, "reload refused", {{"path", "/etc/gw.yaml"}});
+  });
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_EQ(out.find('\n'), out.size() - 1) << out;  // Exactly one line.
+  const nlohmann::ordered_json line = Parse(out.substr(0, out.size() - 1));
+  ASSERT_FALSE(line.is_discarded()) << out;
+  EXPECT_EQ(line["level"], "warning");
+  EXPECT_EQ(line["msg"], "reload refused");
+  EXPECT_EQ(line["path"], "/etc/gw.yaml");
+}
+
+TEST_F(LogLevelTest, LogBelowTheLevelWritesNothing) {
+  SetLogLevel(LogLevel::kWarning);
+  const std::string out = CaptureStderr([] {
+    Log(LogLevel::kInfo, "call", {{"method", "Run"}});
+    Log(LogLevel::kDebug, "upstream request");
+  });
+  EXPECT_EQ(out, "");
+}
+
+TEST_F(LogLevelTest, ConcurrentLogLinesDoNotInterleave) {
+  SetLogLevel(LogLevel::kInfo);
+  constexpr int kThreads = 4;
+  constexpr int kLines = 300;
+  const std::string padding(200, 'p');  // Long lines make a torn write likelier.
+  const std::string out = CaptureStderr([&] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kLines; ++i) {
+          Log(LogLevel::kInfo, "line", {{"thread", t}, {"i", i}, {"padding", padding}});
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  });
+  std::vector<int> seen(kThreads, 0);
+  int lines = 0;
+  for (absl::string_view text : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    ++lines;
+    const nlohmann::ordered_json line = Parse(std::string(text));
+    ASSERT_FALSE(line.is_discarded()) << "torn line: " << text;
+    ASSERT_TRUE(line.contains("thread")) << text;
+    const int thread = line["thread"];
+    ASSERT_GE(thread, 0);
+    ASSERT_LT(thread, kThreads);
+    EXPECT_EQ(line["i"], seen[thread]) << "lines of one thread out of order";
+    ++seen[thread];
+  }
+  EXPECT_EQ(lines, kThreads * kLines);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
