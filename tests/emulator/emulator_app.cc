@@ -278,6 +278,7 @@ EmulatorApp::EmulatorApp(const EmulatorOptions& options, Clock& clock, UuidGener
       stream_delay_ms_(options.stream_delay_ms),
       response_delay_ms_(options.response_delay_ms),
       store_(clock, uuids),
+      rate_limiter_(clock, options.rate_limits),
       log_(options.max_record),
       server_stats_(std::move(server_stats)) {
   for (const FaultRule& rule : options.faults) faults_.Add(rule);
@@ -298,6 +299,7 @@ ResponsePlan EmulatorApp::Handle(HttpRequest request) {
     reply = HandleUpstream(request, route);
     if (fault) ApplyFault(*fault, reply);
   }
+  if (reply.rate_limited) log_.SetRateLimited(seq);
   reply.plan.start_delay += absl::Milliseconds(response_delay_ms_);
   ++in_flight_;
   reply.plan.on_progress =
@@ -459,6 +461,14 @@ EmulatorApp::Reply EmulatorApp::HandleUpstream(const HttpRequest& request,
   std::optional<absl::string_view> key = request.Header("api-key");
   if (!key || !api_keys_.contains(*key)) {
     return Error(401, "unauthorized", "Missing or invalid API key");
+  }
+  // The rate limits count per API key, so only requests with an accepted key take part.
+  RateLimitDecision admission = rate_limiter_.Admit(*key, ClassOfRoute(route.name));
+  if (!admission.admitted) {
+    Reply reply = Json(429, RateLimitBody(error_shape_));
+    reply.plan.headers.emplace_back("Retry-After", absl::StrCat(admission.retry_after_seconds));
+    reply.rate_limited = true;
+    return reply;
   }
 
   std::vector<ValidationIssue> issues;
@@ -790,9 +800,74 @@ EmulatorApp::Reply EmulatorApp::Answer(Thread& thread, const Assistant& assistan
 // Control API
 
 json EmulatorApp::ConfigJson() const {
+  const RateLimitConfig& limits = rate_limiter_.config();
   return json{{"error_shape", ErrorShapeName(error_shape_)},
               {"stream_delay_ms", stream_delay_ms_},
-              {"response_delay_ms", response_delay_ms_}};
+              {"response_delay_ms", response_delay_ms_},
+              {"rate_limits", limits.ModeName()},
+              {"answer_rps", limits.answer.rps},
+              {"answer_rpm", limits.answer.rpm},
+              {"other_rps", limits.other.rps},
+              {"other_rpm", limits.other.rpm}};
+}
+
+ResponsePlan EmulatorApp::SetConfig(const std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return ControlError(400, "config: body must be a JSON object");
+  }
+  // Validate everything before changing anything.
+  std::optional<ErrorShape> shape;
+  std::optional<int64_t> stream_delay;
+  std::optional<int64_t> response_delay;
+  RateLimitUpdate rate_limits;
+  for (const auto& [key, value] : j.items()) {
+    if (key == "error_shape") {
+      absl::StatusOr<ErrorShape> parsed =
+          value.is_string() ? ParseErrorShape(value.get<std::string>())
+                            : absl::InvalidArgumentError("must be \"old\" or \"new\"");
+      if (!parsed.ok()) {
+        return ControlError(400, absl::StrCat("config: error_shape ", parsed.status().message()));
+      }
+      shape = *parsed;
+    } else if (key == "stream_delay_ms" || key == "response_delay_ms") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0) {
+        return ControlError(400, absl::StrCat("config: ", key, " must be a non-negative integer"));
+      }
+      (key == "stream_delay_ms" ? stream_delay : response_delay) = value.get<int64_t>();
+    } else if (key == "rate_limits") {
+      if (!value.is_string() || (value != "off" && value != "tier0" && value != "custom")) {
+        return ControlError(400, "config: rate_limits must be \"off\", \"tier0\" or \"custom\"");
+      }
+      rate_limits.mode = value.get<std::string>();
+    } else if (key == "answer_rps" || key == "answer_rpm" || key == "other_rps" ||
+               key == "other_rpm") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 1 ||
+          value.get<int64_t>() > kMaxRateLimit) {
+        return ControlError(
+            400, absl::StrCat("config: ", key, " must be an integer from 1 to ", kMaxRateLimit));
+      }
+      std::optional<int64_t>& limit = key == "answer_rps"   ? rate_limits.answer_rps
+                                      : key == "answer_rpm" ? rate_limits.answer_rpm
+                                      : key == "other_rps"  ? rate_limits.other_rps
+                                                            : rate_limits.other_rpm;
+      limit = value.get<int64_t>();
+    } else {
+      return ControlError(400, absl::StrCat("config: unknown field '", key, "'"));
+    }
+  }
+  if (rate_limits.Contradicts()) {
+    return ControlError(400,
+                        "config: rate_limits \"off\" cannot be combined with answer_rps, "
+                        "answer_rpm, other_rps or other_rpm");
+  }
+  if (shape) error_shape_ = *shape;
+  if (stream_delay) stream_delay_ms_ = *stream_delay;
+  if (response_delay) response_delay_ms_ = *response_delay;
+  RateLimitConfig limits = rate_limiter_.config();
+  ApplyRateLimitUpdate(rate_limits, limits);
+  rate_limiter_.set_config(limits);
+  return ControlJson(200, ConfigJson());
 }
 
 ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
@@ -819,40 +894,7 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
     }
   } else if (path == "/_emulator/config") {
     if (method == "GET") return ControlJson(200, ConfigJson());
-    if (method == "POST") {
-      json j = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-      if (j.is_discarded() || !j.is_object()) {
-        return ControlError(400, "config: body must be a JSON object");
-      }
-      // Validate everything before changing anything.
-      std::optional<ErrorShape> shape;
-      std::optional<int64_t> stream_delay;
-      std::optional<int64_t> response_delay;
-      for (const auto& [key, value] : j.items()) {
-        if (key == "error_shape") {
-          absl::StatusOr<ErrorShape> parsed =
-              value.is_string() ? ParseErrorShape(value.get<std::string>())
-                                : absl::InvalidArgumentError("must be \"old\" or \"new\"");
-          if (!parsed.ok()) {
-            return ControlError(400,
-                                absl::StrCat("config: error_shape ", parsed.status().message()));
-          }
-          shape = *parsed;
-        } else if (key == "stream_delay_ms" || key == "response_delay_ms") {
-          if (!value.is_number_integer() || value.get<int64_t>() < 0) {
-            return ControlError(400,
-                                absl::StrCat("config: ", key, " must be a non-negative integer"));
-          }
-          (key == "stream_delay_ms" ? stream_delay : response_delay) = value.get<int64_t>();
-        } else {
-          return ControlError(400, absl::StrCat("config: unknown field '", key, "'"));
-        }
-      }
-      if (shape) error_shape_ = *shape;
-      if (stream_delay) stream_delay_ms_ = *stream_delay;
-      if (response_delay) response_delay_ms_ = *response_delay;
-      return ControlJson(200, ConfigJson());
-    }
+    if (method == "POST") return SetConfig(request.body);
   } else if (path == "/_emulator/stats") {
     if (method == "GET") {
       ServerStats stats = server_stats_ ? server_stats_() : ServerStats();
@@ -860,13 +902,15 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
                                    {"peak_connections", stats.peak_connections},
                                    {"accepted_total", stats.accepted_total},
                                    {"requests_total", requests_total_},
-                                   {"in_flight", in_flight_}});
+                                   {"in_flight", in_flight_},
+                                   {"rate_limits", rate_limiter_.StatsJson()}});
     }
   } else if (path == "/_emulator/reset") {
     if (method == "POST") {
       store_.Clear();
       log_.Clear();
       faults_.Clear();
+      rate_limiter_.Clear();
       return ControlJson(200, json{{"reset", true}});
     }
   } else {

@@ -16,6 +16,7 @@
 #include "tests/emulator/error_bodies.h"
 #include "tests/emulator/faults.h"
 #include "tests/emulator/http_server.h"
+#include "tests/emulator/rate_limiter.h"
 #include "tests/emulator/request_log.h"
 #include "tests/emulator/routes.h"
 #include "tests/emulator/thread_store.h"
@@ -40,6 +41,7 @@ class EmulatorApp final : public RequestHandler {
     ResponsePlan plan;
     bool stream = false;                // NDJSON lines, one per body part
     std::function<void()> on_complete;  // runs once the whole response was sent
+    bool rate_limited = false;          // a 429 of the rate limiter
   };
 
   ResponsePlan HandleControl(const HttpRequest& request);
@@ -70,6 +72,7 @@ class EmulatorApp final : public RequestHandler {
   Reply Error(int status, absl::string_view error_code, absl::string_view detail) const;
   Reply Validation(const std::vector<ValidationIssue>& issues) const;
   nlohmann::json ConfigJson() const;
+  ResponsePlan SetConfig(const std::string& body);
 
   absl::flat_hash_set<std::string> api_keys_;  // any of them is accepted
   ErrorShape error_shape_;
@@ -77,6 +80,7 @@ class EmulatorApp final : public RequestHandler {
   int64_t response_delay_ms_;
   ThreadStore store_;
   FaultTable faults_;
+  RateLimiter rate_limiter_;
   RequestLog log_;
   std::function<ServerStats()> server_stats_;
   int64_t requests_total_ = 0;

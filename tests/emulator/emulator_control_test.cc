@@ -132,8 +132,14 @@ TEST_F(ControlTest, SwitchesErrorShapeAtRunTime) {
   EXPECT_EQ(emu().ApiGet("/threads").Json()["error_code"], "rate_limit_gateway");
 
   HttpResponse config = emu().Get("/_emulator/config");
-  EXPECT_EQ(config.Json(),
-            json({{"error_shape", "old"}, {"stream_delay_ms", 1}, {"response_delay_ms", 0}}));
+  EXPECT_EQ(config.Json(), json({{"error_shape", "old"},
+                                 {"stream_delay_ms", 1},
+                                 {"response_delay_ms", 0},
+                                 {"rate_limits", "off"},
+                                 {"answer_rps", 15},
+                                 {"answer_rpm", 60},
+                                 {"other_rps", 60},
+                                 {"other_rpm", 180}}));
 }
 
 TEST_F(ControlTest, NewErrorShapeFromTheCommandLine) {

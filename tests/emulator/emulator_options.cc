@@ -18,17 +18,31 @@ absl::Status ParseNonNegative(absl::string_view flag, absl::string_view value, i
   return absl::OkStatus();
 }
 
+absl::Status ParseRateLimit(absl::string_view flag, absl::string_view value,
+                            std::optional<int64_t>& out) {
+  int64_t n = 0;
+  if (!absl::SimpleAtoi(value, &n) || n < 1 || n > kMaxRateLimit) {
+    return FlagError(
+        flag, absl::StrCat("expected an integer from 1 to ", kMaxRateLimit, ", got '", value, "'"));
+  }
+  out = n;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string Usage() {
   return "usage: haufe-emulator --listen HOST:PORT --api-key KEY [--api-key KEY]...\n"
          "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
-         "         [--fault JSON]... [--max-record N] [--seed N]\n";
+         "         [--fault JSON]... [--max-record N] [--seed N]\n"
+         "         [--rate-limits off|tier0] [--answer-rps N] [--answer-rpm N]\n"
+         "         [--other-rps N] [--other-rpm N]\n";
 }
 
 absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>& args) {
   EmulatorOptions options;
   bool have_listen = false;
+  RateLimitUpdate rate_limits;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg.rfind("--", 0) != 0) return absl::InvalidArgumentError("unexpected argument: " + arg);
@@ -79,12 +93,31 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
       uint64_t seed = 0;
       if (!absl::SimpleAtoi(value, &seed)) return FlagError(flag, "expected an integer");
       options.seed = seed;
+    } else if (flag == "rate-limits") {
+      if (value != "off" && value != "tier0") {
+        return FlagError(flag, "expected off or tier0, got '" + value + "'");
+      }
+      rate_limits.mode = value;
+    } else if (flag == "answer-rps") {
+      if (absl::Status s = ParseRateLimit(flag, value, rate_limits.answer_rps); !s.ok()) return s;
+    } else if (flag == "answer-rpm") {
+      if (absl::Status s = ParseRateLimit(flag, value, rate_limits.answer_rpm); !s.ok()) return s;
+    } else if (flag == "other-rps") {
+      if (absl::Status s = ParseRateLimit(flag, value, rate_limits.other_rps); !s.ok()) return s;
+    } else if (flag == "other-rpm") {
+      if (absl::Status s = ParseRateLimit(flag, value, rate_limits.other_rpm); !s.ok()) return s;
     } else {
       return absl::InvalidArgumentError("unknown flag: --" + flag);
     }
   }
   if (!have_listen) return FlagError("listen", "is required");
   if (options.api_keys.empty()) return FlagError("api-key", "is required (at least one)");
+  if (rate_limits.Contradicts()) {
+    return FlagError("rate-limits",
+                     "off cannot be combined with --answer-rps, --answer-rpm, --other-rps or "
+                     "--other-rpm");
+  }
+  ApplyRateLimitUpdate(rate_limits, options.rate_limits);
   return options;
 }
 

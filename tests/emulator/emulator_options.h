@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "tests/emulator/error_bodies.h"
 #include "tests/emulator/faults.h"
+#include "tests/emulator/rate_limiter.h"
 
 namespace copilot::emulator {
 
@@ -25,6 +26,9 @@ struct EmulatorOptions {
   int64_t stream_delay_ms = 20;
   int64_t response_delay_ms = 0;
   std::vector<FaultRule> faults;
+  // --rate-limits off|tier0 and --answer-rps/--answer-rpm/--other-rps/--other-rpm (any of which
+  // turns enforcement on; the others keep their tier-0 values). Default: off.
+  RateLimitConfig rate_limits;
   size_t max_record = 10000;
   std::optional<uint64_t> seed;  // absent: main picks a random one
 };

@@ -45,6 +45,53 @@ TEST(EmulatorOptionsTest, DefaultsFollowTheSpec) {
   EXPECT_EQ(o->max_record, 10000u);
   EXPECT_FALSE(o->seed.has_value());
   EXPECT_EQ(o->listen_port, 8080);
+  EXPECT_FALSE(o->rate_limits.enforced);  // rate limits are off unless asked for
+}
+
+TEST(EmulatorOptionsTest, RateLimitFlags) {
+  const std::vector<std::string> base = {"--listen", "127.0.0.1:0", "--api-key", "k"};
+  auto parse = [&base](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return ParseCommandLine(args);
+  };
+  absl::StatusOr<EmulatorOptions> tier0 = parse({"--rate-limits", "tier0"});
+  ASSERT_TRUE(tier0.ok()) << tier0.status();
+  EXPECT_TRUE(tier0->rate_limits.enforced);
+  EXPECT_EQ(tier0->rate_limits.answer, (WindowLimits{15, 60}));
+  EXPECT_EQ(tier0->rate_limits.other, (WindowLimits{60, 180}));
+
+  // Any limit turns enforcement on; the others keep their tier-0 values.
+  absl::StatusOr<EmulatorOptions> custom = parse({"--answer-rps", "5", "--answer-rpm=8"});
+  ASSERT_TRUE(custom.ok()) << custom.status();
+  EXPECT_TRUE(custom->rate_limits.enforced);
+  EXPECT_EQ(custom->rate_limits.answer, (WindowLimits{5, 8}));
+  EXPECT_EQ(custom->rate_limits.other, (WindowLimits{60, 180}));
+  absl::StatusOr<EmulatorOptions> other = parse({"--other-rps", "2", "--other-rpm", "3"});
+  ASSERT_TRUE(other.ok()) << other.status();
+  EXPECT_EQ(other->rate_limits.answer, (WindowLimits{15, 60}));
+  EXPECT_EQ(other->rate_limits.other, (WindowLimits{2, 3}));
+  // Limits given before --rate-limits tier0 still win.
+  absl::StatusOr<EmulatorOptions> ordered = parse({"--answer-rps", "4", "--rate-limits", "tier0"});
+  ASSERT_TRUE(ordered.ok());
+  EXPECT_EQ(ordered->rate_limits.answer, (WindowLimits{4, 60}));
+
+  EXPECT_FALSE(parse({"--rate-limits", "off"})->rate_limits.enforced);
+  struct Bad {
+    std::vector<std::string> extra;
+    const char* flag;
+  };
+  for (const Bad& bad :
+       std::vector<Bad>{{{"--rate-limits", "tier1"}, "--rate-limits"},
+                        {{"--answer-rps", "0"}, "--answer-rps"},
+                        {{"--answer-rpm", "x"}, "--answer-rpm"},
+                        {{"--other-rps", "-3"}, "--other-rps"},
+                        {{"--other-rpm", "1000001"}, "--other-rpm"},
+                        {{"--rate-limits", "off", "--answer-rps", "5"}, "--rate-limits"}}) {
+    absl::StatusOr<EmulatorOptions> o = parse(bad.extra);
+    ASSERT_FALSE(o.ok()) << bad.flag;
+    EXPECT_NE(o.status().message().find(bad.flag), absl::string_view::npos) << o.status();
+  }
 }
 
 TEST(EmulatorOptionsTest, ErrorsNameTheFlag) {

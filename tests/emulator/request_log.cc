@@ -51,6 +51,10 @@ void RequestLog::SetResponseBytesSent(int64_t seq, size_t bytes) {
   if (RequestRecord* r = Find(seq)) r->response_bytes_sent = bytes;
 }
 
+void RequestLog::SetRateLimited(int64_t seq) {
+  if (RequestRecord* r = Find(seq)) r->rate_limited = true;
+}
+
 json RequestLog::ToJson() const {
   json out = json::array();
   for (const RequestRecord& r : records_) {
@@ -64,6 +68,7 @@ json RequestLog::ToJson() const {
                        {"status", r.status},
                        {"client_closed_early", r.client_closed_early},
                        {"finished", r.finished},
+                       {"rate_limited", r.rate_limited},
                        {"response_bytes_sent", r.response_bytes_sent}});
   }
   return out;

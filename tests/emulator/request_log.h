@@ -23,6 +23,7 @@ struct RequestRecord {
   int status = 0;  // sent status, 0 while (or if) nothing was sent
   bool client_closed_early = false;
   bool finished = false;
+  bool rate_limited = false;  // refused with 429 by the rate limits (not by a rate_limit fault)
   size_t response_bytes_sent = 0;  // accepted by the kernel so far (see ResponseProgress)
 };
 
@@ -37,6 +38,7 @@ class RequestLog {
   void SetStatus(int64_t seq, int status);
   void SetFinished(int64_t seq, bool client_closed_early);
   void SetResponseBytesSent(int64_t seq, size_t bytes);
+  void SetRateLimited(int64_t seq);
   void Clear() { records_.clear(); }
   nlohmann::json ToJson() const;
   size_t size() const { return records_.size(); }
