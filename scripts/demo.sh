@@ -29,7 +29,7 @@ trap cleanup EXIT
 wait_for_address() {
   local log="$1" name="$2"
   for _ in $(seq 1 100); do
-    if addr="$(grep -o 'listening on [^ ]*' "$log" 2>/dev/null | head -n1 | cut -d' ' -f3)" &&
+    if addr="$(grep -o '^[a-z-]* listening on [^ ]*' "$log" 2>/dev/null | head -n1 | cut -d' ' -f4)" &&
       [ -n "$addr" ]; then
       echo "$addr"
       return 0
@@ -57,6 +57,7 @@ printf '%s' "$token" >"$work/token"
 openssl rand -base64 48 >"$work/signing-key"
 sed -e "s|875ca15102495ea430c9af8e6eeb9a455e58e74d842b8bf852eed00b0482e739|$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)|" \
   -e "s|/var/run/secrets/copilot/thread-signing-key|$work/signing-key|" \
+  -e 's|^metrics_listen: .*|metrics_listen: "127.0.0.1:0"|' -e 's|^shutdown_delay: .*|shutdown_delay: 0s|' \
   deploy/gateway.example.yaml >"$work/gateway.yaml"
 "$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" \
   --listen 127.0.0.1:0 --upstream-url "http://$upstream/agents" \

@@ -19,6 +19,7 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-yaml
   golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev
   default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java
+  libnetty-java libperfmark-java
 )
 # Node.js comes from Debian unless a node (e.g. a newer build) is already installed.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

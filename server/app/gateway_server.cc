@@ -82,6 +82,19 @@ std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsListenerConfig&
   return grpc::experimental::TlsServerCredentials(options);
 }
 
+// The upstream budget of `config` (0 disables a window).
+BudgetConfig BudgetOf(const GatewayConfig& config) {
+  const UpstreamBudgetConfig& budget = config.upstream_budget;
+  BudgetConfig out;
+  out.answer = {{budget.answer_per_second, absl::Seconds(1)},
+                {budget.answer_per_minute, absl::Seconds(60)}};
+  out.other = {{budget.other_per_second, absl::Seconds(1)},
+               {budget.other_per_minute, absl::Seconds(60)}};
+  out.max_wait = budget.max_wait;
+  out.slot_ttl = config.upstream.max_call_timeout + absl::Minutes(1);
+  return out;
+}
+
 int Milliseconds(absl::Duration duration) {
   return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(duration), INT32_MAX));
 }
@@ -165,8 +178,13 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   }
   gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(signing_key));
   gateway->tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
+  // Every upstream call is admitted first: the tenant's limits, then the upstream budget.
+  gateway->limit_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
+  gateway->admission_ = std::make_unique<AdmissionController>(
+      *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get());
+  gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(*gateway->api_, *gateway->admission_);
   gateway->core_ =
-      std::make_unique<CopilotCore>(*gateway->api_, *gateway->clock_, *gateway->handles_,
+      std::make_unique<CopilotCore>(*gateway->admitted_api_, *gateway->clock_, *gateway->handles_,
                                     CoreOptionsOf(config, secrets), gateway->tenants_.get());
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);

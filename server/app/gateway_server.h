@@ -20,6 +20,9 @@
 #include "server/core/signed_thread_handles.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
+#include "server/limits/admission_controller.h"
+#include "server/limits/admitted_haufe_api.h"
+#include "server/limits/local_limit_store.h"
 #include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/ops/ops_http_server.h"
@@ -106,6 +109,11 @@ class GatewayServer {
   std::unique_ptr<CopilotServiceAdapter> adapter_;
   std::shared_ptr<HttpTransport> transport_;
   std::shared_ptr<HaufeApi> api_;
+  // Limits: destroyed before the API they admit calls to (the core calls them through
+  // admitted_api_), after the server.
+  std::unique_ptr<LimitStore> limit_store_;
+  std::unique_ptr<AdmissionController> admission_;
+  std::unique_ptr<AdmittedHaufeApi> admitted_api_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

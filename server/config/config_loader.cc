@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <exception>
 #include <fstream>
@@ -91,6 +92,34 @@ FieldReader NonNegativeDuration(absl::Duration& out) {
     }
     if (value < absl::ZeroDuration() || value == absl::InfiniteDuration()) {
       return PathError(path, "must be zero or a positive, finite duration");
+    }
+    out = value;
+    return absl::OkStatus();
+  };
+}
+
+FieldReader Number(double& out, double min, double max) {
+  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
+    double value = 0;
+    if (!node.IsScalar() || !absl::SimpleAtod(node.Scalar(), &value) || !std::isfinite(value)) {
+      return PathError(path, "expected a number");
+    }
+    if (value < min || value > max) {
+      return PathError(path, absl::StrCat("must be between ", min, " and ", max));
+    }
+    out = value;
+    return absl::OkStatus();
+  };
+}
+
+FieldReader Integer(int64_t& out, int64_t min, int64_t max) {
+  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
+    int64_t value = 0;
+    if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &value)) {
+      return PathError(path, "expected an integer");
+    }
+    if (value < min || value > max) {
+      return PathError(path, absl::StrCat("must be between ", min, " and ", max));
     }
     out = value;
     return absl::OkStatus();
@@ -223,6 +252,22 @@ std::map<std::string, FieldReader> TenantReaders(TenantEntryConfig& tenant) {
       {"api_key_file", NonEmptyString(tenant.api_key.file)},
       {"api_key_env", NonEmptyString(tenant.api_key.env)},
       {"assistants", ListOf<TenantAssistantConfig>(tenant.assistants, AssistantReaders)},
+      {"weight", Number(tenant.weight, 0.001, 1000)},
+      {"limits",
+       [&tenant](const YAML::Node& node, const std::string& path) -> absl::Status {
+         TenantLimitsConfig& limits = tenant.limits;
+         return ReadMap(
+             node, path,
+             {
+                 {"answer_per_second", Number(limits.answer_per_second, 0, 1e6)},
+                 {"answer_per_minute", Number(limits.answer_per_minute, 0, 1e8)},
+                 {"answer_burst", Integer(limits.answer_burst, 0, 1000000)},
+                 {"other_per_second", Number(limits.other_per_second, 0, 1e6)},
+                 {"other_per_minute", Number(limits.other_per_minute, 0, 1e8)},
+                 {"other_burst", Integer(limits.other_burst, 0, 1000000)},
+                 {"max_concurrent_answers", Integer(limits.max_concurrent_answers, 0, 1000000)},
+             });
+       }},
   };
 }
 
@@ -291,6 +336,14 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                      {"max_messages", IntInRange(limits.max_messages, 1, 100000)},
                      {"max_request_bytes", Bytes(limits.max_request_bytes, 1024, kGiB)},
                  })},
+      {"upstream_budget",
+       Section({
+           {"answer_per_second", Integer(config.upstream_budget.answer_per_second, 0, 1000000)},
+           {"answer_per_minute", Integer(config.upstream_budget.answer_per_minute, 0, 100000000)},
+           {"other_per_second", Integer(config.upstream_budget.other_per_second, 0, 1000000)},
+           {"other_per_minute", Integer(config.upstream_budget.other_per_minute, 0, 100000000)},
+           {"max_wait", NonNegativeDuration(config.upstream_budget.max_wait)},
+       })},
       {"request_ids", Section({
                           {"ttl", PositiveDuration(request_ids.ttl)},
                           {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
@@ -364,6 +417,14 @@ absl::Status ValidateTenants(const std::vector<TenantEntryConfig>& tenants) {
     if (tenant.id.empty()) return PathError(absl::StrCat(path, ".id"), "required");
     if (!ids.insert(tenant.id).second) {
       return PathError(absl::StrCat(path, ".id"), absl::StrCat("duplicate tenant id ", tenant.id));
+    }
+    if (tenant.limits.answer_per_second > 0 && tenant.limits.answer_per_minute > 0) {
+      return PathError(absl::StrCat(path, ".limits"),
+                       "answer_per_second and answer_per_minute exclude each other");
+    }
+    if (tenant.limits.other_per_second > 0 && tenant.limits.other_per_minute > 0) {
+      return PathError(absl::StrCat(path, ".limits"),
+                       "other_per_second and other_per_minute exclude each other");
     }
     for (std::size_t j = 0; j < tenant.bearer_token_sha256.size(); ++j) {
       const std::string& hash = tenant.bearer_token_sha256[j];
@@ -589,6 +650,26 @@ absl::StatusOr<std::string> ReadRef(const std::string& path, const SecretRef& re
                     env);
 }
 
+// A rate per second from a per-second or per-minute setting, with its burst (default: the rate
+// per second, at least 1).
+RateLimit RateOf(double per_second, double per_minute, int64_t burst) {
+  RateLimit rate;
+  rate.per_second = per_second > 0 ? per_second : per_minute / 60;
+  rate.burst = burst > 0 ? burst : std::max<int64_t>(1, static_cast<int64_t>(rate.per_second));
+  return rate;
+}
+
+TenantLimits TenantLimitsOf(const TenantEntryConfig& entry) {
+  const TenantLimitsConfig& config = entry.limits;
+  TenantLimits limits;
+  limits.answer_rate =
+      RateOf(config.answer_per_second, config.answer_per_minute, config.answer_burst);
+  limits.other_rate = RateOf(config.other_per_second, config.other_per_minute, config.other_burst);
+  limits.max_concurrent_answers = config.max_concurrent_answers;
+  limits.weight = entry.weight;
+  return limits;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<ResolvedTenant>> ResolveTenants(const GatewayConfig& config,
@@ -623,6 +704,7 @@ absl::StatusOr<std::vector<ResolvedTenant>> ResolveTenants(const GatewayConfig& 
     for (const std::string& hex : entry.bearer_token_sha256) {
       out.token_sha256.push_back(absl::HexStringToBytes(absl::AsciiStrToLower(hex)));
     }
+    out.tenant.limits = TenantLimitsOf(entry);
     out.identities = entry.spiffe_ids;
     for (const std::string& name : entry.dns_names) out.identities.push_back("dns:" + name);
     resolved.push_back(std::move(out));

@@ -86,6 +86,31 @@ struct TenantAssistantConfig {
   SecretRef licence;
 };
 
+// One tenant's limits, per class of call (answer generation: Run, StreamRun, Complete,
+// StreamComplete; other: everything else). A rate is per second or per minute (not both); 0 is
+// no limit. The burst defaults to the rate per second (at least 1).
+struct TenantLimitsConfig {
+  double answer_per_second = 0;
+  double answer_per_minute = 0;
+  int64_t answer_burst = 0;
+  double other_per_second = 0;
+  double other_per_minute = 0;
+  int64_t other_burst = 0;
+  // Answer generations in flight at once; 0 is no cap.
+  int64_t max_concurrent_answers = 0;
+};
+
+// The global upstream budget (haufe-api.md section 9: trial tier 0), shared by all tenants; 0
+// disables a window. When it is momentarily spent, calls wait up to max_wait (and never past
+// their deadline), served fairly between tenants by weight.
+struct UpstreamBudgetConfig {
+  int64_t answer_per_second = 15;
+  int64_t answer_per_minute = 60;
+  int64_t other_per_second = 60;
+  int64_t other_per_minute = 180;
+  absl::Duration max_wait = absl::Seconds(10);
+};
+
 // One tenant: how its callers are recognised, and what its calls send upstream.
 struct TenantEntryConfig {
   std::string id;
@@ -100,6 +125,9 @@ struct TenantEntryConfig {
   std::vector<TenantAssistantConfig> assistants;
   // Its own upstream API key (file or env); none uses the gateway's.
   SecretRef api_key;
+  TenantLimitsConfig limits;
+  // Its share of the upstream budget when calls wait for it (relative to other tenants).
+  double weight = 1;
 };
 
 // The TLS listener (optional): server certificate, and client certificates for mTLS.
@@ -168,6 +196,7 @@ struct GatewayConfig {
   TenantConfig default_tenant;
   TlsListenerConfig tls;
   std::vector<TenantEntryConfig> tenants;
+  UpstreamBudgetConfig upstream_budget;
   // The key that binds thread handles to tenants (HMAC) and scopes end-user IDs; every replica
   // needs the same one. None: a random key per process (handles die with it; a warning).
   SecretRef thread_signing_key;

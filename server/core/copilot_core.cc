@@ -128,6 +128,8 @@ UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context
   options.deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
   options.api_key = tenant.api_key.empty() ? options_.api_key : tenant.api_key;
   options.licence = tenant.LicenceFor(assistant_id);
+  options.tenant_id = tenant.id;
+  options.limits = tenant.limits;
   if (context.trace != nullptr) {
     options.request_id = context.trace->request_id();
     options.traceparent = context.trace->traceparent();

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
+#include "server/limits/limit_types.h"
 
 namespace copilot::gateway {
 
@@ -28,6 +29,8 @@ struct Tenant {
   absl::flat_hash_set<std::string> allowed_assistants;
   // The upstream API key for this tenant's calls; empty uses the gateway's.
   std::string api_key;
+  // Its rate and concurrency limits and its weight for the upstream budget.
+  TenantLimits limits;
 
   bool Allows(absl::string_view assistant_id) const {
     return all_assistants || allowed_assistants.contains(absl::AsciiStrToLower(assistant_id));

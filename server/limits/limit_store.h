@@ -11,22 +11,9 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/limits/limit_types.h"
 
 namespace copilot::gateway {
-
-// A GCRA limit: a sustained rate and a burst (the number of calls that may go at once after a
-// quiet period). per_second <= 0 means no limit.
-struct RateLimit {
-  double per_second = 0;
-  int64_t burst = 1;
-};
-
-// A sliding window: at most `max_requests` in any `window` (exact, like the upstream's own
-// RPS/RPM windows). max_requests <= 0 means no limit.
-struct WindowLimit {
-  int64_t max_requests = 0;
-  absl::Duration window = absl::Seconds(1);
-};
 
 // The outcome of one step. When !allowed, retry_after says when the same step can succeed
 // (exactly, for GCRA and sliding windows; a lower bound for concurrency).

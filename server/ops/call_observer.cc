@@ -105,8 +105,8 @@ void CallObserver::Finished(const grpc::Status& status) {
   if (method_ != nullptr) {
     // A unary call sends its one response message only on success (as go-grpc-prometheus).
     if (!server_stream_ && status.ok()) method_->msg_sent->Increment();
-    method_->handled[static_cast<std::size_t>(std::clamp(code, 0, kGrpcCodeCount - 1))]
-        ->Increment();
+    const int index = code >= 0 && code < kGrpcCodeCount ? code : 2;  // 2: Unknown.
+    method_->handled[static_cast<std::size_t>(index)]->Increment();
     method_->handling->Observe(seconds);
     method_->overhead->Observe(std::max(0.0, seconds - upstream_seconds));
     if (!tenant.empty()) metrics_->CountTenantCall(tenant, *method_, code);

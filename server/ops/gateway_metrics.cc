@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "copilot/v1/copilot_service.pb.h"
+#include "copilot/v1/resources.pb.h"
 
 namespace copilot::gateway {
 namespace {
@@ -80,7 +81,28 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
       config_info_(prometheus::BuildGauge()
                        .Name("copilot_gateway_config_info")
                        .Help("1, labelled with the SHA-256 of the config file in force.")
-                       .Register(*registry_)) {
+                       .Register(*registry_)),
+      limit_decisions_(prometheus::BuildCounter()
+                           .Name("copilot_gateway_limit_decisions_total")
+                           .Help("Admission decisions by tenant, limit (tenant_rate, "
+                                 "tenant_concurrency, upstream_budget) and decision (allowed, "
+                                 "limited, degraded).")
+                           .Register(*registry_)) {
+  auto& admitted = prometheus::BuildGauge()
+                       .Name("copilot_gateway_admitted_in_flight")
+                       .Help("Admitted upstream calls in flight, by class (answer, other).")
+                       .Register(*registry_);
+  auto& waits = prometheus::BuildHistogram()
+                    .Name("copilot_gateway_budget_wait_seconds")
+                    .Help("Time calls waited for the upstream budget, by class.")
+                    .Register(*registry_);
+  for (CallClass klass : {CallClass::kAnswer, CallClass::kOther}) {
+    const std::string name(CallClassName(klass));
+    admitted_in_flight_[static_cast<std::size_t>(klass)] = &admitted.Add({{"class", name}});
+    budget_wait_[static_cast<std::size_t>(klass)] = &waits.Add(
+        {{"class", name}}, prometheus::Histogram::BucketBoundaries{
+                               0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60});
+  }
   auto& started = prometheus::BuildCounter()
                       .Name("grpc_server_started_total")
                       .Help("Total number of RPCs started on the server.")
@@ -111,9 +133,11 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                            "The gateway's own time per call: total handling time minus the "
                            "time spent waiting for upstream requests.")
                        .Register(*registry_);
+  // Referencing a generated type links (and registers) copilot_service.pb.cc; a lookup by name
+  // in the generated pool alone could find nothing.
   const google::protobuf::ServiceDescriptor* service =
-      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(kService);
-  for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+      copilot::v1::RunRequest::descriptor()->file()->FindServiceByName("CopilotService");
+  for (int i = 0; i < service->method_count(); ++i) {
     const google::protobuf::MethodDescriptor* descriptor = service->method(i);
     Method method;
     method.name = descriptor->name();
@@ -195,6 +219,21 @@ const GatewayMetrics::Endpoint& GatewayMetrics::UpstreamEndpoint(const std::stri
 void GatewayMetrics::RecordReload(bool ok) {
   (ok ? reloads_ok_ : reloads_failed_)->Increment();
   last_reload_ok_->Set(ok ? 1 : 0);
+}
+
+void GatewayMetrics::Decided(const std::string& tenant, absl::string_view limit,
+                             absl::string_view decision) {
+  limit_decisions_
+      .Add({{"tenant", tenant}, {"limit", std::string(limit)}, {"decision", std::string(decision)}})
+      .Increment();
+}
+
+void GatewayMetrics::Waited(CallClass klass, absl::Duration wait) {
+  budget_wait_[static_cast<std::size_t>(klass)]->Observe(absl::ToDoubleSeconds(wait));
+}
+
+void GatewayMetrics::InFlight(CallClass klass, int delta) {
+  admitted_in_flight_[static_cast<std::size_t>(klass)]->Increment(delta);
 }
 
 void GatewayMetrics::SetConfigHash(const std::string& sha256_hex) {

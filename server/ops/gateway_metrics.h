@@ -18,6 +18,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "server/limits/admission_controller.h"
 
 namespace copilot::gateway {
 
@@ -33,7 +34,7 @@ int UpstreamStatusClass(int http_status);
 absl::string_view UpstreamStatusClassName(int status_class);
 
 // Thread-safe: prometheus-cpp metrics are atomic; the maps created on first use are guarded.
-class GatewayMetrics {
+class GatewayMetrics final : public AdmissionEvents {
  public:
   // The series of one gRPC method (go-grpc-prometheus families), created up front for every
   // method of copilot.v1.CopilotService and every code, so rates start at zero.
@@ -78,6 +79,13 @@ class GatewayMetrics {
   // The SHA-256 (hex) of the config file in force.
   void SetConfigHash(const std::string& sha256_hex);
 
+  // AdmissionEvents: copilot_gateway_limit_decisions_total, copilot_gateway_admitted_in_flight,
+  // copilot_gateway_budget_wait_seconds.
+  void Decided(const std::string& tenant, absl::string_view limit,
+               absl::string_view decision) override;
+  void Waited(CallClass klass, absl::Duration wait) override;
+  void InFlight(CallClass klass, int delta) override;
+
  private:
   const std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& tenant_calls_;
@@ -86,6 +94,9 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>& upstream_ttfb_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Gauge>& config_info_;
+  prometheus::Family<prometheus::Counter>& limit_decisions_;
+  std::array<prometheus::Gauge*, 2> admitted_in_flight_{};
+  std::array<prometheus::Histogram*, 2> budget_wait_{};
   prometheus::Gauge* upstream_in_flight_;
   prometheus::Gauge* calls_in_flight_;
   prometheus::Gauge* ready_;

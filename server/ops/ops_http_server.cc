@@ -1,8 +1,15 @@
 #include "server/ops/ops_http_server.h"
 
 #include <CivetServer.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <exception>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -71,9 +78,10 @@ absl::StatusOr<std::unique_ptr<OpsHttpServer>> OpsHttpServer::Start(const std::s
   if (ops->server_->getContext() == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " for /metrics"));
   }
-  ops->server_->addHandler("/metrics", ops->metrics_.get());
-  ops->server_->addHandler("/healthz", ops->healthz_.get());
-  ops->server_->addHandler("/readyz", ops->readyz_.get());
+  // civetweb matches handler URIs as prefixes unless they end in "$".
+  ops->server_->addHandler("/metrics$", ops->metrics_.get());
+  ops->server_->addHandler("/healthz$", ops->healthz_.get());
+  ops->server_->addHandler("/readyz$", ops->readyz_.get());
   const std::vector<int> ports = ops->server_->getListeningPorts();
   if (ports.empty()) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", listen, " for /metrics"));
@@ -84,7 +92,27 @@ absl::StatusOr<std::unique_ptr<OpsHttpServer>> OpsHttpServer::Start(const std::s
 }
 
 OpsHttpServer::~OpsHttpServer() {
-  if (server_ != nullptr) server_->close();
+  if (server_ == nullptr) return;
+  // civetweb's accept loop notices a stop only when its poll (2 s) returns: connect to it now
+  // and then until it has stopped, so that a shutdown does not wait for that.
+  std::atomic<bool> closed{false};
+  std::thread closer([this, &closed] {
+    server_->close();
+    closed = true;
+  });
+  while (!closed) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(static_cast<uint16_t>(port_));
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      (void)connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+      close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  closer.join();
 }
 
 }  // namespace copilot::gateway

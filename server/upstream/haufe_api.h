@@ -17,6 +17,7 @@
 #include "copilot/v1/resources.pb.h"
 #include "google/protobuf/struct.pb.h"
 #include "server/common/call_trace.h"
+#include "server/limits/limit_types.h"
 
 namespace copilot::gateway {
 
@@ -34,6 +35,9 @@ struct UpstreamCallOptions {
   std::string traceparent;
   // The incoming call this upstream call serves (for its metrics and log line); may be null.
   std::shared_ptr<CallTrace> trace;
+  // The tenant the call is made for, and its limits (admission, server/limits/).
+  std::string tenant_id;
+  TenantLimits limits;
 };
 
 // Upstream IDs below are the upstream's own UUIDs (the core maps caller-facing handles).

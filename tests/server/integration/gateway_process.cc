@@ -55,6 +55,11 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
     absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
   }
   absl::StrAppend(&yaml, "identity: ", options.identity, "\n");
+  if (options.unlimited_budget) {
+    absl::StrAppend(&yaml,
+                    "upstream_budget:\n  answer_per_second: 0\n  answer_per_minute: 0\n"
+                    "  other_per_second: 0\n  other_per_minute: 0\n");
+  }
   if (!options.signing_key.empty()) {
     absl::StatusOr<std::string> signing_key = WriteTempFile(options.signing_key);
     if (!signing_key.ok()) return signing_key.status();

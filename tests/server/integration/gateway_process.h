@@ -36,6 +36,9 @@ struct GatewayProcessOptions {
   std::map<std::string, std::string> upstream;
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
   std::string extra_yaml;
+  // Tests call the emulator far faster than the upstream tier allows: by default the config
+  // disables the upstream budget (0 = no window). False leaves it to extra_yaml / the defaults.
+  bool unlimited_budget = true;
   // Graceful shutdown settings (config shutdown_grace and shutdown_delay).
   std::string shutdown_grace = "2s";
   std::string shutdown_delay = "0s";

@@ -1,0 +1,79 @@
+// A HaufeApi decorator that admits every upstream call through the AdmissionController before
+// it starts (the tenant's limits and the upstream budget), holds the call's Permit until it
+// ends, and holds the budget when the upstream answers 429. Adds one behaviour; requests and
+// answers pass through unchanged.
+#ifndef COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
+#define COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/limits/admission_controller.h"
+#include "server/upstream/haufe_api.h"
+
+namespace copilot::gateway {
+
+// Thread-safe like the API it wraps. `inner` and `admission` must outlive it.
+class AdmittedHaufeApi final : public HaufeApi {
+ public:
+  AdmittedHaufeApi(HaufeApi& inner, AdmissionController& admission)
+      : inner_(inner), admission_(admission) {}
+
+  std::shared_ptr<UpstreamCall> ListAssistants(
+      const UpstreamCallOptions& options,
+      UpstreamCallback<std::vector<copilot::v1::Assistant>> done) override;
+  std::shared_ptr<UpstreamCall> GetAssistant(
+      const UpstreamCallOptions& options, const std::string& assistant_id,
+      UpstreamCallback<copilot::v1::Assistant> done) override;
+  std::shared_ptr<UpstreamCall> CreateThread(const UpstreamCallOptions& options,
+                                             const CreateThreadParams& params,
+                                             UpstreamCallback<copilot::v1::Thread> done) override;
+  std::shared_ptr<UpstreamCall> GetThread(const UpstreamCallOptions& options,
+                                          const std::string& thread_id,
+                                          UpstreamCallback<copilot::v1::Thread> done) override;
+  std::shared_ptr<UpstreamCall> DeleteThread(const UpstreamCallOptions& options,
+                                             const std::string& thread_id,
+                                             UpstreamDoneCallback done) override;
+  std::shared_ptr<UpstreamCall> AddMessage(const UpstreamCallOptions& options,
+                                           const std::string& thread_id,
+                                           const copilot::v1::MessageInput& message,
+                                           UpstreamCallback<copilot::v1::Message> done) override;
+  std::shared_ptr<UpstreamCall> ListMessages(const UpstreamCallOptions& options,
+                                             const std::string& thread_id, int page_size,
+                                             const std::string& cursor,
+                                             UpstreamCallback<MessagePage> done) override;
+  std::shared_ptr<UpstreamCall> Run(const UpstreamCallOptions& options, const RunParams& params,
+                                    UpstreamCallback<copilot::v1::Message> done) override;
+  std::shared_ptr<UpstreamCall> StreamRun(const UpstreamCallOptions& options,
+                                          const RunParams& params,
+                                          std::shared_ptr<ChunkSink> sink) override;
+  std::shared_ptr<UpstreamCall> Complete(const UpstreamCallOptions& options,
+                                         const CompletionParams& params,
+                                         UpstreamCallback<copilot::v1::Message> done) override;
+  std::shared_ptr<UpstreamCall> StreamComplete(const UpstreamCallOptions& options,
+                                               const CompletionParams& params,
+                                               std::shared_ptr<ChunkSink> sink) override;
+
+ private:
+  class AdmittedCall;
+  class HoldingSink;
+
+  // Admits a call of `klass`; then `start(done')` starts it, `done'` ending the permit (and
+  // holding the budget on a 429) before handing the result to `done`.
+  template <typename Callback, typename Start>
+  std::shared_ptr<UpstreamCall> Admit(const UpstreamCallOptions& options, CallClass klass,
+                                      Callback done, Start start);
+  template <typename Start>
+  std::shared_ptr<UpstreamCall> AdmitStream(const UpstreamCallOptions& options,
+                                            std::shared_ptr<ChunkSink> sink, Start start);
+  // On a 429 (RESOURCE_EXHAUSTED from the upstream with its RetryInfo): hold the budget.
+  void ObserveStatus(CallClass klass, const absl::Status& status);
+
+  HaufeApi& inner_;
+  AdmissionController& admission_;
+};
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
