@@ -15,8 +15,9 @@ the Dockerfile's ENTRYPOINT + CMD verbatim, with nothing rewritten, in its own n
     capabilities, no_new_privs, and an empty environment but PATH and HOSTNAME.
 
 Then, from inside the network namespace (nsenter), every probe of the Deployment as kubelet
-runs it, gRPC readiness SERVING and GET /readyz 200; SIGTERM must turn readiness NOT_SERVING
-and /readyz 503, and the process must exit 0 within terminationGracePeriodSeconds.
+runs it, gRPC readiness SERVING and GET /readyz 200; SIGHUP to PID 1 must reload the config
+(the reload counter on /metrics); SIGTERM must turn readiness NOT_SERVING and /readyz 503, and
+the process must exit 0 within terminationGracePeriodSeconds.
 
 Needs root (namespaces, mounts): skipped (exit 77) without. The libraries are this machine's,
 not the image's (the image is not built here: no Docker engine).
@@ -168,6 +169,15 @@ def probe_in(pid, kind, spec, grpc_target, http_base):
     return ok, seen
 
 
+def reloads_ok(pid, metrics_port):
+    proc = in_netns(pid, ["curl", "-s", "--max-time", "3",
+                          f"http://127.0.0.1:{metrics_port}/metrics"])
+    m = re.search(r'^copilot_gateway_config_reloads_total\{result="ok"\} (\S+)$', proc.stdout,
+                  re.M)
+    fail_unless(m, "no copilot_gateway_config_reloads_total{result=\"ok\"} in /metrics")
+    return float(m.group(1))
+
+
 def child_pid(parent, timeout=10):
     deadline = time.monotonic() + timeout
     path = f"/proc/{parent}/task/{parent}/children"
@@ -260,6 +270,18 @@ def check(proc, gateway, addresses, container, config, grpc_port, metrics_port, 
                           http_base)
     fail_unless(ok2 and seen2.endswith("= 200"), seen2)
     print(f"ok   {seen}; {seen2}")
+
+    # SIGHUP to PID 1 (`kubectl exec ... -- sh -c 'kill -HUP 1'`): an immediate reload.
+    before = reloads_ok(gateway, metrics_port)
+    os.kill(gateway, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    after = before
+    while after <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = reloads_ok(gateway, metrics_port)
+    fail_unless(after == before + 1, f"SIGHUP to PID 1: config reloads ok {before} -> {after}")
+    print(f"ok   SIGHUP to PID 1 reloads: copilot_gateway_config_reloads_total{{result=\"ok\"}} "
+          f"{before:g} -> {after:g}")
 
     started = time.monotonic()
     os.kill(gateway, signal.SIGTERM)
