@@ -1,0 +1,650 @@
+#include "server/limits/redis_limit_store.h"
+
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "server/common/log.h"
+#include "server/limits/redis_scripts.h"
+
+namespace copilot::gateway {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// The scripts, indexed by Script; kCommand is a plain command (ZREM).
+enum Script : int { kGcra = 0, kWindows = 1, kAcquireSlot = 2, kCommand = 3 };
+constexpr const char* kScriptText[] = {redis_scripts::kGcra, redis_scripts::kWindows,
+                                       redis_scripts::kAcquireSlot};
+constexpr const char* kScriptName[] = {"GCRA script", "sliding window script",
+                                       "concurrency slot script"};
+constexpr int kScriptCount = 3;
+
+// The lease of a slot with no maximum: decided inline, never stored.
+constexpr char kUnlimitedLease[] = "unlimited";
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const { freeReplyObject(reply); }
+};
+using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+struct ContextDeleter {
+  void operator()(redisContext* context) const { redisFree(context); }
+};
+using Context = std::unique_ptr<redisContext, ContextDeleter>;
+
+timeval TimevalOf(absl::Duration duration) {
+  return absl::ToTimeval(std::max(duration, absl::Milliseconds(1)));
+}
+
+std::string FormatDouble(double value) { return absl::StrFormat("%.17g", value); }
+
+SteadyClock::duration ToSteady(absl::Duration duration) {
+  return std::chrono::duration_cast<SteadyClock::duration>(absl::ToChronoNanoseconds(duration));
+}
+
+// Why a round trip on `context` failed; `error_number` is errno right after the failure.
+std::string IoErrorText(const redisContext& context, int error_number, absl::Duration timeout) {
+  if (context.err == REDIS_ERR_IO && (error_number == EAGAIN || error_number == EWOULDBLOCK)) {
+    return absl::StrCat("no reply within the command timeout (", absl::FormatDuration(timeout),
+                        ")");
+  }
+  if (context.err == REDIS_ERR_EOF) return "connection closed by the server";
+  return context.errstr[0] != '\0' ? std::string(context.errstr) : "connection error";
+}
+
+// Consumes a SIGPIPE raised on this thread by a write to a closed socket (blocked in Run).
+void DrainSigpipe() {
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  const timespec zero{0, 0};
+  while (sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+  }
+}
+
+bool ParseHex(char c, int& value) {
+  if (c >= '0' && c <= '9') {
+    value = c - '0';
+  } else if (c >= 'a' && c <= 'f') {
+    value = c - 'a' + 10;
+  } else if (c >= 'A' && c <= 'F') {
+    value = c - 'A' + 10;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> PercentDecode(absl::string_view text, absl::string_view part) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    int high = 0;
+    int low = 0;
+    if (i + 2 >= text.size() || !ParseHex(text[i + 1], high) || !ParseHex(text[i + 2], low)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("redis url: invalid percent-encoding in the ", part));
+    }
+    out.push_back(static_cast<char>(high * 16 + low));
+    i += 2;
+  }
+  return out;
+}
+
+absl::Status Validate(const RedisLimitStoreOptions& options) {
+  auto invalid = [](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("redis.", field, ": ", why));
+  };
+  if (options.host.empty()) return invalid("host", "must not be empty");
+  if (options.port < 1 || options.port > 65535) return invalid("port", "must be in 1..65535");
+  if (options.database < 0) return invalid("database", "must be >= 0");
+  if (!options.username.empty() && options.password.empty()) {
+    return invalid("password", "must be set with a username");
+  }
+  if (options.connect_timeout <= absl::ZeroDuration()) {
+    return invalid("connect_timeout", "must be positive");
+  }
+  if (options.command_timeout <= absl::ZeroDuration()) {
+    return invalid("command_timeout", "must be positive");
+  }
+  if (options.key_prefix.empty() || absl::StrContains(options.key_prefix, '{') ||
+      absl::StrContains(options.key_prefix, '}')) {
+    return invalid("key_prefix", "must be non-empty and contain no braces");
+  }
+  if (options.initial_backoff <= absl::ZeroDuration()) {
+    return invalid("initial_backoff", "must be positive");
+  }
+  if (options.max_backoff < options.initial_backoff) {
+    return invalid("max_backoff", "must be >= initial_backoff");
+  }
+  if (options.health_check_interval <= absl::ZeroDuration()) {
+    return invalid("health_check_interval", "must be positive");
+  }
+  if (options.max_pipeline < 1) return invalid("max_pipeline", "must be >= 1");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// One queued decision (or a release, which has no callback).
+struct RedisLimitStore::Request {
+  Script script = kCommand;
+  // For a script: its key, then its ARGV. For kCommand: the whole command.
+  std::vector<std::string> args;
+  StoreCallback<StepResult> step_done;
+  StoreCallback<SlotResult> slot_done;
+  std::string lease_id;
+
+  void Fail(const absl::Status& status) {
+    if (step_done) {
+      std::move(step_done)(status);
+      step_done = nullptr;
+    }
+    if (slot_done) {
+      std::move(slot_done)(status);
+      slot_done = nullptr;
+    }
+  }
+
+  // Runs the callback with the decision in `reply`, or UNAVAILABLE for an error reply.
+  void Complete(const redisReply& reply) {
+    if (script == kCommand) return;  // A release: fire and forget.
+    const char* name = kScriptName[script];
+    if (reply.type == REDIS_REPLY_ERROR) {
+      Fail(absl::UnavailableError(
+          absl::StrCat("redis ", name, " failed: ", absl::string_view(reply.str, reply.len))));
+      return;
+    }
+    if (script == kAcquireSlot) {
+      if (reply.type != REDIS_REPLY_INTEGER) {
+        Fail(absl::UnavailableError(absl::StrCat("redis ", name, ": unexpected reply")));
+        return;
+      }
+      SlotResult result;
+      if (reply.integer == 1) {
+        result.acquired = true;
+        result.lease_id = lease_id;
+      }
+      std::move(slot_done)(std::move(result));
+      slot_done = nullptr;
+      return;
+    }
+    if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
+        reply.element[0]->type != REDIS_REPLY_INTEGER ||
+        reply.element[1]->type != REDIS_REPLY_INTEGER) {
+      Fail(absl::UnavailableError(absl::StrCat("redis ", name, ": unexpected reply")));
+      return;
+    }
+    StepResult result;
+    result.allowed = reply.element[0]->integer == 1;
+    result.retry_after =
+        result.allowed ? absl::ZeroDuration() : absl::Microseconds(reply.element[1]->integer);
+    std::move(step_done)(result);
+    step_done = nullptr;
+  }
+};
+
+// The connection and everything else the store's thread owns: not thread-safe, used by that
+// thread only.
+class RedisLimitStore::Connection {
+ public:
+  Connection(const RedisLimitStoreOptions& options, std::atomic<bool>& healthy)
+      : options_(options),
+        healthy_(healthy),
+        endpoint_(absl::StrCat(options.host, ":", options.port)),
+        next_attempt_(SteadyClock::now()) {}
+
+  // When the thread must act without a request: the next connection attempt, or the next
+  // health check of an idle connection.
+  SteadyClock::time_point NextTimedWork() const {
+    if (context_ == nullptr) return next_attempt_;
+    return last_round_trip_ + ToSteady(options_.health_check_interval);
+  }
+
+  // Connects when due, then sends `batch` (or checks an idle connection's health).
+  void Serve(std::vector<std::unique_ptr<Request>>& batch) {
+    if (context_ == nullptr && SteadyClock::now() >= next_attempt_) Connect();
+    if (batch.empty()) {
+      if (context_ != nullptr && SteadyClock::now() >= NextTimedWork()) Ping();
+      return;
+    }
+    if (context_ == nullptr) {
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::max(next_attempt_ - SteadyClock::now(), SteadyClock::duration::zero()));
+      const absl::Status status = absl::UnavailableError(
+          absl::StrCat(last_error_, "; next connection attempt in ", wait.count(), "ms"));
+      for (std::unique_ptr<Request>& request : batch) request->Fail(status);
+      return;
+    }
+    Execute(batch);
+  }
+
+ private:
+  void Connect() {
+    Context context(redisConnectWithTimeout(options_.host.c_str(), options_.port,
+                                            TimevalOf(options_.connect_timeout)));
+    if (context == nullptr || context->err != 0) {
+      ConnectFailed(absl::StrCat("cannot connect to redis at ", endpoint_, ": ",
+                                 context == nullptr ? "out of memory" : context->errstr));
+      return;
+    }
+    redisSetTimeout(context.get(), TimevalOf(options_.command_timeout));
+    redisEnableKeepAlive(context.get());
+    // AUTH, SELECT and the scripts in one round trip.
+    std::vector<std::vector<std::string>> commands;
+    if (!options_.password.empty()) {
+      if (options_.username.empty()) {
+        commands.push_back({"AUTH", options_.password});
+      } else {
+        commands.push_back({"AUTH", options_.username, options_.password});
+      }
+    }
+    if (options_.database != 0) commands.push_back({"SELECT", absl::StrCat(options_.database)});
+    for (const char* script : kScriptText) commands.push_back({"SCRIPT", "LOAD", script});
+    for (const std::vector<std::string>& command : commands) Append(*context, command);
+    std::string shas[kScriptCount];
+    for (size_t i = 0; i < commands.size(); ++i) {
+      redisReply* raw = nullptr;
+      if (redisGetReply(context.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
+        const int error_number = errno;
+        DrainSigpipe();
+        ConnectFailed(absl::StrCat("redis at ", endpoint_, " did not complete ", commands[i][0],
+                                   ": ",
+                                   IoErrorText(*context, error_number, options_.command_timeout)));
+        return;
+      }
+      Reply reply(raw);
+      if (reply->type == REDIS_REPLY_ERROR) {
+        // The error text never contains the password (Redis does not echo it).
+        ConnectFailed(absl::StrCat("redis at ", endpoint_, " refused ", commands[i][0], ": ",
+                                   absl::string_view(reply->str, reply->len)));
+        return;
+      }
+      const size_t first_script = commands.size() - kScriptCount;
+      if (i >= first_script) {
+        if (reply->type != REDIS_REPLY_STRING) {
+          ConnectFailed(absl::StrCat("redis at ", endpoint_, ": unexpected SCRIPT LOAD reply"));
+          return;
+        }
+        shas[i - first_script] = std::string(reply->str, reply->len);
+      }
+    }
+    context_ = std::move(context);
+    for (int script = 0; script < kScriptCount; ++script) shas_[script] = std::move(shas[script]);
+    backoff_ = absl::ZeroDuration();
+    last_round_trip_ = SteadyClock::now();
+    SetHealthy(true, "");
+  }
+
+  void ConnectFailed(std::string reason) {
+    backoff_ = backoff_ == absl::ZeroDuration() ? options_.initial_backoff
+                                                : std::min(backoff_ * 2, options_.max_backoff);
+    next_attempt_ = SteadyClock::now() + ToSteady(backoff_);
+    last_error_ = std::move(reason);
+    SetHealthy(false, last_error_);
+  }
+
+  // Closes a broken connection. After a timeout the server may be stalled: wait the initial
+  // back-off before reconnecting; after a closed connection try again at once.
+  void Drop(std::string reason, bool timed_out) {
+    context_.reset();
+    DrainSigpipe();
+    backoff_ = timed_out ? options_.initial_backoff : absl::ZeroDuration();
+    next_attempt_ = SteadyClock::now() + ToSteady(backoff_);
+    last_error_ = std::move(reason);
+    SetHealthy(false, last_error_);
+  }
+
+  // Publishes the health and logs each change (also the first state, so a gateway that
+  // starts without Redis says so).
+  void SetHealthy(bool healthy, const std::string& reason) {
+    healthy_.store(healthy, std::memory_order_relaxed);
+    if (reported_.has_value() && *reported_ == healthy) return;
+    reported_ = healthy;
+    if (healthy) {
+      Log(LogLevel::kInfo, "redis limit store connected", {{"redis", endpoint_}});
+    } else {
+      Log(LogLevel::kWarning, "redis limit store unavailable",
+          {{"redis", endpoint_}, {"error", reason}});
+    }
+  }
+
+  static bool Append(redisContext& context, const std::vector<std::string>& command) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lengths;
+    for (const std::string& arg : command) {
+      argv.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+    return redisAppendCommandArgv(&context, static_cast<int>(argv.size()), argv.data(),
+                                  lengths.data()) == REDIS_OK;
+  }
+
+  // Queues `request` on the connection: EVALSHA, or EVAL with the script's text.
+  bool AppendRequest(const Request& request, bool eval) {
+    if (request.script == kCommand) return Append(*context_, request.args);
+    std::vector<std::string> command;
+    command.reserve(request.args.size() + 3);
+    command.push_back(eval ? "EVAL" : "EVALSHA");
+    command.push_back(eval ? kScriptText[request.script] : shas_[request.script]);
+    command.push_back("1");
+    command.insert(command.end(), request.args.begin(), request.args.end());
+    return Append(*context_, command);
+  }
+
+  // Sends `batch` in one round trip (plus one for scripts the server forgot) and completes
+  // every request in it.
+  void Execute(std::vector<std::unique_ptr<Request>>& batch) {
+    std::vector<Request*> sent;
+    for (std::unique_ptr<Request>& request : batch) {
+      if (AppendRequest(*request, /*eval=*/false)) {
+        sent.push_back(request.get());
+      } else {
+        request->Fail(absl::UnavailableError("redis: out of memory formatting a command"));
+      }
+    }
+    std::vector<Request*> forgotten;  // NOSCRIPT: resent with EVAL.
+    if (!ReadReplies(sent, &forgotten) || forgotten.empty()) return;
+    std::vector<Request*> resent;
+    for (Request* request : forgotten) {
+      if (AppendRequest(*request, /*eval=*/true)) {
+        resent.push_back(request);
+      } else {
+        request->Fail(absl::UnavailableError("redis: out of memory formatting a command"));
+      }
+    }
+    ReadReplies(resent, nullptr);
+  }
+
+  // Reads one reply per request in `requests` and completes it; NOSCRIPT replies go to
+  // `forgotten` when not null. On a connection failure fails the rest, drops the connection
+  // and returns false.
+  bool ReadReplies(const std::vector<Request*>& requests, std::vector<Request*>* forgotten) {
+    bool read_only = false;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      redisReply* raw = nullptr;
+      if (redisGetReply(context_.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
+        const int error_number = errno;
+        const bool timed_out = error_number == EAGAIN || error_number == EWOULDBLOCK;
+        std::string reason =
+            absl::StrCat("redis at ", endpoint_, ": ",
+                         IoErrorText(*context_, error_number, options_.command_timeout));
+        const absl::Status status = absl::UnavailableError(reason);
+        Drop(std::move(reason), timed_out);
+        for (size_t j = i; j < requests.size(); ++j) requests[j]->Fail(status);
+        return false;
+      }
+      Reply reply(raw);
+      if (reply->type == REDIS_REPLY_ERROR) {
+        const absl::string_view error(reply->str, reply->len);
+        if (forgotten != nullptr && absl::StartsWith(error, "NOSCRIPT")) {
+          forgotten->push_back(requests[i]);
+          continue;
+        }
+        // A replica after a failover: reconnect (the address may lead to the new primary).
+        if (absl::StartsWith(error, "READONLY")) read_only = true;
+      }
+      requests[i]->Complete(*reply);
+    }
+    last_round_trip_ = SteadyClock::now();
+    if (read_only) {
+      Drop(absl::StrCat("redis at ", endpoint_, " is a read-only replica"), false);
+      return false;
+    }
+    SetHealthy(true, "");
+    return true;
+  }
+
+  void Ping() {
+    if (!Append(*context_, {"PING"})) return;
+    redisReply* raw = nullptr;
+    if (redisGetReply(context_.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
+      const int error_number = errno;
+      Drop(absl::StrCat("redis at ", endpoint_, ": health check: ",
+                        IoErrorText(*context_, error_number, options_.command_timeout)),
+           error_number == EAGAIN || error_number == EWOULDBLOCK);
+      return;
+    }
+    Reply reply(raw);
+    last_round_trip_ = SteadyClock::now();
+    // A server that answers is healthy enough (e.g. -LOADING fails the scripts, not this).
+    SetHealthy(true, "");
+  }
+
+  const RedisLimitStoreOptions& options_;
+  std::atomic<bool>& healthy_;
+  const std::string endpoint_;
+  Context context_;
+  std::string shas_[kScriptCount];
+  absl::Duration backoff_ = absl::ZeroDuration();
+  SteadyClock::time_point next_attempt_;
+  SteadyClock::time_point last_round_trip_;
+  std::string last_error_ = "not connected to redis yet";
+  std::optional<bool> reported_;  // The health last logged.
+};
+
+absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
+                                                     RedisLimitStoreOptions base) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "redis://")) {
+    return absl::InvalidArgumentError("redis url: must start with redis://");
+  }
+  if (absl::StrContains(rest, '?') || absl::StrContains(rest, '#')) {
+    return absl::InvalidArgumentError("redis url: query and fragment are not supported");
+  }
+  absl::string_view path;
+  if (const size_t slash = rest.find('/'); slash != absl::string_view::npos) {
+    path = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+  }
+  if (const size_t at = rest.rfind('@'); at != absl::string_view::npos) {
+    const absl::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    const size_t colon = userinfo.find(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError("redis url: userinfo must be [username]:password");
+    }
+    absl::StatusOr<std::string> username = PercentDecode(userinfo.substr(0, colon), "username");
+    if (!username.ok()) return username.status();
+    absl::StatusOr<std::string> password = PercentDecode(userinfo.substr(colon + 1), "password");
+    if (!password.ok()) return password.status();
+    base.username = *std::move(username);
+    base.password = *std::move(password);
+  }
+  absl::string_view port;
+  if (absl::StartsWith(rest, "[")) {
+    const size_t close = rest.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError("redis url: unterminated [ in the host");
+    }
+    base.host = std::string(rest.substr(1, close - 1));
+    absl::string_view after = rest.substr(close + 1);
+    if (!after.empty() && !absl::ConsumePrefix(&after, ":")) {
+      return absl::InvalidArgumentError("redis url: expected :port after the host");
+    }
+    port = after;
+  } else if (const size_t colon = rest.rfind(':'); colon != absl::string_view::npos) {
+    base.host = std::string(rest.substr(0, colon));
+    port = rest.substr(colon + 1);
+  } else {
+    base.host = std::string(rest);
+  }
+  if (base.host.empty()) return absl::InvalidArgumentError("redis url: the host is empty");
+  if (!port.empty()) {
+    int value = 0;
+    if (!absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) {
+      return absl::InvalidArgumentError("redis url: the port must be a number in 1..65535");
+    }
+    base.port = value;
+  }
+  if (!path.empty()) {
+    int database = 0;
+    if (!absl::SimpleAtoi(path, &database) || database < 0) {
+      return absl::InvalidArgumentError("redis url: the database must be a number >= 0");
+    }
+    base.database = database;
+  }
+  return base;
+}
+
+std::string RedisLimitStore::RedisKey(absl::string_view prefix, absl::string_view key,
+                                      absl::string_view kind) {
+  return absl::StrCat(prefix, ":{", key, "}:", kind);
+}
+
+absl::StatusOr<std::unique_ptr<RedisLimitStore>> RedisLimitStore::Create(
+    RedisLimitStoreOptions options) {
+  if (absl::Status status = Validate(options); !status.ok()) return status;
+  return std::unique_ptr<RedisLimitStore>(new RedisLimitStore(std::move(options)));
+}
+
+RedisLimitStore::RedisLimitStore(RedisLimitStoreOptions options) : options_(std::move(options)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+RedisLimitStore::~RedisLimitStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+bool RedisLimitStore::HasWorkOrStop() const { return stop_ || !queue_.empty(); }
+
+std::string RedisLimitStore::RandomHex128() {
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(bitgen_),
+                         absl::Uniform<uint64_t>(bitgen_));
+}
+
+void RedisLimitStore::Submit(std::unique_ptr<Request> request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stop_) {
+      queue_.push_back(std::move(request));
+      return;
+    }
+  }
+  request->Fail(absl::UnavailableError("redis limit store: store shut down"));
+}
+
+void RedisLimitStore::Run() {
+  // A write to a socket the server closed raises SIGPIPE on this thread: keep it pending
+  // (Connection drains it) instead of letting it end the process.
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
+
+  Connection connection(options_, healthy_);
+  for (;;) {
+    std::vector<std::unique_ptr<Request>> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      const SteadyClock::duration wait = connection.NextTimedWork() - SteadyClock::now();
+      if (wait > SteadyClock::duration::zero()) {
+        mu_.AwaitWithTimeout(absl::Condition(this, &RedisLimitStore::HasWorkOrStop),
+                             absl::FromChrono(wait));
+      }
+      if (stop_) break;
+      while (!queue_.empty() && batch.size() < static_cast<size_t>(options_.max_pipeline)) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    connection.Serve(batch);
+  }
+  std::deque<std::unique_ptr<Request>> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    pending.swap(queue_);
+  }
+  const absl::Status shut_down = absl::UnavailableError("redis limit store: store shut down");
+  for (std::unique_ptr<Request>& request : pending) request->Fail(shut_down);
+  healthy_.store(false);
+}
+
+void RedisLimitStore::TakeRate(const std::string& key, const RateLimit& limit,
+                               StoreCallback<StepResult> done) {
+  if (limit.per_second <= 0) {
+    std::move(done)(StepResult{true, absl::ZeroDuration()});
+    return;
+  }
+  // The same durations as LocalLimitStore::GcraStep, in microseconds.
+  const absl::Duration interval = absl::Seconds(1) / limit.per_second;
+  const absl::Duration tolerance =
+      interval * static_cast<double>(std::max<int64_t>(limit.burst, 1) - 1);
+  auto request = std::make_unique<Request>();
+  request->script = kGcra;
+  request->args = {RedisKey(options_.key_prefix, key, "rate"),
+                   FormatDouble(absl::ToDoubleMicroseconds(interval)),
+                   FormatDouble(absl::ToDoubleMicroseconds(tolerance))};
+  request->step_done = std::move(done);
+  Submit(std::move(request));
+}
+
+void RedisLimitStore::TakeWindows(const std::string& key, const std::vector<WindowLimit>& windows,
+                                  StoreCallback<StepResult> done) {
+  if (std::none_of(windows.begin(), windows.end(),
+                   [](const WindowLimit& window) { return window.max_requests > 0; })) {
+    std::move(done)(StepResult{true, absl::ZeroDuration()});
+    return;
+  }
+  auto request = std::make_unique<Request>();
+  request->script = kWindows;
+  request->args.push_back(RedisKey(options_.key_prefix, key, "win"));
+  {
+    absl::MutexLock lock(&mu_);
+    request->args.push_back(RandomHex128());
+  }
+  for (const WindowLimit& window : windows) {
+    request->args.push_back(absl::StrCat(window.max_requests));
+    request->args.push_back(absl::StrCat(absl::ToInt64Microseconds(window.window)));
+  }
+  request->step_done = std::move(done);
+  Submit(std::move(request));
+}
+
+void RedisLimitStore::AcquireSlot(const std::string& key, int64_t max, absl::Duration ttl,
+                                  StoreCallback<SlotResult> done) {
+  if (max <= 0) {
+    std::move(done)(SlotResult{true, kUnlimitedLease});
+    return;
+  }
+  auto request = std::make_unique<Request>();
+  request->script = kAcquireSlot;
+  {
+    absl::MutexLock lock(&mu_);
+    request->lease_id = RandomHex128();
+  }
+  request->args = {RedisKey(options_.key_prefix, key, "slots"), absl::StrCat(max),
+                   absl::StrCat(absl::ToInt64Microseconds(ttl)), request->lease_id};
+  request->slot_done = std::move(done);
+  Submit(std::move(request));
+}
+
+void RedisLimitStore::ReleaseSlot(const std::string& key, const std::string& lease_id) {
+  if (lease_id == kUnlimitedLease) return;
+  auto request = std::make_unique<Request>();
+  request->script = kCommand;
+  request->args = {"ZREM", RedisKey(options_.key_prefix, key, "slots"), lease_id};
+  Submit(std::move(request));
+}
+
+}  // namespace copilot::gateway

@@ -1,0 +1,194 @@
+#include "tests/server/limits/redis_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace copilot::gateway::testing {
+namespace {
+
+constexpr char kRedisServerPath[] = "/usr/bin/redis-server";
+
+void Flatten(const redisReply& reply, std::vector<std::string>& out) {
+  switch (reply.type) {
+    case REDIS_REPLY_ARRAY:
+      for (size_t i = 0; i < reply.elements; ++i) Flatten(*reply.element[i], out);
+      break;
+    case REDIS_REPLY_INTEGER:
+      out.push_back(absl::StrCat(reply.integer));
+      break;
+    case REDIS_REPLY_NIL:
+      out.push_back("(nil)");
+      break;
+    default:
+      out.emplace_back(reply.str, reply.len);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<int> FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    const int error_number = errno;
+    close(fd);
+    return absl::InternalError(absl::StrCat("bind: ", std::strerror(error_number)));
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
+    int port, std::vector<std::string> extra_args) {
+  absl::Status last = absl::OkStatus();
+  // A free port can be taken between FreeLoopbackPort and redis's bind: try a few.
+  for (int attempt = 0; attempt < (port == 0 ? 5 : 1); ++attempt) {
+    int chosen = port;
+    if (chosen == 0) {
+      absl::StatusOr<int> free_port = FreeLoopbackPort();
+      if (!free_port.ok()) return free_port.status();
+      chosen = *free_port;
+    }
+    std::unique_ptr<RedisServer> server(new RedisServer(chosen, extra_args));
+    for (size_t i = 0; i + 1 < server->extra_args_.size(); ++i) {
+      if (server->extra_args_[i] == "--requirepass") server->password_ = server->extra_args_[i + 1];
+    }
+    last = server->Spawn();
+    if (last.ok()) return server;
+  }
+  return last;
+}
+
+RedisServer::~RedisServer() { Kill(); }
+
+std::string RedisServer::url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
+
+absl::Status RedisServer::Spawn() {
+  std::vector<std::string> args = {kRedisServerPath,
+                                   "--port",
+                                   absl::StrCat(port_),
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--dir",
+                                   "/tmp",
+                                   "--loglevel",
+                                   "warning"};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const int null_fd = open("/dev/null", O_WRONLY);
+    if (null_fd >= 0) dup2(null_fd, STDOUT_FILENO);
+    execv(kRedisServerPath, argv.data());
+    _exit(127);
+  }
+  pid_ = pid;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return absl::UnavailableError(
+          absl::StrCat("redis-server on port ", port_, " exited at start (status ", status, ")"));
+    }
+    std::vector<std::string> ping = {"PING"};
+    if (!password_.empty()) ping = {"AUTH", password_};
+    if (Command(ping).ok()) return absl::OkStatus();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  Kill();
+  return absl::DeadlineExceededError(absl::StrCat("redis-server on port ", port_, " not ready"));
+}
+
+void RedisServer::Kill() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+absl::Status RedisServer::Restart() {
+  Kill();
+  return Spawn();
+}
+
+void RedisServer::Stall() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
+}
+
+void RedisServer::Resume() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+}
+
+absl::StatusOr<std::vector<std::string>> RedisServer::Command(const std::vector<std::string>& args,
+                                                              int database) const {
+  timeval timeout{1, 0};
+  std::unique_ptr<redisContext, void (*)(redisContext*)> context(
+      redisConnectWithTimeout("127.0.0.1", port_, timeout), redisFree);
+  if (context == nullptr || context->err != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("connect: ", context == nullptr ? "out of memory" : context->errstr));
+  }
+  redisSetTimeout(context.get(), timeout);
+  auto run = [&](const std::vector<std::string>& command)
+      -> absl::StatusOr<std::unique_ptr<redisReply, void (*)(void*)>> {
+    std::vector<const char*> argv;
+    std::vector<size_t> lengths;
+    for (const std::string& arg : command) {
+      argv.push_back(arg.data());
+      lengths.push_back(arg.size());
+    }
+    std::unique_ptr<redisReply, void (*)(void*)> reply(
+        static_cast<redisReply*>(redisCommandArgv(context.get(), static_cast<int>(argv.size()),
+                                                  argv.data(), lengths.data())),
+        freeReplyObject);
+    if (reply == nullptr) return absl::UnavailableError(context->errstr);
+    if (reply->type == REDIS_REPLY_ERROR) {
+      return absl::FailedPreconditionError(std::string(reply->str, reply->len));
+    }
+    return reply;
+  };
+  if (!password_.empty() && args.front() != "AUTH") {
+    if (auto auth = run({"AUTH", password_}); !auth.ok()) return auth.status();
+  }
+  if (database != 0) {
+    if (auto select = run({"SELECT", absl::StrCat(database)}); !select.ok()) {
+      return select.status();
+    }
+  }
+  auto reply = run(args);
+  if (!reply.ok()) return reply.status();
+  std::vector<std::string> out;
+  Flatten(**reply, out);
+  return out;
+}
+
+}  // namespace copilot::gateway::testing
