@@ -223,8 +223,15 @@ def exercise(grpc, target, backends, script, options, timeout_cap):
             except grpc.RpcError as e:
                 return e.code().name
 
-        # round_robin first (and warm both subchannels).
+        # round_robin first. Warm up until both backends answered (round_robin picks only
+        # connected subchannels; pick_first never reaches the second: 3 s), then count.
         script.reset({})
+        for b in backends:
+            b.reset()
+        warm_until = time.monotonic() + 3
+        while time.monotonic() < warm_until and not all(b.attempts for b in backends):
+            call("GetThread", timeout=5)
+            time.sleep(0.05)
         for b in backends:
             b.reset()
         for _ in range(10):
