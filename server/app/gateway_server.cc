@@ -86,10 +86,10 @@ std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsListenerConfig&
 BudgetConfig BudgetOf(const GatewayConfig& config) {
   const UpstreamBudgetConfig& budget = config.upstream_budget;
   BudgetConfig out;
-  out.answer = {{budget.answer_per_second, absl::Seconds(1)},
-                {budget.answer_per_minute, absl::Seconds(60)}};
-  out.other = {{budget.other_per_second, absl::Seconds(1)},
-               {budget.other_per_minute, absl::Seconds(60)}};
+  const absl::Duration second = absl::Seconds(1) + budget.window_margin;
+  const absl::Duration minute = absl::Seconds(60) + budget.window_margin;
+  out.answer = {{budget.answer_per_second, second}, {budget.answer_per_minute, minute}};
+  out.other = {{budget.other_per_second, second}, {budget.other_per_minute, minute}};
   out.max_wait = budget.max_wait;
   out.slot_ttl = config.upstream.max_call_timeout + absl::Minutes(1);
   return out;

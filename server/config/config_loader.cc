@@ -343,6 +343,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"other_per_second", Integer(config.upstream_budget.other_per_second, 0, 1000000)},
            {"other_per_minute", Integer(config.upstream_budget.other_per_minute, 0, 100000000)},
            {"max_wait", NonNegativeDuration(config.upstream_budget.max_wait)},
+           {"window_margin", NonNegativeDuration(config.upstream_budget.window_margin)},
        })},
       {"request_ids", Section({
                           {"ttl", PositiveDuration(request_ids.ttl)},

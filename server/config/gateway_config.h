@@ -109,6 +109,9 @@ struct UpstreamBudgetConfig {
   int64_t other_per_second = 60;
   int64_t other_per_minute = 180;
   absl::Duration max_wait = absl::Seconds(10);
+  // Added to each window: a call admitted here reaches the upstream a little later, and the
+  // network's jitter must not squeeze two windows' calls into one of the upstream's.
+  absl::Duration window_margin = absl::Milliseconds(250);
 };
 
 // One tenant: how its callers are recognised, and what its calls send upstream.

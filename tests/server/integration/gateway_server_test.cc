@@ -47,7 +47,7 @@ GatewayConfig TestConfig() {
   config.server.identity = "none";  // Every caller is "acme".
   config.server.metrics_listen = "127.0.0.1:0";
   // The fake clock stands still: no upstream budget windows (limits have tests of their own).
-  config.upstream_budget = UpstreamBudgetConfig{0, 0, 0, 0, absl::Seconds(1)};
+  config.upstream_budget = UpstreamBudgetConfig{0, 0, 0, 0, absl::Seconds(1), absl::ZeroDuration()};
   return config;
 }
 
