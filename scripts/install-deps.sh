@@ -14,7 +14,7 @@ packages=(
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
   libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libgmock-dev
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
-  prometheus redis-server
+  prometheus redis-server libhiredis-dev iproute2
   # Generated clients in other languages (client/<language>/ and their interop test).
   python3 python3-grpcio python3-protobuf python3-yaml
   golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev

@@ -178,10 +178,36 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   }
   gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(signing_key));
   gateway->tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
-  // Every upstream call is admitted first: the tenant's limits, then the upstream budget.
-  gateway->limit_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
+  // Every upstream call is admitted first: the tenant's limits, then the upstream budget, in
+  // this process or shared by all replicas in Redis.
+  double fallback_share = 1.0;
+  if (config.redis.url.empty()) {
+    gateway->limit_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
+  } else {
+    RedisLimitStoreOptions base;
+    base.connect_timeout = config.redis.connect_timeout;
+    base.command_timeout = config.redis.command_timeout;
+    absl::StatusOr<RedisLimitStoreOptions> redis_options = ParseRedisUrl(config.redis.url, base);
+    if (!redis_options.ok()) return redis_options.status();
+    if (!secrets.redis_password.empty()) redis_options->password = secrets.redis_password;
+    absl::StatusOr<std::unique_ptr<RedisLimitStore>> redis =
+        RedisLimitStore::Create(*std::move(redis_options));
+    if (!redis.ok()) return redis.status();
+    gateway->redis_ = redis->get();
+    gateway->limit_store_ = *std::move(redis);
+    if (config.redis.on_failure == "fail_open") {
+      gateway->fallback_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
+      fallback_share = 1.0 / static_cast<double>(config.redis.replicas);
+    }
+    LogLine(
+        absl::StrCat("limits shared in Redis; when it is unreachable: ", config.redis.on_failure,
+                     gateway->fallback_store_ != nullptr
+                         ? absl::StrCat(" (1/", config.redis.replicas, " of each limit here)")
+                         : std::string()));
+  }
   gateway->admission_ = std::make_unique<AdmissionController>(
-      *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get());
+      *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get(),
+      gateway->fallback_store_.get(), fallback_share);
   gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(*gateway->api_, *gateway->admission_);
   gateway->core_ =
       std::make_unique<CopilotCore>(*gateway->admitted_api_, *gateway->clock_, *gateway->handles_,
@@ -242,7 +268,19 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     LogLine(absl::StrCat("serving /metrics, /healthz and /readyz on http://",
                          gateway->ops_http_->address()));
   }
-  gateway->SetReady(true);
+  if (gateway->redis_ == nullptr) {
+    gateway->SetReady(true);
+  } else {
+    GatewayServer* self = gateway.get();
+    self->readiness_waiter_ = std::thread([self] {
+      while (!self->draining_.load() && !self->redis_->healthy())
+        absl::SleepFor(absl::Milliseconds(50));
+      if (!self->draining_.load()) {
+        LogLine("Redis answers: ready");
+        self->SetReady(true);
+      }
+    });
+  }
   return gateway;
 }
 
@@ -259,6 +297,7 @@ void GatewayServer::SetReady(bool ready) {
 }
 
 std::string GatewayServer::ScrapeMetrics() const {
+  if (redis_ != nullptr) metrics_->SetRedisDegraded(!redis_->healthy());
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();
   families.insert(families.end(), std::make_move_iterator(process.begin()),
@@ -267,6 +306,7 @@ std::string GatewayServer::ScrapeMetrics() const {
 }
 
 void GatewayServer::Drain(absl::Duration delay, absl::Duration grace) {
+  draining_.store(true);
   SetReady(false);
   LogLine(absl::StrCat("draining: readiness NOT_SERVING; still accepting calls for ",
                        absl::FormatDuration(delay)));
@@ -275,6 +315,8 @@ void GatewayServer::Drain(absl::Duration delay, absl::Duration grace) {
 }
 
 GatewayServer::~GatewayServer() {
+  draining_.store(true);
+  if (readiness_waiter_.joinable()) readiness_waiter_.join();
   ops_http_.reset();
   Shutdown(absl::ZeroDuration());
   server_.reset();
@@ -289,6 +331,8 @@ void GatewayServer::Shutdown(absl::Duration grace) {
     shut_down_ = true;
   }
   if (server_ == nullptr) return;
+  draining_.store(true);
+  if (readiness_waiter_.joinable()) readiness_waiter_.join();
   SetReady(false);
   gate_.Close();
   LogLine(absl::StrCat("shutting down: no new calls; ", gate_.in_flight(),

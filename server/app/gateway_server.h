@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -23,6 +24,7 @@
 #include "server/limits/admission_controller.h"
 #include "server/limits/admitted_haufe_api.h"
 #include "server/limits/local_limit_store.h"
+#include "server/limits/redis_limit_store.h"
 #include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/ops/ops_http_server.h"
@@ -71,7 +73,8 @@ class GatewayServer {
   GatewayMetrics& metrics() { return *metrics_; }
   // The /metrics page: the gateway's families and the process_* ones, in text format.
   std::string ScrapeMetrics() const;
-  // Readiness (gRPC health "readiness" and "", /readyz, copilot_gateway_ready).
+  // Readiness (gRPC health "readiness" and "", /readyz, copilot_gateway_ready): once started
+  // and, with Redis configured, once Redis first answered; false again while draining.
   bool ready() const { return ready_.load(); }
   // The tenants in force (a reload replaces its directory).
   TenantResolver& tenants() { return *tenants_; }
@@ -100,6 +103,9 @@ class GatewayServer {
   std::unique_ptr<GatewayMetrics> metrics_;
   ProcessCollector process_collector_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
+  // Waits for Redis's first answer before readiness turns SERVING.
+  std::thread readiness_waiter_;
   CallGate gate_;
   // Reset first in the destructor: its handlers read the members above.
   std::unique_ptr<OpsHttpServer> ops_http_;
@@ -112,6 +118,8 @@ class GatewayServer {
   // Limits: destroyed before the API they admit calls to (the core calls them through
   // admitted_api_), after the server.
   std::unique_ptr<LimitStore> limit_store_;
+  RedisLimitStore* redis_ = nullptr;            // limit_store_ when Redis is configured.
+  std::unique_ptr<LimitStore> fallback_store_;  // Fail-open: this replica's share.
   std::unique_ptr<AdmissionController> admission_;
   std::unique_ptr<AdmittedHaufeApi> admitted_api_;
   std::unique_ptr<grpc::Server> server_;

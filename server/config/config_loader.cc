@@ -345,6 +345,15 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"max_wait", NonNegativeDuration(config.upstream_budget.max_wait)},
            {"window_margin", NonNegativeDuration(config.upstream_budget.window_margin)},
        })},
+      {"redis", Section({
+                    {"url", NonEmptyString(config.redis.url)},
+                    {"password_file", NonEmptyString(config.redis.password_file)},
+                    {"password_env", NonEmptyString(config.redis.password_env)},
+                    {"on_failure", NonEmptyString(config.redis.on_failure)},
+                    {"replicas", Integer(config.redis.replicas, 1, 10000)},
+                    {"connect_timeout", PositiveDuration(config.redis.connect_timeout)},
+                    {"command_timeout", PositiveDuration(config.redis.command_timeout)},
+                })},
       {"request_ids", Section({
                           {"ttl", PositiveDuration(request_ids.ttl)},
                           {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
@@ -542,6 +551,15 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
       !absl::StrContains(config.server.metrics_listen, ':')) {
     return PathError("metrics_listen", "expected HOST:PORT, or off");
   }
+  if (config.redis.on_failure != "fail_open" && config.redis.on_failure != "fail_closed") {
+    return PathError("redis.on_failure", "must be fail_open or fail_closed");
+  }
+  if (!config.redis.url.empty() && !absl::StartsWith(config.redis.url, "redis://")) {
+    return PathError("redis.url", "must start with redis://");
+  }
+  if (!config.redis.password_file.empty() && !config.redis.password_env.empty()) {
+    return PathError("redis", "at most one of password_file and password_env");
+  }
   if (config.server.identity != "bearer" && config.server.identity != "none") {
     return PathError("identity", "must be bearer or none");
   }
@@ -623,6 +641,13 @@ absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const
                        "the key must be at least 32 bytes (e.g. openssl rand -base64 48)");
     }
     secrets.thread_signing_key = *std::move(signing);
+  }
+  if (!config.redis.password_file.empty() || !config.redis.password_env.empty()) {
+    absl::StatusOr<std::string> password =
+        ReadSecret("redis.password_file", config.redis.password_file, "redis.password_env",
+                   config.redis.password_env, env);
+    if (!password.ok()) return password.status();
+    secrets.redis_password = *std::move(password);
   }
   absl::StatusOr<std::vector<ResolvedTenant>> tenants = ResolveTenants(config, env);
   if (!tenants.ok()) return tenants.status();

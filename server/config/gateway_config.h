@@ -114,6 +114,24 @@ struct UpstreamBudgetConfig {
   absl::Duration window_margin = absl::Milliseconds(250);
 };
 
+// Limits shared by every replica in Redis (one atomic script per decision). Without a url the
+// limits live in this process.
+struct RedisConfig {
+  // "redis://[[user]:password@]host[:port][/db]"; empty: no Redis.
+  std::string url;
+  // The password, from a file or an environment variable (never in the url in production).
+  std::string password_file;
+  std::string password_env;
+  // When Redis is unreachable: "fail_open" (each replica decides alone with its share of every
+  // limit, 1/replicas) or "fail_closed" (calls are refused with UNAVAILABLE). Either way the
+  // gauge copilot_gateway_redis_degraded is 1 and a line is logged; Redis is reconnected by
+  // itself.
+  std::string on_failure = "fail_open";
+  int64_t replicas = 1;
+  absl::Duration connect_timeout = absl::Milliseconds(500);
+  absl::Duration command_timeout = absl::Milliseconds(250);
+};
+
 // One tenant: how its callers are recognised, and what its calls send upstream.
 struct TenantEntryConfig {
   std::string id;
@@ -200,6 +218,7 @@ struct GatewayConfig {
   TlsListenerConfig tls;
   std::vector<TenantEntryConfig> tenants;
   UpstreamBudgetConfig upstream_budget;
+  RedisConfig redis;
   // The key that binds thread handles to tenants (HMAC) and scopes end-user IDs; every replica
   // needs the same one. None: a random key per process (handles die with it; a warning).
   SecretRef thread_signing_key;
@@ -217,6 +236,7 @@ struct GatewaySecrets {
   std::string api_key;
   std::string licence;             // Empty: no licence configured.
   std::string thread_signing_key;  // Empty: none configured.
+  std::string redis_password;      // Empty: none configured.
   std::vector<ResolvedTenant> tenants;
 };
 

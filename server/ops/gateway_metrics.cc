@@ -228,6 +228,20 @@ void GatewayMetrics::Decided(const std::string& tenant, absl::string_view limit,
       .Increment();
 }
 
+void GatewayMetrics::SetRedisDegraded(bool degraded) {
+  absl::MutexLock lock(&mu_);
+  if (redis_degraded_ == nullptr) {
+    redis_degraded_ = &prometheus::BuildGauge()
+                           .Name("copilot_gateway_redis_degraded")
+                           .Help(
+                               "1 while Redis (shared limits) is unreachable and the gateway "
+                               "runs in its configured degraded mode (redis.on_failure).")
+                           .Register(*registry_)
+                           .Add({});
+  }
+  redis_degraded_->Set(degraded ? 1 : 0);
+}
+
 void GatewayMetrics::Waited(CallClass klass, absl::Duration wait) {
   budget_wait_[static_cast<std::size_t>(klass)]->Observe(absl::ToDoubleSeconds(wait));
 }

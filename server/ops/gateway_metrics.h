@@ -79,6 +79,9 @@ class GatewayMetrics final : public AdmissionEvents {
   // The SHA-256 (hex) of the config file in force.
   void SetConfigHash(const std::string& sha256_hex);
 
+  // copilot_gateway_redis_degraded (exported once Redis is configured).
+  void SetRedisDegraded(bool degraded);
+
   // AdmissionEvents: copilot_gateway_limit_decisions_total, copilot_gateway_admitted_in_flight,
   // copilot_gateway_budget_wait_seconds.
   void Decided(const std::string& tenant, absl::string_view limit,
@@ -95,6 +98,7 @@ class GatewayMetrics final : public AdmissionEvents {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Gauge>& config_info_;
   prometheus::Family<prometheus::Counter>& limit_decisions_;
+  prometheus::Gauge* redis_degraded_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::array<prometheus::Gauge*, 2> admitted_in_flight_{};
   std::array<prometheus::Histogram*, 2> budget_wait_{};
   prometheus::Gauge* upstream_in_flight_;
