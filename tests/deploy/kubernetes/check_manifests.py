@@ -9,6 +9,7 @@ job name) and the CMake project version.
 
 import argparse
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -20,21 +21,31 @@ import yaml  # noqa: E402
 
 NAME = "copilot-gateway"
 SELECTOR = {"app.kubernetes.io/name": NAME, "app.kubernetes.io/instance": NAME}
+# overlays/ha's Redis for shared limits (overlays/ha/redis.yaml).
+REDIS = "copilot-redis"
+REDIS_SELECTOR = {"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": REDIS}
+REDIS_PORT = 6379
 LABEL_KEYS = ["app.kubernetes.io/" + k for k in
               ("name", "instance", "version", "component", "part-of", "managed-by")]
 
 # What each overlay must be (issue #7).
 OVERLAY_RULES = {
     "single": {"replicas": 1, "hpa_min": None, "pdb": "max_unavailable",
-               "spread_keys": {"kubernetes.io/hostname"}},
+               "spread_keys": {"kubernetes.io/hostname"}, "redis": False},
     "ha": {"replicas": 3, "hpa_min": 3, "pdb_min_available": 2, "pdb": "min_available",
            "spread_keys": {"topology.kubernetes.io/zone", "kubernetes.io/hostname"},
-           "spread_hard": True},
+           "spread_hard": True, "redis": True},
 }
 
 
 def matches(selector, labels):
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def is_redis(o):
+    """An object of the Redis for shared limits (its own labels, not the gateway's)."""
+    return o.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == \
+        "limits-store"
 
 
 class Manifests:
@@ -75,7 +86,17 @@ class Manifests:
 
     def labels(self):
         version = project_version(self.repo)
-        for o in self.objects + [self.pod]:
+        redis = [o for o in self.objects if is_redis(o)]
+        redis_pods = [o["spec"]["template"] for o in redis if o["kind"] == "Deployment"]
+        for o in redis + redis_pods:
+            labels = o["metadata"].get("labels", {})
+            what = f"{o.get('kind', 'Redis pod template')} {o['metadata'].get('name', '')}"
+            missing = [k for k in LABEL_KEYS if k not in labels]
+            fail_unless(not missing, f"{what}: labels {missing} missing")
+            fail_unless(matches(REDIS_SELECTOR, labels),
+                        f"{what}: name/instance labels are not {REDIS_SELECTOR}")
+            fail_unless(labels["app.kubernetes.io/part-of"] == "copilot", f"{what}: part-of")
+        for o in [o for o in self.objects if not is_redis(o)] + [self.pod]:
             labels = o["metadata"].get("labels", {})
             what = f"{o.get('kind', 'pod template')} {o['metadata'].get('name', '')}"
             missing = [k for k in LABEL_KEYS if k not in labels]
@@ -90,7 +111,9 @@ class Manifests:
                     "version in it)")
         image = self.container["image"]
         fail_unless(image.endswith(":" + version), f"image {image} is not tagged {version}")
-        return f"6 app.kubernetes.io labels on every object, version {version}, image {image}"
+        return (f"6 app.kubernetes.io labels on every object, version {version}, image {image}" +
+                (f"; {len(redis)} Redis objects labelled {REDIS_SELECTOR}, component "
+                 "limits-store" if redis else ""))
 
     def security(self):
         pod_sc = self.pod_spec.get("securityContext", {})
@@ -252,7 +275,7 @@ class Manifests:
         return "; ".join(checked)
 
     def services(self):
-        services = find(self.objects, "Service")
+        services = [s for s in find(self.objects, "Service") if not is_redis(s)]
         pod_labels = self.pod["metadata"]["labels"]
         ports = {p["name"] for p in self.container["ports"]}
         for s in services:
@@ -300,7 +323,7 @@ class Manifests:
         return f"job {job} (as alerts.yaml), port metrics, path /metrics"
 
     def network_policy(self):
-        policy = one(self.objects, "NetworkPolicy")
+        policy = one(self.objects, "NetworkPolicy", NAME)
         spec = policy["spec"]
         fail_unless(matches(spec["podSelector"]["matchLabels"], self.pod["metadata"]["labels"]),
                     "NetworkPolicy podSelector does not select the gateway pods")
@@ -389,6 +412,163 @@ class Manifests:
         notes.append(f"spread over {', '.join(sorted(keys))}")
         return "; ".join(notes)
 
+    def redis(self):
+        """overlays/ha: the gateways share their limits in the Redis of redis.yaml; single: in
+        process, no Redis at all."""
+        redis_objects = [o for o in self.objects if is_redis(o)]
+        config = self.config.get("redis") or {}
+        if not self.rules["redis"]:
+            fail_unless(not config.get("url"), f"overlay {self.overlay} sets redis.url: its "
+                        "limits are in process")
+            fail_unless(not redis_objects, f"overlay {self.overlay} renders Redis objects")
+            return "no redis.url, no Redis objects: limits in process"
+        notes = []
+        # The config: url to the Service, fail_open share = replicas = HPA min.
+        url = str(config.get("url", ""))
+        fail_unless(url, "the ha config has no redis.url: limits would be per replica")
+        match = re.fullmatch(r"redis://([^/:@]+):(\d+)(/\d+)?", url)
+        fail_unless(match, f"redis.url {url!r} is not redis://HOST:PORT[/DB]")
+        host, port = match.group(1), int(match.group(2))
+        fail_unless(config.get("on_failure") == "fail_open",
+                    f"redis.on_failure {config.get('on_failure')!r}, the overlay documents "
+                    "fail_open")
+        replicas = self.deployment["spec"].get("replicas", 1)
+        hpa = find(self.objects, "HorizontalPodAutoscaler")
+        hpa_min = hpa[0]["spec"].get("minReplicas", 1) if hpa else replicas
+        fail_unless(config.get("replicas") == replicas == hpa_min,
+                    f"redis.replicas {config.get('replicas')} must equal the Deployment's "
+                    f"replicas {replicas} and the HPA's minReplicas {hpa_min} (each replica's "
+                    "fail_open share is 1/redis.replicas)")
+        fail_unless(config.get("password_file") or config.get("password_env"),
+                    "Redis without a password (redis.password_file)")
+        notes.append(f"url {url}, fail_open, replicas {replicas} = HPA min {hpa_min}")
+        # The workload: one Redis pod behind a ClusterIP Service named like the url's host.
+        fail_unless(host == REDIS, f"redis.url host {host} is not the Service {REDIS}")
+        service = one(self.objects, "Service", REDIS)
+        deployment = one(self.objects, "Deployment", REDIS)
+        pod = deployment["spec"]["template"]
+        fail_unless(deployment["spec"].get("replicas", 1) == 1,
+                    "Redis replicas != 1 (several would split the limit state)")
+        fail_unless(deployment["spec"]["selector"]["matchLabels"] == REDIS_SELECTOR,
+                    f"Redis Deployment selector is not {REDIS_SELECTOR}")
+        fail_unless(deployment["spec"].get("strategy", {}).get("type") == "Recreate",
+                    "Redis strategy is not Recreate (a rollout would run two at once)")
+        fail_unless(service["spec"].get("type", "ClusterIP") == "ClusterIP" and
+                    service["spec"].get("clusterIP") != "None", f"{REDIS} is not a ClusterIP")
+        fail_unless(service["spec"].get("selector") == REDIS_SELECTOR and
+                    matches(service["spec"]["selector"], pod["metadata"]["labels"]),
+                    f"Service {REDIS} selector {service['spec'].get('selector')} does not select "
+                    "the Redis pods (only them)")
+        fail_unless(not matches(service["spec"]["selector"], self.pod["metadata"]["labels"]),
+                    f"Service {REDIS} selects the gateway pods")
+        containers = pod["spec"]["containers"]
+        fail_unless(len(containers) == 1, "the Redis pod has more than one container")
+        c = containers[0]
+        by_port = [p for p in service["spec"]["ports"] if p["port"] == port]
+        fail_unless(by_port, f"Service {REDIS} has no port {port} (redis.url)")
+        _, target = container_port(c, by_port[0].get("targetPort", port))
+        fail_unless(target == REDIS_PORT, f"Service {REDIS} port {port} targets {target}")
+        script = " ".join(c.get("command", []) + c.get("args", []))
+        fail_unless(f"--port {REDIS_PORT}" in script, f"redis-server is not on --port {REDIS_PORT}")
+        fail_unless("--save ''" in script and "--appendonly no" in script,
+                    "Redis persists (wanted --save '' --appendonly no: limit state is "
+                    "short-lived, /data is an emptyDir)")
+        notes.append(f"Service {REDIS}:{port} -> Redis pod :{target}, 1 replica, no persistence")
+        # Hardening as the gateway's, as far as Redis allows.
+        pod_sc = pod["spec"].get("securityContext", {})
+        sc = c.get("securityContext", {})
+        for where, ctx in (("Redis pod", pod_sc), ("Redis container", sc)):
+            fail_unless(ctx.get("runAsNonRoot") is True, f"{where} runAsNonRoot")
+            fail_unless(ctx.get("runAsUser") == 999, f"{where} runAsUser {ctx.get('runAsUser')}, "
+                        "not 999 (the image's redis user)")
+            fail_unless(ctx.get("seccompProfile", {}).get("type") == "RuntimeDefault",
+                        f"{where} seccompProfile is not RuntimeDefault")
+        fail_unless(sc.get("allowPrivilegeEscalation") is False,
+                    "Redis allowPrivilegeEscalation")
+        fail_unless(sc.get("readOnlyRootFilesystem") is True, "Redis readOnlyRootFilesystem")
+        fail_unless("ALL" in sc.get("capabilities", {}).get("drop", []),
+                    "Redis capabilities.drop lacks ALL")
+        fail_unless(not sc.get("capabilities", {}).get("add"), "Redis capabilities.add")
+        fail_unless(pod["spec"].get("automountServiceAccountToken") is False,
+                    "Redis automountServiceAccountToken must be false")
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        fail_unless("/data" in mounts and "emptyDir" in volumes.get(mounts["/data"]["name"], {}),
+                    "Redis /data is not an emptyDir (the root filesystem is read-only)")
+        fail_unless(not find(self.objects, "PersistentVolumeClaim"), "a PersistentVolumeClaim")
+        for part in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                fail_unless(r in c.get("resources", {}).get(part, {}),
+                            f"Redis resources.{part}.{r} missing")
+        for kind in ("livenessProbe", "readinessProbe"):
+            spec = c.get(kind)
+            fail_unless(spec and ("exec" in spec or "tcpSocket" in spec),
+                        f"Redis {kind} is neither exec nor tcpSocket")
+        notes.append("Redis uid 999, read-only root, /data emptyDir, caps drop ALL, probes")
+        # The password: Redis's requirepass and the gateways' redis.password_file are the same
+        # key of the same Secret.
+        password = config.get("password_file")
+        fail_unless(password, "redis.password_file missing (the Secret's file)")
+        mount, relative = mount_for(self.container, password)
+        gateway_sources = [(s, k) for s, k, p in self._secret_sources(
+            volume(self.deployment, mount["name"])) if p == relative]
+        fail_unless(len(gateway_sources) == 1, f"redis.password_file {password}: no Secret")
+        secret, key = gateway_sources[0]
+        redis_secret = [(v, m) for v in volumes.values() for m in c.get("volumeMounts", [])
+                        if m["name"] == v["name"] and v.get("secret", {}).get("secretName") ==
+                        secret]
+        fail_unless(redis_secret, f"the Redis pod does not mount Secret {secret}")
+        v, m = redis_secret[0]
+        items = v["secret"].get("items") or [{"key": key, "path": key}]
+        paths = [i["path"] for i in items if i["key"] == key]
+        fail_unless(paths, f"the Redis pod's Secret volume has no key {key}")
+        file = m["mountPath"].rstrip("/") + "/" + paths[0]
+        fail_unless(re.search(r"requirepass \$\(cat " + re.escape(file) + r"\)", script),
+                    f"Redis's requirepass is not read from {file} (Secret {secret}/{key})")
+        fail_unless("--requirepass" not in script,
+                    "the password on redis-server's command line (visible in /proc)")
+        fail_unless(v["secret"].get("defaultMode") == 0o440 and
+                    pod_sc.get("fsGroup") == pod_sc.get("runAsGroup"),
+                    "Redis password file: defaultMode 0440 with fsGroup = runAsGroup")
+        notes.append(f"requirepass and redis.password_file both from {secret}/{key}")
+        # NetworkPolicy: gateways -> Redis pods on 6379; Redis admits only the gateways.
+        gateway_policy = one(self.objects, "NetworkPolicy", NAME)
+        out = [r for r in gateway_policy["spec"].get("egress", [])
+               if any(matches(t.get("podSelector", {}).get("matchLabels", {"-": "-"}),
+                              pod["metadata"]["labels"]) and "namespaceSelector" not in t
+                      for t in r.get("to", []))
+               and any(p.get("protocol", "TCP") == "TCP" and
+                       container_port(c, p["port"])[1] == REDIS_PORT for p in r.get("ports", []))]
+        fail_unless(out, f"NetworkPolicy {NAME}: no egress to the Redis pods on TCP {REDIS_PORT}")
+        policy = one(self.objects, "NetworkPolicy", REDIS)
+        spec = policy["spec"]
+        fail_unless(spec["podSelector"].get("matchLabels") == REDIS_SELECTOR,
+                    f"NetworkPolicy {REDIS} does not select the Redis pods")
+        fail_unless("Ingress" in spec.get("policyTypes", []),
+                    f"NetworkPolicy {REDIS} does not restrict ingress")
+        for rule in spec.get("ingress", []):
+            fail_unless(rule.get("from") and rule.get("ports"),
+                        f"NetworkPolicy {REDIS}: an ingress rule open to all sources or ports")
+            for source in rule["from"]:
+                fail_unless(set(source) == {"podSelector"} and
+                            source["podSelector"].get("matchLabels") == SELECTOR,
+                            f"NetworkPolicy {REDIS} admits {source}, not only the gateway pods")
+            for p in rule["ports"]:
+                fail_unless(container_port(c, p["port"])[1] == REDIS_PORT,
+                            f"NetworkPolicy {REDIS} opens port {p['port']}")
+        fail_unless(spec.get("ingress"), f"NetworkPolicy {REDIS} admits nobody")
+        notes.append(f"egress gateway -> Redis :{REDIS_PORT}; Redis ingress from gateways only")
+        # The ha config is base/gateway.yaml plus `redis` (one config kept in two files).
+        base = load_yaml_all(os.path.join(self.repo, "deploy", "kubernetes", "base",
+                                          "gateway.yaml"))[0]
+        rest = {k: v for k, v in self.config.items() if k != "redis"}
+        differ = sorted(k for k in set(base) | set(rest) if base.get(k) != rest.get(k))
+        fail_unless(not differ, f"overlays/ha/gateway.yaml differs from base/gateway.yaml in "
+                    f"{differ}, not only in redis (edit both)")
+        fail_unless("redis" not in base, "base/gateway.yaml has a redis section")
+        notes.append("ha gateway.yaml = base/gateway.yaml + redis")
+        return "; ".join(notes)
+
     def image_command(self):
         args = self.container.get("args")
         fail_unless(args == self.stage.get("CMD"),
@@ -415,6 +595,7 @@ def main():
         ("config volume", m.config_volume), ("secrets", m.secrets), ("services", m.services),
         ("monitoring", m.monitoring), ("network policy", m.network_policy),
         ("availability", m.availability), ("image command", m.image_command),
+        ("redis", m.redis),
     ])
 
 
