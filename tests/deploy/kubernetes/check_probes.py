@@ -12,6 +12,14 @@ Then, as on a pod's deletion: SIGTERM; readiness must fail at once (gRPC "readin
 NOT_SERVING, /readyz 503) while liveness still passes (a draining pod must not be restarted),
 and the process must exit 0 within terminationGracePeriodSeconds.
 
+With `redis.url` in the config (overlays/ha), Redis first: the gateway is started with the url
+rewritten to a free loopback port where nothing listens yet. Startup and liveness must pass
+while readiness must fail (the documented behaviour: NOT_SERVING until Redis first answers), and
+the Redis pod's readiness probe must fail too. Then redis-server is started with the rendered
+Redis container's own command (only its port, /data and secret paths rewritten: no
+persistence, requirepass from the same generated password file the gateway reads), its probes
+must pass, and the gateway's readiness must turn SERVING; the checks above follow.
+
 Last, the Secret templates' own placeholder values must be refused at start-up (the signing key
 REPLACE_ME is shorter than 32 bytes), so the templates cannot run by accident.
 
@@ -22,7 +30,9 @@ import argparse
 import base64
 import os
 import secrets as random_secrets
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +55,8 @@ def write_secret(directory, path, key, value):
     with open(target, "w") as f:
         if "signing_key" in key:
             f.write(base64.b64encode(random_secrets.token_bytes(48)).decode() + "\n")
+        elif path.startswith("redis."):
+            f.write(random_secrets.token_hex(32) + "\n")
         else:
             f.write(f"test-value-of-{path}\n")
     os.chmod(target, 0o400)
@@ -119,15 +131,22 @@ def run(args):
         print(f"ok   {kind}: port {action['port']} -> containerPort {number} ({name}) -> "
               f"{listener_of[number]} listener")
 
+    redis_url = (config.get("redis") or {}).get("url")
     with tempfile.TemporaryDirectory(prefix="k8s-probes-") as work:
         secret_files = {}
 
         def replace(path, key, value):
             secret_files[path] = write_secret(work, path, key, value)
             return secret_files[path]
+        rewritten = rewrite(config, replace)
+        redis = None
+        if redis_url:
+            redis = RedisServer(objects, work, free_port(), secret_files.get("redis.password_file"))
+            rewritten["redis"] = dict(rewritten["redis"], url=redis.url(redis_url))
+            print(f"     redis.url {redis_url} -> {rewritten['redis']['url']} (not started yet)")
         config_file = os.path.join(work, "gateway.yaml")
         with open(config_file, "w") as f:
-            yaml.safe_dump(rewrite(config, replace), f, sort_keys=False)
+            yaml.safe_dump(rewritten, f, sort_keys=False)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for path, key, value in secret_refs(config):
             if key.endswith("_env"):
@@ -136,10 +155,159 @@ def run(args):
         print(f"     running {' '.join(argv)} (secrets: {', '.join(secret_files)})")
         proc, addresses = start_gateway(argv, env=env)
         try:
+            if redis:
+                check_redis(redis, proc, addresses, probes)
             check_running(proc, addresses, probes, period)
         finally:
             stop(proc)
+            if redis:
+                redis.stop()
         check_templates_refused(args, config, deployment, stage, work)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """The rendered Redis container (overlays/ha/redis.yaml) run here: its command and probes
+    with only the port (to a free loopback one), /data and the Secret mount rewritten."""
+
+    def __init__(self, objects, work, port, password_file):
+        fail_unless(password_file, "redis.url without redis.password_file")
+        self.port = port
+        self.proc = None
+        deployment = one(objects, "Deployment", "copilot-redis")
+        pod = deployment["spec"]["template"]["spec"]
+        fail_unless(len(pod["containers"]) == 1, "the Redis pod has more than one container")
+        self.container = pod["containers"][0]
+        ports = [p["containerPort"] for p in self.container.get("ports", [])]
+        fail_unless(len(ports) == 1, f"the Redis container has ports {ports}, not one")
+        self.container_port = ports[0]
+        # Each volume mount to a directory here; the Secret's files from the generated password.
+        self.paths = {}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for mount in self.container.get("volumeMounts", []):
+            local = os.path.join(work, "redis", mount["name"])
+            os.makedirs(local)
+            source = volumes[mount["name"]]
+            if "secret" in source:
+                with open(password_file) as f:
+                    password = f.read()
+                for item in source["secret"].get("items", []):
+                    with open(os.path.join(local, item["path"]), "w") as f:
+                        f.write(password)
+            self.paths[mount["mountPath"]] = local
+
+    def url(self, url):
+        host = url.split("://", 1)[1].split("/", 1)[0]
+        return url.replace(host, f"127.0.0.1:{self.port}", 1)
+
+    def _local(self, text, server=False):
+        for mount, local in sorted(self.paths.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(mount, local)
+        if server:
+            return text.replace(f"--port {self.container_port}",
+                                f"--port {self.port} --bind 127.0.0.1")
+        return text.replace(str(self.container_port), str(self.port))
+
+    def start(self):
+        argv = [self._local(a, server=True) for a in
+                self.container.get("command", []) + self.container.get("args", [])]
+        fail_unless(argv, "the Redis container has no command (the image's would run)")
+        fail_unless(any(f"--port {self.port} " in a for a in argv),
+                    f"the Redis command has no --port {self.container_port}")
+        print(f"     starting Redis: {shlex.join(argv)}")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def probe(self, kind):
+        spec = self.container[kind]
+        if "exec" in spec:
+            argv = [self._local(a) for a in spec["exec"]["command"]]
+            try:
+                code = subprocess.run(argv, capture_output=True,
+                                      timeout=spec.get("timeoutSeconds", 1) + 2).returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+            return code == 0, f"Redis {kind}: exec {argv[-1][:60]}... = exit {code}"
+        if "tcpSocket" in spec:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return True, f"Redis {kind}: tcpSocket :{self.port} connects"
+            except OSError as e:
+                return False, f"Redis {kind}: tcpSocket :{self.port}: {e}"
+        raise CheckError(f"Redis {kind}: neither exec nor tcpSocket")
+
+    def stop(self):
+        if self.proc:
+            stop(self.proc, timeout=10)
+
+
+def check_redis(redis, proc, addresses, probes):
+    """Before Redis answers: the pod starts and lives but is not ready; then Redis starts (its
+    own command and probes) and the gateway turns ready."""
+    grpc_target = addresses["grpc"]
+    http_base = "http://" + addresses["metrics"]
+    startup = probes.get("startupProbe")
+    if startup:
+        deadline = time.monotonic() + 30
+        while True:
+            ok, seen = probe("startupProbe", startup, grpc_target, http_base)
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        fail_unless(ok, f"without Redis, the startup probe never passed: {seen} (kubelet would "
+                    "restart the pod while Redis is down)")
+        print(f"ok   without Redis: {seen}")
+    # For several seconds (longer than connect_timeout plus retries): not ready, but alive.
+    until = time.monotonic() + 3
+    while time.monotonic() < until:
+        ok, seen = probe("readinessProbe", probes["readinessProbe"], grpc_target, http_base)
+        fail_unless(not ok, f"without Redis reachable, {seen}: the gateway would take calls "
+                    "with limits it cannot share")
+        alive, seen_alive = probe("livenessProbe", probes["livenessProbe"], grpc_target,
+                                  http_base)
+        fail_unless(alive, f"without Redis reachable, {seen_alive}: kubelet would restart it")
+        time.sleep(0.5)
+    readyz = http_get(http_base + "/readyz")
+    fail_unless(readyz == 503, f"without Redis reachable, GET /readyz = {readyz}, not 503")
+    default = grpc_health(grpc_target, "")
+    fail_unless(default != "SERVING", f"without Redis reachable, grpc.health.v1 Check('') = "
+                f"{default}: the overall health must not be SERVING either")
+    print(f"ok   without Redis for 3 s: {seen}; Check('') = {default}; GET /readyz = {readyz}; "
+          f"{seen_alive}")
+    ok, seen = redis.probe("readinessProbe")
+    fail_unless(not ok, f"before Redis runs, {seen}: the Redis probe cannot fail")
+    print(f"ok   control: before Redis runs, {seen}")
+    fail_unless(proc.poll() is None, "the gateway exited while Redis was unreachable")
+
+    started = time.monotonic()
+    redis.start()
+    deadline = started + 20
+    for kind in ("livenessProbe", "readinessProbe"):
+        while True:
+            ok, seen = redis.probe(kind)
+            if ok or time.monotonic() > deadline or redis.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        if not ok and redis.proc.poll() is not None:
+            seen += f"; redis-server exited {redis.proc.returncode}: " + \
+                redis.proc.stdout.read()[-1500:]
+        fail_unless(ok, seen)
+        print(f"ok   {seen} ({time.monotonic() - started:.1f}s)")
+    while True:
+        ok, seen = probe("readinessProbe", probes["readinessProbe"], grpc_target, http_base)
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    fail_unless(ok, f"Redis answers, but 20 s later still {seen}")
+    readyz = http_get(http_base + "/readyz")
+    fail_unless(readyz == 200, f"Redis answers, readiness passes, but GET /readyz = {readyz}")
+    print(f"ok   Redis up: {seen}, GET /readyz = {readyz} "
+          f"({time.monotonic() - started:.1f}s after starting redis-server)")
 
 
 def check_running(proc, addresses, probes, period):

@@ -24,6 +24,9 @@ PY = "/usr/bin/python3"
 BASE = "deploy/kubernetes/base"
 DEPLOYMENT = f"{BASE}/deployment.yaml"
 CONFIG = f"{BASE}/gateway.yaml"
+HA = "deploy/kubernetes/overlays/ha"
+HA_CONFIG = f"{HA}/gateway.yaml"
+REDIS = f"{HA}/redis.yaml"
 END = "<end of file>"  # as a mutation's old text: append the new text
 
 
@@ -75,7 +78,7 @@ MUTATIONS = [
        "[sleep, '5']\n          resources:\n")], "preStop"),
     ("rolling update may drop a pod", "manifests-ha",
      [(DEPLOYMENT, "maxUnavailable: 0", "maxUnavailable: 1")], "maxUnavailable 0"),
-    ("metrics_listen port differs from the container port", "manifests-ha",
+    ("metrics_listen port differs from the container port", "manifests-single",
      [(CONFIG, 'metrics_listen: "0.0.0.0:9464"', 'metrics_listen: "0.0.0.0:9465"')],
      "containerPort 'metrics'"),
     ("config mounted with subPath", "manifests-ha",
@@ -127,6 +130,43 @@ MUTATIONS = [
     ("ServiceMonitor job not the alerts' job", "manifests-ha",
      [(f"{BASE}/servicemonitor.yaml", "spec:\n", "spec:\n  jobLabel: app.kubernetes.io/part-of\n")],
      "does not select"),
+    # overlays/ha: Redis for shared limits.
+    ("ha redis.replicas not the Deployment's replicas", "manifests-ha",
+     [(HA_CONFIG, "  replicas: 3\n", "  replicas: 2\n")], "must equal the Deployment's replicas"),
+    ("ha HPA minimum not redis.replicas", "manifests-ha",
+     [(f"{HA}/kustomization.yaml", "path: /spec/minReplicas\n        value: 3",
+       "path: /spec/minReplicas\n        value: 4")], "must equal the Deployment's replicas"),
+    ("ha config drifts from base/gateway.yaml", "manifests-ha",
+     [(HA_CONFIG, "config_reload_interval: 5s", "config_reload_interval: 7s")],
+     "differs from base/gateway.yaml"),
+    ("ha without redis.url (limits per replica)", "manifests-ha",
+     [(HA_CONFIG, '  url: "redis://copilot-redis:6379/0"\n', "")], "has no redis.url"),
+    ("Redis Service selects other pods", "manifests-ha",
+     [(REDIS, "  selector:\n    app.kubernetes.io/name: redis\n",
+       "  selector:\n    app.kubernetes.io/name: redis-cache\n")],
+     "does not select the Redis pods"),
+    ("gateway egress to Redis on the wrong port", "manifests-ha",
+     [(f"{HA}/kustomization.yaml", "\n            - port: 6379\n", "\n            - port: 6380\n")],
+     "no egress to the Redis pods"),
+    ("Redis NetworkPolicy admits everyone", "manifests-ha",
+     [(REDIS, "      ports:\n        - port: redis\n",
+       "        - ipBlock:\n            cidr: 0.0.0.0/0\n      ports:\n        - port: redis\n")],
+     "not only the gateway pods"),
+    ("Redis persists to disk", "manifests-ha",
+     [(REDIS, "--save ''", "--save '60 1'")], "Redis persists"),
+    ("Redis runs as root", "manifests-ha",
+     [(REDIS, "        runAsUser: 999\n", "        runAsUser: 0\n")], "runAsUser 0"),
+    ("Redis with a writable root filesystem", "manifests-ha",
+     [(REDIS, "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false")],
+     "Redis readOnlyRootFilesystem"),
+    ("Redis password on the command line", "manifests-ha",
+     [(REDIS, "requirepass $(cat /etc/redis/secret/redis-password)\n",
+       "EOF\n              exec redis-server --requirepass x\n")], "requirepass is not read from"),
+    ("misspelt field in the Redis Deployment", "schema",
+     [(REDIS, "sizeLimit: 64Mi", "sizelimit: 64Mi")], "sizelimit"),
+    ("Redis's password is not the gateway's (never ready)", "probes",
+     [(REDIS, "requirepass $(cat /etc/redis/secret/redis-password)",
+       "requirepass not-the-secret")], "Redis readinessProbe: exec"),
     # Schemas.
     ("misspelt securityContext field", "schema",
      [(DEPLOYMENT, "readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true")],
@@ -155,8 +195,11 @@ MUTATIONS = [
      [(DEPLOYMENT, "path: /healthz\n              port: metrics",
        "path: /healthz\n              port: http")], "names no containerPort"),
     ("a config key the gateway rejects", "config",
-     [(CONFIG, "config_reload_interval: 5s", "config_reload_interval: 5s\nredis:\n  address: x")],
+     [(HA_CONFIG, "  command_timeout: 250ms\n", "  command_timeout: 250ms\n  address: x\n")],
      "unknown key"),
+    ("ha redis.on_failure not a mode", "config",
+     [(HA_CONFIG, "on_failure: fail_open", "on_failure: fail_soft")],
+     "must be fail_open or fail_closed"),
     # PrometheusRule.
     ("PrometheusRule edited by hand", "prometheusrule",
      [(f"{BASE}/prometheusrule.yaml", "for: 10m", "for: 11m")], "is not generated"),
