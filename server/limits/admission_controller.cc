@@ -20,8 +20,9 @@ struct AdmissionController::Pending {
   absl::Mutex mu;
   AdmitCallback done ABSL_GUARDED_BY(mu);
   bool finished ABSL_GUARDED_BY(mu) = false;
-  // The concurrency slot taken (released unless handed to a Permit).
-  LimitStore* slot_store = nullptr;
+  // The concurrency slot taken (released unless handed to a Permit). Key and lease are written
+  // before slot_store is published under mu.
+  LimitStore* slot_store ABSL_GUARDED_BY(mu) = nullptr;
   std::string slot_key;
   std::string lease;
 };
@@ -192,9 +193,12 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
              absl::StrCat("at most ", max, " answer generations in flight"), absl::Seconds(1));
       return;
     }
-    pending->slot_store = store;
     pending->slot_key = key;
     pending->lease = result->lease_id;
+    {
+      absl::MutexLock lock(&pending->mu);
+      pending->slot_store = store;
+    }
     Decided(*pending, "tenant_concurrency", store == &store_ ? "allowed" : "degraded");
     CheckBudget(pending);
   };
@@ -213,19 +217,20 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
 
 void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
   const CallClass klass = pending->klass;
-  absl::Time earliest = absl::InfinitePast();
+  bool queue_up = false;
+  absl::Time earliest = clock_.Now();
   {
     absl::MutexLock lock(&mu_);
     ClassQueue& queue = queues_[static_cast<int>(klass)];
     bool waiters = false;
     for (const auto& [tenant, calls] : queue.tenants) waiters = waiters || !calls.empty();
-    const absl::Time now = clock_.Now();
-    if (waiters || queue.held_until > now) {
+    if (waiters || queue.held_until > earliest) {
       // Behind those already waiting (fairness), or while the upstream asked us to hold.
-      earliest = std::max(queue.held_until, queue.next_try);
+      queue_up = true;
+      earliest = std::max({earliest, queue.held_until, queue.next_try});
     }
   }
-  if (earliest != absl::InfinitePast()) return WaitOrRefuse(std::move(pending), earliest);
+  if (queue_up) return WaitOrRefuse(std::move(pending), earliest);
   const std::string key = absl::StrCat("upstream:", CallClassName(klass));
   auto decide = [this, pending](absl::StatusOr<StepResult> result, bool degraded) mutable {
     if (!result.ok()) {
@@ -291,24 +296,28 @@ void AdmissionController::Refuse(Pending& pending, absl::string_view limit,
 }
 
 void AdmissionController::Admitted(Pending& pending) {
+  LimitStore* slot_store;
+  {
+    absl::MutexLock lock(&pending.mu);
+    slot_store = pending.slot_store;
+    pending.slot_store = nullptr;  // The permit releases it now.
+  }
   std::unique_ptr<Permit> permit = std::make_unique<SlotPermit>(
-      pending.slot_store, pending.slot_key, pending.lease, events_, pending.klass);
-  pending.slot_store = nullptr;  // The permit releases it now.
+      slot_store, pending.slot_key, pending.lease, events_, pending.klass);
   Finish(pending, std::move(permit));
 }
 
 void AdmissionController::Finish(Pending& pending, absl::StatusOr<std::unique_ptr<Permit>> result) {
   AdmitCallback done;
+  LimitStore* release = nullptr;
   {
     absl::MutexLock lock(&pending.mu);
     if (pending.finished) return;  // A permit handed to nobody releases its slot by itself.
     pending.finished = true;
     done = std::move(pending.done);
+    if (!result.ok()) std::swap(release, pending.slot_store);
   }
-  if (!result.ok() && pending.slot_store != nullptr) {
-    pending.slot_store->ReleaseSlot(pending.slot_key, pending.lease);
-    pending.slot_store = nullptr;
-  }
+  if (release != nullptr) release->ReleaseSlot(pending.slot_key, pending.lease);
   if (events_ != nullptr && pending.wait_start != absl::InfiniteFuture()) {
     events_->Waited(pending.klass, clock_.Now() - pending.wait_start);
   }

@@ -168,6 +168,10 @@ expect_status 1
 expect_line rate_limited '^error: RESOURCE_EXHAUSTED reason=rate_limit_gateway retry_delay=3s \(CreateThread: ' \
   "RESOURCE_EXHAUSTED decoded with ErrorInfo reason and RetryInfo delay"
 
+# The gateway holds that class of calls for the upstream's Retry-After (it answers the next ones
+# RESOURCE_EXHAUSTED itself meanwhile): wait it out, as the RetryInfo says.
+sleep 3.2
+
 echo "== [$lang] 3. deadline: CreateThread held 10 s upstream, COPILOT_TIMEOUT=1"
 add_fault '{"endpoint": "create_thread", "times": 1, "type": "latency", "delay_ms": 10000}'
 deadline_start=$SECONDS

@@ -201,7 +201,7 @@ TEST_F(GatewayLimitsTest, AFloodingTenantDoesNotStarveAnother) {
   }
   stop = true;
   for (std::thread& thread : flood) thread.join();
-  EXPECT_GE(b_sent, 10);
+  EXPECT_GE(b_sent, 5);  // Each waits for its turn in a full window (up to 1.25 s).
   EXPECT_GE(b_ok * 100, b_sent * 99) << b_ok << " of " << b_sent << ": " << b_failures;
   EXPECT_GT(a_refused.load(), 0) << "a's flood exceeded the budget";
   EXPECT_GT(a_ok.load(), 50);

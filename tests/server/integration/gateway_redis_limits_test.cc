@@ -32,6 +32,9 @@ struct TenantSpec {
 };
 const std::vector<TenantSpec> kTenants = {{"t1", 4}, {"t2", 6}, {"t3", 8}, {"t4", 10}};
 
+// Two seconds' worth: a caller stalled for a moment (a loaded CI machine) loses nothing.
+int Burst(const TenantSpec& tenant) { return static_cast<int>(2 * tenant.other_per_second); }
+
 std::string Token(const std::string& tenant) { return absl::StrCat("token-", tenant, "-5e1f"); }
 
 // The value of a sample whose line starts with `series` (exact name and labels as printed).
@@ -196,16 +199,18 @@ class GatewayRedisLimitsTest : public ::testing::Test {
 };
 
 TEST_F(GatewayRedisLimitsTest, ThreeReplicasAdmitTogetherExactlyWhatTheLimitsAllow) {
-  Load load = Run(absl::Seconds(20), [](absl::Duration) {});
+  Load load = Run(absl::Seconds(60), [](absl::Duration) {});
   EXPECT_EQ(load.other_errors, 0) << load.errors;
   for (std::size_t t = 0; t < kTenants.size(); ++t) {
-    // GCRA with burst 1: one at the start, then one per 1/rate.
+    // GCRA: the burst at the start, then one per 1/rate. The callers never let up, so the
+    // replicas together admit the rate, within 1%, plus at most the burst.
     const double seconds = absl::ToDoubleSeconds(load.last[t] - load.first[t]);
-    const double expected = 1 + kTenants[t].other_per_second * seconds;
+    const double rate = kTenants[t].other_per_second * seconds;
     std::cout << kTenants[t].id << ": " << load.ok[t] << " admitted in " << seconds
-              << " s; limit allows " << expected << "\n";
-    EXPECT_LE(std::abs(load.ok[t] - expected), 0.01 * expected + 1)
-        << kTenants[t].id << ": " << load.ok[t] << " admitted, " << expected << " allowed";
+              << " s; the limit allows " << rate << " plus a burst of " << Burst(kTenants[t])
+              << "\n";
+    EXPECT_LE(load.ok[t], Burst(kTenants[t]) + rate * 1.01 + 1) << kTenants[t].id;
+    EXPECT_GE(load.ok[t], rate * 0.99 - 1) << kTenants[t].id;
   }
   // The budget: 8 answers per 1.25 s over all three replicas; alone each would admit that much.
   const nlohmann::json stats = AnswerStats();
@@ -213,9 +218,9 @@ TEST_F(GatewayRedisLimitsTest, ThreeReplicasAdmitTogetherExactlyWhatTheLimitsAll
             << " refused; upstream " << stats.dump() << "\n";
   EXPECT_EQ(stats.value("refused", -1), 0) << stats.dump();
   EXPECT_LE(stats.value("max_admitted_1s", 99), 8) << stats.dump();
-  EXPECT_GE(load.answers_ok, 100);  // 20 s at 6.4/s is 128.
-  // Calls still waiting at the end (max_wait 2 s) may go in after the 20 s.
-  EXPECT_LE(load.answers_ok, 8 * (22 / 1.25 + 1));
+  EXPECT_GE(load.answers_ok, 330);  // 60 s at 6.4/s is 384.
+  // Calls still waiting at the end (max_wait 2 s) may go in after the 60 s.
+  EXPECT_LE(load.answers_ok, 8 * (62 / 1.25 + 1));
   EXPECT_GT(load.answers_refused, 0);
 }
 
@@ -249,7 +254,7 @@ TEST_F(GatewayRedisLimitsTest, RedisOutageFailsOpenToEachReplicasShareAndRecover
   // Tenants stayed near their limits throughout (their share per replica while degraded).
   for (std::size_t t = 0; t < kTenants.size(); ++t) {
     const double seconds = absl::ToDoubleSeconds(load.last[t] - load.first[t]);
-    const double limit = 1 + kTenants[t].other_per_second * seconds;
+    const double limit = Burst(kTenants[t]) + kTenants[t].other_per_second * seconds;
     std::cout << kTenants[t].id << ": " << load.ok[t] << " admitted, limit " << limit << "\n";
     EXPECT_LE(load.ok[t], limit * 1.1 + 3) << kTenants[t].id;
     EXPECT_GE(load.ok[t], limit * 0.7) << kTenants[t].id;
