@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """`kubectl kustomize` renders an overlay of deploy/kubernetes: prints kubectl's version and the
-objects rendered, and fails when kustomize fails or renders no Deployment.
+objects rendered, and fails when kustomize fails or renders no Deployment copilot-gateway.
 
   check_render.py --repo ROOT --overlay single|ha
 """
@@ -26,7 +26,9 @@ def main():
         print(f"kubectl: {version}")
         objects = render(args.repo, args.overlay)
         kinds = Counter(o["kind"] for o in objects)
-        fail_unless(kinds["Deployment"] == 1, "no Deployment rendered")
+        gateways = [o for o in objects if o["kind"] == "Deployment" and
+                    o["metadata"].get("name") == "copilot-gateway"]
+        fail_unless(len(gateways) == 1, "no Deployment copilot-gateway rendered")
         print(f"ok   overlay {args.overlay}: {len(objects)} objects: " +
               ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(kinds.items())))
     except CheckError as e:
