@@ -271,6 +271,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (gateway->redis_ == nullptr) {
     gateway->SetReady(true);
   } else {
+    gateway->SetReady(false);  // Live, not ready until Redis first answers.
     GatewayServer* self = gateway.get();
     self->readiness_waiter_ = std::thread([self] {
       while (!self->draining_.load() && !self->redis_->healthy())

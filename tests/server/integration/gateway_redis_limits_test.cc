@@ -134,8 +134,9 @@ class GatewayRedisLimitsTest : public ::testing::Test {
     std::string errors;
   };
 
-  // Every tenant floods other calls over the three replicas (4 callers each), and 6 callers
-  // flood answers, for `duration`; `during(elapsed)` runs on the test thread meanwhile.
+  // Every tenant offers twice its limit of other calls over the three replicas (4 callers
+  // each), and 6 callers flood answers, for `duration`; `during(elapsed)` runs on the test
+  // thread meanwhile.
   Load Run(absl::Duration duration, const std::function<void(absl::Duration)>& during) {
     Load load;
     std::mutex mu;
@@ -144,18 +145,25 @@ class GatewayRedisLimitsTest : public ::testing::Test {
     for (std::size_t t = 0; t < kTenants.size(); ++t) {
       for (int c = 0; c < 4; ++c) {
         callers.emplace_back([&, t, c] {
+          // Together the 4 callers offer twice the tenant's rate: always more than it may do,
+          // without saturating the machine (a saturated one would measure its own queueing).
+          const absl::Duration pace = absl::Seconds(4 / (2 * kTenants[t].other_per_second));
           for (int i = c; !stop; ++i) {
             const absl::Time start = absl::Now();
             const grpc::Status status = Call(i % 3, kTenants[t].id, false);
-            std::lock_guard<std::mutex> lock(mu);
-            load.first[t] = std::min(load.first[t], start);
-            load.last[t] = std::max(load.last[t], absl::Now());
-            if (status.ok()) {
-              ++load.ok[t];
-            } else if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
-              ++load.other_errors;
-              absl::StrAppend(&load.errors, status.error_code(), " ", status.error_message(), "; ");
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              load.first[t] = std::min(load.first[t], start);
+              load.last[t] = std::max(load.last[t], absl::Now());
+              if (status.ok()) {
+                ++load.ok[t];
+              } else if (status.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) {
+                ++load.other_errors;
+                absl::StrAppend(&load.errors, status.error_code(), " ", status.error_message(),
+                                "; ");
+              }
             }
+            std::this_thread::sleep_until(absl::ToChronoTime(start + pace));
           }
         });
       }

@@ -6,10 +6,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
@@ -231,6 +233,80 @@ TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
   ASSERT_TRUE(outcomes.WaitFor(3));
   EXPECT_EQ(outcomes.admitted().size(), 2u);
+}
+
+// A shared store that cannot be reached (Redis down).
+class UnreachableStore final : public LimitStore {
+ public:
+  void TakeRate(const std::string&, const RateLimit&, StoreCallback<StepResult> done) override {
+    std::move(done)(absl::UnavailableError("redis: connection refused"));
+  }
+  void TakeWindows(const std::string&, const std::vector<WindowLimit>&,
+                   StoreCallback<StepResult> done) override {
+    std::move(done)(absl::UnavailableError("redis: connection refused"));
+  }
+  void AcquireSlot(const std::string&, int64_t, absl::Duration,
+                   StoreCallback<SlotResult> done) override {
+    std::move(done)(absl::UnavailableError("redis: connection refused"));
+  }
+  void ReleaseSlot(const std::string&, const std::string&) override {}
+};
+
+// Counts decisions by (limit, decision).
+class CountingEvents final : public AdmissionEvents {
+ public:
+  void Decided(const std::string&, absl::string_view limit, absl::string_view decision) override {
+    absl::MutexLock lock(&mu_);
+    ++counts_[absl::StrCat(limit, "/", decision)];
+  }
+  void Waited(CallClass, absl::Duration) override {}
+  void InFlight(CallClass, int) override {}
+  int Count(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    return counts_[key];
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(AdmissionControllerTest, UnreachableSharedStoreFailsClosedWithoutAFallback) {
+  UnreachableStore redis;
+  AdmissionController admission(redis, clock_, Budget(10, absl::Seconds(1), absl::Seconds(1)));
+  Outcomes outcomes;
+  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  ASSERT_TRUE(outcomes.WaitFor(1));
+  ASSERT_EQ(outcomes.refused().size(), 1u);
+  EXPECT_EQ(outcomes.refused()[0].code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(AdmissionControllerTest, UnreachableSharedStoreFailsOpenToThisReplicasShare) {
+  UnreachableStore redis;
+  CountingEvents events;
+  // Three replicas: each may admit a third of every limit alone.
+  AdmissionController admission(redis, clock_, Budget(9, absl::Seconds(10), absl::Seconds(0)),
+                                &events, &store_, 1.0 / 3);
+  TenantLimits limits;
+  limits.answer_rate = RateLimit{.per_second = 0.1, .burst = 6};  // A third: burst 2.
+  limits.max_concurrent_answers = 30;                             // A third: 10.
+  Outcomes outcomes;
+  for (int i = 0; i < 5; ++i) {
+    admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  }
+  ASSERT_TRUE(outcomes.WaitFor(5));
+  EXPECT_EQ(outcomes.admitted().size(), 2u);  // The tenant's burst, shared.
+  EXPECT_EQ(events.Count("tenant_rate/degraded"), 2);
+  EXPECT_EQ(events.Count("tenant_concurrency/degraded"), 2);
+  EXPECT_EQ(events.Count("upstream_budget/degraded"), 2);
+  EXPECT_EQ(events.Count("tenant_rate/limited"), 3);
+  // The budget's share: 3 of 9 in the window.
+  Outcomes other;
+  for (int i = 0; i < 5; ++i) {
+    admission.Admit("b", TenantLimits{}, CallClass::kAnswer, Far(), other.For("b"));
+  }
+  ASSERT_TRUE(other.WaitFor(5));
+  EXPECT_EQ(other.admitted().size(), 1u);  // 2 of the 3 went to acme.
 }
 
 }  // namespace
