@@ -532,13 +532,17 @@ class Manifests:
                     "Redis password file: defaultMode 0440 with fsGroup = runAsGroup")
         notes.append(f"requirepass and redis.password_file both from {secret}/{key}")
         # NetworkPolicy: gateways -> Redis pods on 6379; Redis admits only the gateways.
+        named = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+
+        def redis_port_number(port):
+            return named.get(port) if isinstance(port, str) else port
         gateway_policy = one(self.objects, "NetworkPolicy", NAME)
         out = [r for r in gateway_policy["spec"].get("egress", [])
                if any(matches(t.get("podSelector", {}).get("matchLabels", {"-": "-"}),
                               pod["metadata"]["labels"]) and "namespaceSelector" not in t
                       for t in r.get("to", []))
                and any(p.get("protocol", "TCP") == "TCP" and
-                       container_port(c, p["port"])[1] == REDIS_PORT for p in r.get("ports", []))]
+                       redis_port_number(p["port"]) == REDIS_PORT for p in r.get("ports", []))]
         fail_unless(out, f"NetworkPolicy {NAME}: no egress to the Redis pods on TCP {REDIS_PORT}")
         policy = one(self.objects, "NetworkPolicy", REDIS)
         spec = policy["spec"]
@@ -554,7 +558,7 @@ class Manifests:
                             source["podSelector"].get("matchLabels") == SELECTOR,
                             f"NetworkPolicy {REDIS} admits {source}, not only the gateway pods")
             for p in rule["ports"]:
-                fail_unless(container_port(c, p["port"])[1] == REDIS_PORT,
+                fail_unless(redis_port_number(p["port"]) == REDIS_PORT,
                             f"NetworkPolicy {REDIS} opens port {p['port']}")
         fail_unless(spec.get("ingress"), f"NetworkPolicy {REDIS} admits nobody")
         notes.append(f"egress gateway -> Redis :{REDIS_PORT}; Redis ingress from gateways only")

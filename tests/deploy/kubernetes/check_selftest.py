@@ -85,7 +85,7 @@ MUTATIONS = [
      [(DEPLOYMENT, "              mountPath: /etc/copilot-gateway\n",
        "              mountPath: /etc/copilot-gateway/gateway.yaml\n"
        "              subPath: gateway.yaml\n")], "subPath"),
-    ("ConfigMap with a hash suffix", "manifests-ha",
+    ("ConfigMap with a hash suffix", "manifests-single",
      [(f"{BASE}/kustomization.yaml", "disableNameSuffixHash: true",
        "disableNameSuffixHash: false")], "no hash suffix"),
     ("secret file on no Secret template key", "manifests-ha",
@@ -166,7 +166,7 @@ MUTATIONS = [
      [(REDIS, "sizeLimit: 64Mi", "sizelimit: 64Mi")], "sizelimit"),
     ("Redis's password is not the gateway's (never ready)", "probes",
      [(REDIS, "requirepass $(cat /etc/redis/secret/redis-password)",
-       "requirepass not-the-secret")], "Redis readinessProbe: exec"),
+       "requirepass not-the-secret")], "FAIL: Redis readinessProbe: exec"),
     # Schemas.
     ("misspelt securityContext field", "schema",
      [(DEPLOYMENT, "readOnlyRootFilesystem: true", "readOnlyRootFileSystem: true")],
@@ -188,7 +188,8 @@ MUTATIONS = [
        "              port: 9464\n              service: liveness")],
      "which is the metrics listener"),
     ("readiness probe on a service the gateway does not serve", "probes",
-     [(DEPLOYMENT, "service: readiness", "service: copilot.v1.Readiness")], "NOT_FOUND"),
+     [(DEPLOYMENT, "service: readiness", "service: copilot.v1.Readiness")],
+     "later still readinessProbe: grpc.health.v1 Check('copilot.v1.Readiness') = NOT_FOUND"),
     ("startup probe on a path the gateway does not serve", "probes",
      [(DEPLOYMENT, "path: /healthz", "path: /health")], "never passed"),
     ("probe on a port no container port names", "probes",
