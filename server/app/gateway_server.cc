@@ -276,6 +276,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     self->readiness_waiter_ = std::thread([self] {
       while (!self->draining_.load() && !self->redis_->healthy())
         absl::SleepFor(absl::Milliseconds(50));
+      absl::MutexLock lock(&self->ready_mu_);
       if (!self->draining_.load()) {
         LogLine("Redis answers: ready");
         self->SetReady(true);
@@ -307,8 +308,11 @@ std::string GatewayServer::ScrapeMetrics() const {
 }
 
 void GatewayServer::Drain(absl::Duration delay, absl::Duration grace) {
-  draining_.store(true);
-  SetReady(false);
+  {
+    absl::MutexLock lock(&ready_mu_);
+    draining_.store(true);
+    SetReady(false);
+  }
   LogLine(absl::StrCat("draining: readiness NOT_SERVING; still accepting calls for ",
                        absl::FormatDuration(delay)));
   absl::SleepFor(delay);

@@ -104,6 +104,7 @@ class GatewayServer {
   ProcessCollector process_collector_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  absl::Mutex ready_mu_;  // Orders the Redis waiter's SetReady(true) against the drain.
   // Waits for Redis's first answer before readiness turns SERVING.
   std::thread readiness_waiter_;
   CallGate gate_;

@@ -71,7 +71,7 @@ class GatewayRedisLimitsTest : public ::testing::Test {
       absl::StrAppend(&tenants, "  - id: ", tenant.id, "\n    bearer_token_sha256: [\"",
                       absl::BytesToHexString(Sha256(Token(tenant.id))), "\"]\n    licence: LIC-",
                       tenant.id, "\n    assistants: [{id: \"*\"}]\n    limits: {other_per_second: ",
-                      tenant.other_per_second, ", other_burst: 1}\n");
+                      tenant.other_per_second, ", other_burst: ", Burst(tenant), "}\n");
     }
     GatewayProcessOptions options;
     options.upstream_url = emulator_->base_url() + "/agents";
@@ -216,11 +216,11 @@ TEST_F(GatewayRedisLimitsTest, ThreeReplicasAdmitTogetherExactlyWhatTheLimitsAll
     std::cout << kTenants[t].id << ": " << in_window << " admitted in the steady "
               << absl::ToDoubleSeconds(to - from) << " s, limit " << expected << "; " << load.ok[t]
               << " in all\n";
-    // Never more than the limit (1% and one call of edge effect); under it by at most 2%. On
-    // a saturated 2-core machine the replicas lose about 1.5 ms per admission (measured
-    // 98.3-99.6% of the rate); issue #5 asks for 1%, which is not met on this machine yet.
+    // Within 1% of the limit either way (and one call of edge effect). The burst (two seconds'
+    // worth) matters: with burst 1 (zero GCRA tolerance) each admission loses the time between
+    // its due time and the next caller's request (about 1.5 ms here, any store).
     EXPECT_LE(in_window, expected * 1.01 + 1) << kTenants[t].id;
-    EXPECT_GE(in_window, expected * 0.98 - 1) << kTenants[t].id;
+    EXPECT_GE(in_window, expected * 0.99 - 1) << kTenants[t].id;
     // And over the whole run at most the rate plus the burst.
     const double whole =
         Burst(kTenants[t]) +
@@ -266,13 +266,16 @@ TEST_F(GatewayRedisLimitsTest, RedisOutageFailsOpenToEachReplicasShareAndRecover
   // The upstream never saw more than its limit: each replica kept to its share meanwhile.
   const nlohmann::json stats = AnswerStats();
   EXPECT_EQ(stats.value("refused", -1), 0) << stats.dump();
-  // Tenants stayed near their limits throughout (their share per replica while degraded).
+  // Tenants stayed near their limits throughout: their rate, plus one burst at each switch of
+  // mode (at the start in Redis, in the replicas' local buckets when it went away, and in Redis
+  // again when its idle keys had expired).
   for (std::size_t t = 0; t < kTenants.size(); ++t) {
     const double seconds = absl::ToDoubleSeconds(load.last[t] - load.first[t]);
-    const double limit = Burst(kTenants[t]) + kTenants[t].other_per_second * seconds;
-    std::cout << kTenants[t].id << ": " << load.ok[t] << " admitted, limit " << limit << "\n";
-    EXPECT_LE(load.ok[t], limit * 1.1 + 3) << kTenants[t].id;
-    EXPECT_GE(load.ok[t], limit * 0.7) << kTenants[t].id;
+    const double rate = kTenants[t].other_per_second * seconds;
+    std::cout << kTenants[t].id << ": " << load.ok[t] << " admitted; the rate allows " << rate
+              << " plus bursts of " << Burst(kTenants[t]) << "\n";
+    EXPECT_LE(load.ok[t], rate * 1.01 + 3 * Burst(kTenants[t]) + 3) << kTenants[t].id;
+    EXPECT_GE(load.ok[t], rate * 0.7) << kTenants[t].id;
   }
   // Each replica said so in its log, and that it was back.
   for (const auto& gateway : gateways_) {
