@@ -112,7 +112,9 @@ FieldReader Number(double& out, double min, double max) {
   };
 }
 
-FieldReader Integer(int64_t& out, int64_t min, int64_t max) {
+// An integer in [min, max] into `out` (int or int64_t).
+template <typename Int>
+FieldReader IntegerIn(Int& out, int64_t min, int64_t max) {
   return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
     int64_t value = 0;
     if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &value)) {
@@ -121,24 +123,14 @@ FieldReader Integer(int64_t& out, int64_t min, int64_t max) {
     if (value < min || value > max) {
       return PathError(path, absl::StrCat("must be between ", min, " and ", max));
     }
-    out = value;
+    out = static_cast<Int>(value);
     return absl::OkStatus();
   };
 }
 
-FieldReader IntInRange(int& out, int min, int max) {
-  return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
-    int64_t value = 0;
-    if (!node.IsScalar() || !absl::SimpleAtoi(node.Scalar(), &value)) {
-      return PathError(path, "expected an integer");
-    }
-    if (value < min || value > max) {
-      return PathError(path, absl::StrCat("must be between ", min, " and ", max));
-    }
-    out = static_cast<int>(value);
-    return absl::OkStatus();
-  };
-}
+FieldReader Integer(int64_t& out, int64_t min, int64_t max) { return IntegerIn(out, min, max); }
+
+FieldReader IntInRange(int& out, int min, int max) { return IntegerIn(out, min, max); }
 
 FieldReader Count(std::size_t& out, std::size_t min, std::size_t max) {
   return [&out, min, max](const YAML::Node& node, const std::string& path) -> absl::Status {
