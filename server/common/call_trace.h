@@ -54,6 +54,15 @@ class CallTrace {
     absl::MutexLock lock(&mu_);
     return upstream_status_;
   }
+  // What the last failed upstream request's transport said (for the log only; bounded).
+  void SetUpstreamError(std::string detail) {
+    absl::MutexLock lock(&mu_);
+    upstream_error_ = std::move(detail);
+  }
+  std::string upstream_error() const {
+    absl::MutexLock lock(&mu_);
+    return upstream_error_;
+  }
 
  private:
   const std::string request_id_;
@@ -63,6 +72,7 @@ class CallTrace {
   absl::Duration upstream_time_ ABSL_GUARDED_BY(mu_);
   int upstream_requests_ ABSL_GUARDED_BY(mu_) = 0;
   int upstream_status_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string upstream_error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace copilot::gateway

@@ -96,6 +96,19 @@ void SetErrorMetadataIfAbsent(absl::Status& status, absl::string_view key,
   SetDetail(status, info);
 }
 
+// Not a type URL of any message: ToRpcStatus never packs it.
+constexpr absl::string_view kInternalDetailUrl = "copilot-gateway/internal-detail";
+
+void SetInternalDetail(absl::Status& status, absl::string_view detail) {
+  if (status.ok()) return;
+  status.SetPayload(kInternalDetailUrl, absl::Cord(TruncateUtf8(detail, kMaxInternalDetailBytes)));
+}
+
+std::string GetInternalDetail(const absl::Status& status) {
+  auto payload = status.GetPayload(kInternalDetailUrl);
+  return payload.has_value() ? std::string(*payload) : std::string();
+}
+
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status) {
   return GetDetail<google::rpc::ErrorInfo>(status);
 }

@@ -52,6 +52,15 @@ void AddQuotaViolation(absl::Status& status, absl::string_view subject,
 // key is already there. OK statuses are left alone.
 void SetErrorMetadataIfAbsent(absl::Status& status, absl::string_view key, absl::string_view value);
 
+// Text for operators only (e.g. libcurl's "Failed to connect to 10.0.0.7 port 443 after 5 ms"):
+// rides on the status as a payload that ToRpcStatus never packs, so callers never see it, while
+// the call's log line can (the transport decorator copies it onto the call's trace). Cut to
+// kMaxInternalDetailBytes. OK statuses are left alone.
+inline constexpr std::size_t kMaxInternalDetailBytes = 256;
+void SetInternalDetail(absl::Status& status, absl::string_view detail);
+// The detail set above; empty when none.
+std::string GetInternalDetail(const absl::Status& status);
+
 // Readers, for tests and decorators (e.g. retry): absent when the status has no such detail.
 std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
 std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);

@@ -1,10 +1,70 @@
 #include "server/common/secrets.h"
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/reflection.h"
 
 namespace copilot::gateway {
+namespace {
+
+bool ContainsAny(absl::string_view text, absl::Span<const std::string> secrets) {
+  for (const std::string& secret : secrets) {
+    if (!secret.empty() && absl::StrContains(text, secret)) return true;
+  }
+  return false;
+}
+
+bool AnySecret(absl::Span<const std::string> secrets) {
+  for (const std::string& secret : secrets) {
+    if (!secret.empty()) return true;
+  }
+  return false;
+}
+
+bool RedactFields(google::protobuf::Message& message, absl::Span<const std::string> secrets) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  bool changed = false;
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+      if (field->is_repeated()) {
+        for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+          const std::string& value =
+              reflection->GetRepeatedStringReference(message, field, i, nullptr);
+          if (ContainsAny(value, secrets)) {
+            reflection->SetRepeatedString(&message, field, i, RedactSecrets(value, secrets));
+            changed = true;
+          }
+        }
+      } else {
+        std::string scratch;
+        const std::string& value = reflection->GetStringReference(message, field, &scratch);
+        if (ContainsAny(value, secrets)) {
+          reflection->SetString(&message, field, RedactSecrets(value, secrets));
+          changed = true;
+        }
+      }
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      // Map fields are repeated entry messages here (key and value fields).
+      if (field->is_repeated()) {
+        for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+          changed |= RedactFields(*reflection->MutableRepeatedMessage(&message, field, i), secrets);
+        }
+      } else {
+        changed |= RedactFields(*reflection->MutableMessage(&message, field), secrets);
+      }
+    }
+  }
+  return changed;
+}
+
+}  // namespace
 
 std::string RedactSecrets(absl::string_view text, absl::Span<const std::string> secrets) {
   std::string out(text);
@@ -12,6 +72,12 @@ std::string RedactSecrets(absl::string_view text, absl::Span<const std::string> 
     if (!secret.empty()) absl::StrReplaceAll({{secret, kRedacted}}, &out);
   }
   return out;
+}
+
+bool RedactSecretsInMessage(google::protobuf::Message& message,
+                            absl::Span<const std::string> secrets) {
+  if (!AnySecret(secrets)) return false;
+  return RedactFields(message, secrets);
 }
 
 }  // namespace copilot::gateway

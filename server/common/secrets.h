@@ -6,6 +6,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "google/protobuf/message.h"
 
 namespace copilot::gateway {
 
@@ -16,6 +17,13 @@ inline constexpr absl::string_view kRedacted = "[redacted]";
 // upstream wrote (error bodies, stream error lines) before any of it reaches a caller or a log:
 // the upstream may echo what the gateway sent it.
 std::string RedactSecrets(absl::string_view text, absl::Span<const std::string> secrets);
+
+// RedactSecrets on every string field of `message`, recursively: nested messages, repeated
+// fields, map keys and values, google.protobuf.Struct values. Used on upstream answers after
+// they were decoded (an answer may echo meta_data.user_data.licence back). Returns whether
+// anything was replaced.
+bool RedactSecretsInMessage(google::protobuf::Message& message,
+                            absl::Span<const std::string> secrets);
 
 }  // namespace copilot::gateway
 

@@ -127,6 +127,9 @@ void CallObserver::Finished(const grpc::Status& status) {
     fields["upstream_requests"] = requests;
   }
   if (std::string reason = ErrorReason(status); !reason.empty()) fields["error_reason"] = reason;
+  if (std::string detail = trace_->upstream_error(); !detail.empty()) {
+    fields["upstream_error"] = std::move(detail);
+  }
   fields["peer"] = peer_;
   Log(LogLevel::kInfo, "call", fields);
 }

@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "server/common/errors.h"
 #include "server/common/log.h"
 
 namespace copilot::gateway {
@@ -36,7 +37,12 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
     metrics_.upstream_in_flight().Decrement();
     series_.duration->Observe(absl::ToDoubleSeconds(elapsed));
     series_.requests[static_cast<std::size_t>(UpstreamStatusClass(http_status_))]->Increment();
-    if (trace_ != nullptr) trace_->AddUpstream(elapsed, http_status_);
+    if (trace_ != nullptr) {
+      trace_->AddUpstream(elapsed, http_status_);
+      if (std::string detail = GetInternalDetail(status); !detail.empty()) {
+        trace_->SetUpstreamError(std::move(detail));
+      }
+    }
     if (LogEnabled(LogLevel::kDebug)) {
       nlohmann::ordered_json fields = {{"endpoint", endpoint_},
                                        {"http_status", http_status_},

@@ -650,13 +650,19 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
       {"curl_code", absl::StrCat(static_cast<int>(result))},
       {"headers_received", transfer.headers_delivered ? "true" : "false"},
       {"response_started", transfer.response_started ? "true" : "false"}};
+  // libcurl's own text names hosts, addresses and ports: for the log (the call's trace), never
+  // for the caller.
   const std::string detail = transfer.error[0] != '\0' ? std::string(transfer.error)
                                                        : std::string(curl_easy_strerror(result));
   auto error = [&](absl::StatusCode code, absl::string_view what, absl::string_view reason) {
-    return MakeError(code, absl::StrCat(what, " (", detail, ")"), reason, metadata);
+    absl::Status status = MakeError(code, what, reason, metadata);
+    SetInternalDetail(status, detail);
+    return status;
   };
   auto failure = [&](absl::string_view what, absl::string_view reason) {
-    return TransportFailure(transfer, absl::StrCat(what, " (", detail, ")"), reason, metadata);
+    absl::Status status = TransportFailure(transfer, std::string(what), reason, metadata);
+    SetInternalDetail(status, detail);
+    return status;
   };
   if (transfer.too_large || result == CURLE_FILESIZE_EXCEEDED) {
     return MakeError(

@@ -13,6 +13,8 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
+#include "server/common/secrets.h"
+#include "server/upstream/bounded_json.h"
 
 namespace copilot::gateway {
 namespace {
@@ -68,19 +70,22 @@ std::string FieldFromLoc(const json& loc) {
   return absl::StrJoin(parts, ".");
 }
 
-ErrorBody ReadErrorBody(absl::string_view text) {
+// `secrets` are redacted from every string taken from the body, after JSON decoding (an escaped
+// echo such as "PI\/123" decodes to the secret and is caught there).
+ErrorBody ReadErrorBody(absl::string_view text, absl::Span<const std::string> secrets) {
   ErrorBody body;
   body.empty = absl::StripAsciiWhitespace(text).empty();
   if (body.empty) return body;
-  json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  // A body nested too deep to walk safely counts as unparseable.
+  json parsed = ParseUpstreamJson(text);
   if (parsed.is_discarded()) {
     body.parseable = false;
     return body;
   }
   if (!parsed.is_object()) return body;
-  body.error_code = StringMember(parsed, "error_code");
-  body.detail = StringMember(parsed, "detail");
-  body.message = StringMember(parsed, "message");
+  body.error_code = RedactSecrets(StringMember(parsed, "error_code"), secrets);
+  body.detail = RedactSecrets(StringMember(parsed, "detail"), secrets);
+  body.message = RedactSecrets(StringMember(parsed, "message"), secrets);
   if (const json* detail = Member(parsed, "detail"); detail != nullptr && detail->is_array()) {
     body.has_violations = true;
     for (const json& item : *detail) {
@@ -90,10 +95,25 @@ ErrorBody ReadErrorBody(absl::string_view text) {
       violation.description = StringMember(item, "message");  // Custom (old) shape.
       if (violation.description.empty()) violation.description = StringMember(item, "msg");
       if (violation.description.empty()) violation.description = "invalid value";
+      violation.field = RedactSecrets(violation.field, secrets);
+      violation.description = RedactSecrets(violation.description, secrets);
       body.violations.push_back(std::move(violation));
     }
   }
   return body;
+}
+
+// An upstream error_code becomes ErrorInfo.reason only when it looks like one: at most 63
+// characters of [A-Za-z0-9_] (AIP-193's shape, in either case, as the upstream writes them).
+constexpr std::size_t kMaxReasonBytes = 63;
+constexpr std::size_t kMaxUpstreamErrorCodeBytes = 64;
+
+bool IsUsableErrorCode(absl::string_view code) {
+  if (code.empty() || code.size() > kMaxReasonBytes) return false;
+  for (const char c : code) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
 }
 
 absl::StatusCode CodeForHttpStatus(int http_status) {
@@ -188,6 +208,12 @@ absl::Status Map(int table_status, const ErrorBody& body, absl::string_view retr
                  bool response_started) {
   absl::StatusCode code = CodeForHttpStatus(table_status);
   std::string reason = body.error_code;
+  if (!reason.empty() && !IsUsableErrorCode(reason)) {
+    // Not a code (too long, or not an identifier): kept, cut, for operators, but never the
+    // reason callers branch on (and never a header-sized blob in the trailers).
+    metadata["upstream_error_code"] = TruncateUtf8(reason, kMaxUpstreamErrorCodeBytes);
+    reason.clear();
+  }
 
   if (!body.empty && !body.parseable) {
     // Something other than the API answered (a proxy, a load balancer): only the status line
@@ -282,13 +308,15 @@ absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
 }
 
 absl::Status StatusFromHttpError(int http_status, absl::string_view body,
-                                 absl::string_view retry_after, absl::Time now) {
-  return Map(http_status, ReadErrorBody(body), retry_after, now,
+                                 absl::string_view retry_after, absl::Time now,
+                                 absl::Span<const std::string> secrets) {
+  return Map(http_status, ReadErrorBody(body, secrets), retry_after, now,
              {{"http_status", absl::StrCat(http_status)}}, /*response_started=*/false);
 }
 
-absl::Status StatusFromStreamErrorLine(absl::string_view line) {
-  const ErrorBody body = ReadErrorBody(line);
+absl::Status StatusFromStreamErrorLine(absl::string_view line,
+                                       absl::Span<const std::string> secrets) {
+  const ErrorBody body = ReadErrorBody(line, secrets);
   return Map(HttpStatusOfErrorCode(body.error_code), body, /*retry_after=*/"", absl::UnixEpoch(),
              {{"http_status", "200"}, {"stream_error", "true"}}, /*response_started=*/true);
 }

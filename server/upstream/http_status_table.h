@@ -22,9 +22,12 @@
 #ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_HTTP_STATUS_TABLE_H_
 #define COPILOT_GATEWAY_SERVER_UPSTREAM_HTTP_STATUS_TABLE_H_
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 
 namespace copilot::gateway {
 
@@ -34,15 +37,19 @@ inline constexpr absl::Duration kDefaultUpstreamRetryDelay = absl::Seconds(1);
 // The status for an upstream response with a non-2xx `http_status`, its (possibly empty,
 // possibly non-JSON) `body` and its Retry-After header value (empty when absent). `now` is only
 // used to turn an HTTP-date Retry-After into a delay. Never returns OK; never throws.
+// `secrets` (what the gateway sent on this call: API key, licence) are redacted from every
+// string the status takes from the body.
 absl::Status StatusFromHttpError(int http_status, absl::string_view body,
-                                 absl::string_view retry_after, absl::Time now);
+                                 absl::string_view retry_after, absl::Time now,
+                                 absl::Span<const std::string> secrets = {});
 
 // The status for an error line inside a 2xx NDJSON stream (`{"error_code": ..., "detail": ...}`):
 // mapped like a body of the HTTP status the upstream documents for that error_code (500 when
 // unknown; rate limits stay RESOURCE_EXHAUSTED with RetryInfo), except that UNAVAILABLE becomes
 // INTERNAL (part of the answer went out: retrying would run it again). Reason = its error_code,
 // metadata {"http_status": "200", "stream_error": "true"} since the status line said 200.
-absl::Status StatusFromStreamErrorLine(absl::string_view line);
+absl::Status StatusFromStreamErrorLine(absl::string_view line,
+                                       absl::Span<const std::string> secrets = {});
 
 // The delay a Retry-After header value asks for: delta-seconds or an HTTP-date (relative to
 // `now`, never negative). Empty or unparseable values give kDefaultUpstreamRetryDelay.

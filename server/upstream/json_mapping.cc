@@ -125,6 +125,10 @@ json LicenceMetaData(absl::string_view licence) {
 }  // namespace
 
 absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view what) {
+  if (JsonNestsDeeperThan(text, kMaxJsonDepth)) {
+    return BadResponse(
+        absl::StrCat("upstream ", what, " nests deeper than ", kMaxJsonDepth, " levels"));
+  }
   json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) {
     return BadResponse(absl::StrCat("upstream ", what, " is not valid JSON"));
@@ -155,7 +159,7 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view tex
 
 google::protobuf::Value ValueFromJson(const json& value, int depth) {
   google::protobuf::Value out;
-  if (depth >= kMaxJsonDepth && (value.is_array() || value.is_object())) {
+  if (depth >= kMaxStructDepth && (value.is_array() || value.is_object())) {
     out.set_null_value(google::protobuf::NULL_VALUE);
     return out;
   }

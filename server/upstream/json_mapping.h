@@ -20,21 +20,24 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "nlohmann/json.hpp"
+#include "server/upstream/bounded_json.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
 
-// Nesting deeper than this in upstream JSON becomes null in Struct/Value (protobuf itself refuses
-// to parse messages nested deeper than 100, and unbounded recursion would exhaust the stack of
-// the transport's loop thread).
-inline constexpr int kMaxJsonDepth = 64;
+// Objects and arrays nested deeper than this inside a google.protobuf.Struct taken from the
+// upstream become null. Each JSON level costs up to three protobuf levels (Struct, map entry,
+// Value), and clients refuse messages nested deeper than 100 (protobuf's default recursion
+// limit, also Python's and Go's): a Struct at this depth inside a response stays under 70.
+inline constexpr int kMaxStructDepth = 20;
 
 // ErrorInfo.reason of every parse failure below.
 inline constexpr absl::string_view kBadResponseReason = "upstream_bad_response";
 
 // --- Building blocks ---
 
-// `text` as JSON, or INTERNAL "upstream_bad_response" naming `what` (e.g. "thread").
+// `text` as JSON, or INTERNAL "upstream_bad_response" naming `what` (e.g. "thread") when it is
+// not JSON or nests deeper than kMaxJsonDepth (bounded_json.h).
 absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text, absl::string_view what);
 
 // "2025-03-15T09:12:33.456789Z" (any RFC 3339 offset and fraction) -> Timestamp.

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace copilot::emulator {
 
@@ -254,7 +255,8 @@ bool IsStreamRoute(absl::string_view route) {
 
 bool ReplacesResponse(FaultType type) {
   return type == FaultType::kStatus || type == FaultType::kRateLimit ||
-         type == FaultType::kResetBeforeHeaders || type == FaultType::kMalformedJson;
+         type == FaultType::kResetBeforeHeaders || type == FaultType::kMalformedJson ||
+         type == FaultType::kRawBody;
 }
 
 ResponsePlan ControlJson(int status, const json& body) {
@@ -381,6 +383,24 @@ EmulatorApp::Reply EmulatorApp::FaultReply(const FaultRule& rule, const RouteMat
         reply.plan.body_parts.push_back("{\"id\": \"emulated\", \"content\": \"this is not JSON");
       }
       break;
+    case FaultType::kRawBody: {
+      reply.plan.status = rule.status;
+      const bool stream = IsStreamRoute(route.name) && rule.status >= 200 && rule.status < 300;
+      const std::string type = !rule.content_type.empty() ? rule.content_type
+                               : stream                   ? std::string(kNdjsonType)
+                                                          : std::string(kJsonType);
+      reply.plan.headers.emplace_back("Content-Type", type);
+      if (stream) {
+        // One HTTP chunk per line, like a real stream.
+        reply.plan.chunked = true;
+        for (absl::string_view line : absl::StrSplit(rule.body, absl::ByChar('\n'))) {
+          if (!line.empty()) reply.plan.body_parts.push_back(absl::StrCat(line, "\n"));
+        }
+      } else {
+        reply.plan.body_parts.push_back(rule.body);
+      }
+      break;
+    }
     default:
       break;
   }

@@ -12,7 +12,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<absl::string_view, FaultType>, 10> kTypes = {{
+constexpr std::array<std::pair<absl::string_view, FaultType>, 11> kTypes = {{
     {"latency", FaultType::kLatency},
     {"status", FaultType::kStatus},
     {"rate_limit", FaultType::kRateLimit},
@@ -23,6 +23,7 @@ constexpr std::array<std::pair<absl::string_view, FaultType>, 10> kTypes = {{
     {"truncated_ndjson", FaultType::kTruncatedNdjson},
     {"mid_stream_error", FaultType::kMidStreamError},
     {"oversized_body", FaultType::kOversizedBody},
+    {"raw_body", FaultType::kRawBody},
 }};
 
 absl::Status FieldError(absl::string_view field, absl::string_view problem) {
@@ -138,6 +139,15 @@ absl::StatusOr<FaultRule> FaultRuleFromJson(const json& j) {
       rule.bytes = *bytes;
       break;
     }
+    case FaultType::kRawBody: {
+      std::optional<int64_t> status;
+      if (absl::Status s = ReadInt(j, "status", 100, 599, status); !s.ok()) return s;
+      rule.status = static_cast<int>(status.value_or(200));
+      if (!j.contains("body")) return FieldError("body", "is required for type raw_body");
+      if (absl::Status s = ReadString(j, "body", rule.body); !s.ok()) return s;
+      if (absl::Status s = ReadString(j, "content_type", rule.content_type); !s.ok()) return s;
+      break;
+    }
     case FaultType::kResetBeforeHeaders:
     case FaultType::kResetMidBody:
     case FaultType::kStall:
@@ -173,6 +183,11 @@ json FaultRule::ToJson() const {
       break;
     case FaultType::kOversizedBody:
       j["bytes"] = bytes;
+      break;
+    case FaultType::kRawBody:
+      j["status"] = status;
+      j["body_bytes"] = body.size();
+      if (!content_type.empty()) j["content_type"] = content_type;
       break;
     case FaultType::kRateLimit:
       if (!shape.empty()) j["shape"] = shape;

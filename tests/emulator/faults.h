@@ -24,6 +24,7 @@ enum class FaultType {
   kTruncatedNdjson,
   kMidStreamError,
   kOversizedBody,
+  kRawBody,
 };
 
 // One validated rule. Parameters that a type does not use keep their defaults.
@@ -43,6 +44,8 @@ struct FaultRule {
   std::optional<int64_t> after_bytes;  // reset_mid_body, stall
   int64_t lines = 2;                   // truncated_ndjson, mid_stream_error
   int64_t bytes = 0;                   // oversized_body
+  std::string body;                    // raw_body: the exact body sent
+  std::string content_type;            // raw_body ("" = JSON, NDJSON on stream routes)
 
   nlohmann::json ToJson() const;
 };

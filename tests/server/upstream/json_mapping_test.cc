@@ -2,13 +2,19 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "copilot/v1/copilot_service.pb.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 
 namespace copilot::gateway {
 namespace {
 
+namespace v1 = ::copilot::v1;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 std::string Reason(const absl::Status& status) {
   auto info = GetErrorInfo(status);
@@ -57,8 +63,69 @@ TEST(JsonMappingTest, DeeplyNestedJsonIsCutAtTheDepthLimit) {
     value = &value->list_value().values(0);
     ++depth;
   }
-  EXPECT_EQ(depth, kMaxJsonDepth);
+  EXPECT_EQ(depth, kMaxStructDepth);
   EXPECT_TRUE(value->has_null_value());
+}
+
+std::string Nested(int levels, absl::string_view open, absl::string_view close) {
+  std::string text;
+  for (int i = 0; i < levels; ++i) absl::StrAppend(&text, open);
+  absl::StrAppend(&text, "1");
+  for (int i = 0; i < levels; ++i) absl::StrAppend(&text, close);
+  return text;
+}
+
+// Issue #13, item 1: tool_calls[].function.arguments nested 100,000 levels (a 200 KB body)
+// overflowed the loop thread's stack in the recursive dump. Such a body is refused before any
+// value is built.
+TEST(JsonMappingTest, AnAnswerNestedTooDeepIsABadResponseNotACrash) {
+  const std::string body = absl::StrCat(
+      R"({"id":"m1","role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function",)",
+      R"("function":{"name":"f","arguments":)", Nested(100000, "[", "]"), "}}]}");
+  absl::StatusOr<v1::Message> message = ParseMessage(body);
+  ASSERT_FALSE(message.ok());
+  EXPECT_EQ(message.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(GetErrorInfo(message.status())->reason(), kBadResponseReason);
+  EXPECT_THAT(std::string(message.status().message()), HasSubstr("nests deeper than 64 levels"));
+  EXPECT_FALSE(
+      ParseMessagePage(absl::StrCat(R"({"items":)", Nested(70, "{\"a\":", "}"), "}")).ok());
+  EXPECT_FALSE(ParseAssistantList(Nested(65, "[", "]")).ok());
+}
+
+TEST(JsonMappingTest, NestingUpToTheLimitIsAcceptedAndDumped) {
+  // 60 levels of arguments (inside 4 levels of message): dumped back as the JSON text it was.
+  const std::string arguments = Nested(60, "[", "]");
+  const std::string body = absl::StrCat(
+      R"({"id":"m1","role":"assistant","content":"","tool_calls":[{"id":"c1","type":"function",)",
+      R"("function":{"name":"f","arguments":)", arguments, "}}]}");
+  absl::StatusOr<v1::Message> message = ParseMessage(body);
+  ASSERT_TRUE(message.ok()) << message.status();
+  EXPECT_EQ(message->tool_calls(0).function().arguments(), arguments);
+}
+
+TEST(JsonMappingTest, NestingIsCountedOutsideStringsOnly) {
+  EXPECT_FALSE(JsonNestsDeeperThan(absl::StrCat(R"({"a":")", std::string(1000, '['), R"("})"), 2));
+  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a":"\"[[[["})", 1));
+  EXPECT_TRUE(JsonNestsDeeperThan(R"({"a":[{"b":[]}]})", 3));
+  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a":[{"b":[]}]})", 4));
+  EXPECT_FALSE(JsonNestsDeeperThan("]]]]]]", 0));
+}
+
+// Issue #13, item 10: a Struct nested 64 levels became ~190 protobuf levels, past what clients
+// parse (protobuf's default recursion limit of 100). Cut at kMaxStructDepth, a whole response
+// carrying it parses with the default limit.
+TEST(JsonMappingTest, AMessageWithDeepMetaDataStillParsesInClients) {
+  const std::string body = absl::StrCat(R"({"id":"m1","role":"assistant","content":"x",)",
+                                        R"("meta_data":)", Nested(60, "{\"a\":", "}"), "}");
+  absl::StatusOr<v1::Message> message = ParseMessage(body);
+  ASSERT_TRUE(message.ok()) << message.status();
+  v1::ListMessagesResponse response;
+  *response.add_messages() = *message;
+  const std::string wire = response.SerializeAsString();
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(wire.data()),
+                                               static_cast<int>(wire.size()));
+  v1::ListMessagesResponse parsed;  // CodedInputStream's default recursion limit: 100.
+  EXPECT_TRUE(parsed.ParseFromCodedStream(&input));
 }
 
 TEST(JsonMappingTest, Assistant) {
