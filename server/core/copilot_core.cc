@@ -10,6 +10,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/common/crypto.h"
+#include "server/common/errors.h"
 #include "server/core/signed_thread_handles.h"
 
 namespace copilot::gateway {
@@ -48,17 +49,46 @@ std::string Fingerprint(const google::protobuf::Message& request) {
   return Sha256(bytes);
 }
 
-// Runs `start` through `dedup` when the request has a request_id, directly otherwise.
-template <typename Response, typename Start>
-std::shared_ptr<UpstreamCall> MaybeDeduplicate(RequestDeduplicator<Response>& dedup,
-                                               const Tenant& tenant, absl::string_view method,
-                                               const std::string& request_id,
-                                               const google::protobuf::Message& request,
-                                               CoreCallback<Response> done, Start start) {
-  if (request_id.empty()) return std::move(start)(std::move(done));
-  return dedup.Run(RequestKey(tenant, method, request_id), Fingerprint(request), std::move(done),
-                   std::move(start));
+// A remembered result back as the response it was.
+template <typename Response>
+absl::StatusOr<Response> ParseResponse(absl::StatusOr<std::string> result) {
+  if (!result.ok()) return result.status();
+  Response response;
+  if (!response.ParseFromString(*result)) {
+    return MakeError(absl::StatusCode::kInternal, "a remembered result could not be read",
+                     "REQUEST_ID_STORE_CORRUPT");
+  }
+  return response;
 }
+
+// A callback that either of two paths may end up running (exactly one does).
+template <typename T>
+class OnceCallback {
+ public:
+  explicit OnceCallback(CoreCallback<T> done) : done_(std::move(done)) {}
+  CoreCallback<T> Take() { return std::move(done_); }
+
+ private:
+  CoreCallback<T> done_;
+};
+
+// A waiting retry and the admission deciding whether it may wait: cancelling the call cancels
+// both.
+class WaitingCall final : public UpstreamCall {
+ public:
+  WaitingCall(std::shared_ptr<RequestIdStore::Waiter> waiter,
+              std::shared_ptr<UpstreamCall> admission)
+      : waiter_(std::move(waiter)), admission_(std::move(admission)) {}
+  void Cancel() override {
+    if (admission_ != nullptr) admission_->Cancel();
+    waiter_->Cancel();
+  }
+  void Resume() override {}
+
+ private:
+  const std::shared_ptr<RequestIdStore::Waiter> waiter_;
+  const std::shared_ptr<UpstreamCall> admission_;
+};
 
 std::vector<google::protobuf::Struct> Tools(
     const google::protobuf::RepeatedPtrField<google::protobuf::Struct>& tools) {
@@ -105,21 +135,57 @@ class CopilotCore::CallerChunkSink final : public ChunkSink {
 };
 
 CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles,
-                         CoreOptions options, const TenantResolver* tenants)
+                         CoreOptions options, const TenantResolver* tenants,
+                         WaiterAdmission* waiters)
     : api_(api),
       clock_(clock),
       handles_(handles),
       options_(std::move(options)),
       default_tenant_(std::make_shared<const Tenant>(options_.default_tenant)),
       tenants_(tenants),
-      create_thread_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
-                              options_.request_id_max_bytes),
-      add_message_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
-                            options_.request_id_max_bytes),
-      run_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
-                    options_.request_id_max_bytes),
-      complete_requests_(clock, options_.request_id_ttl, options_.request_id_max_entries,
-                         options_.request_id_max_bytes) {}
+      waiters_(waiters),
+      request_ids_(clock, options_.request_ids) {}
+
+template <typename Response, typename Start>
+std::shared_ptr<UpstreamCall> CopilotCore::MaybeDeduplicate(
+    const CallContext& context, const Tenant& tenant, bool answer, absl::string_view method,
+    const std::string& request_id, const google::protobuf::Message& request,
+    CoreCallback<Response> done, Start start) {
+  if (request_id.empty()) return std::move(start)(std::move(done));
+  auto once = std::make_shared<OnceCallback<Response>>(std::move(done));
+  RequestIdStore::Lookup lookup =
+      request_ids_.Begin(tenant.id, RequestKey(tenant, method, request_id), Fingerprint(request),
+                         [once](absl::StatusOr<std::string> result) {
+                           once->Take()(ParseResponse<Response>(std::move(result)));
+                         });
+  switch (lookup.kind) {
+    case RequestIdStore::Lookup::Kind::kRemembered:
+    case RequestIdStore::Lookup::Kind::kRefused:
+      once->Take()(ParseResponse<Response>(std::move(lookup.result)));
+      return std::make_shared<FinishedCall>();
+    case RequestIdStore::Lookup::Kind::kWaiting: {
+      if (waiters_ == nullptr) return lookup.waiter;
+      const absl::Time deadline =
+          std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
+      std::shared_ptr<UpstreamCall> admission = waiters_->Admit(
+          tenant, answer, deadline,
+          [waiter = lookup.waiter](absl::StatusOr<std::unique_ptr<AdmissionLease>> lease) {
+            if (!lease.ok()) return waiter->Fail(lease.status());
+            waiter->Hold(*std::move(lease));
+          });
+      return std::make_shared<WaitingCall>(lookup.waiter, std::move(admission));
+    }
+    case RequestIdStore::Lookup::Kind::kStart:
+      break;
+  }
+  if (lookup.attempt == nullptr) return std::move(start)(once->Take());  // Not remembered.
+  return std::move(start)([attempt = std::move(lookup.attempt),
+                           done = once->Take()](absl::StatusOr<Response> result) mutable {
+    attempt->Complete(result.ok() ? absl::StatusOr<std::string>(result->SerializeAsString())
+                                  : absl::StatusOr<std::string>(result.status()));
+    std::move(done)(std::move(result));
+  });
+}
 
 UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
                                                       const Tenant& tenant,
@@ -213,7 +279,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
     CoreCallback<v1::CreateThreadResponse> done) {
   absl::StatusOr<TenantPtr> caller = TenantOf(context);
   if (!caller.ok()) return Reject(std::move(done), caller.status());
-  if (absl::Status status = ValidateCreateThread(request); !status.ok()) {
+  if (absl::Status status = ValidateCreateThread(request, options_.limits); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
   TenantPtr tenant = *std::move(caller);
@@ -229,7 +295,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
                              RespondWith(tenant, params.assistant_id, std::move(done),
                                          &v1::CreateThreadResponse::mutable_thread));
   };
-  return MaybeDeduplicate(create_thread_requests_, *tenant, "CreateThread", request.request_id(),
+  return MaybeDeduplicate(context, *tenant, /*answer=*/false, "CreateThread", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
@@ -287,7 +353,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context
                            RespondWith(tenant, thread.assistant_id, std::move(done),
                                        &v1::AddMessageResponse::mutable_message));
   };
-  return MaybeDeduplicate(add_message_requests_, *tenant, "AddMessage", request.request_id(),
+  return MaybeDeduplicate(context, *tenant, /*answer=*/false, "AddMessage", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
@@ -322,7 +388,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
                                                CoreCallback<v1::RunResponse> done) {
   absl::StatusOr<TenantPtr> caller = TenantOf(context);
   if (!caller.ok()) return Reject(std::move(done), caller.status());
-  if (absl::Status status = ValidateRun(request); !status.ok()) {
+  if (absl::Status status = ValidateRun(request, options_.limits); !status.ok()) {
     return Reject(std::move(done), std::move(status));
   }
   TenantPtr tenant = *std::move(caller);
@@ -336,7 +402,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
         options, params,
         RespondWith(tenant, assistant, std::move(done), &v1::RunResponse::mutable_message));
   };
-  return MaybeDeduplicate(run_requests_, *tenant, "Run", request.request_id(), request,
+  return MaybeDeduplicate(context, *tenant, /*answer=*/true, "Run", request.request_id(), request,
                           std::move(done), std::move(start));
 }
 
@@ -345,7 +411,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::StreamRun(const CallContext& context,
                                                      std::shared_ptr<AnswerSink> sink) {
   absl::StatusOr<TenantPtr> caller = TenantOf(context);
   if (!caller.ok()) return Reject(sink, caller.status());
-  if (absl::Status status = ValidateStreamRun(request); !status.ok()) {
+  if (absl::Status status = ValidateStreamRun(request, options_.limits); !status.ok()) {
     return Reject(sink, std::move(status));
   }
   TenantPtr tenant = *std::move(caller);
@@ -394,8 +460,8 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
                          RespondWith(tenant, params.assistant_id, std::move(done),
                                      &v1::CompleteResponse::mutable_message));
   };
-  return MaybeDeduplicate(complete_requests_, *tenant, "Complete", request.request_id(), request,
-                          std::move(done), std::move(start));
+  return MaybeDeduplicate(context, *tenant, /*answer=*/true, "Complete", request.request_id(),
+                          request, std::move(done), std::move(start));
 }
 
 std::shared_ptr<UpstreamCall> CopilotCore::StreamComplete(const CallContext& context,

@@ -14,11 +14,12 @@
 #include "copilot/v1/copilot_service.pb.h"
 #include "server/common/call_trace.h"
 #include "server/core/clock.h"
-#include "server/core/request_deduplicator.h"
+#include "server/core/request_id_store.h"
 #include "server/core/tenant.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
 #include "server/core/validation.h"
+#include "server/core/waiter_admission.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -47,10 +48,8 @@ struct CoreOptions {
   // Bound on a call whose caller set no deadline (and cap on longer deadlines).
   absl::Duration max_call_timeout = absl::Minutes(5);
   ValidationLimits limits;
-  // request_id de-duplication.
-  absl::Duration request_id_ttl = absl::Minutes(10);
-  std::size_t request_id_max_entries = 100000;
-  std::size_t request_id_max_bytes = 64 * 1024 * 1024;
+  // request_id de-duplication (one store for every method and tenant).
+  RequestIdLimits request_ids;
 };
 
 template <typename T>
@@ -67,9 +66,14 @@ using AnswerSink = ChunkSink;
 // (server/common/errors.h). `api`, `clock` and `handles` must outlive this object.
 class CopilotCore {
  public:
-  // `tenants`, when given, resolves each call's tenant (it must outlive this object).
+  // `tenants`, when given, resolves each call's tenant; `waiters`, when given, admits request_id
+  // retries that wait for their first attempt against the tenant's limits. Both must outlive
+  // this object.
   CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles, CoreOptions options,
-              const TenantResolver* tenants = nullptr);
+              const TenantResolver* tenants = nullptr, WaiterAdmission* waiters = nullptr);
+
+  // The request_id store, for metrics and tests.
+  const RequestIdStore& request_ids() const { return request_ids_; }
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const CallContext& context, const copilot::v1::ListAssistantsRequest& request,
@@ -145,6 +149,15 @@ class CopilotCore {
   absl::StatusOr<CompletionParams> CompletionParamsOf(const Request& request,
                                                       const Tenant& tenant) const;
   class CallerChunkSink;
+  // Runs `start` unless the request's request_id names an attempt that is running (then the
+  // call waits for it, admitted by waiters_) or recently succeeded (then its result is
+  // returned). `answer`: the call generates an answer (for the waiter's admission).
+  template <typename Response, typename Start>
+  std::shared_ptr<UpstreamCall> MaybeDeduplicate(const CallContext& context, const Tenant& tenant,
+                                                 bool answer, absl::string_view method,
+                                                 const std::string& request_id,
+                                                 const google::protobuf::Message& request,
+                                                 CoreCallback<Response> done, Start start);
 
   HaufeApi& api_;
   const Clock& clock_;
@@ -152,10 +165,8 @@ class CopilotCore {
   const CoreOptions options_;
   const TenantPtr default_tenant_;
   const TenantResolver* const tenants_;
-  RequestDeduplicator<copilot::v1::CreateThreadResponse> create_thread_requests_;
-  RequestDeduplicator<copilot::v1::AddMessageResponse> add_message_requests_;
-  RequestDeduplicator<copilot::v1::RunResponse> run_requests_;
-  RequestDeduplicator<copilot::v1::CompleteResponse> complete_requests_;
+  WaiterAdmission* const waiters_;
+  RequestIdStore request_ids_;
 };
 
 }  // namespace copilot::gateway

@@ -1,5 +1,6 @@
 #include "server/core/validation.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -115,6 +116,76 @@ void CheckThreadId(Violations& v, absl::string_view field, absl::string_view val
   }
 }
 
+// Nesting depth of a Struct value: 0 for scalars, 1 for a flat object or list.
+int Depth(const google::protobuf::Value& value) {
+  int deepest = 0;
+  if (value.has_struct_value()) {
+    for (const auto& [key, field] : value.struct_value().fields()) {
+      deepest = std::max(deepest, Depth(field));
+    }
+    return deepest + 1;
+  }
+  if (value.has_list_value()) {
+    for (const auto& item : value.list_value().values()) deepest = std::max(deepest, Depth(item));
+    return deepest + 1;
+  }
+  return 0;
+}
+
+int Depth(const google::protobuf::Struct& object) {
+  int deepest = 0;
+  for (const auto& [key, field] : object.fields()) deepest = std::max(deepest, Depth(field));
+  return deepest + 1;
+}
+
+// Bounds on the free-form tool definitions of Run, StreamRun, Complete and StreamComplete.
+void CheckTools(Violations& v,
+                const google::protobuf::RepeatedPtrField<google::protobuf::Struct>& tools,
+                const ValidationLimits& limits) {
+  if (tools.size() > limits.max_tools) {
+    v.Add("tools", absl::StrCat("at most ", limits.max_tools, " tools, has ", tools.size()));
+    return;
+  }
+  std::size_t bytes = 0;
+  for (int i = 0; i < tools.size(); ++i) {
+    bytes += tools[i].ByteSizeLong();
+    if (Depth(tools[i]) > kMaxToolDepth) {
+      v.Add(absl::StrCat("tools[", i, "]"),
+            absl::StrCat("nested deeper than ", kMaxToolDepth, " levels"));
+    }
+  }
+  if (bytes > limits.max_tools_bytes) {
+    v.Add("tools",
+          absl::StrCat("at most ", limits.max_tools_bytes, " bytes together, has ", bytes));
+  }
+}
+
+void CheckMaxBytes(Violations& v, const std::string& field, absl::string_view value,
+                   std::size_t max) {
+  if (value.size() > max) v.Add(field, absl::StrCat("must be at most ", max, " bytes"));
+}
+
+// Bounds on an assistant message's tool calls (the other rules are in CheckMessage).
+void CheckToolCalls(Violations& v, const std::string& path, const MessageInput& message,
+                    const ValidationLimits& limits) {
+  if (message.tool_calls_size() > limits.max_tool_calls) {
+    v.Add(absl::StrCat(path, ".tool_calls"),
+          absl::StrCat("at most ", limits.max_tool_calls, " tool calls, has ",
+                       message.tool_calls_size()));
+    return;
+  }
+  for (int i = 0; i < message.tool_calls_size(); ++i) {
+    const auto& call = message.tool_calls(i);
+    const std::string call_path = absl::StrCat(path, ".tool_calls[", i, "]");
+    CheckMaxBytes(v, absl::StrCat(call_path, ".id"), call.id(), kMaxToolCallFieldBytes);
+    CheckMaxBytes(v, absl::StrCat(call_path, ".type"), call.type(), kMaxToolCallFieldBytes);
+    CheckMaxBytes(v, absl::StrCat(call_path, ".function.name"), call.function().name(),
+                  kMaxToolCallFieldBytes);
+    CheckMaxBytes(v, absl::StrCat(call_path, ".function.arguments"), call.function().arguments(),
+                  limits.max_tool_arguments_bytes);
+  }
+}
+
 bool IsKnownRole(Role role) {
   return role == copilot::v1::ROLE_USER || role == copilot::v1::ROLE_ASSISTANT ||
          role == copilot::v1::ROLE_SYSTEM || role == copilot::v1::ROLE_TOOL;
@@ -143,11 +214,12 @@ void CheckMessage(Violations& v, const std::string& path, const MessageInput& me
     } else if (!message.tool_calls().empty() && !message.content().empty()) {
       v.Add(content_path, "must be empty on an assistant message with tool_calls");
     }
-    for (int i = 0; i < message.tool_calls_size(); ++i) {
+    for (int i = 0; i < message.tool_calls_size() && i < limits.max_tool_calls; ++i) {
       if (message.tool_calls(i).id().empty()) {
         v.Add(absl::StrCat(path, ".tool_calls[", i, "].id"), "required");
       }
     }
+    CheckToolCalls(v, path, message, limits);
   } else {
     if (blank) v.Add(content_path, "must not be blank");
     if (!message.tool_calls().empty()) {
@@ -155,6 +227,7 @@ void CheckMessage(Violations& v, const std::string& path, const MessageInput& me
     }
   }
   const std::string tool_call_id_path = absl::StrCat(path, ".tool_call_id");
+  CheckMaxBytes(v, tool_call_id_path, message.tool_call_id(), kMaxToolCallFieldBytes);
   if (role == copilot::v1::ROLE_TOOL) {
     if (message.tool_call_id().empty()) v.Add(tool_call_id_path, "required on a tool message");
   } else if (!message.tool_call_id().empty()) {
@@ -170,6 +243,8 @@ void CheckMessage(Violations& v, const std::string& path, const MessageInput& me
       const std::string attachment = absl::StrCat(path, ".attachments[", i, "]");
       CheckRequiredUuid(v, absl::StrCat(attachment, ".file_id"), message.attachments(i).file_id());
       CheckOptionalUuid(v, absl::StrCat(attachment, ".user_id"), message.attachments(i).user_id());
+      CheckMaxBytes(v, absl::StrCat(attachment, ".base_url"), message.attachments(i).base_url(),
+                    kMaxBaseUrlBytes);
     }
   }
 }
@@ -226,6 +301,7 @@ absl::Status ValidateCompletion(absl::string_view name, const Request& request,
     CheckOptionalUuid(v, "request_id", request.request_id());
   }
   CheckConversation(v, request.messages(), limits);
+  CheckTools(v, request.tools(), limits);
   return std::move(v).Finish();
 }
 
@@ -255,12 +331,19 @@ absl::Status ValidateListAssistants(const copilot::v1::ListAssistantsRequest& re
   return absl::OkStatus();
 }
 
-absl::Status ValidateCreateThread(const copilot::v1::CreateThreadRequest& request) {
+absl::Status ValidateCreateThread(const copilot::v1::CreateThreadRequest& request,
+                                  const ValidationLimits& limits) {
   Violations v("CreateThreadRequest");
   CheckRequiredUuid(v, "assistant_id", request.assistant_id());
   CheckOptionalUuid(v, "user_id", request.user_id());
   CheckOptionalUuid(v, "request_id", request.request_id());
-  if (Utf8CodePoints(request.title()) < 0) v.Add("title", "must be valid UTF-8");
+  const std::ptrdiff_t title_chars = Utf8CodePoints(request.title());
+  if (title_chars < 0) {
+    v.Add("title", "must be valid UTF-8");
+  } else if (title_chars > limits.max_title_chars) {
+    v.Add("title", absl::StrCat("must be at most ", limits.max_title_chars, " characters, is ",
+                                title_chars));
+  }
   return std::move(v).Finish();
 }
 
@@ -303,16 +386,19 @@ absl::Status ValidateListMessages(const copilot::v1::ListMessagesRequest& reques
   return std::move(v).Finish();
 }
 
-absl::Status ValidateRun(const copilot::v1::RunRequest& request) {
+absl::Status ValidateRun(const copilot::v1::RunRequest& request, const ValidationLimits& limits) {
   Violations v("RunRequest");
   CheckThreadId(v, "thread_id", request.thread_id());
   CheckOptionalUuid(v, "request_id", request.request_id());
+  CheckTools(v, request.tools(), limits);
   return std::move(v).Finish();
 }
 
-absl::Status ValidateStreamRun(const copilot::v1::StreamRunRequest& request) {
+absl::Status ValidateStreamRun(const copilot::v1::StreamRunRequest& request,
+                               const ValidationLimits& limits) {
   Violations v("StreamRunRequest");
   CheckThreadId(v, "thread_id", request.thread_id());
+  CheckTools(v, request.tools(), limits);
   return std::move(v).Finish();
 }
 

@@ -29,7 +29,24 @@ struct ValidationLimits {
   int max_page_size = 100;
   // Maximum ListMessages page_token length (upstream cursors are far shorter).
   std::size_t max_page_token_bytes = 1024;
+  // Maximum tool_calls on one message, and bytes of one tool call's function.arguments.
+  int max_tool_calls = 64;
+  std::size_t max_tool_arguments_bytes = 64 * 1024;
+  // Maximum tool definitions (`tools`) on one Run/Complete request, and their serialized bytes
+  // together.
+  int max_tools = 64;
+  std::size_t max_tools_bytes = 256 * 1024;
+  // Maximum thread title length in Unicode code points.
+  int max_title_chars = 1000;
 };
+
+// Longest tool call ID, tool call type and function name a message may carry, in bytes.
+inline constexpr std::size_t kMaxToolCallFieldBytes = 256;
+// Longest attachment base_url, in bytes.
+inline constexpr std::size_t kMaxBaseUrlBytes = 2048;
+// Deepest nesting of objects and lists inside one tool definition (a JSON schema nests a few
+// levels; the same bound as upstream Structs, server/upstream/json_mapping.h).
+inline constexpr int kMaxToolDepth = 20;
 
 // Longest thread ID (an opaque handle) a request may carry.
 inline constexpr std::size_t kMaxThreadIdBytes = 512;
@@ -42,15 +59,17 @@ bool IsUuid(absl::string_view text);
 std::ptrdiff_t Utf8CodePoints(absl::string_view text);
 
 absl::Status ValidateListAssistants(const copilot::v1::ListAssistantsRequest& request);
-absl::Status ValidateCreateThread(const copilot::v1::CreateThreadRequest& request);
+absl::Status ValidateCreateThread(const copilot::v1::CreateThreadRequest& request,
+                                  const ValidationLimits& limits);
 absl::Status ValidateGetThread(const copilot::v1::GetThreadRequest& request);
 absl::Status ValidateDeleteThread(const copilot::v1::DeleteThreadRequest& request);
 absl::Status ValidateAddMessage(const copilot::v1::AddMessageRequest& request,
                                 const ValidationLimits& limits);
 absl::Status ValidateListMessages(const copilot::v1::ListMessagesRequest& request,
                                   const ValidationLimits& limits);
-absl::Status ValidateRun(const copilot::v1::RunRequest& request);
-absl::Status ValidateStreamRun(const copilot::v1::StreamRunRequest& request);
+absl::Status ValidateRun(const copilot::v1::RunRequest& request, const ValidationLimits& limits);
+absl::Status ValidateStreamRun(const copilot::v1::StreamRunRequest& request,
+                               const ValidationLimits& limits);
 absl::Status ValidateComplete(const copilot::v1::CompleteRequest& request,
                               const ValidationLimits& limits);
 absl::Status ValidateStreamComplete(const copilot::v1::StreamCompleteRequest& request,

@@ -14,7 +14,9 @@ struct AdmissionController::Pending {
   std::string tenant;
   TenantLimits limits;
   CallClass klass = CallClass::kOther;
-  absl::Time give_up;  // min(deadline, arrival + max_wait).
+  bool tenant_only = false;  // Skips the upstream budget (AdmitTenantOnly).
+  std::string upstream_key;  // Which key's 429 hold applies.
+  absl::Time give_up;        // min(deadline, arrival + max_wait).
   absl::Time wait_start = absl::InfiniteFuture();
 
   absl::Mutex mu;
@@ -127,11 +129,31 @@ RateLimit AdmissionController::Share(const RateLimit& limit) const {
 std::shared_ptr<AdmissionTicket> AdmissionController::Admit(const std::string& tenant,
                                                             const TenantLimits& limits,
                                                             CallClass klass, absl::Time deadline,
-                                                            AdmitCallback done) {
+                                                            AdmitCallback done,
+                                                            const std::string& upstream_key) {
+  return Start(tenant, limits, klass, deadline, /*tenant_only=*/false, std::move(done),
+               upstream_key);
+}
+
+std::shared_ptr<AdmissionTicket> AdmissionController::AdmitTenantOnly(const std::string& tenant,
+                                                                      const TenantLimits& limits,
+                                                                      CallClass klass,
+                                                                      absl::Time deadline,
+                                                                      AdmitCallback done) {
+  return Start(tenant, limits, klass, deadline, /*tenant_only=*/true, std::move(done), "");
+}
+
+std::shared_ptr<AdmissionTicket> AdmissionController::Start(const std::string& tenant,
+                                                            const TenantLimits& limits,
+                                                            CallClass klass, absl::Time deadline,
+                                                            bool tenant_only, AdmitCallback done,
+                                                            const std::string& upstream_key) {
   auto pending = std::make_shared<Pending>();
+  pending->upstream_key = upstream_key;
   pending->tenant = tenant;
   pending->limits = limits;
   pending->klass = klass;
+  pending->tenant_only = tenant_only;
   pending->give_up = std::min(deadline, clock_.Now() + budget_.max_wait);
   {
     absl::MutexLock lock(&pending->mu);
@@ -180,7 +202,10 @@ void AdmissionController::CheckRate(std::shared_ptr<Pending> pending) {
 
 void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
   const int64_t max = pending->limits.max_concurrent_answers;
-  if (pending->klass != CallClass::kAnswer || max <= 0) return CheckBudget(std::move(pending));
+  if (pending->klass != CallClass::kAnswer || max <= 0) {
+    if (pending->tenant_only) return Admitted(*pending);
+    return CheckBudget(std::move(pending));
+  }
   const std::string key = absl::StrCat("tenant:", pending->tenant, ":answer");
   auto decide = [this, pending, key, max](absl::StatusOr<SlotResult> result, LimitStore* store) {
     if (!result.ok()) {
@@ -200,6 +225,7 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
       pending->slot_store = store;
     }
     Decided(*pending, "tenant_concurrency", store == &store_ ? "allowed" : "degraded");
+    if (pending->tenant_only) return Admitted(*pending);
     CheckBudget(pending);
   };
   store_.AcquireSlot(
@@ -224,10 +250,11 @@ void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
     ClassQueue& queue = queues_[static_cast<int>(klass)];
     bool waiters = false;
     for (const auto& [tenant, calls] : queue.tenants) waiters = waiters || !calls.empty();
-    if (waiters || queue.held_until > earliest) {
+    const absl::Time held = queue.HeldUntil(pending->upstream_key);
+    if (waiters || held > earliest) {
       // Behind those already waiting (fairness), or while the upstream asked us to hold.
       queue_up = true;
-      earliest = std::max({earliest, queue.held_until, queue.next_try});
+      earliest = std::max({earliest, held, queue.next_try});
     }
   }
   if (queue_up) return WaitOrRefuse(std::move(pending), earliest);
@@ -302,8 +329,9 @@ void AdmissionController::Admitted(Pending& pending) {
     slot_store = pending.slot_store;
     pending.slot_store = nullptr;  // The permit releases it now.
   }
-  std::unique_ptr<Permit> permit = std::make_unique<SlotPermit>(
-      slot_store, pending.slot_key, pending.lease, events_, pending.klass);
+  std::unique_ptr<Permit> permit =
+      std::make_unique<SlotPermit>(slot_store, pending.slot_key, pending.lease,
+                                   pending.tenant_only ? nullptr : events_, pending.klass);
   Finish(pending, std::move(permit));
 }
 
@@ -324,10 +352,20 @@ void AdmissionController::Finish(Pending& pending, absl::StatusOr<std::unique_pt
   std::move(done)(std::move(result));
 }
 
-void AdmissionController::HoldBudget(CallClass klass, absl::Duration retry_after) {
+void AdmissionController::HoldBudget(CallClass klass, absl::Duration retry_after,
+                                     const std::string& upstream_key) {
+  const absl::Time now = clock_.Now();
+  const absl::Duration hold =
+      std::clamp(retry_after, absl::ZeroDuration(), budget_.max_retry_after);
   absl::MutexLock lock(&mu_);
   ClassQueue& queue = queues_[static_cast<int>(klass)];
-  queue.held_until = std::max(queue.held_until, clock_.Now() + retry_after);
+  // Holds that are over go (one entry per upstream key at most).
+  for (auto it = queue.held_until.begin(); it != queue.held_until.end();) {
+    it = it->second <= now ? queue.held_until.erase(it) : std::next(it);
+  }
+  absl::Time& until =
+      queue.held_until.try_emplace(upstream_key, absl::InfinitePast()).first->second;
+  until = std::max(until, now + hold);
   wake_ = true;
 }
 
@@ -339,7 +377,6 @@ void AdmissionController::SchedulerLoop() {
     std::vector<std::pair<std::shared_ptr<Pending>, absl::Duration>> expired;
     absl::Time wake = now + absl::Seconds(1);
     for (ClassQueue& queue : queues_) {
-      const absl::Time due = std::max(queue.next_try, queue.held_until);
       for (auto& [tenant, calls] : queue.tenants) {
         for (auto it = calls.begin(); it != calls.end();) {
           bool finished;
@@ -350,6 +387,7 @@ void AdmissionController::SchedulerLoop() {
           if (finished) {
             it = calls.erase(it);
           } else if ((*it)->give_up <= now) {
+            const absl::Time due = std::max(queue.next_try, queue.HeldUntil((*it)->upstream_key));
             expired.emplace_back(*it, std::max(due - now, absl::Milliseconds(1)));
             it = calls.erase(it);
           } else {
@@ -365,11 +403,11 @@ void AdmissionController::SchedulerLoop() {
       bool waiters = false;
       for (const auto& [tenant, calls] : queue.tenants) waiters = waiters || !calls.empty();
       if (!waiters) continue;
-      const absl::Time due = std::max(queue.next_try, queue.held_until);
-      if (due <= now) {
-        ProbeLocked(static_cast<CallClass>(klass));
+      if (queue.next_try <= now) {
+        // Returns when a held waiter could go, when it found none to probe.
+        wake = std::min(wake, ProbeLocked(static_cast<CallClass>(klass)));
       } else {
-        wake = std::min(wake, due);
+        wake = std::min(wake, queue.next_try);
       }
     }
     if (!expired.empty()) {
@@ -393,20 +431,28 @@ void AdmissionController::SchedulerLoop() {
   }
 }
 
-void AdmissionController::ProbeLocked(CallClass klass) {
+absl::Time AdmissionController::ProbeLocked(CallClass klass) {
   ClassQueue& queue = queues_[static_cast<int>(klass)];
-  // The waiting tenant with the lowest pass goes next (weighted fair queueing).
+  const absl::Time now = clock_.Now();
+  // The waiting tenant with the lowest pass goes next (weighted fair queueing), among those
+  // whose next call's upstream key is not held by a 429.
   std::string chosen;
   double lowest = 0;
+  absl::Time first_release = absl::InfiniteFuture();
   for (const auto& [tenant, calls] : queue.tenants) {
     if (calls.empty()) continue;
+    const absl::Time held = queue.HeldUntil(calls.front()->upstream_key);
+    if (held > now) {
+      first_release = std::min(first_release, held);
+      continue;
+    }
     const double pass = queue.pass[tenant];
     if (chosen.empty() || pass < lowest) {
       chosen = tenant;
       lowest = pass;
     }
   }
-  if (chosen.empty()) return;
+  if (chosen.empty()) return first_release;
   std::shared_ptr<Pending> pending = queue.tenants[chosen].front();
   queue.tenants[chosen].pop_front();
   queue.probing = true;
@@ -427,6 +473,7 @@ void AdmissionController::ProbeLocked(CallClass klass) {
                                });
       });
   mu_.Lock();
+  return absl::InfiniteFuture();  // OnProbe wakes the loop.
 }
 
 void AdmissionController::OnProbe(CallClass klass, std::shared_ptr<Pending> pending,

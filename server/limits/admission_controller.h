@@ -34,6 +34,9 @@ struct BudgetConfig {
   // Lifetime of a concurrency lease (frees the slots of a replica that died); above the
   // longest call.
   absl::Duration slot_ttl = absl::Minutes(6);
+  // An upstream 429's Retry-After holds calls at most this long (a hostile or broken upstream
+  // could ask for years).
+  absl::Duration max_retry_after = absl::Seconds(60);
 };
 
 // What the controller reports (GatewayMetrics implements it). Thread-safe implementations.
@@ -81,14 +84,25 @@ class AdmissionController {
   AdmissionController& operator=(const AdmissionController&) = delete;
 
   // Admits one call of `tenant` (a configured ID) and `klass` that must start before
-  // `deadline`. `done` runs exactly once: with a Permit, or RESOURCE_EXHAUSTED with QuotaFailure
-  // (which limit) and RetryInfo (when a retry can succeed), or UNAVAILABLE when the shared store
-  // is unreachable and the mode is fail-closed.
+  // `deadline`, to be sent with the upstream API key identified by `upstream_key` (a digest, see
+  // UpstreamKeyId; only a 429 hold is per key). `done` runs exactly once: with a Permit, or
+  // RESOURCE_EXHAUSTED with QuotaFailure (which limit) and RetryInfo (when a retry can succeed), or
+  // UNAVAILABLE when the shared store is unreachable and the mode is fail-closed.
   std::shared_ptr<AdmissionTicket> Admit(const std::string& tenant, const TenantLimits& limits,
-                                         CallClass klass, absl::Time deadline, AdmitCallback done);
+                                         CallClass klass, absl::Time deadline, AdmitCallback done,
+                                         const std::string& upstream_key = "");
+  // Like Admit, against the tenant's own limits only (its rate for `klass`, its answer
+  // concurrency slot), never the upstream budget: for a call that makes no upstream request
+  // (a request_id retry waiting for its first attempt). Not counted as admitted in flight.
+  std::shared_ptr<AdmissionTicket> AdmitTenantOnly(const std::string& tenant,
+                                                   const TenantLimits& limits, CallClass klass,
+                                                   absl::Time deadline, AdmitCallback done);
 
-  // The upstream answered 429: no call of `klass` goes upstream for `retry_after`.
-  void HoldBudget(CallClass klass, absl::Duration retry_after);
+  // The upstream answered 429 to a call made with `upstream_key`: no call of `klass` with that
+  // key goes upstream for `retry_after`, capped at BudgetConfig::max_retry_after. Calls with
+  // other keys (tenants with keys of their own) are not held.
+  void HoldBudget(CallClass klass, absl::Duration retry_after,
+                  const std::string& upstream_key = "");
 
  private:
   struct Pending;
@@ -99,7 +113,12 @@ class AdmissionController {
     std::map<std::string, double> pass;  // Weighted fair queueing: next is the lowest pass.
     double virtual_time = 0;
     absl::Time next_try = absl::InfinitePast();
-    absl::Time held_until = absl::InfinitePast();
+    // Upstream key -> end of its 429 hold.
+    std::map<std::string, absl::Time> held_until;
+    absl::Time HeldUntil(const std::string& key) const {
+      auto it = held_until.find(key);
+      return it == held_until.end() ? absl::InfinitePast() : it->second;
+    }
     bool probing = false;
   };
 
@@ -112,14 +131,18 @@ class AdmissionController {
   void Refuse(Pending& pending, absl::string_view limit, absl::string_view subject,
               absl::string_view description, absl::Duration retry_after);
   void Admitted(Pending& pending);
+  std::shared_ptr<AdmissionTicket> Start(const std::string& tenant, const TenantLimits& limits,
+                                         CallClass klass, absl::Time deadline, bool tenant_only,
+                                         AdmitCallback done, const std::string& upstream_key);
   void Finish(Pending& pending, absl::StatusOr<std::unique_ptr<Permit>> result);
   const std::vector<WindowLimit>& Windows(CallClass klass) const;
   std::vector<WindowLimit> Share(const std::vector<WindowLimit>& windows) const;
   RateLimit Share(const RateLimit& limit) const;
   void Decided(const Pending& pending, absl::string_view limit, absl::string_view decision);
   void SchedulerLoop();
-  // Under mu_: starts one budget probe for the fairest waiter of `klass` if due.
-  void ProbeLocked(CallClass klass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Under mu_: starts one budget probe for the fairest waiter of `klass` whose key is not held;
+  // otherwise returns when the first hold ends.
+  absl::Time ProbeLocked(CallClass klass) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnProbe(CallClass klass, std::shared_ptr<Pending> pending, StepResult result);
 
   LimitStore& store_;

@@ -4,19 +4,25 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/crypto.h"
 #include "server/common/errors.h"
 
 namespace copilot::gateway {
 namespace {
 
-const absl::Status& StatusOf(const absl::Status& status) { return status; }
+absl::Status StatusOf(const absl::Status& status) { return status; }
 template <typename T>
-const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
+absl::Status StatusOf(const absl::StatusOr<T>& result) {
   return result.status();
 }
 
 }  // namespace
+
+std::string UpstreamKeyId(absl::string_view api_key) {
+  return absl::BytesToHexString(Sha256(api_key).substr(0, 8));
+}
 
 // The call as the core sees it: first the admission, then the upstream call. Cancel and Resume
 // reach whichever phase is current; a Resume before the upstream call started is passed on when
@@ -78,14 +84,18 @@ class AdmittedHaufeApi::AdmittedCall final : public UpstreamCall {
 // Holds the permit until the stream ends; watches its status for a 429.
 class AdmittedHaufeApi::HoldingSink final : public ChunkSink {
  public:
-  HoldingSink(AdmittedHaufeApi& api, CallClass klass, std::shared_ptr<ChunkSink> sink,
-              std::unique_ptr<Permit> permit)
-      : api_(api), klass_(klass), sink_(std::move(sink)), permit_(std::move(permit)) {}
+  HoldingSink(AdmittedHaufeApi& api, CallClass klass, std::string upstream_key,
+              std::shared_ptr<ChunkSink> sink, std::unique_ptr<Permit> permit)
+      : api_(api),
+        klass_(klass),
+        upstream_key_(std::move(upstream_key)),
+        sink_(std::move(sink)),
+        permit_(std::move(permit)) {}
   bool OnChunk(copilot::v1::MessageChunk chunk) override {
     return sink_->OnChunk(std::move(chunk));
   }
   void OnDone(absl::Status status) override {
-    api_.ObserveStatus(klass_, status);
+    api_.ObserveStatus(klass_, upstream_key_, status);
     permit_.reset();
     sink_->OnDone(std::move(status));
   }
@@ -93,11 +103,13 @@ class AdmittedHaufeApi::HoldingSink final : public ChunkSink {
  private:
   AdmittedHaufeApi& api_;
   const CallClass klass_;
+  const std::string upstream_key_;
   const std::shared_ptr<ChunkSink> sink_;
   std::unique_ptr<Permit> permit_;
 };
 
-void AdmittedHaufeApi::ObserveStatus(CallClass klass, const absl::Status& status) {
+void AdmittedHaufeApi::ObserveStatus(CallClass klass, const std::string& upstream_key,
+                                     absl::Status& status) {
   if (status.code() != absl::StatusCode::kResourceExhausted) return;
   std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
   if (!info.has_value()) return;
@@ -108,26 +120,35 @@ void AdmittedHaufeApi::ObserveStatus(CallClass klass, const absl::Status& status
     hold = absl::Seconds(retry->retry_delay().seconds()) +
            absl::Nanoseconds(retry->retry_delay().nanos());
   }
-  admission_.HoldBudget(klass, hold);
+  // The caller is told no more than the gateway will hold: the same cap.
+  if (hold > max_retry_after_) SetRetryDelay(status, max_retry_after_);
+  admission_.HoldBudget(klass, hold, upstream_key);
 }
 
 template <typename Callback, typename Start>
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Admit(const UpstreamCallOptions& options,
                                                       CallClass klass, Callback done, Start start) {
   auto call = std::make_shared<AdmittedCall>();
-  std::shared_ptr<AdmissionTicket> ticket =
-      admission_.Admit(options.tenant_id, options.limits, klass, options.deadline,
-                       [this, call, klass, done = std::move(done), start = std::move(start)](
-                           absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
-                         if (!permit.ok()) return std::move(done)(permit.status());
-                         Callback release = [this, klass, held = *std::move(permit),
-                                             done = std::move(done)](auto result) mutable {
-                           ObserveStatus(klass, StatusOf(result));
-                           held.reset();
-                           std::move(done)(std::move(result));
-                         };
-                         call->SetInner(start(std::move(release)));
-                       });
+  std::string key = UpstreamKeyId(options.api_key);
+  std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
+      options.tenant_id, options.limits, klass, options.deadline,
+      [this, call, klass, key, done = std::move(done),
+       start = std::move(start)](absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
+        if (!permit.ok()) return std::move(done)(permit.status());
+        Callback release = [this, klass, key = std::move(key), held = *std::move(permit),
+                            done = std::move(done)](auto result) mutable {
+          absl::Status status = StatusOf(result);
+          if (!status.ok()) {
+            ObserveStatus(klass, key, status);
+            held.reset();
+            return std::move(done)(std::move(status));
+          }
+          held.reset();
+          std::move(done)(std::move(result));
+        };
+        call->SetInner(start(std::move(release)));
+      },
+      key);
   call->SetTicket(std::move(ticket));
   return call;
 }
@@ -137,14 +158,16 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AdmitStream(const UpstreamCallOp
                                                             std::shared_ptr<ChunkSink> sink,
                                                             Start start) {
   auto call = std::make_shared<AdmittedCall>();
-  std::shared_ptr<AdmissionTicket> ticket =
-      admission_.Admit(options.tenant_id, options.limits, CallClass::kAnswer, options.deadline,
-                       [this, call, sink = std::move(sink), start = std::move(start)](
-                           absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
-                         if (!permit.ok()) return sink->OnDone(permit.status());
-                         call->SetInner(start(std::make_shared<HoldingSink>(
-                             *this, CallClass::kAnswer, std::move(sink), *std::move(permit))));
-                       });
+  std::string key = UpstreamKeyId(options.api_key);
+  std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
+      options.tenant_id, options.limits, CallClass::kAnswer, options.deadline,
+      [this, call, key, sink = std::move(sink),
+       start = std::move(start)](absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
+        if (!permit.ok()) return sink->OnDone(permit.status());
+        call->SetInner(start(std::make_shared<HoldingSink>(
+            *this, CallClass::kAnswer, std::move(key), std::move(sink), *std::move(permit))));
+      },
+      key);
   call->SetTicket(std::move(ticket));
   return call;
 }

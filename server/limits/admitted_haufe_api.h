@@ -14,11 +14,16 @@
 
 namespace copilot::gateway {
 
+// Names an upstream API key without holding it: the first 8 bytes of its SHA-256, in hex.
+std::string UpstreamKeyId(absl::string_view api_key);
+
 // Thread-safe like the API it wraps. `inner` and `admission` must outlive it.
 class AdmittedHaufeApi final : public HaufeApi {
  public:
-  AdmittedHaufeApi(HaufeApi& inner, AdmissionController& admission)
-      : inner_(inner), admission_(admission) {}
+  // An upstream 429 holds (and tells callers to wait) at most `max_retry_after`.
+  AdmittedHaufeApi(HaufeApi& inner, AdmissionController& admission,
+                   absl::Duration max_retry_after = absl::Seconds(60))
+      : inner_(inner), admission_(admission), max_retry_after_(max_retry_after) {}
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const UpstreamCallOptions& options,
@@ -67,11 +72,13 @@ class AdmittedHaufeApi final : public HaufeApi {
   template <typename Start>
   std::shared_ptr<UpstreamCall> AdmitStream(const UpstreamCallOptions& options,
                                             std::shared_ptr<ChunkSink> sink, Start start);
-  // On a 429 (RESOURCE_EXHAUSTED from the upstream with its RetryInfo): hold the budget.
-  void ObserveStatus(CallClass klass, const absl::Status& status);
+  // On a 429 (RESOURCE_EXHAUSTED from the upstream with its RetryInfo): hold the budget of the
+  // key the call used, and cap the RetryInfo the caller gets at max_retry_after_.
+  void ObserveStatus(CallClass klass, const std::string& upstream_key, absl::Status& status);
 
   HaufeApi& inner_;
   AdmissionController& admission_;
+  const absl::Duration max_retry_after_;
 };
 
 }  // namespace copilot::gateway

@@ -73,8 +73,9 @@ class CopilotCoreTest : public ::testing::Test {
     options.api_key = "KEY";
     options.default_tenant = Tenant{"acme", "LICENCE-1"};
     options.max_call_timeout = absl::Seconds(30);
-    options.request_id_ttl = absl::Minutes(1);
-    options.request_id_max_entries = 3;
+    options.request_ids.ttl = absl::Minutes(1);
+    options.request_ids.max_entries = 3;
+    options.request_ids.max_tenant_share = 1;
     return options;
   }
 
@@ -334,95 +335,6 @@ TEST_F(CopilotCoreTest, KeysAreScopedByMethod) {
   EXPECT_EQ(api_.call_count(), 2);
 }
 
-TEST(RequestDeduplicatorTest, BoundedByMaxEntriesForgettingOldestCompletedFirst) {
-  FakeClock clock;
-  RequestDeduplicator<v1::RunResponse> dedup(clock, absl::Minutes(1), 2);
-  int starts = 0;
-  auto start_and_finish = [&starts](RequestDeduplicator<v1::RunResponse>::Callback done) {
-    ++starts;
-    std::move(done)(v1::RunResponse());
-    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
-  };
-  auto ignore = [](absl::StatusOr<v1::RunResponse>) {};
-  dedup.Run("a", "", ignore, start_and_finish);
-  dedup.Run("b", "", ignore, start_and_finish);
-  dedup.Run("c", "", ignore, start_and_finish);  // Forgets "a".
-  EXPECT_EQ(dedup.size(), 2u);
-  EXPECT_EQ(starts, 3);
-  dedup.Run("c", "", ignore, start_and_finish);  // Remembered.
-  EXPECT_EQ(starts, 3);
-  dedup.Run("a", "", ignore, start_and_finish);  // Forgotten: runs again.
-  EXPECT_EQ(starts, 4);
-}
-
-TEST(RequestDeduplicatorTest, WhenFullOfInFlightCallsRunsWithoutRemembering) {
-  FakeClock clock;
-  RequestDeduplicator<v1::RunResponse> dedup(clock, absl::Minutes(1), 1);
-  std::vector<RequestDeduplicator<v1::RunResponse>::Callback> pending;
-  auto start = [&pending](RequestDeduplicator<v1::RunResponse>::Callback done) {
-    pending.push_back(std::move(done));
-    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
-  };
-  int results = 0;
-  auto count = [&results](absl::StatusOr<v1::RunResponse>) { ++results; };
-  dedup.Run("a", "", count, start);
-  dedup.Run("b", "", count, start);
-  EXPECT_EQ(pending.size(), 2u);
-  EXPECT_EQ(dedup.size(), 1u);
-  for (auto& done : pending) std::move(done)(v1::RunResponse());
-  EXPECT_EQ(results, 2);
-}
-
-TEST(RequestDeduplicatorTest, BoundedByBytesForgettingOldestCompletedFirst) {
-  using Dedup = RequestDeduplicator<v1::RunResponse>;
-  FakeClock clock;
-  v1::RunResponse big;
-  big.mutable_message()->set_content(std::string(1000, 'x'));
-  const std::size_t per_entry = 1 + Dedup::kEntryOverheadBytes + big.ByteSizeLong();
-  Dedup dedup(clock, absl::Minutes(1), 100, 2 * per_entry);  // Room for two answers.
-  int starts = 0;
-  auto start_and_finish = [&](Dedup::Callback done) {
-    ++starts;
-    std::move(done)(big);
-    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
-  };
-  auto ignore = [](absl::StatusOr<v1::RunResponse>) {};
-  dedup.Run("a", "", ignore, start_and_finish);
-  dedup.Run("b", "", ignore, start_and_finish);
-  EXPECT_EQ(dedup.bytes(), 2 * per_entry);
-  dedup.Run("c", "", ignore, start_and_finish);  // Forgets "a" to stay within the bytes.
-  EXPECT_EQ(dedup.size(), 2u);
-  EXPECT_LE(dedup.bytes(), 2 * per_entry);
-  dedup.Run("b", "", ignore, start_and_finish);  // Remembered.
-  EXPECT_EQ(starts, 3);
-  dedup.Run("a", "", ignore, start_and_finish);  // Forgotten: runs again.
-  EXPECT_EQ(starts, 4);
-}
-
-TEST(RequestDeduplicatorTest, ResultLargerThanTheBudgetIsNotRemembered) {
-  using Dedup = RequestDeduplicator<v1::RunResponse>;
-  FakeClock clock;
-  Dedup dedup(clock, absl::Minutes(1), 100, 2000);
-  v1::RunResponse huge;
-  huge.mutable_message()->set_content(std::string(5000, 'x'));
-  int starts = 0;
-  std::optional<absl::StatusOr<v1::RunResponse>> got;
-  auto start_and_finish = [&](Dedup::Callback done) {
-    ++starts;
-    std::move(done)(huge);
-    return std::shared_ptr<UpstreamCall>(std::make_shared<FinishedCall>());
-  };
-  dedup.Run(
-      "a", "", [&](absl::StatusOr<v1::RunResponse> r) { got = std::move(r); }, start_and_finish);
-  ASSERT_TRUE(got.has_value() && got->ok());
-  EXPECT_EQ((*got)->message().content().size(), 5000u);  // The caller still gets it all.
-  EXPECT_EQ(dedup.size(), 0u);
-  EXPECT_EQ(dedup.bytes(), 0u);
-  dedup.Run(
-      "a", "", [](absl::StatusOr<v1::RunResponse>) {}, start_and_finish);
-  EXPECT_EQ(starts, 2);
-}
-
 TEST_F(CopilotCoreTest, FingerprintIsADigestNotTheRequest) {
   // A request_id reused with a different body is still caught, though only 32 bytes are kept.
   Result<v1::RunResponse> first;
@@ -435,6 +347,103 @@ TEST_F(CopilotCoreTest, FingerprintIsADigestNotTheRequest) {
   ASSERT_TRUE(second.value.has_value());
   EXPECT_EQ(second.value->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(api_.call_count(), 1);
+}
+
+// Admits waiting retries as the limits would: grants or refuses, and tracks the leases held.
+class FakeWaiterAdmission final : public WaiterAdmission {
+ public:
+  class Lease final : public AdmissionLease {
+   public:
+    explicit Lease(int& held) : held_(held) { ++held_; }
+    ~Lease() override { --held_; }
+
+   private:
+    int& held_;
+  };
+  std::shared_ptr<UpstreamCall> Admit(const Tenant& tenant, bool answer, absl::Time deadline,
+                                      Done done) override {
+    admitted.emplace_back(tenant.id, answer);
+    if (!refusal.ok()) {
+      std::move(done)(refusal);
+    } else {
+      std::move(done)(std::make_unique<Lease>(held));
+    }
+    return std::make_shared<FinishedCall>();
+  }
+  absl::Status refusal;
+  int held = 0;
+  std::vector<std::pair<std::string, bool>> admitted;
+};
+
+class CopilotCoreWaiterTest : public CopilotCoreTest {
+ protected:
+  CopilotCoreWaiterTest()
+      : waiting_core_(api_, clock_, handles_, WaiterOptions(), nullptr, &admission_) {}
+  static CoreOptions WaiterOptions() {
+    CoreOptions options = Options();
+    options.request_ids.max_waiters_per_request = 2;
+    return options;
+  }
+  FakeWaiterAdmission admission_;
+  CopilotCore waiting_core_;
+};
+
+// Issue #13: a retry waiting on an in-flight request_id counts against the tenant's limits.
+TEST_F(CopilotCoreWaiterTest, AWaitingRetryIsAdmittedAgainstTheTenantsLimits) {
+  Result<v1::RunResponse> first, second;
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  ASSERT_EQ(admission_.admitted.size(), 1u);
+  EXPECT_EQ(admission_.admitted[0], std::make_pair(std::string("acme"), true));
+  EXPECT_EQ(admission_.held, 1);  // The waiter holds its slot while it waits...
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  EXPECT_EQ((*second.value)->message().id(), "m1");
+  EXPECT_EQ(admission_.held, 0);  // ...and frees it when answered.
+  EXPECT_EQ(api_.call_count(), 1);
+}
+
+TEST_F(CopilotCoreWaiterTest, ARetryTheLimitsRefuseGetsTheRefusalAndTheFirstGoesOn) {
+  absl::Status refusal =
+      MakeError(absl::StatusCode::kResourceExhausted, "too many", "tenant_concurrency_exceeded");
+  admission_.refusal = refusal;
+  Result<v1::RunResponse> first, second;
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_EQ(second.value->status(), refusal);
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  EXPECT_TRUE(first.value->ok());
+  EXPECT_EQ(waiting_core_.request_ids().waiters(), 0);
+}
+
+TEST_F(CopilotCoreWaiterTest, WaitersPerRequestAreBounded) {
+  Result<v1::RunResponse> first, second, third, fourth;
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), third.Callback());
+  waiting_core_.Run(CallContext{}, RunRequest(kRequestId), fourth.Callback());
+  EXPECT_FALSE(second.value.has_value());
+  EXPECT_FALSE(third.value.has_value());
+  ASSERT_TRUE(fourth.value.has_value());
+  EXPECT_EQ(fourth.value->status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(GetErrorInfo(fourth.value->status())->reason(), "request_id_waiters_exceeded");
+  EXPECT_TRUE(GetRetryInfo(fourth.value->status()).has_value());
+  EXPECT_EQ(admission_.admitted.size(), 2u);  // The refused one took nothing.
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  EXPECT_TRUE(second.value->ok());
+  EXPECT_TRUE(third.value->ok());
+  EXPECT_EQ(api_.call_count(), 1);
+}
+
+TEST_F(CopilotCoreWaiterTest, CreateThreadAndAddMessageWaitersAreOtherCalls) {
+  v1::CreateThreadRequest request;
+  request.set_assistant_id(kAssistant);
+  request.set_request_id(kRequestId);
+  Result<v1::CreateThreadResponse> first, second;
+  waiting_core_.CreateThread(CallContext{}, request, first.Callback());
+  waiting_core_.CreateThread(CallContext{}, request, second.Callback());
+  ASSERT_EQ(admission_.admitted.size(), 1u);
+  EXPECT_FALSE(admission_.admitted[0].second);
 }
 
 }  // namespace

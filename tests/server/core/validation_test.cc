@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
@@ -19,6 +20,7 @@ using ::testing::Pair;
 constexpr char kAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001";
 constexpr char kThread[] = "0b8e5f0e-9a4c-4b7a-8f43-2f6f0e1c2d3e";
 constexpr char kUuid[] = "11111111-2222-4333-8444-555555555555";
+const ValidationLimits kDefaults;
 
 // The (field, description) pairs of the status's BadRequest, after checking the code/reason.
 std::vector<std::pair<std::string, std::string>> Violations(const absl::Status& status) {
@@ -83,16 +85,17 @@ TEST(Utf8CodePointsTest, CountsCodePointsAndRejectsInvalid) {
 
 TEST(ValidationTest, CreateThreadNeedsAssistantUuidAndOptionalUuids) {
   v1::CreateThreadRequest r;
-  EXPECT_THAT(Violations(ValidateCreateThread(r)), ElementsAre(Pair("assistant_id", "required")));
+  EXPECT_THAT(Violations(ValidateCreateThread(r, kDefaults)),
+              ElementsAre(Pair("assistant_id", "required")));
   r.set_assistant_id("tax");
   r.set_user_id("bob");
   r.set_request_id("retry-1");
-  EXPECT_THAT(Fields(ValidateCreateThread(r)),
+  EXPECT_THAT(Fields(ValidateCreateThread(r, kDefaults)),
               ElementsAre("assistant_id", "user_id", "request_id"));
   r.set_assistant_id(kAssistant);
   r.set_user_id(kUuid);
   r.set_request_id(kUuid);
-  EXPECT_TRUE(ValidateCreateThread(r).ok());
+  EXPECT_TRUE(ValidateCreateThread(r, kDefaults).ok());
 }
 
 TEST(ValidationTest, ThreadIdMustBeAUuid) {
@@ -111,15 +114,15 @@ TEST(ValidationTest, ThreadIdMustBeAUuid) {
   v1::RunRequest run;
   run.set_thread_id(kThread);
   run.set_request_id("x");
-  EXPECT_THAT(Fields(ValidateRun(run)), ElementsAre("request_id"));
+  EXPECT_THAT(Fields(ValidateRun(run, kDefaults)), ElementsAre("request_id"));
   v1::StreamRunRequest stream;
-  EXPECT_THAT(Fields(ValidateStreamRun(stream)), ElementsAre("thread_id"));
+  EXPECT_THAT(Fields(ValidateStreamRun(stream, kDefaults)), ElementsAre("thread_id"));
 }
 
 TEST(ValidationTest, ErrorMessageNamesTheFirstViolationAndCountsTheRest) {
   v1::CreateThreadRequest r;
   r.set_user_id("x");
-  absl::Status status = ValidateCreateThread(r);
+  absl::Status status = ValidateCreateThread(r, kDefaults);
   EXPECT_EQ(status.message(), "invalid CreateThreadRequest: assistant_id: required (and 1 more)");
 }
 
@@ -349,6 +352,96 @@ TEST(ValidationTest, CompletionIdsAreUuids) {
   *s.add_messages() = Msg(v1::ROLE_USER, "q");
   EXPECT_TRUE(ValidateStreamComplete(s, limits).ok());
   EXPECT_THAT(Violations(absl::OkStatus()), IsEmpty());
+}
+
+// Issue #13: every repeated or free-form field is bounded before any upstream call, and the
+// violation names the field.
+TEST(ValidationBoundsTest, TooManyToolCallsNamesTheField) {
+  v1::AddMessageRequest r;
+  r.set_thread_id("th1_x");
+  v1::MessageInput* m = r.mutable_message();
+  m->set_role(v1::ROLE_ASSISTANT);
+  for (int i = 0; i < 100000; ++i) m->add_tool_calls()->set_id(absl::StrCat("call", i));
+  EXPECT_THAT(Violations(ValidateAddMessage(r, kDefaults)),
+              ElementsAre(Pair("message.tool_calls", "at most 64 tool calls, has 100000")));
+  ValidationLimits limits;
+  limits.max_tool_calls = 100000;
+  EXPECT_TRUE(ValidateAddMessage(r, limits).ok());
+}
+
+TEST(ValidationBoundsTest, ToolCallFieldsAreBounded) {
+  v1::AddMessageRequest r;
+  r.set_thread_id("th1_x");
+  v1::MessageInput* m = r.mutable_message();
+  m->set_role(v1::ROLE_ASSISTANT);
+  v1::ToolCall* call = m->add_tool_calls();
+  call->set_id(std::string(257, 'i'));
+  call->mutable_function()->set_name(std::string(300, 'n'));
+  call->mutable_function()->set_arguments(std::string(64 * 1024 + 1, 'a'));
+  EXPECT_THAT(Fields(ValidateAddMessage(r, kDefaults)),
+              ElementsAre("message.tool_calls[0].id", "message.tool_calls[0].function.name",
+                          "message.tool_calls[0].function.arguments"));
+  v1::AddMessageRequest tool;
+  tool.set_thread_id("th1_x");
+  *tool.mutable_message() = Msg(v1::ROLE_TOOL, "result");
+  tool.mutable_message()->set_tool_call_id(std::string(257, 't'));
+  EXPECT_THAT(Fields(ValidateAddMessage(tool, kDefaults)), ElementsAre("message.tool_call_id"));
+}
+
+google::protobuf::Struct ToolOfBytes(std::size_t bytes) {
+  google::protobuf::Struct tool;
+  (*tool.mutable_fields())["type"].set_string_value("function");
+  (*tool.mutable_fields())["description"].set_string_value(std::string(bytes, 'd'));
+  return tool;
+}
+
+TEST(ValidationBoundsTest, ToolsAreBoundedInCountBytesAndDepth) {
+  v1::RunRequest run;
+  run.set_thread_id("th1_x");
+  for (int i = 0; i < 65; ++i) *run.add_tools() = ToolOfBytes(10);
+  EXPECT_THAT(Violations(ValidateRun(run, kDefaults)),
+              ElementsAre(Pair("tools", "at most 64 tools, has 65")));
+
+  run.clear_tools();
+  for (int i = 0; i < 5; ++i) *run.add_tools() = ToolOfBytes(60 * 1024);
+  EXPECT_THAT(Fields(ValidateRun(run, kDefaults)), ElementsAre("tools"));
+
+  // 21 levels of objects inside one tool.
+  google::protobuf::Struct deep;
+  google::protobuf::Struct* level = &deep;
+  for (int i = 0; i < kMaxToolDepth; ++i) {
+    level = (*level->mutable_fields())["nested"].mutable_struct_value();
+  }
+  (*level->mutable_fields())["leaf"].set_number_value(1);
+  v1::StreamRunRequest stream;
+  stream.set_thread_id("th1_x");
+  *stream.add_tools() = ToolOfBytes(10);
+  *stream.add_tools() = deep;
+  EXPECT_THAT(Violations(ValidateStreamRun(stream, kDefaults)),
+              ElementsAre(Pair("tools[1]", "nested deeper than 20 levels")));
+
+  v1::CompleteRequest complete = Completion({Msg(v1::ROLE_USER, "hi")});
+  for (int i = 0; i < 65; ++i) *complete.add_tools() = ToolOfBytes(1);
+  EXPECT_THAT(Fields(ValidateComplete(complete, kDefaults)), ElementsAre("tools"));
+}
+
+TEST(ValidationBoundsTest, TitleAndBaseUrlAreBounded) {
+  v1::CreateThreadRequest r;
+  r.set_assistant_id(kAssistant);
+  r.set_title(std::string(1001, 't'));
+  EXPECT_THAT(Violations(ValidateCreateThread(r, kDefaults)),
+              ElementsAre(Pair("title", "must be at most 1000 characters, is 1001")));
+  r.set_title(std::string(1000, 't'));
+  EXPECT_TRUE(ValidateCreateThread(r, kDefaults).ok());
+
+  v1::AddMessageRequest m;
+  m.set_thread_id("th1_x");
+  *m.mutable_message() = Msg(v1::ROLE_USER, "see file");
+  v1::Attachment* attachment = m.mutable_message()->add_attachments();
+  attachment->set_file_id(kUuid);
+  attachment->set_base_url(std::string(2049, 'u'));
+  EXPECT_THAT(Fields(ValidateAddMessage(m, kDefaults)),
+              ElementsAre("message.attachments[0].base_url"));
 }
 
 }  // namespace
