@@ -99,6 +99,7 @@ void RaiseFileLimit() {
 }
 
 int Main(int argc, char** argv) {
+  RouteProtobufLogs();
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
   if (!flags.ok()) {
     std::cerr << "copilot-gateway: " << flags.status().message() << "\n" << kUsage;

@@ -5,16 +5,39 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/stubs/logging.h"
 
 namespace copilot::gateway {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 
+void HandleProtobufLog(google::protobuf::LogLevel level, const char* filename, int line,
+                       const std::string& message) {
+  LogLevel ours = LogLevel::kError;
+  switch (level) {
+    case google::protobuf::LOGLEVEL_INFO:
+      ours = LogLevel::kInfo;
+      break;
+    case google::protobuf::LOGLEVEL_WARNING:
+      ours = LogLevel::kWarning;
+      break;
+    default:
+      break;
+  }
+  if (absl::StrContains(message, "when parsing a protocol buffer")) ours = LogLevel::kDebug;
+  Log(ours, "libprotobuf",
+      {{"source", absl::StrCat(filename != nullptr ? filename : "?", ":", line)},
+       {"detail", message}});
+}
+
 }  // namespace
+
+void RouteProtobufLogs() { google::protobuf::SetLogHandler(&HandleProtobufLog); }
 
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);

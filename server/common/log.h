@@ -28,6 +28,13 @@ inline bool LogEnabled(LogLevel level) { return level >= GetLogLevel(); }
 void Log(LogLevel level, absl::string_view msg,
          const nlohmann::ordered_json& fields = nlohmann::ordered_json());
 
+// Routes libprotobuf's own log messages into Log() as JSON lines ("msg":"libprotobuf"), instead
+// of the library's plain-text lines on stderr. Its complaint about invalid UTF-8 while *parsing*
+// a request (a caller's fault, answered with INVALID_ARGUMENT and logged with the call) goes to
+// debug; everything else keeps its severity (ERROR and FATAL as error). Process-wide; call once
+// from main.
+void RouteProtobufLogs();
+
 // The one JSON line Log() writes (without the newline). For tests.
 std::string FormatLogLine(LogLevel level, absl::string_view msg,
                           const nlohmann::ordered_json& fields);

@@ -14,6 +14,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "server/common/errors.h"
+#include "server/service/grpc_status.h"
+#include "server/service/request_parser.h"
 #include "server/service/stream_call_reactor.h"
 #include "server/service/unary_call_reactor.h"
 
@@ -49,30 +52,37 @@ void ReadPeer(const grpc::CallbackServerContext& context, bool& tls,
 }
 
 // The status of a call refused because the gateway is shutting down: safe to retry elsewhere.
-grpc::Status ShuttingDown() {
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      "the gateway is shutting down; retry on another replica");
+absl::Status ShuttingDown() {
+  return MakeError(absl::StatusCode::kUnavailable,
+                   "the gateway is shutting down; retry on another replica", "SHUTTING_DOWN");
 }
 
-grpc::ServerUnaryReactor* RefuseUnary(grpc::CallbackServerContext& context,
-                                      CallObserver& observer) {
+// Ends a unary call at once with `status`.
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext& context, CallObserver& observer,
+                                      const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context.DefaultReactor();
-  const grpc::Status status = ShuttingDown();
-  observer.Finished(status);
-  reactor->Finish(status);
+  const grpc::Status grpc_status = ToGrpcStatus(status);
+  observer.Finished(grpc_status);
+  reactor->Finish(grpc_status);
   return reactor;
 }
 
-// A stream that ends at once with ShuttingDown().
-template <typename Response>
-class RefusedStream final : public grpc::ServerWriteReactor<Response> {
+// A stream that ends at once with a status.
+class FinishedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  explicit RefusedStream(CallObserver& observer) {
-    const grpc::Status status = ShuttingDown();
-    observer.Finished(status);
-    this->Finish(status);
+  FinishedStream(std::shared_ptr<CallObserver> observer, const absl::Status& status)
+      : observer_(std::move(observer)) {
+    const grpc::Status grpc_status = ToGrpcStatus(status);
+    observer_->Finished(grpc_status);
+    this->Finish(grpc_status);
   }
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    observer_->Done();
+    delete this;
+  }
+
+ private:
+  const std::shared_ptr<CallObserver> observer_;
 };
 
 // The first value of metadata `key`, if any.
@@ -113,124 +123,123 @@ CallContext CopilotServiceAdapter::ContextOf(grpc::CallbackServerContext& contex
 CopilotServiceAdapter::CopilotServiceAdapter(CopilotCore& core, AdapterOptions options)
     : core_(core), options_(options) {}
 
-grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
-    grpc::CallbackServerContext* context, const v1::ListAssistantsRequest* request,
-    v1::ListAssistantsResponse* response) {
+template <typename Request, typename Response, typename UseCase>
+grpc::ServerUnaryReactor* CopilotServiceAdapter::Unary(grpc::CallbackServerContext& context,
+                                                       absl::string_view method,
+                                                       const grpc::ByteBuffer& request_bytes,
+                                                       grpc::ByteBuffer* response,
+                                                       UseCase use_case) {
   std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "ListAssistants", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::ListAssistantsResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::ListAssistantsResponse> done) {
-        return core_.ListAssistants(call, *request, std::move(done));
+  const CallContext call = ContextOf(context, method, false, observer);
+  if (observer->refused()) return FinishUnary(context, *observer, ShuttingDown());
+  // The core copies what it keeps of the request: it need not outlive this handler.
+  Request request;
+  if (absl::Status parsed = ParseRequest(request_bytes, request); !parsed.ok()) {
+    return FinishUnary(context, *observer, parsed);
+  }
+  return UnaryCallReactor<Response>::Start(
+      response, std::move(observer),
+      [&](CoreCallback<Response> done) { return use_case(call, request, std::move(done)); });
+}
+
+template <typename Request, typename Response, typename UseCase>
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CopilotServiceAdapter::Stream(
+    grpc::CallbackServerContext& context, absl::string_view method,
+    const grpc::ByteBuffer& request_bytes, UseCase use_case) {
+  std::shared_ptr<CallObserver> observer;
+  const CallContext call = ContextOf(context, method, true, observer);
+  if (observer->refused()) return new FinishedStream(std::move(observer), ShuttingDown());
+  Request request;
+  if (absl::Status parsed = ParseRequest(request_bytes, request); !parsed.ok()) {
+    return new FinishedStream(std::move(observer), parsed);
+  }
+  return StreamCallReactor<Response>::Start(
+      [&](std::shared_ptr<ChunkSink> sink) { return use_case(call, request, std::move(sink)); },
+      options_.max_queued_chunks, std::move(observer));
+}
+
+grpc::ServerUnaryReactor* CopilotServiceAdapter::ListAssistants(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Unary<v1::ListAssistantsRequest, v1::ListAssistantsResponse>(
+      *context, "ListAssistants", *request, response, [this](auto& call, auto& r, auto done) {
+        return core_.ListAssistants(call, r, std::move(done));
       });
 }
 
-grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(
-    grpc::CallbackServerContext* context, const v1::CreateThreadRequest* request,
-    v1::CreateThreadResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "CreateThread", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::CreateThreadResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::CreateThreadResponse> done) {
-        return core_.CreateThread(call, *request, std::move(done));
+grpc::ServerUnaryReactor* CopilotServiceAdapter::CreateThread(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
+  return Unary<v1::CreateThreadRequest, v1::CreateThreadResponse>(
+      *context, "CreateThread", *request, response, [this](auto& call, auto& r, auto done) {
+        return core_.CreateThread(call, r, std::move(done));
       });
 }
 
 grpc::ServerUnaryReactor* CopilotServiceAdapter::GetThread(grpc::CallbackServerContext* context,
-                                                           const v1::GetThreadRequest* request,
-                                                           v1::GetThreadResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "GetThread", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::GetThreadResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::GetThreadResponse> done) {
-        return core_.GetThread(call, *request, std::move(done));
-      });
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return Unary<v1::GetThreadRequest, v1::GetThreadResponse>(
+      *context, "GetThread", *request, response,
+      [this](auto& call, auto& r, auto done) { return core_.GetThread(call, r, std::move(done)); });
 }
 
-grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(
-    grpc::CallbackServerContext* context, const v1::DeleteThreadRequest* request,
-    v1::DeleteThreadResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "DeleteThread", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::DeleteThreadResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::DeleteThreadResponse> done) {
-        return core_.DeleteThread(call, *request, std::move(done));
+grpc::ServerUnaryReactor* CopilotServiceAdapter::DeleteThread(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
+  return Unary<v1::DeleteThreadRequest, v1::DeleteThreadResponse>(
+      *context, "DeleteThread", *request, response, [this](auto& call, auto& r, auto done) {
+        return core_.DeleteThread(call, r, std::move(done));
       });
 }
 
 grpc::ServerUnaryReactor* CopilotServiceAdapter::AddMessage(grpc::CallbackServerContext* context,
-                                                            const v1::AddMessageRequest* request,
-                                                            v1::AddMessageResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "AddMessage", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::AddMessageResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::AddMessageResponse> done) {
-        return core_.AddMessage(call, *request, std::move(done));
+                                                            const grpc::ByteBuffer* request,
+                                                            grpc::ByteBuffer* response) {
+  return Unary<v1::AddMessageRequest, v1::AddMessageResponse>(
+      *context, "AddMessage", *request, response, [this](auto& call, auto& r, auto done) {
+        return core_.AddMessage(call, r, std::move(done));
       });
 }
 
-grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(
-    grpc::CallbackServerContext* context, const v1::ListMessagesRequest* request,
-    v1::ListMessagesResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "ListMessages", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::ListMessagesResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::ListMessagesResponse> done) {
-        return core_.ListMessages(call, *request, std::move(done));
+grpc::ServerUnaryReactor* CopilotServiceAdapter::ListMessages(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
+  return Unary<v1::ListMessagesRequest, v1::ListMessagesResponse>(
+      *context, "ListMessages", *request, response, [this](auto& call, auto& r, auto done) {
+        return core_.ListMessages(call, r, std::move(done));
       });
 }
 
 grpc::ServerUnaryReactor* CopilotServiceAdapter::Run(grpc::CallbackServerContext* context,
-                                                     const v1::RunRequest* request,
-                                                     v1::RunResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "Run", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::RunResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::RunResponse> done) {
-        return core_.Run(call, *request, std::move(done));
-      });
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return Unary<v1::RunRequest, v1::RunResponse>(
+      *context, "Run", *request, response,
+      [this](auto& call, auto& r, auto done) { return core_.Run(call, r, std::move(done)); });
 }
 
-grpc::ServerWriteReactor<v1::StreamRunResponse>* CopilotServiceAdapter::StreamRun(
-    grpc::CallbackServerContext* context, const v1::StreamRunRequest* request) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "StreamRun", true, observer);
-  if (observer->refused()) return new RefusedStream<v1::StreamRunResponse>(*observer);
-  return StreamCallReactor<v1::StreamRunResponse>::Start(
-      [&](std::shared_ptr<ChunkSink> sink) {
-        return core_.StreamRun(call, *request, std::move(sink));
-      },
-      options_.max_queued_chunks, std::move(observer));
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CopilotServiceAdapter::StreamRun(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return Stream<v1::StreamRunRequest, v1::StreamRunResponse>(
+      *context, "StreamRun", *request,
+      [this](auto& call, auto& r, auto sink) { return core_.StreamRun(call, r, std::move(sink)); });
 }
 
 grpc::ServerUnaryReactor* CopilotServiceAdapter::Complete(grpc::CallbackServerContext* context,
-                                                          const v1::CompleteRequest* request,
-                                                          v1::CompleteResponse* response) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "Complete", false, observer);
-  if (observer->refused()) return RefuseUnary(*context, *observer);
-  return UnaryCallReactor<v1::CompleteResponse>::Start(
-      response, std::move(observer), [&](CoreCallback<v1::CompleteResponse> done) {
-        return core_.Complete(call, *request, std::move(done));
-      });
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return Unary<v1::CompleteRequest, v1::CompleteResponse>(
+      *context, "Complete", *request, response,
+      [this](auto& call, auto& r, auto done) { return core_.Complete(call, r, std::move(done)); });
 }
 
-grpc::ServerWriteReactor<v1::StreamCompleteResponse>* CopilotServiceAdapter::StreamComplete(
-    grpc::CallbackServerContext* context, const v1::StreamCompleteRequest* request) {
-  std::shared_ptr<CallObserver> observer;
-  const CallContext call = ContextOf(*context, "StreamComplete", true, observer);
-  if (observer->refused()) return new RefusedStream<v1::StreamCompleteResponse>(*observer);
-  return StreamCallReactor<v1::StreamCompleteResponse>::Start(
-      [&](std::shared_ptr<ChunkSink> sink) {
-        return core_.StreamComplete(call, *request, std::move(sink));
-      },
-      options_.max_queued_chunks, std::move(observer));
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CopilotServiceAdapter::StreamComplete(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  return Stream<v1::StreamCompleteRequest, v1::StreamCompleteResponse>(
+      *context, "StreamComplete", *request, [this](auto& call, auto& r, auto sink) {
+        return core_.StreamComplete(call, r, std::move(sink));
+      });
 }
 
 }  // namespace copilot::gateway

@@ -28,43 +28,58 @@ struct AdapterOptions {
   CallGate* gate = nullptr;
 };
 
-// gRPC only: reads the call's deadline, credentials and correlation IDs, creates a reactor and a
-// CallObserver per call and converts the core's absl::Status once (ToGrpcStatus). Thread-safe: gRPC
-// calls the handlers concurrently; they hold no state of their own and never block. `core` must
-// outlive the server.
-class CopilotServiceAdapter final : public copilot::v1::CopilotService::CallbackService {
+// The generated service with every method raw (grpc::ByteBuffer in and out): the adapter reads
+// each request itself (request_parser.h), so a request gRPC could not decode still gets a clear
+// INVALID_ARGUMENT, a log line and its metrics.
+using RawCopilotService = copilot::v1::CopilotService::WithRawCallbackMethod_ListAssistants<
+    copilot::v1::CopilotService::WithRawCallbackMethod_CreateThread<
+        copilot::v1::CopilotService::WithRawCallbackMethod_GetThread<
+            copilot::v1::CopilotService::WithRawCallbackMethod_DeleteThread<
+                copilot::v1::CopilotService::WithRawCallbackMethod_AddMessage<
+                    copilot::v1::CopilotService::WithRawCallbackMethod_ListMessages<
+                        copilot::v1::CopilotService::WithRawCallbackMethod_Run<
+                            copilot::v1::CopilotService::WithRawCallbackMethod_StreamRun<
+                                copilot::v1::CopilotService::WithRawCallbackMethod_Complete<
+                                    copilot::v1::CopilotService::
+                                        WithRawCallbackMethod_StreamComplete<
+                                            copilot::v1::CopilotService::Service>>>>>>>>>>;
+
+// gRPC only: reads the call's request, deadline, credentials and correlation IDs, creates a
+// reactor and a CallObserver per call and converts the core's absl::Status once
+// (ToGrpcStatus). Thread-safe: gRPC calls the handlers concurrently; they hold no state of
+// their own and never block. `core` must outlive the server.
+class CopilotServiceAdapter final : public RawCopilotService {
  public:
   explicit CopilotServiceAdapter(CopilotCore& core, AdapterOptions options = {});
 
   grpc::ServerUnaryReactor* ListAssistants(grpc::CallbackServerContext* context,
-                                           const copilot::v1::ListAssistantsRequest* request,
-                                           copilot::v1::ListAssistantsResponse* response) override;
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* CreateThread(grpc::CallbackServerContext* context,
-                                         const copilot::v1::CreateThreadRequest* request,
-                                         copilot::v1::CreateThreadResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetThread(grpc::CallbackServerContext* context,
-                                      const copilot::v1::GetThreadRequest* request,
-                                      copilot::v1::GetThreadResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* DeleteThread(grpc::CallbackServerContext* context,
-                                         const copilot::v1::DeleteThreadRequest* request,
-                                         copilot::v1::DeleteThreadResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* AddMessage(grpc::CallbackServerContext* context,
-                                       const copilot::v1::AddMessageRequest* request,
-                                       copilot::v1::AddMessageResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListMessages(grpc::CallbackServerContext* context,
-                                         const copilot::v1::ListMessagesRequest* request,
-                                         copilot::v1::ListMessagesResponse* response) override;
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
-                                const copilot::v1::RunRequest* request,
-                                copilot::v1::RunResponse* response) override;
-  grpc::ServerWriteReactor<copilot::v1::StreamRunResponse>* StreamRun(
-      grpc::CallbackServerContext* context, const copilot::v1::StreamRunRequest* request) override;
+                                const grpc::ByteBuffer* request,
+                                grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamRun(grpc::CallbackServerContext* context,
+                                                        const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
-                                     const copilot::v1::CompleteRequest* request,
-                                     copilot::v1::CompleteResponse* response) override;
-  grpc::ServerWriteReactor<copilot::v1::StreamCompleteResponse>* StreamComplete(
-      grpc::CallbackServerContext* context,
-      const copilot::v1::StreamCompleteRequest* request) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamComplete(
+      grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
 
  private:
   // The core's view of a call: its deadline, what the caller presented and what its listener
@@ -72,6 +87,18 @@ class CopilotServiceAdapter final : public copilot::v1::CopilotService::Callback
   // caller's x-request-id (or a new one) in the initial metadata.
   CallContext ContextOf(grpc::CallbackServerContext& context, absl::string_view method,
                         bool server_stream, std::shared_ptr<CallObserver>& observer) const;
+  // One unary call: `use_case(call, request, done)` runs the core's use case.
+  template <typename Request, typename Response, typename UseCase>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext& context, absl::string_view method,
+                                  const grpc::ByteBuffer& request_bytes, grpc::ByteBuffer* response,
+                                  UseCase use_case);
+  // One server-streaming call: `use_case(call, request, sink)`; each chunk goes out as one
+  // `Response`.
+  template <typename Request, typename Response, typename UseCase>
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Stream(grpc::CallbackServerContext& context,
+                                                     absl::string_view method,
+                                                     const grpc::ByteBuffer& request_bytes,
+                                                     UseCase use_case);
 
   CopilotCore& core_;
   const AdapterOptions options_;

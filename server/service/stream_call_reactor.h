@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
+#include "server/service/request_parser.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
@@ -34,15 +35,18 @@ namespace copilot::gateway {
 // the single write slot or by the one thread that sets `finished` while no write is in flight, so
 // Finish happens once and nothing touches the reactor after it. OnDone deletes the reactor; the
 // sink holds only the State. No reaction blocks.
+//
+// The method is a raw one (request_parser.h): each chunk is wrapped in a `Response` and
+// serialized when it is queued.
 template <typename Response>
-class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
+class StreamCallReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   using Starter = absl::AnyInvocable<std::shared_ptr<UpstreamCall>(std::shared_ptr<ChunkSink>) &&>;
 
   // Creates the reactor, runs `start` with the sink that feeds it, and returns the reactor for
   // the method handler to return. `observer` (not null) sees each message and the end.
-  static grpc::ServerWriteReactor<Response>* Start(Starter start, std::size_t max_queued,
-                                                   std::shared_ptr<CallObserver> observer) {
+  static grpc::ServerWriteReactor<grpc::ByteBuffer>* Start(Starter start, std::size_t max_queued,
+                                                           std::shared_ptr<CallObserver> observer) {
     auto* reactor = new StreamCallReactor(max_queued, std::move(observer));
     std::shared_ptr<State> state = reactor->state_;
     std::shared_ptr<UpstreamCall> call = std::move(start)(std::make_shared<Sink>(state));
@@ -98,7 +102,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
  private:
   // What to do once the mutex is released.
   struct Actions {
-    const Response* write = nullptr;
+    const grpc::ByteBuffer* write = nullptr;
     std::optional<grpc::Status> finish;
     std::shared_ptr<UpstreamCall> cancel;
     std::shared_ptr<UpstreamCall> resume;
@@ -125,7 +129,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     void NextStep(Actions& actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       if (finished || write_in_flight) return;
       if (!queue.empty()) {
-        writing = std::move(queue.front());
+        writing.Swap(&queue.front());
         queue.pop_front();
         write_in_flight = true;
         actions.write = &writing;
@@ -148,9 +152,9 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
 
     const std::size_t max_queued;
     absl::Mutex mu;
-    std::deque<Response> queue ABSL_GUARDED_BY(mu);
+    std::deque<grpc::ByteBuffer> queue ABSL_GUARDED_BY(mu);
     // The message being written; untouched while write_in_flight.
-    Response writing;
+    grpc::ByteBuffer writing;
     bool write_in_flight ABSL_GUARDED_BY(mu) = false;
     bool upstream_done ABSL_GUARDED_BY(mu) = false;
     absl::Status upstream_status ABSL_GUARDED_BY(mu);
@@ -170,12 +174,16 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<Response> {
     bool OnChunk(copilot::v1::MessageChunk chunk) override {
       Actions actions;
       bool more = true;
+      // Serialized before the lock: the reactor's threads only ever see bytes.
+      Response response;
+      *response.mutable_chunk() = std::move(chunk);
+      grpc::ByteBuffer bytes;
+      const absl::Status serialized = SerializeResponse(response, bytes);
       {
         absl::MutexLock lock(&state_->mu);
         if (state_->finished || state_->cancelled) return true;  // Dropped; being cancelled.
-        Response response;
-        *response.mutable_chunk() = std::move(chunk);
-        state_->queue.push_back(std::move(response));
+        if (!serialized.ok()) return true;  // Cannot happen for a valid message; dropped.
+        state_->queue.push_back(std::move(bytes));
         state_->NextStep(actions);
         if (state_->queue.size() >= state_->max_queued) {
           state_->paused = true;

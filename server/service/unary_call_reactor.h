@@ -15,13 +15,15 @@
 #include "server/core/copilot_core.h"
 #include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
+#include "server/service/request_parser.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
 
 // A ServerUnaryReactor that finishes the call exactly once: with the use case's result (which
 // arrives on the upstream's event loop thread, or inline), or with CANCELLED when gRPC reports
-// the call cancelled (OnCancel, also on deadline), which also cancels the upstream call.
+// the call cancelled (OnCancel, also on deadline), which also cancels the upstream call. The
+// method is a raw one (request_parser.h): the result is serialized into gRPC's response buffer.
 //
 // Thread-safety and lifetime: the reactor and the use case's callback share a State under a
 // mutex. Whoever first sets State::finished owns the one Finish() call and makes it after
@@ -36,8 +38,8 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
   // Creates the reactor, runs `start` (which begins the use case), and returns the reactor for
   // the method handler to return. `response` is gRPC's, valid until OnDone. `observer` (not
   // null) learns how the call finishes.
-  static grpc::ServerUnaryReactor* Start(Response* response, std::shared_ptr<CallObserver> observer,
-                                         Starter start) {
+  static grpc::ServerUnaryReactor* Start(grpc::ByteBuffer* response,
+                                         std::shared_ptr<CallObserver> observer, Starter start) {
     auto* reactor = new UnaryCallReactor(response, std::move(observer));
     std::shared_ptr<State> state = reactor->state_;
     std::shared_ptr<UpstreamCall> call = std::move(start)(
@@ -82,29 +84,31 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
 
  private:
   struct State {
-    State(UnaryCallReactor* reactor, Response* response, std::shared_ptr<CallObserver> observer)
+    State(UnaryCallReactor* reactor, grpc::ByteBuffer* response,
+          std::shared_ptr<CallObserver> observer)
         : reactor(reactor), response(response), observer(std::move(observer)) {}
     absl::Mutex mu;
-    UnaryCallReactor* const reactor;  // Valid until Finish has been called.
-    Response* const response;         // gRPC's; valid until OnDone.
+    UnaryCallReactor* const reactor;   // Valid until Finish has been called.
+    grpc::ByteBuffer* const response;  // gRPC's; valid until OnDone.
     const std::shared_ptr<CallObserver> observer;
     bool finished ABSL_GUARDED_BY(mu) = false;
     bool cancelled ABSL_GUARDED_BY(mu) = false;
     std::shared_ptr<UpstreamCall> call ABSL_GUARDED_BY(mu);
   };
 
-  UnaryCallReactor(Response* response, std::shared_ptr<CallObserver> observer)
+  UnaryCallReactor(grpc::ByteBuffer* response, std::shared_ptr<CallObserver> observer)
       : state_(std::make_shared<State>(this, response, std::move(observer))) {}
 
   static void Complete(State& state, absl::StatusOr<Response> result) {
+    absl::Status outcome = result.status();
     {
       absl::MutexLock lock(&state.mu);
       if (state.finished) return;
       state.finished = true;
       state.call.reset();
-      if (result.ok()) *state.response = *std::move(result);
+      if (result.ok()) outcome = SerializeResponse(*result, *state.response);
     }
-    const grpc::Status status = result.ok() ? grpc::Status::OK : ToGrpcStatus(result.status());
+    const grpc::Status status = outcome.ok() ? grpc::Status::OK : ToGrpcStatus(outcome);
     state.observer->Finished(status);
     state.reactor->Finish(status);
   }

@@ -102,8 +102,9 @@ using UpstreamCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 using UpstreamDoneCallback = absl::AnyInvocable<void(absl::Status) &&>;
 
 // The upstream API. Thread-safe; no method blocks. Each callback runs exactly once, on the
-// transport's event loop thread (or inline, for a request rejected before it was sent), and must
-// not block. Errors follow DESIGN.md's table and carry ErrorInfo (server/common/errors.h).
+// transport's event loop thread, on a thread decoding a large answer (DecodePool), or inline
+// (a request rejected before it was sent), and must not block. Errors follow DESIGN.md's table and
+// carry ErrorInfo (server/common/errors.h).
 class HaufeApi {
  public:
   virtual ~HaufeApi() = default;

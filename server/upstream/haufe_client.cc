@@ -14,9 +14,11 @@
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
 #include "server/common/secrets.h"
+#include "server/upstream/decode_pool.h"
 #include "server/upstream/http_status_table.h"
 #include "server/upstream/json_mapping.h"
 #include "server/upstream/ndjson_splitter.h"
+#include "server/upstream/response_memory.h"
 
 #ifndef COPILOT_GATEWAY_VERSION
 #define COPILOT_GATEWAY_VERSION "0.0.0"
@@ -44,43 +46,114 @@ std::vector<std::string> SecretsSent(const UpstreamCallOptions& options) {
   return {options.api_key, options.licence};
 }
 
+// Cancels a transfer from its handler; a cancel before the transfer is known is kept until it
+// is. Thread-safe.
+class TransferSlot {
+ public:
+  void Set(std::shared_ptr<HttpTransfer> transfer) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!cancel_on_set_) {
+        transfer_ = std::move(transfer);
+        return;
+      }
+    }
+    transfer->Cancel();  // The handler already wanted it stopped, before Start had returned.
+  }
+  void Cancel() {
+    std::shared_ptr<HttpTransfer> transfer;
+    {
+      absl::MutexLock lock(&mu_);
+      transfer = std::move(transfer_);
+      if (transfer == nullptr) cancel_on_set_ = true;
+    }
+    if (transfer != nullptr) transfer->Cancel();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::shared_ptr<HttpTransfer> transfer_ ABSL_GUARDED_BY(mu_);
+  bool cancel_on_set_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Collects a whole response; hands the 2xx body, or the mapped error, to `done`.
-// Not thread-safe: the transport calls it from its event loop thread only.
+// Not thread-safe: the transport calls it from its event loop thread only (SetTransfer: any).
 class BufferedHandler final : public HttpTransferHandler {
  public:
+  // Answers over `inline_bytes` are decoded on `pool` (when given) in `tenant`'s turn.
   BufferedHandler(std::function<absl::Time()> now, std::vector<std::string> secrets,
-                  BufferedDone done)
-      : now_(std::move(now)), secrets_(std::move(secrets)), done_(std::move(done)) {}
+                  ResponseMemory* memory, bool idempotent, DecodePool* pool, std::string tenant,
+                  std::size_t inline_bytes, BufferedDone done)
+      : now_(std::move(now)),
+        secrets_(std::move(secrets)),
+        memory_(memory),
+        charge_(memory),
+        idempotent_(idempotent),
+        pool_(pool),
+        tenant_(std::move(tenant)),
+        inline_bytes_(inline_bytes),
+        done_(std::move(done)) {}
+
+  void SetTransfer(std::shared_ptr<HttpTransfer> transfer) { transfer_.Set(std::move(transfer)); }
 
   void OnHeaders(const HttpResponseHead& head) override {
     http_status_ = head.status;
     retry_after_ = std::string(head.Header("retry-after"));
   }
   bool OnData(absl::string_view piece) override {
-    body_.append(piece.data(), piece.size());  // Bounded by the transport's max_response_bytes.
+    if (over_memory_) return true;  // Being cancelled.
+    // Each body is bounded by the transport's max_response_bytes, all of them by memory_.
+    if (!charge_.Set(body_.size() + piece.size())) {
+      over_memory_ = true;
+      body_.clear();
+      body_.shrink_to_fit();
+      charge_.Set(0);
+      transfer_.Cancel();
+      return true;
+    }
+    body_.append(piece.data(), piece.size());
     return true;
   }
   void OnComplete(absl::Status status) override {
     if (!done_) return;
     auto done = std::move(done_);
-    if (!status.ok()) {
+    if (over_memory_) {
+      std::move(done)(ResponseMemoryExhausted(idempotent_, memory_->max_bytes()), http_status_);
+    } else if (!status.ok()) {
       std::move(done)(std::move(status), http_status_);
     } else if (IsSuccess(http_status_)) {
+      if (pool_ != nullptr && body_.size() > inline_bytes_) {
+        // Decoded off the loop; its bytes stay counted until then.
+        pool_->Post(tenant_, [done = std::move(done), body = std::move(body_),
+                              charge = std::move(charge_), status = http_status_]() mutable {
+          std::move(done)(std::move(body), status);
+        });
+        return;
+      }
       std::move(done)(std::move(body_), http_status_);
     } else {
-      std::move(done)(
-          StatusFromHttpError(http_status_, RedactSecrets(body_, secrets_), retry_after_, now_()),
-          http_status_);
+      std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_(), secrets_),
+                      http_status_);
     }
+    body_.clear();
+    charge_.Set(0);  // Decoded (or failed): the bytes are no longer held here.
   }
 
  private:
   const std::function<absl::Time()> now_;
   const std::vector<std::string> secrets_;  // Sent upstream by this call: never echoed back.
+  ResponseMemory* const memory_;
+  ResponseMemory::Charge charge_;
+  const bool idempotent_;
+  DecodePool* const pool_;
+  const std::string tenant_;
+  const std::size_t inline_bytes_;
   BufferedDone done_;
+  TransferSlot transfer_;
   int http_status_ = 0;
   std::string retry_after_;
   std::string body_;
+  bool over_memory_ = false;
 };
 
 // Turns a 2xx NDJSON body into ChunkSink calls, line by line, with flow control; maps a non-2xx
@@ -90,22 +163,16 @@ class BufferedHandler final : public HttpTransferHandler {
 class StreamHandler final : public HttpTransferHandler {
  public:
   StreamHandler(std::shared_ptr<ChunkSink> sink, std::size_t max_line_bytes,
-                std::vector<std::string> secrets, std::function<absl::Time()> now)
+                std::vector<std::string> secrets, std::function<absl::Time()> now,
+                ResponseMemory* memory)
       : sink_(std::move(sink)),
         splitter_(max_line_bytes),
         secrets_(std::move(secrets)),
-        now_(std::move(now)) {}
+        now_(std::move(now)),
+        memory_(memory),
+        charge_(memory) {}
 
-  void SetTransfer(std::shared_ptr<HttpTransfer> transfer) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!cancel_on_set_) {
-        transfer_ = std::move(transfer);
-        return;
-      }
-    }
-    transfer->Cancel();  // The stream already ended early, before Start had returned.
-  }
+  void SetTransfer(std::shared_ptr<HttpTransfer> transfer) { transfer_.Set(std::move(transfer)); }
 
   void OnHeaders(const HttpResponseHead& head) override {
     http_status_ = head.status;
@@ -115,15 +182,26 @@ class StreamHandler final : public HttpTransferHandler {
   bool OnData(absl::string_view piece) override {
     if (done_) return true;  // Ended early (an error line); the transfer is being cancelled.
     if (!IsSuccess(http_status_)) {
+      if (!charge_.Set(error_body_.size() + piece.size())) {
+        Finish(ResponseMemoryExhausted(/*idempotent=*/false, memory_->max_bytes()));
+        return true;
+      }
       error_body_.append(piece.data(), piece.size());
       return true;
     }
-    absl::Status split =
-        splitter_.Feed(piece, [this](absl::string_view line) { pending_.emplace_back(line); });
+    absl::Status split = splitter_.Feed(piece, [this](absl::string_view line) {
+      pending_.emplace_back(line);
+      pending_bytes_ += line.size();
+    });
     // Lines completed before a splitter error still go out first.
     const bool more = Drain(/*honour_pause=*/true);
     if (!split.ok() && !done_) {
       Finish(std::move(split));
+      return true;
+    }
+    // What this stream holds now: its partial line and the lines a slow reader has not taken.
+    if (!done_ && !charge_.Set(splitter_.buffered_bytes() + pending_bytes_)) {
+      Finish(ResponseMemoryExhausted(/*idempotent=*/false, memory_->max_bytes()));
       return true;
     }
     return more;
@@ -133,8 +211,7 @@ class StreamHandler final : public HttpTransferHandler {
     if (done_) return;
     if (!status.ok()) return Finish(std::move(status));
     if (!IsSuccess(http_status_)) {
-      return Finish(StatusFromHttpError(http_status_, RedactSecrets(error_body_, secrets_),
-                                        retry_after_, now_()));
+      return Finish(StatusFromHttpError(http_status_, error_body_, retry_after_, now_(), secrets_));
     }
     absl::Status end =
         splitter_.Finish([this](absl::string_view line) { pending_.emplace_back(line); });
@@ -151,6 +228,7 @@ class StreamHandler final : public HttpTransferHandler {
     while (!pending_.empty() && !done_) {
       std::string line = std::move(pending_.front());
       pending_.pop_front();
+      pending_bytes_ -= line.size();
       if (!Deliver(line) && honour_pause) return false;
     }
     return true;
@@ -158,15 +236,14 @@ class StreamHandler final : public HttpTransferHandler {
 
   // One line to the sink; returns what OnChunk returned (true after an error line).
   bool Deliver(absl::string_view line) {
-    nlohmann::json json =
-        nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    if (json.is_discarded()) {
-      Finish(MakeError(absl::StatusCode::kInternal, "an upstream stream line is not valid JSON",
-                       kBadResponseReason));
+    absl::StatusOr<nlohmann::json> parsed = ParseJson(line, "stream line");
+    if (!parsed.ok()) {
+      Finish(parsed.status());
       return true;
     }
+    const nlohmann::json& json = *parsed;
     if (IsStreamErrorLine(json)) {
-      Finish(StatusFromStreamErrorLine(RedactSecrets(line, secrets_)));
+      Finish(StatusFromStreamErrorLine(line, secrets_));
       return true;
     }
     absl::StatusOr<copilot::v1::MessageChunk> chunk = MessageChunkFromJson(json);
@@ -174,6 +251,7 @@ class StreamHandler final : public HttpTransferHandler {
       Finish(chunk.status());
       return true;
     }
+    RedactSecretsInMessage(*chunk, secrets_);
     return sink_->OnChunk(*std::move(chunk));
   }
 
@@ -182,18 +260,15 @@ class StreamHandler final : public HttpTransferHandler {
     if (done_) return;
     done_ = true;
     pending_.clear();
+    pending_bytes_ = 0;
+    error_body_.clear();
+    charge_.Set(0);
     // Failures after the status line (bad lines, cuts) still name the HTTP status they came with.
     if (http_status_ != 0)
       SetErrorMetadataIfAbsent(status, "http_status", absl::StrCat(http_status_));
-    std::shared_ptr<HttpTransfer> transfer;
-    {
-      absl::MutexLock lock(&mu_);
-      transfer = std::move(transfer_);
-      if (transfer == nullptr) cancel_on_set_ = true;
-    }
     // After OnComplete this is a no-op; before it, it stops an upstream that sent an error line
     // but kept the connection open.
-    if (transfer != nullptr) transfer->Cancel();
+    transfer_.Cancel();
     sink_->OnDone(std::move(status));
   }
 
@@ -201,15 +276,15 @@ class StreamHandler final : public HttpTransferHandler {
   NdjsonSplitter splitter_;
   const std::vector<std::string> secrets_;  // Sent upstream by this call: never echoed back.
   const std::function<absl::Time()> now_;
+  ResponseMemory* const memory_;
+  ResponseMemory::Charge charge_;
   int http_status_ = 0;
   std::string retry_after_;
   std::string error_body_;
   std::deque<std::string> pending_;  // Complete lines the sink has not taken yet (paused).
+  std::size_t pending_bytes_ = 0;
   bool done_ = false;
-
-  absl::Mutex mu_;
-  std::shared_ptr<HttpTransfer> transfer_ ABSL_GUARDED_BY(mu_);
-  bool cancel_on_set_ ABSL_GUARDED_BY(mu_) = false;
+  TransferSlot transfer_;
 };
 
 // Calls `done` inline with a status for a request that cannot be sent.
@@ -228,21 +303,37 @@ std::shared_ptr<UpstreamCall> RejectStream(ChunkSink& sink, absl::string_view wh
   return std::make_shared<FinishedCall>();
 }
 
-// A buffered-call completion that parses the body with `parse` and hands the result on.
-// A body that cannot be parsed still names the HTTP status it came with.
+// Secrets sent on a call are redacted from its decoded answer (the upstream may echo them,
+// e.g. meta_data.user_data.licence in a message).
+void Redact(google::protobuf::Message& message, absl::Span<const std::string> secrets) {
+  RedactSecretsInMessage(message, secrets);
+}
+void Redact(std::vector<copilot::v1::Assistant>& assistants,
+            absl::Span<const std::string> secrets) {
+  for (copilot::v1::Assistant& assistant : assistants) RedactSecretsInMessage(assistant, secrets);
+}
+void Redact(MessagePage& page, absl::Span<const std::string> secrets) {
+  for (copilot::v1::Message& message : page.messages) RedactSecretsInMessage(message, secrets);
+  page.next_cursor = RedactSecrets(page.next_cursor, secrets);
+}
+
+// A buffered-call completion that parses the body with `parse`, redacts `secrets` from the
+// result and hands it on. A body that cannot be parsed still names the HTTP status it came
+// with.
 template <typename T, typename Parse>
-BufferedDone ParseThen(Parse parse, UpstreamCallback<T> done) {
-  return
-      [parse, done = std::move(done)](absl::StatusOr<std::string> body, int http_status) mutable {
-        if (!body.ok()) return std::move(done)(body.status());
-        absl::StatusOr<T> parsed = parse(*body);
-        if (!parsed.ok()) {
-          absl::Status status = parsed.status();
-          SetErrorMetadataIfAbsent(status, "http_status", absl::StrCat(http_status));
-          return std::move(done)(std::move(status));
-        }
-        std::move(done)(std::move(parsed));
-      };
+BufferedDone ParseThen(Parse parse, std::vector<std::string> secrets, UpstreamCallback<T> done) {
+  return [parse, secrets = std::move(secrets), done = std::move(done)](
+             absl::StatusOr<std::string> body, int http_status) mutable {
+    if (!body.ok()) return std::move(done)(body.status());
+    absl::StatusOr<T> parsed = parse(*body);
+    if (!parsed.ok()) {
+      absl::Status status = parsed.status();
+      SetErrorMetadataIfAbsent(status, "http_status", absl::StrCat(http_status));
+      return std::move(done)(std::move(status));
+    }
+    Redact(*parsed, secrets);
+    std::move(done)(std::move(parsed));
+  };
 }
 
 std::string CompletionPath(const CompletionParams& params, bool stream) {
@@ -282,11 +373,14 @@ std::string UrlEncode(absl::string_view text) {
 }
 
 HaufeClient::HaufeClient(HaufeClientConfig config, std::shared_ptr<HttpTransport> transport,
-                         std::function<absl::Time()> now)
+                         std::function<absl::Time()> now, ResponseMemory* memory,
+                         DecodePool* decode_pool)
     : config_(std::move(config)),
       base_url_(absl::StripSuffix(config_.base_url, "/")),
       transport_(std::move(transport)),
-      now_(std::move(now)) {}
+      now_(std::move(now)),
+      memory_(memory),
+      decode_pool_(decode_pool) {}
 
 HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::string_view method,
                                      absl::string_view path_and_query, std::string body,
@@ -317,15 +411,20 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
 
 std::shared_ptr<UpstreamCall> HaufeClient::StartBuffered(const UpstreamCallOptions& options,
                                                          HttpRequest request, BufferedDone done) {
-  auto handler = std::make_shared<BufferedHandler>(now_, SecretsSent(options), std::move(done));
-  return std::make_shared<TransferCall>(transport_->Start(std::move(request), std::move(handler)));
+  const bool idempotent = request.method == "GET" || request.method == "DELETE";
+  auto handler = std::make_shared<BufferedHandler>(now_, SecretsSent(options), memory_, idempotent,
+                                                   decode_pool_, options.tenant_id,
+                                                   config_.inline_decode_bytes, std::move(done));
+  std::shared_ptr<HttpTransfer> transfer = transport_->Start(std::move(request), handler);
+  handler->SetTransfer(transfer);
+  return std::make_shared<TransferCall>(std::move(transfer));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::StartStream(const UpstreamCallOptions& options,
                                                        HttpRequest request,
                                                        std::shared_ptr<ChunkSink> sink) {
   auto handler = std::make_shared<StreamHandler>(std::move(sink), config_.max_ndjson_line_bytes,
-                                                 SecretsSent(options), now_);
+                                                 SecretsSent(options), now_, memory_);
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(std::move(request), handler);
   handler->SetTransfer(transfer);
   return std::make_shared<TransferCall>(std::move(transfer));
@@ -334,10 +433,10 @@ std::shared_ptr<UpstreamCall> HaufeClient::StartStream(const UpstreamCallOptions
 std::shared_ptr<UpstreamCall> HaufeClient::ListAssistants(
     const UpstreamCallOptions& options,
     UpstreamCallback<std::vector<copilot::v1::Assistant>> done) {
-  return StartBuffered(
-      options, MakeRequest(options, "GET", "/v1/assistants", "", false),
-      ParseThen<std::vector<copilot::v1::Assistant>>(
-          [](absl::string_view body) { return ParseAssistantList(body); }, std::move(done)));
+  return StartBuffered(options, MakeRequest(options, "GET", "/v1/assistants", "", false),
+                       ParseThen<std::vector<copilot::v1::Assistant>>(
+                           [](absl::string_view body) { return ParseAssistantList(body); },
+                           SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::GetAssistant(
@@ -349,7 +448,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::GetAssistant(
       MakeRequest(options, "GET", absl::StrCat("/v1/assistants/", UrlEncode(assistant_id)), "",
                   false),
       ParseThen<copilot::v1::Assistant>([](absl::string_view body) { return ParseAssistant(body); },
-                                        std::move(done)));
+                                        SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::CreateThread(
@@ -358,7 +457,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::CreateThread(
   return StartBuffered(
       options, MakeRequest(options, "POST", "/v1/threads", CreateThreadBody(params), false),
       ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
-                                     std::move(done)));
+                                     SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::GetThread(const UpstreamCallOptions& options,
@@ -369,7 +468,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::GetThread(const UpstreamCallOptions& 
       options,
       MakeRequest(options, "GET", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
       ParseThen<copilot::v1::Thread>([](absl::string_view body) { return ParseThread(body); },
-                                     std::move(done)));
+                                     SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::DeleteThread(const UpstreamCallOptions& options,
@@ -395,7 +494,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::AddMessage(const UpstreamCallOptions&
       MakeRequest(options, "POST", absl::StrCat("/v1/threads/", UrlEncode(thread_id), "/messages"),
                   CreateMessageBody(message), false),
       ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
-                                      std::move(done)));
+                                      SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::ListMessages(const UpstreamCallOptions& options,
@@ -413,7 +512,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::ListMessages(const UpstreamCallOption
   return StartBuffered(
       options, MakeRequest(options, "GET", path, "", false),
       ParseThen<MessagePage>([](absl::string_view body) { return ParseMessagePage(body); },
-                             std::move(done)));
+                             SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::Run(const UpstreamCallOptions& options,
@@ -426,7 +525,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::Run(const UpstreamCallOptions& option
                   absl::StrCat("/v1/threads/", UrlEncode(params.thread_id), "/run"),
                   RunBody(params, options.licence), false),
       ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
-                                      std::move(done)));
+                                      SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::StreamRun(const UpstreamCallOptions& options,
@@ -449,7 +548,7 @@ std::shared_ptr<UpstreamCall> HaufeClient::Complete(const UpstreamCallOptions& o
       MakeRequest(options, "POST", CompletionPath(params, false),
                   CompletionBody(params, options.licence), false),
       ParseThen<copilot::v1::Message>([](absl::string_view body) { return ParseMessage(body); },
-                                      std::move(done)));
+                                      SecretsSent(options), std::move(done)));
 }
 
 std::shared_ptr<UpstreamCall> HaufeClient::StreamComplete(const UpstreamCallOptions& options,

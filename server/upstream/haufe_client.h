@@ -13,7 +13,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/transport/http_transport.h"
+#include "server/upstream/decode_pool.h"
 #include "server/upstream/haufe_api.h"
+#include "server/upstream/response_memory.h"
 
 namespace copilot::gateway {
 
@@ -32,6 +34,9 @@ struct HaufeClientConfig {
   std::size_t max_ndjson_line_bytes = 1024 * 1024;
   // Sent as `user-agent: copilot-gateway/<version>`; empty: the version this was built as.
   std::string version;
+  // Answers larger than this are decoded on the DecodePool (when there is one), not on the
+  // transport's event loop thread.
+  std::size_t inline_decode_bytes = 64 * 1024;
 };
 
 // Thread-safe: the object is immutable after construction; each call owns its own state, which
@@ -54,10 +59,15 @@ using BufferedDone = absl::AnyInvocable<void(absl::StatusOr<std::string>, int) &
 
 class HaufeClient final : public HaufeApi {
  public:
-  // `now` is the wall clock used only to read HTTP-date Retry-After headers.
+  // `now` is the wall clock used only to read HTTP-date Retry-After headers. `memory`, when
+  // given (it must outlive the client), bounds the response bytes held over all calls: a
+  // response that would pass it fails (ResponseMemoryExhausted). `decode_pool`, when given (it
+  // must outlive the client), decodes answers over config.inline_decode_bytes, and their
+  // callbacks then run on its threads.
   HaufeClient(
       HaufeClientConfig config, std::shared_ptr<HttpTransport> transport,
-      std::function<absl::Time()> now = [] { return absl::Now(); });
+      std::function<absl::Time()> now = [] { return absl::Now(); },
+      ResponseMemory* memory = nullptr, DecodePool* decode_pool = nullptr);
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const UpstreamCallOptions& options,
@@ -108,6 +118,8 @@ class HaufeClient final : public HaufeApi {
   const std::string base_url_;  // config_.base_url without a trailing '/'.
   const std::shared_ptr<HttpTransport> transport_;
   const std::function<absl::Time()> now_;
+  ResponseMemory* const memory_;
+  DecodePool* const decode_pool_;
 };
 
 // Percent-encodes `text` for use as one URL path segment or query value (RFC 3986 unreserved

@@ -477,6 +477,114 @@ TEST_F(HaufeClientTest, UpstreamErrorTextNeverEchoesTheKeyOrLicenceSent) {
   EXPECT_EQ(sink->done->message(), "licence [redacted] rejected");
 }
 
+// Issue #13, item 8: an echo with JSON escapes ("\u0050I42" is "PI42") reached the caller, and a
+// 200 answer echoing meta_data.user_data.licence delivered the licence in Message.meta_data.
+TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
+  Result<v1::Message> failed;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, failed.Callback());
+  Respond(transport_->last(), 500,
+          R"({"error_code":"api_error","detail":"licence \u0050I42 for key secret\u002dkey"})");
+  const std::string everything =
+      failed.value->status().ToString(absl::StatusToStringMode::kWithEverything);
+  EXPECT_EQ(everything.find("PI42"), std::string::npos) << everything;
+  EXPECT_EQ(everything.find("secret-key"), std::string::npos) << everything;
+
+  Result<v1::Message> answered;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, answered.Callback());
+  Respond(transport_->last(), 200,
+          R"({"id":"m1","role":"assistant","content":"Your licence is P\u004942.",)"
+          R"("meta_data":{"user_data":{"licence":"PI42"},"list":["x PI42 y"]},)"
+          R"("sources":[{"content":"c","meta_data":{"PI42":"key"}}]})");
+  ASSERT_TRUE(answered.value->ok()) << answered.value->status();
+  const v1::Message& message = **answered.value;
+  EXPECT_EQ(message.content(), "Your licence is [redacted].");
+  EXPECT_EQ(message.meta_data()
+                .fields()
+                .at("user_data")
+                .struct_value()
+                .fields()
+                .at("licence")
+                .string_value(),
+            "[redacted]");
+  EXPECT_EQ(message.meta_data().fields().at("list").list_value().values(0).string_value(),
+            "x [redacted] y");
+  EXPECT_EQ(message.SerializeAsString().find("PI42"), std::string::npos);
+
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(
+      R"({"message_id":"m2","delta":{"content":"PI42","sources":[{"content":"PI42"}]}})"
+      "\n");
+  ASSERT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(sink->chunks[0].SerializeAsString().find("PI42"), std::string::npos);
+  EXPECT_EQ(sink->chunks[0].delta().content(), "[redacted]");
+}
+
+// Issue #13, item 10: a 200 KB error_code became ErrorInfo.reason (and the trailers overflowed).
+TEST_F(HaufeClientTest, AnOversizedErrorCodeIsNotTheReason) {
+  Result<v1::Message> result;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
+  Respond(transport_->last(), 429,
+          absl::StrCat(R"({"error_code":")", std::string(200000, 'x'), R"(","detail":"d"})"));
+  const absl::Status& status = result.value->status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Reason(status), "UPSTREAM_HTTP_429");
+  const google::rpc::ErrorInfo info = *GetErrorInfo(status);
+  EXPECT_EQ(info.metadata().at("upstream_error_code").size(), 64u);
+  EXPECT_LT(ToRpcStatus(status).ByteSizeLong(), 2000u);
+}
+
+// Issue #13, item 9's memory side: one bound on the response bytes held over all calls.
+TEST(HaufeClientMemoryTest, ResponsesPastTheSharedBoundFailAndGiveTheirBytesBack) {
+  auto transport = std::make_shared<FakeTransport>();
+  ResponseMemory memory(1000);
+  HaufeClient client(
+      HaufeClientConfig{.base_url = kBase, .max_response_bytes = 100000}, transport,
+      [] { return kNow; }, &memory);
+  UpstreamCallOptions options;
+  Result<v1::Message> first, second;
+  client.Run(options, {.thread_id = "t1", .tools = {}}, first.Callback());
+  client.Run(options, {.thread_id = "t2", .tools = {}}, second.Callback());
+  FakeTransport::Started& a = transport->started[0];
+  FakeTransport::Started& b = transport->started[1];
+  a.handler->OnHeaders(Head(200));
+  b.handler->OnHeaders(Head(200));
+  EXPECT_TRUE(a.handler->OnData(std::string(600, ' ')));
+  EXPECT_EQ(memory.bytes(), 600u);
+  b.handler->OnData(std::string(600, ' '));  // 1200 > 1000: refused, cancelled.
+  EXPECT_EQ(b.transfer->cancels, 1);
+  b.handler->OnComplete(absl::CancelledError());
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kInternal);  // A POST.
+  EXPECT_EQ(Reason(second.value->status()), "upstream_response_memory_exhausted");
+  EXPECT_EQ(memory.bytes(), 600u);
+  a.handler->OnData(R"({"id":"m1"})");
+  a.handler->OnComplete(absl::OkStatus());
+  EXPECT_TRUE(first.value->ok());
+  EXPECT_EQ(memory.bytes(), 0u);
+
+  // A GET past the bound is UNAVAILABLE (safe to retry); a stream's partial line counts too.
+  Result<v1::Thread> thread;
+  client.GetThread(options, "t1", thread.Callback());
+  auto sink = std::make_shared<RecordingSink>();
+  client.StreamRun(options, {.thread_id = "t1", .tools = {}}, sink);
+  FakeTransport::Started& get = transport->started[2];
+  FakeTransport::Started& stream = transport->started[3];
+  stream.handler->OnHeaders(Head(200));
+  stream.handler->OnData(std::string(900, 'x'));  // A partial line of 900 bytes, held.
+  EXPECT_EQ(memory.bytes(), 900u);
+  get.handler->OnHeaders(Head(200));
+  get.handler->OnData(std::string(200, ' '));
+  get.handler->OnComplete(absl::CancelledError());
+  EXPECT_EQ(thread.value->status().code(), absl::StatusCode::kUnavailable);
+  stream.handler->OnData(std::string(200, 'x'));  // The line grows past the bound.
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_EQ(Reason(*sink->done), "upstream_response_memory_exhausted");
+  EXPECT_EQ(memory.bytes(), 0u);
+}
+
 // A transport whose loop runs the whole stream before Start returns (a fast loop thread).
 class EagerTransport final : public HttpTransport {
  public:

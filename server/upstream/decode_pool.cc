@@ -1,0 +1,59 @@
+#include "server/upstream/decode_pool.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace copilot::gateway {
+
+DecodePool::DecodePool(int threads) {
+  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Work(); });
+}
+
+DecodePool::~DecodePool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (std::thread& thread : threads_) thread.join();
+}
+
+void DecodePool::Post(const std::string& tenant, Job job) {
+  absl::MutexLock lock(&mu_);
+  std::deque<Job>& queue = queues_[tenant];
+  if (queue.empty()) turns_.push_back(tenant);
+  queue.push_back(std::move(job));
+  ++queued_;
+}
+
+std::size_t DecodePool::queued() const {
+  absl::MutexLock lock(&mu_);
+  return queued_;
+}
+
+void DecodePool::Work() {
+  while (true) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !turns_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (turns_.empty()) return;  // Stopping, and nothing left to run.
+      const std::string tenant = std::move(turns_.front());
+      turns_.pop_front();
+      auto it = queues_.find(tenant);
+      job = std::move(it->second.front());
+      it->second.pop_front();
+      --queued_;
+      if (it->second.empty()) {
+        queues_.erase(it);
+      } else {
+        turns_.push_back(tenant);  // Its next job waits for every other tenant's turn.
+      }
+    }
+    std::move(job)();
+  }
+}
+
+}  // namespace copilot::gateway
