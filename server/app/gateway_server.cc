@@ -35,6 +35,7 @@ HaufeClientConfig ClientConfig(const GatewayConfig& config) {
   client.stall_timeout = config.upstream.stall_timeout;
   client.max_response_bytes = config.upstream.max_response_bytes;
   client.max_ndjson_line_bytes = config.upstream.max_ndjson_line_bytes;
+  client.inline_decode_bytes = config.upstream.inline_decode_bytes;
   return client;
 }
 
@@ -45,9 +46,17 @@ CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& sec
   options.max_call_timeout = config.upstream.max_call_timeout;
   options.limits.max_content_chars = config.limits.max_content_chars;
   options.limits.max_messages = config.limits.max_messages;
-  options.request_id_ttl = config.request_ids.ttl;
-  options.request_id_max_entries = config.request_ids.max_entries;
-  options.request_id_max_bytes = config.request_ids.max_bytes;
+  options.limits.max_tool_calls = config.limits.max_tool_calls;
+  options.limits.max_tool_arguments_bytes = config.limits.max_tool_arguments_bytes;
+  options.limits.max_tools = config.limits.max_tools;
+  options.limits.max_tools_bytes = config.limits.max_tools_bytes;
+  options.limits.max_title_chars = config.limits.max_title_chars;
+  options.request_ids.ttl = config.request_ids.ttl;
+  options.request_ids.max_entries = config.request_ids.max_entries;
+  options.request_ids.max_bytes = config.request_ids.max_bytes;
+  options.request_ids.max_tenant_share = config.request_ids.max_tenant_share;
+  options.request_ids.max_waiters_per_request = config.request_ids.max_waiters_per_request;
+  options.request_ids.max_waiters_per_tenant = config.request_ids.max_waiters_per_tenant;
   return options;
 }
 
@@ -91,6 +100,7 @@ BudgetConfig BudgetOf(const GatewayConfig& config) {
   out.answer = {{budget.answer_per_second, second}, {budget.answer_per_minute, minute}};
   out.other = {{budget.other_per_second, second}, {budget.other_per_minute, minute}};
   out.max_wait = budget.max_wait;
+  out.max_retry_after = budget.max_retry_after;
   out.slot_ttl = config.upstream.max_call_timeout + absl::Minutes(1);
   return out;
 }
@@ -167,7 +177,12 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     }
     gateway->transport_ = std::make_shared<InstrumentedTransport>(
         std::move(gateway->transport_), *gateway->metrics_, *gateway->clock_);
-    gateway->api_ = std::make_shared<HaufeClient>(ClientConfig(config), gateway->transport_);
+    gateway->response_memory_ =
+        std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
+    gateway->decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads);
+    gateway->api_ = std::make_shared<HaufeClient>(
+        ClientConfig(config), gateway->transport_, [] { return absl::Now(); },
+        gateway->response_memory_.get(), gateway->decode_pool_.get());
   }
   std::string signing_key = secrets.thread_signing_key;
   if (signing_key.empty()) {
@@ -208,10 +223,12 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   gateway->admission_ = std::make_unique<AdmissionController>(
       *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get(),
       gateway->fallback_store_.get(), fallback_share);
-  gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(*gateway->api_, *gateway->admission_);
-  gateway->core_ =
-      std::make_unique<CopilotCore>(*gateway->admitted_api_, *gateway->clock_, *gateway->handles_,
-                                    CoreOptionsOf(config, secrets), gateway->tenants_.get());
+  gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(
+      *gateway->api_, *gateway->admission_, config.upstream_budget.max_retry_after);
+  gateway->waiter_admission_ = std::make_unique<TenantWaiterAdmission>(*gateway->admission_);
+  gateway->core_ = std::make_unique<CopilotCore>(
+      *gateway->admitted_api_, *gateway->clock_, *gateway->handles_, CoreOptionsOf(config, secrets),
+      gateway->tenants_.get(), gateway->waiter_admission_.get());
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);
@@ -226,9 +243,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   ApplyKeepalive(config.server.keepalive, builder);
+  // Bounds on what callers can make the server hold, credentials or not: threads, memory
+  // (buffers of connections and calls; past it gRPC stops reading and refuses new calls) and
+  // concurrent calls per connection (health Watch streams included).
   grpc::ResourceQuota quota("copilot-gateway");
   quota.SetMaxThreads(config.server.max_threads);
+  quota.Resize(config.server.max_grpc_memory);
   builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.server.max_concurrent_streams);
   // A second gateway on the same port must fail, not silently share it (gRPC enables
   // SO_REUSEPORT by default on Linux).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -300,6 +322,15 @@ void GatewayServer::SetReady(bool ready) {
 
 std::string GatewayServer::ScrapeMetrics() const {
   if (redis_ != nullptr) metrics_->SetRedisDegraded(!redis_->healthy());
+  if (core_ != nullptr) {
+    const RequestIdStore& request_ids = core_->request_ids();
+    metrics_->request_id_bytes().Set(static_cast<double>(request_ids.bytes()));
+    metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
+    metrics_->request_id_waiters().Set(request_ids.waiters());
+  }
+  if (response_memory_ != nullptr) {
+    metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
+  }
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();
   families.insert(families.end(), std::make_move_iterator(process.begin()),

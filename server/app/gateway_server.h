@@ -25,13 +25,16 @@
 #include "server/limits/admitted_haufe_api.h"
 #include "server/limits/local_limit_store.h"
 #include "server/limits/redis_limit_store.h"
+#include "server/limits/tenant_waiter_admission.h"
 #include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/ops/ops_http_server.h"
 #include "server/ops/process_collector.h"
 #include "server/service/copilot_service_adapter.h"
 #include "server/transport/http_transport.h"
+#include "server/upstream/decode_pool.h"
 #include "server/upstream/haufe_api.h"
+#include "server/upstream/response_memory.h"
 
 namespace copilot::gateway {
 
@@ -114,6 +117,11 @@ class GatewayServer {
   std::unique_ptr<TenantResolver> tenants_;
   std::unique_ptr<CopilotCore> core_;
   std::unique_ptr<CopilotServiceAdapter> adapter_;
+  // Decodes large answers off the transport's loop; destroyed after the transport (its last
+  // jobs still complete calls of the core and adapter above).
+  std::unique_ptr<DecodePool> decode_pool_;
+  // Bounds the upstream response bytes held over all calls; outlives api_.
+  std::unique_ptr<ResponseMemory> response_memory_;
   std::shared_ptr<HttpTransport> transport_;
   std::shared_ptr<HaufeApi> api_;
   // Limits: destroyed before the API they admit calls to (the core calls them through
@@ -123,6 +131,7 @@ class GatewayServer {
   std::unique_ptr<LimitStore> fallback_store_;  // Fail-open: this replica's share.
   std::unique_ptr<AdmissionController> admission_;
   std::unique_ptr<AdmittedHaufeApi> admitted_api_;
+  std::unique_ptr<TenantWaiterAdmission> waiter_admission_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

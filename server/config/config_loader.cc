@@ -21,6 +21,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
 
@@ -298,6 +299,8 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
       {"identity", NonEmptyString(server.identity)},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
+      {"max_concurrent_streams", IntInRange(server.max_concurrent_streams, 1, 100000)},
+      {"max_grpc_memory", Bytes(server.max_grpc_memory, 16 * 1024 * 1024, 64 * kGiB)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
       {"tls", Section({
                   {"listen", NonEmptyString(config.tls.listen)},
@@ -322,11 +325,20 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"http2", Bool(upstream.http2)},
            {"max_transfers", Count(upstream.max_transfers, 1, 1000000)},
            {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
+           {"max_buffered_bytes", Bytes(upstream.max_buffered_bytes, 1024 * 1024, 64 * kGiB)},
+           {"allow_insecure_http", Bool(upstream.allow_insecure_http)},
+           {"decode_threads", IntInRange(upstream.decode_threads, 1, 64)},
+           {"inline_decode_bytes", Bytes(upstream.inline_decode_bytes, 0, kGiB)},
        })},
       {"limits", Section({
                      {"max_content_chars", IntInRange(limits.max_content_chars, 1, 30000)},
                      {"max_messages", IntInRange(limits.max_messages, 1, 100000)},
                      {"max_request_bytes", Bytes(limits.max_request_bytes, 1024, kGiB)},
+                     {"max_tool_calls", IntInRange(limits.max_tool_calls, 1, 100000)},
+                     {"max_tool_arguments_bytes", Bytes(limits.max_tool_arguments_bytes, 1, kGiB)},
+                     {"max_tools", IntInRange(limits.max_tools, 0, 100000)},
+                     {"max_tools_bytes", Bytes(limits.max_tools_bytes, 0, kGiB)},
+                     {"max_title_chars", IntInRange(limits.max_title_chars, 1, 1000000)},
                  })},
       {"upstream_budget",
        Section({
@@ -336,6 +348,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"other_per_minute", Integer(config.upstream_budget.other_per_minute, 0, 100000000)},
            {"max_wait", NonNegativeDuration(config.upstream_budget.max_wait)},
            {"window_margin", NonNegativeDuration(config.upstream_budget.window_margin)},
+           {"max_retry_after", PositiveDuration(config.upstream_budget.max_retry_after)},
        })},
       {"redis", Section({
                     {"url", NonEmptyString(config.redis.url)},
@@ -346,11 +359,15 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                     {"connect_timeout", PositiveDuration(config.redis.connect_timeout)},
                     {"command_timeout", PositiveDuration(config.redis.command_timeout)},
                 })},
-      {"request_ids", Section({
-                          {"ttl", PositiveDuration(request_ids.ttl)},
-                          {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
-                          {"max_bytes", Bytes(request_ids.max_bytes, 0, 64 * kGiB)},
-                      })},
+      {"request_ids",
+       Section({
+           {"ttl", PositiveDuration(request_ids.ttl)},
+           {"max_entries", Count(request_ids.max_entries, 0, 100000000)},
+           {"max_bytes", Bytes(request_ids.max_bytes, 0, 64 * kGiB)},
+           {"max_tenant_share", Number(request_ids.max_tenant_share, 0.001, 1)},
+           {"max_waiters_per_request", IntInRange(request_ids.max_waiters_per_request, 0, 10000)},
+           {"max_waiters_per_tenant", IntInRange(request_ids.max_waiters_per_tenant, 0, 1000000)},
+       })},
       {"default_tenant", Section({
                              {"id", NonEmptyString(tenant.id)},
                              {"licence", NonEmptyString(tenant.licence)},
@@ -403,6 +420,34 @@ bool IsUuidText(absl::string_view text) {
     if (dash ? text[i] != '-' : !absl::ascii_isxdigit(static_cast<unsigned char>(text[i]))) {
       return false;
     }
+  }
+  return true;
+}
+
+// The host of "scheme://[userinfo@]host[:port][/path]", lower-case, IPv6 without brackets.
+std::string UrlHost(absl::string_view url) {
+  const std::size_t scheme = url.find("://");
+  if (scheme != absl::string_view::npos) url.remove_prefix(scheme + 3);
+  url = url.substr(0, url.find_first_of("/?#"));
+  if (const std::size_t at = url.rfind('@'); at != absl::string_view::npos) {
+    url.remove_prefix(at + 1);
+  }
+  if (absl::StartsWith(url, "[")) {
+    const std::size_t close = url.find(']');
+    return absl::AsciiStrToLower(
+        url.substr(1, close == absl::string_view::npos ? url.size() - 1 : close - 1));
+  }
+  return absl::AsciiStrToLower(url.substr(0, url.find(':')));
+}
+
+// localhost, 127.0.0.0/8 and ::1: traffic that never leaves the machine (or the pod).
+bool IsLoopbackHost(absl::string_view host) {
+  if (host == "localhost" || absl::EndsWith(host, ".localhost") || host == "::1") return true;
+  std::vector<absl::string_view> octets = absl::StrSplit(host, '.');
+  if (octets.size() != 4 || octets[0] != "127") return false;
+  for (absl::string_view octet : octets) {
+    int value = 0;
+    if (!absl::SimpleAtoi(octet, &value) || value < 0 || value > 255) return false;
   }
   return true;
 }
@@ -523,6 +568,12 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   if (!absl::StartsWith(url, "http://") && !absl::StartsWith(url, "https://")) {
     return PathError("upstream.base_url", "must start with http:// or https://");
   }
+  if (absl::StartsWith(url, "http://") && !config.upstream.allow_insecure_http &&
+      !IsLoopbackHost(UrlHost(url))) {
+    return PathError("upstream.base_url",
+                     "http:// to a host that is not loopback would send the API key in clear "
+                     "text; use https://, or set upstream.allow_insecure_http: true");
+  }
   const bool key_file = !config.upstream.api_key_file.empty();
   const bool key_env = !config.upstream.api_key_env.empty();
   if (key_file == key_env) {
@@ -560,6 +611,14 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
                      "at most one of thread_signing_key_file and thread_signing_key_env");
   }
   if (absl::Status status = ValidateTenants(config.tenants); !status.ok()) return status;
+  for (std::size_t i = 0; i < config.tenants.size(); ++i) {
+    if (config.tenants[i].id == config.default_tenant.id) {
+      return PathError("default_tenant.id",
+                       absl::StrCat("\"", config.default_tenant.id, "\" is also tenants[", i,
+                                    "].id: anonymous callers would share that tenant's threads, "
+                                    "limits and usage"));
+    }
+  }
   if (const TlsListenerConfig& tls = config.tls; !tls.listen.empty()) {
     if (!absl::StrContains(tls.listen, ':')) return PathError("tls.listen", "expected HOST:PORT");
     if (tls.cert_file.empty() || tls.key_file.empty()) {

@@ -40,6 +40,16 @@ struct UpstreamConfig {
   std::size_t max_transfers = 20000;
   // Idle connections kept for reuse; 0 keeps libcurl's default.
   std::size_t max_cached_connections = 0;
+  // Bytes of upstream response bodies held at once, over all calls (each also bounded by
+  // max_response_bytes); a response that would pass it fails.
+  std::size_t max_buffered_bytes = 256 * 1024 * 1024;
+  // Threads decoding answers larger than inline_decode_bytes off the transport's event loop,
+  // taking the tenants in turn.
+  int decode_threads = 2;
+  std::size_t inline_decode_bytes = 64 * 1024;
+  // Accept an http:// base_url on a host that is not loopback (the API key travels in clear
+  // text). Off: such a URL is refused.
+  bool allow_insecure_http = false;
 };
 
 // Request limits checked before any upstream call.
@@ -50,6 +60,14 @@ struct LimitsConfig {
   int max_messages = 500;
   // Maximum size of one incoming gRPC message.
   std::size_t max_request_bytes = 4 * 1024 * 1024;
+  // Maximum tool calls on one message, and bytes of one call's function.arguments.
+  int max_tool_calls = 64;
+  std::size_t max_tool_arguments_bytes = 64 * 1024;
+  // Maximum tool definitions on one Run/Complete request, and their bytes together.
+  int max_tools = 64;
+  std::size_t max_tools_bytes = 256 * 1024;
+  // Maximum thread title length in Unicode code points.
+  int max_title_chars = 1000;
 };
 
 // AIP-155 request_id de-duplication (in-process; best-effort across replicas).
@@ -58,8 +76,15 @@ struct RequestIdConfig {
   absl::Duration ttl = absl::Minutes(10);
   // At most this many remembered requests; the oldest completed ones are forgotten first.
   std::size_t max_entries = 100000;
-  // At most this many bytes of remembered requests and results (same order of forgetting).
+  // At most this many bytes of memory for remembered requests and results, over all methods
+  // and tenants (same order of forgetting).
   std::size_t max_bytes = 64 * 1024 * 1024;
+  // One tenant's remembered requests use at most this share of max_bytes and max_entries.
+  double max_tenant_share = 0.25;
+  // Retries waiting for the same request_id's first attempt, per request and per tenant; each
+  // also takes the tenant's rate and concurrency like a call of its own.
+  int max_waiters_per_request = 8;
+  int max_waiters_per_tenant = 64;
 };
 
 // Where a secret comes from: at most one of the value itself (licences only), a file holding it
@@ -112,6 +137,8 @@ struct UpstreamBudgetConfig {
   // Added to each window: a call admitted here reaches the upstream a little later, and the
   // network's jitter must not squeeze two windows' calls into one of the upstream's.
   absl::Duration window_margin = absl::Milliseconds(250);
+  // An upstream 429's Retry-After holds calls with the same API key at most this long.
+  absl::Duration max_retry_after = absl::Seconds(60);
 };
 
 // Limits shared by every replica in Redis (one atomic script per decision). Without a url the
@@ -206,6 +233,12 @@ struct ServerConfig {
   std::string identity = "bearer";
   // How often the config file is checked for changes to the tenants (also reloaded on SIGHUP).
   absl::Duration config_reload_interval = absl::Seconds(5);
+  // Concurrent calls (HTTP/2 streams) one client connection may have open (gRPC health Watch
+  // streams included).
+  int max_concurrent_streams = 1000;
+  // Memory gRPC may use for connections and calls in flight (its ResourceQuota); past it gRPC
+  // stops reading from connections and refuses new calls.
+  std::size_t max_grpc_memory = 512 * 1024 * 1024;
 };
 
 // The whole configuration. Plain data; copyable; not synchronized.

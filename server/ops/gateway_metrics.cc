@@ -171,6 +171,22 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                 .Help("1 while readiness is SERVING; 0 while starting or draining.")
                 .Register(*registry_)
                 .Add({});
+  auto gauge = [this](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_).Add({});
+  };
+  request_id_bytes_ =
+      gauge("copilot_gateway_request_id_bytes",
+            "Memory held for request_id de-duplication (keys, fingerprints, results), bytes; "
+            "bounded by request_ids.max_bytes.");
+  request_id_entries_ = gauge("copilot_gateway_request_id_entries",
+                              "request_ids remembered or in flight; bounded by "
+                              "request_ids.max_entries.");
+  request_id_waiters_ = gauge("copilot_gateway_request_id_waiters",
+                              "Retries waiting for the first attempt of their request_id.");
+  upstream_buffered_bytes_ =
+      gauge("copilot_gateway_upstream_buffered_bytes",
+            "Bytes of upstream responses held (bodies being collected, partial stream lines); "
+            "bounded by upstream.max_buffered_bytes.");
   last_reload_ok_ = &prometheus::BuildGauge()
                          .Name("copilot_gateway_config_last_reload_successful")
                          .Help(

@@ -73,6 +73,12 @@ class GatewayMetrics final : public AdmissionEvents {
   prometheus::Gauge& upstream_in_flight() { return *upstream_in_flight_; }
   prometheus::Gauge& calls_in_flight() { return *calls_in_flight_; }
   prometheus::Gauge& ready() { return *ready_; }
+  // Memory bounds, set when scraped: copilot_gateway_request_id_bytes / _entries / _waiters
+  // (request_id de-duplication), copilot_gateway_upstream_buffered_bytes.
+  prometheus::Gauge& request_id_bytes() { return *request_id_bytes_; }
+  prometheus::Gauge& request_id_entries() { return *request_id_entries_; }
+  prometheus::Gauge& request_id_waiters() { return *request_id_waiters_; }
+  prometheus::Gauge& upstream_buffered_bytes() { return *upstream_buffered_bytes_; }
 
   // A config reload was applied (`ok`) or refused.
   void RecordReload(bool ok);
@@ -104,6 +110,10 @@ class GatewayMetrics final : public AdmissionEvents {
   prometheus::Gauge* upstream_in_flight_;
   prometheus::Gauge* calls_in_flight_;
   prometheus::Gauge* ready_;
+  prometheus::Gauge* request_id_bytes_;
+  prometheus::Gauge* request_id_entries_;
+  prometheus::Gauge* request_id_waiters_;
+  prometheus::Gauge* upstream_buffered_bytes_;
   prometheus::Gauge* last_reload_ok_;
   prometheus::Counter* reloads_ok_;
   prometheus::Counter* reloads_failed_;

@@ -147,7 +147,7 @@ TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
 }
 
 TEST(ConfigLoaderTest, TenantsAndTlsAreValidatedWithTheirPaths) {
-  const std::string base = "upstream:\n  base_url: http://x/agents\n  api_key_env: K\n";
+  const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
   auto invalid = [&](const std::string& yaml) {
     absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
     if (!config.ok()) return std::string(config.status().message());
@@ -272,6 +272,69 @@ TEST(ConfigLoaderTest, MissingSecretsNameTheKeyButNotTheValue) {
   ASSERT_FALSE(secrets.ok());
   EXPECT_THAT(std::string(secrets.status().message()), HasSubstr("default_tenant.licence_file"));
   EXPECT_FALSE(absl::StrContains(secrets.status().message(), "top-secret"));
+}
+
+// Issue #13, item 14: configurations that silently weakened the gateway are refused.
+TEST(ConfigLoaderTest, DefaultTenantMayNotShareATenantsId) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(
+      "upstream:\n  base_url: https://api.example/agents\n  api_key_env: K\n"
+      "tenants:\n  - {id: payroll, assistants: [{id: \"*\"}]}\n"
+      "default_tenant:\n  id: payroll\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::Status status = ValidateConfig(*config);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("default_tenant.id: \"payroll\" is also tenants[0].id"));
+}
+
+TEST(ConfigLoaderTest, PlainHttpUpstreamOnlyOnLoopbackUnlessAllowed) {
+  auto validate = [](const std::string& url, bool allow) {
+    GatewayConfig config;
+    config.upstream.base_url = url;
+    config.upstream.api_key_env = "K";
+    config.upstream.allow_insecure_http = allow;
+    return ValidateConfig(config);
+  };
+  for (const std::string url :
+       {"http://127.0.0.1:8080/agents", "http://localhost/agents", "http://[::1]:80/agents",
+        "http://127.1.2.3/agents", "https://api.haufe.ai/agents", "http://user:pw@127.0.0.1/a"}) {
+    EXPECT_TRUE(validate(url, false).ok()) << url;
+  }
+  for (const std::string url :
+       {"http://api.haufe.ai/agents", "http://10.0.0.7:8080/agents",
+        "http://127.0.0.1.evil.example/agents", "http://localhost@10.0.0.7/agents"}) {
+    absl::Status status = validate(url, false);
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("upstream.base_url: http:// to a host that is not loopback"))
+        << url;
+    EXPECT_TRUE(validate(url, true).ok()) << url;
+  }
+}
+
+TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(
+      "max_concurrent_streams: 50\nmax_grpc_memory: 64MiB\n"
+      "upstream:\n  max_buffered_bytes: 32MiB\n  allow_insecure_http: true\n"
+      "limits:\n  max_tool_calls: 8\n  max_tool_arguments_bytes: 1KiB\n  max_tools: 4\n"
+      "  max_tools_bytes: 2KiB\n  max_title_chars: 80\n"
+      "upstream_budget:\n  max_retry_after: 5s\n"
+      "request_ids:\n  max_tenant_share: 0.5\n  max_waiters_per_request: 2\n"
+      "  max_waiters_per_tenant: 10\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.max_concurrent_streams, 50);
+  EXPECT_EQ(config->server.max_grpc_memory, 64u * 1024 * 1024);
+  EXPECT_EQ(config->upstream.max_buffered_bytes, 32u * 1024 * 1024);
+  EXPECT_TRUE(config->upstream.allow_insecure_http);
+  EXPECT_EQ(config->limits.max_tool_calls, 8);
+  EXPECT_EQ(config->limits.max_tool_arguments_bytes, 1024u);
+  EXPECT_EQ(config->limits.max_tools, 4);
+  EXPECT_EQ(config->limits.max_tools_bytes, 2048u);
+  EXPECT_EQ(config->limits.max_title_chars, 80);
+  EXPECT_EQ(config->upstream_budget.max_retry_after, absl::Seconds(5));
+  EXPECT_DOUBLE_EQ(config->request_ids.max_tenant_share, 0.5);
+  EXPECT_EQ(config->request_ids.max_waiters_per_request, 2);
+  EXPECT_EQ(config->request_ids.max_waiters_per_tenant, 10);
+  ExpectError("request_ids:\n  max_tenant_share: 0\n", "request_ids.max_tenant_share");
+  ExpectError("max_grpc_memory: 1KiB\n", "max_grpc_memory: must be between");
 }
 
 }  // namespace

@@ -1,0 +1,512 @@
+// Issue #13 through the real binaries: each defect a review reproduced on loopback against c50fc6e
+// (hostile upstream answers, hostile or careless callers), with what the gateway does now.
+#include <grpcpp/generic/generic_stub.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/common/crypto.h"
+#include "tests/server/integration/integration_fixture.h"
+
+namespace copilot::gateway::testing {
+namespace {
+
+namespace v1 = ::copilot::v1;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+std::string Nested(int levels, absl::string_view open, absl::string_view close) {
+  std::string text;
+  for (int i = 0; i < levels; ++i) absl::StrAppend(&text, open);
+  absl::StrAppend(&text, "1");
+  for (int i = 0; i < levels; ++i) absl::StrAppend(&text, close);
+  return text;
+}
+
+std::string Sha256Hex(const std::string& token) { return absl::BytesToHexString(Sha256(token)); }
+
+nlohmann::json RawBody(const std::string& endpoint, int status, const std::string& body) {
+  return {{"endpoint", endpoint}, {"times", 1}, {"type", "raw_body"}, {"status", status},
+          {"body", body}};
+}
+
+// The gateway's log, line by line.
+std::vector<std::string> LogLines(const GatewayProcess& gateway) {
+  std::ifstream in(gateway.log_path());
+  std::stringstream text;
+  text << in.rdbuf();
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text.str(), '\n', absl::SkipEmpty())) {
+    lines.emplace_back(line);
+  }
+  return lines;
+}
+
+class GatewayHardeningTest : public GatewayIntegrationTest {};
+
+// Item 1: one answer nested 100,000 levels deep (200 KB) crashed the gateway (SIGSEGV on the
+// curl loop thread: every call in flight lost).
+TEST_F(GatewayHardeningTest, DeeplyNestedUpstreamBytesNeverCrashTheGateway) {
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "deep?");
+  Fault(RawBody("run", 200,
+                absl::StrCat(R"({"id":"m1","role":"assistant","content":"","tool_calls":[)",
+                             R"({"id":"c1","type":"function","function":{"name":"f","arguments":)",
+                             Nested(100000, "[", "]"), "}}]}")));
+  v1::RunResponse response;
+  grpc::Status status = RunOn(thread, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
+  EXPECT_EQ(Reason(status), "upstream_bad_response");
+
+  // A deep error body and a deep stream line too.
+  Fault(RawBody("get_thread", 500, absl::StrCat("{\"detail\":", Nested(30000, "[", "]"), "}")));
+  grpc::ClientContext get_context;
+  SetTimeout(get_context, absl::Seconds(10));
+  v1::GetThreadRequest get;
+  get.set_thread_id(thread);
+  v1::GetThreadResponse got;
+  status = stub_->GetThread(&get_context, get, &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_EQ(Reason(status), "upstream_unparseable_body");
+
+  Fault(RawBody("run_stream", 200,
+                absl::StrCat(R"({"message_id":"m","delta":{"content":"a"}})", "\n",
+                             R"({"message_id":"m","delta":{"sources":[{"meta_data":)",
+                             Nested(100000, "[", "]"), "}]}}\n")));
+  grpc::ClientContext stream_context;
+  SetTimeout(stream_context, absl::Seconds(10));
+  v1::StreamRunRequest stream_request;
+  stream_request.set_thread_id(thread);
+  auto reader = stub_->StreamRun(&stream_context, stream_request);
+  v1::StreamRunResponse chunk;
+  int chunks = 0;
+  while (reader->Read(&chunk)) ++chunks;
+  status = reader->Finish();
+  EXPECT_EQ(chunks, 1);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);
+
+  // Still serving.
+  EXPECT_TRUE(RunOn(ThreadWithQuestion(kHrAssistant, "alive?"), &response).ok());
+  EXPECT_EQ(kill(gateway_->pid(), 0), 0);
+}
+
+// Item 10: a 200 KB error_code became ErrorInfo.reason: the caller saw RESOURCE_EXHAUSTED
+// "received initial metadata size exceeds limit" and the log got a 200 KB line. And a Struct
+// nested 64 levels was past what clients parse.
+TEST_F(GatewayHardeningTest, OversizedErrorCodesAndDeepStructsStayWithinWhatClientsRead) {
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "big?");
+  Fault(RawBody("run", 500,
+                absl::StrCat(R"({"error_code":")", std::string(200000, 'E'),
+                             R"(","detail":"boom"})")));
+  v1::RunResponse response;
+  grpc::Status status = RunOn(thread, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
+  EXPECT_EQ(Reason(status), "UPSTREAM_HTTP_500");
+  EXPECT_LT(status.error_details().size(), 2000u);
+  for (const std::string& line : LogLines(*gateway_)) EXPECT_LT(line.size(), 4096u);
+
+  Fault(RawBody("run", 200,
+                absl::StrCat(R"({"id":"m1","role":"assistant","content":"ok","meta_data":)",
+                             Nested(60, "{\"a\":", "}"), "}")));
+  status = RunOn(thread, &response);  // The C++ stub parses with protobuf's default limit.
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.message().content(), "ok");
+}
+
+// Item 8: a licence echoed with JSON escapes reached the caller, and a 200 answer echoing
+// meta_data.user_data.licence delivered the licence in Message.meta_data.
+TEST_F(GatewayHardeningTest, EchoedLicencesAreRedactedAfterDecoding) {
+  const std::string thread = ThreadWithQuestion(kTaxAssistant, "licence?");
+  Fault(RawBody("run", 422,
+                R"({"error_code":"request_metadata_missing_or_incomplete",)"
+                R"("detail":"licence \u004cIC-TEST-0001 is not valid"})"));
+  v1::RunResponse response;
+  grpc::Status status = RunOn(thread, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), Not(HasSubstr("LIC-TEST-0001")));
+  EXPECT_THAT(status.error_details(), Not(HasSubstr("LIC-TEST-0001")));
+  EXPECT_THAT(status.error_message(), HasSubstr("[redacted]"));
+
+  Fault(RawBody("run", 200,
+                R"({"id":"m1","role":"assistant","content":"Answer for LIC-TEST-0001",)"
+                R"("meta_data":{"user_data":{"licence":"LIC-TEST-0001"}}})"));
+  status = RunOn(thread, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_THAT(response.SerializeAsString(), Not(HasSubstr("LIC-TEST-0001")));
+  EXPECT_EQ(response.message()
+                .meta_data()
+                .fields()
+                .at("user_data")
+                .struct_value()
+                .fields()
+                .at("licence")
+                .string_value(),
+            "[redacted]");
+}
+
+// Item 3: no bound on tool_calls or tools: one 1.6 MB AddMessage with 100k tool calls took the
+// gateway to 327 MiB. Refused now before any upstream call, naming the field.
+TEST_F(GatewayHardeningTest, UnboundedRequestShapesAreRefusedBeforeAnyUpstreamCall) {
+  const std::string thread = ThreadWithQuestion(kHrAssistant, "shapes?");
+  ASSERT_TRUE(emulator_->ClearRequests().ok());
+  v1::AddMessageRequest add;
+  add.set_thread_id(thread);
+  add.mutable_message()->set_role(v1::ROLE_ASSISTANT);
+  for (int i = 0; i < 100000; ++i) add.mutable_message()->add_tool_calls()->set_id("c");
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(10));
+  v1::AddMessageResponse added;
+  grpc::Status status = stub_->AddMessage(&context, add, &added);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  auto bad = FindDetail<google::rpc::BadRequest>(status);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->field_violations(0).field(), "message.tool_calls");
+
+  v1::RunRequest run;
+  run.set_thread_id(thread);
+  for (int i = 0; i < 65; ++i) (*run.add_tools()->mutable_fields())["type"].set_string_value("f");
+  grpc::ClientContext run_context;
+  SetTimeout(run_context, absl::Seconds(10));
+  v1::RunResponse response;
+  status = stub_->Run(&run_context, run, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  bad = FindDetail<google::rpc::BadRequest>(status);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->field_violations(0).field(), "tools");
+  EXPECT_TRUE(Requests().empty()) << Requests().dump();
+}
+
+// Item 11: invalid UTF-8 from a caller made libprotobuf write a non-JSON line per request, the
+// caller got an empty-message status, and there was no call log line or metric.
+TEST_F(GatewayHardeningTest, InvalidUtf8IsInvalidArgumentNamingTheFieldAndIsLogged) {
+  // The request is built by hand: a proto3 string with invalid UTF-8 cannot be serialized
+  // cleanly by the stub.
+  v1::AddMessageRequest add;
+  add.set_thread_id("th1_x");
+  add.mutable_message()->set_role(v1::ROLE_USER);
+  add.mutable_message()->set_content("MARKER");
+  std::string bytes = add.SerializeAsString();
+  bytes.replace(bytes.find("MARKER"), 6, "bad\xff\xfe!");
+  grpc::GenericStub generic(gateway_->channel());
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer reply;
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(10));
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  generic.UnaryCall(&context, "/copilot.v1.CopilotService/AddMessage", grpc::StubOptions(),
+                    &request, &reply, [&](grpc::Status s) {
+                      std::lock_guard<std::mutex> lock(mu);
+                      status = s;
+                      done = true;
+                      cv.notify_all();
+                    });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return done; });
+  }
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("message.content: must be valid UTF-8"));
+  auto bad = FindDetail<google::rpc::BadRequest>(status);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->field_violations(0).field(), "message.content");
+  EXPECT_EQ(Reason(status), "INVALID_REQUEST");
+
+  // Every log line is JSON, and the call has its line.
+  bool logged = false;
+  ASSERT_TRUE(Eventually([&] {
+    logged = false;
+    for (const std::string& line : LogLines(*gateway_)) {
+      const nlohmann::json json = nlohmann::json::parse(line, nullptr, false);
+      EXPECT_FALSE(json.is_discarded()) << line;
+      if (!json.is_discarded() && json.value("msg", "") == "call" &&
+          json.value("method", "") == "AddMessage" &&
+          json.value("grpc_code", "") == "InvalidArgument") {
+        logged = true;
+      }
+    }
+    return logged;
+  }));
+}
+
+// Item 12: the transport's error text ("Failed to connect to 127.0.0.1 port 1 ...") reached
+// callers. It goes to the call's log line only.
+TEST(GatewayTransportErrorTest, TransportDetailsAreLoggedNotReturned) {
+  GatewayProcessOptions options;
+  options.upstream_url = "http://127.0.0.1:1/agents";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  auto stub = v1::CopilotService::NewStub((*gateway)->channel());
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(10));
+  v1::GetThreadRequest request;
+  request.set_thread_id(SignedHandle("test", kUnknownThread, kHrAssistant));
+  v1::GetThreadResponse response;
+  grpc::Status status = stub->GetThread(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  EXPECT_EQ(Reason(status), "upstream_unreachable");
+  for (const std::string& leak : {"127.0.0.1", "port 1", "Failed to connect"}) {
+    EXPECT_THAT(status.error_message(), Not(HasSubstr(leak)));
+    EXPECT_THAT(status.error_details(), Not(HasSubstr(leak)));
+  }
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    for (const std::string& line : LogLines(**gateway)) {
+      if (absl::StrContains(line, "\"upstream_error\"") &&
+          absl::StrContains(line, "127.0.0.1")) {
+        logged = true;
+      }
+    }
+    if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(logged);
+  EXPECT_EQ(*(*gateway)->Stop(), 0);
+}
+
+// A gateway with bearer tenants: "a" and "b" on the gateway's upstream key, "c" with its own.
+class GatewayTenantHardeningTest : public ::testing::Test {
+ protected:
+  static constexpr char kTokenA[] = "token-a-7f3e";
+  static constexpr char kTokenB[] = "token-b-91c2";
+  static constexpr char kTokenC[] = "token-c-55aa";
+  static constexpr char kKeyC[] = "upstream-key-of-c";
+
+  void StartGateway(const std::string& tenant_a_limits, const std::string& extra) {
+    auto emulator = emulator::testing::EmulatorProcess::Start(
+        {.args = {"--stream-delay-ms", "1"}, .extra_api_keys = {kKeyC}});
+    ASSERT_TRUE(emulator.ok()) << emulator.status();
+    emulator_ = *std::move(emulator);
+    key_c_path_ = absl::StrCat(::testing::TempDir(), "/hardening-key-c-", getpid());
+    std::ofstream(key_c_path_) << kKeyC << "\n";
+    GatewayProcessOptions options;
+    options.upstream_url = emulator_->base_url() + "/agents";
+    options.identity = "bearer";
+    options.extra_yaml = absl::StrCat(
+        "tenants:\n",
+        "  - id: a\n    bearer_token_sha256: [\"", Sha256Hex(kTokenA), "\"]\n",
+        "    licence: LIC-A-TAX\n    assistants: [{id: \"*\"}]\n", tenant_a_limits,
+        "  - id: b\n    bearer_token_sha256: [\"", Sha256Hex(kTokenB), "\"]\n",
+        "    licence: LIC-B\n    assistants: [{id: \"*\"}]\n",
+        "  - id: c\n    bearer_token_sha256: [\"", Sha256Hex(kTokenC), "\"]\n",
+        "    licence: LIC-C-HR\n    assistants: [{id: \"*\"}]\n",
+        "    api_key_file: \"", key_c_path_, "\"\n", extra);
+    auto gateway = GatewayProcess::Start(options);
+    ASSERT_TRUE(gateway.ok()) << gateway.status();
+    gateway_ = *std::move(gateway);
+    stub_ = v1::CopilotService::NewStub(gateway_->channel());
+  }
+
+  void TearDown() override {
+    if (gateway_ != nullptr) EXPECT_EQ(*gateway_->Stop(), 0);
+    if (!key_c_path_.empty()) unlink(key_c_path_.c_str());
+  }
+
+  static void Authorize(grpc::ClientContext& context, const char* token) {
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    SetTimeout(context, absl::Seconds(20));
+  }
+
+  std::string Thread(const char* token, const std::string& title = "") {
+    grpc::ClientContext context;
+    Authorize(context, token);
+    v1::CreateThreadRequest create;
+    create.set_assistant_id(kHrAssistant);
+    create.set_title(title);
+    v1::CreateThreadResponse created;
+    EXPECT_TRUE(stub_->CreateThread(&context, create, &created).ok());
+    grpc::ClientContext add_context;
+    Authorize(add_context, token);
+    v1::AddMessageRequest add;
+    add.set_thread_id(created.thread().id());
+    add.mutable_message()->set_role(v1::ROLE_USER);
+    add.mutable_message()->set_content("question");
+    v1::AddMessageResponse added;
+    EXPECT_TRUE(stub_->AddMessage(&add_context, add, &added).ok());
+    return created.thread().id();
+  }
+
+  std::unique_ptr<emulator::testing::EmulatorProcess> emulator_;
+  std::unique_ptr<GatewayProcess> gateway_;
+  std::unique_ptr<v1::CopilotService::Stub> stub_;
+  std::string key_c_path_;
+};
+
+// Item 2: a call waiting on an in-flight first attempt with the same request_id never passed
+// admission: 20 concurrent Runs sharing one request_id all got in past a cap of 1.
+TEST_F(GatewayTenantHardeningTest, RequestIdRetriesCountAgainstTheTenantsLimits) {
+  StartGateway("    limits:\n      answer_per_minute: 60\n      answer_burst: 60\n"
+               "      max_concurrent_answers: 1\n",
+               "");
+  const std::string thread = Thread(kTokenA);
+  ASSERT_TRUE(emulator_->AddFault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 1500}})
+                  .ok());
+  constexpr int kCalls = 20;
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCalls; ++i) {
+    callers.emplace_back([&, i] {
+      // The first one starts alone, so it is the one attempt in flight.
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      grpc::ClientContext context;
+      Authorize(context, kTokenA);
+      v1::RunRequest run;
+      run.set_thread_id(thread);
+      run.set_request_id("11111111-2222-4333-8444-555555555555");
+      v1::RunResponse response;
+      statuses[i] = stub_->Run(&context, run, &response);
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  int ok = 0;
+  int refused = 0;
+  for (const grpc::Status& status : statuses) {
+    if (status.ok()) ++ok;
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      ++refused;
+      EXPECT_EQ(Reason(status), "tenant_concurrency_exceeded");
+    }
+  }
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(refused, kCalls - 1);
+  auto records = emulator_->Requests();
+  ASSERT_TRUE(records.ok());
+  int runs = 0;
+  for (const auto& record : *records) runs += record.value("route", "") == "run";
+  EXPECT_EQ(runs, 1);
+}
+
+// Item 4: one LRU shared by all tenants: one tenant's flood evicted another's entry, whose
+// retry inside the TTL then stored the message twice. A tenant now holds at most its share.
+TEST_F(GatewayTenantHardeningTest, OneTenantsRequestIdFloodNeverEvictsAnothersEntry) {
+  StartGateway("", "request_ids:\n  max_bytes: 256KiB\n  max_tenant_share: 0.25\n");
+  const std::string victim_thread = Thread(kTokenA);
+  auto add = [&](const char* token, const std::string& thread, const std::string& request_id,
+                 const std::string& content) {
+    grpc::ClientContext context;
+    Authorize(context, token);
+    v1::AddMessageRequest request;
+    request.set_thread_id(thread);
+    request.set_request_id(request_id);
+    request.mutable_message()->set_role(v1::ROLE_USER);
+    request.mutable_message()->set_content(content);
+    v1::AddMessageResponse response;
+    grpc::Status status = stub_->AddMessage(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.message().id();
+  };
+  const std::string kVictimRequest = "aaaaaaaa-0000-4000-8000-000000000001";
+  const std::string first = add(kTokenA, victim_thread, kVictimRequest, "victim message");
+  const std::string flood_thread = Thread(kTokenB);
+  for (int i = 0; i < 300; ++i) {
+    add(kTokenB, flood_thread, absl::StrCat("bbbbbbbb-0000-4000-8000-", absl::Dec(i, absl::kZeroPad12)),
+        std::string(2000, 'f'));
+  }
+  // The victim's retry inside the TTL returns the first answer: nothing stored twice.
+  EXPECT_EQ(add(kTokenA, victim_thread, kVictimRequest, "victim message"), first);
+  auto records = emulator_->Requests();
+  ASSERT_TRUE(records.ok());
+  int victim_posts = 0;
+  for (const auto& record : *records) {
+    if (record.value("route", "") == "create_message" &&
+        absl::StrContains(record.value("body", ""), "victim message")) {
+      ++victim_posts;
+    }
+  }
+  EXPECT_EQ(victim_posts, 1);
+}
+
+// Item 5: Retry-After was not capped (99999999 held every tenant for 3 years) and a 429 on one
+// upstream key held tenants using other keys.
+TEST_F(GatewayTenantHardeningTest, A429HoldIsCappedAndOnlyHoldsItsOwnKey) {
+  StartGateway("", "upstream_budget:\n  max_retry_after: 2s\n");
+  const std::string thread_a = Thread(kTokenA);
+  const std::string thread_c = Thread(kTokenC);
+  ASSERT_TRUE(emulator_
+                  ->AddFault({{"endpoint", "run"},
+                              {"times", 1},
+                              {"type", "rate_limit"},
+                              {"retry_after", 99999999}})
+                  .ok());
+  auto run = [&](const char* token, const std::string& thread, absl::Duration* took) {
+    grpc::ClientContext context;
+    Authorize(context, token);
+    v1::RunRequest request;
+    request.set_thread_id(thread);
+    v1::RunResponse response;
+    const absl::Time start = absl::Now();
+    grpc::Status status = stub_->Run(&context, request, &response);
+    if (took != nullptr) *took = absl::Now() - start;
+    return status;
+  };
+  grpc::Status limited = run(kTokenA, thread_a, nullptr);
+  ASSERT_EQ(limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto retry = FindDetail<google::rpc::RetryInfo>(limited);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_LE(retry->retry_delay().seconds(), 2);
+  // Tenant c uses another upstream key: not held.
+  absl::Duration took_c;
+  EXPECT_TRUE(run(kTokenC, thread_c, &took_c).ok());
+  EXPECT_LT(took_c, absl::Seconds(1));
+  // Tenant a waits out the capped hold (2 s, within max_wait), then goes through.
+  absl::Duration took_a;
+  grpc::Status held = run(kTokenA, thread_a, &took_a);
+  EXPECT_TRUE(held.ok()) << held.error_message();
+  EXPECT_GE(took_a, absl::Seconds(1));
+  EXPECT_LT(took_a, absl::Seconds(6));
+}
+
+// Item 7: 5,000 health Watch streams took +89 MiB; nothing capped streams per connection (nor
+// gRPC's memory: max_grpc_memory now does).
+TEST(GatewayStreamCapTest, StreamsPerConnectionAreCapped) {
+  auto emulator = emulator::testing::EmulatorProcess::Start({});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  GatewayProcessOptions options;
+  options.upstream_url = (*emulator)->base_url() + "/agents";
+  options.extra_yaml = "max_concurrent_streams: 100\nmax_grpc_memory: 64MiB\n";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  auto channel = (*gateway)->NewChannel();
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  constexpr int kStreams = 150;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  for (int i = 0; i < kStreams; ++i) contexts.push_back(std::make_unique<grpc::ClientContext>());
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kStreams; ++i) {
+    // Opening a stream blocks while the connection has no stream to spare.
+    threads.emplace_back([&, i] {
+      grpc::health::v1::HealthCheckRequest request;
+      request.set_service("liveness");
+      auto reader = health->Watch(contexts[i].get(), request);
+      grpc::health::v1::HealthCheckResponse response;
+      if (reader->Read(&response)) ++answered;
+      while (reader->Read(&response)) {
+      }
+      reader->Finish();
+    });
+  }
+  for (int i = 0; i < 1000 && answered.load() < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(answered.load(), 100);  // max_concurrent_streams: the rest wait for a slot.
+  for (auto& context : contexts) context->TryCancel();
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(*(*gateway)->Stop(), 0);
+}
+
+}  // namespace
+}  // namespace copilot::gateway::testing
