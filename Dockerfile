@@ -58,7 +58,6 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
       libabsl20220623 \
-      libcivetweb1 \
       libcurl4 \
       libgrpc++1.51 \
       libgrpc29 \

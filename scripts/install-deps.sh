@@ -12,7 +12,10 @@ packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates openssl libssl-dev procps clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
-  libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  # Nothing of ours links civetweb, but prometheus-cpp's CMake package looks for civetweb's (for
+  # its pull library, which we do not use); prometheus-cpp-dev depends on it anyway.
+  libcivetweb-dev
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server libhiredis-dev iproute2
   # Generated clients in other languages (client/<language>/ and their interop test).
