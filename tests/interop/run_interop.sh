@@ -148,7 +148,7 @@ add_fault() {
 echo "== [$lang] 1. thread, message, StreamRun, Complete, two decoded errors"
 run_example flow
 expect_status 0
-expect_line flow '^thread: th1_[A-Za-z0-9_-]+$' "CreateThread returned a thread handle"
+expect_line flow '^thread: th2_[A-Za-z0-9_-]+$' "CreateThread returned a thread handle"
 expect_line flow '^message: [0-9a-f-]{36}$' "AddMessage returned the message ID"
 chunks="$(grep -c '^chunk: ' "$run_dir/flow.out" || true)"
 if [ "$chunks" -ge 2 ]; then pass "StreamRun streamed $chunks chunks"; else fail "StreamRun streamed $chunks chunks, expected >= 2"; fi
