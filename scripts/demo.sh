@@ -51,12 +51,14 @@ echo "emulator: http://$upstream/agents"
 
 echo "== starting copilot-gateway (tenant \"payroll\" of deploy/gateway.example.yaml)"
 # The example config with this demo's own secrets: a fresh bearer token (the config holds only
-# its SHA-256) and a thread-signing key.
+# its SHA-256), a thread-signing key and a user-ID key.
 token="$(openssl rand -hex 24)"
 printf '%s' "$token" >"$work/token"
 openssl rand -base64 48 >"$work/signing-key"
+openssl rand -base64 48 >"$work/user-id-key"
 sed -e "s|875ca15102495ea430c9af8e6eeb9a455e58e74d842b8bf852eed00b0482e739|$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)|" \
   -e "s|/var/run/secrets/copilot/thread-signing-key|$work/signing-key|" \
+  -e "s|/var/run/secrets/copilot/user-id-key|$work/user-id-key|" \
   -e 's|^metrics_listen: .*|metrics_listen: "127.0.0.1:0"|' -e 's|^shutdown_delay: .*|shutdown_delay: 0s|' \
   deploy/gateway.example.yaml >"$work/gateway.yaml"
 "$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" \

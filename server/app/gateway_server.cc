@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -184,14 +186,31 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
         ClientConfig(config), gateway->transport_, [] { return absl::Now(); },
         gateway->response_memory_.get(), gateway->decode_pool_.get());
   }
-  std::string signing_key = secrets.thread_signing_key;
-  if (signing_key.empty()) {
-    signing_key = RandomBytes(32);
+  ThreadHandleKeys keys{secrets.thread_signing_key, secrets.previous_thread_signing_keys,
+                        secrets.user_id_key};
+  if (keys.current.empty()) {
+    keys.current = RandomBytes(32);
     LogLine(
         "warning: no thread_signing_key_file/_env configured: thread IDs are signed with a "
         "random key and stop working when this process ends (and on other replicas)");
   }
-  gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(signing_key));
+  if (keys.user_id_key.empty()) {
+    LogLine(absl::StrCat(
+        "warning: no user_id_key_file/_env configured: end-user IDs are encrypted under a key "
+        "derived from the thread signing key, so rotating that key changes every end user's "
+        "upstream identity",
+        secrets.thread_signing_key.empty() ? " (with the random key: on every restart and replica)"
+                                           : ""));
+  }
+  gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(keys));
+  {
+    std::vector<std::string> ids = gateway->handles_->KeyIdsHex();
+    const std::string current = ids.front();
+    ids.erase(ids.begin());
+    LogLine(absl::StrCat(
+        "thread IDs signed with key id ", current,
+        ids.empty() ? "" : absl::StrCat("; also accepted: key id(s) ", absl::StrJoin(ids, ", "))));
+  }
   gateway->tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
   // Every upstream call is admitted first: the tenant's limits, then the upstream budget, in
   // this process or shared by all replicas in Redis.

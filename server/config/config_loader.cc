@@ -264,6 +264,13 @@ std::map<std::string, FieldReader> TenantReaders(TenantEntryConfig& tenant) {
   };
 }
 
+std::map<std::string, FieldReader> PreviousKeyReaders(SecretRef& key) {
+  return {
+      {"key_file", NonEmptyString(key.file)},
+      {"key_env", NonEmptyString(key.env)},
+  };
+}
+
 FieldReader Section(std::map<std::string, FieldReader> readers) {
   return [readers = std::move(readers)](const YAML::Node& node,
                                         const std::string& path) -> absl::Status {
@@ -312,6 +319,10 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
               })},
       {"thread_signing_key_file", NonEmptyString(config.thread_signing_key.file)},
       {"thread_signing_key_env", NonEmptyString(config.thread_signing_key.env)},
+      {"previous_thread_signing_keys",
+       ListOf<SecretRef>(config.previous_thread_signing_keys, PreviousKeyReaders)},
+      {"user_id_key_file", NonEmptyString(config.user_id_key.file)},
+      {"user_id_key_env", NonEmptyString(config.user_id_key.env)},
       {"upstream",
        Section({
            {"base_url", NonEmptyString(upstream.base_url)},
@@ -410,6 +421,18 @@ absl::StatusOr<std::string> ReadSecret(absl::string_view file_key, const std::st
     }
   }
   return value;
+}
+
+// A key (thread signing, user ID) from the file or variable `ref` names: at least 32 bytes.
+absl::StatusOr<std::string> ReadKey(absl::string_view file_key, absl::string_view env_key,
+                                    const SecretRef& ref, const EnvLookup& env) {
+  absl::StatusOr<std::string> key = ReadSecret(file_key, ref.file, env_key, ref.env, env);
+  if (!key.ok()) return key.status();
+  if (key->size() < 32) {
+    return PathError(ref.file.empty() ? env_key : file_key,
+                     "the key must be at least 32 bytes (e.g. openssl rand -base64 48)");
+  }
+  return key;
 }
 
 // The canonical 8-4-4-4-12 hexadecimal form.
@@ -524,6 +547,37 @@ absl::Status ValidateTenants(const std::vector<TenantEntryConfig>& tenants) {
   return absl::OkStatus();
 }
 
+// The thread signing keys and the user-ID key: where each comes from.
+absl::Status ValidateSigningKeys(const GatewayConfig& config) {
+  const SecretRef& current = config.thread_signing_key;
+  if (!current.file.empty() && !current.env.empty()) {
+    return PathError("thread_signing_key_file",
+                     "at most one of thread_signing_key_file and thread_signing_key_env");
+  }
+  if (!config.previous_thread_signing_keys.empty() && current.empty()) {
+    return PathError("previous_thread_signing_keys",
+                     "needs thread_signing_key_file or thread_signing_key_env (the key that "
+                     "signs new thread IDs)");
+  }
+  for (std::size_t i = 0; i < config.previous_thread_signing_keys.size(); ++i) {
+    const SecretRef& previous = config.previous_thread_signing_keys[i];
+    const std::string path = absl::StrCat("previous_thread_signing_keys[", i, "]");
+    if (previous.file.empty() == previous.env.empty()) {
+      return PathError(path, "exactly one of key_file and key_env");
+    }
+    if ((!previous.file.empty() && previous.file == current.file) ||
+        (!previous.env.empty() && previous.env == current.env)) {
+      return PathError(path,
+                       "names the current key (thread_signing_key_file/_env): a previous key is "
+                       "the one the current key replaced");
+    }
+  }
+  if (!config.user_id_key.file.empty() && !config.user_id_key.env.empty()) {
+    return PathError("user_id_key_file", "at most one of user_id_key_file and user_id_key_env");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<GatewayConfig> ParseConfigYaml(absl::string_view yaml) {
@@ -606,10 +660,7 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   if (config.server.identity != "bearer" && config.server.identity != "none") {
     return PathError("identity", "must be bearer or none");
   }
-  if (!config.thread_signing_key.file.empty() && !config.thread_signing_key.env.empty()) {
-    return PathError("thread_signing_key_file",
-                     "at most one of thread_signing_key_file and thread_signing_key_env");
-  }
+  if (absl::Status status = ValidateSigningKeys(config); !status.ok()) return status;
   if (absl::Status status = ValidateTenants(config.tenants); !status.ok()) return status;
   for (std::size_t i = 0; i < config.tenants.size(); ++i) {
     if (config.tenants[i].id == config.default_tenant.id) {
@@ -682,16 +733,24 @@ absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const
   if (!key.ok()) return key.status();
   secrets.api_key = *std::move(key);
   if (!config.thread_signing_key.empty()) {
-    absl::StatusOr<std::string> signing =
-        ReadSecret("thread_signing_key_file", config.thread_signing_key.file,
-                   "thread_signing_key_env", config.thread_signing_key.env, env);
+    absl::StatusOr<std::string> signing = ReadKey(
+        "thread_signing_key_file", "thread_signing_key_env", config.thread_signing_key, env);
     if (!signing.ok()) return signing.status();
-    if (signing->size() < 32) {
-      return PathError(config.thread_signing_key.file.empty() ? "thread_signing_key_env"
-                                                              : "thread_signing_key_file",
-                       "the key must be at least 32 bytes (e.g. openssl rand -base64 48)");
-    }
     secrets.thread_signing_key = *std::move(signing);
+  }
+  for (std::size_t i = 0; i < config.previous_thread_signing_keys.size(); ++i) {
+    const std::string path = absl::StrCat("previous_thread_signing_keys[", i, "]");
+    absl::StatusOr<std::string> previous =
+        ReadKey(absl::StrCat(path, ".key_file"), absl::StrCat(path, ".key_env"),
+                config.previous_thread_signing_keys[i], env);
+    if (!previous.ok()) return previous.status();
+    secrets.previous_thread_signing_keys.push_back(*std::move(previous));
+  }
+  if (!config.user_id_key.empty()) {
+    absl::StatusOr<std::string> user_id_key =
+        ReadKey("user_id_key_file", "user_id_key_env", config.user_id_key, env);
+    if (!user_id_key.ok()) return user_id_key.status();
+    secrets.user_id_key = *std::move(user_id_key);
   }
   if (!config.redis.password_file.empty() || !config.redis.password_env.empty()) {
     absl::StatusOr<std::string> password =

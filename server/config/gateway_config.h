@@ -252,9 +252,15 @@ struct GatewayConfig {
   std::vector<TenantEntryConfig> tenants;
   UpstreamBudgetConfig upstream_budget;
   RedisConfig redis;
-  // The key that binds thread handles to tenants (HMAC) and scopes end-user IDs; every replica
-  // needs the same one. None: a random key per process (handles die with it; a warning).
+  // The key that binds new thread handles to tenants (HMAC); every replica needs the same one.
+  // None: a random key per process (handles die with it; a warning).
   SecretRef thread_signing_key;
+  // Keys of earlier rotations: handles they signed are still accepted, none is signed with them.
+  // Each names exactly one of `file` and `env` (YAML key_file / key_env).
+  std::vector<SecretRef> previous_thread_signing_keys;
+  // The key that scopes end-user IDs per tenant, kept when the signing key rotates. None: derived
+  // from thread_signing_key (a warning: rotating that key then changes the upstream user IDs).
+  SecretRef user_id_key;
 };
 
 // A configured tenant with its secrets read: what the tenant directory is built from.
@@ -269,7 +275,9 @@ struct GatewaySecrets {
   std::string api_key;
   std::string licence;             // Empty: no licence configured.
   std::string thread_signing_key;  // Empty: none configured.
-  std::string redis_password;      // Empty: none configured.
+  std::vector<std::string> previous_thread_signing_keys;
+  std::string user_id_key;     // Empty: none configured.
+  std::string redis_password;  // Empty: none configured.
   std::vector<ResolvedTenant> tenants;
 };
 

@@ -1,5 +1,6 @@
 #include "server/core/signed_thread_handles.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -10,12 +11,15 @@
 #include "absl/strings/strip.h"
 #include "server/common/crypto.h"
 #include "server/common/errors.h"
+#include "server/core/uuid_cipher.h"
 #include "server/core/validation.h"
 
 namespace copilot::gateway {
 namespace {
 
-constexpr absl::string_view kPrefix = "th1_";
+constexpr absl::string_view kPrefix = "th2_";    // Key id, payload, tag.
+constexpr absl::string_view kV1Prefix = "th1_";  // Payload, tag (no key id).
+constexpr std::size_t kKeyIdBytes = 4;
 constexpr std::size_t kTagBytes = 16;
 // Payload kinds (first payload byte).
 constexpr char kBothUuids = 1;       // thread UUID (16) + assistant UUID (16)
@@ -80,8 +84,27 @@ bool ParsePayload(absl::string_view payload, ThreadRef& out) {
   return false;
 }
 
-std::string Derive(absl::string_view signing_key, absl::string_view purpose) {
-  return HmacSha256(signing_key, purpose);
+// The tenant ID, length-prefixed so that (tenant, payload) pairs cannot collide.
+std::string TenantPrefix(const Tenant& tenant) {
+  return absl::StrCat(tenant.id.size(), ":", tenant.id);
+}
+
+// The first kTagBytes of HMAC-SHA-256(handle_key, message).
+std::string Tag(absl::string_view handle_key, absl::string_view message) {
+  return HmacSha256(handle_key, message).substr(0, kTagBytes);
+}
+
+// Splits base64url(prefix_bytes || payload || tag); false when too short or not base64url.
+bool Unpack(absl::string_view encoded, std::size_t prefix_bytes, std::string& bytes,
+            absl::string_view& prefix, absl::string_view& payload, absl::string_view& tag) {
+  if (!absl::WebSafeBase64Unescape(encoded, &bytes) || bytes.size() <= prefix_bytes + kTagBytes) {
+    return false;
+  }
+  const absl::string_view all(bytes);
+  prefix = all.substr(0, prefix_bytes);
+  payload = all.substr(prefix_bytes, all.size() - prefix_bytes - kTagBytes);
+  tag = all.substr(all.size() - kTagBytes);
+  return true;
 }
 
 }  // namespace
@@ -91,57 +114,92 @@ absl::Status ThreadNotFound() {
                    {{"http_status", "404"}});
 }
 
-SignedThreadHandles::SignedThreadHandles(std::string signing_key)
-    : handle_key_(Derive(signing_key, "copilot-gateway thread handle v1")),
-      user_key_(Derive(signing_key, "copilot-gateway user id v1")) {}
+std::string SignedThreadHandles::KeyId(absl::string_view signing_key) {
+  return HmacSha256(signing_key, "copilot-gateway thread signing key id").substr(0, kKeyIdBytes);
+}
 
-std::string SignedThreadHandles::Tag(const Tenant& tenant, absl::string_view payload) const {
-  // The tenant ID is length-prefixed so that (tenant, payload) pairs cannot collide.
-  const std::string message = absl::StrCat(tenant.id.size(), ":", tenant.id, payload);
-  return HmacSha256(handle_key_, message).substr(0, kTagBytes);
+SignedThreadHandles::SigningKey SignedThreadHandles::Derive(absl::string_view signing_key) {
+  return SigningKey{KeyId(signing_key), HmacSha256(signing_key, "copilot-gateway thread handle v1"),
+                    HmacSha256(signing_key, "copilot-gateway thread handle v2")};
+}
+
+SignedThreadHandles::SignedThreadHandles(ThreadHandleKeys keys)
+    : user_key_(HmacSha256(keys.user_id_key.empty() ? keys.current : keys.user_id_key,
+                           "copilot-gateway user id v2")) {
+  keys_.push_back(Derive(keys.current));
+  std::vector<std::string> seen = {keys.current};
+  for (const std::string& previous : keys.previous) {
+    if (std::find(seen.begin(), seen.end(), previous) != seen.end()) continue;
+    seen.push_back(previous);
+    keys_.push_back(Derive(previous));
+  }
+}
+
+SignedThreadHandles::SignedThreadHandles(std::string signing_key)
+    : SignedThreadHandles(ThreadHandleKeys{std::move(signing_key), {}, ""}) {}
+
+std::vector<std::string> SignedThreadHandles::KeyIdsHex() const {
+  std::vector<std::string> ids;
+  for (const SigningKey& key : keys_) ids.push_back(absl::BytesToHexString(key.id));
+  return ids;
 }
 
 absl::StatusOr<ThreadRef> SignedThreadHandles::ToUpstream(const Tenant& tenant,
                                                           absl::string_view handle,
                                                           absl::string_view field) const {
   std::string bytes;
-  if (!absl::ConsumePrefix(&handle, kPrefix) || !absl::WebSafeBase64Unescape(handle, &bytes) ||
-      bytes.size() <= kTagBytes) {
-    return ThreadNotFound();
-  }
-  const absl::string_view all(bytes);
-  const absl::string_view payload = all.substr(0, all.size() - kTagBytes);
-  const absl::string_view tag = all.substr(all.size() - kTagBytes);
+  absl::string_view key_id, payload, tag;
   ThreadRef thread;
-  if (!ConstantTimeEquals(tag, Tag(tenant, payload)) || !ParsePayload(payload, thread)) {
+  if (absl::ConsumePrefix(&handle, kPrefix)) {
+    if (!Unpack(handle, kKeyIdBytes, bytes, key_id, payload, tag)) return ThreadNotFound();
+    for (const SigningKey& key : keys_) {
+      // Key ids are not secret; the tag comparison is constant-time.
+      if (key.id != key_id) continue;
+      const std::string message = absl::StrCat(key_id, TenantPrefix(tenant), payload);
+      if (ConstantTimeEquals(tag, Tag(key.v2_key, message)) && ParsePayload(payload, thread)) {
+        return thread;
+      }
+    }
     return ThreadNotFound();
   }
-  return thread;
+  if (absl::ConsumePrefix(&handle, kV1Prefix)) {
+    if (!Unpack(handle, 0, bytes, key_id, payload, tag)) return ThreadNotFound();
+    const std::string message = absl::StrCat(TenantPrefix(tenant), payload);
+    for (const SigningKey& key : keys_) {
+      if (ConstantTimeEquals(tag, Tag(key.v1_key, message)) && ParsePayload(payload, thread)) {
+        return thread;
+      }
+    }
+  }
+  return ThreadNotFound();
 }
 
 std::string SignedThreadHandles::ToCaller(const Tenant& tenant, const ThreadRef& thread) const {
+  const SigningKey& current = keys_.front();
   const std::string payload = Payload(thread);
+  const std::string message = absl::StrCat(current.id, TenantPrefix(tenant), payload);
   std::string encoded;
-  absl::WebSafeBase64Escape(absl::StrCat(payload, Tag(tenant, payload)), &encoded);
+  absl::WebSafeBase64Escape(absl::StrCat(current.id, payload, Tag(current.v2_key, message)),
+                            &encoded);
   return absl::StrCat(kPrefix, encoded);
 }
 
 std::string SignedThreadHandles::UserKey(const Tenant& tenant) const {
-  return HmacSha256(user_key_, absl::StrCat(tenant.id.size(), ":", tenant.id)).substr(0, 16);
+  return HmacSha256(user_key_, TenantPrefix(tenant)).substr(0, 16);
 }
 
 std::string SignedThreadHandles::UserToUpstream(const Tenant& tenant,
                                                 absl::string_view user_id) const {
   const std::string bytes = UuidBytes(absl::AsciiStrToLower(user_id));
   if (bytes.empty()) return std::string(user_id);
-  return UuidText(Aes128EncryptBlock(UserKey(tenant), bytes));
+  return UuidText(EncryptUuid(UserKey(tenant), bytes));
 }
 
 std::string SignedThreadHandles::UserToCaller(const Tenant& tenant,
                                               absl::string_view user_id) const {
   const std::string bytes = UuidBytes(absl::AsciiStrToLower(user_id));
   if (bytes.empty()) return "";
-  return UuidText(Aes128DecryptBlock(UserKey(tenant), bytes));
+  return UuidText(DecryptUuid(UserKey(tenant), bytes));
 }
 
 }  // namespace copilot::gateway

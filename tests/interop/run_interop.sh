@@ -101,16 +101,19 @@ upstream="$(wait_for_address "$run_dir/emulator.log" haufe-emulator)"
 
 token="$(openssl rand -hex 24)"
 openssl rand -base64 48 >"$run_dir/signing-key"
+openssl rand -base64 48 >"$run_dir/user-id-key"
 example_digest="875ca15102495ea430c9af8e6eeb9a455e58e74d842b8bf852eed00b0482e739"
 # Also, where the example config has these keys: no metrics listener (its fixed port would
 # collide between parallel runs; this test does not use it) and no shutdown delay (a delay
 # before draining, for load balancers, only slows the cleanup down).
 sed -e "s|$example_digest|$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)|" \
   -e "s|/var/run/secrets/copilot/thread-signing-key|$run_dir/signing-key|" \
+  -e "s|/var/run/secrets/copilot/user-id-key|$run_dir/user-id-key|" \
   -e 's|^metrics_listen: .*|metrics_listen: "off"|' \
   -e 's|^shutdown_delay: .*|shutdown_delay: 0s|' \
   "$repo/deploy/gateway.example.yaml" >"$run_dir/gateway.yaml"
-grep -q "$run_dir/signing-key" "$run_dir/gateway.yaml" ||
+grep -q "$run_dir/signing-key" "$run_dir/gateway.yaml" &&
+  grep -q "$run_dir/user-id-key" "$run_dir/gateway.yaml" ||
   { echo "FAIL [$lang]: deploy/gateway.example.yaml changed shape; cannot make the config"; exit 1; }
 HAUFE_LICENCE="PI-INTEROP-LICENCE" "$gateway_bin" --config "$run_dir/gateway.yaml" \
   --listen 127.0.0.1:0 --upstream-url "http://$upstream/agents" \
@@ -148,7 +151,7 @@ add_fault() {
 echo "== [$lang] 1. thread, message, StreamRun, Complete, two decoded errors"
 run_example flow
 expect_status 0
-expect_line flow '^thread: th1_[A-Za-z0-9_-]+$' "CreateThread returned a thread handle"
+expect_line flow '^thread: th2_[A-Za-z0-9_-]+$' "CreateThread returned a thread handle"
 expect_line flow '^message: [0-9a-f-]{36}$' "AddMessage returned the message ID"
 chunks="$(grep -c '^chunk: ' "$run_dir/flow.out" || true)"
 if [ "$chunks" -ge 2 ]; then pass "StreamRun streamed $chunks chunks"; else fail "StreamRun streamed $chunks chunks, expected >= 2"; fi

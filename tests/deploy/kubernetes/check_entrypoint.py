@@ -96,7 +96,7 @@ def prepare(work, args, objects, deployment, stage):
         os.path.join(args.repo, "deploy", "kubernetes", "secrets", "secrets.example.yaml"))}
 
     def secret_value(key):
-        if "signing" in key:
+        if "signing" in key or "user-id" in key:
             return base64.b64encode(random_secrets.token_bytes(48)).decode() + "\n"
         return f"test-value-of-{key}\n"
 

@@ -4,7 +4,7 @@ probe of the rendered Deployment against it, the way kubelet would run them.
 
 The config is the rendered ConfigMap's, with only these rewritten: `listen` and `metrics_listen`
 to 127.0.0.1 port 0 (the gateway prints the ports it got), and every *_file secret path to a
-temporary file made here (the thread signing key 48 random bytes, base64). The probe ports are
+temporary file made here (the thread signing and user-ID keys 48 random bytes, base64). The probe ports are
 mapped back through the container ports: a probe on containerPort 50051 ("grpc", = listen's
 port) goes to the gRPC listener, one on "metrics" (= metrics_listen's) to the HTTP listener.
 
@@ -53,7 +53,7 @@ def write_secret(directory, path, key, value):
     target = os.path.join(directory, "secrets", value.strip("/").replace("/", "_"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
     with open(target, "w") as f:
-        if "signing_key" in key:
+        if "signing_key" in key or "user_id_key" in key:
             f.write(base64.b64encode(random_secrets.token_bytes(48)).decode() + "\n")
         elif path.startswith("redis."):
             f.write(random_secrets.token_hex(32) + "\n")

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
@@ -335,6 +336,138 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   EXPECT_EQ(config->request_ids.max_waiters_per_tenant, 10);
   ExpectError("request_ids:\n  max_tenant_share: 0\n", "request_ids.max_tenant_share");
   ExpectError("max_grpc_memory: 1KiB\n", "max_grpc_memory: must be between");
+}
+
+SecretRef FromFile(const std::string& path) {
+  SecretRef ref;
+  ref.file = path;
+  return ref;
+}
+
+SecretRef FromEnv(const std::string& name) {
+  SecretRef ref;
+  ref.env = name;
+  return ref;
+}
+
+TEST(ConfigLoaderTest, ParsesTheSigningKeysOfARotationAndTheUserIdKey) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(R"(
+upstream:
+  base_url: http://127.0.0.1:8080/agents
+  api_key_env: KEY
+thread_signing_key_file: /keys/new
+previous_thread_signing_keys:
+  - key_file: /keys/old
+  - key_env: OLDER_KEY
+user_id_key_env: USER_ID_KEY
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->thread_signing_key.file, "/keys/new");
+  ASSERT_EQ(config->previous_thread_signing_keys.size(), 2u);
+  EXPECT_EQ(config->previous_thread_signing_keys[0].file, "/keys/old");
+  EXPECT_EQ(config->previous_thread_signing_keys[0].env, "");
+  EXPECT_EQ(config->previous_thread_signing_keys[1].env, "OLDER_KEY");
+  EXPECT_EQ(config->user_id_key.env, "USER_ID_KEY");
+  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+}
+
+TEST(ConfigLoaderTest, SigningKeysAreValidatedWithTheirPaths) {
+  const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
+  auto invalid = [&](const std::string& yaml) {
+    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
+    if (!config.ok()) return std::string(config.status().message());
+    absl::Status status = ValidateConfig(*config);
+    return status.ok() ? std::string("valid") : std::string(status.message());
+  };
+  EXPECT_EQ(invalid("thread_signing_key_env: NEW\nprevious_thread_signing_keys: []\n"), "valid");
+  EXPECT_EQ(invalid("user_id_key_file: /keys/user-id\n"), "valid");  // Without a signing key too.
+  EXPECT_EQ(invalid("previous_thread_signing_keys:\n  - key_file: /keys/old\n"),
+            "previous_thread_signing_keys: needs thread_signing_key_file or "
+            "thread_signing_key_env (the key that signs new thread IDs)");
+  EXPECT_EQ(invalid("thread_signing_key_env: NEW\nprevious_thread_signing_keys:\n"
+                    "  - {key_file: /keys/old, key_env: OLD}\n"),
+            "previous_thread_signing_keys[0]: exactly one of key_file and key_env");
+  EXPECT_EQ(invalid("thread_signing_key_env: NEW\nprevious_thread_signing_keys:\n"
+                    "  - key_env: OLD\n  - {}\n"),
+            "previous_thread_signing_keys[1]: exactly one of key_file and key_env");
+  EXPECT_THAT(invalid("thread_signing_key_file: /keys/k\nprevious_thread_signing_keys:\n"
+                      "  - key_file: /keys/k\n"),
+              HasSubstr("previous_thread_signing_keys[0]: names the current key"));
+  EXPECT_THAT(invalid("thread_signing_key_env: NEW\nprevious_thread_signing_keys:\n"
+                      "  - file: /keys/old\n"),
+              HasSubstr("previous_thread_signing_keys[0].file: unknown key (known: key_env, "
+                        "key_file)"));
+  EXPECT_THAT(invalid("previous_thread_signing_keys: /keys/old\n"),
+              HasSubstr("previous_thread_signing_keys: expected a list"));
+  EXPECT_THAT(invalid("previous_thread_signing_keys: [/keys/old]\n"),
+              HasSubstr("previous_thread_signing_keys[0]: expected a mapping"));
+  EXPECT_EQ(invalid("user_id_key_file: /keys/u\nuser_id_key_env: U\n"),
+            "user_id_key_file: at most one of user_id_key_file and user_id_key_env");
+  EXPECT_THAT(invalid("user_id_key_file: \"\"\n"),
+              HasSubstr("user_id_key_file: must not be empty"));
+}
+
+TEST(ConfigLoaderTest, SigningKeysAndTheUserIdKeyAreRead) {
+  const std::string new_key(40, 'n');
+  const std::string old_key(32, 'o');
+  const std::string user_id_key(48, 'u');
+  TempFile api_key("api-key");
+  TempFile new_file(new_key + "\n");
+  TempFile old_file(old_key);
+  GatewayConfig config;
+  config.upstream.api_key_file = api_key.path();
+  config.thread_signing_key.file = new_file.path();
+  config.previous_thread_signing_keys = {FromFile(old_file.path()), FromEnv("OLDER_KEY")};
+  config.user_id_key.env = "USER_ID_KEY";
+  absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(
+      config, FakeEnv({{"OLDER_KEY", std::string(33, 'p')}, {"USER_ID_KEY", user_id_key}}));
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  EXPECT_EQ(secrets->thread_signing_key, new_key);
+  EXPECT_EQ(secrets->previous_thread_signing_keys,
+            (std::vector<std::string>{old_key, std::string(33, 'p')}));
+  EXPECT_EQ(secrets->user_id_key, user_id_key);
+
+  // None configured: empty.
+  GatewayConfig bare;
+  bare.upstream.api_key_file = api_key.path();
+  secrets = ResolveSecrets(bare, FakeEnv({}));
+  ASSERT_TRUE(secrets.ok()) << secrets.status();
+  EXPECT_TRUE(secrets->previous_thread_signing_keys.empty());
+  EXPECT_EQ(secrets->user_id_key, "");
+}
+
+TEST(ConfigLoaderTest, BadSigningKeysNameTheKeyButNotTheValue) {
+  TempFile api_key("api-key");
+  TempFile good(std::string(32, 'g'));
+  TempFile short_key("short-secret-31-bytes-long-1234");
+  GatewayConfig config;
+  config.upstream.api_key_file = api_key.path();
+  config.thread_signing_key.file = good.path();
+  auto error = [&config](const EnvLookup& env) {
+    absl::StatusOr<GatewaySecrets> secrets = ResolveSecrets(config, env);
+    EXPECT_FALSE(secrets.ok());
+    const std::string message(secrets.status().message());
+    EXPECT_FALSE(absl::StrContains(message, "short-secret")) << message;
+    return message;
+  };
+  config.previous_thread_signing_keys = {FromFile(short_key.path())};
+  EXPECT_THAT(error(FakeEnv({})),
+              HasSubstr("previous_thread_signing_keys[0].key_file: the key must be at least 32 "
+                        "bytes"));
+  config.previous_thread_signing_keys = {FromFile(good.path()), FromEnv("OLD")};
+  EXPECT_THAT(error(FakeEnv({})),
+              HasSubstr("previous_thread_signing_keys[1].key_env: environment variable OLD is "
+                        "not set"));
+  EXPECT_THAT(error(FakeEnv({{"OLD", "short-secret"}})),
+              HasSubstr("previous_thread_signing_keys[1].key_env: the key must be at least 32"));
+  config.previous_thread_signing_keys.clear();
+  config.user_id_key.file = "/nonexistent/user-id-key";
+  EXPECT_THAT(error(FakeEnv({})), HasSubstr("user_id_key_file: cannot open"));
+  config.user_id_key.file = short_key.path();
+  EXPECT_THAT(error(FakeEnv({})), HasSubstr("user_id_key_file: the key must be at least 32 bytes"));
+  config.user_id_key = FromEnv("USER_ID_KEY");
+  EXPECT_THAT(error(FakeEnv({{"USER_ID_KEY", "short-secret"}})),
+              HasSubstr("user_id_key_env: the key must be at least 32 bytes"));
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ TEST(SignedThreadHandlesTest, RoundTripsForItsTenant) {
   SignedThreadHandles handles(std::string(32, 'k'));
   const Tenant a = MakeTenant("a");
   const std::string handle = handles.ToCaller(a, ThreadRef{kThread, kTax});
-  EXPECT_EQ(handle.rfind("th1_", 0), 0u) << handle;
+  EXPECT_EQ(handle.rfind("th2_", 0), 0u) << handle;
   EXPECT_EQ(handle.find(kThread), std::string::npos) << "the upstream ID shows through";
   absl::StatusOr<ThreadRef> thread = handles.ToUpstream(a, handle, "thread_id");
   ASSERT_TRUE(thread.ok()) << thread.status();
@@ -65,7 +65,7 @@ TEST(SignedThreadHandlesTest, AnyHandleThatIsNotTheTenantsIsTheSameNotFound) {
   SignedThreadHandles other_key(std::string(32, 'x'));
   for (const std::string& wrong :
        {handles.ToCaller(b, ThreadRef{kThread, kTax}), tampered, std::string(kThread),
-        std::string("th1_"), std::string("th1_!!!"), handle.substr(0, handle.size() - 2)}) {
+        std::string("th2_"), std::string("th2_!!!"), handle.substr(0, handle.size() - 2)}) {
     absl::StatusOr<ThreadRef> thread = handles.ToUpstream(a, wrong, "thread_id");
     EXPECT_EQ(thread.status(), ThreadNotFound()) << wrong;
   }

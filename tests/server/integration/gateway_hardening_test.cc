@@ -37,7 +37,10 @@ std::string Nested(int levels, absl::string_view open, absl::string_view close) 
 std::string Sha256Hex(const std::string& token) { return absl::BytesToHexString(Sha256(token)); }
 
 nlohmann::json RawBody(const std::string& endpoint, int status, const std::string& body) {
-  return {{"endpoint", endpoint}, {"times", 1}, {"type", "raw_body"}, {"status", status},
+  return {{"endpoint", endpoint},
+          {"times", 1},
+          {"type", "raw_body"},
+          {"status", status},
           {"body", body}};
 }
 
@@ -105,9 +108,9 @@ TEST_F(GatewayHardeningTest, DeeplyNestedUpstreamBytesNeverCrashTheGateway) {
 // nested 64 levels was past what clients parse.
 TEST_F(GatewayHardeningTest, OversizedErrorCodesAndDeepStructsStayWithinWhatClientsRead) {
   const std::string thread = ThreadWithQuestion(kHrAssistant, "big?");
-  Fault(RawBody("run", 500,
-                absl::StrCat(R"({"error_code":")", std::string(200000, 'E'),
-                             R"(","detail":"boom"})")));
+  Fault(RawBody(
+      "run", 500,
+      absl::StrCat(R"({"error_code":")", std::string(200000, 'E'), R"(","detail":"boom"})")));
   v1::RunResponse response;
   grpc::Status status = RunOn(thread, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL) << status.error_message();
@@ -265,8 +268,7 @@ TEST(GatewayTransportErrorTest, TransportDetailsAreLoggedNotReturned) {
   bool logged = false;
   for (int i = 0; i < 100 && !logged; ++i) {
     for (const std::string& line : LogLines(**gateway)) {
-      if (absl::StrContains(line, "\"upstream_error\"") &&
-          absl::StrContains(line, "127.0.0.1")) {
+      if (absl::StrContains(line, "\"upstream_error\"") && absl::StrContains(line, "127.0.0.1")) {
         logged = true;
       }
     }
@@ -294,15 +296,14 @@ class GatewayTenantHardeningTest : public ::testing::Test {
     GatewayProcessOptions options;
     options.upstream_url = emulator_->base_url() + "/agents";
     options.identity = "bearer";
-    options.extra_yaml = absl::StrCat(
-        "tenants:\n",
-        "  - id: a\n    bearer_token_sha256: [\"", Sha256Hex(kTokenA), "\"]\n",
-        "    licence: LIC-A-TAX\n    assistants: [{id: \"*\"}]\n", tenant_a_limits,
-        "  - id: b\n    bearer_token_sha256: [\"", Sha256Hex(kTokenB), "\"]\n",
-        "    licence: LIC-B\n    assistants: [{id: \"*\"}]\n",
-        "  - id: c\n    bearer_token_sha256: [\"", Sha256Hex(kTokenC), "\"]\n",
-        "    licence: LIC-C-HR\n    assistants: [{id: \"*\"}]\n",
-        "    api_key_file: \"", key_c_path_, "\"\n", extra);
+    options.extra_yaml =
+        absl::StrCat("tenants:\n", "  - id: a\n    bearer_token_sha256: [\"", Sha256Hex(kTokenA),
+                     "\"]\n", "    licence: LIC-A-TAX\n    assistants: [{id: \"*\"}]\n",
+                     tenant_a_limits, "  - id: b\n    bearer_token_sha256: [\"", Sha256Hex(kTokenB),
+                     "\"]\n", "    licence: LIC-B\n    assistants: [{id: \"*\"}]\n",
+                     "  - id: c\n    bearer_token_sha256: [\"", Sha256Hex(kTokenC), "\"]\n",
+                     "    licence: LIC-C-HR\n    assistants: [{id: \"*\"}]\n",
+                     "    api_key_file: \"", key_c_path_, "\"\n", extra);
     auto gateway = GatewayProcess::Start(options);
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     gateway_ = *std::move(gateway);
@@ -347,12 +348,13 @@ class GatewayTenantHardeningTest : public ::testing::Test {
 // Item 2: a call waiting on an in-flight first attempt with the same request_id never passed
 // admission: 20 concurrent Runs sharing one request_id all got in past a cap of 1.
 TEST_F(GatewayTenantHardeningTest, RequestIdRetriesCountAgainstTheTenantsLimits) {
-  StartGateway("    limits:\n      answer_per_minute: 60\n      answer_burst: 60\n"
-               "      max_concurrent_answers: 1\n",
-               "");
+  StartGateway(
+      "    limits:\n      answer_per_minute: 60\n      answer_burst: 60\n"
+      "      max_concurrent_answers: 1\n",
+      "");
   const std::string thread = Thread(kTokenA);
-  ASSERT_TRUE(emulator_->AddFault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 1500}})
-                  .ok());
+  ASSERT_TRUE(
+      emulator_->AddFault({{"endpoint", "run"}, {"type", "latency"}, {"delay_ms", 1500}}).ok());
   constexpr int kCalls = 20;
   std::vector<grpc::Status> statuses(kCalls);
   std::vector<std::thread> callers;
@@ -411,7 +413,8 @@ TEST_F(GatewayTenantHardeningTest, OneTenantsRequestIdFloodNeverEvictsAnothersEn
   const std::string first = add(kTokenA, victim_thread, kVictimRequest, "victim message");
   const std::string flood_thread = Thread(kTokenB);
   for (int i = 0; i < 300; ++i) {
-    add(kTokenB, flood_thread, absl::StrCat("bbbbbbbb-0000-4000-8000-", absl::Dec(i, absl::kZeroPad12)),
+    add(kTokenB, flood_thread,
+        absl::StrCat("bbbbbbbb-0000-4000-8000-", absl::Dec(i, absl::kZeroPad12)),
         std::string(2000, 'f'));
   }
   // The victim's retry inside the TTL returns the first answer: nothing stored twice.

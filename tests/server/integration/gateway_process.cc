@@ -60,11 +60,29 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
                     "upstream_budget:\n  answer_per_second: 0\n  answer_per_minute: 0\n"
                     "  other_per_second: 0\n  other_per_minute: 0\n");
   }
+  // A key in a new file; its path.
+  auto key_file = [&process](const std::string& key) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> path = WriteTempFile(key);
+    if (path.ok()) process->key_paths_.push_back(*path);
+    return path;
+  };
   if (!options.signing_key.empty()) {
-    absl::StatusOr<std::string> signing_key = WriteTempFile(options.signing_key);
+    absl::StatusOr<std::string> signing_key = key_file(options.signing_key);
     if (!signing_key.ok()) return signing_key.status();
-    process->signing_key_path_ = *signing_key;
     absl::StrAppend(&yaml, "thread_signing_key_file: \"", *signing_key, "\"\n");
+  }
+  if (!options.previous_signing_keys.empty()) {
+    absl::StrAppend(&yaml, "previous_thread_signing_keys:\n");
+    for (const std::string& key : options.previous_signing_keys) {
+      absl::StatusOr<std::string> previous = key_file(key);
+      if (!previous.ok()) return previous.status();
+      absl::StrAppend(&yaml, "  - key_file: \"", *previous, "\"\n");
+    }
+  }
+  if (!options.user_id_key.empty()) {
+    absl::StatusOr<std::string> user_id_key = key_file(options.user_id_key);
+    if (!user_id_key.ok()) return user_id_key.status();
+    absl::StrAppend(&yaml, "user_id_key_file: \"", *user_id_key, "\"\n");
   }
   absl::StrAppend(&yaml, "default_tenant:\n  id: \"test\"\n  licence: \"", options.licence, "\"\n",
                   options.extra_yaml);
@@ -167,7 +185,7 @@ std::shared_ptr<grpc::Channel> GatewayProcess::NewChannel() const {
 GatewayProcess::~GatewayProcess() {
   if (pid_ > 0) (void)Stop();
   if (!config_path_.empty()) std::remove(config_path_.c_str());
-  if (!signing_key_path_.empty()) std::remove(signing_key_path_.c_str());
+  for (const std::string& path : key_paths_) std::remove(path.c_str());
   if (!key_path_.empty()) std::remove(key_path_.c_str());
 }
 

@@ -32,6 +32,10 @@ struct GatewayProcessOptions {
   std::string identity = "none";
   // Written to a file named by thread_signing_key_file; empty configures none.
   std::string signing_key = "test-signing-key-0123456789abcdef0123456789";
+  // Each written to a file named in previous_thread_signing_keys (key_file).
+  std::vector<std::string> previous_signing_keys;
+  // Written to a file named by user_id_key_file; empty configures none.
+  std::string user_id_key;
   // Extra keys of the `upstream` section, e.g. {"stall_timeout", "1s"}.
   std::map<std::string, std::string> upstream;
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
@@ -87,7 +91,7 @@ class GatewayProcess {
   int metrics_port_ = 0;
   std::string config_path_;
   std::string key_path_;
-  std::string signing_key_path_;
+  std::vector<std::string> key_paths_;  // Signing and user-ID keys.
   std::string log_path_;
   std::shared_ptr<grpc::Channel> channel_;
 };

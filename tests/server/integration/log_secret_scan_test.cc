@@ -1,7 +1,7 @@
 // Runs after every integration test (ctest fixture cleanup): no gateway log written during the
 // suite contains any secret the tests configured (API keys, licences, bearer tokens, signing
-// keys). Gateways started through GatewayProcess log into GatewayLogDir(), emptied before the
-// suite by the fixture's setup.
+// and user-ID keys). Gateways started through GatewayProcess log into GatewayLogDir(), emptied
+// before the suite by the fixture's setup.
 #include <dirent.h>
 
 #include <fstream>
@@ -25,7 +25,10 @@ const std::vector<std::string> kSecrets = {
     "token-a-7f3e", "token-b-91c2", "token-b-rotated-0d4a", "token-c-55aa", "token-nobody-has",
     "token-a", "token-d", "token-e-in-clear",
     // Thread signing keys.
-    "test-signing-key-0123456789abcdef0123456789", "a-different-signing-key-0123456789abcdef"};
+    "test-signing-key-0123456789abcdef0123456789", "a-different-signing-key-0123456789abcdef",
+    "rotation-signing-key-A-0123456789abcdef01", "rotation-signing-key-B-0123456789abcdef01",
+    // User-ID keys.
+    "rotation-user-id-key-0123456789abcdef0123"};
 
 TEST(LogSecretScan, NoGatewayLogOfTheSuiteContainsAConfiguredSecret) {
   DIR* dir = opendir(GatewayLogDir().c_str());
