@@ -229,11 +229,10 @@ TEST(RequestIdStoreTest, FailAndCancelEndTheWaitOnce) {
   RequestIdStore::Lookup first = store.Begin("t", "k", "fp", [](auto) {});
   int calls = 0;
   std::optional<absl::Status> status;
-  RequestIdStore::Lookup waiting =
-      store.Begin("t", "k", "fp", [&](absl::StatusOr<std::string> r) {
-        ++calls;
-        status = r.status();
-      });
+  RequestIdStore::Lookup waiting = store.Begin("t", "k", "fp", [&](absl::StatusOr<std::string> r) {
+    ++calls;
+    status = r.status();
+  });
   waiting.waiter->Fail(absl::ResourceExhaustedError("limit"));
   waiting.waiter->Cancel();
   first.attempt->Complete(std::string("r"));
