@@ -112,8 +112,7 @@ struct RequestIdStore::State {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     TenantUsage& usage = tenants[tenant];
     auto tenant_fits = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-      return usage.bytes + cost <= tenant_max_bytes &&
-             usage.entries + count <= tenant_max_entries;
+      return usage.bytes + cost <= tenant_max_bytes && usage.entries + count <= tenant_max_entries;
     };
     while (!tenant_fits() && !usage.completed.empty()) ForgetOldest(usage);
     if (!tenant_fits()) return false;
@@ -151,9 +150,8 @@ absl::Status ReusedRequestId() {
 }
 
 absl::Status TooManyWaiters(absl::string_view tenant, absl::string_view scope, int max) {
-  const std::string description =
-      absl::StrCat("at most ", max, " retries may wait for the same ", scope,
-                   " while its first attempt runs");
+  const std::string description = absl::StrCat("at most ", max, " retries may wait for the same ",
+                                               scope, " while its first attempt runs");
   absl::Status error =
       MakeError(absl::StatusCode::kResourceExhausted, description, "request_id_waiters_exceeded");
   AddQuotaViolation(error, absl::StrCat("tenant:", tenant), description);

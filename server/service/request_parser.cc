@@ -72,28 +72,27 @@ absl::Status ParseRequest(const grpc::ByteBuffer& buffer, google::protobuf::Mess
   const std::string type(message.GetDescriptor()->name());
   const std::string field = InvalidUtf8FieldPath(*message.GetDescriptor(), bytes);
   if (!field.empty()) {
-    absl::Status status = MakeError(absl::StatusCode::kInvalidArgument,
-                                    absl::StrCat("invalid ", type, ": ", field,
-                                                 ": must be valid UTF-8"),
-                                    kInvalidRequestReason);
+    absl::Status status =
+        MakeError(absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("invalid ", type, ": ", field, ": must be valid UTF-8"),
+                  kInvalidRequestReason);
     AddFieldViolation(status, field, "must be valid UTF-8");
     return status;
   }
-  absl::Status status = MakeError(
-      absl::StatusCode::kInvalidArgument,
-      absl::StrCat("the request is not a valid ", message.GetDescriptor()->full_name(),
-                   " message (malformed, or nested deeper than ", kMaxDepth, " levels)"),
-      kInvalidRequestReason);
+  absl::Status status =
+      MakeError(absl::StatusCode::kInvalidArgument,
+                absl::StrCat("the request is not a valid ", message.GetDescriptor()->full_name(),
+                             " message (malformed, or nested deeper than ", kMaxDepth, " levels)"),
+                kInvalidRequestReason);
   AddFieldViolation(status, "request", absl::StrCat("not a valid ", type));
   return status;
 }
 
-absl::Status SerializeResponse(const google::protobuf::Message& message,
-                               grpc::ByteBuffer& buffer) {
+absl::Status SerializeResponse(const google::protobuf::Message& message, grpc::ByteBuffer& buffer) {
   bool own_buffer = false;
   grpc::ByteBuffer out;
-  const grpc::Status status = grpc::SerializationTraits<google::protobuf::Message>::Serialize(
-      message, &out, &own_buffer);
+  const grpc::Status status =
+      grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, &out, &own_buffer);
   if (!status.ok()) {
     return MakeError(absl::StatusCode::kInternal, "the response could not be serialized",
                      "RESPONSE_SERIALIZATION_FAILED");

@@ -38,7 +38,8 @@ bool JsonNestsDeeperThan(absl::string_view text, int max_depth) {
 }
 
 nlohmann::json ParseUpstreamJson(absl::string_view text) {
-  if (JsonNestsDeeperThan(text, kMaxJsonDepth)) return nlohmann::json(nlohmann::json::value_t::discarded);
+  if (JsonNestsDeeperThan(text, kMaxJsonDepth))
+    return nlohmann::json(nlohmann::json::value_t::discarded);
   return nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
 }
 

@@ -35,9 +35,8 @@ void DecodePool::Work() {
     Job job;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !turns_.empty();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !turns_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (turns_.empty()) return;  // Stopping, and nothing left to run.
       const std::string tenant = std::move(turns_.front());

@@ -23,7 +23,9 @@ class ResponseMemory {
    public:
     explicit Charge(ResponseMemory* memory) : memory_(memory) {}
     // Moving hands the bytes over (e.g. to the job that decodes the response).
-    Charge(Charge&& other) noexcept : memory_(other.memory_), held_(other.held_) { other.held_ = 0; }
+    Charge(Charge&& other) noexcept : memory_(other.memory_), held_(other.held_) {
+      other.held_ = 0;
+    }
     ~Charge() { Set(0); }
     Charge(const Charge&) = delete;
     Charge& operator=(const Charge&) = delete;
