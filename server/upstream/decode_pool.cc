@@ -1,12 +1,18 @@
 #include "server/upstream/decode_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <utility>
 
 namespace copilot::gateway {
 
-DecodePool::DecodePool(int threads) {
-  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { Work(); });
+DecodePool::DecodePool(int threads, int niceness) {
+  for (int i = 0; i < std::max(threads, 1); ++i) {
+    threads_.emplace_back([this, niceness] { Work(niceness); });
+  }
 }
 
 DecodePool::~DecodePool() {
@@ -30,7 +36,14 @@ std::size_t DecodePool::queued() const {
   return queued_;
 }
 
-void DecodePool::Work() {
+void DecodePool::Work(int niceness) {
+  if (niceness > 0) {
+    // Per thread on Linux: the nice value belongs to the thread (task) ID. Raising it (lowering
+    // the priority) is always allowed; a failure leaves the priority as it was.
+    const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+    const int current = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+    setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(current + niceness, 19));
+  }
   while (true) {
     Job job;
     {

@@ -27,8 +27,12 @@ class DecodePool {
  public:
   using Job = absl::AnyInvocable<void() &&>;
 
-  // `threads` worker threads (at least 1).
-  explicit DecodePool(int threads);
+  // `threads` worker threads (at least 1), each running `niceness` steps below the rest of the
+  // process (Linux thread nice value; 0 keeps the process's priority). Decoding a large answer
+  // is slow by nature; with a lower priority it takes the CPU the event loop and gRPC's threads
+  // leave, so a tenant's multi-megabyte answers cannot slow other tenants' calls even when the
+  // machine's cores are all busy.
+  explicit DecodePool(int threads, int niceness = 10);
   // Runs the jobs still queued (each completes a call), then joins the threads.
   ~DecodePool();
   DecodePool(const DecodePool&) = delete;
@@ -41,7 +45,7 @@ class DecodePool {
   std::size_t queued() const;
 
  private:
-  void Work();
+  void Work(int niceness);
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::deque<Job>> queues_ ABSL_GUARDED_BY(mu_);

@@ -1,0 +1,414 @@
+// adversarial_bench: one tenant sends worst-case requests at its maximum concurrency while
+// another tenant runs normal calls. Prints the victim's latencies without and with the
+// attacker, and the gateway's peak RSS against its documented bound (issue #13).
+//
+//   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
+//                     [--inline-decode-bytes B]
+//
+// Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
+// the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
+// Attacker (tenant "attacker", max_concurrent_answers 8, other calls 20/s): A loops, each
+// repeating the worst it can do within its limits:
+//   - ListMessages answered with an M MiB page (the emulator serves it canned, so the emulator
+//     is not the bottleneck): the gateway decodes M MiB of JSON per call;
+//   - Run with 60 tools of 4 KiB (just under the request bounds);
+//   - AddMessage with a new request_id each time and 20,000-character content (the request_id
+//     store fills with the attacker's entries; the answers quote it, so the thread's messages
+//     stay under the upstream's 30,000-character limit).
+// Phase 1 measures the victim alone for S seconds, phase 2 with the attacker for S seconds.
+// --inline-decode-bytes 1GiB decodes every answer on the transport's loop (no decode pool): the
+// figures without the isolation, for comparison.
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "copilot/v1/copilot_service.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/common/crypto.h"
+#include "tests/emulator/testing/emulator_process.h"
+#include "tests/server/integration/gateway_process.h"
+
+namespace {
+
+namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::GatewayProcess;
+using ::copilot::gateway::testing::GatewayProcessOptions;
+using ::copilot::gateway::testing::ProcessSample;
+using ::copilot::gateway::testing::SampleProcess;
+
+constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
+constexpr char kVictimToken[] = "bench-victim-token";
+constexpr char kAttackerToken[] = "bench-attacker-token";
+
+struct Options {
+  int seconds = 15;
+  int attackers = 8;
+  int victims = 4;
+  int answer_mib = 8;
+  std::string inline_decode_bytes;  // Empty: the gateway's default.
+};
+
+bool ParseOptions(int argc, char** argv, Options& options) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i];
+    const std::string value = argv[i + 1];
+    int number = 0;
+    if (arg == "--inline-decode-bytes") {
+      options.inline_decode_bytes = value;
+      continue;
+    }
+    if (!absl::SimpleAtoi(value, &number) || number <= 0) {
+      std::fprintf(stderr, "bad value for %s\n", arg.c_str());
+      return false;
+    }
+    if (arg == "--seconds") {
+      options.seconds = number;
+    } else if (arg == "--attackers") {
+      options.attackers = number;
+    } else if (arg == "--victims") {
+      options.victims = number;
+    } else if (arg == "--answer-mib") {
+      options.answer_mib = number;
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
+      return false;
+    }
+  }
+  return argc % 2 == 1;
+}
+
+std::string Sha256Hex(const std::string& text) {
+  return absl::BytesToHexString(copilot::gateway::Sha256(text));
+}
+
+// An M MiB ListMessages page: messages with long content and sources.
+std::string BigPage(int mib) {
+  nlohmann::json items = nlohmann::json::array();
+  std::size_t bytes = 0;
+  for (int i = 0; bytes < static_cast<std::size_t>(mib) * 1024 * 1024; ++i) {
+    nlohmann::json message = {
+        {"id", absl::StrCat("00000000-0000-4000-8000-", absl::Dec(i, absl::kZeroPad12))},
+        {"thread_id", "00000000-0000-4000-8000-000000000001"},
+        {"role", "assistant"},
+        {"content", std::string(2000, 'c')},
+        {"created_at", "2025-03-15T09:12:33.456789Z"},
+        {"sources",
+         {{{"content", std::string(500, 's')},
+           {"meta_data", {{"document_title", "t"}, {"section", "s"}, {"app_doc_id", i}}}}}},
+        {"meta_data", {{"type", "lgagentmetadatamodel"}, {"legal_advice", false}}}};
+    bytes += message.dump().size();
+    items.push_back(std::move(message));
+  }
+  return nlohmann::json{{"cursor", nullptr}, {"items", std::move(items)}}.dump();
+}
+
+// Latencies collected by several threads.
+class Samples {
+ public:
+  void Add(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    values_.push_back(absl::ToDoubleMilliseconds(d));
+  }
+  // The p-th percentile in milliseconds (0 when empty).
+  double Percentile(double p) {
+    absl::MutexLock lock(&mu_);
+    if (values_.empty()) return 0;
+    std::sort(values_.begin(), values_.end());
+    const std::size_t index =
+        std::min(values_.size() - 1, static_cast<std::size_t>(p / 100.0 * values_.size()));
+    return values_[index];
+  }
+  std::size_t count() {
+    absl::MutexLock lock(&mu_);
+    return values_.size();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<double> values_;
+};
+
+struct VictimFigures {
+  Samples add_message;
+  Samples first_chunk;
+  Samples chunk_gap;
+  Samples stream_total;
+  std::atomic<int> failures{0};
+};
+
+void Authorize(grpc::ClientContext& context, const char* token) {
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+}
+
+std::string NewThread(v1::CopilotService::Stub& stub, const char* token) {
+  grpc::ClientContext context;
+  Authorize(context, token);
+  v1::CreateThreadRequest request;
+  request.set_assistant_id(kHrAssistant);
+  v1::CreateThreadResponse response;
+  grpc::Status status = stub.CreateThread(&context, request, &response);
+  if (!status.ok()) std::fprintf(stderr, "CreateThread: %s\n", status.error_message().c_str());
+  return response.thread().id();
+}
+
+// One victim loop until `stop`: AddMessage, then StreamRun, on its own thread.
+void Victim(v1::CopilotService::Stub& stub, std::atomic<bool>& stop, VictimFigures& figures) {
+  const std::string thread = NewThread(stub, kVictimToken);
+  while (!stop.load()) {
+    grpc::ClientContext add_context;
+    Authorize(add_context, kVictimToken);
+    v1::AddMessageRequest add;
+    add.set_thread_id(thread);
+    add.mutable_message()->set_role(v1::ROLE_USER);
+    add.mutable_message()->set_content("How many days of leave do I have left this year?");
+    v1::AddMessageResponse added;
+    absl::Time start = absl::Now();
+    if (!stub.AddMessage(&add_context, add, &added).ok()) {
+      ++figures.failures;
+      continue;
+    }
+    figures.add_message.Add(absl::Now() - start);
+    grpc::ClientContext stream_context;
+    Authorize(stream_context, kVictimToken);
+    v1::StreamRunRequest run;
+    run.set_thread_id(thread);
+    start = absl::Now();
+    auto reader = stub.StreamRun(&stream_context, run);
+    v1::StreamRunResponse chunk;
+    absl::Time last = start;
+    bool first = true;
+    while (reader->Read(&chunk)) {
+      const absl::Time now = absl::Now();
+      if (first) {
+        figures.first_chunk.Add(now - start);
+        first = false;
+      } else {
+        figures.chunk_gap.Add(now - last);
+      }
+      last = now;
+    }
+    if (!reader->Finish().ok()) {
+      ++figures.failures;
+      continue;
+    }
+    figures.stream_total.Add(absl::Now() - start);
+  }
+}
+
+struct AttackCounts {
+  std::atomic<int> ok{0};
+  std::atomic<int> refused{0};  // RESOURCE_EXHAUSTED: the attacker's own limits.
+  std::atomic<int> failed{0};
+  absl::Mutex mu;
+  std::string first_failure ABSL_GUARDED_BY(mu);
+};
+
+void Count(const grpc::Status& status, AttackCounts& counts) {
+  if (status.ok()) {
+    ++counts.ok;
+  } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    ++counts.refused;
+  } else {
+    ++counts.failed;
+    absl::MutexLock lock(&counts.mu);
+    if (counts.first_failure.empty()) {
+      counts.first_failure = absl::StrCat(status.error_code(), " ", status.error_message());
+    }
+  }
+}
+
+// One attacker loop until `stop`. In production the attacker's client runs on its own
+// machines; here it shares two cores with the gateway and the victim, so its thread runs at a
+// lower priority, for its own decoding of the big answers not to count against the gateway.
+void Attacker(v1::CopilotService::Stub& stub, std::atomic<bool>& stop, AttackCounts& counts,
+              int index) {
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  const std::string thread = NewThread(stub, kAttackerToken);
+  google::protobuf::Struct tool;
+  (*tool.mutable_fields())["type"].set_string_value("function");
+  (*tool.mutable_fields())["description"].set_string_value(std::string(4000, 'd'));
+  for (int round = 0; !stop.load(); ++round) {
+    {
+      grpc::ClientContext context;
+      Authorize(context, kAttackerToken);
+      v1::ListMessagesRequest list;
+      list.set_thread_id(thread);
+      v1::ListMessagesResponse page;
+      Count(stub.ListMessages(&context, list, &page), counts);
+    }
+    {
+      grpc::ClientContext context;
+      Authorize(context, kAttackerToken);
+      v1::AddMessageRequest add;
+      add.set_thread_id(thread);
+      add.set_request_id(absl::StrCat("a", absl::Hex(index, absl::kZeroPad7), "-0000-4000-8000-",
+                                      absl::Hex(round, absl::kZeroPad12)));
+      add.mutable_message()->set_role(v1::ROLE_USER);
+      add.mutable_message()->set_content(std::string(20000, 'q'));
+      v1::AddMessageResponse added;
+      Count(stub.AddMessage(&context, add, &added), counts);
+    }
+    {
+      grpc::ClientContext context;
+      Authorize(context, kAttackerToken);
+      v1::RunRequest run;
+      run.set_thread_id(thread);
+      for (int i = 0; i < 60; ++i) *run.add_tools() = tool;
+      v1::RunResponse response;
+      Count(stub.Run(&context, run, &response), counts);
+    }
+  }
+}
+
+struct Phase {
+  double add_p50, add_p99, first_p50, first_p99, gap_p50, gap_p99, gap_max, total_p99;
+  std::size_t streams;
+  int failures;
+};
+
+Phase RunVictims(const Options& options, std::vector<std::unique_ptr<v1::CopilotService::Stub>>&
+                                             stubs,
+                 std::atomic<bool>& stop) {
+  VictimFigures figures;
+  std::vector<std::thread> victims;
+  for (int i = 0; i < options.victims; ++i) {
+    victims.emplace_back([&, i] { Victim(*stubs[i % stubs.size()], stop, figures); });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(options.seconds));
+  stop = true;
+  for (std::thread& victim : victims) victim.join();
+  return Phase{figures.add_message.Percentile(50), figures.add_message.Percentile(99),
+               figures.first_chunk.Percentile(50), figures.first_chunk.Percentile(99),
+               figures.chunk_gap.Percentile(50),   figures.chunk_gap.Percentile(99),
+               figures.chunk_gap.Percentile(100),  figures.stream_total.Percentile(99),
+               figures.stream_total.count(),       figures.failures.load()};
+}
+
+void PrintPhase(const char* name, const Phase& phase) {
+  std::printf(
+      "  %-16s AddMessage p50 %7.2f ms p99 %7.2f ms | StreamRun first chunk p50 %7.2f p99 %7.2f "
+      "| chunk gap p50 %6.2f p99 %6.2f max %7.2f | stream p99 %7.2f ms | %zu streams, %d "
+      "failures\n",
+      name, phase.add_p50, phase.add_p99, phase.first_p50, phase.first_p99, phase.gap_p50,
+      phase.gap_p99, phase.gap_max, phase.total_p99, phase.streams, phase.failures);
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  if (!ParseOptions(argc, argv, options)) {
+    std::fprintf(stderr,
+                 "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
+                 "[--answer-mib M] [--inline-decode-bytes B]\n");
+    return 2;
+  }
+  auto emulator = copilot::emulator::testing::EmulatorProcess::Start(
+      {.args = {"--max-record", "100", "--stream-delay-ms", "20"}});
+  if (!emulator.ok()) {
+    std::fprintf(stderr, "emulator: %s\n", std::string(emulator.status().message()).c_str());
+    return 1;
+  }
+  GatewayProcessOptions gateway_options;
+  gateway_options.upstream_url = (*emulator)->base_url() + "/agents";
+  gateway_options.identity = "bearer";
+  gateway_options.upstream = {{"max_call_timeout", "60s"}};
+  if (!options.inline_decode_bytes.empty()) {
+    gateway_options.upstream.emplace("inline_decode_bytes", options.inline_decode_bytes);
+  }
+  gateway_options.extra_yaml = absl::StrCat(
+      "tenants:\n  - id: victim\n    bearer_token_sha256: [\"", Sha256Hex(kVictimToken),
+      "\"]\n    assistants: [{id: \"*\"}]\n  - id: attacker\n    bearer_token_sha256: [\"",
+      Sha256Hex(kAttackerToken),
+      "\"]\n    assistants: [{id: \"*\"}]\n    limits:\n      max_concurrent_answers: 8\n"
+      "      answer_per_second: 10\n      other_per_second: 20\n");
+  auto gateway = GatewayProcess::Start(gateway_options);
+  if (!gateway.ok()) {
+    std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());
+    return 1;
+  }
+  const pid_t pid = (*gateway)->pid();
+  // The attacker's pages, canned (the victim never lists messages).
+  const std::string page = BigPage(options.answer_mib);
+  auto fault = (*emulator)->AddFault(
+      {{"endpoint", "list_messages"}, {"type", "raw_body"}, {"status", 200}, {"body", page}});
+  if (!fault.ok()) {
+    std::fprintf(stderr, "fault: %s\n", std::string(fault.status().message()).c_str());
+    return 1;
+  }
+  std::vector<std::unique_ptr<v1::CopilotService::Stub>> stubs;
+  for (int i = 0; i < 4; ++i) stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+
+  std::atomic<bool> stop_baseline{false};
+  const Phase baseline = RunVictims(options, stubs, stop_baseline);
+  const absl::StatusOr<ProcessSample> before = SampleProcess(pid);
+
+  std::atomic<bool> stop_attack{false};
+  AttackCounts counts;
+  std::vector<std::thread> attackers;
+  for (int i = 0; i < options.attackers; ++i) {
+    attackers.emplace_back([&, i] { Attacker(*stubs[i % stubs.size()], stop_attack, counts, i); });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // Let the attack reach its stride.
+  std::atomic<bool> stop_victims{false};
+  const Phase attacked = RunVictims(options, stubs, stop_victims);
+  stop_attack = true;
+  for (std::thread& attacker : attackers) attacker.join();
+  const absl::StatusOr<ProcessSample> after = SampleProcess(pid);
+
+  std::printf(
+      "adversarial_bench: %d victim loops (AddMessage + StreamRun), %d attacker loops "
+      "(ListMessages of %d MiB, Run with 60 tools of 4 KiB, AddMessage of 20,000 chars with a "
+      "new request_id), %d s per phase%s\n",
+      options.victims, options.attackers, options.answer_mib, options.seconds,
+      options.inline_decode_bytes.empty()
+          ? ""
+          : absl::StrCat(", inline_decode_bytes ", options.inline_decode_bytes).c_str());
+  PrintPhase("baseline:", baseline);
+  PrintPhase("under attack:", attacked);
+  std::printf("  ratio (attack / baseline): AddMessage p99 %.2fx, first chunk p99 %.2fx, "
+              "chunk gap p99 %.2fx, stream p99 %.2fx\n",
+              attacked.add_p99 / std::max(baseline.add_p99, 1e-9),
+              attacked.first_p99 / std::max(baseline.first_p99, 1e-9),
+              attacked.gap_p99 / std::max(baseline.gap_p99, 1e-9),
+              attacked.total_p99 / std::max(baseline.total_p99, 1e-9));
+  {
+    absl::MutexLock lock(&counts.mu);
+    std::printf("  attacker calls: %d OK, %d refused by its limits, %d failed otherwise%s\n",
+                counts.ok.load(), counts.refused.load(), counts.failed.load(),
+                counts.first_failure.empty()
+                    ? ""
+                    : absl::StrCat(" (first: ", counts.first_failure, ")").c_str());
+  }
+  if (before.ok() && after.ok()) {
+    std::printf("  gateway: RSS %.1f MiB before the attack, %.1f MiB after; peak (VmHWM) %.1f "
+                "MiB; CPU %.2f s during the attack\n",
+                before->rss_kib / 1024.0, after->rss_kib / 1024.0, after->hwm_kib / 1024.0,
+                after->cpu_seconds - before->cpu_seconds);
+  }
+  std::printf("  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 512 "
+              "MiB + response buffers 256 MiB + 2 decodes x ~16 MiB x 15 + request_id store 64 "
+              "MiB + ~35 MiB baseline = ~1347 MiB\n");
+  std::fflush(stdout);
+  stubs.clear();
+  absl::StatusOr<int> exit_code = (*gateway)->Stop();
+  return exit_code.ok() && *exit_code == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return Main(argc, argv); }
