@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything with a sanitizer into build/asan or build/tsan and runs every test there.
-#   scripts/sanitize.sh address   # AddressSanitizer + LeakSanitizer
+#   scripts/sanitize.sh address   # AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer
 #   scripts/sanitize.sh thread    # ThreadSanitizer, against abseil and gRPC rebuilt with TSan
 # Not part of scripts/test.sh (CI): each run rebuilds the whole tree.
 #
@@ -15,33 +15,39 @@ cd "$(dirname "$0")/.."
 kind="${1:?usage: scripts/sanitize.sh address|thread}"
 cmake_args=(-DCOPILOT_SANITIZE="$kind")
 case "$kind" in
-  address) build_dir=build/asan; export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0" ;;
+  address) build_dir=build/asan ;;
   thread) build_dir=build/tsan ;;
   *) echo "usage: scripts/sanitize.sh address|thread" >&2; exit 64 ;;
 esac
+# Every process's reports (tests, and the gateway and emulator children they start) go to files
+# here; the run fails if there is any, whatever the tests said.
+reports="$PWD/$build_dir/sanitizer-reports"
+rm -rf "$reports"
+mkdir -p "$reports"
 scripts/install-deps.sh
-if [[ "$kind" == thread ]]; then
+if [[ "$kind" == address ]]; then
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$reports/asan:log_exe_name=1"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan:log_exe_name=1"
+  patterns='^(==[0-9]+==ERROR: (Address|Leak)Sanitizer|.*runtime error:)'
+else
   JOBS="${JOBS:-2}" scripts/build-tsan-deps.sh
   prefix="$PWD/build/tsan-deps/prefix"
   # absl_DIR and gRPC_DIR too: a build/tsan configured before would keep Debian's in its cache.
   cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix" "-DCMAKE_BUILD_RPATH=$prefix/lib"
                "-Dabsl_DIR=$prefix/lib/cmake/absl" "-DgRPC_DIR=$prefix/lib/cmake/grpc")
-  reports="$PWD/$build_dir/tsan-reports"
-  rm -rf "$reports"
-  mkdir -p "$reports"
   export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export TSAN_OPTIONS="suppressions=$PWD/tests/server/integration/tsan.supp:second_deadlock_stack=1:halt_on_error=0:exitcode=66:log_path=$reports/tsan:log_exe_name=1"
+  patterns='^WARNING: ThreadSanitizer'
 fi
 BUILD_DIR="$build_dir" scripts/build.sh "${cmake_args[@]}"
 status=0
-ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j "${TEST_JOBS:-2}" || status=$?
-if [[ "$kind" == thread ]]; then
-  count=$(cat "$reports"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer' || true)
-  echo "== ThreadSanitizer: $count report(s) in $reports"
-  for f in "$reports"/tsan.*; do
-    [[ -e "$f" ]] || continue
-    echo "   $(grep -c '^WARNING: ThreadSanitizer' "$f") in $f"
-  done
-  (( count == 0 )) || status=1
-fi
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j "${TEST_JOBS:-2}" \
+  ${CTEST_ARGS:-} || status=$?
+count=$(cat "$reports"/* 2>/dev/null | grep -cE "$patterns" || true)
+echo "== sanitizer ($kind): $count report(s) in $reports"
+for f in "$reports"/*; do
+  [[ -e "$f" ]] || continue
+  echo "   $(grep -cE "$patterns" "$f") in $f"
+done
+(( count == 0 )) || status=1
 exit "$status"

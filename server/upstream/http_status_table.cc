@@ -222,14 +222,16 @@ absl::Status Map(int table_status, const ErrorBody& body, absl::string_view retr
       code = absl::StatusCode::kInternal;
     }
     reason = "upstream_unparseable_body";
-  } else if (reason == "thread_is_deactivated" && table_status >= 400 && table_status < 500) {
-    code = absl::StatusCode::kFailedPrecondition;
-  } else if (reason == "engine_does_not_support_streaming" && table_status >= 400 &&
-             table_status < 500) {
-    code = absl::StatusCode::kFailedPrecondition;
-  } else if (reason == "request_metadata_missing_or_incomplete" && table_status >= 400 &&
-             table_status < 500) {
-    // The gateway builds meta_data (the licence): the caller cannot fix this by changing fields.
+  } else if (table_status >= 400 && table_status < 500 && table_status != 401 &&
+             table_status != 429 &&
+             (reason == "thread_is_deactivated" || reason == "engine_does_not_support_streaming" ||
+              reason == "request_metadata_missing_or_incomplete")) {
+    // A 4xx whose body names one of these is a precondition, whatever 4xx carried it (a
+    // soft-deleted thread may come as 400 or 404: haufe-api.md 4.2 [U]). Not a 401 (the
+    // gateway's key was rejected) nor a 429 (retry later), which keep their rows: found by the
+    // http_status fuzzer, a 401 naming thread_is_deactivated became FAILED_PRECONDITION.
+    // request_metadata_missing_or_incomplete: the gateway builds meta_data (the licence), so
+    // the caller cannot fix it by changing fields.
     code = absl::StatusCode::kFailedPrecondition;
   }
   if (reason.empty()) {

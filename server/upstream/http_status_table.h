@@ -2,10 +2,12 @@
 // "Errors"). Every non-2xx answer of the Haufe API, and every error line inside an NDJSON stream,
 // goes through here; nothing else in the gateway looks at upstream status codes.
 //
-// Rows (code from the HTTP status; ErrorInfo.reason = the body's `error_code` when present):
+// Rows (code from the HTTP status; ErrorInfo.reason = the body's `error_code` when it is an
+// identifier of at most 63 characters, else UPSTREAM_HTTP_<n> with the code's first 64 bytes in
+// metadata "upstream_error_code"):
 //   400, 422            INVALID_ARGUMENT + BadRequest built from a validation `detail` array
 //                       (one violation on field "request" when the body names no field)
-//   4xx thread_is_deactivated, engine_does_not_support_streaming,
+//   4xx but 401 and 429, naming thread_is_deactivated, engine_does_not_support_streaming,
 //       request_metadata_missing_or_incomplete (meta_data is the gateway's)  FAILED_PRECONDITION
 //   401                 INTERNAL (the gateway's API key was rejected; the caller is not at fault)
 //   403                 PERMISSION_DENIED

@@ -59,8 +59,9 @@ absl::Status ReadTimestamp(const json& object, const char* key, absl::string_vie
   absl::StatusOr<google::protobuf::Timestamp> parsed =
       ParseTimestamp(value->get_ref<const std::string&>());
   if (!parsed.ok()) {
+    // Not the value itself: it is upstream text, and this message reaches the caller.
     return BadResponse(absl::StrCat("upstream ", what, " has an unreadable \"", key,
-                                    "\": ", parsed.status().message()));
+                                    "\" (not an RFC 3339 time in years 1-9999)"));
   }
   *out = *std::move(parsed);
   return absl::OkStatus();

@@ -368,3 +368,44 @@ TEST(HttpStatusTableTest, ValidationDetailsOnlyOnInvalidArgument) {
 
 }  // namespace
 }  // namespace copilot::gateway
+
+namespace copilot::gateway {
+namespace {
+
+// Found by the http_status fuzzer: an error_code with a reason-based row must not override a
+// status line that has a row of its own.
+TEST(HttpStatusTableTest, ReasonRowsNeverOverrideA401OrA429) {
+  const std::string body = Standard("thread_is_deactivated", "gone");
+  EXPECT_EQ(Map(400, body).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Map(418, body).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Map(401, body).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(Map(429, Standard("request_metadata_missing_or_incomplete", "x")).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(Map(429, Standard("engine_does_not_support_streaming", "x")).code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+// An error_code that is not an identifier never becomes the reason (it could fill the trailers).
+TEST(HttpStatusTableTest, OnlyIdentifierErrorCodesBecomeTheReason) {
+  EXPECT_EQ(Reason(Map(500, Standard(std::string(63, 'a'), "x"))), std::string(63, 'a'));
+  const absl::Status long_code = Map(500, Standard(std::string(64, 'a'), "x"));
+  EXPECT_EQ(Reason(long_code), "UPSTREAM_HTTP_500");
+  EXPECT_EQ(GetErrorInfo(long_code)->metadata().at("upstream_error_code"), std::string(64, 'a'));
+  EXPECT_EQ(Reason(Map(500, Standard("bad code!", "x"))), "UPSTREAM_HTTP_500");
+}
+
+// Secrets are redacted after JSON decoding: "\u0050I42" is "PI42".
+TEST(HttpStatusTableTest, SecretsAreRedactedFromDecodedStrings) {
+  const std::string secret = "PI42";
+  const absl::Status status = StatusFromHttpError(
+      422,
+      R"({"detail":[{"loc":["body","P\u004942"],"msg":"licence P\u004942 unknown"}],)"
+      R"("message":"x"})",
+      "", kNow, {&secret, 1});
+  const std::string everything = status.ToString(absl::StatusToStringMode::kWithEverything);
+  EXPECT_EQ(everything.find("PI42"), std::string::npos) << everything;
+  EXPECT_EQ(GetBadRequest(status)->field_violations(0).field(), "[redacted]");
+}
+
+}  // namespace
+}  // namespace copilot::gateway
