@@ -1,7 +1,6 @@
 #include "server/app/gateway_server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
@@ -258,7 +257,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
 
   // grpc.health.v1.Health (services "", "liveness", "readiness", copilot.v1.CopilotService) and
   // server reflection (v1alpha) on every listener.
-  grpc::EnableDefaultHealthCheckService(true);
+  // Our own health service (its Watch streams are capped), not gRPC's default one.
+  grpc::EnableDefaultHealthCheckService(false);
+  gateway->health_ = std::make_unique<HealthService>(config.server.max_health_watches);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   ApplyKeepalive(config.server.keepalive, builder);
@@ -280,6 +281,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     builder.AddListeningPort(config.tls.listen, TlsCredentials(config.tls), &gateway->tls_port_);
   }
   builder.RegisterService(gateway->adapter_.get());
+  builder.RegisterService(gateway->health_.get());
   gateway->server_ = builder.BuildAndStart();
   if (gateway->server_ == nullptr || gateway->port_ == 0) {
     return absl::UnavailableError(
@@ -330,13 +332,11 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
 void GatewayServer::SetReady(bool ready) {
   ready_.store(ready);
   metrics_->ready().Set(ready ? 1 : 0);
-  if (server_ == nullptr) return;
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
-  health->SetServingStatus("liveness", true);
-  health->SetServingStatus("readiness", ready);
-  health->SetServingStatus("", ready);
-  health->SetServingStatus("copilot.v1.CopilotService", ready);
+  if (health_ == nullptr) return;
+  health_->SetServingStatus("liveness", true);
+  health_->SetServingStatus("readiness", ready);
+  health_->SetServingStatus("", ready);
+  health_->SetServingStatus("copilot.v1.CopilotService", ready);
 }
 
 std::string GatewayServer::ScrapeMetrics() const {

@@ -28,6 +28,7 @@
 #include "server/limits/tenant_waiter_admission.h"
 #include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
+#include "server/ops/health_service.h"
 #include "server/ops/ops_http_server.h"
 #include "server/ops/process_collector.h"
 #include "server/service/copilot_service_adapter.h"
@@ -132,6 +133,8 @@ class GatewayServer {
   std::unique_ptr<AdmissionController> admission_;
   std::unique_ptr<AdmittedHaufeApi> admitted_api_;
   std::unique_ptr<TenantWaiterAdmission> waiter_admission_;
+  // grpc.health.v1.Health; outlives server_ (its Watch reactors reference it).
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -307,6 +307,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"identity", NonEmptyString(server.identity)},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"max_concurrent_streams", IntInRange(server.max_concurrent_streams, 1, 100000)},
+      {"max_health_watches", IntInRange(server.max_health_watches, 0, 100000)},
       {"max_grpc_memory", Bytes(server.max_grpc_memory, 16 * 1024 * 1024, 64 * kGiB)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
       {"tls", Section({

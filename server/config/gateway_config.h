@@ -236,6 +236,9 @@ struct ServerConfig {
   // Concurrent calls (HTTP/2 streams) one client connection may have open (gRPC health Watch
   // streams included).
   int max_concurrent_streams = 1000;
+  // grpc.health.v1.Health Watch streams open at once (any caller may open them, without
+  // credentials); more are refused with RESOURCE_EXHAUSTED. Check (kubelet) is not capped.
+  int max_health_watches = 100;
   // Memory gRPC may use for connections and calls in flight (its ResourceQuota); past it gRPC
   // stops reading from connections and refuses new calls.
   std::size_t max_grpc_memory = 512 * 1024 * 1024;

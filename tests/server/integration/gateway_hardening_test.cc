@@ -511,5 +511,52 @@ TEST(GatewayStreamCapTest, StreamsPerConnectionAreCapped) {
   EXPECT_EQ(*(*gateway)->Stop(), 0);
 }
 
+// Item 7: Watch streams are open to anyone; gRPC's default health service kept every one.
+TEST(GatewayStreamCapTest, HealthWatchStreamsAreCappedAndCheckIsNot) {
+  auto emulator = emulator::testing::EmulatorProcess::Start({});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  GatewayProcessOptions options;
+  options.upstream_url = (*emulator)->base_url() + "/agents";
+  options.extra_yaml = "max_health_watches: 10\n";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  auto health = grpc::health::v1::Health::NewStub((*gateway)->NewChannel());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<grpc::health::v1::HealthCheckResponse>>> readers;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service("readiness");
+  for (int i = 0; i < 10; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(health->Watch(contexts.back().get(), request));
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(readers.back()->Read(&response));
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  {
+    grpc::ClientContext context;
+    auto refused = health->Watch(&context, request);
+    grpc::health::v1::HealthCheckResponse response;
+    EXPECT_FALSE(refused->Read(&response));
+    EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  // Check is never capped; an unknown service is NOT_FOUND.
+  grpc::ClientContext check_context;
+  grpc::health::v1::HealthCheckResponse checked;
+  EXPECT_TRUE(health->Check(&check_context, request, &checked).ok());
+  EXPECT_EQ(checked.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  grpc::ClientContext unknown_context;
+  request.set_service("no.such.Service");
+  EXPECT_EQ(health->Check(&unknown_context, request, &checked).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  // A watcher sees the change when the gateway drains.
+  ASSERT_EQ(kill((*gateway)->pid(), SIGTERM), 0);
+  grpc::health::v1::HealthCheckResponse changed;
+  ASSERT_TRUE(readers[0]->Read(&changed));
+  EXPECT_EQ(changed.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  for (auto& context : contexts) context->TryCancel();
+  for (auto& reader : readers) reader->Finish();
+  EXPECT_EQ(*(*gateway)->Stop(), 0);
+}
+
 }  // namespace
 }  // namespace copilot::gateway::testing
