@@ -13,6 +13,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
   libyaml-cpp-dev prometheus-cpp-dev libcivetweb-dev libgtest-dev libgmock-dev
+  # Fuzzing (scripts/fuzz.sh): clang-14 with libFuzzer, ASan and UBSan (libclang-rt-14-dev).
+  clang-14 libclang-rt-14-dev
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server libhiredis-dev iproute2
   # Generated clients in other languages (client/<language>/ and their interop test).
