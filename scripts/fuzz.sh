@@ -67,7 +67,7 @@ echo "fuzz: built ${#all[@]} targets in $((SECONDS - build_start)) s"
 
 work="${FUZZ_WORK:-$root/$build_dir/work}"
 mkdir -p "$work/logs"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:symbolize=1:${ASAN_OPTIONS:-}"
+export ASAN_OPTIONS="detect_leaks=1:symbolize=1:${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 
 # Known crashes: "<target> <input> <regex>" lines.
@@ -105,7 +105,7 @@ replay() {  # target
       [[ -f "$input" ]] || continue
       name=$(basename "$input")
       log="$work/logs/$target.regression.$name.log"
-      if "$bin" -runs=1 "$input" >"$log" 2>&1; then
+      if ("$bin" -runs=1 "$input") >"$log" 2>&1; then
         if [[ -n "${known_regex[$target/$name]:-}" ]]; then
           echo "  $target: known crash $name no longer crashes: delete its line in tests/fuzz/known_crashes"
         fi
