@@ -135,8 +135,6 @@ fuzz_one() {  # target seconds
   local args=(-max_len="$len" -timeout=25 -rss_limit_mb=2560 -print_final_stats=1
               -artifact_prefix="$artifacts/")
   [[ "${dict[$target]}" != - ]] && args+=(-dict="tests/fuzz/dict/${dict[$target]}")
-  # hiredis allocates an array's element pointers before the elements (redis_reply_fuzzer.cc).
-  [[ "$target" == redis_reply ]] && args+=(-malloc_limit_mb=65536)
   local end=$((SECONDS + seconds)) runs=0 execs=0 known=0 status=0 log left line n
   while left=$((end - SECONDS)); (( left > 0 )); do
     runs=$((runs + 1))
