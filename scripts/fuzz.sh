@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz, clang-14 with ASan + UBSan) into build/fuzz and runs
 # them (README "Fuzzing").
-#   scripts/fuzz.sh                         # CI: every target, FUZZ_BUDGET seconds in all
+#   scripts/fuzz.sh                         # CI: every target, the whole step within 330 s
 #   scripts/fuzz.sh --long 3600 [target...] # long runs: that many seconds per target
 #   scripts/fuzz.sh --build-only
 #   scripts/fuzz.sh --replay [target...]    # only the corpus and regression inputs
@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
     --long) mode=long; long_seconds="${2:?--long needs seconds}"; shift 2 ;;
     --build-only) mode=build; shift ;;
     --replay) mode=replay; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 64 ;;
     *) targets+=("$1"); shift ;;
   esac
