@@ -91,7 +91,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // The body in pieces; between pieces the caller may resume a paused stream or cancel.
   std::string body;
-  bool cancelled = false;
   while (input.remaining_bytes() > 0 && !transfer.cancelled) {
     if (transfer.paused) {
       if (input.ConsumeIntegralInRange(0, 15) == 0) {
@@ -113,7 +112,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     call->Resume();
     if (!handler.OnData("")) transfer.paused = true;
   }
-  cancelled = transfer.cancelled;
+  const bool cancelled = transfer.cancelled;
   const bool transport_failed = !cancelled && input.ConsumeIntegralInRange(0, 15) == 0;
   if (cancelled) {
     handler.OnComplete(fuzz::Cancelled());
