@@ -16,6 +16,8 @@ packages=(
   # Nothing of ours links civetweb, but prometheus-cpp's CMake package looks for civetweb's (for
   # its pull library, which we do not use); prometheus-cpp-dev depends on it anyway.
   libcivetweb-dev
+  # Fuzzing (scripts/fuzz.sh): clang-14 with libFuzzer, ASan and UBSan (libclang-rt-14-dev).
+  clang-14 libclang-rt-14-dev
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server libhiredis-dev iproute2
   # Generated clients in other languages (client/<language>/ and their interop test).

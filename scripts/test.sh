@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is needed, checks the contract and formatting,
-# builds everything and runs every test. Exits non-zero on any failure.
+# builds everything, runs every test, then every fuzz target for a bounded time
+# (scripts/fuzz.sh; FUZZ=0 skips it). Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,8 @@ scripts/build.sh
 echo "== tests"
 ctest --test-dir "${BUILD_DIR:-build/default}" --output-on-failure --timeout 300 \
   -j "${TEST_JOBS:-2}"
+
+if [[ "${FUZZ:-1}" != 0 ]]; then
+  echo "== fuzz"
+  scripts/fuzz.sh
+fi

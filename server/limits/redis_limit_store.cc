@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
+#include "server/limits/redis_replies.h"
 #include "server/limits/redis_scripts.h"
 
 namespace copilot::gateway {
@@ -166,18 +167,11 @@ struct RedisLimitStore::Request {
   void Complete(const redisReply& reply) {
     if (script == kCommand) return;  // A release: fire and forget.
     const char* name = kScriptName[script];
-    if (reply.type == REDIS_REPLY_ERROR) {
-      Fail(absl::UnavailableError(
-          absl::StrCat("redis ", name, " failed: ", absl::string_view(reply.str, reply.len))));
-      return;
-    }
     if (script == kAcquireSlot) {
-      if (reply.type != REDIS_REPLY_INTEGER) {
-        Fail(absl::UnavailableError(absl::StrCat("redis ", name, ": unexpected reply")));
-        return;
-      }
+      absl::StatusOr<bool> acquired = SlotAcquiredFromReply(reply, name);
+      if (!acquired.ok()) return Fail(acquired.status());
       SlotResult result;
-      if (reply.integer == 1) {
+      if (*acquired) {
         result.acquired = true;
         result.lease_id = lease_id;
       }
@@ -185,17 +179,9 @@ struct RedisLimitStore::Request {
       slot_done = nullptr;
       return;
     }
-    if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
-        reply.element[0]->type != REDIS_REPLY_INTEGER ||
-        reply.element[1]->type != REDIS_REPLY_INTEGER) {
-      Fail(absl::UnavailableError(absl::StrCat("redis ", name, ": unexpected reply")));
-      return;
-    }
-    StepResult result;
-    result.allowed = reply.element[0]->integer == 1;
-    result.retry_after =
-        result.allowed ? absl::ZeroDuration() : absl::Microseconds(reply.element[1]->integer);
-    std::move(step_done)(result);
+    absl::StatusOr<StepResult> result = StepResultFromReply(reply, name);
+    if (!result.ok()) return Fail(result.status());
+    std::move(step_done)(*result);
     step_done = nullptr;
   }
 };

@@ -127,10 +127,13 @@ HttpRequestParser::Result HttpRequestParser::Parse(absl::string_view data) {
     size_t skip = 0;
     while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
     size_t end = data.find("\r\n\r\n", skip);
+    // The limit counts the empty lines before the head too. Up to 3 bytes of the "\r\n\r\n" may
+    // have arrived already: only more than that over the limit is too large, so the verdict is
+    // the same however the bytes were cut.
     if (end == absl::string_view::npos) {
-      return data.size() > max_header_bytes_ ? Result::kHeadersTooLarge : Result::kNeedMore;
+      return data.size() > max_header_bytes_ + 3 ? Result::kHeadersTooLarge : Result::kNeedMore;
     }
-    if (end - skip > max_header_bytes_) return Result::kHeadersTooLarge;
+    if (end > max_header_bytes_) return Result::kHeadersTooLarge;
     Result head = ParseHead(data.substr(skip, end - skip));
     if (head != Result::kHeadersDone) return head;
     headers_done_ = true;

@@ -1,0 +1,44 @@
+#include "server/limits/redis_replies.h"
+
+#include <hiredis/hiredis.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace copilot::gateway {
+namespace {
+
+// An error reply as UNAVAILABLE, or OK for any other reply.
+absl::Status ErrorOf(const redisReply& reply, absl::string_view script_name) {
+  if (reply.type != REDIS_REPLY_ERROR) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat("redis ", script_name, " failed: ", absl::string_view(reply.str, reply.len)));
+}
+
+absl::Status Unexpected(absl::string_view script_name) {
+  return absl::UnavailableError(absl::StrCat("redis ", script_name, ": unexpected reply"));
+}
+
+}  // namespace
+
+absl::StatusOr<StepResult> StepResultFromReply(const redisReply& reply,
+                                               absl::string_view script_name) {
+  if (absl::Status error = ErrorOf(reply, script_name); !error.ok()) return error;
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements != 2 ||
+      reply.element[0]->type != REDIS_REPLY_INTEGER ||
+      reply.element[1]->type != REDIS_REPLY_INTEGER) {
+    return Unexpected(script_name);
+  }
+  StepResult result;
+  result.allowed = reply.element[0]->integer == 1;
+  result.retry_after =
+      result.allowed ? absl::ZeroDuration() : absl::Microseconds(reply.element[1]->integer);
+  return result;
+}
+
+absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string_view script_name) {
+  if (absl::Status error = ErrorOf(reply, script_name); !error.ok()) return error;
+  if (reply.type != REDIS_REPLY_INTEGER) return Unexpected(script_name);
+  return reply.integer == 1;
+}
+
+}  // namespace copilot::gateway

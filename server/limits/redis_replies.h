@@ -1,0 +1,26 @@
+// What the limit scripts' replies (server/limits/redis_scripts.h) mean, read from a hiredis
+// reply. Pure functions: thread-safe.
+#ifndef COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
+#define COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/limits/limit_store.h"
+
+struct redisReply;  // <hiredis/hiredis.h>
+
+namespace copilot::gateway {
+
+// The decision of the GCRA or sliding window script named `script_name`: an array of two
+// integers {allowed (1), retry after in microseconds}. UNAVAILABLE for an error reply or any
+// other shape.
+absl::StatusOr<StepResult> StepResultFromReply(const redisReply& reply,
+                                               absl::string_view script_name);
+
+// Whether the concurrency slot script named `script_name` acquired the slot (the integer 1).
+// UNAVAILABLE for an error reply or a reply that is not an integer.
+absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string_view script_name);
+
+}  // namespace copilot::gateway
+
+#endif  // COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_

@@ -1,0 +1,102 @@
+// Upstream JSON -> proto (server/upstream/json_mapping.h) for the response body of every
+// endpoint: the assistant list, an assistant, a thread, a message (add message, run, chat
+// completion), a message page; the same bytes as one stream line (chunk or error line) and as
+// a timestamp.
+//
+// Properties: nothing throws or crashes; a failure is INTERNAL "upstream_bad_response" within
+// errors.h's bounds; a success has its required IDs, valid google.protobuf.Timestamps, and
+// serializes into bytes a caller's client parses back.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/upstream/json_mapping.h"
+#include "tests/fuzz/fuzz_support.h"
+
+namespace copilot::gateway {
+namespace {
+
+void CheckTimestamp(const google::protobuf::Timestamp& time, absl::string_view what) {
+  FUZZ_CHECK(time.seconds() >= -62135596800 && time.seconds() <= 253402300799, what);
+  FUZZ_CHECK(time.nanos() >= 0 && time.nanos() <= 999999999, what);
+}
+
+// What the service adapter sends is what a client parses.
+void CheckRoundTrip(const google::protobuf::Message& message, absl::string_view what) {
+  std::string bytes;
+  FUZZ_CHECK(message.SerializeToString(&bytes), what);
+  std::unique_ptr<google::protobuf::Message> back(message.New());
+  FUZZ_CHECK(back->ParseFromString(bytes), std::string(what) + " does not parse back");
+  FUZZ_CHECK(back->ByteSizeLong() == bytes.size(), what);
+}
+
+void CheckFailure(const absl::Status& status, absl::string_view what) {
+  FUZZ_CHECK(status.code() == absl::StatusCode::kInternal, what);
+  FUZZ_CHECK(fuzz::Reason(status) == kBadResponseReason, what);
+  fuzz::CheckErrorIsBounded(status, what);
+}
+
+void CheckMessage(const v1::Message& message) {
+  FUZZ_CHECK(!message.id().empty(), "message without id");
+  CheckTimestamp(message.create_time(), "message create_time");
+  CheckRoundTrip(message, "message");
+}
+
+template <typename T, typename Check>
+void Expect(const absl::StatusOr<T>& result, absl::string_view what, Check check) {
+  if (!result.ok()) return CheckFailure(result.status(), what);
+  check(*result);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  namespace gw = copilot::gateway;
+  namespace v1 = copilot::v1;
+  const absl::string_view body(reinterpret_cast<const char*>(data), size);
+
+  gw::Expect(gw::ParseAssistantList(body), "assistant list",
+             [](const std::vector<v1::Assistant>& list) {
+               for (const v1::Assistant& assistant : list) {
+                 FUZZ_CHECK(!assistant.id().empty(), "assistant without id");
+                 gw::CheckRoundTrip(assistant, "assistant");
+               }
+             });
+  gw::Expect(gw::ParseAssistant(body), "assistant", [](const v1::Assistant& assistant) {
+    FUZZ_CHECK(!assistant.id().empty(), "assistant without id");
+    gw::CheckRoundTrip(assistant, "assistant");
+  });
+  gw::Expect(gw::ParseThread(body), "thread", [](const v1::Thread& thread) {
+    FUZZ_CHECK(!thread.id().empty(), "thread without id");
+    gw::CheckTimestamp(thread.create_time(), "thread create_time");
+    gw::CheckTimestamp(thread.update_time(), "thread update_time");
+    gw::CheckRoundTrip(thread, "thread");
+  });
+  gw::Expect(gw::ParseMessage(body), "message", gw::CheckMessage);
+  gw::Expect(gw::ParseMessagePage(body), "message page", [](const gw::MessagePage& page) {
+    for (const v1::Message& message : page.messages) gw::CheckMessage(message);
+  });
+
+  // One NDJSON stream line, as the stream decoder reads it.
+  const nlohmann::json line = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+  if (!line.is_discarded() && !gw::IsStreamErrorLine(line)) {
+    gw::Expect(gw::MessageChunkFromJson(line), "stream chunk", [](const v1::MessageChunk& chunk) {
+      FUZZ_CHECK(!chunk.message_id().empty(), "chunk without message_id");
+      gw::CheckTimestamp(chunk.create_time(), "chunk create_time");
+      gw::CheckRoundTrip(chunk, "chunk");
+    });
+  }
+
+  // The whole input as a timestamp field's text.
+  if (size <= 64) {
+    auto time = gw::ParseTimestamp(body);
+    if (time.ok()) gw::CheckTimestamp(*time, "ParseTimestamp");
+  }
+  return 0;
+}
