@@ -94,12 +94,18 @@ std::string Tag(absl::string_view handle_key, absl::string_view message) {
   return HmacSha256(handle_key, message).substr(0, kTagBytes);
 }
 
-// Splits base64url(prefix_bytes || payload || tag); false when too short or not base64url.
+// Splits base64url(prefix_bytes || payload || tag); false when too short or not the canonical
+// unpadded base64url the gateway writes. absl's decoder also accepts padding, whitespace and
+// non-zero trailing bits: several spellings of one handle would all verify (found by the
+// thread_handles fuzzer), and a request_id retry re-spelling it would look like another request.
 bool Unpack(absl::string_view encoded, std::size_t prefix_bytes, std::string& bytes,
             absl::string_view& prefix, absl::string_view& payload, absl::string_view& tag) {
   if (!absl::WebSafeBase64Unescape(encoded, &bytes) || bytes.size() <= prefix_bytes + kTagBytes) {
     return false;
   }
+  std::string canonical;
+  absl::WebSafeBase64Escape(bytes, &canonical);
+  if (canonical != encoded) return false;
   const absl::string_view all(bytes);
   prefix = all.substr(0, prefix_bytes);
   payload = all.substr(prefix_bytes, all.size() - prefix_bytes - kTagBytes);

@@ -323,3 +323,31 @@ TEST(SignedThreadHandlesUserIdTest, NonUuidsPassUnchangedAndDoNotMapBack) {
 
 }  // namespace
 }  // namespace copilot::gateway
+
+namespace copilot::gateway {
+namespace {
+
+// Found by the thread_handles fuzzer: absl's base64 decoder also takes padding, whitespace and
+// non-zero trailing bits, so several spellings of one handle verified.
+TEST(SignedThreadHandlesTest, OnlyTheCanonicalSpellingOfAHandleVerifies) {
+  const Tenant a = MakeTenant("a");
+  const SignedThreadHandles handles(kKeyA);
+  const std::string handle = handles.ToCaller(a, ThreadRef{kThread, kTax});
+  ASSERT_TRUE(handles.ToUpstream(a, handle, "thread_id").ok());
+  const std::string body = handle.substr(4);
+  std::vector<std::string> respelled = {
+      handle + "=", handle + "==", "th2_ " + body,
+      absl::StrCat("th2_", body.substr(0, 10), "\n", body.substr(10))};
+  // The last character of a length not divisible by 3 carries unused bits: set one.
+  if (Unbase64(handle).size() % 3 != 0) {
+    std::string bits = handle;
+    bits.back() = bits.back() == 'A' ? 'B' : bits.back() == 'Q' ? 'R' : 'B';
+    if (bits != handle) respelled.push_back(bits);
+  }
+  for (const std::string& text : respelled) {
+    EXPECT_EQ(handles.ToUpstream(a, text, "thread_id").status(), ThreadNotFound()) << text;
+  }
+}
+
+}  // namespace
+}  // namespace copilot::gateway
