@@ -26,8 +26,7 @@ struct HealthService::Watcher {
   HealthCheckResponse writing_response;  // Untouched while a write is in flight.
 };
 
-class HealthService::WatchReactor final
-    : public grpc::ServerWriteReactor<HealthCheckResponse> {
+class HealthService::WatchReactor final : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
   WatchReactor(HealthService& service, std::shared_ptr<Watcher> watcher)
       : service_(service), watcher_(std::move(watcher)) {
@@ -102,9 +101,9 @@ namespace {
 class RefusedWatch final : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
   explicit RefusedWatch(int max_watches) {
-    Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                        absl::StrCat("at most ", max_watches,
-                                     " health Watch streams at once; use Check")));
+    Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("at most ", max_watches, " health Watch streams at once; use Check")));
   }
   void OnDone() override { delete this; }
 };

@@ -282,8 +282,8 @@ struct Phase {
   int failures;
 };
 
-Phase RunVictims(const Options& options, std::vector<std::unique_ptr<v1::CopilotService::Stub>>&
-                                             stubs,
+Phase RunVictims(const Options& options,
+                 std::vector<std::unique_ptr<v1::CopilotService::Stub>>& stubs,
                  std::atomic<bool>& stop) {
   VictimFigures figures;
   std::vector<std::thread> victims;
@@ -351,7 +351,8 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::vector<std::unique_ptr<v1::CopilotService::Stub>> stubs;
-  for (int i = 0; i < 4; ++i) stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+  for (int i = 0; i < 4; ++i)
+    stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
 
   std::atomic<bool> stop_baseline{false};
   const Phase baseline = RunVictims(options, stubs, stop_baseline);
@@ -380,12 +381,13 @@ int Main(int argc, char** argv) {
           : absl::StrCat(", inline_decode_bytes ", options.inline_decode_bytes).c_str());
   PrintPhase("baseline:", baseline);
   PrintPhase("under attack:", attacked);
-  std::printf("  ratio (attack / baseline): AddMessage p99 %.2fx, first chunk p99 %.2fx, "
-              "chunk gap p99 %.2fx, stream p99 %.2fx\n",
-              attacked.add_p99 / std::max(baseline.add_p99, 1e-9),
-              attacked.first_p99 / std::max(baseline.first_p99, 1e-9),
-              attacked.gap_p99 / std::max(baseline.gap_p99, 1e-9),
-              attacked.total_p99 / std::max(baseline.total_p99, 1e-9));
+  std::printf(
+      "  ratio (attack / baseline): AddMessage p99 %.2fx, first chunk p99 %.2fx, "
+      "chunk gap p99 %.2fx, stream p99 %.2fx\n",
+      attacked.add_p99 / std::max(baseline.add_p99, 1e-9),
+      attacked.first_p99 / std::max(baseline.first_p99, 1e-9),
+      attacked.gap_p99 / std::max(baseline.gap_p99, 1e-9),
+      attacked.total_p99 / std::max(baseline.total_p99, 1e-9));
   {
     absl::MutexLock lock(&counts.mu);
     std::printf("  attacker calls: %d OK, %d refused by its limits, %d failed otherwise%s\n",
@@ -395,14 +397,16 @@ int Main(int argc, char** argv) {
                     : absl::StrCat(" (first: ", counts.first_failure, ")").c_str());
   }
   if (before.ok() && after.ok()) {
-    std::printf("  gateway: RSS %.1f MiB before the attack, %.1f MiB after; peak (VmHWM) %.1f "
-                "MiB; CPU %.2f s during the attack\n",
-                before->rss_kib / 1024.0, after->rss_kib / 1024.0, after->hwm_kib / 1024.0,
-                after->cpu_seconds - before->cpu_seconds);
+    std::printf(
+        "  gateway: RSS %.1f MiB before the attack, %.1f MiB after; peak (VmHWM) %.1f "
+        "MiB; CPU %.2f s during the attack\n",
+        before->rss_kib / 1024.0, after->rss_kib / 1024.0, after->hwm_kib / 1024.0,
+        after->cpu_seconds - before->cpu_seconds);
   }
-  std::printf("  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 512 "
-              "MiB + response buffers 256 MiB + 2 decodes x ~16 MiB x 15 + request_id store 64 "
-              "MiB + ~35 MiB baseline = ~1347 MiB\n");
+  std::printf(
+      "  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 512 "
+      "MiB + response buffers 256 MiB + 2 decodes x ~16 MiB x 15 + request_id store 64 "
+      "MiB + ~35 MiB baseline = ~1347 MiB\n");
   std::fflush(stdout);
   stubs.clear();
   absl::StatusOr<int> exit_code = (*gateway)->Stop();
