@@ -1,6 +1,8 @@
-// A caller's request message: bytes parsed as each copilot.v1 request type, then the
-// validation the core runs before any upstream call (server/core/validation.h), then the JSON
-// body the gateway would send upstream for it (server/upstream/json_mapping.h).
+// A caller's request message: bytes read as each copilot.v1 request type the way the service
+// reads them (server/service/request_parser.h: a message protobuf refuses is INVALID_ARGUMENT
+// naming the field holding invalid UTF-8, or "request"), then the validation the core runs
+// before any upstream call (server/core/validation.h), then the JSON body the gateway would
+// send upstream for it (server/upstream/json_mapping.h).
 //
 // Properties: validation answers OK or INVALID_ARGUMENT "INVALID_REQUEST" with at least one
 // field violation, within errors.h's bounds; every upstream request body built from a parsed
@@ -12,7 +14,9 @@
 
 #include "copilot/v1/copilot_service.pb.h"
 #include "nlohmann/json.hpp"
+#include "server/common/log.h"
 #include "server/core/validation.h"
+#include "server/service/request_parser.h"
 #include "server/upstream/json_mapping.h"
 #include "tests/fuzz/fuzz_support.h"
 
@@ -36,7 +40,14 @@ void CheckBody(const std::string& body) {
 
 template <typename Request>
 bool Parse(const uint8_t* data, size_t size, Request& request) {
-  return request.ParseFromArray(data, static_cast<int>(size));
+  grpc::Slice slice(data, size);
+  grpc::ByteBuffer buffer(&slice, 1);
+  const absl::Status status = ParseRequest(buffer, request);
+  Request direct;
+  const bool parses = direct.ParseFromArray(data, static_cast<int>(size));
+  FUZZ_CHECK(status.ok() == parses, "ParseRequest and protobuf disagree: " + status.ToString());
+  if (!status.ok()) CheckValidation(status);  // The same shape as a validation failure.
+  return status.ok();
 }
 
 std::vector<google::protobuf::Struct> Tools(
@@ -56,6 +67,9 @@ void CheckCompletion(const Request& request) {
 }
 
 void Run(int which, const uint8_t* data, size_t size) {
+  // libprotobuf's complaint about invalid UTF-8 goes to the (debug) JSON log, as in the server.
+  static const bool routed = (RouteProtobufLogs(), true);
+  (void)routed;
   const ValidationLimits limits;
   switch (which) {
     case 0: {
@@ -66,7 +80,7 @@ void Run(int which, const uint8_t* data, size_t size) {
     case 1: {
       v1::CreateThreadRequest request;
       if (!Parse(data, size, request)) break;
-      CheckValidation(ValidateCreateThread(request));
+      CheckValidation(ValidateCreateThread(request, limits));
       CheckBody(CreateThreadBody({request.assistant_id(), request.user_id(), request.title()}));
       break;
     }
@@ -95,14 +109,14 @@ void Run(int which, const uint8_t* data, size_t size) {
     case 6: {
       v1::RunRequest request;
       if (!Parse(data, size, request)) break;
-      CheckValidation(ValidateRun(request));
+      CheckValidation(ValidateRun(request, limits));
       CheckBody(RunBody({request.thread_id(), Tools(request.tools())}, "licence"));
       break;
     }
     case 7: {
       v1::StreamRunRequest request;
       if (!Parse(data, size, request)) break;
-      CheckValidation(ValidateStreamRun(request));
+      CheckValidation(ValidateStreamRun(request, limits));
       CheckBody(RunBody({request.thread_id(), Tools(request.tools())}, ""));
       break;
     }
