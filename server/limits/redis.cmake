@@ -2,7 +2,8 @@
 # Included from server/limits/CMakeLists.txt; needs libhiredis-dev (pkg-config "hiredis").
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis)
-add_library(gateway_limits_redis STATIC ${CMAKE_CURRENT_LIST_DIR}/redis_limit_store.cc)
+add_library(gateway_limits_redis STATIC ${CMAKE_CURRENT_LIST_DIR}/redis_limit_store.cc
+                                        ${CMAKE_CURRENT_LIST_DIR}/hiredis_transport.cc)
 target_include_directories(gateway_limits_redis PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(gateway_limits_redis PUBLIC gateway_limits absl::random_random
                                                   absl::str_format)
