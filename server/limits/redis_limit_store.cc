@@ -18,6 +18,7 @@
 #include "server/limits/hiredis_transport.h"
 #include "server/limits/redis_scripts.h"
 #include "server/limits/redis_transport.h"
+#include "server/limits/tls_redis_transport.h"
 
 namespace copilot::gateway {
 namespace {
@@ -113,7 +114,23 @@ absl::Status Validate(const RedisLimitStoreOptions& options) {
     return invalid("health_check_interval", "must be positive");
   }
   if (options.max_pipeline < 1) return invalid("max_pipeline", "must be >= 1");
-  return absl::OkStatus();
+  const RedisTlsOptions& tls = options.tls;
+  if (!tls.enabled) {
+    for (const auto& [field, value] :
+         {std::pair<absl::string_view, const std::string&>{"ca_file", tls.ca_file},
+          {"cert_file", tls.cert_file},
+          {"key_file", tls.key_file}}) {
+      if (!value.empty()) return invalid(field, "only used with TLS (a rediss:// url)");
+    }
+    return absl::OkStatus();
+  }
+  if (!tls.cert_file.empty() && tls.key_file.empty()) {
+    return invalid("key_file", "required with cert_file");
+  }
+  if (tls.cert_file.empty() && !tls.key_file.empty()) {
+    return invalid("cert_file", "required with key_file");
+  }
+  return CheckRedisTlsFiles(tls);
 }
 
 }  // namespace
@@ -213,7 +230,8 @@ class RedisLimitStore::Connection {
 
  private:
   void Connect() {
-    absl::StatusOr<std::unique_ptr<RedisTransport>> transport = ConnectHiredis(options_);
+    absl::StatusOr<std::unique_ptr<RedisTransport>> transport =
+        options_.tls.enabled ? ConnectTlsRedis(options_) : ConnectHiredis(options_);
     if (!transport.ok()) {
       ConnectFailed(absl::StrCat("cannot connect to redis at ", endpoint_, ": ",
                                  transport.status().message()));
@@ -237,8 +255,13 @@ class RedisLimitStore::Connection {
       if (!reply.ok()) {
         transport->reset();
         DrainSigpipe();
-        ConnectFailed(absl::StrCat("redis at ", endpoint_, " did not complete ", commands[i][0],
-                                   ": ", reply.status().message()));
+        // A TLS port resets (or answers garbage to) a plain connection's first command.
+        const bool maybe_tls =
+            !options_.tls.enabled && i == 0 && absl::IsUnavailable(reply.status());
+        ConnectFailed(
+            absl::StrCat("redis at ", endpoint_, " did not complete ", commands[i][0], ": ",
+                         reply.status().message(),
+                         maybe_tls ? " (if the server expects TLS, use a rediss:// url)" : ""));
         return;
       }
       if ((*reply)->type == REDIS_REPLY_ERROR) {
@@ -289,7 +312,9 @@ class RedisLimitStore::Connection {
     if (reported_.has_value() && *reported_ == healthy) return;
     reported_ = healthy;
     if (healthy) {
-      Log(LogLevel::kInfo, "redis limit store connected", {{"redis", endpoint_}});
+      nlohmann::ordered_json fields = {{"redis", endpoint_}};
+      if (options_.tls.enabled) fields["tls"] = true;  // Verified (else no connection).
+      Log(LogLevel::kInfo, "redis limit store connected", fields);
     } else {
       Log(LogLevel::kWarning, "redis limit store unavailable",
           {{"redis", endpoint_}, {"error", reason}});
@@ -395,8 +420,12 @@ class RedisLimitStore::Connection {
 absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
                                                      RedisLimitStoreOptions base) {
   absl::string_view rest = url;
-  if (!absl::ConsumePrefix(&rest, "redis://")) {
-    return absl::InvalidArgumentError("redis url: must start with redis://");
+  if (absl::ConsumePrefix(&rest, "rediss://")) {
+    base.tls.enabled = true;
+  } else if (absl::ConsumePrefix(&rest, "redis://")) {
+    base.tls.enabled = false;
+  } else {
+    return absl::InvalidArgumentError("redis url: must start with redis:// or rediss:// (TLS)");
   }
   if (absl::StrContains(rest, '?') || absl::StrContains(rest, '#')) {
     return absl::InvalidArgumentError("redis url: query and fragment are not supported");
