@@ -220,9 +220,14 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
     RedisLimitStoreOptions base;
     base.connect_timeout = config.redis.connect_timeout;
     base.command_timeout = config.redis.command_timeout;
+    // Used with a rediss:// url (ParseRedisUrl turns TLS on), refused otherwise.
+    base.tls.ca_file = config.redis.ca_file;
+    base.tls.cert_file = config.redis.cert_file;
+    base.tls.key_file = config.redis.key_file;
     absl::StatusOr<RedisLimitStoreOptions> redis_options = ParseRedisUrl(config.redis.url, base);
     if (!redis_options.ok()) return redis_options.status();
     if (!secrets.redis_password.empty()) redis_options->password = secrets.redis_password;
+    const bool tls = redis_options->tls.enabled;
     absl::StatusOr<std::unique_ptr<RedisLimitStore>> redis =
         RedisLimitStore::Create(*std::move(redis_options));
     if (!redis.ok()) return redis.status();
@@ -232,11 +237,11 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
       gateway->fallback_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
       fallback_share = 1.0 / static_cast<double>(config.redis.replicas);
     }
-    LogLine(
-        absl::StrCat("limits shared in Redis; when it is unreachable: ", config.redis.on_failure,
-                     gateway->fallback_store_ != nullptr
-                         ? absl::StrCat(" (1/", config.redis.replicas, " of each limit here)")
-                         : std::string()));
+    LogLine(absl::StrCat("limits shared in Redis", tls ? " over TLS" : "",
+                         "; when it is unreachable: ", config.redis.on_failure,
+                         gateway->fallback_store_ != nullptr
+                             ? absl::StrCat(" (1/", config.redis.replicas, " of each limit here)")
+                             : std::string()));
   }
   gateway->admission_ = std::make_unique<AdmissionController>(
       *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get(),

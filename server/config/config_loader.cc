@@ -364,6 +364,9 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
        })},
       {"redis", Section({
                     {"url", NonEmptyString(config.redis.url)},
+                    {"ca_file", NonEmptyString(config.redis.ca_file)},
+                    {"cert_file", NonEmptyString(config.redis.cert_file)},
+                    {"key_file", NonEmptyString(config.redis.key_file)},
                     {"password_file", NonEmptyString(config.redis.password_file)},
                     {"password_env", NonEmptyString(config.redis.password_env)},
                     {"on_failure", NonEmptyString(config.redis.on_failure)},
@@ -548,6 +551,25 @@ absl::Status ValidateTenants(const std::vector<TenantEntryConfig>& tenants) {
   return absl::OkStatus();
 }
 
+// The url's scheme, and the TLS files that go with rediss://.
+absl::Status ValidateRedis(const RedisConfig& redis) {
+  const bool tls = absl::StartsWith(redis.url, "rediss://");
+  if (!redis.url.empty() && !tls && !absl::StartsWith(redis.url, "redis://")) {
+    return PathError("redis.url", "must start with redis:// or rediss:// (TLS)");
+  }
+  for (const auto& [key, value] :
+       {std::pair<absl::string_view, const std::string&>{"redis.ca_file", redis.ca_file},
+        {"redis.cert_file", redis.cert_file},
+        {"redis.key_file", redis.key_file}}) {
+    // Without TLS the files would be ignored and the connection unencrypted.
+    if (!value.empty() && !tls) return PathError(key, "needs a rediss:// url (TLS)");
+  }
+  if (redis.cert_file.empty() != redis.key_file.empty()) {
+    return PathError("redis", "cert_file and key_file go together (a client certificate)");
+  }
+  return absl::OkStatus();
+}
+
 // The thread signing keys and the user-ID key: where each comes from.
 absl::Status ValidateSigningKeys(const GatewayConfig& config) {
   const SecretRef& current = config.thread_signing_key;
@@ -652,9 +674,7 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   if (config.redis.on_failure != "fail_open" && config.redis.on_failure != "fail_closed") {
     return PathError("redis.on_failure", "must be fail_open or fail_closed");
   }
-  if (!config.redis.url.empty() && !absl::StartsWith(config.redis.url, "redis://")) {
-    return PathError("redis.url", "must start with redis://");
-  }
+  if (absl::Status status = ValidateRedis(config.redis); !status.ok()) return status;
   if (!config.redis.password_file.empty() && !config.redis.password_env.empty()) {
     return PathError("redis", "at most one of password_file and password_env");
   }

@@ -144,8 +144,15 @@ struct UpstreamBudgetConfig {
 // Limits shared by every replica in Redis (one atomic script per decision). Without a url the
 // limits live in this process.
 struct RedisConfig {
-  // "redis://[[user]:password@]host[:port][/db]"; empty: no Redis.
+  // "redis://[[user]:password@]host[:port][/db]", or "rediss://..." for TLS; empty: no Redis.
   std::string url;
+  // With rediss:// only. The CA bundle (PEM) that verifies the server's certificate (empty: the
+  // system's trust store); the server's certificate must name the url's host. A client
+  // certificate and its key (PEM, both or neither) for Redis's tls-auth-clients. Read when
+  // the gateway starts and at every (re)connection.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
   // The password, from a file or an environment variable (never in the url in production).
   std::string password_file;
   std::string password_env;

@@ -2,10 +2,8 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
-#include <sys/time.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <optional>
 #include <utility>
@@ -17,8 +15,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "server/common/log.h"
+#include "server/limits/hiredis_transport.h"
 #include "server/limits/redis_replies.h"
 #include "server/limits/redis_scripts.h"
+#include "server/limits/redis_transport.h"
+#include "server/limits/tls_redis_transport.h"
 
 namespace copilot::gateway {
 namespace {
@@ -36,34 +37,10 @@ constexpr int kScriptCount = 3;
 // The lease of a slot with no maximum: decided inline, never stored.
 constexpr char kUnlimitedLease[] = "unlimited";
 
-struct ReplyDeleter {
-  void operator()(redisReply* reply) const { freeReplyObject(reply); }
-};
-using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
-
-struct ContextDeleter {
-  void operator()(redisContext* context) const { redisFree(context); }
-};
-using Context = std::unique_ptr<redisContext, ContextDeleter>;
-
-timeval TimevalOf(absl::Duration duration) {
-  return absl::ToTimeval(std::max(duration, absl::Milliseconds(1)));
-}
-
 std::string FormatDouble(double value) { return absl::StrFormat("%.17g", value); }
 
 SteadyClock::duration ToSteady(absl::Duration duration) {
   return std::chrono::duration_cast<SteadyClock::duration>(absl::ToChronoNanoseconds(duration));
-}
-
-// Why a round trip on `context` failed; `error_number` is errno right after the failure.
-std::string IoErrorText(const redisContext& context, int error_number, absl::Duration timeout) {
-  if (context.err == REDIS_ERR_IO && (error_number == EAGAIN || error_number == EWOULDBLOCK)) {
-    return absl::StrCat("no reply within the command timeout (", absl::FormatDuration(timeout),
-                        ")");
-  }
-  if (context.err == REDIS_ERR_EOF) return "connection closed by the server";
-  return context.errstr[0] != '\0' ? std::string(context.errstr) : "connection error";
 }
 
 // Consumes a SIGPIPE raised on this thread by a write to a closed socket (blocked in Run).
@@ -138,7 +115,23 @@ absl::Status Validate(const RedisLimitStoreOptions& options) {
     return invalid("health_check_interval", "must be positive");
   }
   if (options.max_pipeline < 1) return invalid("max_pipeline", "must be >= 1");
-  return absl::OkStatus();
+  const RedisTlsOptions& tls = options.tls;
+  if (!tls.enabled) {
+    for (const auto& [field, value] :
+         {std::pair<absl::string_view, const std::string&>{"ca_file", tls.ca_file},
+          {"cert_file", tls.cert_file},
+          {"key_file", tls.key_file}}) {
+      if (!value.empty()) return invalid(field, "only used with TLS (a rediss:// url)");
+    }
+    return absl::OkStatus();
+  }
+  if (!tls.cert_file.empty() && tls.key_file.empty()) {
+    return invalid("key_file", "required with cert_file");
+  }
+  if (tls.cert_file.empty() && !tls.key_file.empty()) {
+    return invalid("cert_file", "required with key_file");
+  }
+  return CheckRedisTlsFiles(tls);
 }
 
 }  // namespace
@@ -199,18 +192,18 @@ class RedisLimitStore::Connection {
   // When the thread must act without a request: the next connection attempt, or the next
   // health check of an idle connection.
   SteadyClock::time_point NextTimedWork() const {
-    if (context_ == nullptr) return next_attempt_;
+    if (transport_ == nullptr) return next_attempt_;
     return last_round_trip_ + ToSteady(options_.health_check_interval);
   }
 
   // Connects when due, then sends `batch` (or checks an idle connection's health).
   void Serve(std::vector<std::unique_ptr<Request>>& batch) {
-    if (context_ == nullptr && SteadyClock::now() >= next_attempt_) Connect();
+    if (transport_ == nullptr && SteadyClock::now() >= next_attempt_) Connect();
     if (batch.empty()) {
-      if (context_ != nullptr && SteadyClock::now() >= NextTimedWork()) Ping();
+      if (transport_ != nullptr && SteadyClock::now() >= NextTimedWork()) Ping();
       return;
     }
-    if (context_ == nullptr) {
+    if (transport_ == nullptr) {
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::max(next_attempt_ - SteadyClock::now(), SteadyClock::duration::zero()));
       const absl::Status status = absl::UnavailableError(
@@ -223,15 +216,13 @@ class RedisLimitStore::Connection {
 
  private:
   void Connect() {
-    Context context(redisConnectWithTimeout(options_.host.c_str(), options_.port,
-                                            TimevalOf(options_.connect_timeout)));
-    if (context == nullptr || context->err != 0) {
+    absl::StatusOr<std::unique_ptr<RedisTransport>> transport =
+        options_.tls.enabled ? ConnectTlsRedis(options_) : ConnectHiredis(options_);
+    if (!transport.ok()) {
       ConnectFailed(absl::StrCat("cannot connect to redis at ", endpoint_, ": ",
-                                 context == nullptr ? "out of memory" : context->errstr));
+                                 transport.status().message()));
       return;
     }
-    redisSetTimeout(context.get(), TimevalOf(options_.command_timeout));
-    redisEnableKeepAlive(context.get());
     // AUTH, SELECT and the scripts in one round trip.
     std::vector<std::vector<std::string>> commands;
     if (!options_.password.empty()) {
@@ -243,35 +234,38 @@ class RedisLimitStore::Connection {
     }
     if (options_.database != 0) commands.push_back({"SELECT", absl::StrCat(options_.database)});
     for (const char* script : kScriptText) commands.push_back({"SCRIPT", "LOAD", script});
-    for (const std::vector<std::string>& command : commands) Append(*context, command);
+    for (const std::vector<std::string>& command : commands) (*transport)->Append(command);
     std::string shas[kScriptCount];
     for (size_t i = 0; i < commands.size(); ++i) {
-      redisReply* raw = nullptr;
-      if (redisGetReply(context.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
-        const int error_number = errno;
+      absl::StatusOr<RedisReply> reply = (*transport)->ReadReply();
+      if (!reply.ok()) {
+        transport->reset();
         DrainSigpipe();
-        ConnectFailed(absl::StrCat("redis at ", endpoint_, " did not complete ", commands[i][0],
-                                   ": ",
-                                   IoErrorText(*context, error_number, options_.command_timeout)));
+        // A TLS port resets (or answers garbage to) a plain connection's first command.
+        const bool maybe_tls =
+            !options_.tls.enabled && i == 0 && absl::IsUnavailable(reply.status());
+        ConnectFailed(
+            absl::StrCat("redis at ", endpoint_, " did not complete ", commands[i][0], ": ",
+                         reply.status().message(),
+                         maybe_tls ? " (if the server expects TLS, use a rediss:// url)" : ""));
         return;
       }
-      Reply reply(raw);
-      if (reply->type == REDIS_REPLY_ERROR) {
+      if ((*reply)->type == REDIS_REPLY_ERROR) {
         // The error text never contains the password (Redis does not echo it).
         ConnectFailed(absl::StrCat("redis at ", endpoint_, " refused ", commands[i][0], ": ",
-                                   absl::string_view(reply->str, reply->len)));
+                                   absl::string_view((*reply)->str, (*reply)->len)));
         return;
       }
       const size_t first_script = commands.size() - kScriptCount;
       if (i >= first_script) {
-        if (reply->type != REDIS_REPLY_STRING) {
+        if ((*reply)->type != REDIS_REPLY_STRING) {
           ConnectFailed(absl::StrCat("redis at ", endpoint_, ": unexpected SCRIPT LOAD reply"));
           return;
         }
-        shas[i - first_script] = std::string(reply->str, reply->len);
+        shas[i - first_script] = std::string((*reply)->str, (*reply)->len);
       }
     }
-    context_ = std::move(context);
+    transport_ = *std::move(transport);
     for (int script = 0; script < kScriptCount; ++script) shas_[script] = std::move(shas[script]);
     backoff_ = absl::ZeroDuration();
     last_round_trip_ = SteadyClock::now();
@@ -289,7 +283,7 @@ class RedisLimitStore::Connection {
   // Closes a broken connection. After a timeout the server may be stalled: wait the initial
   // back-off before reconnecting; after a closed connection try again at once.
   void Drop(std::string reason, bool timed_out) {
-    context_.reset();
+    transport_.reset();
     DrainSigpipe();
     backoff_ = timed_out ? options_.initial_backoff : absl::ZeroDuration();
     next_attempt_ = SteadyClock::now() + ToSteady(backoff_);
@@ -304,34 +298,25 @@ class RedisLimitStore::Connection {
     if (reported_.has_value() && *reported_ == healthy) return;
     reported_ = healthy;
     if (healthy) {
-      Log(LogLevel::kInfo, "redis limit store connected", {{"redis", endpoint_}});
+      nlohmann::ordered_json fields = {{"redis", endpoint_}};
+      if (options_.tls.enabled) fields["tls"] = true;  // Verified (else no connection).
+      Log(LogLevel::kInfo, "redis limit store connected", fields);
     } else {
       Log(LogLevel::kWarning, "redis limit store unavailable",
           {{"redis", endpoint_}, {"error", reason}});
     }
   }
 
-  static bool Append(redisContext& context, const std::vector<std::string>& command) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lengths;
-    for (const std::string& arg : command) {
-      argv.push_back(arg.data());
-      lengths.push_back(arg.size());
-    }
-    return redisAppendCommandArgv(&context, static_cast<int>(argv.size()), argv.data(),
-                                  lengths.data()) == REDIS_OK;
-  }
-
   // Queues `request` on the connection: EVALSHA, or EVAL with the script's text.
   bool AppendRequest(const Request& request, bool eval) {
-    if (request.script == kCommand) return Append(*context_, request.args);
+    if (request.script == kCommand) return transport_->Append(request.args);
     std::vector<std::string> command;
     command.reserve(request.args.size() + 3);
     command.push_back(eval ? "EVAL" : "EVALSHA");
     command.push_back(eval ? kScriptText[request.script] : shas_[request.script]);
     command.push_back("1");
     command.insert(command.end(), request.args.begin(), request.args.end());
-    return Append(*context_, command);
+    return transport_->Append(command);
   }
 
   // Sends `batch` in one round trip (plus one for scripts the server forgot) and completes
@@ -364,19 +349,15 @@ class RedisLimitStore::Connection {
   bool ReadReplies(const std::vector<Request*>& requests, std::vector<Request*>* forgotten) {
     bool read_only = false;
     for (size_t i = 0; i < requests.size(); ++i) {
-      redisReply* raw = nullptr;
-      if (redisGetReply(context_.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
-        const int error_number = errno;
-        const bool timed_out = error_number == EAGAIN || error_number == EWOULDBLOCK;
-        std::string reason =
-            absl::StrCat("redis at ", endpoint_, ": ",
-                         IoErrorText(*context_, error_number, options_.command_timeout));
+      absl::StatusOr<RedisReply> result = transport_->ReadReply();
+      if (!result.ok()) {
+        std::string reason = absl::StrCat("redis at ", endpoint_, ": ", result.status().message());
         const absl::Status status = absl::UnavailableError(reason);
-        Drop(std::move(reason), timed_out);
+        Drop(std::move(reason), absl::IsDeadlineExceeded(result.status()));
         for (size_t j = i; j < requests.size(); ++j) requests[j]->Fail(status);
         return false;
       }
-      Reply reply(raw);
+      const RedisReply reply = *std::move(result);
       if (reply->type == REDIS_REPLY_ERROR) {
         const absl::string_view error(reply->str, reply->len);
         if (forgotten != nullptr && absl::StartsWith(error, "NOSCRIPT")) {
@@ -398,16 +379,13 @@ class RedisLimitStore::Connection {
   }
 
   void Ping() {
-    if (!Append(*context_, {"PING"})) return;
-    redisReply* raw = nullptr;
-    if (redisGetReply(context_.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
-      const int error_number = errno;
-      Drop(absl::StrCat("redis at ", endpoint_, ": health check: ",
-                        IoErrorText(*context_, error_number, options_.command_timeout)),
-           error_number == EAGAIN || error_number == EWOULDBLOCK);
+    if (!transport_->Append({"PING"})) return;
+    absl::StatusOr<RedisReply> reply = transport_->ReadReply();
+    if (!reply.ok()) {
+      Drop(absl::StrCat("redis at ", endpoint_, ": health check: ", reply.status().message()),
+           absl::IsDeadlineExceeded(reply.status()));
       return;
     }
-    Reply reply(raw);
     last_round_trip_ = SteadyClock::now();
     // A server that answers is healthy enough (e.g. -LOADING fails the scripts, not this).
     SetHealthy(true, "");
@@ -416,7 +394,7 @@ class RedisLimitStore::Connection {
   const RedisLimitStoreOptions& options_;
   std::atomic<bool>& healthy_;
   const std::string endpoint_;
-  Context context_;
+  std::unique_ptr<RedisTransport> transport_;
   std::string shas_[kScriptCount];
   absl::Duration backoff_ = absl::ZeroDuration();
   SteadyClock::time_point next_attempt_;
@@ -428,8 +406,12 @@ class RedisLimitStore::Connection {
 absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
                                                      RedisLimitStoreOptions base) {
   absl::string_view rest = url;
-  if (!absl::ConsumePrefix(&rest, "redis://")) {
-    return absl::InvalidArgumentError("redis url: must start with redis://");
+  if (absl::ConsumePrefix(&rest, "rediss://")) {
+    base.tls.enabled = true;
+  } else if (absl::ConsumePrefix(&rest, "redis://")) {
+    base.tls.enabled = false;
+  } else {
+    return absl::InvalidArgumentError("redis url: must start with redis:// or rediss:// (TLS)");
   }
   if (absl::StrContains(rest, '?') || absl::StrContains(rest, '#')) {
     return absl::InvalidArgumentError("redis url: query and fragment are not supported");

@@ -23,16 +23,33 @@
 
 namespace copilot::gateway {
 
+// TLS to Redis ("rediss://"). hiredis 0.14 (Debian 12) has no TLS: the store then speaks RESP
+// over its own OpenSSL connection (server/limits/tls_redis_transport.h). Plain data.
+struct RedisTlsOptions {
+  bool enabled = false;
+  // PEM bundle of the CAs that may sign the server's certificate; empty: the system's trust
+  // store. The certificate must name the host (a DNS SAN, or an IP SAN for an IP address).
+  std::string ca_file;
+  // Client certificate (chain) and its key, PEM, for Redis's `tls-auth-clients yes`; both or
+  // neither.
+  std::string cert_file;
+  std::string key_file;
+};
+
 // Where the Redis server is and how patient to be with it. Plain data; validated by Create.
 struct RedisLimitStoreOptions {
   std::string host = "127.0.0.1";
   int port = 6379;
+  // With tls.enabled: TLS 1.2 or later, the server's certificate and host name verified. The
+  // files are read by Create (an unreadable one is INVALID_ARGUMENT naming the field) and again
+  // at every connection, so renewed certificates apply from the next reconnection.
+  RedisTlsOptions tls;
   // AUTH: none when `password` is empty; "AUTH <username> <password>" (Redis 6 ACL) when
   // `username` is set, else "AUTH <password>".
   std::string username;
   std::string password;
   int database = 0;  // SELECT, when not 0.
-  // Bound on establishing a connection (TCP connect).
+  // Bound on establishing a connection (TCP connect, and the TLS handshake with tls).
   absl::Duration connect_timeout = absl::Milliseconds(500);
   // Bound on each round trip (socket send/receive timeout), also AUTH, SELECT and SCRIPT LOAD.
   absl::Duration command_timeout = absl::Milliseconds(250);
@@ -50,18 +67,21 @@ struct RedisLimitStoreOptions {
 };
 
 // Parses "redis://[[username]:password@]host[:port][/database]" into `base` (which provides
-// the timeouts and the key prefix). Userinfo is percent-decoded; an IPv6 host is written in
-// brackets. INVALID_ARGUMENT, naming the part, otherwise.
+// the timeouts, the key prefix and the TLS files). "rediss://" is the same over TLS: the scheme
+// sets tls.enabled. Userinfo is percent-decoded; an IPv6 host is written in brackets.
+// INVALID_ARGUMENT, naming the part, otherwise.
 absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
                                                      RedisLimitStoreOptions base = {});
 
 // Thread-safe. One thread of the store owns the Redis connection: calls queue a request and
 // return at once; the thread sends the queued requests in one pipelined round trip
-// (synchronous hiredis with socket timeouts) and runs every `done` on itself, so callbacks must
-// not block (they may call the store again). Limits that limit nothing (per_second <= 0, no
-// window with max_requests > 0, max <= 0 slots) are decided inline without Redis.
+// (blocking I/O bounded by the timeouts: hiredis's own, or OpenSSL's for TLS; see
+// redis_transport.h) and runs every `done` on itself, so callbacks must not block (they may
+// call the store again). Limits that limit nothing (per_second <= 0, no window with
+// max_requests > 0, max <= 0 slots) are decided inline without Redis.
 //
-// Failure: when Redis is unreachable, times out, drops the connection or a script fails, the
+// Failure: when Redis is unreachable, times out, drops the connection, fails the TLS handshake
+// (an untrusted certificate, another host's, a server not speaking TLS) or a script fails, the
 // affected callbacks get UNAVAILABLE with the reason, within command_timeout of being sent
 // (a call queued behind a stalled round trip or a reconnection attempt waits for it to end).
 // The thread reconnects by itself with back-off; between attempts calls fail at once.
@@ -70,7 +90,8 @@ absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
 // decisions use Redis's TIME only.
 //
 // Destruction fails every queued call with UNAVAILABLE "store shut down" (each callback runs
-// exactly once), waits for a round trip in progress (at most command_timeout) and joins the
+// exactly once), waits for a round trip in progress (at most command_timeout) or a connection
+// attempt (connect_timeout, then command_timeout for each set-up command) and joins the
 // thread; it must not run on the store's thread (i.e. inside a callback).
 class RedisLimitStore final : public LimitStore {
  public:

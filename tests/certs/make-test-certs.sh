@@ -4,6 +4,8 @@
 #   ca.pem, ca.key                the test CA that signs everything below except stranger
 #   server.pem, server.key        server cert, SAN DNS:localhost, IP:127.0.0.1
 #   server2.pem, server2.key      a second server cert for the same names (rotation tests)
+#   elsewhere.pem, elsewhere.key  server cert for another host only, SAN DNS:redis.elsewhere.example
+#                                 (host name verification must refuse it for localhost/127.0.0.1)
 #   tenant-a.pem, tenant-a.key    client cert, SAN URI:spiffe://example.org/ns/a/sa/app
 #   tenant-b.pem, tenant-b.key    client cert, SAN URI:spiffe://example.org/ns/b/sa/app
 #   dns-client.pem, dns-client.key  client cert, SAN DNS:batch.internal.example
@@ -33,7 +35,7 @@ fi
 out_dir=$1
 openssl=${OPENSSL:-openssl}
 
-certs=(ca server server2 tenant-a tenant-b dns-client other-ca stranger)
+certs=(ca server server2 elsewhere tenant-a tenant-b dns-client other-ca stranger)
 script_hash=$(sha256sum "$0" | cut -d' ' -f1)
 stamp="$out_dir/.made-by-make-test-certs"
 
@@ -99,6 +101,7 @@ ca ca "copilot-gateway test CA"
 ca other-ca "unrelated test CA"
 leaf server localhost serverAuth DNS:localhost,IP:127.0.0.1 ca
 leaf server2 localhost serverAuth DNS:localhost,IP:127.0.0.1 ca
+leaf elsewhere redis.elsewhere.example serverAuth DNS:redis.elsewhere.example ca
 leaf tenant-a tenant-a clientAuth URI:spiffe://example.org/ns/a/sa/app ca
 leaf tenant-b tenant-b clientAuth URI:spiffe://example.org/ns/b/sa/app ca
 leaf dns-client dns-client clientAuth DNS:batch.internal.example ca

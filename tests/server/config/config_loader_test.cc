@@ -181,6 +181,48 @@ TEST(ConfigLoaderTest, TenantsAndTlsAreValidatedWithTheirPaths) {
   EXPECT_THAT(invalid("tls:\n  colour: red\n"), HasSubstr("tls.colour: unknown key"));
 }
 
+TEST(ConfigLoaderTest, RedisUrlsAndTlsFilesAreReadAndValidatedWithTheirPaths) {
+  const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
+  auto invalid = [&](const std::string& yaml) {
+    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
+    if (!config.ok()) return std::string(config.status().message());
+    absl::Status status = ValidateConfig(*config);
+    return status.ok() ? std::string("valid") : std::string(status.message());
+  };
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + R"(
+redis:
+  url: "rediss://redis.example.com:6380/0"
+  ca_file: /etc/redis/ca.pem
+  cert_file: /etc/redis/client.pem
+  key_file: /etc/redis/client.key
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->redis.url, "rediss://redis.example.com:6380/0");
+  EXPECT_EQ(config->redis.ca_file, "/etc/redis/ca.pem");
+  EXPECT_EQ(config->redis.cert_file, "/etc/redis/client.pem");
+  EXPECT_EQ(config->redis.key_file, "/etc/redis/client.key");
+  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+
+  EXPECT_EQ(invalid("redis:\n  url: \"redis://r:6379\"\n"), "valid");
+  EXPECT_EQ(invalid("redis:\n  url: \"rediss://r:6379\"\n"), "valid");  // System CAs.
+  EXPECT_EQ(invalid("redis:\n  url: \"rediss://r\"\n  ca_file: ca.pem\n"), "valid");
+  EXPECT_EQ(invalid("redis:\n  url: \"http://r:6379\"\n"),
+            "redis.url: must start with redis:// or rediss:// (TLS)");
+  // TLS files with a plain url: the connection would not be encrypted.
+  EXPECT_EQ(invalid("redis:\n  url: \"redis://r\"\n  ca_file: ca.pem\n"),
+            "redis.ca_file: needs a rediss:// url (TLS)");
+  EXPECT_EQ(invalid("redis:\n  url: \"redis://r\"\n  cert_file: c.pem\n  key_file: c.key\n"),
+            "redis.cert_file: needs a rediss:// url (TLS)");
+  EXPECT_EQ(invalid("redis:\n  key_file: c.key\n"), "redis.key_file: needs a rediss:// url (TLS)");
+  EXPECT_EQ(invalid("redis:\n  url: \"rediss://r\"\n  cert_file: c.pem\n"),
+            "redis: cert_file and key_file go together (a client certificate)");
+  EXPECT_EQ(invalid("redis:\n  url: \"rediss://r\"\n  key_file: c.key\n"),
+            "redis: cert_file and key_file go together (a client certificate)");
+  EXPECT_EQ(invalid("redis:\n  url: \"rediss://r\"\n  ca_file: \"\"\n"),
+            "redis.ca_file: must not be empty");
+  EXPECT_THAT(invalid("redis:\n  tls: true\n"), HasSubstr("redis.tls: unknown key"));
+}
+
 TEST(ConfigLoaderTest, YamlSyntaxErrorsNameTheLine) {
   ExpectError("upstream: {base_url: x\n", "invalid YAML at line");
 }

@@ -1,5 +1,10 @@
 #include "server/limits/redis_limit_store.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -26,6 +31,7 @@ namespace {
 
 using ::copilot::gateway::testing::FreeLoopbackPort;
 using ::copilot::gateway::testing::RedisServer;
+using ::copilot::gateway::testing::RedisTlsFiles;
 using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -90,6 +96,50 @@ RedisLimitStoreOptions OptionsFor(int port) {
   options.command_timeout = absl::Milliseconds(300);
   options.health_check_interval = absl::Milliseconds(200);
   return options;
+}
+
+// A file made by tests/certs/make-test-certs.sh.
+std::string Cert(absl::string_view name) { return absl::StrCat(COPILOT_TEST_CERTS_DIR, "/", name); }
+
+// A TLS redis-server's files: `cert` ("server": SAN localhost and 127.0.0.1), signed by the
+// test CA.
+RedisTlsFiles ServerTls(absl::string_view cert = "server", bool require_client_cert = false) {
+  return RedisTlsFiles{.cert_file = Cert(absl::StrCat(cert, ".pem")),
+                       .key_file = Cert(absl::StrCat(cert, ".key")),
+                       .ca_file = Cert("ca.pem"),
+                       .require_client_certificate = require_client_cert};
+}
+
+// OptionsFor over TLS ("rediss://127.0.0.1:<port>"), trusting the test CA.
+RedisLimitStoreOptions TlsOptionsFor(int port) {
+  RedisLimitStoreOptions options = OptionsFor(port);
+  options.tls.enabled = true;
+  options.tls.ca_file = Cert("ca.pem");
+  return options;
+}
+
+// What the store talks to Redis over: the suites below run both ways.
+enum class Wire { kPlain, kTls };
+
+std::string WireName(const ::testing::TestParamInfo<Wire>& info) {
+  return info.param == Wire::kTls ? "Tls" : "Plain";
+}
+
+// A redis-server for `wire` (plain, or TLS with the "server" certificate) on `port` (the port
+// the store connects to; a free one when 0).
+absl::StatusOr<std::unique_ptr<RedisServer>> StartServer(Wire wire, int port = 0,
+                                                         std::vector<std::string> args = {}) {
+  return wire == Wire::kTls ? RedisServer::StartTls(ServerTls(), port, std::move(args))
+                            : RedisServer::Start(port, std::move(args));
+}
+
+// The port a store for `wire` connects to.
+int StorePort(Wire wire, const RedisServer& server) {
+  return wire == Wire::kTls ? server.tls_port() : server.port();
+}
+
+RedisLimitStoreOptions OptionsOver(Wire wire, int port) {
+  return wire == Wire::kTls ? TlsOptionsFor(port) : OptionsFor(port);
 }
 
 std::unique_ptr<RedisLimitStore> MakeStore(const RedisLimitStoreOptions& options) {
@@ -185,6 +235,34 @@ TEST(RedisUrlTest, KeepsDefaultsAndTheBaseOptions) {
   EXPECT_EQ(options->port, 6379);
 }
 
+TEST(RedisUrlTest, RedissMeansTlsAndTheSchemeDecides) {
+  RedisLimitStoreOptions base;
+  base.tls.ca_file = "/etc/redis-ca.pem";
+  absl::StatusOr<RedisLimitStoreOptions> options =
+      ParseRedisUrl("rediss://gateway:pw@redis.example.com:6380/1", base);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->tls.enabled);
+  EXPECT_EQ(options->tls.ca_file, "/etc/redis-ca.pem");
+  EXPECT_EQ(options->host, "redis.example.com");
+  EXPECT_EQ(options->port, 6380);
+  EXPECT_EQ(options->username, "gateway");
+  EXPECT_EQ(options->password, "pw");
+  EXPECT_EQ(options->database, 1);
+
+  options = ParseRedisUrl("rediss://[::1]");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_TRUE(options->tls.enabled);
+  EXPECT_EQ(options->host, "::1");
+  EXPECT_EQ(options->port, 6379);
+
+  // Not TLS because a base said so: only the scheme turns it on.
+  options->host = "unused";
+  options = ParseRedisUrl("redis://localhost", *options);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_FALSE(options->tls.enabled);
+  EXPECT_EQ(options->host, "localhost");
+}
+
 TEST(RedisUrlTest, RejectsMalformedUrlsNamingThePart) {
   const std::pair<const char*, const char*> cases[] = {
       {"http://localhost", "redis://"},          {"redis://:6379", "host"},
@@ -192,7 +270,8 @@ TEST(RedisUrlTest, RejectsMalformedUrlsNamingThePart) {
       {"redis://localhost:abc", "port"},         {"redis://localhost/x", "database"},
       {"redis://localhost/-1", "database"},      {"redis://secret@localhost", "userinfo"},
       {"redis://:bad%zz@localhost", "password"}, {"redis://[::1", "["},
-      {"redis://localhost?timeout=1", "query"},
+      {"redis://localhost?timeout=1", "query"},  {"rediss://:6379", "host"},
+      {"redis+tls://localhost", "rediss://"},    {"REDISS://localhost", "rediss://"},
   };
   for (const auto& [url, part] : cases) {
     absl::StatusOr<RedisLimitStoreOptions> options = ParseRedisUrl(url);
@@ -219,6 +298,47 @@ TEST(RedisLimitStoreCreateTest, RejectsInvalidOptionsNamingTheField) {
   EXPECT_EQ(with([](auto& o) { o.max_pipeline = 0; }).code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RedisLimitStoreCreateTest, RejectsUnusableTlsSettingsNamingTheField) {
+  auto with = [](auto change) {
+    RedisLimitStoreOptions options = TlsOptionsFor(6379);
+    change(options);
+    return RedisLimitStore::Create(options).status();
+  };
+  auto expect_invalid = [](const absl::Status& status, absl::string_view field,
+                           absl::string_view why) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), AllOf(HasSubstr(field), HasSubstr(why)));
+  };
+  expect_invalid(with([](auto& o) { o.tls.ca_file = Cert("no-such-ca.pem"); }), "redis.ca_file",
+                 "no-such-ca.pem");
+  // A key is not a certificate.
+  expect_invalid(with([](auto& o) { o.tls.ca_file = Cert("ca.key"); }), "redis.ca_file", "ca.key");
+  expect_invalid(with([](auto& o) { o.tls.cert_file = Cert("tenant-a.pem"); }), "redis.key_file",
+                 "required with cert_file");
+  expect_invalid(with([](auto& o) { o.tls.key_file = Cert("tenant-a.key"); }), "redis.cert_file",
+                 "required with key_file");
+  expect_invalid(with([](auto& o) {
+                   o.tls.cert_file = Cert("tenant-a.key");
+                   o.tls.key_file = Cert("tenant-a.key");
+                 }),
+                 "redis.cert_file", "tenant-a.key");
+  expect_invalid(with([](auto& o) {
+                   o.tls.cert_file = Cert("tenant-a.pem");
+                   o.tls.key_file = Cert("tenant-b.key");
+                 }),
+                 "redis.key_file", "key values mismatch");
+  // TLS files without TLS: the operator believes the connection is encrypted; it would not be.
+  expect_invalid(with([](auto& o) { o.tls.enabled = false; }), "redis.ca_file", "rediss://");
+
+  // Usable: the test CA, the system's trust store, a client certificate with its key.
+  EXPECT_TRUE(with([](auto&) {}).ok());
+  EXPECT_TRUE(with([](auto& o) { o.tls.ca_file.clear(); }).ok());
+  EXPECT_TRUE(with([](auto& o) {
+                o.tls.cert_file = Cert("tenant-a.pem");
+                o.tls.key_file = Cert("tenant-a.key");
+              }).ok());
+}
+
 TEST(RedisLimitStoreCreateTest, LimitsThatLimitNothingAreDecidedWithoutRedis) {
   absl::StatusOr<int> port = FreeLoopbackPort();  // Nothing listens there.
   ASSERT_TRUE(port.ok());
@@ -237,25 +357,36 @@ TEST(RedisLimitStoreCreateTest, LimitsThatLimitNothingAreDecidedWithoutRedis) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Semantics against one redis-server shared by the suite (flushed before each test).
+// Semantics against one redis-server per wire shared by the suite (flushed before each test):
+// every decision is the same over plain TCP and over TLS.
 
-class RedisLimitStoreTest : public ::testing::Test {
+class RedisLimitStoreTest : public ::testing::TestWithParam<Wire> {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
+    for (Wire wire : {Wire::kPlain, Wire::kTls}) {
+      absl::StatusOr<std::unique_ptr<RedisServer>> server = StartServer(wire);
+      ASSERT_TRUE(server.ok()) << server.status();
+      servers_[static_cast<int>(wire)] = server->release();
+    }
   }
   static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    for (RedisServer*& server : servers_) {
+      delete server;
+      server = nullptr;
+    }
   }
   void SetUp() override {
+    server_ = servers_[static_cast<int>(GetParam())];
     ASSERT_NE(server_, nullptr);
     ASSERT_TRUE(server_->Command({"FLUSHALL"}).ok());
-    store_ = MakeStore(OptionsFor(server_->port()));
+    store_ = MakeStore(Options());
     ASSERT_NE(store_, nullptr);
     ASSERT_TRUE(WaitUntilHealthy(*store_, true));
+  }
+
+  // Options for another store on this test's server and wire.
+  RedisLimitStoreOptions Options() const {
+    return OptionsOver(GetParam(), StorePort(GetParam(), *server_));
   }
 
   std::vector<std::string> Query(const std::vector<std::string>& args) {
@@ -264,13 +395,17 @@ class RedisLimitStoreTest : public ::testing::Test {
     return reply.ok() ? *reply : std::vector<std::string>{};
   }
 
-  static RedisServer* server_;
+  static RedisServer* servers_[2];  // By Wire.
+  RedisServer* server_ = nullptr;
   std::unique_ptr<RedisLimitStore> store_;
 };
 
-RedisServer* RedisLimitStoreTest::server_ = nullptr;
+RedisServer* RedisLimitStoreTest::servers_[2] = {nullptr, nullptr};
 
-TEST_F(RedisLimitStoreTest, GcraBurstThenRefusalMatchesLocalStep) {
+INSTANTIATE_TEST_SUITE_P(Wires, RedisLimitStoreTest, ::testing::Values(Wire::kPlain, Wire::kTls),
+                         WireName);
+
+TEST_P(RedisLimitStoreTest, GcraBurstThenRefusalMatchesLocalStep) {
   const RateLimit limit{.per_second = 1, .burst = 5};
   const SteadyClock::time_point origin = SteadyClock::now();
   std::vector<TimedStep> steps;
@@ -295,7 +430,7 @@ TEST_F(RedisLimitStoreTest, GcraBurstThenRefusalMatchesLocalStep) {
   EXPECT_LE(steps[5].result.retry_after, absl::Seconds(1));
 }
 
-TEST_F(RedisLimitStoreTest, GcraRetryAfterIsAccurateToAFewMilliseconds) {
+TEST_P(RedisLimitStoreTest, GcraRetryAfterIsAccurateToAFewMilliseconds) {
   const RateLimit limit{.per_second = 2, .burst = 1};  // One call per 500 ms.
   const SteadyClock::time_point origin = SteadyClock::now();
   const TimedStep taken = Timed(origin, [&] { return TakeRate(*store_, "k", limit); });
@@ -321,7 +456,7 @@ TEST_F(RedisLimitStoreTest, GcraRetryAfterIsAccurateToAFewMilliseconds) {
   EXPECT_TRUE(TakeRate(*store_, "k", limit)->allowed);
 }
 
-TEST_F(RedisLimitStoreTest, SlidingWindowsMatchLocalStep) {
+TEST_P(RedisLimitStoreTest, SlidingWindowsMatchLocalStep) {
   const std::vector<WindowLimit> windows = {{.max_requests = 2, .window = absl::Milliseconds(400)},
                                             {.max_requests = 3, .window = absl::Seconds(10)}};
   const SteadyClock::time_point origin = SteadyClock::now();
@@ -357,7 +492,7 @@ TEST_F(RedisLimitStoreTest, SlidingWindowsMatchLocalStep) {
   EXPECT_THAT(Query({"ZCARD", "copilot:{tenant:a:answer}:win"}), ElementsAre("3"));
 }
 
-TEST_F(RedisLimitStoreTest, RefusedWindowCallsRecordNothing) {
+TEST_P(RedisLimitStoreTest, RefusedWindowCallsRecordNothing) {
   const std::vector<WindowLimit> windows = {{.max_requests = 1, .window = absl::Milliseconds(300)}};
   ASSERT_TRUE(TakeWindows(*store_, "k", windows)->allowed);
   absl::Duration last_retry;
@@ -394,8 +529,8 @@ int CountAllowed(RedisLimitStore& a, RedisLimitStore& b, int count, Fire fire) {
   return allowed;
 }
 
-TEST_F(RedisLimitStoreTest, TwoReplicasNeverAdmitMoreThanTheLimitTogether) {
-  std::unique_ptr<RedisLimitStore> other = MakeStore(OptionsFor(server_->port()));
+TEST_P(RedisLimitStoreTest, TwoReplicasNeverAdmitMoreThanTheLimitTogether) {
+  std::unique_ptr<RedisLimitStore> other = MakeStore(Options());
   ASSERT_NE(other, nullptr);
   ASSERT_TRUE(WaitUntilHealthy(*other, true));
 
@@ -429,7 +564,7 @@ TEST_F(RedisLimitStoreTest, TwoReplicasNeverAdmitMoreThanTheLimitTogether) {
   EXPECT_EQ(acquired, 5);
 }
 
-TEST_F(RedisLimitStoreTest, SlotsCapConcurrencyUntilOneIsReleased) {
+TEST_P(RedisLimitStoreTest, SlotsCapConcurrencyUntilOneIsReleased) {
   std::vector<std::string> leases;
   for (int i = 0; i < 3; ++i) {
     absl::StatusOr<SlotResult> slot = AcquireSlot(*store_, "k", 3, absl::Seconds(30));
@@ -453,9 +588,9 @@ TEST_F(RedisLimitStoreTest, SlotsCapConcurrencyUntilOneIsReleased) {
               UnorderedElementsAre(leases[0], leases[2], again->lease_id));
 }
 
-TEST_F(RedisLimitStoreTest, LeasesOfADeadReplicaExpireByThemselves) {
+TEST_P(RedisLimitStoreTest, LeasesOfADeadReplicaExpireByThemselves) {
   {
-    std::unique_ptr<RedisLimitStore> dying = MakeStore(OptionsFor(server_->port()));
+    std::unique_ptr<RedisLimitStore> dying = MakeStore(Options());
     ASSERT_NE(dying, nullptr);
     for (int i = 0; i < 2; ++i) {
       absl::StatusOr<SlotResult> slot = AcquireSlot(*dying, "k", 2, absl::Milliseconds(300));
@@ -475,7 +610,7 @@ TEST_F(RedisLimitStoreTest, LeasesOfADeadReplicaExpireByThemselves) {
   EXPECT_THAT(Query({"ZCARD", "copilot:{k}:slots"}), ElementsAre("1"));
 }
 
-TEST_F(RedisLimitStoreTest, KeysOfOneKeyShareOneHashTagAndExpire) {
+TEST_P(RedisLimitStoreTest, KeysOfOneKeyShareOneHashTagAndExpire) {
   const std::string key = "tenant:payroll:answer";
   ASSERT_TRUE(TakeRate(*store_, key, RateLimit{.per_second = 10, .burst = 1}).ok());
   ASSERT_TRUE(TakeWindows(*store_, key, {{.max_requests = 5, .window = absl::Seconds(60)}}).ok());
@@ -499,8 +634,8 @@ TEST_F(RedisLimitStoreTest, KeysOfOneKeyShareOneHashTagAndExpire) {
   EXPECT_THAT(Query({"EXISTS", "copilot:{tenant:payroll:answer}:rate"}), ElementsAre("0"));
 }
 
-TEST_F(RedisLimitStoreTest, KeyPrefixIsConfigurable) {
-  RedisLimitStoreOptions options = OptionsFor(server_->port());
+TEST_P(RedisLimitStoreTest, KeyPrefixIsConfigurable) {
+  RedisLimitStoreOptions options = Options();
   options.key_prefix = "gw-eu";
   std::unique_ptr<RedisLimitStore> store = MakeStore(options);
   ASSERT_NE(store, nullptr);
@@ -510,7 +645,7 @@ TEST_F(RedisLimitStoreTest, KeyPrefixIsConfigurable) {
             "gw-eu:{upstream:answer}:slots");
 }
 
-TEST_F(RedisLimitStoreTest, AScriptErrorFailsThatCallOnlyAndKeepsTheConnection) {
+TEST_P(RedisLimitStoreTest, AScriptErrorFailsThatCallOnlyAndKeepsTheConnection) {
   // A key of the wrong type (someone else's data under our prefix).
   ASSERT_FALSE(Query({"SET", "copilot:{k}:win", "not a zset"}).empty());
   absl::StatusOr<StepResult> broken =
@@ -524,7 +659,7 @@ TEST_F(RedisLimitStoreTest, AScriptErrorFailsThatCallOnlyAndKeepsTheConnection) 
   EXPECT_TRUE(fine->allowed);
 }
 
-TEST_F(RedisLimitStoreTest, ForgottenScriptsAreSentAgainWithEval) {
+TEST_P(RedisLimitStoreTest, ForgottenScriptsAreSentAgainWithEval) {
   ASSERT_TRUE(TakeRate(*store_, "k", RateLimit{.per_second = 1, .burst = 2})->allowed);
   Query({"SCRIPT", "FLUSH"});
   absl::StatusOr<StepResult> second =
@@ -537,13 +672,21 @@ TEST_F(RedisLimitStoreTest, ForgottenScriptsAreSentAgainWithEval) {
   EXPECT_TRUE(store_->healthy());
 }
 
-TEST(RedisLimitStoreAuthTest, UsesThePasswordAndTheDatabase) {
+class RedisLimitStoreAuthTest : public ::testing::TestWithParam<Wire> {};
+
+INSTANTIATE_TEST_SUITE_P(Wires, RedisLimitStoreAuthTest,
+                         ::testing::Values(Wire::kPlain, Wire::kTls), WireName);
+
+TEST_P(RedisLimitStoreAuthTest, UsesThePasswordAndTheDatabase) {
   absl::StatusOr<std::unique_ptr<RedisServer>> server =
-      RedisServer::Start(0, {"--requirepass", "s3cret-pw"});
+      StartServer(GetParam(), 0, {"--requirepass", "s3cret-pw"});
   ASSERT_TRUE(server.ok()) << server.status();
-  absl::StatusOr<RedisLimitStoreOptions> options = ParseRedisUrl(
-      absl::StrCat("redis://:s3cret-pw@127.0.0.1:", (*server)->port(), "/2"), OptionsFor(0));
+  absl::StatusOr<RedisLimitStoreOptions> options =
+      ParseRedisUrl(absl::StrCat(GetParam() == Wire::kTls ? "rediss" : "redis",
+                                 "://:s3cret-pw@127.0.0.1:", StorePort(GetParam(), **server), "/2"),
+                    OptionsOver(GetParam(), 0));
   ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->tls.enabled, GetParam() == Wire::kTls);
   std::unique_ptr<RedisLimitStore> store = MakeStore(*options);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(WaitUntilHealthy(*store, true));
@@ -562,15 +705,15 @@ TEST(RedisLimitStoreAuthTest, UsesThePasswordAndTheDatabase) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Failures: each test has its own redis-server to kill.
+// Failures: each test has its own redis-server to kill; over plain TCP and over TLS.
 
-class RedisLimitStoreFailureTest : public ::testing::Test {
+class RedisLimitStoreFailureTest : public ::testing::TestWithParam<Wire> {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
+    absl::StatusOr<std::unique_ptr<RedisServer>> server = StartServer(GetParam());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    options_ = OptionsFor(server_->port());
+    options_ = OptionsOver(GetParam(), StorePort(GetParam(), *server_));
     store_ = MakeStore(options_);
     ASSERT_NE(store_, nullptr);
     ASSERT_TRUE(WaitUntilHealthy(*store_, true));
@@ -589,14 +732,17 @@ class RedisLimitStoreFailureTest : public ::testing::Test {
   std::unique_ptr<RedisLimitStore> store_;
 };
 
-TEST_F(RedisLimitStoreFailureTest, KilledRedisFailsPromptlyThenTheStoreRecoversByItself) {
+INSTANTIATE_TEST_SUITE_P(Wires, RedisLimitStoreFailureTest,
+                         ::testing::Values(Wire::kPlain, Wire::kTls), WireName);
+
+TEST_P(RedisLimitStoreFailureTest, KilledRedisFailsPromptlyThenTheStoreRecoversByItself) {
   ASSERT_TRUE(TakeRate(*store_, "k", kLimit)->allowed);
   server_->Kill();
 
   auto [failed, took] = TimedTakeRate();
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(failed.status().message()),
-              HasSubstr(absl::StrCat("127.0.0.1:", server_->port())));
+              HasSubstr(absl::StrCat("127.0.0.1:", StorePort(GetParam(), *server_))));
   EXPECT_LE(took, options_.command_timeout);
   EXPECT_FALSE(store_->healthy());
   // While Redis is away, calls keep failing fast (back-off, no connection attempt per call).
@@ -615,7 +761,7 @@ TEST_F(RedisLimitStoreFailureTest, KilledRedisFailsPromptlyThenTheStoreRecoversB
   EXPECT_TRUE(recovered->allowed);
 }
 
-TEST_F(RedisLimitStoreFailureTest, StalledRedisTimesOutWithinTheCommandTimeout) {
+TEST_P(RedisLimitStoreFailureTest, StalledRedisTimesOutWithinTheCommandTimeout) {
   server_->Stall();
   auto [failed, took] = TimedTakeRate();
   server_->Resume();
@@ -629,7 +775,7 @@ TEST_F(RedisLimitStoreFailureTest, StalledRedisTimesOutWithinTheCommandTimeout) 
   EXPECT_TRUE(TakeRate(*store_, "k", kLimit).ok());
 }
 
-TEST_F(RedisLimitStoreFailureTest, HealthFollowsRedisWithoutTraffic) {
+TEST_P(RedisLimitStoreFailureTest, HealthFollowsRedisWithoutTraffic) {
   server_->Kill();
   // The idle connection's health check notices (health_check_interval is 200 ms).
   EXPECT_TRUE(WaitUntilHealthy(*store_, false, absl::Seconds(2)));
@@ -637,10 +783,10 @@ TEST_F(RedisLimitStoreFailureTest, HealthFollowsRedisWithoutTraffic) {
   EXPECT_TRUE(WaitUntilHealthy(*store_, true, absl::Seconds(5)));
 }
 
-TEST_F(RedisLimitStoreFailureTest, UnreachableAtStartFailsFastAndConnectsWhenRedisComes) {
+TEST_P(RedisLimitStoreFailureTest, UnreachableAtStartFailsFastAndConnectsWhenRedisComes) {
   absl::StatusOr<int> port = FreeLoopbackPort();
   ASSERT_TRUE(port.ok());
-  store_ = MakeStore(OptionsFor(*port));
+  store_ = MakeStore(OptionsOver(GetParam(), *port));
   ASSERT_NE(store_, nullptr);
   const SteadyClock::time_point start = SteadyClock::now();
   absl::StatusOr<StepResult> failed = TakeRate(*store_, "k", kLimit);
@@ -649,13 +795,13 @@ TEST_F(RedisLimitStoreFailureTest, UnreachableAtStartFailsFastAndConnectsWhenRed
   EXPECT_THAT(std::string(failed.status().message()), HasSubstr("cannot connect to redis"));
   EXPECT_FALSE(store_->healthy());
 
-  absl::StatusOr<std::unique_ptr<RedisServer>> late = RedisServer::Start(*port);
+  absl::StatusOr<std::unique_ptr<RedisServer>> late = StartServer(GetParam(), *port);
   ASSERT_TRUE(late.ok()) << late.status();
   ASSERT_TRUE(WaitUntilHealthy(*store_, true, absl::Seconds(5)));
   EXPECT_TRUE(TakeRate(*store_, "k", kLimit).ok());
 }
 
-TEST_F(RedisLimitStoreFailureTest, ShutdownFailsEveryPendingCallbackExactlyOnce) {
+TEST_P(RedisLimitStoreFailureTest, ShutdownFailsEveryPendingCallbackExactlyOnce) {
   options_.command_timeout = absl::Seconds(1);
   store_ = MakeStore(options_);
   ASSERT_NE(store_, nullptr);
@@ -689,6 +835,187 @@ TEST_F(RedisLimitStoreFailureTest, ShutdownFailsEveryPendingCallbackExactlyOnce)
     EXPECT_EQ(slot->result.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(std::string(slot->result.status().message()), HasSubstr("store shut down"));
   }
+}
+
+}  // namespace
+}  // namespace copilot::gateway
+
+namespace copilot::gateway {
+namespace {
+
+// ----------------------------------------------------------------------------------------------
+// TLS: what must not connect fails like any other outage (UNAVAILABLE within the timeouts, the
+// cause in the message, unhealthy, reconnection by itself), and what must connect does.
+
+class RedisLimitStoreTlsTest : public ::testing::Test {
+ protected:
+  static constexpr RateLimit kLimit{.per_second = 1000, .burst = 1000};
+  // What a machine shared with other builds adds to a bound.
+  static constexpr absl::Duration kSlack = absl::Milliseconds(300);
+
+  struct FirstCall {
+    absl::StatusOr<StepResult> result;
+    absl::Duration took;  // Since the store was created (it connects at once).
+    bool healthy = true;
+  };
+
+  // Creates a store (kept in store_) and makes one call as it starts connecting.
+  FirstCall CallNewStore(const RedisLimitStoreOptions& options) {
+    const SteadyClock::time_point start = SteadyClock::now();
+    store_ = MakeStore(options);
+    if (store_ == nullptr) return {absl::InternalError("no store"), absl::ZeroDuration(), false};
+    FirstCall call;
+    call.result = TakeRate(*store_, "k", kLimit);
+    call.took = Since(start);
+    call.healthy = store_->healthy();
+    return call;
+  }
+
+  static void ExpectRefused(const FirstCall& call, absl::Duration bound,
+                            const std::vector<std::string>& cause) {
+    EXPECT_EQ(call.result.status().code(), absl::StatusCode::kUnavailable) << call.result.status();
+    for (const std::string& part : cause) {
+      EXPECT_THAT(std::string(call.result.status().message()), HasSubstr(part));
+    }
+    EXPECT_LE(call.took, bound);
+    EXPECT_FALSE(call.healthy);
+  }
+
+  std::unique_ptr<RedisLimitStore> store_;
+};
+
+TEST_F(RedisLimitStoreTlsTest, AServerCertificateFromAnUntrustedCaIsRefused) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::StartTls(ServerTls());
+  ASSERT_TRUE(server.ok()) << server.status();
+  RedisLimitStoreOptions options = TlsOptionsFor((*server)->tls_port());
+  options.tls.ca_file = Cert("other-ca.pem");
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack,
+                {absl::StrCat("127.0.0.1:", (*server)->tls_port()), "TLS handshake failed",
+                 "certificate verify failed"});
+  // The default, the system's trust store, does not know the test CA either.
+  options.tls.ca_file.clear();
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack,
+                {"certificate verify failed"});
+}
+
+TEST_F(RedisLimitStoreTlsTest, AnotherHostsCertificateIsRefused) {
+  // Signed by the trusted CA, but for redis.elsewhere.example only.
+  absl::StatusOr<std::unique_ptr<RedisServer>> server =
+      RedisServer::StartTls(ServerTls("elsewhere"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  RedisLimitStoreOptions options = TlsOptionsFor((*server)->tls_port());
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack,
+                {"certificate verify failed", "IP address mismatch"});
+  options.host = "localhost";
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack,
+                {"certificate verify failed", "hostname mismatch"});
+}
+
+TEST_F(RedisLimitStoreTlsTest, AHostNameIsVerifiedAgainstTheDnsNames) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::StartTls(ServerTls());
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<RedisLimitStoreOptions> options =
+      ParseRedisUrl(absl::StrCat("rediss://localhost:", (*server)->tls_port()), TlsOptionsFor(0));
+  ASSERT_TRUE(options.ok()) << options.status();
+  const FirstCall call = CallNewStore(*options);
+  ASSERT_TRUE(call.result.ok()) << call.result.status();
+  EXPECT_TRUE(call.result->allowed);
+  EXPECT_TRUE(store_->healthy());
+}
+
+TEST_F(RedisLimitStoreTlsTest, APlainServerBehindARedissUrlFailsTheHandshake) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  const RedisLimitStoreOptions options = TlsOptionsFor((*server)->port());
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack,
+                {"TLS handshake", "is the server speaking TLS on this port?"});
+}
+
+TEST_F(RedisLimitStoreTlsTest, ATlsServerBehindARedisUrlFails) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server = RedisServer::StartTls(ServerTls());
+  ASSERT_TRUE(server.ok()) << server.status();
+  const RedisLimitStoreOptions options = OptionsFor((*server)->tls_port());
+  ExpectRefused(CallNewStore(options), options.connect_timeout + options.command_timeout + kSlack,
+                {absl::StrCat("127.0.0.1:", (*server)->tls_port()), "rediss://"});
+}
+
+TEST_F(RedisLimitStoreTlsTest, ConnectsWhenATlsServerReplacesAPlainOne) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> plain = RedisServer::Start();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const int port = (*plain)->port();
+  const RedisLimitStoreOptions options = TlsOptionsFor(port);
+  ExpectRefused(CallNewStore(options), options.connect_timeout + kSlack, {"TLS handshake"});
+  plain->reset();
+  absl::StatusOr<std::unique_ptr<RedisServer>> tls = RedisServer::StartTls(ServerTls(), port);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_TRUE(WaitUntilHealthy(*store_, true, absl::Seconds(5)));
+  absl::StatusOr<StepResult> step = TakeRate(*store_, "k", kLimit);
+  ASSERT_TRUE(step.ok()) << step.status();
+  EXPECT_TRUE(step->allowed);
+}
+
+TEST_F(RedisLimitStoreTlsTest, AClientCertificateIsPresentedWhenTheServerRequiresOne) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> server =
+      RedisServer::StartTls(ServerTls("server", /*require_client_cert=*/true));
+  ASSERT_TRUE(server.ok()) << server.status();
+  RedisLimitStoreOptions options = TlsOptionsFor((*server)->tls_port());
+  // Without one: Redis ends the session after the handshake (TLS 1.3 tells the client then).
+  ExpectRefused(CallNewStore(options), options.connect_timeout + options.command_timeout + kSlack,
+                {"the server asked for a client certificate and none is configured"});
+
+  options.tls.cert_file = Cert("tenant-a.pem");
+  options.tls.key_file = Cert("tenant-a.key");
+  const FirstCall call = CallNewStore(options);
+  ASSERT_TRUE(call.result.ok()) << call.result.status();
+  EXPECT_TRUE(call.result->allowed);
+  EXPECT_TRUE(store_->healthy());
+  // A slow rate keeps its key for a second (kLimit's lives a millisecond).
+  ASSERT_TRUE(TakeRate(*store_, "slow", RateLimit{.per_second = 1, .burst = 1}).ok());
+  EXPECT_THAT(*(*server)->Command({"EXISTS", "copilot:{slow}:rate"}), ElementsAre("1"));
+}
+
+// A listening socket that never accepts: the kernel completes TCP connections, nobody answers
+// the TLS handshake.
+class SilentListener {
+ public:
+  SilentListener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+        listen(fd_, 16) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+      port_ = ntohs(address.sin_port);
+    }
+  }
+  ~SilentListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(RedisLimitStoreTlsTest, AHandshakeWithoutAnswerEndsWithTheConnectTimeout) {
+  SilentListener listener;
+  ASSERT_NE(listener.port(), 0);
+  const RedisLimitStoreOptions options = TlsOptionsFor(listener.port());
+  const FirstCall call = CallNewStore(options);
+  ExpectRefused(call, options.connect_timeout + kSlack,
+                {"TLS handshake: no answer within the connect timeout (500ms"});
+  EXPECT_GE(call.took, options.connect_timeout - absl::Milliseconds(10));
+
+  // Closing the store in the middle of a handshake waits for it, no longer.
+  store_ = MakeStore(options);
+  ASSERT_NE(store_, nullptr);
+  absl::SleepFor(absl::Milliseconds(100));
+  const SteadyClock::time_point closing = SteadyClock::now();
+  store_.reset();
+  EXPECT_LE(Since(closing), options.connect_timeout + kSlack);
 }
 
 }  // namespace

@@ -70,18 +70,59 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
       chosen = *free_port;
     }
     std::unique_ptr<RedisServer> server(new RedisServer(chosen, extra_args));
-    for (size_t i = 0; i + 1 < server->extra_args_.size(); ++i) {
-      if (server->extra_args_[i] == "--requirepass") server->password_ = server->extra_args_[i + 1];
-    }
     last = server->Spawn();
     if (last.ok()) return server;
   }
   return last;
 }
 
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::StartTls(
+    const RedisTlsFiles& tls, int tls_port, std::vector<std::string> extra_args) {
+  std::vector<std::string> args = {"--tls-port",
+                                   "",  // Set below.
+                                   "--tls-cert-file",
+                                   tls.cert_file,
+                                   "--tls-key-file",
+                                   tls.key_file,
+                                   "--tls-ca-cert-file",
+                                   tls.ca_file,
+                                   "--tls-auth-clients",
+                                   tls.require_client_certificate ? "yes" : "no"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  absl::Status last = absl::OkStatus();
+  // Free ports can be taken before redis binds them: try a few.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    absl::StatusOr<int> port = FreeLoopbackPort();
+    if (!port.ok()) return port.status();
+    int chosen_tls = tls_port;
+    if (chosen_tls == 0) {
+      absl::StatusOr<int> free_tls = FreeLoopbackPort();
+      if (!free_tls.ok()) return free_tls.status();
+      chosen_tls = *free_tls;
+    }
+    if (chosen_tls == *port) continue;
+    args[1] = absl::StrCat(chosen_tls);
+    std::unique_ptr<RedisServer> server(new RedisServer(*port, args, chosen_tls));
+    last = server->Spawn();
+    if (last.ok()) return server;
+  }
+  return last;
+}
+
+RedisServer::RedisServer(int port, std::vector<std::string> extra_args, int tls_port)
+    : port_(port), tls_port_(tls_port), extra_args_(std::move(extra_args)) {
+  for (size_t i = 0; i + 1 < extra_args_.size(); ++i) {
+    if (extra_args_[i] == "--requirepass") password_ = extra_args_[i + 1];
+  }
+}
+
 RedisServer::~RedisServer() { Kill(); }
 
 std::string RedisServer::url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
+
+std::string RedisServer::tls_url() const {
+  return tls_port_ == 0 ? "" : absl::StrCat("rediss://127.0.0.1:", tls_port_);
+}
 
 absl::Status RedisServer::Spawn() {
   std::vector<std::string> args = {kRedisServerPath,
