@@ -298,7 +298,8 @@ def caller_proto():
 
 def redis():
     for name, url in [("plain", b"redis://127.0.0.1:6379"), ("auth", b"redis://:s3cr%40t@redis.internal:6380/2"),
-                      ("acl", b"redis://gateway:p%3Aw@[::1]:6379/0"), ("host-only", b"redis://copilot-redis")]:
+                      ("acl", b"redis://gateway:p%3Aw@[::1]:6379/0"), ("host-only", b"redis://copilot-redis"),
+                      ("tls", b"rediss://user:p%40ss@[::1]:6380/2")]:
         write("redis_url", name, url)
     replies = {
         "step-allowed": b"*2\r\n:1\r\n:0\r\n", "step-refused": b"*2\r\n:0\r\n:250000\r\n",

@@ -3,7 +3,7 @@
 // Properties: a rejection is INVALID_ARGUMENT with a fixed text that never repeats the URL (it
 // may hold a password); an accepted URL has a host, a port in 1..65535 and a database >= 0,
 // and written back in canonical form (userinfo percent-encoded, an IPv6 host in brackets) it
-// parses to the same options.
+// parses to the same options (TLS included: rediss://).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +32,7 @@ std::string Encode(absl::string_view text) {
 }
 
 std::string Canonical(const RedisLimitStoreOptions& options) {
-  std::string url = "redis://";
+  std::string url = options.tls.enabled ? "rediss://" : "redis://";
   if (!options.username.empty() || !options.password.empty()) {
     absl::StrAppend(&url, Encode(options.username), ":", Encode(options.password), "@");
   }
@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                options.status().ToString());
     // Fixed texts only: the URL may hold a password.
     static constexpr absl::string_view kMessages[] = {
-        "redis url: must start with redis://",
+        "redis url: must start with redis:// or rediss:// (TLS)",
         "redis url: query and fragment are not supported",
         "redis url: userinfo must be [username]:password",
         "redis url: invalid percent-encoding in the username",
@@ -80,7 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(again.ok(), canonical + ": " + again.status().ToString());
   FUZZ_CHECK(again->host == options->host && again->port == options->port &&
                  again->database == options->database && again->username == options->username &&
-                 again->password == options->password,
+                 again->password == options->password &&
+                 again->tls.enabled == options->tls.enabled,
              canonical);
   return 0;
 }
