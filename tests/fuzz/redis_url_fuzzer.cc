@@ -80,8 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(again.ok(), canonical + ": " + again.status().ToString());
   FUZZ_CHECK(again->host == options->host && again->port == options->port &&
                  again->database == options->database && again->username == options->username &&
-                 again->password == options->password &&
-                 again->tls.enabled == options->tls.enabled,
+                 again->password == options->password && again->tls.enabled == options->tls.enabled,
              canonical);
   return 0;
 }
