@@ -3,7 +3,7 @@
 // attacker, and the gateway's peak RSS against its documented bound (issue #13).
 //
 //   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
-//                     [--inline-decode-bytes B]
+//                     [--inline-decode-bytes B] [--gateway-cpu N]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -17,7 +17,10 @@
 //     stay under the upstream's 30,000-character limit).
 // Phase 1 measures the victim alone for S seconds, phase 2 with the attacker for S seconds.
 // --inline-decode-bytes 1GiB decodes every answer on the transport's loop (no decode pool): the
-// figures without the isolation, for comparison.
+// figures without the isolation, for comparison. --gateway-cpu N runs the gateway alone on CPU N
+// and the emulator and the callers on the other CPUs: on a small machine, without it the
+// victim's latency also measures the callers' and the emulator's share of the same cores.
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -61,6 +64,9 @@ struct Options {
   int victims = 4;
   int answer_mib = 8;
   std::string inline_decode_bytes;  // Empty: the gateway's default.
+  // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
+  // as in production, where callers and the upstream are other machines.
+  int gateway_cpu = -1;
 };
 
 bool ParseOptions(int argc, char** argv, Options& options) {
@@ -70,6 +76,14 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     int number = 0;
     if (arg == "--inline-decode-bytes") {
       options.inline_decode_bytes = value;
+      continue;
+    }
+    if (arg == "--gateway-cpu") {
+      if (!absl::SimpleAtoi(value, &options.gateway_cpu) || options.gateway_cpu < 0 ||
+          options.gateway_cpu >= CPU_SETSIZE) {
+        std::fprintf(stderr, "bad value for %s\n", arg.c_str());
+        return false;
+      }
       continue;
     }
     if (!absl::SimpleAtoi(value, &number) || number <= 0) {
@@ -90,6 +104,21 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     }
   }
   return argc % 2 == 1;
+}
+
+// This thread's CPUs: `cpu` alone (include) or every CPU it may use but `cpu` (!include).
+// Children forked afterwards inherit the set.
+bool PinTo(int cpu, bool include) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (include) {
+    CPU_SET(cpu, &set);
+  } else {
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return false;
+    CPU_CLR(cpu, &set);
+    if (CPU_COUNT(&set) == 0) return false;
+  }
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
 std::string Sha256Hex(const std::string& text) {
@@ -314,7 +343,12 @@ int Main(int argc, char** argv) {
   if (!ParseOptions(argc, argv, options)) {
     std::fprintf(stderr,
                  "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
-                 "[--answer-mib M] [--inline-decode-bytes B]\n");
+                 "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N]\n");
+    return 2;
+  }
+  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false)) {
+    std::fprintf(stderr, "--gateway-cpu %d: cannot leave that CPU to the gateway\n",
+                 options.gateway_cpu);
     return 2;
   }
   auto emulator = copilot::emulator::testing::EmulatorProcess::Start(
@@ -336,7 +370,12 @@ int Main(int argc, char** argv) {
       Sha256Hex(kAttackerToken),
       "\"]\n    assistants: [{id: \"*\"}]\n    limits:\n      max_concurrent_answers: 8\n"
       "      answer_per_second: 10\n      other_per_second: 20\n");
+  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, true)) {
+    std::fprintf(stderr, "--gateway-cpu %d: cannot run there\n", options.gateway_cpu);
+    return 2;
+  }
   auto gateway = GatewayProcess::Start(gateway_options);
+  if (options.gateway_cpu >= 0) PinTo(options.gateway_cpu, false);
   if (!gateway.ok()) {
     std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());
     return 1;
@@ -350,9 +389,14 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "fault: %s\n", std::string(fault.status().message()).c_str());
     return 1;
   }
+  // Each tenant on its own connections, as separate services would be: the attacker's 8 MiB
+  // answers do not share an HTTP/2 connection (and its TCP window) with the victim's calls.
   std::vector<std::unique_ptr<v1::CopilotService::Stub>> stubs;
-  for (int i = 0; i < 4; ++i)
+  std::vector<std::unique_ptr<v1::CopilotService::Stub>> attacker_stubs;
+  for (int i = 0; i < 4; ++i) {
     stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+    attacker_stubs.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+  }
 
   std::atomic<bool> stop_baseline{false};
   const Phase baseline = RunVictims(options, stubs, stop_baseline);
@@ -362,7 +406,8 @@ int Main(int argc, char** argv) {
   AttackCounts counts;
   std::vector<std::thread> attackers;
   for (int i = 0; i < options.attackers; ++i) {
-    attackers.emplace_back([&, i] { Attacker(*stubs[i % stubs.size()], stop_attack, counts, i); });
+    attackers.emplace_back(
+        [&, i] { Attacker(*attacker_stubs[i % attacker_stubs.size()], stop_attack, counts, i); });
   }
   std::this_thread::sleep_for(std::chrono::seconds(2));  // Let the attack reach its stride.
   std::atomic<bool> stop_victims{false};
