@@ -2,7 +2,8 @@
 # Builds everything with a sanitizer into build/asan or build/tsan and runs every test there.
 #   scripts/sanitize.sh address   # AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer
 #   scripts/sanitize.sh thread    # ThreadSanitizer, against abseil and gRPC rebuilt with TSan
-# Not part of scripts/test.sh (CI): each run rebuilds the whole tree.
+# address is the last step of scripts/test.sh (CI; SANITIZE=0 skips it); thread is not (it
+# first builds TSan-instrumented gRPC and abseil, about 45 minutes).
 #
 # thread: scripts/build-tsan-deps.sh first builds Debian's abseil and gRPC sources with
 # -fsanitize=thread into build/tsan-deps/prefix (long the first time, then skipped); the tree is

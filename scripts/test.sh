@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is needed, checks the contract and formatting,
 # builds everything, runs every test, then every fuzz target for a bounded time
-# (scripts/fuzz.sh; FUZZ=0 skips it). Exits non-zero on any failure.
+# (scripts/fuzz.sh; FUZZ=0 skips it), then every test again built with AddressSanitizer,
+# LeakSanitizer and UndefinedBehaviorSanitizer (scripts/sanitize.sh address, in build/asan;
+# SANITIZE=0 skips it). Exits non-zero on any failure or sanitizer report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +26,9 @@ ctest --test-dir "${BUILD_DIR:-build/default}" --output-on-failure --timeout 300
 if [[ "${FUZZ:-1}" != 0 ]]; then
   echo "== fuzz"
   scripts/fuzz.sh
+fi
+
+if [[ "${SANITIZE:-1}" != 0 ]]; then
+  echo "== sanitizers: every test under ASan + LSan + UBSan (build/asan)"
+  scripts/sanitize.sh address
 fi
