@@ -3,7 +3,7 @@
 // attacker, and the gateway's peak RSS against its documented bound (issue #13).
 //
 //   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
-//                     [--inline-decode-bytes B] [--gateway-cpu N]
+//                     [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -64,6 +64,7 @@ struct Options {
   int victims = 4;
   int answer_mib = 8;
   std::string inline_decode_bytes;  // Empty: the gateway's default.
+  int decode_threads = 0;           // 0: the gateway's default.
   // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
   // as in production, where callers and the upstream are other machines.
   int gateway_cpu = -1;
@@ -96,6 +97,8 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.attackers = number;
     } else if (arg == "--victims") {
       options.victims = number;
+    } else if (arg == "--decode-threads") {
+      options.decode_threads = number;
     } else if (arg == "--answer-mib") {
       options.answer_mib = number;
     } else {
@@ -341,9 +344,10 @@ void PrintPhase(const char* name, const Phase& phase) {
 int Main(int argc, char** argv) {
   Options options;
   if (!ParseOptions(argc, argv, options)) {
-    std::fprintf(stderr,
-                 "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
-                 "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N]\n");
+    std::fprintf(
+        stderr,
+        "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
+        "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N]\n");
     return 2;
   }
   if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false)) {
@@ -363,6 +367,9 @@ int Main(int argc, char** argv) {
   gateway_options.upstream = {{"max_call_timeout", "60s"}};
   if (!options.inline_decode_bytes.empty()) {
     gateway_options.upstream.emplace("inline_decode_bytes", options.inline_decode_bytes);
+  }
+  if (options.decode_threads > 0) {
+    gateway_options.upstream.emplace("decode_threads", absl::StrCat(options.decode_threads));
   }
   gateway_options.extra_yaml = absl::StrCat(
       "tenants:\n  - id: victim\n    bearer_token_sha256: [\"", Sha256Hex(kVictimToken),
