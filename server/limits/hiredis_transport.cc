@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-
+#include "server/limits/redis_replies.h"
 namespace copilot::gateway {
 namespace {
 
@@ -41,14 +41,10 @@ class HiredisTransport final : public RedisTransport {
       : context_(std::move(context)), command_timeout_(command_timeout) {}
 
   bool Append(const std::vector<std::string>& command) override {
-    std::vector<const char*> argv;
-    std::vector<size_t> lengths;
-    for (const std::string& arg : command) {
-      argv.push_back(arg.data());
-      lengths.push_back(arg.size());
-    }
-    return redisAppendCommandArgv(context_.get(), static_cast<int>(argv.size()), argv.data(),
-                                  lengths.data()) == REDIS_OK;
+    std::string formatted;
+    return AppendRedisCommand(command, formatted) &&
+           redisAppendFormattedCommand(context_.get(), formatted.data(), formatted.size()) ==
+               REDIS_OK;
   }
 
   absl::StatusOr<RedisReply> ReadReply() override {

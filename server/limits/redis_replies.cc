@@ -41,4 +41,20 @@ absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string
   return reply.integer == 1;
 }
 
+bool AppendRedisCommand(const std::vector<std::string>& command, std::string& out) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  for (const std::string& arg : command) {
+    argv.push_back(arg.data());
+    lengths.push_back(arg.size());
+  }
+  char* formatted = nullptr;
+  const int length = redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()), argv.data(),
+                                            lengths.data());
+  if (length < 0) return false;
+  out.append(formatted, static_cast<size_t>(length));
+  redisFreeCommand(formatted);
+  return true;
+}
+
 }  // namespace copilot::gateway

@@ -1,7 +1,10 @@
 // What the limit scripts' replies (server/limits/redis_scripts.h) mean, read from a hiredis
-// reply. Pure functions: thread-safe.
+// reply; and the commands as sent (RESP). Pure functions: thread-safe.
 #ifndef COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
 #define COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
+
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -20,6 +23,10 @@ absl::StatusOr<StepResult> StepResultFromReply(const redisReply& reply,
 // Whether the concurrency slot script named `script_name` acquired the slot (the integer 1).
 // UNAVAILABLE for an error reply or a reply that is not an integer.
 absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string_view script_name);
+
+// Appends `command` (its arguments, binary-safe) to `out` in RESP, as hiredis formats it. False
+// (and `out` unchanged) when out of memory.
+bool AppendRedisCommand(const std::vector<std::string>& command, std::string& out);
 
 }  // namespace copilot::gateway
 

@@ -26,7 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-
+#include "server/limits/redis_replies.h"
 namespace copilot::gateway {
 namespace {
 
@@ -281,19 +281,7 @@ class TlsRedisTransport final : public RedisTransport {
   }
 
   bool Append(const std::vector<std::string>& command) override {
-    std::vector<const char*> argv;
-    std::vector<size_t> lengths;
-    for (const std::string& arg : command) {
-      argv.push_back(arg.data());
-      lengths.push_back(arg.size());
-    }
-    char* formatted = nullptr;
-    const int length = redisFormatCommandArgv(&formatted, static_cast<int>(argv.size()),
-                                              argv.data(), lengths.data());
-    if (length < 0) return false;
-    out_.append(formatted, static_cast<size_t>(length));
-    redisFreeCommand(formatted);
-    return true;
+    return AppendRedisCommand(command, out_);
   }
 
   absl::StatusOr<RedisReply> ReadReply() override {
