@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/app/log.h"
+#include "server/common/cpus.h"
 #include "server/common/crypto.h"
 #include "server/ops/instrumented_transport.h"
 #include "server/upstream/haufe_client.h"
@@ -180,7 +181,9 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
         std::move(gateway->transport_), *gateway->metrics_, *gateway->clock_);
     gateway->response_memory_ =
         std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
-    gateway->decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads);
+    gateway->decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads > 0
+                                                             ? config.upstream.decode_threads
+                                                             : std::min(4, UsableCpus()));
     gateway->api_ = std::make_shared<HaufeClient>(
         ClientConfig(config), gateway->transport_, [] { return absl::Now(); },
         gateway->response_memory_.get(), gateway->decode_pool_.get());

@@ -339,7 +339,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
            {"max_buffered_bytes", Bytes(upstream.max_buffered_bytes, 1024 * 1024, 64 * kGiB)},
            {"allow_insecure_http", Bool(upstream.allow_insecure_http)},
-           {"decode_threads", IntInRange(upstream.decode_threads, 1, 64)},
+           {"decode_threads", IntInRange(upstream.decode_threads, 0, 64)},
            {"inline_decode_bytes", Bytes(upstream.inline_decode_bytes, 0, kGiB)},
        })},
       {"limits", Section({

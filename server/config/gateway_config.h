@@ -44,8 +44,8 @@ struct UpstreamConfig {
   // max_response_bytes); a response that would pass it fails.
   std::size_t max_buffered_bytes = 256 * 1024 * 1024;
   // Threads decoding answers larger than inline_decode_bytes off the transport's event loop,
-  // taking the tenants in turn.
-  int decode_threads = 2;
+  // taking the tenants in turn. 0: the CPUs the process may use (UsableCpus()), at most 4.
+  int decode_threads = 0;
   std::size_t inline_decode_bytes = 64 * 1024;
   // Accept an http:// base_url on a host that is not loopback (the API key travels in clear
   // text). Off: such a URL is refused.

@@ -42,6 +42,7 @@
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "server/common/cpus.h"
 #include "server/common/crypto.h"
 #include "tests/emulator/testing/emulator_process.h"
 #include "tests/server/integration/gateway_process.h"
@@ -455,10 +456,15 @@ int Main(int argc, char** argv) {
         before->rss_kib / 1024.0, after->rss_kib / 1024.0, after->hwm_kib / 1024.0,
         after->cpu_seconds - before->cpu_seconds);
   }
+  // The gateway's decode threads: as set, else one per CPU it may use (at most 4).
+  const int decodes = options.decode_threads > 0 ? options.decode_threads
+                      : options.gateway_cpu >= 0 ? 1
+                                                 : std::min(4, copilot::gateway::UsableCpus());
   std::printf(
       "  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 512 "
-      "MiB + response buffers 256 MiB + 2 decodes x ~16 MiB x 15 + request_id store 64 "
-      "MiB + ~35 MiB baseline = ~1347 MiB\n");
+      "MiB + response buffers 256 MiB + %d decode thread(s) x ~16 MiB x 15 + request_id "
+      "store 64 MiB + ~35 MiB baseline = ~%d MiB\n",
+      decodes, 512 + 256 + decodes * 16 * 15 + 64 + 35);
   std::fflush(stdout);
   stubs.clear();
   absl::StatusOr<int> exit_code = (*gateway)->Stop();
