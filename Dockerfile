@@ -14,10 +14,21 @@
 # exiting 0 on SIGTERM. No Docker engine runs where those tests run, so the image itself is not
 # built there.
 #
-# Pin the base image by digest (debian:bookworm-slim@sha256:...) in your own registry for
-# reproducible builds.
+# Built here by scripts/build-image.sh (docker, or buildah where no Docker engine runs), which
+# also writes the runtime image's package list and SBOM.
+#
+# Build arguments:
+#   BASE_IMAGE  the Debian 12 base of both stages. Pin it by digest
+#               (debian:bookworm-slim@sha256:...) in your own registry for reproducible builds;
+#               scripts/build-image.sh makes an equivalent with mmdebstrap when it cannot pull.
+#   RUN_TESTS   true (default): the build stage installs everything the README's test command
+#               needs, builds everything and runs the tests. false (CI, which runs the tests
+#               anyway): it installs only what the gateway needs to build and builds only the
+#               gateway. The runtime stage is the same either way.
+ARG BASE_IMAGE=debian:bookworm-slim
 
-FROM debian:bookworm-slim AS build
+FROM ${BASE_IMAGE} AS build
+ARG RUN_TESTS=true
 WORKDIR /src
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The JDK (the Java client's tests) links man pages into /usr/share/man, which the slim image
@@ -27,20 +38,22 @@ RUN mkdir -p /usr/share/man/man1
 # stay cached while the sources change.
 COPY scripts/install-deps.sh scripts/
 COPY package.json package-lock.json ./
-RUN scripts/install-deps.sh
+RUN if [ "$RUN_TESTS" = true ]; then scripts/install-deps.sh; else scripts/install-deps.sh --gateway-only; fi
 COPY . .
-RUN scripts/build.sh
+RUN if [ "$RUN_TESTS" = true ]; then scripts/build.sh; else scripts/build.sh --target copilot-gateway; fi
 # The README's test command (scripts/test.sh runs the same ctest after buf lint and the
 # clang-format check), except:
 #  - label "kubernetes": the Kubernetes manifest checks need kubectl, which Debian does not
 #    package, and they are about this image's deployment, not its build;
 #  - proto_check_breaking: it compares against git tags, and .dockerignore keeps .git out.
-RUN ctest --test-dir build/default --output-on-failure --timeout 300 -j "$(nproc)" \
-      --label-exclude '^kubernetes$' --exclude-regex '^proto_check_breaking$'
+#  - label "image": building and running this image inside its own build.
+RUN if [ "$RUN_TESTS" = true ]; then ctest --test-dir build/default --output-on-failure --timeout 300 -j "$(nproc)" \
+      --label-exclude '^(kubernetes|image)$' --exclude-regex '^proto_check_breaking$'; fi
 # Debug sections out, symbols kept (absl's stack traces stay readable).
 RUN strip --strip-debug -o /copilot-gateway build/default/server/app/copilot-gateway
 
-FROM debian:bookworm-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="copilot-gateway" \
@@ -49,7 +62,7 @@ LABEL org.opencontainers.image.title="copilot-gateway" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.source="https://github.com/example/copilot-gateway" \
       org.opencontainers.image.documentation="https://github.com/example/copilot-gateway/blob/main/deploy/kubernetes/README.md" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 # The Debian packages of the libraries copilot-gateway links (`ldd` + `dpkg -S`; libc6,
 # libgcc-s1 and libstdc++6's dependencies come with the base image or these), and the CA
 # certificates for TLS to the Haufe API. Versions are not pinned: bookworm's security updates

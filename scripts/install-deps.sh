@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs what copilot-gateway needs to build, test and run on Debian 12 (bookworm): Debian
 # packages (as root, or through sudo) and the npm tools pinned in package.json. Safe to re-run.
+#
+#   scripts/install-deps.sh                 everything: build, tests, clients, tools
+#   scripts/install-deps.sh --gateway-only  only what `scripts/build.sh --target copilot-gateway`
+#                                           needs (the image's build stage without its tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+gateway_only=false
+case "${1:-}" in
+  "") ;;
+  --gateway-only) gateway_only=true ;;
+  *) echo "install-deps: unknown argument $1" >&2; exit 2 ;;
+esac
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -26,9 +36,21 @@ packages=(
   default-jdk-headless libgrpc-java protobuf-compiler-grpc-java-plugin libprotobuf-java
   libnetty-java libperfmark-java
 )
+if [ "$gateway_only" = true ]; then
+  # CMake's configure step finds every package of the build (GTest, promtool's and openssl's
+  # programs are looked up but only the tests use them), so the test libraries stay in.
+  packages=(
+    build-essential cmake ninja-build pkg-config ca-certificates openssl libssl-dev
+    libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
+    golang-github-gogo-googleapis-dev libcurl4-openssl-dev nlohmann-json3-dev libabsl-dev
+    libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcivetweb-dev libhiredis-dev
+  )
+fi
 # Node.js comes from Debian unless a node (e.g. a newer build) is already installed.
-command -v node >/dev/null 2>&1 || packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [ "$gateway_only" = false ]; then
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -41,6 +63,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
+[ "$gateway_only" = false ] || exit 0
 if [ ! -x node_modules/.bin/buf ] || [ ! -d node_modules/@grpc/grpc-js ] || [ ! -d node_modules/@grpc/proto-loader ]; then
   echo "== installing npm tools (package.json)"
   npm install --no-audit --no-fund --loglevel=error >/dev/null

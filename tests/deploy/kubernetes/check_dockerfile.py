@@ -2,9 +2,11 @@
 """Checks the repository's Dockerfile: two npm linters (lint_dockerfile.js), then the rules of
 issue #7 that no generic linter knows:
 
-  - multi-stage on debian:bookworm-slim; the build stage runs the README's commands, i.e. the
-    steps of scripts/test.sh (scripts/install-deps.sh, scripts/build.sh, ctest on
-    build/default with its --timeout), excluding only what the Dockerfile documents;
+  - multi-stage on debian:bookworm-slim (ARG BASE_IMAGE, defaulting to it); the build stage
+    runs the README's commands, i.e. the steps of scripts/test.sh (scripts/install-deps.sh,
+    scripts/build.sh, ctest on build/default with its --timeout), excluding only what the
+    Dockerfile documents; with RUN_TESTS=false (default true) it installs and builds only the
+    gateway (install-deps.sh --gateway-only, build.sh --target copilot-gateway) and skips ctest;
   - the runtime stage installs exactly the packages the built binary needs: `ldd` of the real
     binary, `dpkg -S` of each library, and every such package must be installed explicitly (the
     ones owning the binary's direct NEEDED libraries), pulled in by their Depends, or part of
@@ -41,8 +43,26 @@ ENTRYPOINT = ["/usr/local/bin/copilot-gateway"]
 CMD = ["--config", "/etc/copilot-gateway/gateway.yaml"]
 OCI = ["title", "description", "version", "revision", "source"]
 # ctest selections the build stage may make, each explained in the Dockerfile.
-ALLOWED_EXCLUSIONS = {("--label-exclude", "^kubernetes$"),
+ALLOWED_EXCLUSIONS = {("--label-exclude", "^(kubernetes|image)$"),
                       ("--exclude-regex", "^proto_check_breaking$")}
+# RUN_TESTS=false runs these instead of the README's steps (no else: the step is skipped).
+GATEWAY_ONLY = {"scripts/install-deps.sh": "scripts/install-deps.sh --gateway-only",
+                "scripts/build.sh": "scripts/build.sh --target copilot-gateway",
+                "ctest": None}
+RUN_TESTS_IF = re.compile(r'^if \[ "\$RUN_TESTS" = true \]; then (.*?);(?: else (.*?);)? fi$',
+                          re.S)
+
+
+def global_args(text):
+    """ARGs before the first FROM: {name: default or None}."""
+    args = {}
+    for line in text.splitlines():
+        if re.match(r"^\s*FROM\s", line, re.I):
+            break
+        m = re.match(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?\s*$", line, re.I)
+        if m:
+            args[m.group(1)] = m.group(2)
+    return args
 
 
 def usr_variants(path):
@@ -119,6 +139,29 @@ class Dockerfile:
     def runs(self, stage):
         return [rest for _, word, rest in stage["instructions"] if word == "RUN"]
 
+    def tested_runs(self):
+        """The build stage's RUNs as RUN_TESTS=true runs them; checks the RUN_TESTS=false
+        branches against GATEWAY_ONLY."""
+        args = {rest.split("=")[0]: rest.split("=", 1)[1] if "=" in rest else None
+                for _, w, rest in self.build["instructions"] if w == "ARG"}
+        fail_unless(args.get("RUN_TESTS") == "true",
+                    f"the build stage's ARG RUN_TESTS defaults to {args.get('RUN_TESTS')}, "
+                    "not true")
+        runs = []
+        for run in self.runs(self.build):
+            m = RUN_TESTS_IF.match(" ".join(run.split()))
+            if not m:
+                runs.append(run)
+                continue
+            tested, other = m.group(1), m.group(2)
+            key = "ctest" if tested.startswith("ctest ") else tested
+            fail_unless(key in GATEWAY_ONLY, f"RUN {run}: only the README's steps depend on "
+                        "RUN_TESTS")
+            fail_unless(other == GATEWAY_ONLY[key], f"with RUN_TESTS=false, {key} runs "
+                        f"{other!r}, not {GATEWAY_ONLY[key]!r}")
+            runs.append(tested)
+        return runs
+
     def lint(self):
         node = shutil.which("node")
         fail_unless(node, "node not found")
@@ -132,9 +175,11 @@ class Dockerfile:
 
     def stages_and_base(self):
         fail_unless(len(self.stages) >= 2, "not multi-stage")
+        base_arg = global_args(self.text).get("BASE_IMAGE")
+        fail_unless(base_arg == BASE, f"ARG BASE_IMAGE defaults to {base_arg}, not {BASE}")
         for stage in self.stages:
-            fail_unless(stage["from"] == BASE, f"stage {stage['name']} is FROM {stage['from']}, "
-                        f"not {BASE}")
+            fail_unless(stage["from"] == "${BASE_IMAGE}", f"stage {stage['name']} is FROM "
+                        f"{stage['from']}, not ${{BASE_IMAGE}} ({BASE})")
         fail_unless(self.build["name"] and self.runtime["name"] and
                     self.build["name"] != self.runtime["name"], "stages are not named")
         return f"{len(self.stages)} stages on {BASE}: " + ", ".join(s["name"] for s in self.stages)
@@ -145,7 +190,7 @@ class Dockerfile:
         with open(os.path.join(self.repo, "README.md"), encoding="utf-8") as f:
             readme = f.read()
         fail_unless("scripts/test.sh" in readme, "README does not name scripts/test.sh")
-        runs = self.runs(self.build)
+        runs = self.tested_runs()
         steps = []
         for script in ("scripts/install-deps.sh", "scripts/build.sh"):
             fail_unless(re.search(rf"^{re.escape(script)}\b", test_sh, re.M),

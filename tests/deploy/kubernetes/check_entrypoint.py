@@ -20,13 +20,24 @@ runs it, gRPC readiness SERVING and GET /readyz 200; SIGHUP to PID 1 must reload
 the process must exit 0 within terminationGracePeriodSeconds.
 
 Needs root (namespaces, mounts): skipped (exit 77) without. The libraries are this machine's,
-not the image's (the image is not built here: no Docker engine).
+not the image's.
+
+With --image NAME:TAG (issue #19) it runs the built image instead (buildah: `buildah from`,
+`buildah mount`): the image's own root filesystem, read-only, as the root directory, with its
+configured Entrypoint, Cmd, User and Env (which must be the Dockerfile's), /proc, a minimal
+/dev and a tmpfs /run, the volumes mounted into it. Then, besides the checks above, it serves a
+call: the ConfigMap's base_url points at a haufe-emulator in the same network namespace and the
+payroll tenant's token hash at a test token; `copilot ask` through the gateway must answer.
 
   check_entrypoint.py --repo ROOT --overlay single --gateway PATH/copilot-gateway
+  check_entrypoint.py --repo ROOT --overlay single --image copilot-gateway:0.1.0 \
+      --emulator PATH/haufe-emulator --cli PATH/copilot
 """
 
 import argparse
 import base64
+import hashlib
+import json
 import os
 import re
 import secrets as random_secrets
@@ -68,6 +79,75 @@ exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 """
 
 
+# The same in an image's root filesystem ($2), entered with chroot (RUNNER): the volumes' targets
+# in "$t/mounts" are already resolved inside the image (/var/run -> /run).
+SETUP_IMAGE = r"""
+set -eu
+t="$1"; r="$2"; shift 2
+mount --bind "$r" "$r"
+mount -t proc proc "$r/proc"
+mount -t tmpfs -o mode=0755,nosuid tmpfs "$r/dev"
+for d in null zero full random urandom tty; do
+  touch "$r/dev/$d"
+  mount --bind "/dev/$d" "$r/dev/$d"
+done
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$r/run"
+while read -r name target; do
+  mkdir -p "$r$target"
+  mount --bind "$t/volumes/$name" "$r$target"
+done < "$t/mounts"
+ip link set lo up
+findmnt -rno TARGET | sort -u | while read -r m; do
+  case "$m" in "$r"|"$r"/*) ;; *) continue ;; esac
+  case "$m" in "$r/proc"|"$r/proc/"*|"$r/dev"|"$r/dev/"*) continue ;; esac
+  mount -o remount,bind,ro "$m"
+done
+exec /usr/bin/python3 -c "$RUNNER" "$r" "$t/process.json" "$@"
+"""
+# What a container runtime does last: the image's root, user, no capabilities, no_new_privs,
+# the image's environment, then exec of Entrypoint + Cmd (PID 1 stays PID 1).
+RUNNER = r"""
+import ctypes, json, os, sys
+root, spec_path, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(spec_path) as f:
+    spec = json.load(f)
+libc = ctypes.CDLL(None, use_errno=True)
+os.chroot(root)
+os.chdir(spec["cwd"])
+for cap in range(64):
+    libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP
+os.setgroups(spec["groups"])
+os.setgid(spec["gid"])
+os.setuid(spec["uid"])
+if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+    sys.exit("prctl(PR_SET_NO_NEW_PRIVS) failed")
+os.execve(argv[0], argv, dict(e.split("=", 1) for e in spec["env"]))
+"""
+
+
+def resolve_in_root(root, path):
+    """`path` inside the root filesystem `root`, its symlinks followed there (not on the host)."""
+    parts = [p for p in path.split("/") if p]
+    resolved = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            resolved = resolved[:-1]
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            hops += 1
+            fail_unless(hops < 40, f"{path}: too many symlinks in the image")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(part)
+    return "/" + "/".join(resolved)
+
+
 def prepare(work, args, objects, deployment, stage):
     """Lays out the upper layers and volumes under `work`; returns the command line."""
     container = gateway_container(deployment)
@@ -77,10 +157,11 @@ def prepare(work, args, objects, deployment, stage):
                 f"ENTRYPOINT {entrypoint}: expected one binary under /usr/local")
     for d in ("etc-up", "etc-work", "usrlocal-up", "usrlocal-work", "volumes"):
         os.makedirs(os.path.join(work, d))
-    binary = os.path.join(work, "usrlocal-up", os.path.relpath(entrypoint[0], "/usr/local"))
-    os.makedirs(os.path.dirname(binary), exist_ok=True)
-    shutil.copy2(args.gateway, binary)
-    os.chmod(binary, 0o755)
+    if not args.image:
+        binary = os.path.join(work, "usrlocal-up", os.path.relpath(entrypoint[0], "/usr/local"))
+        os.makedirs(os.path.dirname(binary), exist_ok=True)
+        shutil.copy2(args.gateway, binary)
+        os.chmod(binary, 0o755)
 
     user = stage.get("USER", "")
     m = re.fullmatch(r"(\d+):(\d+)", user)
@@ -90,6 +171,12 @@ def prepare(work, args, objects, deployment, stage):
     groups = sorted({gid} | ({fs_group} if fs_group is not None else set()))
     with open(os.path.join(work, "ids"), "w") as f:
         f.write(f"--reuid {uid} --regid {gid} --groups {','.join(map(str, groups))}")
+    if args.image:
+        env = dict(e.split("=", 1) for e in stage.get("Env") or [])
+        env["HOSTNAME"] = "copilot-gateway-0"
+        with open(os.path.join(work, "process.json"), "w") as f:
+            json.dump({"uid": uid, "gid": gid, "groups": groups, "cwd": stage.get("WORKDIR") or "/",
+                       "env": [f"{k}={v}" for k, v in env.items()]}, f)
 
     # The Secret templates' keys, with test values.
     templates = {t["metadata"]["name"]: t.get("stringData", {}) for t in load_yaml_all(
@@ -135,6 +222,8 @@ def prepare(work, args, objects, deployment, stage):
                 f.write(content)
             os.chown(path, 0, group)
             os.chmod(path, mode)
+        if args.image:
+            target = resolve_in_root(args.rootfs, target)
         mounts.append(f"{mount['name']} {target}")
     with open(os.path.join(work, "mounts"), "w") as f:
         f.write("\n".join(mounts) + "\n")
@@ -194,7 +283,8 @@ def child_pid(parent, timeout=10):
 
 
 def run(args):
-    for tool in ("unshare", "nsenter", "setpriv", "findmnt", "ip"):
+    for tool in ("unshare", "nsenter", "setpriv", "findmnt", "ip") + (
+            ("buildah", "curl") if args.image else ()):
         if not shutil.which(tool):
             print(f"SKIP: {tool} not found")
             return SKIP
@@ -205,6 +295,8 @@ def run(args):
     deployment = one(objects, "Deployment", "copilot-gateway")
     container = gateway_container(deployment)
     stage = read_dockerfile(args.repo)[-1]
+    if args.image:
+        point_at_emulator(objects)
     text, _, _ = gateway_config(objects, deployment)
     config = yaml.safe_load(text)
     period = deployment["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
@@ -212,23 +304,121 @@ def run(args):
     _, metrics_port = host_port(config.get("metrics_listen", "0.0.0.0:9464"))
 
     with tempfile.TemporaryDirectory(prefix="k8s-entrypoint-") as work:
-        argv, uid = prepare(work, args, objects, deployment, stage)
-        print(f"     container command line: {' '.join(argv)} (USER {stage['USER']})")
-        unshare = ["unshare", "--mount", "--net", "--pid", "--fork", "--propagation", "private",
-                   "--kill-child", "--", "/bin/sh", "-c", SETUP, "sh", work] + argv
-        proc, addresses = start_gateway(unshare)
-        gateway = child_pid(proc.pid)
+        container_id = None
         try:
-            check(proc, gateway, addresses, container, config, grpc_port, metrics_port, uid,
-                  period)
+            env = None
+            if args.image:
+                container_id, args.rootfs, stage = open_image(args.image, stage)
+                env = dict(os.environ, RUNNER=RUNNER)
+            argv, uid = prepare(work, args, objects, deployment, stage)
+            print(f"     container command line: {' '.join(argv)} (USER {stage['USER']})")
+            setup = [SETUP_IMAGE, "sh", work, args.rootfs] if args.image else [SETUP, "sh", work]
+            unshare = ["unshare", "--mount", "--net", "--pid", "--fork", "--propagation",
+                       "private", "--kill-child", "--", "/bin/sh", "-c"] + setup + argv
+            proc, addresses = start_gateway(unshare, env=env)
+            gateway = child_pid(proc.pid)
+            try:
+                check(proc, gateway, addresses, container, config, grpc_port, metrics_port, uid,
+                      period, (lambda: serve_call(args, gateway, grpc_port)) if args.image
+                      else None)
+            finally:
+                if proc.poll() is None:
+                    os.kill(gateway, signal.SIGKILL)
+                    proc.wait(10)
         finally:
-            if proc.poll() is None:
-                os.kill(gateway, signal.SIGKILL)
-                proc.wait(10)
+            if container_id:
+                buildah("umount", container_id)
+                buildah("rm", container_id)
     return 0
 
 
-def check(proc, gateway, addresses, container, config, grpc_port, metrics_port, uid, period):
+# ---- The built image (--image)
+
+EMULATOR_PORT = 18080
+TEST_TOKEN = "image-test-token"
+API_KEY = "test-value-of-api-key"  # secret_value("api-key"), trimmed as the gateway reads it
+LICENCE = "test-value-of-payroll.licence"
+TAX_ASSISTANT = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001"  # the emulator's; it needs a licence
+
+
+def buildah(*argv):
+    proc = subprocess.run(["buildah", "--storage-driver", "vfs"] + list(argv),
+                          capture_output=True, text=True, timeout=300)
+    fail_unless(proc.returncode == 0, f"buildah {' '.join(argv)}: {proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip()
+
+
+def open_image(image, dockerfile_stage):
+    """A container of `image`, mounted: (container ID, root filesystem, stage as configured)."""
+    config = json.loads(buildah("inspect", "--type", "image", image))["OCIv1"]["config"]
+    configured = {"ENTRYPOINT": config.get("Entrypoint"), "CMD": config.get("Cmd"),
+                  "USER": config.get("User"), "Env": config.get("Env") or [],
+                  "WORKDIR": config.get("WorkingDir") or "/",
+                  "STOPSIGNAL": config.get("StopSignal"),
+                  "EXPOSE": sorted(p.split("/")[0] for p in config.get("ExposedPorts", {}))}
+    dockerfile_stage = dict(dockerfile_stage, EXPOSE=sorted(dockerfile_stage.get("EXPOSE", [])))
+    for key in ("ENTRYPOINT", "CMD", "USER", "STOPSIGNAL", "EXPOSE"):
+        fail_unless(configured[key] == dockerfile_stage.get(key),
+                    f"the image's {key} {configured[key]} is not the Dockerfile's "
+                    f"{dockerfile_stage.get(key)}")
+    container_id = buildah("from", "--pull=never", "--quiet", image)
+    try:
+        rootfs = buildah("mount", container_id)
+    except CheckError:
+        buildah("rm", container_id)
+        raise
+    print(f"ok   image {image}: container {container_id} mounted at {rootfs}; "
+          f"Entrypoint, Cmd, User, StopSignal and ports as in the Dockerfile")
+    return container_id, rootfs, configured
+
+
+def point_at_emulator(objects):
+    """The rendered ConfigMap's gateway.yaml with the emulator as upstream and a test token."""
+    zero = "0" * 64
+    for configmap in (o for o in objects if o.get("kind") == "ConfigMap"):
+        for key, value in configmap.get("data", {}).items():
+            if "base_url:" in value and zero in value:
+                value = re.sub(r'base_url: "[^"]*"',
+                               f'base_url: "http://127.0.0.1:{EMULATOR_PORT}/agents"', value)
+                configmap["data"][key] = value.replace(
+                    zero, hashlib.sha256(TEST_TOKEN.encode()).hexdigest())
+                return
+    raise CheckError("no ConfigMap with base_url and the all-zero token digest")
+
+
+def serve_call(args, gateway, grpc_port):
+    """A question through the image's gateway to an emulator in its network namespace."""
+    emulator = subprocess.Popen(
+        ["nsenter", "--target", str(gateway), "--net", "--", args.emulator, "--listen",
+         f"127.0.0.1:{EMULATOR_PORT}", "--api-key", API_KEY, "--stream-delay-ms", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = emulator.stdout.readline()
+        fail_unless("listening on" in line, f"the emulator did not start: {line!r}")
+        ask = in_netns(gateway, [args.cli, "--target", f"127.0.0.1:{grpc_port}", "--token",
+                                 TEST_TOKEN, "--timeout", "30", "ask", "--assistant",
+                                 TAX_ASSISTANT, "How is overtime taxed?"], timeout=60)
+        fail_unless(ask.returncode == 0 and ask.stdout.strip(),
+                    f"copilot ask through the image: exit {ask.returncode}: "
+                    f"{ask.stderr.strip()[-500:]}")
+        record = in_netns(gateway, ["curl", "-s", "--max-time", "5",
+                                    f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/requests"])
+        requests = json.loads(record.stdout)
+        runs = [r for r in requests if r.get("route") in ("run", "run_stream")]
+        fail_unless(runs and all(LICENCE in str(r.get("body")) and r["status"] == 200 and
+                                 r["headers"].get("api-key") == API_KEY for r in runs),
+                    f"the run did not reach the emulator with the tenant's licence and the "
+                    f"API key from the secrets: {runs}")
+        answer = " ".join(ask.stdout.split())
+        print(f"ok   served a call: copilot ask -> {answer[:70]}... ({len(requests)} upstream "
+              f"requests, the tenant's licence injected)")
+    finally:
+        emulator.terminate()
+        emulator.wait(10)
+
+
+def check(proc, gateway, addresses, container, config, grpc_port, metrics_port, uid, period,
+          serve=None):
     fail_unless(addresses["grpc"] == config["listen"] and
                 addresses.get("metrics") == config["metrics_listen"],
                 f"listening on {addresses}, not the config's {config['listen']} and "
@@ -271,6 +461,9 @@ def check(proc, gateway, addresses, container, config, grpc_port, metrics_port, 
     fail_unless(ok2 and seen2.endswith("= 200"), seen2)
     print(f"ok   {seen}; {seen2}")
 
+    if serve:
+        serve()
+
     # SIGHUP to PID 1 (`kubectl exec ... -- sh -c 'kill -HUP 1'`): an immediate reload.
     before = reloads_ok(gateway, metrics_port)
     os.kill(gateway, signal.SIGHUP)
@@ -309,8 +502,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", required=True)
     parser.add_argument("--overlay", default="single")
-    parser.add_argument("--gateway", required=True)
+    parser.add_argument("--gateway", help="the binary (without --image)")
+    parser.add_argument("--image", help="run this built image (buildah) instead")
+    parser.add_argument("--emulator", help="haufe-emulator (with --image)")
+    parser.add_argument("--cli", help="the copilot CLI (with --image)")
     args = parser.parse_args()
+    if bool(args.image) == bool(args.gateway) or (args.image and not
+                                                   (args.emulator and args.cli)):
+        parser.error("--gateway, or --image with --emulator and --cli")
     try:
         status = run(args)
     except CheckError as e:
