@@ -11,11 +11,9 @@
 # Checked by ctest (tests/deploy/kubernetes): dockerfilelint, a focused check of the rules above
 # (the runtime packages against `ldd` of the built binary, the user, ports, labels, entrypoint),
 # and the ENTRYPOINT + CMD run as UID 65532 on a read-only root, answering its health checks and
-# exiting 0 on SIGTERM. No Docker engine runs where those tests run, so the image itself is not
-# built there.
-#
-# Built here by scripts/build-image.sh (docker, or buildah where no Docker engine runs), which
-# also writes the runtime image's package list and SBOM.
+# exiting 0 on SIGTERM; then (label "image") the image itself is built by scripts/build-image.sh
+# (docker, or buildah where no Docker engine runs; it also writes the runtime image's package
+# list and SBOM) and run the same way from its own root filesystem, serving a call.
 #
 # Build arguments:
 #   BASE_IMAGE  the Debian 12 base of both stages. Pin it by digest

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the container image from the Dockerfile and tags it copilot-gateway:<version> (the
 # version in CMakeLists.txt), then writes beside it, under build/image/:
-#   copilot-gateway-<version>.packages.tsv   the runtime image's Debian packages (dpkg-query)
+#   copilot-gateway-<version>.packages.tsv   the runtime image's Debian packages (dpkg-query of
+#                                            its own database)
 #   copilot-gateway-<version>.spdx.json      the same as an SPDX 2.3 SBOM (purls pkg:deb/...)
 # and prints the image's size.
 #
@@ -136,8 +137,21 @@ case "$builder" in
     ensure_buildah
     base_image="$(buildah_base)"
     log "buildah bud -t $tag on $base_image (RUN_TESTS=$run_tests)"
+    bud_log="$(mktemp)"
     bah bud --isolation chroot --network host --pull=never --layers \
-      -t "$tag" "${build_args[@]}" --build-arg "BASE_IMAGE=$base_image" .
+      -t "$tag" "${build_args[@]}" --build-arg "BASE_IMAGE=$base_image" . 2>&1 | tee "$bud_log"
+    # --layers keeps every step's result as an unnamed image, the cache of the next build. With
+    # vfs storage each is a whole copy of its root filesystem (about 1 GB for the build stage),
+    # so only this build's steps are kept: older unnamed images are removed.
+    keep="$(grep -oE -- '--> (Using cache )?[0-9a-f]{11,64}' "$bud_log" | grep -oE '[0-9a-f]{11,64}$' || true)"
+    rm -f "$bud_log"
+    removed=0
+    for id in $(bah images --quiet --filter dangling=true --no-trunc | sed 's/^sha256://'); do
+      if ! grep -q "^${id:0:11}" <<< "$keep"; then
+        bah rmi -f "$id" >/dev/null 2>&1 && removed=$((removed + 1))
+      fi
+    done
+    log "removed $removed unnamed image(s) of earlier builds; kept this build's $(wc -l <<< "$keep") step(s)"
     ;;
   *) echo "build-image: --builder docker or buildah" >&2; exit 2 ;;
 esac
@@ -146,21 +160,22 @@ esac
 name="${tag%%:*}"; name="${name##*/}"
 packages="$out/${name}-${version}.packages.tsv"
 sbom="$out/${name}-${version}.spdx.json"
-status="$(mktemp)"
-trap 'rm -f "$status"' EXIT
+listing="$(mktemp)"
+trap 'rm -f "$listing"' EXIT
+query=(-W "-f=\${db:Status-Abbrev}\t\${Package}\t\${Version}\t\${Architecture}\t\${Installed-Size}\t\${source:Package}\n")
 if [ "$builder" = docker ]; then
-  docker run --rm --entrypoint cat "$tag" /var/lib/dpkg/status > "$status"
+  docker run --rm --user 0 --entrypoint dpkg-query "$tag" "${query[@]}" > "$listing"
   size=$(docker image inspect --format '{{.Size}}' "$tag")
 else
   ctr="$(bah from -q --pull=never "$tag")"
   mnt="$(bah mount "$ctr")"
-  cp "$mnt/var/lib/dpkg/status" "$status"
+  dpkg-query --admindir="$mnt/var/lib/dpkg" "${query[@]}" > "$listing"
   # The image's files, uncompressed (what `docker images` reports as its size).
   size=$(du -sbx "$mnt" | cut -f1)
   bah umount "$ctr" >/dev/null
   bah rm "$ctr" >/dev/null
 fi
-/usr/bin/python3 scripts/image_sbom.py --status "$status" --image "$tag" --revision "$revision" \
+/usr/bin/python3 scripts/image_sbom.py --dpkg-query "$listing" --image "$tag" --revision "$revision" \
   --tsv "$packages" --spdx "$sbom"
 log "$tag: $(awk -v b="$size" 'BEGIN { printf "%.1f MB (%d bytes, uncompressed)", b / 1e6, b }'), \
 $(($(wc -l < "$packages") - 1)) Debian packages ($packages, $sbom); took $(( $(date +%s) - started )) s"

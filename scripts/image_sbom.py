@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""Writes an image's Debian packages, read from its dpkg database (var/lib/dpkg/status), as a
-table and as an SPDX 2.3 SBOM (JSON, one package per installed Debian package, with its
-purl), for scripts/build-image.sh.
+"""Writes an image's Debian packages, as `dpkg-query` lists them from the image's own dpkg
+database, as a table and as an SPDX 2.3 SBOM (JSON, one package per installed Debian package,
+with its purl), for scripts/build-image.sh.
 
-  image_sbom.py --status STATUS --image NAME:TAG --revision SHA --tsv OUT.tsv --spdx OUT.json
+  image_sbom.py --dpkg-query LISTING --image NAME:TAG --revision SHA --tsv OUT.tsv --spdx OUT.json
+
+LISTING: `dpkg-query -W -f='${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\t\
+${Installed-Size}\t${source:Package}\n'`; only installed packages ("ii") are kept.
 """
 
 import argparse
@@ -13,21 +16,15 @@ import re
 import uuid
 
 
-def installed_packages(status_text):
+def installed_packages(listing):
     """[{Package, Version, Architecture, Installed-Size, Source}] of installed packages."""
     packages = []
-    for paragraph in re.split(r"\n\s*\n", status_text):
-        fields = {}
-        key = None
-        for line in paragraph.splitlines():
-            if line[:1] in (" ", "\t") and key:
-                continue  # continuation lines (descriptions, conffiles)
-            m = re.match(r"^([A-Za-z0-9-]+):\s*(.*)$", line)
-            if m:
-                key = m.group(1)
-                fields[key] = m.group(2)
-        if fields.get("Status", "").split()[-1:] == ["installed"] and "Package" in fields:
-            packages.append(fields)
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 6 or fields[0].strip() != "ii":
+            continue
+        packages.append(dict(zip(("Package", "Version", "Architecture", "Installed-Size",
+                                  "Source"), fields[1:])))
     return sorted(packages, key=lambda p: p["Package"])
 
 
@@ -42,21 +39,21 @@ def spdx_id(name):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--status", required=True)
+    parser.add_argument("--dpkg-query", required=True, dest="listing")
     parser.add_argument("--image", required=True)
     parser.add_argument("--revision", default="unknown")
     parser.add_argument("--tsv", required=True)
     parser.add_argument("--spdx", required=True)
     args = parser.parse_args()
-    with open(args.status, encoding="utf-8") as f:
+    with open(args.listing, encoding="utf-8") as f:
         packages = installed_packages(f.read())
     if not packages:
-        raise SystemExit(f"{args.status}: no installed packages")
+        raise SystemExit(f"{args.listing}: no installed packages")
 
     with open(args.tsv, "w", encoding="utf-8") as f:
         f.write("package\tversion\tarchitecture\tinstalled_kib\tsource\n")
         for p in packages:
-            source = p.get("Source", p["Package"]).split()[0]
+            source = (p.get("Source") or p["Package"]).split()[0]
             f.write(f"{p['Package']}\t{p['Version']}\t{p.get('Architecture', '')}\t"
                     f"{p.get('Installed-Size', '')}\t{source}\n")
 
