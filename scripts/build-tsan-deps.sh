@@ -36,8 +36,11 @@ prefix="$top/prefix"
 stamp="$prefix/.tsan-deps-stamp"
 jobs="${JOBS:-2}"
 
-if [[ -f "$stamp" && "$(cat "$stamp")" == "$STAMP_TEXT" ]]; then
-  echo "build-tsan-deps: $prefix is up to date ($STAMP_TEXT)"
+# The whole prefix's stamp also names the recipe's revision (2: gRPC with grpc++_reflection), so
+# a changed recipe re-runs the stages whose own stamps (settings and arguments) differ.
+readonly PREFIX_STAMP_TEXT="$STAMP_TEXT recipe=2"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$PREFIX_STAMP_TEXT" ]]; then
+  echo "build-tsan-deps: $prefix is up to date ($PREFIX_STAMP_TEXT)"
   exit 0
 fi
 mkdir -p "$src" "$prefix"
@@ -141,12 +144,16 @@ if ! grep -q 'add_library(grpc_unsecure EXCLUDE_FROM_ALL' "$grpc_src/CMakeLists.
     || { echo "build-tsan-deps: could not drop grpc_unsecure from $grpc_src/CMakeLists.txt" >&2; exit 1; }
 fi
 
+# gRPC_BUILD_CODEGEN: grpc++_reflection (the gateway serves reflection) is built only with it,
+# and its generated sources need grpc_cpp_plugin, so that plugin is built too (the project keeps
+# Debian's: scripts/sanitize.sh passes -DGRPC_CPP_PLUGIN=/usr/bin/grpc_cpp_plugin); no other
+# generator.
 build_stage grpc "$grpc_src" \
   -DgRPC_INSTALL=ON \
   -DgRPC_BUILD_TESTS=OFF \
-  -DgRPC_BUILD_CODEGEN=OFF \
+  -DgRPC_BUILD_CODEGEN=ON \
   -DgRPC_BUILD_CSHARP_EXT=OFF \
-  -DgRPC_BUILD_GRPC_CPP_PLUGIN=OFF -DgRPC_BUILD_GRPC_CSHARP_PLUGIN=OFF \
+  -DgRPC_BUILD_GRPC_CPP_PLUGIN=ON -DgRPC_BUILD_GRPC_CSHARP_PLUGIN=OFF \
   -DgRPC_BUILD_GRPC_NODE_PLUGIN=OFF -DgRPC_BUILD_GRPC_OBJECTIVE_C_PLUGIN=OFF \
   -DgRPC_BUILD_GRPC_PHP_PLUGIN=OFF -DgRPC_BUILD_GRPC_PYTHON_PLUGIN=OFF \
   -DgRPC_BUILD_GRPC_RUBY_PLUGIN=OFF \
@@ -159,5 +166,5 @@ build_stage grpc "$grpc_src" \
   -DgRPC_BACKWARDS_COMPATIBILITY_MODE=OFF \
   -DgRPC_INSTALL_LIBDIR=lib -DgRPC_INSTALL_CMAKEDIR=lib/cmake/grpc
 
-echo "$STAMP_TEXT" > "$stamp"
+echo "$PREFIX_STAMP_TEXT" > "$stamp"
 log "installed into $prefix"
