@@ -145,9 +145,8 @@ if ! grep -q 'add_library(grpc_unsecure EXCLUDE_FROM_ALL' "$grpc_src/CMakeLists.
 fi
 
 # gRPC_BUILD_CODEGEN: grpc++_reflection (the gateway serves reflection) is built only with it,
-# and its generated sources need grpc_cpp_plugin, so that plugin is built too (the project keeps
-# Debian's: scripts/sanitize.sh passes -DGRPC_CPP_PLUGIN=/usr/bin/grpc_cpp_plugin); no other
-# generator.
+# and its generated sources need grpc_cpp_plugin, so that plugin is built too (the TSan tree
+# uses it as well: scripts/sanitize.sh); no other generator.
 build_stage grpc "$grpc_src" \
   -DgRPC_INSTALL=ON \
   -DgRPC_BUILD_TESTS=OFF \

@@ -35,9 +35,10 @@ else
   JOBS="${JOBS:-2}" scripts/build-tsan-deps.sh
   prefix="$PWD/build/tsan-deps/prefix"
   # absl_DIR and gRPC_DIR too: a build/tsan configured before would keep Debian's in its cache.
-  # Debian's grpc_cpp_plugin, not the prefix's (built only for gRPC's own reflection sources).
+  # The prefix's grpc_cpp_plugin (same gRPC version): Debian's would load the prefix's
+  # libgrpc_plugin_support through LD_LIBRARY_PATH and crash.
   cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix" "-DCMAKE_BUILD_RPATH=$prefix/lib"
-               "-DGRPC_CPP_PLUGIN=/usr/bin/grpc_cpp_plugin"
+               "-DGRPC_CPP_PLUGIN=$prefix/bin/grpc_cpp_plugin"
                "-Dabsl_DIR=$prefix/lib/cmake/absl" "-DgRPC_DIR=$prefix/lib/cmake/grpc")
   export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export TSAN_OPTIONS="suppressions=$PWD/tests/server/integration/tsan.supp:second_deadlock_stack=1:halt_on_error=0:exitcode=66:log_path=$reports/tsan:log_exe_name=1"
