@@ -255,6 +255,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   gateway->core_ = std::make_unique<CopilotCore>(
       *gateway->admitted_api_, *gateway->clock_, *gateway->handles_, CoreOptionsOf(config, secrets),
       gateway->tenants_.get(), gateway->waiter_admission_.get());
+  gateway->built_.store(true, std::memory_order_release);
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);
@@ -348,15 +349,18 @@ void GatewayServer::SetReady(bool ready) {
 }
 
 std::string GatewayServer::ScrapeMetrics() const {
-  if (redis_ != nullptr) metrics_->SetRedisDegraded(!redis_->healthy());
-  if (core_ != nullptr) {
-    const RequestIdStore& request_ids = core_->request_ids();
-    metrics_->request_id_bytes().Set(static_cast<double>(request_ids.bytes()));
-    metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
-    metrics_->request_id_waiters().Set(request_ids.waiters());
-  }
-  if (response_memory_ != nullptr) {
-    metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
+  // A scrape while Start still builds the graph reports only what the registry holds.
+  if (built_.load(std::memory_order_acquire)) {
+    if (redis_ != nullptr) metrics_->SetRedisDegraded(!redis_->healthy());
+    if (core_ != nullptr) {
+      const RequestIdStore& request_ids = core_->request_ids();
+      metrics_->request_id_bytes().Set(static_cast<double>(request_ids.bytes()));
+      metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
+      metrics_->request_id_waiters().Set(request_ids.waiters());
+    }
+    if (response_memory_ != nullptr) {
+      metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
+    }
   }
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();

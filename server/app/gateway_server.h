@@ -108,6 +108,9 @@ class GatewayServer {
   ProcessCollector process_collector_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
+  // Set (release) once Start has built the objects ScrapeMetrics reads (redis_, core_,
+  // response_memory_): the ops HTTP server starts first and may be scraped meanwhile.
+  std::atomic<bool> built_{false};
   absl::Mutex ready_mu_;  // Orders the Redis waiter's SetReady(true) against the drain.
   // Waits for Redis's first answer before readiness turns SERVING.
   std::thread readiness_waiter_;
