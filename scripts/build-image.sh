@@ -69,7 +69,7 @@ ensure_buildah() {
     log "installing ${missing[*]} from Debian's archive"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" uidmap >/dev/null
+      "${missing[@]}" >/dev/null
   fi
   if [ "$(id -u)" -ne 0 ]; then
     # 77: the image tests count it as skipped, as the other tests that need root.
@@ -138,14 +138,13 @@ case "$builder" in
     ensure_buildah
     base_image="$(buildah_base)"
     log "buildah bud -t $tag on $base_image (RUN_TESTS=$run_tests)"
-    bud_log="$(mktemp)"
+    bud_log="$out/buildah-bud.log"  # kept: the build's own log, also read below
     bah bud --isolation chroot --network host --pull=never --layers \
       -t "$tag" "${build_args[@]}" --build-arg "BASE_IMAGE=$base_image" . 2>&1 | tee "$bud_log"
     # --layers keeps every step's result as an unnamed image, the cache of the next build. With
     # vfs storage each is a whole copy of its root filesystem (about 1 GB for the build stage),
     # so only this build's steps are kept: older unnamed images are removed.
     keep="$(grep -oE -- '--> (Using cache )?[0-9a-f]{11,64}' "$bud_log" | grep -oE '[0-9a-f]{11,64}$' || true)"
-    rm -f "$bud_log"
     removed=0
     for id in $(bah images --quiet --filter dangling=true --no-trunc | sed 's/^sha256://'); do
       if ! grep -q "^${id:0:11}" <<< "$keep"; then
