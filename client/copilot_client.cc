@@ -119,6 +119,13 @@ absl::StatusOr<v1::ListAssistantsResponse> CopilotClient::ListAssistants(
                                            });
 }
 
+absl::StatusOr<v1::GetUsageResponse> CopilotClient::GetUsage(const v1::GetUsageRequest& request,
+                                                             const CallOptions& call) const {
+  return Unary<v1::GetUsageResponse>(
+      request, call,
+      [](auto& stub, auto* ctx, auto& req, auto* resp) { return stub.GetUsage(ctx, req, resp); });
+}
+
 absl::StatusOr<v1::CreateThreadResponse> CopilotClient::CreateThread(
     const v1::CreateThreadRequest& request, const CallOptions& call) const {
   return Unary<v1::CreateThreadResponse>(request, call,

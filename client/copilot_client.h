@@ -54,6 +54,8 @@ class CopilotClient {
                                       const CallOptions& call = {}) const;
   absl::StatusOr<v1::CompleteResponse> Complete(const v1::CompleteRequest& request,
                                                 const CallOptions& call = {}) const;
+  absl::StatusOr<v1::GetUsageResponse> GetUsage(const v1::GetUsageRequest& request,
+                                                const CallOptions& call = {}) const;
 
   // Streams the answer: `on_chunk` runs once per chunk, in order, as soon as
   // it arrives. Returns OK after the last chunk, or the error that ended the

@@ -134,6 +134,14 @@ absl::StatusOr<Action> PrepareAssistants(const ParsedArgs& args) {
   });
 }
 
+absl::StatusOr<Action> PrepareUsage(const ParsedArgs& args) {
+  if (absl::Status s = ExpectPositionals(args, 0, 0, ""); !s.ok()) return s;
+  return Action([](Session& s) {
+    return Emit(s, s.client.GetUsage({}),
+                [&](const v1::GetUsageResponse& r) { PrintUsage(s.out, r); });
+  });
+}
+
 absl::StatusOr<Action> PrepareThreadCreate(const ParsedArgs& args) {
   if (absl::Status s = ExpectPositionals(args, 0, 0, ""); !s.ok()) return s;
   absl::StatusOr<std::string> assistant = RequiredFlag(args, "assistant", "ID");
@@ -329,6 +337,7 @@ const std::vector<Command>& Commands() {
        "List the assistants you may use: ID, name, whether it streams.",
        {},
        &PrepareAssistants},
+      {"usage", "", "Show your usage and quotas for the current day and month.", {}, &PrepareUsage},
       {"thread create",
        "--assistant ID [--user UUID] [--title T] [--request-id ID]",
        "Create a thread; prints its ID alone on a line (T=$(copilot thread create ...)).",

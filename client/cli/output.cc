@@ -107,6 +107,28 @@ void PrintAssistants(std::ostream& out, const v1::ListAssistantsResponse& respon
   }
 }
 
+void PrintUsage(std::ostream& out, const v1::GetUsageResponse& response) {
+  out << "tenant: " << response.tenant_id() << "\n";
+  auto figure = [&out](const char* name, int64_t used, int64_t quota, int64_t remaining) {
+    out << "  " << name << ": " << used;
+    if (quota > 0) {
+      out << " of " << quota << " (" << remaining << " left)";
+    } else {
+      out << " (no quota)";
+    }
+    out << "\n";
+  };
+  for (const auto& [name, period] :
+       {std::pair<const char*, const v1::UsagePeriod&>{"day", response.day()},
+        {"month", response.month()}}) {
+    out << name << " " << FormatTime(period.start_time()) << " .. " << FormatTime(period.end_time())
+        << "\n";
+    figure("answers", period.answers(), period.answers_quota(), period.answers_remaining());
+    figure("characters", period.characters(), period.characters_quota(),
+           period.characters_remaining());
+  }
+}
+
 void PrintThread(std::ostream& out, const v1::Thread& thread) {
   out << "id: " << thread.id() << "\n";
   out << "assistant: " << thread.assistant_id() << "\n";

@@ -29,6 +29,9 @@ void PrintAssistants(std::ostream& out, const v1::ListAssistantsResponse& respon
 // "key: value" lines for the thread's set fields.
 void PrintThread(std::ostream& out, const v1::Thread& thread);
 
+// The tenant's usage: one line per period and figure, with its quota and what is left.
+void PrintUsage(std::ostream& out, const v1::GetUsageResponse& response);
+
 // Each message as a "<role> <id> <create time>" line followed by its content
 // indented by two spaces; then "next page token: T" when there is one.
 void PrintMessages(std::ostream& out, const v1::ListMessagesResponse& response);

@@ -41,10 +41,49 @@ HaufeClientConfig ClientConfig(const GatewayConfig& config) {
   return client;
 }
 
+// GetUsage from the quota ledger.
+class LedgerUsageReader final : public UsageReader {
+ public:
+  explicit LedgerUsageReader(QuotaLedger& ledger) : ledger_(ledger) {}
+  void ReadUsage(
+      const Tenant& tenant,
+      absl::AnyInvocable<void(absl::StatusOr<copilot::v1::GetUsageResponse>) &&> done) override {
+    ledger_.Read(
+        tenant.id, tenant.limits.quotas,
+        [done = std::move(done)](absl::StatusOr<UsageReport> report) mutable {
+          if (!report.ok()) return std::move(done)(report.status());
+          copilot::v1::GetUsageResponse response;
+          for (const PeriodUsage& usage : report->periods) {
+            copilot::v1::UsagePeriod& period =
+                usage.period.name == "day" ? *response.mutable_day() : *response.mutable_month();
+            period.mutable_start_time()->set_seconds(absl::ToUnixSeconds(usage.period.start));
+            period.mutable_end_time()->set_seconds(absl::ToUnixSeconds(usage.period.end));
+            period.set_answers(usage.answers);
+            period.set_characters(usage.characters);
+            period.set_answers_quota(usage.answers_limit);
+            period.set_characters_quota(usage.characters_limit);
+            if (usage.answers_limit > 0) {
+              period.set_answers_remaining(
+                  std::max<int64_t>(0, usage.answers_limit - usage.answers));
+            }
+            if (usage.characters_limit > 0) {
+              period.set_characters_remaining(
+                  std::max<int64_t>(0, usage.characters_limit - usage.characters));
+            }
+          }
+          std::move(done)(std::move(response));
+        });
+  }
+
+ private:
+  QuotaLedger& ledger_;
+};
+
 CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& secrets) {
   CoreOptions options;
   options.api_key = secrets.api_key;
-  options.default_tenant = Tenant{config.default_tenant.id, secrets.licence};
+  options.default_tenant.id = config.default_tenant.id;
+  options.default_tenant.licence = secrets.licence;
   options.max_call_timeout = config.upstream.max_call_timeout;
   options.limits.max_content_chars = config.limits.max_content_chars;
   options.limits.max_messages = config.limits.max_messages;
@@ -249,12 +288,32 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   gateway->admission_ = std::make_unique<AdmissionController>(
       *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get(),
       gateway->fallback_store_.get(), fallback_share);
+  std::vector<UsageEvents*> usage_events = {gateway->metrics_.get()};
+  if (config.usage.audit_log != "off") {
+    absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.usage.audit_log);
+    if (!audit.ok()) return audit.status();
+    gateway->audit_log_ = *std::move(audit);
+    usage_events.push_back(gateway->audit_log_.get());
+  }
+  gateway->usage_api_ =
+      std::make_unique<UsageHaufeApi>(*gateway->api_, *gateway->clock_, std::move(usage_events));
   gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(
-      *gateway->api_, *gateway->admission_, config.upstream_budget.max_retry_after);
+      *gateway->usage_api_, *gateway->admission_, config.upstream_budget.max_retry_after);
   gateway->waiter_admission_ = std::make_unique<TenantWaiterAdmission>(*gateway->admission_);
+  absl::TimeZone zone;
+  if (!absl::LoadTimeZone(config.usage.time_zone, &zone)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("usage.time_zone: unknown time zone ", config.usage.time_zone));
+  }
+  gateway->quota_ledger_ = std::make_unique<QuotaLedger>(
+      *gateway->limit_store_, *gateway->clock_, zone, gateway->metrics_.get(),
+      gateway->fallback_store_.get(), fallback_share);
+  gateway->quota_api_ =
+      std::make_unique<QuotaHaufeApi>(*gateway->admitted_api_, *gateway->quota_ledger_);
+  gateway->usage_reader_ = std::make_unique<LedgerUsageReader>(*gateway->quota_ledger_);
   gateway->core_ = std::make_unique<CopilotCore>(
-      *gateway->admitted_api_, *gateway->clock_, *gateway->handles_, CoreOptionsOf(config, secrets),
-      gateway->tenants_.get(), gateway->waiter_admission_.get());
+      *gateway->quota_api_, *gateway->clock_, *gateway->handles_, CoreOptionsOf(config, secrets),
+      gateway->tenants_.get(), gateway->waiter_admission_.get(), gateway->usage_reader_.get());
   gateway->built_.store(true, std::memory_order_release);
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
@@ -358,6 +417,7 @@ std::string GatewayServer::ScrapeMetrics() const {
       metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
       metrics_->request_id_waiters().Set(request_ids.waiters());
     }
+    if (quota_ledger_ != nullptr) metrics_->SetQuotaSamples(quota_ledger_->Samples());
     if (response_memory_ != nullptr) {
       metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
     }

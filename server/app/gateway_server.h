@@ -24,13 +24,17 @@
 #include "server/limits/admission_controller.h"
 #include "server/limits/admitted_haufe_api.h"
 #include "server/limits/local_limit_store.h"
+#include "server/limits/quota_haufe_api.h"
+#include "server/limits/quota_ledger.h"
 #include "server/limits/redis_limit_store.h"
 #include "server/limits/tenant_waiter_admission.h"
+#include "server/ops/audit_log.h"
 #include "server/ops/call_gate.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/ops/health_service.h"
 #include "server/ops/ops_http_server.h"
 #include "server/ops/process_collector.h"
+#include "server/ops/usage_haufe_api.h"
 #include "server/service/copilot_service_adapter.h"
 #include "server/transport/http_transport.h"
 #include "server/upstream/decode_pool.h"
@@ -133,9 +137,16 @@ class GatewayServer {
   std::unique_ptr<LimitStore> limit_store_;
   RedisLimitStore* redis_ = nullptr;            // limit_store_ when Redis is configured.
   std::unique_ptr<LimitStore> fallback_store_;  // Fail-open: this replica's share.
+  // Usage records of the calls that reach the upstream (metrics and the audit log).
+  std::unique_ptr<AuditLog> audit_log_;
+  std::unique_ptr<UsageHaufeApi> usage_api_;
   std::unique_ptr<AdmissionController> admission_;
   std::unique_ptr<AdmittedHaufeApi> admitted_api_;
   std::unique_ptr<TenantWaiterAdmission> waiter_admission_;
+  // Quotas: the core calls quota_api_ -> admitted_api_ -> usage_api_ -> api_.
+  std::unique_ptr<QuotaLedger> quota_ledger_;
+  std::unique_ptr<QuotaHaufeApi> quota_api_;
+  std::unique_ptr<UsageReader> usage_reader_;
   // grpc.health.v1.Health; outlives server_ (its Watch reactors reference it).
   std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;

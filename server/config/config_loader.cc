@@ -261,6 +261,18 @@ std::map<std::string, FieldReader> TenantReaders(TenantEntryConfig& tenant) {
                  {"max_concurrent_answers", Integer(limits.max_concurrent_answers, 0, 1000000)},
              });
        }},
+      {"quotas",
+       [&tenant](const YAML::Node& node, const std::string& path) -> absl::Status {
+         TenantQuotas& quotas = tenant.quotas;
+         constexpr int64_t kMax = int64_t{1} << 50;
+         return ReadMap(node, path,
+                        {
+                            {"answers_per_day", Integer(quotas.answers_per_day, 0, kMax)},
+                            {"answers_per_month", Integer(quotas.answers_per_month, 0, kMax)},
+                            {"characters_per_day", Integer(quotas.characters_per_day, 0, kMax)},
+                            {"characters_per_month", Integer(quotas.characters_per_month, 0, kMax)},
+                        });
+       }},
   };
 }
 
@@ -373,6 +385,10 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                     {"replicas", Integer(config.redis.replicas, 1, 10000)},
                     {"connect_timeout", PositiveDuration(config.redis.connect_timeout)},
                     {"command_timeout", PositiveDuration(config.redis.command_timeout)},
+                })},
+      {"usage", Section({
+                    {"time_zone", NonEmptyString(config.usage.time_zone)},
+                    {"audit_log", NonEmptyString(config.usage.audit_log)},
                 })},
       {"request_ids",
        Section({
@@ -675,6 +691,11 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
     return PathError("redis.on_failure", "must be fail_open or fail_closed");
   }
   if (absl::Status status = ValidateRedis(config.redis); !status.ok()) return status;
+  if (absl::TimeZone zone; !absl::LoadTimeZone(config.usage.time_zone, &zone)) {
+    return PathError("usage.time_zone",
+                     absl::StrCat("unknown time zone \"", config.usage.time_zone,
+                                  "\" (UTC, or an IANA name such as Europe/Berlin)"));
+  }
   if (!config.redis.password_file.empty() && !config.redis.password_env.empty()) {
     return PathError("redis", "at most one of password_file and password_env");
   }
@@ -824,6 +845,7 @@ TenantLimits TenantLimitsOf(const TenantEntryConfig& entry) {
   limits.other_rate = RateOf(config.other_per_second, config.other_per_minute, config.other_burst);
   limits.max_concurrent_answers = config.max_concurrent_answers;
   limits.weight = entry.weight;
+  limits.quotas = entry.quotas;
   return limits;
 }
 

@@ -166,6 +166,15 @@ struct RedisConfig {
   absl::Duration command_timeout = absl::Milliseconds(250);
 };
 
+// Usage records and quotas (per tenant: `quotas` in tenants[]).
+struct UsageConfig {
+  // The time zone of the quotas' calendar days and months: "UTC" or an IANA name
+  // ("Europe/Berlin", read from the zoneinfo database when the gateway starts).
+  std::string time_zone = "UTC";
+  // One JSON line per answer generation: "stderr", "off", or a file to append to.
+  std::string audit_log = "stderr";
+};
+
 // One tenant: how its callers are recognised, and what its calls send upstream.
 struct TenantEntryConfig {
   std::string id;
@@ -181,6 +190,8 @@ struct TenantEntryConfig {
   // Its own upstream API key (file or env); none uses the gateway's.
   SecretRef api_key;
   TenantLimitsConfig limits;
+  // Answers and characters per calendar day and month (usage.time_zone); 0 is no quota.
+  TenantQuotas quotas;
   // Its share of the upstream budget when calls wait for it (relative to other tenants).
   double weight = 1;
 };
@@ -262,6 +273,7 @@ struct GatewayConfig {
   std::vector<TenantEntryConfig> tenants;
   UpstreamBudgetConfig upstream_budget;
   RedisConfig redis;
+  UsageConfig usage;
   // The key that binds new thread handles to tenants (HMAC); every replica needs the same one.
   // None: a random key per process (handles die with it; a warning).
   SecretRef thread_signing_key;

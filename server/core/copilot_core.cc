@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -136,7 +137,7 @@ class CopilotCore::CallerChunkSink final : public ChunkSink {
 
 CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles,
                          CoreOptions options, const TenantResolver* tenants,
-                         WaiterAdmission* waiters)
+                         WaiterAdmission* waiters, UsageReader* usage)
     : api_(api),
       clock_(clock),
       handles_(handles),
@@ -144,6 +145,7 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
       default_tenant_(std::make_shared<const Tenant>(options_.default_tenant)),
       tenants_(tenants),
       waiters_(waiters),
+      usage_(usage),
       request_ids_(clock, options_.request_ids) {}
 
 template <typename Response, typename Start>
@@ -196,12 +198,24 @@ UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context
   options.licence = tenant.LicenceFor(assistant_id);
   options.tenant_id = tenant.id;
   options.limits = tenant.limits;
+  options.assistant_id = std::string(assistant_id);
+  options.assistant_label =
+      tenant.Names(assistant_id) ? absl::AsciiStrToLower(assistant_id) : std::string("other");
   if (context.trace != nullptr) {
     options.request_id = context.trace->request_id();
     options.traceparent = context.trace->traceparent();
     options.trace = context.trace;
   }
   return options;
+}
+
+std::function<std::string(const std::string&)> CopilotCore::CallerThreadIds(
+    TenantPtr tenant, absl::string_view assistant_id) const {
+  return [this, tenant = std::move(tenant),
+          assistant = std::string(assistant_id)](const std::string& upstream_id) {
+    return upstream_id.empty() ? std::string()
+                               : handles_.ToCaller(*tenant, ThreadRef{upstream_id, assistant});
+  };
 }
 
 absl::StatusOr<CopilotCore::TenantPtr> CopilotCore::TenantOf(const CallContext& context) const {
@@ -395,6 +409,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
   UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
+  options.caller_thread_id = CallerThreadIds(tenant, thread->assistant_id);
   RunParams params{thread->upstream_id, Tools(request.tools())};
   auto start = [this, tenant, assistant = thread->assistant_id, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::RunResponse> done) mutable {
@@ -417,9 +432,10 @@ std::shared_ptr<UpstreamCall> CopilotCore::StreamRun(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(sink, thread.status());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
+  options.caller_thread_id = CallerThreadIds(tenant, thread->assistant_id);
   return api_.StreamRun(
-      BuildUpstreamOptions(context, *tenant, thread->assistant_id),
-      RunParams{thread->upstream_id, Tools(request.tools())},
+      options, RunParams{thread->upstream_id, Tools(request.tools())},
       std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, thread->assistant_id));
 }
 
@@ -454,6 +470,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
   absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(std::move(done), params.status());
   UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
+  options.caller_thread_id = CallerThreadIds(tenant, request.assistant_id());
   auto start = [this, tenant, options = std::move(options),
                 params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
     return api_.Complete(options, params,
@@ -475,9 +492,30 @@ std::shared_ptr<UpstreamCall> CopilotCore::StreamComplete(const CallContext& con
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(sink, params.status());
+  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
+  options.caller_thread_id = CallerThreadIds(tenant, request.assistant_id());
   return api_.StreamComplete(
-      BuildUpstreamOptions(context, *tenant, request.assistant_id()), *params,
+      options, *params,
       std::make_shared<CallerChunkSink>(std::move(sink), *this, tenant, request.assistant_id()));
+}
+
+std::shared_ptr<UpstreamCall> CopilotCore::GetUsage(const CallContext& context,
+                                                    const v1::GetUsageRequest& /*request*/,
+                                                    CoreCallback<v1::GetUsageResponse> done) {
+  absl::StatusOr<TenantPtr> caller = TenantOf(context);
+  if (!caller.ok()) return Reject(std::move(done), caller.status());
+  if (usage_ == nullptr) {
+    return Reject(std::move(done),
+                  MakeError(absl::StatusCode::kUnimplemented, "usage is not kept by this gateway",
+                            "usage_disabled"));
+  }
+  TenantPtr tenant = *std::move(caller);
+  usage_->ReadUsage(*tenant, [tenant, done = std::move(done)](
+                                 absl::StatusOr<v1::GetUsageResponse> result) mutable {
+    if (result.ok()) result->set_tenant_id(tenant->id);
+    std::move(done)(std::move(result));
+  });
+  return std::make_shared<FinishedCall>();
 }
 
 }  // namespace copilot::gateway

@@ -4,6 +4,7 @@
 #define COPILOT_GATEWAY_SERVER_CORE_COPILOT_CORE_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -18,6 +19,7 @@
 #include "server/core/tenant.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
+#include "server/core/usage_reader.h"
 #include "server/core/validation.h"
 #include "server/core/waiter_admission.h"
 #include "server/upstream/haufe_api.h"
@@ -69,8 +71,10 @@ class CopilotCore {
   // `tenants`, when given, resolves each call's tenant; `waiters`, when given, admits request_id
   // retries that wait for their first attempt against the tenant's limits. Both must outlive
   // this object.
+  // `usage`, when given, answers GetUsage (UNIMPLEMENTED otherwise).
   CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles, CoreOptions options,
-              const TenantResolver* tenants = nullptr, WaiterAdmission* waiters = nullptr);
+              const TenantResolver* tenants = nullptr, WaiterAdmission* waiters = nullptr,
+              UsageReader* usage = nullptr);
 
   // The request_id store, for metrics and tests.
   const RequestIdStore& request_ids() const { return request_ids_; }
@@ -106,6 +110,11 @@ class CopilotCore {
                                                const copilot::v1::StreamCompleteRequest& request,
                                                std::shared_ptr<AnswerSink> sink);
 
+  // The calling tenant's usage and quotas; no upstream call.
+  std::shared_ptr<UpstreamCall> GetUsage(const CallContext& context,
+                                         const copilot::v1::GetUsageRequest& request,
+                                         CoreCallback<copilot::v1::GetUsageResponse> done);
+
   // The options of one upstream call: deadline = min(caller's, now + max_call_timeout), the
   // tenant's API key (or the gateway's), the tenant's licence for `assistant_id`, the call's
   // x-request-id and traceparent. Public for tests.
@@ -118,6 +127,10 @@ class CopilotCore {
   // credentials when the core has a TenantResolver (UNAUTHENTICATED when they name none); else
   // the default tenant. Recorded on the call's trace.
   absl::StatusOr<TenantPtr> TenantOf(const CallContext& context) const;
+  // Maps upstream thread IDs of `tenant`'s calls to `assistant_id` to the caller's (for usage
+  // records).
+  std::function<std::string(const std::string&)> CallerThreadIds(
+      TenantPtr tenant, absl::string_view assistant_id) const;
   // The thread behind a caller's handle; with `uses_assistant`, PERMISSION_DENIED when the
   // thread's assistant is not (or no longer) allowed to the tenant.
   absl::StatusOr<ThreadRef> ThreadOf(const Tenant& tenant, absl::string_view handle,
@@ -166,6 +179,7 @@ class CopilotCore {
   const TenantPtr default_tenant_;
   const TenantResolver* const tenants_;
   WaiterAdmission* const waiters_;
+  UsageReader* const usage_;
   RequestIdStore request_ids_;
 };
 

@@ -35,6 +35,11 @@ struct Tenant {
   bool Allows(absl::string_view assistant_id) const {
     return all_assistants || allowed_assistants.contains(absl::AsciiStrToLower(assistant_id));
   }
+  // Whether the tenant's config names `assistant_id` (a bounded set: safe as a metrics label).
+  bool Names(absl::string_view assistant_id) const {
+    const std::string id = absl::AsciiStrToLower(assistant_id);
+    return allowed_assistants.contains(id) || assistant_licences.contains(id);
+  }
   const std::string& LicenceFor(absl::string_view assistant_id) const {
     auto it = assistant_licences.find(absl::AsciiStrToLower(assistant_id));
     return it == assistant_licences.end() ? licence : it->second;

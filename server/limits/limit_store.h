@@ -28,6 +28,28 @@ struct SlotResult {
   std::string lease_id;
 };
 
+// One counter of an AddToCounters step (usage and quotas: answers and characters per period).
+struct CounterStep {
+  // The counter's name (unique within the step's group).
+  std::string key;
+  // Added to the counter; negative gives back (a counter never goes below 0).
+  int64_t amount = 0;
+  // With max > 0 the whole step is refused when this counter is already at max or would pass
+  // it (so a step adding 0 is refused exactly when the counter is spent). 0: no maximum.
+  int64_t max = 0;
+  // The counter is forgotten after this time (the end of its period, plus a margin).
+  absl::Time expires = absl::InfiniteFuture();
+};
+
+// The outcome of AddToCounters: every counter's value after the step (or unchanged when it
+// was refused), in the order of the steps.
+struct CounterResult {
+  bool added = false;
+  // The first step that refused, or -1.
+  int refused = -1;
+  std::vector<int64_t> values;
+};
+
 template <typename T>
 using StoreCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 
@@ -51,6 +73,10 @@ class LimitStore {
                            StoreCallback<SlotResult> done) = 0;
   // Releases a slot acquired before. Fire and forget; unknown leases are ignored.
   virtual void ReleaseSlot(const std::string& key, const std::string& lease_id) = 0;
+  // Adds to several counters of `group` (e.g. one tenant's) at once: either every amount is
+  // added or, when a step's max refuses, none. Steps adding 0 with no max read the counters.
+  virtual void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                             StoreCallback<CounterResult> done) = 0;
 };
 
 }  // namespace copilot::gateway

@@ -30,6 +30,15 @@ inline absl::string_view CallClassName(CallClass klass) {
   return klass == CallClass::kAnswer ? "answer" : "other";
 }
 
+// A tenant's quotas: answers generated and characters (sent by its callers plus received in
+// answers) per calendar day and month. 0 is no quota.
+struct TenantQuotas {
+  int64_t answers_per_day = 0;
+  int64_t answers_per_month = 0;
+  int64_t characters_per_day = 0;
+  int64_t characters_per_month = 0;
+};
+
 // One tenant's limits. Zero rates and caps mean "no limit".
 struct TenantLimits {
   RateLimit answer_rate;
@@ -37,6 +46,7 @@ struct TenantLimits {
   int64_t max_concurrent_answers = 0;
   // Its share when calls wait for the upstream budget (relative to other tenants' weights).
   double weight = 1;
+  TenantQuotas quotas;
 };
 
 }  // namespace copilot::gateway

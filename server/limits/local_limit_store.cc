@@ -1,6 +1,7 @@
 #include "server/limits/local_limit_store.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -84,6 +85,52 @@ void LocalLimitStore::ReleaseSlot(const std::string& key, const std::string& lea
   absl::MutexLock lock(&mu_);
   auto it = slots_.find(key);
   if (it != slots_.end()) it->second.erase(lease_id);
+}
+
+void LocalLimitStore::AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                                    StoreCallback<CounterResult> done) {
+  CounterResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_.Now();
+    if (now >= next_sweep_) {
+      for (auto it = counters_.begin(); it != counters_.end();) {
+        if (it->second.expires <= now) {
+          counters_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+      next_sweep_ = now + absl::Minutes(1);
+    }
+    // Every counter inserted first: a later insertion may move the earlier ones.
+    for (const CounterStep& step : steps)
+      counters_.try_emplace(absl::StrCat(group, "\x1f", step.key));
+    std::vector<Counter*> counters;
+    counters.reserve(steps.size());
+    result.added = true;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const CounterStep& step = steps[i];
+      Counter& counter = counters_.find(absl::StrCat(group, "\x1f", step.key))->second;
+      if (counter.expires <= now) counter = Counter{0, step.expires};
+      counters.push_back(&counter);
+      result.values.push_back(counter.value);
+      if (result.added && step.max > 0 &&
+          (counter.value >= step.max || counter.value + step.amount > step.max)) {
+        result.added = false;
+        result.refused = static_cast<int>(i);
+      }
+    }
+    if (result.added) {
+      for (std::size_t i = 0; i < steps.size(); ++i) {
+        Counter& counter = *counters[i];
+        counter.value = std::max<int64_t>(0, counter.value + steps[i].amount);
+        counter.expires = std::max(counter.expires, steps[i].expires);
+        result.values[i] = counter.value;
+      }
+    }
+  }
+  std::move(done)(std::move(result));
 }
 
 }  // namespace copilot::gateway

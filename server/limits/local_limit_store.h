@@ -31,6 +31,8 @@ class LocalLimitStore final : public LimitStore {
   void AcquireSlot(const std::string& key, int64_t max, absl::Duration ttl,
                    StoreCallback<SlotResult> done) override;
   void ReleaseSlot(const std::string& key, const std::string& lease_id) override;
+  void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                     StoreCallback<CounterResult> done) override;
 
   // The pure steps, for tests and for the Redis scripts' reference.
   static StepResult GcraStep(absl::Time now, const RateLimit& limit, absl::Time& tat);
@@ -45,6 +47,13 @@ class LocalLimitStore final : public LimitStore {
   // key -> lease -> expiry.
   absl::flat_hash_map<std::string, std::map<std::string, absl::Time>> slots_ ABSL_GUARDED_BY(mu_);
   int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 0;
+  struct Counter {
+    int64_t value = 0;
+    absl::Time expires;
+  };
+  // "<group>\x1f<key>" -> counter; expired counters are swept at most once a minute.
+  absl::flat_hash_map<std::string, Counter> counters_ ABSL_GUARDED_BY(mu_);
+  absl::Time next_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace copilot::gateway

@@ -27,12 +27,12 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 // The scripts, indexed by Script; kCommand is a plain command (ZREM).
-enum Script : int { kGcra = 0, kWindows = 1, kAcquireSlot = 2, kCommand = 3 };
+enum Script : int { kGcra = 0, kWindows = 1, kAcquireSlot = 2, kCounters = 3, kCommand = 4 };
 constexpr const char* kScriptText[] = {redis_scripts::kGcra, redis_scripts::kWindows,
-                                       redis_scripts::kAcquireSlot};
+                                       redis_scripts::kAcquireSlot, redis_scripts::kCounters};
 constexpr const char* kScriptName[] = {"GCRA script", "sliding window script",
-                                       "concurrency slot script"};
-constexpr int kScriptCount = 3;
+                                       "concurrency slot script", "counters script"};
+constexpr int kScriptCount = 4;
 
 // The lease of a slot with no maximum: decided inline, never stored.
 constexpr char kUnlimitedLease[] = "unlimited";
@@ -139,13 +139,19 @@ absl::Status Validate(const RedisLimitStoreOptions& options) {
 // One queued decision (or a release, which has no callback).
 struct RedisLimitStore::Request {
   Script script = kCommand;
-  // For a script: its key, then its ARGV. For kCommand: the whole command.
+  // For a script: its keys (num_keys of them), then its ARGV. For kCommand: the whole command.
   std::vector<std::string> args;
+  std::size_t num_keys = 1;
   StoreCallback<StepResult> step_done;
   StoreCallback<SlotResult> slot_done;
+  StoreCallback<CounterResult> counters_done;
   std::string lease_id;
 
   void Fail(const absl::Status& status) {
+    if (counters_done) {
+      std::move(counters_done)(status);
+      counters_done = nullptr;
+    }
     if (step_done) {
       std::move(step_done)(status);
       step_done = nullptr;
@@ -160,6 +166,13 @@ struct RedisLimitStore::Request {
   void Complete(const redisReply& reply) {
     if (script == kCommand) return;  // A release: fire and forget.
     const char* name = kScriptName[script];
+    if (script == kCounters) {
+      absl::StatusOr<CounterResult> result = CounterResultFromReply(reply, name, num_keys);
+      if (!result.ok()) return Fail(result.status());
+      std::move(counters_done)(*std::move(result));
+      counters_done = nullptr;
+      return;
+    }
     if (script == kAcquireSlot) {
       absl::StatusOr<bool> acquired = SlotAcquiredFromReply(reply, name);
       if (!acquired.ok()) return Fail(acquired.status());
@@ -314,7 +327,7 @@ class RedisLimitStore::Connection {
     command.reserve(request.args.size() + 3);
     command.push_back(eval ? "EVAL" : "EVALSHA");
     command.push_back(eval ? kScriptText[request.script] : shas_[request.script]);
-    command.push_back("1");
+    command.push_back(absl::StrCat(request.num_keys));
     command.insert(command.end(), request.args.begin(), request.args.end());
     return transport_->Append(command);
   }
@@ -612,6 +625,30 @@ void RedisLimitStore::ReleaseSlot(const std::string& key, const std::string& lea
   auto request = std::make_unique<Request>();
   request->script = kCommand;
   request->args = {"ZREM", RedisKey(options_.key_prefix, key, "slots"), lease_id};
+  Submit(std::move(request));
+}
+
+void RedisLimitStore::AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                                    StoreCallback<CounterResult> done) {
+  if (steps.empty()) {
+    std::move(done)(CounterResult{true, -1, {}});
+    return;
+  }
+  auto request = std::make_unique<Request>();
+  request->script = kCounters;
+  request->num_keys = steps.size();
+  for (const CounterStep& step : steps) {
+    request->args.push_back(RedisKey(options_.key_prefix, group, step.key));
+  }
+  for (const CounterStep& step : steps) {
+    request->args.push_back(absl::StrCat(step.amount));
+    request->args.push_back(absl::StrCat(step.max));
+    // Milliseconds since the epoch; a counter with no end lives a year past its last write.
+    const absl::Time expires =
+        step.expires == absl::InfiniteFuture() ? absl::Now() + absl::Hours(24 * 366) : step.expires;
+    request->args.push_back(absl::StrCat(absl::ToUnixMillis(expires)));
+  }
+  request->counters_done = std::move(done);
   Submit(std::move(request));
 }
 

@@ -113,6 +113,9 @@ class RedisLimitStore final : public LimitStore {
                    StoreCallback<SlotResult> done) override;
   // Dropped when Redis is unavailable (the lease then expires with its ttl).
   void ReleaseSlot(const std::string& key, const std::string& lease_id) override;
+  // Keys "<prefix>:{<group>}:<step key>": one hash tag per group.
+  void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                     StoreCallback<CounterResult> done) override;
 
   // Connected, and the last round trip (command or health check) succeeded.
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }

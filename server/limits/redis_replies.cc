@@ -41,6 +41,27 @@ absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string
   return reply.integer == 1;
 }
 
+absl::StatusOr<CounterResult> CounterResultFromReply(const redisReply& reply,
+                                                     absl::string_view script_name,
+                                                     std::size_t count) {
+  if (absl::Status error = ErrorOf(reply, script_name); !error.ok()) return error;
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements != count + 2) {
+    return Unexpected(script_name);
+  }
+  for (std::size_t i = 0; i < reply.elements; ++i) {
+    if (reply.element[i]->type != REDIS_REPLY_INTEGER) return Unexpected(script_name);
+  }
+  CounterResult result;
+  result.added = reply.element[0]->integer == 1;
+  const long long refused = reply.element[1]->integer;
+  if (result.added != (refused == -1) || refused < -1 || refused >= static_cast<long long>(count)) {
+    return Unexpected(script_name);
+  }
+  result.refused = static_cast<int>(refused);
+  for (std::size_t i = 0; i < count; ++i) result.values.push_back(reply.element[i + 2]->integer);
+  return result;
+}
+
 bool AppendRedisCommand(const std::vector<std::string>& command, std::string& out) {
   std::vector<const char*> argv;
   std::vector<size_t> lengths;

@@ -3,6 +3,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
 #define COPILOT_GATEWAY_SERVER_LIMITS_REDIS_REPLIES_H_
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,12 @@ absl::StatusOr<StepResult> StepResultFromReply(const redisReply& reply,
 // Whether the concurrency slot script named `script_name` acquired the slot (the integer 1).
 // UNAVAILABLE for an error reply or a reply that is not an integer.
 absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string_view script_name);
+
+// The counters script's outcome: an array {added (1 or 0), refused index or -1, values...}
+// with `count` values. UNAVAILABLE for an error reply or any other shape.
+absl::StatusOr<CounterResult> CounterResultFromReply(const redisReply& reply,
+                                                     absl::string_view script_name,
+                                                     std::size_t count);
 
 // Appends `command` (its arguments, binary-safe) to `out` in RESP, as hiredis formats it. False
 // (and `out` unchanged) when out of memory.

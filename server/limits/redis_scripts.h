@@ -2,8 +2,9 @@
 // clock (TIME) so the clocks of the gateway replicas do not matter. They mirror the pure steps
 // of LocalLimitStore (GcraStep, WindowStep, AcquireSlot) in microseconds.
 //
-// Each script takes exactly one key, so a script never spans hash slots in Redis Cluster (the
-// store hash-tags its keys "<prefix>:{<key>}:<kind>" anyway). Numbers handed to redis.call are
+// Each limit script takes exactly one key, and the counter script only keys of one group, so a
+// script never spans hash slots in Redis Cluster (the store hash-tags its keys
+// "<prefix>:{<key>}:<kind>"). Numbers handed to redis.call are
 // formatted by Redis with full precision ("%.17g"); numbers concatenated into strings are
 // formatted with string.format('%d') because Lua 5.1's tostring keeps only 14 digits, less
 // than a microsecond timestamp has. redis.replicate_commands() lets TIME precede writes on
@@ -96,6 +97,40 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((tonumber(last[2]) - now) / 1000)))
 return 1
+)lua";
+
+// Counters of one group (usage and quotas), like LocalLimitStore::AddToCounters.
+//   KEYS[i]  a counter (a string holding an integer; absent is 0). Every key of one call has
+//            the same hash tag.
+//   ARGV[3i-2], ARGV[3i-1], ARGV[3i]  its amount, its max (0: none) and when it expires
+//            (milliseconds since the epoch).
+// Adds every amount (never below 0) unless a counter with a max is at it or would pass it.
+// Returns {1, -1, values...} or {0, refused index (0-based), values...}. Needs no clock: the
+// caller names the period in the key.
+inline constexpr char kCounters[] = R"lua(
+local values = {}
+local refused = -1
+for i = 1, #KEYS do
+  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  values[i] = value
+  local amount = tonumber(ARGV[3 * i - 2])
+  local max = tonumber(ARGV[3 * i - 1])
+  if refused < 0 and max > 0 and (value >= max or value + amount > max) then
+    refused = i - 1
+  end
+end
+if refused >= 0 then
+  return {0, refused, unpack(values)}
+end
+for i = 1, #KEYS do
+  local amount = tonumber(ARGV[3 * i - 2])
+  if amount ~= 0 then
+    values[i] = math.max(0, values[i] + amount)
+    redis.call('SET', KEYS[i], string.format('%d', values[i]))
+    redis.call('PEXPIREAT', KEYS[i], ARGV[3 * i])
+  end
+end
+return {1, -1, unpack(values)}
 )lua";
 
 }  // namespace copilot::gateway::redis_scripts

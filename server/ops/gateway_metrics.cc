@@ -86,8 +86,39 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                            .Name("copilot_gateway_limit_decisions_total")
                            .Help("Admission decisions by tenant, limit (tenant_rate, "
                                  "tenant_concurrency, upstream_budget) and decision (allowed, "
-                                 "limited, degraded).")
-                           .Register(*registry_)) {
+                                 "limited, degraded; tenant_quota also unavailable).")
+                           .Register(*registry_)),
+      usage_answers_(prometheus::BuildCounter()
+                         .Name("copilot_gateway_usage_answers_total")
+                         .Help("Answer generations (Run, StreamRun, Complete, StreamComplete) that "
+                               "reached the upstream, by tenant, assistant (configured IDs, else "
+                               "other) and status (ok, error).")
+                         .Register(*registry_)),
+      usage_characters_(prometheus::BuildCounter()
+                            .Name("copilot_gateway_usage_characters_total")
+                            .Help("Characters (Unicode code points of message content) by tenant, "
+                                  "assistant and direction (in: sent by callers with AddMessage, "
+                                  "Complete and StreamComplete; out: answers received).")
+                            .Register(*registry_)),
+      usage_upstream_seconds_(prometheus::BuildCounter()
+                                  .Name("copilot_gateway_usage_upstream_seconds_total")
+                                  .Help("Seconds the upstream spent on answer generations, by "
+                                        "tenant and assistant.")
+                                  .Register(*registry_)),
+      usage_threads_(prometheus::BuildCounter()
+                         .Name("copilot_gateway_usage_threads_created_total")
+                         .Help("Threads created, by tenant and assistant.")
+                         .Register(*registry_)),
+      quota_used_(prometheus::BuildGauge()
+                      .Name("copilot_gateway_tenant_quota_used")
+                      .Help("Use of a tenant's quota (answers_per_day, answers_per_month, "
+                            "characters_per_day, characters_per_month) in the current period, as "
+                            "last seen by this replica (shared figures with Redis).")
+                      .Register(*registry_)),
+      quota_limit_(prometheus::BuildGauge()
+                       .Name("copilot_gateway_tenant_quota_limit")
+                       .Help("A tenant's configured quota, by quota.")
+                       .Register(*registry_)) {
   auto& admitted = prometheus::BuildGauge()
                        .Name("copilot_gateway_admitted_in_flight")
                        .Help("Admitted upstream calls in flight, by class (answer, other).")
@@ -242,6 +273,57 @@ void GatewayMetrics::Decided(const std::string& tenant, absl::string_view limit,
   limit_decisions_
       .Add({{"tenant", tenant}, {"limit", std::string(limit)}, {"decision", std::string(decision)}})
       .Increment();
+}
+
+void GatewayMetrics::Answered(const AnswerRecord& record) {
+  const prometheus::Labels labels = {{"tenant", record.tenant},
+                                     {"assistant", record.assistant_label}};
+  prometheus::Labels answer = labels;
+  answer["status"] = record.code == absl::StatusCode::kOk ? "ok" : "error";
+  usage_answers_.Add(answer).Increment();
+  prometheus::Labels in = labels;
+  in["direction"] = "in";
+  usage_characters_.Add(in).Increment(static_cast<double>(record.characters_in));
+  prometheus::Labels out = labels;
+  out["direction"] = "out";
+  usage_characters_.Add(out).Increment(static_cast<double>(record.characters_out));
+  usage_upstream_seconds_.Add(labels).Increment(absl::ToDoubleSeconds(record.upstream_time));
+}
+
+void GatewayMetrics::MessageAdded(const std::string& tenant, const std::string& assistant_label,
+                                  int64_t characters) {
+  usage_characters_.Add({{"tenant", tenant}, {"assistant", assistant_label}, {"direction", "in"}})
+      .Increment(static_cast<double>(characters));
+}
+
+void GatewayMetrics::ThreadCreated(const std::string& tenant, const std::string& assistant_label) {
+  usage_threads_.Add({{"tenant", tenant}, {"assistant", assistant_label}}).Increment();
+}
+
+void GatewayMetrics::SetQuotaSamples(const std::vector<QuotaSample>& samples) {
+  absl::MutexLock lock(&mu_);
+  std::map<std::pair<std::string, std::string>, std::pair<prometheus::Gauge*, prometheus::Gauge*>>
+      current;
+  for (const QuotaSample& sample : samples) {
+    const std::pair<std::string, std::string> key{sample.tenant, sample.quota};
+    auto it = quota_series_.find(key);
+    std::pair<prometheus::Gauge*, prometheus::Gauge*> series;
+    if (it != quota_series_.end()) {
+      series = it->second;
+      quota_series_.erase(it);
+    } else {
+      const prometheus::Labels labels = {{"tenant", sample.tenant}, {"quota", sample.quota}};
+      series = {&quota_used_.Add(labels), &quota_limit_.Add(labels)};
+    }
+    series.first->Set(static_cast<double>(sample.used));
+    series.second->Set(static_cast<double>(sample.limit));
+    current.emplace(key, series);
+  }
+  for (auto& [key, series] : quota_series_) {  // No longer configured.
+    quota_used_.Remove(series.first);
+    quota_limit_.Remove(series.second);
+  }
+  quota_series_ = std::move(current);
 }
 
 void GatewayMetrics::SetRedisDegraded(bool degraded) {

@@ -14,11 +14,15 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/limits/admission_controller.h"
+#include "server/limits/quota_ledger.h"
+#include "server/ops/usage_haufe_api.h"
 
 namespace copilot::gateway {
 
@@ -34,7 +38,7 @@ int UpstreamStatusClass(int http_status);
 absl::string_view UpstreamStatusClassName(int status_class);
 
 // Thread-safe: prometheus-cpp metrics are atomic; the maps created on first use are guarded.
-class GatewayMetrics final : public AdmissionEvents {
+class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
  public:
   // The series of one gRPC method (go-grpc-prometheus families), created up front for every
   // method of copilot.v1.CopilotService and every code, so rates start at zero.
@@ -95,6 +99,16 @@ class GatewayMetrics final : public AdmissionEvents {
   void Waited(CallClass klass, absl::Duration wait) override;
   void InFlight(CallClass klass, int delta) override;
 
+  // UsageEvents: copilot_gateway_usage_answers_total, _usage_characters_total,
+  // _usage_upstream_seconds_total, _usage_threads_created_total.
+  void Answered(const AnswerRecord& record) override;
+  void MessageAdded(const std::string& tenant, const std::string& assistant_label,
+                    int64_t characters) override;
+  void ThreadCreated(const std::string& tenant, const std::string& assistant_label) override;
+  // copilot_gateway_tenant_quota_used / _limit, set when scraped from the quota ledger; series
+  // of quotas no longer configured are removed.
+  void SetQuotaSamples(const std::vector<QuotaSample>& samples);
+
  private:
   const std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& tenant_calls_;
@@ -104,6 +118,12 @@ class GatewayMetrics final : public AdmissionEvents {
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Gauge>& config_info_;
   prometheus::Family<prometheus::Counter>& limit_decisions_;
+  prometheus::Family<prometheus::Counter>& usage_answers_;
+  prometheus::Family<prometheus::Counter>& usage_characters_;
+  prometheus::Family<prometheus::Counter>& usage_upstream_seconds_;
+  prometheus::Family<prometheus::Counter>& usage_threads_;
+  prometheus::Family<prometheus::Gauge>& quota_used_;
+  prometheus::Family<prometheus::Gauge>& quota_limit_;
   prometheus::Gauge* redis_degraded_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::array<prometheus::Gauge*, 2> admitted_in_flight_{};
   std::array<prometheus::Histogram*, 2> budget_wait_{};
@@ -121,6 +141,9 @@ class GatewayMetrics final : public AdmissionEvents {
   absl::Mutex mu_;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   prometheus::Gauge* config_info_series_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // (tenant, quota) -> its used and limit gauges.
+  std::map<std::pair<std::string, std::string>, std::pair<prometheus::Gauge*, prometheus::Gauge*>>
+      quota_series_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace copilot::gateway

@@ -242,4 +242,12 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CopilotServiceAdapter::StreamComplet
       });
 }
 
+grpc::ServerUnaryReactor* CopilotServiceAdapter::GetUsage(grpc::CallbackServerContext* context,
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return Unary<v1::GetUsageRequest, v1::GetUsageResponse>(
+      *context, "GetUsage", *request, response,
+      [this](auto& call, auto& r, auto done) { return core_.GetUsage(call, r, std::move(done)); });
+}
+
 }  // namespace copilot::gateway

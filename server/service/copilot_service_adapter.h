@@ -42,7 +42,9 @@ using RawCopilotService = copilot::v1::CopilotService::WithRawCallbackMethod_Lis
                                 copilot::v1::CopilotService::WithRawCallbackMethod_Complete<
                                     copilot::v1::CopilotService::
                                         WithRawCallbackMethod_StreamComplete<
-                                            copilot::v1::CopilotService::Service>>>>>>>>>>;
+                                            copilot::v1::CopilotService::
+                                                WithRawCallbackMethod_GetUsage<
+                                                    copilot::v1::CopilotService::Service>>>>>>>>>>>;
 
 // gRPC only: reads the call's request, deadline, credentials and correlation IDs, creates a
 // reactor and a CallObserver per call and converts the core's absl::Status once
@@ -80,6 +82,9 @@ class CopilotServiceAdapter final : public RawCopilotService {
                                      grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* StreamComplete(
       grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* GetUsage(grpc::CallbackServerContext* context,
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
 
  private:
   // The core's view of a call: its deadline, what the caller presented and what its listener

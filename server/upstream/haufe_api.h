@@ -6,6 +6,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_API_H_
 #define COPILOT_GATEWAY_SERVER_UPSTREAM_HAUFE_API_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,6 +39,12 @@ struct UpstreamCallOptions {
   // The tenant the call is made for, and its limits (admission, server/limits/).
   std::string tenant_id;
   TenantLimits limits;
+  // For usage records (metrics and the audit log): the assistant the call is for (empty when
+  // none), as a metrics label (the assistant ID when the tenant's config names it, else
+  // "other"), and the thread ID the caller sees for an upstream thread ID (null: none mapped).
+  std::string assistant_id;
+  std::string assistant_label;
+  std::function<std::string(const std::string&)> caller_thread_id;
 };
 
 // Upstream IDs below are the upstream's own UUIDs (the core maps caller-facing handles).

@@ -18,6 +18,10 @@ COUNTERS = {
     "copilot_gateway_tenant_calls_total",
     "copilot_gateway_config_reloads_total",
     "copilot_gateway_limit_decisions_total",  # issue #5
+    "copilot_gateway_usage_answers_total",  # issue #18
+    "copilot_gateway_usage_characters_total",
+    "copilot_gateway_usage_upstream_seconds_total",
+    "copilot_gateway_usage_threads_created_total",
     "process_cpu_seconds_total",
 }
 HISTOGRAMS = {
@@ -34,6 +38,8 @@ GAUGES = {
     "copilot_gateway_ready",
     "copilot_gateway_calls_in_flight",
     "copilot_gateway_redis_degraded",  # issue #5
+    "copilot_gateway_tenant_quota_used",  # issue #18
+    "copilot_gateway_tenant_quota_limit",
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
     "process_open_fds",

@@ -211,8 +211,8 @@ MUTATIONS = [
     # Service config.
     ("retry on CreateThread", "service-config",
      [("deploy/kubernetes/service-config.json",
-       '{ "service": "copilot.v1.CopilotService", "method": "DeleteThread" }',
-       '{ "service": "copilot.v1.CopilotService", "method": "DeleteThread" },\n'
+       '{ "service": "copilot.v1.CopilotService", "method": "GetUsage" }',
+       '{ "service": "copilot.v1.CopilotService", "method": "GetUsage" },\n'
        '        { "service": "copilot.v1.CopilotService", "method": "Run" }')], "retries on"),
     ("misspelt method", "service-config",
      [("deploy/kubernetes/service-config.json", '"method": "ListMessages"',

@@ -32,7 +32,7 @@ from concurrent import futures
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from k8s_common import CheckError, fail_unless, run_checks  # noqa: E402
 
-SAFE = {"ListAssistants", "GetThread", "ListMessages", "DeleteThread"}
+SAFE = {"ListAssistants", "GetThread", "ListMessages", "DeleteThread", "GetUsage"}
 SERVICE = "copilot.v1.CopilotService"
 DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
 

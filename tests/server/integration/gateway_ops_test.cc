@@ -371,7 +371,7 @@ TEST_F(GatewayOpsTest, ReflectionV1AlphaListsAndDescribesTheService) {
     google::protobuf::FileDescriptorProto file;
     ASSERT_TRUE(file.ParseFromString(bytes));
     for (const auto& service : file.service()) {
-      if (service.name() == "CopilotService") found = service.method_size() == 10;
+      if (service.name() == "CopilotService") found = service.method_size() == 11;
     }
   }
   EXPECT_TRUE(found);

@@ -16,9 +16,12 @@
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
+#include "tests/server/limits/unreachable_store.h"
 
 namespace copilot::gateway {
 namespace {
+
+using ::copilot::gateway::testing::UnreachableStore;
 
 // Collects the outcomes of many admissions, in the order they arrive.
 class Outcomes {
@@ -236,22 +239,6 @@ TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
 }
 
 // A shared store that cannot be reached (Redis down).
-class UnreachableStore final : public LimitStore {
- public:
-  void TakeRate(const std::string&, const RateLimit&, StoreCallback<StepResult> done) override {
-    std::move(done)(absl::UnavailableError("redis: connection refused"));
-  }
-  void TakeWindows(const std::string&, const std::vector<WindowLimit>&,
-                   StoreCallback<StepResult> done) override {
-    std::move(done)(absl::UnavailableError("redis: connection refused"));
-  }
-  void AcquireSlot(const std::string&, int64_t, absl::Duration,
-                   StoreCallback<SlotResult> done) override {
-    std::move(done)(absl::UnavailableError("redis: connection refused"));
-  }
-  void ReleaseSlot(const std::string&, const std::string&) override {}
-};
-
 // Counts decisions by (limit, decision).
 class CountingEvents final : public AdmissionEvents {
  public:

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -562,6 +563,57 @@ TEST_P(RedisLimitStoreTest, TwoReplicasNeverAdmitMoreThanTheLimitTogether) {
     acquired += result->acquired ? 1 : 0;
   }
   EXPECT_EQ(acquired, 5);
+}
+
+TEST_P(RedisLimitStoreTest, CountersAreAllOrNothingLikeTheLocalStoreAndExactAcrossReplicas) {
+  const absl::Time expires = absl::Now() + absl::Hours(1);
+  auto add = [](LimitStore& store, std::vector<CounterStep> steps) {
+    auto outcome = std::make_shared<Outcome<CounterResult>>();
+    store.AddToCounters("quota:acme", steps, Into(outcome));
+    return Await(outcome);
+  };
+  absl::StatusOr<CounterResult> result =
+      add(*store_, {{"answers:day:x", 2, 0, expires}, {"chars:day:x", 40, 0, expires}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->added);
+  EXPECT_EQ(result->refused, -1);
+  EXPECT_EQ(result->values, (std::vector<int64_t>{2, 40}));
+  // The second counter would pass its max: refused, nothing added (values as they are).
+  result = add(*store_, {{"answers:day:x", 1, 5, expires}, {"chars:day:x", 11, 50, expires}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_FALSE(result->added);
+  EXPECT_EQ(result->refused, 1);
+  EXPECT_EQ(result->values, (std::vector<int64_t>{2, 40}));
+  // Never below zero; keys of one group share a hash tag and expire when asked.
+  result = add(*store_, {{"answers:day:x", -5, 0, expires}});
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->values, (std::vector<int64_t>{0}));
+  EXPECT_THAT(Query({"GET", "copilot:{quota:acme}:chars:day:x"}), ElementsAre("40"));
+  std::vector<std::string> ttl = Query({"PTTL", "copilot:{quota:acme}:chars:day:x"});
+  ASSERT_EQ(ttl.size(), 1u);
+  int64_t pttl = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(ttl[0], &pttl));
+  EXPECT_GT(pttl, 3500 * 1000);
+  EXPECT_LE(pttl, 3600 * 1000);
+
+  // Two replicas racing for the last of a quota of 25: exactly 25.
+  std::unique_ptr<RedisLimitStore> other = MakeStore(Options());
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(WaitUntilHealthy(*other, true));
+  std::vector<std::shared_ptr<Outcome<CounterResult>>> outcomes;
+  for (int i = 0; i < 60; ++i) {
+    outcomes.push_back(std::make_shared<Outcome<CounterResult>>());
+    (i % 2 == 0 ? *store_ : *other)
+        .AddToCounters("quota:acme", {{"answers:month:x", 1, 25, expires}}, Into(outcomes.back()));
+  }
+  int added = 0;
+  for (const auto& outcome : outcomes) {
+    absl::StatusOr<CounterResult> r = Await(outcome);
+    ASSERT_TRUE(r.ok()) << r.status();
+    added += r->added ? 1 : 0;
+  }
+  EXPECT_EQ(added, 25);
+  EXPECT_THAT(Query({"GET", "copilot:{quota:acme}:answers:month:x"}), ElementsAre("25"));
 }
 
 TEST_P(RedisLimitStoreTest, SlotsCapConcurrencyUntilOneIsReleased) {

@@ -86,7 +86,7 @@ TEST(GatewayMetricsTest, EveryServiceMethodHasItsSeriesWithTheRightType) {
   const google::protobuf::ServiceDescriptor* service =
       copilot::v1::RunRequest::descriptor()->file()->FindServiceByName("CopilotService");
   ASSERT_NE(service, nullptr);
-  ASSERT_EQ(service->method_count(), 10);
+  ASSERT_EQ(service->method_count(), 11);
   const std::set<std::string> streams = {"StreamRun", "StreamComplete"};
   const MetricValues values(*metrics.registry());
   for (int i = 0; i < service->method_count(); ++i) {
@@ -124,7 +124,7 @@ TEST(GatewayMetricsTest, AllSeventeenHandledCodesStartAtZero) {
   const prometheus::MetricFamily* handled = values.Family("grpc_server_handled_total");
   ASSERT_NE(handled, nullptr);
   EXPECT_EQ(handled->type, prometheus::MetricType::Counter);
-  EXPECT_EQ(handled->metric.size(), 10u * kGrpcCodeCount);
+  EXPECT_EQ(handled->metric.size(), 11u * kGrpcCodeCount);
   for (int code = 0; code < kGrpcCodeCount; ++code) {
     LabelMap labels = MethodLabels("server_stream", "StreamRun");
     labels["grpc_code"] = std::string(GrpcCodeName(code));

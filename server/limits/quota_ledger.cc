@@ -1,0 +1,232 @@
+#include "server/limits/quota_ledger.h"
+
+#include <cmath>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+namespace {
+
+// The counters of one tenant, in this order: answers and characters of the day, then of the
+// month.
+constexpr const char* kQuotaNames[] = {"answers_per_day", "characters_per_day", "answers_per_month",
+                                       "characters_per_month"};
+constexpr int kCounters = 4;
+
+std::array<int64_t, kCounters> LimitsOf(const TenantQuotas& quotas) {
+  return {quotas.answers_per_day, quotas.characters_per_day, quotas.answers_per_month,
+          quotas.characters_per_month};
+}
+
+const QuotaPeriod& PeriodOf(const std::array<QuotaPeriod, 2>& periods, int counter) {
+  return periods[counter / 2];
+}
+
+std::string GroupOf(const std::string& tenant) { return absl::StrCat("quota:", tenant); }
+
+// The counters of `periods` with `amounts` and `maxes`. Counters outlive their period by two
+// days (a replica whose clock lags may still add to it; reads after the end see it).
+std::vector<CounterStep> Steps(const std::array<QuotaPeriod, 2>& periods,
+                               const std::array<int64_t, kCounters>& amounts,
+                               const std::array<int64_t, kCounters>& maxes) {
+  std::vector<CounterStep> steps;
+  for (int i = 0; i < kCounters; ++i) {
+    const QuotaPeriod& period = PeriodOf(periods, i);
+    steps.push_back(CounterStep{
+        absl::StrCat(i % 2 == 0 ? "answers:" : "chars:", period.name, ":", period.label),
+        amounts[i], maxes[i], period.end + absl::Hours(48)});
+  }
+  return steps;
+}
+
+}  // namespace
+
+std::array<QuotaPeriod, 2> PeriodsAt(absl::Time now, const absl::TimeZone& zone) {
+  const absl::CivilDay day = absl::ToCivilDay(now, zone);
+  const absl::CivilMonth month(day);
+  return {QuotaPeriod{"day", absl::FormatCivilTime(day), absl::FromCivil(day, zone),
+                      absl::FromCivil(day + 1, zone)},
+          QuotaPeriod{"month", absl::FormatCivilTime(month), absl::FromCivil(month, zone),
+                      absl::FromCivil(month + 1, zone)}};
+}
+
+QuotaLedger::QuotaLedger(LimitStore& store, const Clock& clock, absl::TimeZone zone,
+                         AdmissionEvents* events, LimitStore* fallback, double fallback_share)
+    : store_(store),
+      clock_(clock),
+      zone_(zone),
+      events_(events),
+      fallback_(fallback),
+      fallback_share_(fallback_share) {}
+
+void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas, int64_t answers,
+                          int64_t characters,
+                          absl::AnyInvocable<void(absl::StatusOr<QuotaReservation>) &&> done) {
+  QuotaReservation reservation;
+  reservation.tenant = tenant;
+  reservation.periods = PeriodsAt(clock_.Now(), zone_);
+  reservation.answers = answers;
+  reservation.characters = characters;
+  const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
+  const std::array<int64_t, kCounters> amounts = {answers, characters, answers, characters};
+  // A call generating no answer is not held by the answer quotas.
+  auto maxes_with = [&](double share) {
+    std::array<int64_t, kCounters> maxes{};
+    for (int i = 0; i < kCounters; ++i) {
+      if (limits[i] <= 0 || (i % 2 == 0 && answers <= 0)) continue;
+      maxes[i] = std::max<int64_t>(
+          1, static_cast<int64_t>(std::ceil(static_cast<double>(limits[i]) * share)));
+    }
+    return maxes;
+  };
+  struct State {
+    QuotaReservation reservation;
+    TenantQuotas quotas;
+    std::array<int64_t, kCounters> amounts;
+    std::array<int64_t, kCounters> limits;
+    absl::AnyInvocable<void(absl::StatusOr<QuotaReservation>) &&> done;
+  };
+  auto state = std::make_shared<State>(
+      State{std::move(reservation), quotas, amounts, limits, std::move(done)});
+  // The outcome of the step in `store` (the fallback when `degraded`).
+  auto decide = [this, state](LimitStore& store, bool degraded,
+                              const std::array<int64_t, kCounters>& maxes,
+                              absl::StatusOr<CounterResult> result) {
+    const std::string& tenant = state->reservation.tenant;
+    if (!result.ok()) {
+      if (events_ != nullptr) events_->Decided(tenant, "tenant_quota", "unavailable");
+      absl::Status status = MakeError(absl::StatusCode::kUnavailable,
+                                      "the quota store is unavailable; try again shortly",
+                                      "quota_store_unavailable", {{"limit", "tenant_quota"}});
+      SetRetryDelay(status, absl::Seconds(1));
+      return std::move(state->done)(std::move(status));
+    }
+    Remember(tenant, state->quotas, state->reservation.periods, result->values);
+    if (!result->added) {
+      const int i = result->refused;
+      const QuotaPeriod& period = PeriodOf(state->reservation.periods, i);
+      const std::string quota = kQuotaNames[i];
+      const std::string description =
+          absl::StrCat(quota, ": ", result->values[i], " of ", maxes[i], " used",
+                       state->amounts[i] > 0 && result->values[i] < maxes[i]
+                           ? absl::StrCat(", this call needs ", state->amounts[i])
+                           : std::string(),
+                       "; the ", period.name, " ends at ",
+                       absl::FormatTime(absl::RFC3339_sec, period.end, zone_));
+      absl::Status status = MakeError(
+          absl::StatusCode::kResourceExhausted,
+          absl::StrCat("tenant quota exceeded: ", description), "tenant_quota_exceeded",
+          {{"limit", "tenant_quota"},
+           {"quota", quota},
+           {"period_end", absl::FormatTime(absl::RFC3339_sec, period.end, absl::UTCTimeZone())}});
+      AddQuotaViolation(status, absl::StrCat("tenant:", tenant), description);
+      SetRetryDelay(status, std::max(period.end - clock_.Now(), absl::Seconds(1)));
+      if (events_ != nullptr) events_->Decided(tenant, "tenant_quota", "limited");
+      return std::move(state->done)(std::move(status));
+    }
+    if (events_ != nullptr) {
+      events_->Decided(tenant, "tenant_quota", degraded ? "degraded" : "allowed");
+    }
+    state->reservation.store = &store;
+    std::move(state->done)(state->reservation);
+  };
+  const std::array<int64_t, kCounters> maxes = maxes_with(1.0);
+  store_.AddToCounters(
+      GroupOf(tenant), Steps(state->reservation.periods, amounts, maxes),
+      [this, state, decide, maxes, maxes_with](absl::StatusOr<CounterResult> result) mutable {
+        if (result.ok() || fallback_ == nullptr) return decide(store_, false, maxes, result);
+        const std::array<int64_t, kCounters> shared = maxes_with(fallback_share_);
+        fallback_->AddToCounters(
+            GroupOf(state->reservation.tenant),
+            Steps(state->reservation.periods, state->amounts, shared),
+            [this, decide, shared](absl::StatusOr<CounterResult> local) mutable {
+              decide(*fallback_, true, shared, std::move(local));
+            });
+      });
+}
+
+void QuotaLedger::Settle(const QuotaReservation& reservation, bool succeeded,
+                         int64_t answer_characters) {
+  if (reservation.store == nullptr) return;
+  std::array<int64_t, kCounters> amounts{};
+  if (succeeded) {
+    amounts = {0, answer_characters, 0, answer_characters};
+  } else {
+    amounts = {-reservation.answers, -reservation.characters, -reservation.answers,
+               -reservation.characters};
+  }
+  if (amounts == std::array<int64_t, kCounters>{}) return;
+  reservation.store->AddToCounters(GroupOf(reservation.tenant),
+                                   Steps(reservation.periods, amounts, {}),
+                                   [](absl::StatusOr<CounterResult>) {});
+}
+
+void QuotaLedger::Read(const std::string& tenant, const TenantQuotas& quotas,
+                       absl::AnyInvocable<void(absl::StatusOr<UsageReport>) &&> done) {
+  const std::array<QuotaPeriod, 2> periods = PeriodsAt(clock_.Now(), zone_);
+  const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
+  auto report = [this, tenant, quotas, periods, limits](bool degraded,
+                                                        const CounterResult& result) {
+    Remember(tenant, quotas, periods, result.values);
+    UsageReport report;
+    report.degraded = degraded;
+    for (int p = 0; p < 2; ++p) {
+      PeriodUsage& usage = report.periods[p];
+      usage.period = periods[p];
+      usage.answers = result.values[2 * p];
+      usage.characters = result.values[2 * p + 1];
+      usage.answers_limit = limits[2 * p];
+      usage.characters_limit = limits[2 * p + 1];
+    }
+    return report;
+  };
+  store_.AddToCounters(
+      GroupOf(tenant), Steps(periods, {}, {}),
+      [this, tenant, periods, report,
+       done = std::move(done)](absl::StatusOr<CounterResult> result) mutable {
+        if (result.ok()) return std::move(done)(report(false, *result));
+        if (fallback_ == nullptr) {
+          return std::move(done)(MakeError(absl::StatusCode::kUnavailable,
+                                           "the quota store is unavailable; try again shortly",
+                                           "quota_store_unavailable", {{"limit", "tenant_quota"}}));
+        }
+        fallback_->AddToCounters(
+            GroupOf(tenant), Steps(periods, {}, {}),
+            [report, done = std::move(done)](absl::StatusOr<CounterResult> local) mutable {
+              if (!local.ok()) return std::move(done)(local.status());
+              std::move(done)(report(true, *local));
+            });
+      });
+}
+
+void QuotaLedger::Remember(const std::string& tenant, const TenantQuotas& quotas,
+                           const std::array<QuotaPeriod, 2>& periods,
+                           const std::vector<int64_t>& values) {
+  const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
+  absl::MutexLock lock(&mu_);
+  for (int i = 0; i < kCounters && i < static_cast<int>(values.size()); ++i) {
+    const std::string key = absl::StrCat(tenant, "\x1f", kQuotaNames[i]);
+    if (limits[i] <= 0) {
+      samples_.erase(key);
+      continue;
+    }
+    samples_[key] =
+        QuotaSample{tenant, kQuotaNames[i], values[i], limits[i], PeriodOf(periods, i).end};
+  }
+}
+
+std::vector<QuotaSample> QuotaLedger::Samples() const {
+  const absl::Time now = clock_.Now();
+  std::vector<QuotaSample> samples;
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, sample] : samples_) {
+    samples.push_back(sample);
+    if (now >= sample.period_end) samples.back().used = 0;
+  }
+  return samples;
+}
+
+}  // namespace copilot::gateway
