@@ -58,6 +58,20 @@ void Interpret(const redisReply& reply) {
   absl::StatusOr<bool> slot = SlotAcquiredFromReply(reply, "concurrency slot script");
   FUZZ_CHECK(slot.ok() || slot.status().code() == absl::StatusCode::kUnavailable,
              slot.status().ToString());
+  // The counters script's reply, for each count of counters a call could have sent.
+  for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{4}, reply.elements - 2}) {
+    if (count > 64) continue;
+    absl::StatusOr<CounterResult> counters =
+        CounterResultFromReply(reply, "counters script", count);
+    if (counters.ok()) {
+      FUZZ_CHECK(counters->values.size() == count, "values do not match the counters sent");
+      FUZZ_CHECK(counters->added == (counters->refused == -1), "added and refused disagree");
+      FUZZ_CHECK(counters->refused < static_cast<int>(count), "refused index out of range");
+    } else {
+      FUZZ_CHECK(counters.status().code() == absl::StatusCode::kUnavailable,
+                 counters.status().ToString());
+    }
+  }
 }
 
 }  // namespace

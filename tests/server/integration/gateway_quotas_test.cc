@@ -182,9 +182,17 @@ TEST_F(GatewayQuotasTest, ThreeReplicasAdmitExactlyTheQuotaAndReportWhatTheUpstr
   absl::StatusOr<nlohmann::json> records = emulator_->Requests();
   ASSERT_TRUE(records.ok()) << records.status();
   int completions = 0;
-  for (const auto& record : *records)
-    completions += record.value("route", "") == "chat_completions";
+  int64_t recorded_in = 0;  // Characters of the questions the upstream received.
+  for (const auto& record : *records) {
+    if (record.value("route", "") != "chat_completions") continue;
+    ++completions;
+    const nlohmann::json body = nlohmann::json::parse(record.value("body", "{}"));
+    for (const auto& message : body["messages"]) {
+      recorded_in += Characters(message.value("content", ""));
+    }
+  }
   EXPECT_EQ(completions, kAnswersPerDay);
+  EXPECT_GT(recorded_in, 0);
 
   // Another tenant has no quota and is not held.
   for (int i = 0; i < 3; ++i) {
@@ -217,17 +225,21 @@ TEST_F(GatewayQuotasTest, ThreeReplicasAdmitExactlyTheQuotaAndReportWhatTheUpstr
   // The metrics and the audit logs of the three replicas add up to the same figures.
   double answers = 0;
   double chars = 0;
+  double chars_in = 0;
   for (int g = 0; g < 3; ++g) {
     const std::string scrape = Scrape(g);
     answers +=
         Sum(scrape, "copilot_gateway_usage_answers_total", {"tenant=\"metered\"", "status=\"ok\""});
     chars += Sum(scrape, "copilot_gateway_usage_characters_total", {"tenant=\"metered\""});
+    chars_in += Sum(scrape, "copilot_gateway_usage_characters_total",
+                    {"tenant=\"metered\"", "direction=\"in\""});
     EXPECT_EQ(Sum(scrape, "copilot_gateway_tenant_quota_limit",
                   {"tenant=\"metered\"", "quota=\"answers_per_day\""}),
               kAnswersPerDay);
   }
   EXPECT_EQ(answers, kAnswersPerDay);
   EXPECT_EQ(chars, static_cast<double>(characters));
+  EXPECT_EQ(chars_in, static_cast<double>(recorded_in));
   int lines = 0;
   int64_t audited = 0;
   for (const std::string& path : audit_paths_) {

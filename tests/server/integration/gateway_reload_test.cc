@@ -147,5 +147,39 @@ TEST_F(GatewayReloadTest, SighupReloadsAtOnce) {
   EXPECT_EQ(ListAs("token-a"), grpc::StatusCode::UNAUTHENTICATED);
 }
 
+TEST_F(GatewayReloadTest, AQuotaChangeAppliesOnReloadAndKeepsTheCount) {
+  options_.extra_yaml =
+      absl::StrCat("tenants:\n", Tenant("a", "token-a"), "    quotas: {answers_per_day: 2}\n");
+  Start("200ms");
+  auto complete = [&]() {
+    grpc::ClientContext context;
+    SetTimeout(context, absl::Seconds(10));
+    context.AddMetadata("authorization", "Bearer token-a");
+    v1::CompleteRequest request;
+    request.set_assistant_id(kTaxAssistant);
+    v1::MessageInput* message = request.add_messages();
+    message->set_role(v1::ROLE_USER);
+    message->set_content("q");
+    v1::CompleteResponse response;
+    return stub_->Complete(&context, request, &response).error_code();
+  };
+  EXPECT_EQ(complete(), grpc::StatusCode::OK);
+  EXPECT_EQ(complete(), grpc::StatusCode::OK);
+  EXPECT_EQ(complete(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Raised to 3: one more answer (the 2 already used still count), then refused again.
+  Rewrite(absl::StrCat("tenants:\n", Tenant("a", "token-a"), "    quotas: {answers_per_day: 3}\n"));
+  EXPECT_TRUE(LogSays("config reloaded: 1 tenant(s)"));
+  EXPECT_EQ(complete(), grpc::StatusCode::OK);
+  EXPECT_EQ(complete(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  // Removed: no quota.
+  Rewrite(absl::StrCat("tenants:\n", Tenant("a", "token-a")));
+  bool applied = false;
+  for (int i = 0; i < 150 && !applied; ++i) {
+    applied = complete() == grpc::StatusCode::OK;
+    if (!applied) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(applied);
+}
+
 }  // namespace
 }  // namespace copilot::gateway::testing
