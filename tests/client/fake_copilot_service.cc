@@ -177,6 +177,12 @@ grpc::Status FakeCopilotService::ListAssistants(grpc::ServerContext* context,
   return Unary("ListAssistants", context, *request, response);
 }
 
+grpc::Status FakeCopilotService::GetUsage(grpc::ServerContext* context,
+                                          const v1::GetUsageRequest* request,
+                                          v1::GetUsageResponse* response) {
+  return Unary("GetUsage", context, *request, response);
+}
+
 grpc::Status FakeCopilotService::CreateThread(grpc::ServerContext* context,
                                               const v1::CreateThreadRequest* request,
                                               v1::CreateThreadResponse* response) {

@@ -97,6 +97,8 @@ class FakeCopilotService final : public v1::CopilotService::Service {
   grpc::Status ListAssistants(grpc::ServerContext* context,
                               const v1::ListAssistantsRequest* request,
                               v1::ListAssistantsResponse* response) override;
+  grpc::Status GetUsage(grpc::ServerContext* context, const v1::GetUsageRequest* request,
+                        v1::GetUsageResponse* response) override;
   grpc::Status CreateThread(grpc::ServerContext* context, const v1::CreateThreadRequest* request,
                             v1::CreateThreadResponse* response) override;
   grpc::Status GetThread(grpc::ServerContext* context, const v1::GetThreadRequest* request,

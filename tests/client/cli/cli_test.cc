@@ -190,6 +190,40 @@ TEST_F(CliTest, AssistantsJsonAcceptsGlobalFlagsAfterTheCommand) {
   ExpectTokenAndDeadline(OnlyCall("ListAssistants"));
 }
 
+// ---- usage ------------------------------------------------------------------
+
+TEST_F(CliTest, UsagePrintsEachPeriodWithItsQuotasAndWhatIsLeft) {
+  v1::GetUsageResponse response;
+  response.set_tenant_id("payroll");
+  v1::UsagePeriod* day = response.mutable_day();
+  day->mutable_start_time()->set_seconds(1796169600);  // 2026-12-02T00:00:00Z
+  day->mutable_end_time()->set_seconds(1796256000);
+  day->set_answers(2);
+  day->set_answers_quota(2);
+  day->set_characters(221);
+  v1::UsagePeriod* month = response.mutable_month();
+  month->mutable_start_time()->set_seconds(1796083200);  // 2026-12-01T00:00:00Z
+  month->mutable_end_time()->set_seconds(1798761600);
+  month->set_answers(2);
+  month->set_answers_quota(40000);
+  month->set_answers_remaining(39998);
+  month->set_characters(221);
+  month->set_characters_quota(20000000);
+  month->set_characters_remaining(19999779);
+  fake_->SetResponse("GetUsage", response);
+  CliResult r = Run({"usage"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "tenant: payroll\n"
+            "day 2026-12-02T00:00:00Z .. 2026-12-03T00:00:00Z\n"
+            "  answers: 2 of 2 (0 left)\n"
+            "  characters: 221 (no quota)\n"
+            "month 2026-12-01T00:00:00Z .. 2027-01-01T00:00:00Z\n"
+            "  answers: 2 of 40000 (39998 left)\n"
+            "  characters: 221 of 20000000 (19999779 left)\n");
+  ExpectTokenAndDeadline(OnlyCall("GetUsage"));
+}
+
 // ---- thread -----------------------------------------------------------------
 
 TEST_F(CliTest, ThreadCreatePrintsTheIdAlone) {
