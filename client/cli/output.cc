@@ -109,6 +109,10 @@ void PrintAssistants(std::ostream& out, const v1::ListAssistantsResponse& respon
 
 void PrintUsage(std::ostream& out, const v1::GetUsageResponse& response) {
   out << "tenant: " << response.tenant_id() << "\n";
+  if (response.partial()) {
+    out << "partial: the gateway could not reach its shared usage store; these are one "
+           "replica's figures\n";
+  }
   auto figure = [&out](const char* name, int64_t used, int64_t quota, int64_t remaining) {
     out << "  " << name << ": " << used;
     if (quota > 0) {

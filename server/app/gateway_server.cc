@@ -417,7 +417,19 @@ std::string GatewayServer::ScrapeMetrics() const {
       metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
       metrics_->request_id_waiters().Set(request_ids.waiters());
     }
-    if (quota_ledger_ != nullptr) metrics_->SetQuotaSamples(quota_ledger_->Samples());
+    if (quota_ledger_ != nullptr) {
+      // Only quotas configured now, with their current limits (a reload may have changed them).
+      std::vector<QuotaSample> samples = quota_ledger_->Samples();
+      const std::shared_ptr<const TenantDirectory> directory = tenants_->Current();
+      std::vector<QuotaSample> configured;
+      for (QuotaSample& sample : samples) {
+        const std::shared_ptr<const Tenant> tenant = directory->FindById(sample.tenant);
+        if (tenant == nullptr) continue;
+        sample.limit = QuotaNamed(tenant->limits.quotas, sample.quota);
+        if (sample.limit > 0) configured.push_back(std::move(sample));
+      }
+      metrics_->SetQuotaSamples(configured);
+    }
     if (response_memory_ != nullptr) {
       metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
     }
@@ -447,6 +459,9 @@ GatewayServer::~GatewayServer() {
   ops_http_.reset();
   Shutdown(absl::ZeroDuration());
   server_.reset();
+  // Decisions still queued for Redis fail now, while the ledger, the decorators and the core
+  // their callbacks reach still exist (members are destroyed after this body, the store last).
+  if (redis_ != nullptr) redis_->Stop();
   api_.reset();
   transport_.reset();
 }

@@ -10,6 +10,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "server/core/tenant.h"
 
@@ -52,6 +53,13 @@ class TenantDirectory {
                                                         const ListenerIdentity& listener) const;
 
   std::size_t size() const { return entries_.size(); }
+  // The configured tenant (or the anonymous one) with this ID, or null.
+  std::shared_ptr<const Tenant> FindById(absl::string_view id) const {
+    for (const DirectoryEntry& entry : entries_) {
+      if (entry.tenant->id == id) return entry.tenant;
+    }
+    return anonymous_ != nullptr && anonymous_->id == id ? anonymous_ : nullptr;
+  }
 
  private:
   std::vector<DirectoryEntry> entries_;

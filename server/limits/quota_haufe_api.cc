@@ -62,11 +62,13 @@ class QuotaHaufeApi::SettlingSink final : public ChunkSink {
       : ledger_(ledger), reservation_(std::move(reservation)), sink_(std::move(sink)) {}
   bool OnChunk(copilot::v1::MessageChunk chunk) override {
     characters_ += AnswerCharacters(chunk);
+    delivered_ = true;
     return sink_->OnChunk(std::move(chunk));
   }
   void OnDone(absl::Status status) override {
-    // A stream that failed part way is given back whole, like a failed unary answer.
-    ledger_.Settle(reservation_, status.ok(), status.ok() ? characters_ : 0);
+    // An answer that reached the caller counts, however its stream ended (a caller must not
+    // get answers free by cancelling before the last line); one that sent nothing is given back.
+    ledger_.Settle(reservation_, status.ok() || delivered_, characters_);
     sink_->OnDone(std::move(status));
   }
 
@@ -75,6 +77,7 @@ class QuotaHaufeApi::SettlingSink final : public ChunkSink {
   const QuotaReservation reservation_;
   const std::shared_ptr<ChunkSink> sink_;
   int64_t characters_ = 0;
+  bool delivered_ = false;
 };
 
 namespace {

@@ -44,6 +44,14 @@ std::vector<CounterStep> Steps(const std::array<QuotaPeriod, 2>& periods,
 
 }  // namespace
 
+int64_t QuotaNamed(const TenantQuotas& quotas, absl::string_view name) {
+  const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
+  for (int i = 0; i < kCounters; ++i) {
+    if (name == kQuotaNames[i]) return limits[i];
+  }
+  return 0;
+}
+
 std::array<QuotaPeriod, 2> PeriodsAt(absl::Time now, const absl::TimeZone& zone) {
   const absl::CivilDay day = absl::ToCivilDay(now, zone);
   const absl::CivilMonth month(day);
@@ -62,6 +70,24 @@ QuotaLedger::QuotaLedger(LimitStore& store, const Clock& clock, absl::TimeZone z
       fallback_(fallback),
       fallback_share_(fallback_share) {}
 
+namespace {
+
+// The maxima of a reservation's steps: each configured quota, scaled by `share` (a replica's
+// share in fail-open mode, at least 1). A call generating no answer is not held by the answer
+// quotas.
+std::array<int64_t, kCounters> Maxes(const std::array<int64_t, kCounters>& limits, int64_t answers,
+                                     double share) {
+  std::array<int64_t, kCounters> maxes{};
+  for (int i = 0; i < kCounters; ++i) {
+    if (limits[i] <= 0 || (i % 2 == 0 && answers <= 0)) continue;
+    maxes[i] = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(static_cast<double>(limits[i]) * share)));
+  }
+  return maxes;
+}
+
+}  // namespace
+
 void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas, int64_t answers,
                           int64_t characters,
                           absl::AnyInvocable<void(absl::StatusOr<QuotaReservation>) &&> done) {
@@ -72,16 +98,18 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
   reservation.characters = characters;
   const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
   const std::array<int64_t, kCounters> amounts = {answers, characters, answers, characters};
-  // A call generating no answer is not held by the answer quotas.
-  auto maxes_with = [&](double share) {
-    std::array<int64_t, kCounters> maxes{};
-    for (int i = 0; i < kCounters; ++i) {
-      if (limits[i] <= 0 || (i % 2 == 0 && answers <= 0)) continue;
-      maxes[i] = std::max<int64_t>(
-          1, static_cast<int64_t>(std::ceil(static_cast<double>(limits[i]) * share)));
+  const std::array<int64_t, kCounters> maxes = Maxes(limits, answers, 1.0);
+  if (maxes == std::array<int64_t, kCounters>{}) {
+    // No quota holds this call: it goes on at once (no round trip, and an unreachable store
+    // refuses nothing); its usage is counted on the way, best effort.
+    reservation.store = &store_;
+    if (amounts != std::array<int64_t, kCounters>{}) {
+      store_.AddToCounters(GroupOf(tenant), Steps(reservation.periods, amounts, {}),
+                           [](absl::StatusOr<CounterResult>) {});
     }
-    return maxes;
-  };
+    std::move(done)(std::move(reservation));
+    return;
+  }
   struct State {
     QuotaReservation reservation;
     TenantQuotas quotas;
@@ -91,7 +119,8 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
   };
   auto state = std::make_shared<State>(
       State{std::move(reservation), quotas, amounts, limits, std::move(done)});
-  // The outcome of the step in `store` (the fallback when `degraded`).
+  // The outcome of the step in `store` (the fallback when `degraded`); may run on the store's
+  // thread after Reserve returned: it uses `state` and members only.
   auto decide = [this, state](LimitStore& store, bool degraded,
                               const std::array<int64_t, kCounters>& maxes,
                               absl::StatusOr<CounterResult> result) {
@@ -104,28 +133,11 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
       SetRetryDelay(status, absl::Seconds(1));
       return std::move(state->done)(std::move(status));
     }
-    Remember(tenant, state->quotas, state->reservation.periods, result->values);
+    // This replica's own counters (fail-open) are not the tenant's usage: not reported.
+    if (!degraded) Remember(tenant, state->quotas, state->reservation.periods, result->values);
     if (!result->added) {
-      const int i = result->refused;
-      const QuotaPeriod& period = PeriodOf(state->reservation.periods, i);
-      const std::string quota = kQuotaNames[i];
-      const std::string description =
-          absl::StrCat(quota, ": ", result->values[i], " of ", maxes[i], " used",
-                       state->amounts[i] > 0 && result->values[i] < maxes[i]
-                           ? absl::StrCat(", this call needs ", state->amounts[i])
-                           : std::string(),
-                       "; the ", period.name, " ends at ",
-                       absl::FormatTime(absl::RFC3339_sec, period.end, zone_));
-      absl::Status status = MakeError(
-          absl::StatusCode::kResourceExhausted,
-          absl::StrCat("tenant quota exceeded: ", description), "tenant_quota_exceeded",
-          {{"limit", "tenant_quota"},
-           {"quota", quota},
-           {"period_end", absl::FormatTime(absl::RFC3339_sec, period.end, absl::UTCTimeZone())}});
-      AddQuotaViolation(status, absl::StrCat("tenant:", tenant), description);
-      SetRetryDelay(status, std::max(period.end - clock_.Now(), absl::Seconds(1)));
-      if (events_ != nullptr) events_->Decided(tenant, "tenant_quota", "limited");
-      return std::move(state->done)(std::move(status));
+      return std::move(state->done)(
+          Refusal(tenant, state->reservation.periods, state->amounts, maxes, result->values));
     }
     if (events_ != nullptr) {
       events_->Decided(tenant, "tenant_quota", degraded ? "degraded" : "allowed");
@@ -133,19 +145,57 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
     state->reservation.store = &store;
     std::move(state->done)(state->reservation);
   };
-  const std::array<int64_t, kCounters> maxes = maxes_with(1.0);
-  store_.AddToCounters(
-      GroupOf(tenant), Steps(state->reservation.periods, amounts, maxes),
-      [this, state, decide, maxes, maxes_with](absl::StatusOr<CounterResult> result) mutable {
-        if (result.ok() || fallback_ == nullptr) return decide(store_, false, maxes, result);
-        const std::array<int64_t, kCounters> shared = maxes_with(fallback_share_);
-        fallback_->AddToCounters(
-            GroupOf(state->reservation.tenant),
-            Steps(state->reservation.periods, state->amounts, shared),
-            [this, decide, shared](absl::StatusOr<CounterResult> local) mutable {
-              decide(*fallback_, true, shared, std::move(local));
-            });
-      });
+  store_.AddToCounters(GroupOf(tenant), Steps(state->reservation.periods, amounts, maxes),
+                       [this, state, decide, maxes](absl::StatusOr<CounterResult> result) mutable {
+                         if (result.ok() || fallback_ == nullptr)
+                           return decide(store_, false, maxes, result);
+                         const std::array<int64_t, kCounters> shared =
+                             Maxes(state->limits, state->reservation.answers, fallback_share_);
+                         fallback_->AddToCounters(
+                             GroupOf(state->reservation.tenant),
+                             Steps(state->reservation.periods, state->amounts, shared),
+                             [this, decide, shared](absl::StatusOr<CounterResult> local) mutable {
+                               decide(*fallback_, true, shared, std::move(local));
+                             });
+                       });
+}
+
+absl::Status QuotaLedger::Refusal(const std::string& tenant,
+                                  const std::array<QuotaPeriod, 2>& periods,
+                                  const std::array<int64_t, kCounters>& amounts,
+                                  const std::array<int64_t, kCounters>& maxes,
+                                  const std::vector<int64_t>& values) const {
+  // Every quota that refuses is named; a retry can succeed when the last of their periods
+  // ends, unless the call alone needs more than a whole quota (then never: no RetryInfo).
+  std::vector<std::pair<std::string, std::string>> violations;  // quota, description
+  absl::Time until = absl::InfinitePast();
+  bool never = false;
+  for (int i = 0; i < kCounters && i < static_cast<int>(values.size()); ++i) {
+    if (maxes[i] <= 0 || (values[i] < maxes[i] && values[i] + amounts[i] <= maxes[i])) continue;
+    const QuotaPeriod& period = PeriodOf(periods, i);
+    never = never || amounts[i] > maxes[i];
+    until = std::max(until, period.end);
+    violations.emplace_back(
+        kQuotaNames[i],
+        absl::StrCat(
+            kQuotaNames[i], ": ", values[i], " of ", maxes[i], " used",
+            values[i] < maxes[i] ? absl::StrCat(", this call needs ", amounts[i]) : std::string(),
+            "; the ", period.name, " ends at ",
+            absl::FormatTime(absl::RFC3339_sec, period.end, zone_)));
+  }
+  if (violations.empty()) violations.emplace_back("unknown", "a quota refused the call");
+  absl::Status status = MakeError(
+      absl::StatusCode::kResourceExhausted,
+      absl::StrCat("tenant quota exceeded: ", violations.front().second), "tenant_quota_exceeded",
+      {{"limit", "tenant_quota"},
+       {"quota", violations.front().first},
+       {"period_end", absl::FormatTime(absl::RFC3339_sec, until, absl::UTCTimeZone())}});
+  for (const auto& [quota, description] : violations) {
+    AddQuotaViolation(status, absl::StrCat("tenant:", tenant), description);
+  }
+  if (!never) SetRetryDelay(status, std::max(until - clock_.Now(), absl::Seconds(1)));
+  if (events_ != nullptr) events_->Decided(tenant, "tenant_quota", "limited");
+  return status;
 }
 
 void QuotaLedger::Settle(const QuotaReservation& reservation, bool succeeded,
@@ -170,7 +220,7 @@ void QuotaLedger::Read(const std::string& tenant, const TenantQuotas& quotas,
   const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
   auto report = [this, tenant, quotas, periods, limits](bool degraded,
                                                         const CounterResult& result) {
-    Remember(tenant, quotas, periods, result.values);
+    if (!degraded) Remember(tenant, quotas, periods, result.values);
     UsageReport report;
     report.degraded = degraded;
     for (int p = 0; p < 2; ++p) {

@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/clock.h"
@@ -30,6 +31,9 @@ struct QuotaPeriod {
   absl::Time start;
   absl::Time end;
 };
+
+// The quota of `quotas` named `name` ("answers_per_day", ...), 0 for none or an unknown name.
+int64_t QuotaNamed(const TenantQuotas& quotas, absl::string_view name);
 
 // The day and the month that `now` falls in, in `zone`.
 std::array<QuotaPeriod, 2> PeriodsAt(absl::Time now, const absl::TimeZone& zone);
@@ -99,7 +103,11 @@ class QuotaLedger {
   std::vector<QuotaSample> Samples() const;
 
  private:
-  struct Step;
+  // RESOURCE_EXHAUSTED naming every quota that refuses (`values` as they were), RetryInfo until
+  // the last of their periods ends (none when the call alone needs more than a quota).
+  absl::Status Refusal(const std::string& tenant, const std::array<QuotaPeriod, 2>& periods,
+                       const std::array<int64_t, 4>& amounts, const std::array<int64_t, 4>& maxes,
+                       const std::vector<int64_t>& values) const;
   void Remember(const std::string& tenant, const TenantQuotas& quotas,
                 const std::array<QuotaPeriod, 2>& periods, const std::vector<int64_t>& values);
 

@@ -499,12 +499,15 @@ RedisLimitStore::RedisLimitStore(RedisLimitStoreOptions options) : options_(std:
   thread_ = std::thread([this] { Run(); });
 }
 
-RedisLimitStore::~RedisLimitStore() {
+RedisLimitStore::~RedisLimitStore() { Stop(); }
+
+void RedisLimitStore::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  thread_.join();
+  std::lock_guard<std::mutex> join(join_mu_);
+  if (thread_.joinable()) thread_.join();
 }
 
 bool RedisLimitStore::HasWorkOrStop() const { return stop_ || !queue_.empty(); }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -117,6 +118,11 @@ class RedisLimitStore final : public LimitStore {
   void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
                      StoreCallback<CounterResult> done) override;
 
+  // What destruction does, earlier: every queued call fails with UNAVAILABLE "store shut down"
+  // (its callback runs now, while the objects it reaches still exist), later calls fail inline,
+  // the thread is joined. Idempotent; not on the store's thread.
+  void Stop();
+
   // Connected, and the last round trip (command or health check) succeeded.
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
 
@@ -145,6 +151,7 @@ class RedisLimitStore final : public LimitStore {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
 
+  std::mutex join_mu_;  // Stop() from two threads joins once.
   std::thread thread_;
 };
 

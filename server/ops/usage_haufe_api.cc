@@ -61,7 +61,8 @@ void UsageHaufeApi::Finish(AnswerRecord& record, absl::Time started, const absl:
     std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
     if (info.has_value()) record.reason = info->reason();
   }
-  record.characters_out = status.ok() ? characters_out : 0;
+  // What the caller received, however the call ended (a stream cut or cancelled part way).
+  record.characters_out = characters_out;
   if (options.caller_thread_id && !upstream_thread_id.empty()) {
     record.thread_id = options.caller_thread_id(upstream_thread_id);
   }

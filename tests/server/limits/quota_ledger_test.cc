@@ -23,6 +23,49 @@ using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
 
 // 2026-12-31 23:00:00 UTC.
+// Runs another store's steps later, when the test says (like Redis answering on its thread after
+// the caller returned).
+class DeferredStore final : public LimitStore {
+ public:
+  explicit DeferredStore(LimitStore& inner) : inner_(inner) {}
+  void TakeRate(const std::string& key, const RateLimit& limit,
+                StoreCallback<StepResult> done) override {
+    inner_.TakeRate(key, limit, std::move(done));
+  }
+  void TakeWindows(const std::string& key, const std::vector<WindowLimit>& windows,
+                   StoreCallback<StepResult> done) override {
+    inner_.TakeWindows(key, windows, std::move(done));
+  }
+  void AcquireSlot(const std::string& key, int64_t max, absl::Duration ttl,
+                   StoreCallback<SlotResult> done) override {
+    inner_.AcquireSlot(key, max, ttl, std::move(done));
+  }
+  void ReleaseSlot(const std::string& key, const std::string& lease_id) override {
+    inner_.ReleaseSlot(key, lease_id);
+  }
+  void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
+                     StoreCallback<CounterResult> done) override {
+    pending_.push_back([this, group, steps, done = std::move(done)]() mutable {
+      inner_.AddToCounters(group, steps, std::move(done));
+    });
+  }
+  // Runs the queued steps (and those they queue), in order; returns how many ran.
+  int RunPending() {
+    int ran = 0;
+    while (!pending_.empty()) {
+      absl::AnyInvocable<void()&&> step = std::move(pending_.front());
+      pending_.erase(pending_.begin());
+      std::move(step)();
+      ++ran;
+    }
+    return ran;
+  }
+
+ private:
+  LimitStore& inner_;
+  std::vector<absl::AnyInvocable<void() &&>> pending_;
+};
+
 const absl::Time kNewYearsEve =
     absl::FromCivil(absl::CivilSecond(2026, 12, 31, 23, 0, 0), absl::UTCTimeZone());
 
@@ -240,9 +283,70 @@ TEST(QuotaHaufeApiTest, ATenantOverQuotaNeverReachesTheApiAndFailuresAreGivenBac
   EXPECT_EQ(report.periods[0].characters, 10);  // 5 sent, 5 answered.
 }
 
-TEST(QuotaHaufeApiTest, ACancelWhileReservingEndsTheCallAndGivesTheAnswerBack) {
+TEST(QuotaLedgerTest, FailOpenDecidedAfterReserveReturnedStillUsesTheQuotas) {
+  // Redis answers (fails) on its own thread after Reserve has returned: the fallback's share
+  // must come from the reservation, not from Reserve's stack.
+  FakeClock clock(kNewYearsEve - absl::Hours(12));
+  UnreachableStore unreachable;
+  DeferredStore redis(unreachable);
+  LocalLimitStore fallback(clock);
+  QuotaLedger ledger(redis, clock, absl::UTCTimeZone(), nullptr, &fallback, 1.0 / 3);
+  std::vector<absl::StatusOr<QuotaReservation>> results;
+  for (int i = 0; i < 10; ++i) {
+    const TenantQuotas quotas{.answers_per_day = 9};
+    ledger.Reserve("acme", quotas, 1, 0,
+                   [&](absl::StatusOr<QuotaReservation> r) { results.push_back(std::move(r)); });
+  }
+  EXPECT_TRUE(results.empty());
+  EXPECT_EQ(redis.RunPending(), 10);
+  ASSERT_EQ(results.size(), 10u);
+  int admitted = 0;
+  for (const auto& result : results) admitted += result.ok() ? 1 : 0;
+  EXPECT_EQ(admitted, 3);
+}
+
+TEST(QuotaLedgerTest, EveryRefusingQuotaIsNamedAndRetryInfoWaitsForTheLastPeriod) {
+  FakeClock clock(kNewYearsEve - absl::Hours(24 * 5));  // 26 December, 23:00 UTC.
+  LocalLimitStore store(clock);
+  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
+  const TenantQuotas quotas{.answers_per_day = 1, .answers_per_month = 1};
+  ASSERT_TRUE(Reserve(ledger, quotas, 1, 0).ok());
+  absl::StatusOr<QuotaReservation> refused = Reserve(ledger, quotas, 1, 0);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  std::optional<google::rpc::QuotaFailure> failure = GetQuotaFailure(refused.status());
+  ASSERT_TRUE(failure.has_value());
+  ASSERT_EQ(failure->violations_size(), 2);
+  EXPECT_NE(failure->violations(0).description().find("answers_per_day"), std::string::npos);
+  EXPECT_NE(failure->violations(1).description().find("answers_per_month"), std::string::npos);
+  // Not midnight (the month is spent too) but the end of the month: 5 days and 1 hour.
+  EXPECT_EQ(GetRetryInfo(refused.status())->retry_delay().seconds(), (5 * 24 + 1) * 3600);
+  EXPECT_EQ(GetErrorInfo(refused.status())->metadata().at("period_end"),
+            "2027-01-01T00:00:00+00:00");
+}
+
+TEST(QuotaLedgerTest, ACallNeedingMoreThanAWholeQuotaGetsNoRetryInfo) {
   FakeClock clock(kNewYearsEve - absl::Hours(12));
   LocalLimitStore store(clock);
+  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
+  absl::StatusOr<QuotaReservation> refused =
+      Reserve(ledger, TenantQuotas{.characters_per_day = 100}, 0, 101);
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(GetRetryInfo(refused.status()).has_value());
+}
+
+TEST(QuotaLedgerTest, ATenantWithoutQuotasIsNotHeldByAnUnreachableStore) {
+  FakeClock clock(kNewYearsEve - absl::Hours(12));
+  UnreachableStore redis;
+  QuotaLedger closed(redis, clock, absl::UTCTimeZone());  // Fail-closed.
+  EXPECT_TRUE(Reserve(closed, TenantQuotas{}, 1, 50).ok());
+  EXPECT_EQ(Reserve(closed, TenantQuotas{.answers_per_month = 5}, 1, 0).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(QuotaHaufeApiTest, ACancelWhileTheStoreDecidesNeverStartsTheCall) {
+  FakeClock clock(kNewYearsEve - absl::Hours(12));
+  LocalLimitStore local(clock);
+  DeferredStore store(local);
   QuotaLedger ledger(store, clock, absl::UTCTimeZone());
   FakeHaufeApi inner;
   QuotaHaufeApi api(inner, ledger);
@@ -253,11 +357,53 @@ TEST(QuotaHaufeApiTest, ACancelWhileReservingEndsTheCallAndGivesTheAnswerBack) {
   std::shared_ptr<UpstreamCall> call =
       api.Run(options, RunParams{"t", {}},
               [&](absl::StatusOr<copilot::v1::Message> result) { status = result.status(); });
-  ASSERT_EQ(inner.call_count(), 1);
-  call->Cancel();  // Reaches the inner call, which fails with CANCELLED.
+  call->Cancel();
+  EXPECT_FALSE(status.has_value());
+  store.RunPending();  // The reservation is decided, then given back.
   ASSERT_TRUE(status.has_value());
   EXPECT_EQ(status->code(), absl::StatusCode::kCancelled);
-  EXPECT_EQ(Read(ledger, options.limits.quotas).periods[0].answers, 0);
+  EXPECT_EQ(inner.call_count(), 0);
+  std::optional<absl::StatusOr<UsageReport>> report;
+  ledger.Read("acme", options.limits.quotas,
+              [&](absl::StatusOr<UsageReport> r) { report = std::move(r); });
+  store.RunPending();
+  ASSERT_TRUE(report.has_value() && report->ok());
+  EXPECT_EQ((*report)->periods[0].answers, 0);
+}
+
+TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
+  FakeClock clock(kNewYearsEve - absl::Hours(12));
+  LocalLimitStore store(clock);
+  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
+  FakeHaufeApi inner;
+  QuotaHaufeApi api(inner, ledger);
+  UpstreamCallOptions options;
+  options.tenant_id = "acme";
+  options.limits.quotas.answers_per_day = 1;
+  class Sink final : public ChunkSink {
+   public:
+    bool OnChunk(copilot::v1::MessageChunk) override { return true; }
+    void OnDone(absl::Status) override {}
+  };
+  CompletionParams params;
+  params.messages.emplace_back();
+  params.messages.back().set_content("abc");
+  api.StreamComplete(options, params, std::make_shared<Sink>());
+  copilot::v1::MessageChunk chunk;
+  chunk.mutable_delta()->set_content("the whole answer");
+  inner.WaitForCall(0)->Chunk(chunk);
+  inner.WaitForCall(0)->EndStream(absl::CancelledError("the caller went away"));
+  // The caller had the answer: it counts, and the day's quota is spent.
+  UsageReport report = Read(ledger, options.limits.quotas);
+  EXPECT_EQ(report.periods[0].answers, 1);
+  EXPECT_EQ(report.periods[0].characters, 3 + 16);
+  api.StreamComplete(options, params, std::make_shared<Sink>());
+  EXPECT_EQ(inner.call_count(), 1);
+  // A stream that failed before any text is given back.
+  options.tenant_id = "other";
+  api.StreamComplete(options, params, std::make_shared<Sink>());
+  inner.WaitForCall(1)->EndStream(absl::UnavailableError("upstream down"));
+  EXPECT_EQ(Read(ledger, options.limits.quotas, "other").periods[0].answers, 0);
 }
 
 }  // namespace
