@@ -69,6 +69,14 @@ class DeferredStore final : public LimitStore {
 const absl::Time kNewYearsEve =
     absl::FromCivil(absl::CivilSecond(2026, 12, 31, 23, 0, 0), absl::UTCTimeZone());
 
+// The options of a call of `tenant`, whose quota is one answer a day.
+UpstreamCallOptions OneAnswerADay(const std::string& tenant) {
+  UpstreamCallOptions options;
+  options.tenant_id = tenant;
+  options.limits.quotas.answers_per_day = 1;
+  return options;
+}
+
 absl::StatusOr<QuotaReservation> Reserve(QuotaLedger& ledger, const TenantQuotas& quotas,
                                          int64_t answers, int64_t characters,
                                          const std::string& tenant = "acme") {
@@ -253,9 +261,7 @@ TEST(QuotaHaufeApiTest, ATenantOverQuotaNeverReachesTheApiAndFailuresAreGivenBac
   QuotaLedger ledger(store, clock, absl::UTCTimeZone());
   FakeHaufeApi inner;
   QuotaHaufeApi api(inner, ledger);
-  UpstreamCallOptions options;
-  options.tenant_id = "acme";
-  options.limits.quotas.answers_per_day = 1;
+  UpstreamCallOptions options = OneAnswerADay("acme");
   CompletionParams params;
   params.assistant_id = "a";
   params.messages.emplace_back();
@@ -350,9 +356,7 @@ TEST(QuotaHaufeApiTest, ACancelWhileTheStoreDecidesNeverStartsTheCall) {
   QuotaLedger ledger(store, clock, absl::UTCTimeZone());
   FakeHaufeApi inner;
   QuotaHaufeApi api(inner, ledger);
-  UpstreamCallOptions options;
-  options.tenant_id = "acme";
-  options.limits.quotas.answers_per_day = 1;
+  UpstreamCallOptions options = OneAnswerADay("acme");
   std::optional<absl::Status> status;
   std::shared_ptr<UpstreamCall> call =
       api.Run(options, RunParams{"t", {}},
@@ -377,9 +381,7 @@ TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
   QuotaLedger ledger(store, clock, absl::UTCTimeZone());
   FakeHaufeApi inner;
   QuotaHaufeApi api(inner, ledger);
-  UpstreamCallOptions options;
-  options.tenant_id = "acme";
-  options.limits.quotas.answers_per_day = 1;
+  UpstreamCallOptions options = OneAnswerADay("acme");
   class Sink final : public ChunkSink {
    public:
     bool OnChunk(copilot::v1::MessageChunk) override { return true; }
