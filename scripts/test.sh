@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is needed, checks the contract and formatting,
-# builds everything, runs every test, then every fuzz target for a bounded time
+# The README's test command: installs what is needed, checks the contract, formatting and
+# layering, builds everything, runs every test, then every fuzz target for a bounded time
 # (scripts/fuzz.sh; FUZZ=0 skips it). SANITIZE=1 adds every test again built with
 # AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (scripts/sanitize.sh address,
 # in build/asan): about 35 more minutes on 2 cores, which would take CI to its 60-minute budget,
@@ -17,10 +17,22 @@ echo "buf lint: clean"
 echo "== clang-format"
 scripts/check-format.sh
 
+echo "== layers (docs/architecture.md)"
+/usr/bin/python3 scripts/check_layers.py
+
 echo "== build"
 scripts/build.sh
 
 echo "== tests"
+# Every test is labelled unit (in process, fast: `ctest -L unit`) or integration (processes).
+build="${BUILD_DIR:-build/default}"
+total=$(ctest --test-dir "$build" -N | sed -n 's/^Total Tests: //p')
+unlabelled=$(ctest --test-dir "$build" -N -LE '^(unit|integration)$' | sed -n 's/^Total Tests: //p')
+if [[ "$unlabelled" != 0 ]]; then
+  ctest --test-dir "$build" -N -LE '^(unit|integration)$' >&2
+  echo "tests: $unlabelled of $total tests have neither the unit nor the integration label" >&2
+  exit 1
+fi
 ctest --test-dir "${BUILD_DIR:-build/default}" --output-on-failure --timeout 300 \
   -j "${TEST_JOBS:-2}"
 

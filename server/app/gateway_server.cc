@@ -103,9 +103,9 @@ CoreOptions CoreOptionsOf(const GatewayConfig& config, const GatewaySecrets& sec
 
 ListenerIdentity TlsIdentity(const TlsListenerConfig& tls) {
   ListenerIdentity identity;
-  for (const std::string& method : tls.identity) {
-    if (method == "mtls") identity.mtls = true;
-    if (method == "bearer") identity.bearer = true;
+  for (const CallerIdentity method : tls.identity) {
+    if (method == CallerIdentity::kMtls) identity.mtls = true;
+    if (method == CallerIdentity::kBearer) identity.bearer = true;
   }
   return identity;
 }
@@ -166,10 +166,46 @@ void ApplyKeepalive(const KeepaliveConfig& keepalive, grpc::ServerBuilder& build
                              Milliseconds(keepalive.max_connection_age_grace));
 }
 
+// Bounds on what callers can make the server hold, credentials or not: threads, memory
+// (buffers of connections and calls; past it gRPC stops reading and refuses new calls) and
+// concurrent calls per connection (health Watch streams included); keepalive and connection age.
+void ApplyServerBounds(const ServerConfig& server, grpc::ServerBuilder& builder) {
+  ApplyKeepalive(server.keepalive, builder);
+  grpc::ResourceQuota quota("copilot-gateway");
+  quota.SetMaxThreads(server.max_threads);
+  quota.Resize(server.max_grpc_memory);
+  builder.SetResourceQuota(quota);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, server.max_concurrent_streams);
+  // A second gateway on the same port must fail, not silently share it (gRPC enables
+  // SO_REUSEPORT by default on Linux).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+}
+
+// The thread-handle keys of `secrets`; without a signing key, a random one (with a warning).
+ThreadHandleKeys ThreadHandleKeysOf(const GatewaySecrets& secrets) {
+  ThreadHandleKeys keys{secrets.thread_signing_key, secrets.previous_thread_signing_keys,
+                        secrets.user_id_key};
+  if (keys.current.empty()) {
+    keys.current = RandomBytes(32);
+    LogLine(
+        "warning: no thread_signing_key_file/_env configured: thread IDs are signed with a "
+        "random key and stop working when this process ends (and on other replicas)");
+  }
+  if (keys.user_id_key.empty()) {
+    LogLine(absl::StrCat(
+        "warning: no user_id_key_file/_env configured: end-user IDs are encrypted under a key "
+        "derived from the thread signing key, so rotating that key changes every end user's "
+        "upstream identity",
+        secrets.thread_signing_key.empty() ? " (with the random key: on every restart and replica)"
+                                           : ""));
+  }
+  return keys;
+}
+
 ListenerIdentity PlaintextIdentity(const GatewayConfig& config) {
   ListenerIdentity identity;
-  identity.bearer = config.server.identity == "bearer";
-  identity.anonymous = config.server.identity == "none";
+  identity.bearer = config.server.identity == CallerIdentity::kBearer;
+  identity.anonymous = config.server.identity == CallerIdentity::kNone;
   return identity;
 }
 
@@ -195,206 +231,210 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   gateway->clock_ = replacements.clock != nullptr ? std::move(replacements.clock)
                                                   : std::make_shared<SystemClock>();
   gateway->metrics_ = std::make_unique<GatewayMetrics>(COPILOT_GATEWAY_VERSION);
-  if (config.server.metrics_listen != "off") {
-    GatewayServer* self = gateway.get();
-    OpsHandlers handlers;
-    handlers.metrics = [self] { return self->ScrapeMetrics(); };
-    handlers.live = [] { return true; };
-    handlers.ready = [self] { return self->ready(); };
-    absl::StatusOr<std::unique_ptr<OpsHttpServer>> ops =
-        OpsHttpServer::Start(config.server.metrics_listen, std::move(handlers));
-    if (!ops.ok()) return ops.status();
-    gateway->ops_http_ = *std::move(ops);
-  }
+  // In the order each needs the one before: the core calls quota_api_ -> admitted_api_ ->
+  // usage_api_ -> api_ -> transport_.
+  absl::Status status = gateway->StartOpsListener(config);
+  if (status.ok()) status = gateway->BuildUpstream(config, replacements);
+  if (status.ok()) status = gateway->BuildLimits(config, secrets);
+  if (status.ok()) status = gateway->BuildCore(config, secrets);
+  if (status.ok()) status = gateway->StartGrpcServer(config);
+  if (!status.ok()) return status;
+  gateway->LogServing(config, secrets);
+  gateway->StartReadiness();
+  return gateway;
+}
+
+absl::Status GatewayServer::StartOpsListener(const GatewayConfig& config) {
+  if (!config.server.metrics_listen.has_value()) return absl::OkStatus();
+  OpsHandlers handlers;
+  handlers.metrics = [this] { return ScrapeMetrics(); };
+  handlers.live = [] { return true; };
+  handlers.ready = [this] { return ready(); };
+  absl::StatusOr<std::unique_ptr<OpsHttpServer>> ops =
+      OpsHttpServer::Start(*config.server.metrics_listen, std::move(handlers));
+  if (!ops.ok()) return ops.status();
+  ops_http_ = *std::move(ops);
+  return absl::OkStatus();
+}
+
+absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
+                                          GatewayReplacements& replacements) {
   if (replacements.api != nullptr) {
-    gateway->api_ = std::move(replacements.api);
+    api_ = std::move(replacements.api);
+    return absl::OkStatus();
+  }
+  if (replacements.transport != nullptr) {
+    transport_ = std::move(replacements.transport);
   } else {
-    if (replacements.transport != nullptr) {
-      gateway->transport_ = std::move(replacements.transport);
-    } else {
-      absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(config);
-      if (!transport.ok()) return transport.status();
-      gateway->transport_ = *std::move(transport);
-    }
-    gateway->transport_ = std::make_shared<InstrumentedTransport>(
-        std::move(gateway->transport_), *gateway->metrics_, *gateway->clock_);
-    gateway->response_memory_ =
-        std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
-    gateway->decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads > 0
-                                                             ? config.upstream.decode_threads
-                                                             : std::min(4, UsableCpus()));
-    gateway->api_ = std::make_shared<HaufeClient>(
-        ClientConfig(config), gateway->transport_, [] { return absl::Now(); },
-        gateway->response_memory_.get(), gateway->decode_pool_.get());
+    absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(config);
+    if (!transport.ok()) return transport.status();
+    transport_ = *std::move(transport);
   }
-  ThreadHandleKeys keys{secrets.thread_signing_key, secrets.previous_thread_signing_keys,
-                        secrets.user_id_key};
-  if (keys.current.empty()) {
-    keys.current = RandomBytes(32);
-    LogLine(
-        "warning: no thread_signing_key_file/_env configured: thread IDs are signed with a "
-        "random key and stop working when this process ends (and on other replicas)");
-  }
-  if (keys.user_id_key.empty()) {
-    LogLine(absl::StrCat(
-        "warning: no user_id_key_file/_env configured: end-user IDs are encrypted under a key "
-        "derived from the thread signing key, so rotating that key changes every end user's "
-        "upstream identity",
-        secrets.thread_signing_key.empty() ? " (with the random key: on every restart and replica)"
-                                           : ""));
-  }
-  gateway->handles_ = std::make_unique<SignedThreadHandles>(std::move(keys));
-  {
-    std::vector<std::string> ids = gateway->handles_->KeyIdsHex();
-    const std::string current = ids.front();
-    ids.erase(ids.begin());
-    LogLine(absl::StrCat(
-        "thread IDs signed with key id ", current,
-        ids.empty() ? "" : absl::StrCat("; also accepted: key id(s) ", absl::StrJoin(ids, ", "))));
-  }
-  gateway->tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
-  // Every upstream call is admitted first: the tenant's limits, then the upstream budget, in
-  // this process or shared by all replicas in Redis.
-  double fallback_share = 1.0;
+  transport_ = std::make_shared<InstrumentedTransport>(std::move(transport_), *metrics_, *clock_);
+  response_memory_ = std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
+  decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads > 0
+                                                  ? config.upstream.decode_threads
+                                                  : std::min(4, UsableCpus()));
+  api_ = std::make_shared<HaufeClient>(
+      ClientConfig(config), transport_, [] { return absl::Now(); }, response_memory_.get(),
+      decode_pool_.get());
+  return absl::OkStatus();
+}
+
+absl::Status GatewayServer::BuildLimitStores(const GatewayConfig& config,
+                                             const GatewaySecrets& secrets) {
   if (config.redis.url.empty()) {
-    gateway->limit_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
-  } else {
-    RedisLimitStoreOptions base;
-    base.connect_timeout = config.redis.connect_timeout;
-    base.command_timeout = config.redis.command_timeout;
-    // Used with a rediss:// url (ParseRedisUrl turns TLS on), refused otherwise.
-    base.tls.ca_file = config.redis.ca_file;
-    base.tls.cert_file = config.redis.cert_file;
-    base.tls.key_file = config.redis.key_file;
-    absl::StatusOr<RedisLimitStoreOptions> redis_options = ParseRedisUrl(config.redis.url, base);
-    if (!redis_options.ok()) return redis_options.status();
-    if (!secrets.redis_password.empty()) redis_options->password = secrets.redis_password;
-    const bool tls = redis_options->tls.enabled;
-    absl::StatusOr<std::unique_ptr<RedisLimitStore>> redis =
-        RedisLimitStore::Create(*std::move(redis_options));
-    if (!redis.ok()) return redis.status();
-    gateway->redis_ = redis->get();
-    gateway->limit_store_ = *std::move(redis);
-    if (config.redis.on_failure == "fail_open") {
-      gateway->fallback_store_ = std::make_unique<LocalLimitStore>(*gateway->clock_);
-      fallback_share = 1.0 / static_cast<double>(config.redis.replicas);
-    }
-    LogLine(absl::StrCat("limits shared in Redis", tls ? " over TLS" : "",
-                         "; when it is unreachable: ", config.redis.on_failure,
-                         gateway->fallback_store_ != nullptr
-                             ? absl::StrCat(" (1/", config.redis.replicas, " of each limit here)")
-                             : std::string()));
+    limit_store_ = std::make_unique<LocalLimitStore>(*clock_);
+    return absl::OkStatus();
   }
-  gateway->admission_ = std::make_unique<AdmissionController>(
-      *gateway->limit_store_, *gateway->clock_, BudgetOf(config), gateway->metrics_.get(),
-      gateway->fallback_store_.get(), fallback_share);
-  std::vector<UsageEvents*> usage_events = {gateway->metrics_.get()};
-  if (config.usage.audit_log != "off") {
-    absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.usage.audit_log);
-    if (!audit.ok()) return audit.status();
-    gateway->audit_log_ = *std::move(audit);
-    usage_events.push_back(gateway->audit_log_.get());
+  RedisLimitStoreOptions base;
+  base.connect_timeout = config.redis.connect_timeout;
+  base.command_timeout = config.redis.command_timeout;
+  // Used with a rediss:// url (ParseRedisUrl turns TLS on), refused otherwise.
+  base.tls.ca_file = config.redis.ca_file;
+  base.tls.cert_file = config.redis.cert_file;
+  base.tls.key_file = config.redis.key_file;
+  absl::StatusOr<RedisLimitStoreOptions> redis_options = ParseRedisUrl(config.redis.url, base);
+  if (!redis_options.ok()) return redis_options.status();
+  if (!secrets.redis_password.empty()) redis_options->password = secrets.redis_password;
+  const bool tls = redis_options->tls.enabled;
+  absl::StatusOr<std::unique_ptr<RedisLimitStore>> redis =
+      RedisLimitStore::Create(*std::move(redis_options));
+  if (!redis.ok()) return redis.status();
+  redis_ = redis->get();
+  limit_store_ = *std::move(redis);
+  if (config.redis.on_failure == RedisFailureMode::kFailOpen) {
+    fallback_store_ = std::make_unique<LocalLimitStore>(*clock_);
+    fallback_share_ = 1.0 / static_cast<double>(config.redis.replicas);
   }
-  gateway->usage_api_ =
-      std::make_unique<UsageHaufeApi>(*gateway->api_, *gateway->clock_, std::move(usage_events));
-  gateway->admitted_api_ = std::make_unique<AdmittedHaufeApi>(
-      *gateway->usage_api_, *gateway->admission_, config.upstream_budget.max_retry_after);
-  gateway->waiter_admission_ = std::make_unique<TenantWaiterAdmission>(*gateway->admission_);
+  LogLine(absl::StrCat("limits shared in Redis", tls ? " over TLS" : "",
+                       "; when it is unreachable: ", RedisFailureModeName(config.redis.on_failure),
+                       fallback_store_ != nullptr
+                           ? absl::StrCat(" (1/", config.redis.replicas, " of each limit here)")
+                           : std::string()));
+  return absl::OkStatus();
+}
+
+// Every upstream call is admitted first: the tenant's quotas, its limits, then the upstream
+// budget, in this process or shared by all replicas in Redis; usage is recorded for the calls
+// that reach the upstream.
+absl::Status GatewayServer::BuildLimits(const GatewayConfig& config,
+                                        const GatewaySecrets& secrets) {
+  if (absl::Status status = BuildLimitStores(config, secrets); !status.ok()) return status;
   absl::TimeZone zone;
   if (!absl::LoadTimeZone(config.usage.time_zone, &zone)) {
     return absl::InvalidArgumentError(
         absl::StrCat("usage.time_zone: unknown time zone ", config.usage.time_zone));
   }
-  gateway->quota_ledger_ = std::make_unique<QuotaLedger>(
-      *gateway->limit_store_, *gateway->clock_, zone, gateway->metrics_.get(),
-      gateway->fallback_store_.get(), fallback_share);
-  gateway->quota_api_ =
-      std::make_unique<QuotaHaufeApi>(*gateway->admitted_api_, *gateway->quota_ledger_);
-  gateway->usage_reader_ = std::make_unique<LedgerUsageReader>(*gateway->quota_ledger_);
-  gateway->core_ = std::make_unique<CopilotCore>(
-      *gateway->quota_api_, *gateway->clock_, *gateway->handles_, CoreOptionsOf(config, secrets),
-      gateway->tenants_.get(), gateway->waiter_admission_.get(), gateway->usage_reader_.get());
-  gateway->built_.store(true, std::memory_order_release);
+  std::vector<UsageEvents*> usage_events = {metrics_.get()};
+  if (config.usage.audit_log != "off") {
+    absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.usage.audit_log);
+    if (!audit.ok()) return audit.status();
+    audit_log_ = *std::move(audit);
+    usage_events.push_back(audit_log_.get());
+  }
+  admission_ =
+      std::make_unique<AdmissionController>(*limit_store_, *clock_, BudgetOf(config),
+                                            metrics_.get(), fallback_store_.get(), fallback_share_);
+  usage_api_ = std::make_unique<UsageHaufeApi>(*api_, *clock_, std::move(usage_events));
+  admitted_api_ = std::make_unique<AdmittedHaufeApi>(*usage_api_, *admission_,
+                                                     config.upstream_budget.max_retry_after);
+  waiter_admission_ = std::make_unique<TenantWaiterAdmission>(*admission_);
+  quota_ledger_ = std::make_unique<QuotaLedger>(*limit_store_, *clock_, zone, metrics_.get(),
+                                                fallback_store_.get(), fallback_share_);
+  quota_api_ = std::make_unique<QuotaHaufeApi>(*admitted_api_, *quota_ledger_);
+  usage_reader_ = std::make_unique<LedgerUsageReader>(*quota_ledger_);
+  return absl::OkStatus();
+}
+
+absl::Status GatewayServer::BuildCore(const GatewayConfig& config, const GatewaySecrets& secrets) {
+  handles_ = std::make_unique<SignedThreadHandles>(ThreadHandleKeysOf(secrets));
+  std::vector<std::string> ids = handles_->KeyIdsHex();
+  LogLine(absl::StrCat("thread IDs signed with key id ", ids.front(),
+                       ids.size() == 1 ? "" : "; also accepted: key id(s) ",
+                       absl::StrJoin(ids.begin() + 1, ids.end(), ", ")));
+  tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
+  core_ =
+      std::make_unique<CopilotCore>(*quota_api_, *clock_, *handles_, CoreOptionsOf(config, secrets),
+                                    tenants_.get(), waiter_admission_.get(), usage_reader_.get());
+  built_.store(true, std::memory_order_release);
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);
   adapter_options.max_queued_chunks = static_cast<std::size_t>(config.server.max_queued_chunks);
-  adapter_options.metrics = gateway->metrics_.get();
-  adapter_options.gate = &gateway->gate_;
-  gateway->adapter_ = std::make_unique<CopilotServiceAdapter>(*gateway->core_, adapter_options);
+  adapter_options.metrics = metrics_.get();
+  adapter_options.gate = &gate_;
+  adapter_ = std::make_unique<CopilotServiceAdapter>(*core_, adapter_options);
+  return absl::OkStatus();
+}
 
-  // grpc.health.v1.Health (services "", "liveness", "readiness", copilot.v1.CopilotService) and
-  // server reflection (v1alpha) on every listener.
-  // Our own health service (its Watch streams are capped), not gRPC's default one.
+// The service, grpc.health.v1.Health (services "", "liveness", "readiness",
+// copilot.v1.CopilotService; our own, whose Watch streams are capped) and server reflection
+// (v1alpha) on every listener.
+absl::Status GatewayServer::StartGrpcServer(const GatewayConfig& config) {
   grpc::EnableDefaultHealthCheckService(false);
-  gateway->health_ = std::make_unique<HealthService>(config.server.max_health_watches);
+  health_ = std::make_unique<HealthService>(config.server.max_health_watches);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  ApplyKeepalive(config.server.keepalive, builder);
-  // Bounds on what callers can make the server hold, credentials or not: threads, memory
-  // (buffers of connections and calls; past it gRPC stops reading and refuses new calls) and
-  // concurrent calls per connection (health Watch streams included).
-  grpc::ResourceQuota quota("copilot-gateway");
-  quota.SetMaxThreads(config.server.max_threads);
-  quota.Resize(config.server.max_grpc_memory);
-  builder.SetResourceQuota(quota);
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.server.max_concurrent_streams);
-  // A second gateway on the same port must fail, not silently share it (gRPC enables
-  // SO_REUSEPORT by default on Linux).
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ApplyServerBounds(config.server, builder);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_request_bytes));
-  builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(),
-                           &gateway->port_);
+  builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(), &port_);
   if (!config.tls.listen.empty()) {
-    builder.AddListeningPort(config.tls.listen, TlsCredentials(config.tls), &gateway->tls_port_);
+    builder.AddListeningPort(config.tls.listen, TlsCredentials(config.tls), &tls_port_);
   }
-  builder.RegisterService(gateway->adapter_.get());
-  builder.RegisterService(gateway->health_.get());
-  gateway->server_ = builder.BuildAndStart();
-  if (gateway->server_ == nullptr || gateway->port_ == 0) {
+  builder.RegisterService(adapter_.get());
+  builder.RegisterService(health_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config.server.listen, " (address in use or invalid)"));
   }
-  gateway->address_ = WithPort(config.server.listen, gateway->port_);
-  if (!config.tls.listen.empty()) {
-    if (gateway->tls_port_ == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", config.tls.listen,
-                                                 " (address in use, or unreadable certificates)"));
+  address_ = WithPort(config.server.listen, port_);
+  if (config.tls.listen.empty()) return absl::OkStatus();
+  if (tls_port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.tls.listen,
+                                               " (address in use, or unreadable certificates)"));
+  }
+  tls_address_ = WithPort(config.tls.listen, tls_port_);
+  return absl::OkStatus();
+}
+
+void GatewayServer::LogServing(const GatewayConfig& config, const GatewaySecrets& secrets) const {
+  if (!tls_address_.empty()) {
+    std::vector<std::string> identities;
+    for (const CallerIdentity method : config.tls.identity) {
+      identities.emplace_back(CallerIdentityName(method));
     }
-    gateway->tls_address_ = WithPort(config.tls.listen, gateway->tls_port_);
+    LogLine(absl::StrCat(
+        "serving TLS on ", tls_address_, "; identity ", absl::StrJoin(identities, ", "),
+        config.tls.client_ca_file.empty() ? "" : "; client certificates verified"));
+  }
+  if (config.server.identity == CallerIdentity::kNone) {
+    LogLine(absl::StrCat("warning: identity: none on ", address_, ": every caller is tenant ",
+                         config.default_tenant.id, " without credentials"));
+  }
+  LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", address_, "; upstream ",
+                       config.upstream.base_url, "; identity ",
+                       CallerIdentityName(config.server.identity), "; ", secrets.tenants.size(),
+                       " tenant(s)"));
+  if (ops_http_ != nullptr) {
     LogLine(
-        absl::StrCat("serving TLS on ", gateway->tls_address_, "; identity ",
-                     absl::StrJoin(config.tls.identity, ", "),
-                     config.tls.client_ca_file.empty() ? "" : "; client certificates verified"));
+        absl::StrCat("serving /metrics, /healthz and /readyz on http://", ops_http_->address()));
   }
-  if (config.server.identity == "none") {
-    LogLine(absl::StrCat("warning: identity: none on ", gateway->address_,
-                         ": every caller is tenant ", config.default_tenant.id,
-                         " without credentials"));
-  }
-  LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", gateway->address_, "; upstream ",
-                       config.upstream.base_url, "; identity ", config.server.identity, "; ",
-                       secrets.tenants.size(), " tenant(s)"));
-  if (gateway->ops_http_ != nullptr) {
-    LogLine(absl::StrCat("serving /metrics, /healthz and /readyz on http://",
-                         gateway->ops_http_->address()));
-  }
-  if (gateway->redis_ == nullptr) {
-    gateway->SetReady(true);
-  } else {
-    gateway->SetReady(false);  // Live, not ready until Redis first answers.
-    GatewayServer* self = gateway.get();
-    self->readiness_waiter_ = std::thread([self] {
-      while (!self->draining_.load() && !self->redis_->healthy())
-        absl::SleepFor(absl::Milliseconds(50));
-      absl::MutexLock lock(&self->ready_mu_);
-      if (!self->draining_.load()) {
-        LogLine("Redis answers: ready");
-        self->SetReady(true);
-      }
-    });
-  }
-  return gateway;
+}
+
+// Ready at once, or with Redis configured once Redis first answers (live meanwhile).
+void GatewayServer::StartReadiness() {
+  if (redis_ == nullptr) return SetReady(true);
+  SetReady(false);
+  readiness_waiter_ = std::thread([this] {
+    while (!draining_.load() && !redis_->healthy()) absl::SleepFor(absl::Milliseconds(50));
+    absl::MutexLock lock(&ready_mu_);
+    if (!draining_.load()) {
+      LogLine("Redis answers: ready");
+      SetReady(true);
+    }
+  });
 }
 
 void GatewayServer::SetReady(bool ready) {

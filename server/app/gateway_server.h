@@ -1,6 +1,7 @@
-// GatewayServer: the whole object graph of the gateway, built in one place:
-// config -> transport (CurlTransport) -> HaufeClient -> CopilotCore -> CopilotServiceAdapter ->
-// grpc::Server.
+// GatewayServer: the whole object graph of the gateway, built in one place, bottom up:
+// transport (CurlTransport, instrumented) -> HaufeClient -> the decorators that record usage,
+// admit through the limits and reserve quotas -> CopilotCore -> CopilotServiceAdapter ->
+// grpc::Server, beside metrics, health and the ops listener.
 #ifndef COPILOT_GATEWAY_SERVER_APP_GATEWAY_SERVER_H_
 #define COPILOT_GATEWAY_SERVER_APP_GATEWAY_SERVER_H_
 
@@ -15,8 +16,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/common/clock.h"
 #include "server/config/gateway_config.h"
-#include "server/core/clock.h"
 #include "server/core/copilot_core.h"
 #include "server/core/signed_thread_handles.h"
 #include "server/core/tenant_directory.h"
@@ -101,6 +102,21 @@ class GatewayServer {
 
  private:
   GatewayServer() = default;
+  // The steps of Start, in order, each one purpose. The /metrics /healthz /readyz listener
+  // (first: a slow start is visible), unless metrics_listen is off.
+  absl::Status StartOpsListener(const GatewayConfig& config);
+  // transport_ (instrumented), response_memory_, decode_pool_ and api_, or the replacements.
+  absl::Status BuildUpstream(const GatewayConfig& config, GatewayReplacements& replacements);
+  // limit_store_ (in process, or Redis with its fail-open fallback_store_).
+  absl::Status BuildLimitStores(const GatewayConfig& config, const GatewaySecrets& secrets);
+  // The decorators over api_ (usage, admission, quotas), their stores and the usage reader.
+  absl::Status BuildLimits(const GatewayConfig& config, const GatewaySecrets& secrets);
+  // Thread handles, tenants, the core and the service adapter.
+  absl::Status BuildCore(const GatewayConfig& config, const GatewaySecrets& secrets);
+  // The gRPC server on every listener, with health and reflection.
+  absl::Status StartGrpcServer(const GatewayConfig& config);
+  void LogServing(const GatewayConfig& config, const GatewaySecrets& secrets) const;
+  void StartReadiness();
   // Sets readiness everywhere it is reported.
   void SetReady(bool ready);
 
@@ -137,6 +153,7 @@ class GatewayServer {
   std::unique_ptr<LimitStore> limit_store_;
   RedisLimitStore* redis_ = nullptr;            // limit_store_ when Redis is configured.
   std::unique_ptr<LimitStore> fallback_store_;  // Fail-open: this replica's share.
+  double fallback_share_ = 1.0;                 // Of each limit, with fallback_store_.
   // Usage records of the calls that reach the upstream (metrics and the audit log).
   std::unique_ptr<AuditLog> audit_log_;
   std::unique_ptr<UsageHaufeApi> usage_api_;

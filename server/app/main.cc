@@ -10,9 +10,9 @@
 // flight get `shutdown_grace`), exit 0. SIGHUP: reload the tenants and the log level.
 #include <curl/curl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sys/resource.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -98,6 +98,62 @@ void RaiseFileLimit() {
   LogLine(absl::StrCat("open-file limit ", limit.rlim_cur));
 }
 
+// --check-config FILE: 0 when the file parses and validates, 1 otherwise (the reason on stderr).
+int CheckConfig(const std::string& path) {
+  absl::StatusOr<GatewayConfig> config = LoadConfigFile(path);
+  absl::Status status = config.ok() ? ValidateConfig(*config) : config.status();
+  if (!status.ok()) {
+    std::cerr << "copilot-gateway: " << status.message() << "\n";
+    return 1;
+  }
+  std::cout << path << ": OK\n";
+  return 0;
+}
+
+// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after it (the main
+// thread takes them with sigwait), and ignores SIGPIPE.
+sigset_t BlockSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) LogLine("cannot ignore SIGPIPE");
+  return signals;
+}
+
+// Prints the addresses (tests and scripts read them), then serves until SIGTERM or SIGINT,
+// reloading the tenants on SIGHUP and when the file changes, and drains.
+void Serve(GatewayServer& server, const Flags& flags, const GatewayConfig& config,
+           const sigset_t& signals) {
+  if (!server.tls_address().empty()) {
+    std::printf("copilot-gateway tls listening on %s\n", server.tls_address().c_str());
+  }
+  if (!server.metrics_address().empty()) {
+    std::printf("copilot-gateway metrics listening on %s\n", server.metrics_address().c_str());
+  }
+  std::printf("copilot-gateway listening on %s\n", server.address().c_str());
+  if (std::fflush(stdout) != 0) LogLine("cannot write the listening addresses to stdout");
+  std::unique_ptr<ConfigReloader> reloader;
+  if (flags.config.has_value()) {
+    absl::StatusOr<std::string> bytes = ReadConfigFile(*flags.config);
+    reloader = std::make_unique<ConfigReloader>(
+        *flags.config, flags.overrides, ProcessEnvironment(), server.tenants(), bytes.value_or(""),
+        config.server.config_reload_interval, &server.metrics());
+  }
+  int signal_number = 0;
+  while (true) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGHUP) break;
+    LogLine("received SIGHUP: reloading the tenants");
+    if (reloader != nullptr) reloader->RequestReload();
+  }
+  LogLine(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
+  reloader.reset();
+  server.Drain(config.server.shutdown_delay, config.server.shutdown_grace);
+}
+
 int Main(int argc, char** argv) {
   RouteProtobufLogs();
   absl::StatusOr<Flags> flags = ParseFlags(argc, argv);
@@ -109,17 +165,7 @@ int Main(int argc, char** argv) {
     std::cout << kUsage;
     return 0;
   }
-  if (flags->check_config.has_value()) {
-    absl::StatusOr<GatewayConfig> config = LoadConfigFile(*flags->check_config);
-    absl::Status status = config.ok() ? ValidateConfig(*config) : config.status();
-    if (!status.ok()) {
-      std::cerr << "copilot-gateway: " << status.message() << "\n";
-      return 1;
-    }
-    std::cout << *flags->check_config << ": OK\n";
-    return 0;
-  }
-
+  if (flags->check_config.has_value()) return CheckConfig(*flags->check_config);
   absl::StatusOr<GatewayConfig> config = BuildConfig(flags->config, flags->overrides);
   if (!config.ok()) {
     LogLine(absl::StrCat("invalid configuration: ", config.status().message()));
@@ -133,56 +179,20 @@ int Main(int argc, char** argv) {
     LogLine(absl::StrCat("cannot read secrets: ", secrets.status().message()));
     return 1;
   }
-
-  // Every thread started from here on inherits the blocked signals; this thread takes them
-  // with sigwait below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
+  const sigset_t signals = BlockSignals();
   RaiseFileLimit();
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     LogLine("curl_global_init failed");
     return 1;
   }
   int exit_code = 0;
-  {
-    absl::StatusOr<std::unique_ptr<GatewayServer>> server = GatewayServer::Start(*config, *secrets);
-    if (!server.ok()) {
-      LogLine(absl::StrCat("cannot start: ", server.status().message()));
-      exit_code = 1;
-    } else {
-      if (!(*server)->tls_address().empty()) {
-        std::printf("copilot-gateway tls listening on %s\n", (*server)->tls_address().c_str());
-      }
-      if (!(*server)->metrics_address().empty()) {
-        std::printf("copilot-gateway metrics listening on %s\n",
-                    (*server)->metrics_address().c_str());
-      }
-      std::printf("copilot-gateway listening on %s\n", (*server)->address().c_str());
-      std::fflush(stdout);
-      std::unique_ptr<ConfigReloader> reloader;
-      if (flags->config.has_value()) {
-        absl::StatusOr<std::string> bytes = ReadConfigFile(*flags->config);
-        reloader = std::make_unique<ConfigReloader>(
-            *flags->config, flags->overrides, ProcessEnvironment(), (*server)->tenants(),
-            bytes.value_or(""), config->server.config_reload_interval, &(*server)->metrics());
-      }
-      int signal_number = 0;
-      while (true) {
-        sigwait(&signals, &signal_number);
-        if (signal_number != SIGHUP) break;
-        LogLine("received SIGHUP: reloading the tenants");
-        if (reloader != nullptr) reloader->RequestReload();
-      }
-      LogLine(absl::StrCat("received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"));
-      reloader.reset();
-      (*server)->Drain(config->server.shutdown_delay, config->server.shutdown_grace);
-    }
+  if (absl::StatusOr<std::unique_ptr<GatewayServer>> server =
+          GatewayServer::Start(*config, *secrets);
+      server.ok()) {
+    Serve(**server, *flags, *config, signals);
+  } else {
+    LogLine(absl::StrCat("cannot start: ", server.status().message()));
+    exit_code = 1;
   }
   curl_global_cleanup();
   return exit_code;

@@ -43,6 +43,10 @@ std::string TruncateUtf8(absl::string_view text, std::size_t max_bytes) {
   return absl::StrCat(text.substr(0, keep), kEllipsis);
 }
 
+absl::Status CancelledByCaller() {
+  return MakeError(absl::StatusCode::kCancelled, "cancelled by the caller", "cancelled_by_caller");
+}
+
 absl::Status MakeError(absl::StatusCode code, absl::string_view message, absl::string_view reason,
                        const std::map<std::string, std::string>& metadata) {
   absl::Status status(code, message);

@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -51,6 +52,7 @@ absl::Status ReadMap(const YAML::Node& node, const std::string& path,
     auto reader = readers.find(key);
     if (reader == readers.end()) {
       std::vector<std::string> known;
+      known.reserve(readers.size());
       for (const auto& [name, unused] : readers) known.push_back(name);
       return PathError(key_path,
                        absl::StrCat("unknown key (known: ", absl::StrJoin(known, ", "), ")"));
@@ -75,7 +77,7 @@ FieldReader PositiveDuration(absl::Duration& out) {
   return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
     absl::Duration value;
     if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &value)) {
-      return PathError(path, "expected a duration such as \"5s\" or \"300ms\"");
+      return PathError(path, R"(expected a duration such as "5s" or "300ms")");
     }
     if (value <= absl::ZeroDuration() || value == absl::InfiniteDuration()) {
       return PathError(path, "must be a positive, finite duration");
@@ -89,7 +91,7 @@ FieldReader NonNegativeDuration(absl::Duration& out) {
   return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
     absl::Duration value;
     if (!node.IsScalar() || !absl::ParseDuration(node.Scalar(), &value)) {
-      return PathError(path, "expected a duration such as \"5s\" or \"0s\"");
+      return PathError(path, R"(expected a duration such as "5s" or "0s")");
     }
     if (value < absl::ZeroDuration() || value == absl::InfiniteDuration()) {
       return PathError(path, "must be zero or a positive, finite duration");
@@ -182,6 +184,64 @@ FieldReader Bool(bool& out) {
       return absl::OkStatus();
     }
     return PathError(path, "expected true or false");
+  };
+}
+
+// One of a fixed set of names ("must be a or b" otherwise).
+template <typename E>
+FieldReader OneOf(E& out, std::vector<std::pair<std::string, E>> names) {
+  return [&out, names = std::move(names)](const YAML::Node& node,
+                                          const std::string& path) -> absl::Status {
+    if (node.IsScalar()) {
+      for (const auto& [name, value] : names) {
+        if (node.Scalar() == name) {
+          out = value;
+          return absl::OkStatus();
+        }
+      }
+    }
+    std::vector<std::string> known;
+    for (const auto& [name, unused] : names) known.push_back(name);
+    return PathError(path, absl::StrCat("must be ", absl::StrJoin(known, " or ")));
+  };
+}
+
+// A list of names of a fixed set, each at most once.
+template <typename E>
+FieldReader OneOfList(std::vector<E>& out, std::vector<std::pair<std::string, E>> names) {
+  return [&out, names = std::move(names)](const YAML::Node& node,
+                                          const std::string& path) -> absl::Status {
+    if (node.IsNull()) return absl::OkStatus();
+    if (!node.IsSequence()) return PathError(path, "expected a list");
+    out.clear();
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      E value{};
+      const std::string item_path = absl::StrCat(path, "[", i, "]");
+      if (absl::Status status = OneOf(value, names)(node[i], item_path); !status.ok()) {
+        return status;
+      }
+      if (std::find(out.begin(), out.end(), value) != out.end()) {
+        return PathError(item_path, absl::StrCat(node[i].Scalar(), " is listed twice"));
+      }
+      out.push_back(value);
+    }
+    return absl::OkStatus();
+  };
+}
+
+// HOST:PORT, or `off` (none).
+FieldReader AddressOrOff(std::optional<std::string>& out) {
+  return [&out](const YAML::Node& node, const std::string& path) -> absl::Status {
+    if (node.IsScalar() && node.Scalar() == "off") {
+      out.reset();
+      return absl::OkStatus();
+    }
+    std::string address;
+    if (!NonEmptyString(address)(node, path).ok() || !absl::StrContains(address, ':')) {
+      return PathError(path, "expected HOST:PORT, or off");
+    }
+    out = std::move(address);
+    return absl::OkStatus();
   };
 }
 
@@ -301,7 +361,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"listen", NonEmptyString(server.listen)},
       {"shutdown_grace", PositiveDuration(server.shutdown_grace)},
       {"shutdown_delay", NonNegativeDuration(server.shutdown_delay)},
-      {"metrics_listen", NonEmptyString(server.metrics_listen)},
+      {"metrics_listen", AddressOrOff(server.metrics_listen)},
       {"log_level", NonEmptyString(server.log_level)},
       {"keepalive",
        Section({
@@ -316,20 +376,23 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
        })},
       {"max_threads", IntInRange(server.max_threads, 1, 1024)},
       {"max_queued_chunks", IntInRange(server.max_queued_chunks, 1, 10000)},
-      {"identity", NonEmptyString(server.identity)},
+      {"identity", OneOf(server.identity,
+                         {{"bearer", CallerIdentity::kBearer}, {"none", CallerIdentity::kNone}})},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"max_concurrent_streams", IntInRange(server.max_concurrent_streams, 1, 100000)},
       {"max_health_watches", IntInRange(server.max_health_watches, 0, 100000)},
       {"max_grpc_memory", Bytes(server.max_grpc_memory, 16 * 1024 * 1024, 64 * kGiB)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},
-      {"tls", Section({
-                  {"listen", NonEmptyString(config.tls.listen)},
-                  {"cert_file", NonEmptyString(config.tls.cert_file)},
-                  {"key_file", NonEmptyString(config.tls.key_file)},
-                  {"client_ca_file", NonEmptyString(config.tls.client_ca_file)},
-                  {"identity", StringList(config.tls.identity)},
-                  {"refresh_interval", PositiveDuration(config.tls.refresh_interval)},
-              })},
+      {"tls",
+       Section({
+           {"listen", NonEmptyString(config.tls.listen)},
+           {"cert_file", NonEmptyString(config.tls.cert_file)},
+           {"key_file", NonEmptyString(config.tls.key_file)},
+           {"client_ca_file", NonEmptyString(config.tls.client_ca_file)},
+           {"identity", OneOfList(config.tls.identity, {{"mtls", CallerIdentity::kMtls},
+                                                        {"bearer", CallerIdentity::kBearer}})},
+           {"refresh_interval", PositiveDuration(config.tls.refresh_interval)},
+       })},
       {"thread_signing_key_file", NonEmptyString(config.thread_signing_key.file)},
       {"thread_signing_key_env", NonEmptyString(config.thread_signing_key.env)},
       {"previous_thread_signing_keys",
@@ -381,7 +444,9 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                     {"key_file", NonEmptyString(config.redis.key_file)},
                     {"password_file", NonEmptyString(config.redis.password_file)},
                     {"password_env", NonEmptyString(config.redis.password_env)},
-                    {"on_failure", NonEmptyString(config.redis.on_failure)},
+                    {"on_failure", OneOf(config.redis.on_failure,
+                                         {{"fail_open", RedisFailureMode::kFailOpen},
+                                          {"fail_closed", RedisFailureMode::kFailClosed}})},
                     {"replicas", Integer(config.redis.replicas, 1, 10000)},
                     {"connect_timeout", PositiveDuration(config.redis.connect_timeout)},
                     {"command_timeout", PositiveDuration(config.redis.command_timeout)},
@@ -500,7 +565,9 @@ int Sources(const SecretRef& ref) {
 }
 
 absl::Status ValidateTenants(const std::vector<TenantEntryConfig>& tenants) {
-  absl::flat_hash_set<std::string> ids, tokens, identities;
+  absl::flat_hash_set<std::string> ids;
+  absl::flat_hash_set<std::string> tokens;
+  absl::flat_hash_set<std::string> identities;
   for (std::size_t i = 0; i < tenants.size(); ++i) {
     const TenantEntryConfig& tenant = tenants[i];
     const std::string path = absl::StrCat("tenants[", i, "]");
@@ -683,13 +750,6 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   if (absl::StatusOr<LogLevel> level = ParseLogLevel(config.server.log_level); !level.ok()) {
     return PathError("log_level", "expected debug, info, warning or error");
   }
-  if (config.server.metrics_listen != "off" &&
-      !absl::StrContains(config.server.metrics_listen, ':')) {
-    return PathError("metrics_listen", "expected HOST:PORT, or off");
-  }
-  if (config.redis.on_failure != "fail_open" && config.redis.on_failure != "fail_closed") {
-    return PathError("redis.on_failure", "must be fail_open or fail_closed");
-  }
   if (absl::Status status = ValidateRedis(config.redis); !status.ok()) return status;
   if (absl::TimeZone zone; !absl::LoadTimeZone(config.usage.time_zone, &zone)) {
     return PathError("usage.time_zone",
@@ -698,9 +758,6 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
   }
   if (!config.redis.password_file.empty() && !config.redis.password_env.empty()) {
     return PathError("redis", "at most one of password_file and password_env");
-  }
-  if (config.server.identity != "bearer" && config.server.identity != "none") {
-    return PathError("identity", "must be bearer or none");
   }
   if (absl::Status status = ValidateSigningKeys(config); !status.ok()) return status;
   if (absl::Status status = ValidateTenants(config.tenants); !status.ok()) return status;
@@ -718,11 +775,8 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
       return PathError("tls", "cert_file and key_file are required with listen");
     }
     if (tls.identity.empty()) return PathError("tls.identity", "name at least one of mtls, bearer");
-    for (const std::string& method : tls.identity) {
-      if (method != "mtls" && method != "bearer") {
-        return PathError("tls.identity", absl::StrCat(method, ": expected mtls or bearer"));
-      }
-      if (method == "mtls" && tls.client_ca_file.empty()) {
+    for (const CallerIdentity method : tls.identity) {
+      if (method == CallerIdentity::kMtls && tls.client_ca_file.empty()) {
         return PathError("tls.identity", "mtls needs tls.client_ca_file");
       }
     }
@@ -761,7 +815,8 @@ absl::StatusOr<GatewayConfig> BuildConfigFromText(const std::string& path, absl:
 
 EnvLookup ProcessEnvironment() {
   return [](const std::string& name) -> std::optional<std::string> {
-    const char* value = std::getenv(name.c_str());
+    // The gateway never changes its environment, so reading it from any thread is safe.
+    const char* value = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe)
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   };

@@ -8,13 +8,38 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "server/core/tenant.h"
+#include "server/common/tenant.h"
 
 namespace copilot::gateway {
+
+// Fixed-value settings, as the loader parsed them (their names in the file are in the comments
+// and in ...Name() for log lines).
+// How a listener identifies callers: bearer (authorization: Bearer <token>), mtls (the client
+// certificate's SPIFFE ID or DNS name), none (everyone is the default tenant; plaintext only).
+enum class CallerIdentity { kBearer, kMtls, kNone };
+// What limits do when the shared store (Redis) is unreachable.
+enum class RedisFailureMode { kFailOpen, kFailClosed };
+
+inline absl::string_view CallerIdentityName(CallerIdentity identity) {
+  switch (identity) {
+    case CallerIdentity::kBearer:
+      return "bearer";
+    case CallerIdentity::kMtls:
+      return "mtls";
+    case CallerIdentity::kNone:
+      return "none";
+  }
+  return "none";
+}
+inline absl::string_view RedisFailureModeName(RedisFailureMode mode) {
+  return mode == RedisFailureMode::kFailOpen ? "fail_open" : "fail_closed";
+}
 
 // Where the gateway reaches the Haufe Copilot REST API and how transfers are bounded.
 struct UpstreamConfig {
@@ -156,11 +181,11 @@ struct RedisConfig {
   // The password, from a file or an environment variable (never in the url in production).
   std::string password_file;
   std::string password_env;
-  // When Redis is unreachable: "fail_open" (each replica decides alone with its share of every
-  // limit, 1/replicas) or "fail_closed" (calls are refused with UNAVAILABLE). Either way the
+  // When Redis is unreachable: fail_open (each replica decides alone with its share of every
+  // limit, 1/replicas) or fail_closed (calls are refused with UNAVAILABLE). Either way the
   // gauge copilot_gateway_redis_degraded is 1 and a line is logged; Redis is reconnected by
   // itself.
-  std::string on_failure = "fail_open";
+  RedisFailureMode on_failure = RedisFailureMode::kFailOpen;
   int64_t replicas = 1;
   absl::Duration connect_timeout = absl::Milliseconds(500);
   absl::Duration command_timeout = absl::Milliseconds(250);
@@ -205,8 +230,8 @@ struct TlsListenerConfig {
   std::string key_file;
   // CA bundle for client certificates; empty: none requested (no mTLS).
   std::string client_ca_file;
-  // Accepted identities: "mtls" and/or "bearer".
-  std::vector<std::string> identity = {"mtls", "bearer"};
+  // Accepted identities: mtls and/or bearer (at least one, each once).
+  std::vector<CallerIdentity> identity = {CallerIdentity::kMtls, CallerIdentity::kBearer};
   absl::Duration refresh_interval = absl::Seconds(60);
 };
 
@@ -236,8 +261,9 @@ struct ServerConfig {
   // On SIGTERM, readiness turns NOT_SERVING at once, and the server keeps accepting calls this
   // long before it stops, so that load balancers and Kubernetes endpoints stop routing to it.
   absl::Duration shutdown_delay = absl::Seconds(5);
-  // HTTP listener for /metrics, /healthz and /readyz, HOST:PORT; "off" disables it.
-  std::string metrics_listen = "0.0.0.0:9464";
+  // HTTP listener for /metrics, /healthz and /readyz, HOST:PORT; none (`off` in the file)
+  // disables it.
+  std::optional<std::string> metrics_listen = "0.0.0.0:9464";
   // debug, info, warning or error; re-applied on every config reload.
   std::string log_level = "info";
   KeepaliveConfig keepalive;
@@ -246,9 +272,9 @@ struct ServerConfig {
   int max_threads = 8;
   // Chunks queued per stream for a caller reading slowly before the upstream is paused.
   int max_queued_chunks = 16;
-  // How callers on `listen` (plaintext) are identified: "bearer" (authorization: Bearer <token>
-  // mapped to a tenant) or "none" (every caller is default_tenant; a warning at start-up).
-  std::string identity = "bearer";
+  // How callers on `listen` (plaintext) are identified: bearer (authorization: Bearer <token>
+  // mapped to a tenant) or none (every caller is default_tenant; a warning at start-up).
+  CallerIdentity identity = CallerIdentity::kBearer;
   // How often the config file is checked for changes to the tenants (also reloaded on SIGHUP).
   absl::Duration config_reload_interval = absl::Seconds(5);
   // Concurrent calls (HTTP/2 streams) one client connection may have open (gRPC health Watch

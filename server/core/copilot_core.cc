@@ -13,6 +13,7 @@
 #include "server/common/crypto.h"
 #include "server/common/errors.h"
 #include "server/core/signed_thread_handles.h"
+#include "server/upstream/http_status_table.h"
 
 namespace copilot::gateway {
 namespace {
@@ -126,7 +127,7 @@ class CopilotCore::CallerChunkSink final : public ChunkSink {
     }
     return inner_->OnChunk(std::move(chunk));
   }
-  void OnDone(absl::Status status) override { inner_->OnDone(ForCaller(std::move(status))); }
+  void OnDone(absl::Status status) override { inner_->OnDone(ForCaller(status)); }
 
  private:
   std::shared_ptr<ChunkSink> inner_;
@@ -239,12 +240,8 @@ absl::StatusOr<ThreadRef> CopilotCore::ThreadOf(const Tenant& tenant, absl::stri
   return thread;
 }
 
-absl::Status CopilotCore::ForCaller(absl::Status status) {
-  if (status.code() == absl::StatusCode::kNotFound) {
-    std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
-    if (info.has_value() && info->reason() == "thread_not_found") return ThreadNotFound();
-  }
-  return status;
+absl::Status CopilotCore::ForCaller(const absl::Status& status) {
+  return IsUpstreamThreadNotFound(status) ? ThreadNotFound() : status;
 }
 
 v1::Message CopilotCore::ForCaller(const Tenant& tenant, absl::string_view assistant_id,
@@ -343,7 +340,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::DeleteThread(
   if (!thread.ok()) return Reject(std::move(done), thread.status());
   return api_.DeleteThread(BuildUpstreamOptions(context, *tenant, thread->assistant_id),
                            thread->upstream_id,
-                           [done = std::move(done)](absl::Status status) mutable {
+                           [done = std::move(done)](const absl::Status& status) mutable {
                              if (!status.ok()) return std::move(done)(ForCaller(status));
                              std::move(done)(v1::DeleteThreadResponse());
                            });

@@ -14,9 +14,9 @@
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.pb.h"
 #include "server/common/call_trace.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
+#include "server/common/tenant.h"
 #include "server/core/request_id_store.h"
-#include "server/core/tenant.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
 #include "server/core/usage_reader.h"
@@ -156,7 +156,7 @@ class CopilotCore {
   }
   // An upstream error as the caller sees it: the upstream's thread_not_found becomes exactly
   // the NOT_FOUND of a handle that is not the caller's.
-  static absl::Status ForCaller(absl::Status status);
+  static absl::Status ForCaller(const absl::Status& status);
   // The upstream parameters of Complete and StreamComplete.
   template <typename Request>
   absl::StatusOr<CompletionParams> CompletionParamsOf(const Request& request,

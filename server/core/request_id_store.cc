@@ -291,7 +291,7 @@ void RequestIdStore::Attempt::Complete(absl::StatusOr<std::string> result) {
   }
 }
 
-void RequestIdStore::Waiter::Cancel() { Fail(absl::CancelledError("cancelled by the caller")); }
+void RequestIdStore::Waiter::Cancel() { Fail(CancelledByCaller()); }
 
 void RequestIdStore::Waiter::Fail(absl::Status status) {
   Callback callback;

@@ -31,7 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {

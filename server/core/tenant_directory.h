@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "server/core/tenant.h"
+#include "server/common/tenant.h"
 
 namespace copilot::gateway {
 

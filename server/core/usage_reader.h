@@ -5,7 +5,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "copilot/v1/copilot_service.pb.h"
-#include "server/core/tenant.h"
+#include "server/common/tenant.h"
 
 namespace copilot::gateway {
 

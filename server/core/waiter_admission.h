@@ -10,8 +10,8 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/common/tenant.h"
 #include "server/core/request_id_store.h"
-#include "server/core/tenant.h"
 #include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {

@@ -20,7 +20,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
+#include "server/limits/limit_events.h"
 #include "server/limits/limit_store.h"
 
 namespace copilot::gateway {
@@ -37,20 +38,6 @@ struct BudgetConfig {
   // An upstream 429's Retry-After holds calls at most this long (a hostile or broken upstream
   // could ask for years).
   absl::Duration max_retry_after = absl::Seconds(60);
-};
-
-// What the controller reports (GatewayMetrics implements it). Thread-safe implementations.
-class AdmissionEvents {
- public:
-  virtual ~AdmissionEvents() = default;
-  // `limit`: tenant_rate, tenant_concurrency, upstream_budget; `decision`: allowed, limited,
-  // degraded (decided without the shared store).
-  virtual void Decided(const std::string& tenant, absl::string_view limit,
-                       absl::string_view decision) = 0;
-  // A call waited this long for the budget (admitted or not).
-  virtual void Waited(CallClass klass, absl::Duration wait) = 0;
-  // Admitted calls of `klass` in flight changed by `delta`.
-  virtual void InFlight(CallClass klass, int delta) = 0;
 };
 
 // Held by an admitted call while it runs; destroying it frees its concurrency slot.

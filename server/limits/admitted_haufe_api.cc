@@ -8,6 +8,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/common/crypto.h"
 #include "server/common/errors.h"
+#include "server/upstream/http_status_table.h"
 
 namespace copilot::gateway {
 namespace {
@@ -50,7 +51,7 @@ class AdmittedHaufeApi::AdmittedCall final : public UpstreamCall {
     }
     if (inner != nullptr) inner->Resume();
   }
-  void SetTicket(std::shared_ptr<AdmissionTicket> ticket) {
+  void SetTicket(const std::shared_ptr<AdmissionTicket>& ticket) {
     bool cancel;
     {
       absl::MutexLock lock(&mu_);
@@ -59,7 +60,7 @@ class AdmittedHaufeApi::AdmittedCall final : public UpstreamCall {
     }
     if (cancel) ticket->Cancel();
   }
-  void SetInner(std::shared_ptr<UpstreamCall> inner) {
+  void SetInner(const std::shared_ptr<UpstreamCall>& inner) {
     bool cancel;
     bool resume;
     {
@@ -110,11 +111,7 @@ class AdmittedHaufeApi::HoldingSink final : public ChunkSink {
 
 void AdmittedHaufeApi::ObserveStatus(CallClass klass, const std::string& upstream_key,
                                      absl::Status& status) {
-  if (status.code() != absl::StatusCode::kResourceExhausted) return;
-  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
-  if (!info.has_value()) return;
-  auto it = info->metadata().find("http_status");
-  if (it == info->metadata().end() || it->second != "429") return;
+  if (!IsUpstreamRateLimit(status)) return;
   absl::Duration hold = absl::Seconds(1);
   if (std::optional<google::rpc::RetryInfo> retry = GetRetryInfo(status); retry.has_value()) {
     hold = absl::Seconds(retry->retry_delay().seconds()) +
@@ -149,7 +146,7 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Admit(const UpstreamCallOptions&
         call->SetInner(start(std::move(release)));
       },
       key);
-  call->SetTicket(std::move(ticket));
+  call->SetTicket(ticket);
   return call;
 }
 
@@ -168,7 +165,7 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AdmitStream(const UpstreamCallOp
             *this, CallClass::kAnswer, std::move(key), std::move(sink), *std::move(permit))));
       },
       key);
-  call->SetTicket(std::move(ticket));
+  call->SetTicket(ticket);
   return call;
 }
 

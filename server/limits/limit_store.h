@@ -11,7 +11,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/limits/limit_types.h"
+#include "server/common/limit_types.h"
 
 namespace copilot::gateway {
 

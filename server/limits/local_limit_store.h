@@ -12,7 +12,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/limits/limit_store.h"
 
 namespace copilot::gateway {

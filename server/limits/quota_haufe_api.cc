@@ -4,6 +4,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/errors.h"
 #include "server/upstream/characters.h"
 
 namespace copilot::gateway {
@@ -35,7 +36,7 @@ class QuotaHaufeApi::ReservedCall final : public UpstreamCall {
     absl::MutexLock lock(&mu_);
     return cancelled_;
   }
-  void SetInner(std::shared_ptr<UpstreamCall> inner) {
+  void SetInner(const std::shared_ptr<UpstreamCall>& inner) {
     bool cancel;
     bool resume;
     {
@@ -82,7 +83,7 @@ class QuotaHaufeApi::SettlingSink final : public ChunkSink {
 
 namespace {
 
-absl::Status Cancelled() { return absl::CancelledError("cancelled by the caller"); }
+absl::Status Cancelled() { return CancelledByCaller(); }
 
 }  // namespace
 

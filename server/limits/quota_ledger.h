@@ -18,8 +18,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "server/core/clock.h"
-#include "server/limits/admission_controller.h"
+#include "server/common/clock.h"
+#include "server/limits/limit_events.h"
 #include "server/limits/limit_store.h"
 
 namespace copilot::gateway {
@@ -62,15 +62,6 @@ struct QuotaReservation {
   int64_t characters = 0;
   // Where it was reserved: the shared store, or this replica's fallback.
   LimitStore* store = nullptr;
-};
-
-// The last figures seen for one of a tenant's quotas (for gauges and alerts).
-struct QuotaSample {
-  std::string tenant;
-  std::string quota;  // "answers_per_day", "characters_per_month", ...
-  int64_t used = 0;
-  int64_t limit = 0;
-  absl::Time period_end;
 };
 
 // Thread-safe; never blocks: callbacks run inline (local store) or on the store's thread.

@@ -8,8 +8,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
-#include "google/rpc/status.pb.h"
 #include "server/common/crypto.h"
+#include "server/common/errors.h"
 #include "server/common/log.h"
 
 namespace copilot::gateway {
@@ -22,18 +22,6 @@ bool IsLowerHex(absl::string_view text) {
 
 bool AllZero(absl::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return c == '0'; });
-}
-
-// The ErrorInfo reason inside a status's google.rpc.Status details, or empty.
-std::string ErrorReason(const grpc::Status& status) {
-  if (status.ok() || status.error_details().empty()) return "";
-  google::rpc::Status details;
-  if (!details.ParseFromString(status.error_details())) return "";
-  for (const google::protobuf::Any& any : details.details()) {
-    google::rpc::ErrorInfo info;
-    if (any.UnpackTo(&info)) return info.reason();
-  }
-  return "";
 }
 
 }  // namespace
@@ -92,14 +80,14 @@ void CallObserver::MessageSent() {
   if (method_ != nullptr) method_->msg_sent->Increment();
 }
 
-void CallObserver::Finished(const grpc::Status& status) {
+void CallObserver::Finished(const absl::Status& status) {
   if (finished_.exchange(true)) return;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double upstream_seconds = absl::ToDoubleSeconds(trace_->upstream_time());
-  const int code = static_cast<int>(status.error_code());
+  const int code = static_cast<int>(status.code());
   std::string tenant = trace_->tenant();
-  if (tenant.empty() && status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+  if (tenant.empty() && status.code() == absl::StatusCode::kUnauthenticated) {
     tenant = "unauthenticated";
   }
   if (method_ != nullptr) {
@@ -126,7 +114,9 @@ void CallObserver::Finished(const grpc::Status& status) {
     fields["upstream_ms"] = std::round(upstream_seconds * 1e6) / 1e3;
     fields["upstream_requests"] = requests;
   }
-  if (std::string reason = ErrorReason(status); !reason.empty()) fields["error_reason"] = reason;
+  if (const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status); info.has_value()) {
+    fields["error_reason"] = info->reason();
+  }
   if (std::string detail = trace_->upstream_error(); !detail.empty()) {
     fields["upstream_error"] = std::move(detail);
   }

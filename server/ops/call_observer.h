@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "server/common/call_trace.h"
 #include "server/ops/call_gate.h"
@@ -45,8 +46,9 @@ class CallObserver {
 
   // A response message is being sent (streams).
   void MessageSent();
-  // The call ends with `status`: the reactor calls this right before Finish(status).
-  void Finished(const grpc::Status& status);
+  // The call ends with `status` (its ErrorInfo reason goes to the log line): the reactor calls
+  // this right before Finish(ToGrpcStatus(status)).
+  void Finished(const absl::Status& status);
   // gRPC is done with the call (the reactor's OnDone): it leaves the gate. Once.
   void Done();
 

@@ -20,8 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "server/limits/admission_controller.h"
-#include "server/limits/quota_ledger.h"
+#include "server/limits/limit_events.h"
 #include "server/ops/usage_haufe_api.h"
 
 namespace copilot::gateway {

@@ -7,7 +7,7 @@
 
 #include <memory>
 
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/transport/http_transport.h"
 

@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/upstream/forwarding_haufe_api.h"
 
 namespace copilot::gateway {

@@ -61,9 +61,8 @@ absl::Status ShuttingDown() {
 grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext& context, CallObserver& observer,
                                       const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context.DefaultReactor();
-  const grpc::Status grpc_status = ToGrpcStatus(status);
-  observer.Finished(grpc_status);
-  reactor->Finish(grpc_status);
+  observer.Finished(status);
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
@@ -72,9 +71,8 @@ class FinishedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   FinishedStream(std::shared_ptr<CallObserver> observer, const absl::Status& status)
       : observer_(std::move(observer)) {
-    const grpc::Status grpc_status = ToGrpcStatus(status);
-    observer_->Finished(grpc_status);
-    this->Finish(grpc_status);
+    observer_->Finished(status);
+    this->Finish(ToGrpcStatus(status));
   }
   void OnDone() override {
     observer_->Done();

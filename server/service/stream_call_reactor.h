@@ -15,10 +15,11 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/async_call.h"
+#include "server/common/errors.h"
 #include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
 #include "server/service/request_parser.h"
-#include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
 
@@ -103,7 +104,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer
   // What to do once the mutex is released.
   struct Actions {
     const grpc::ByteBuffer* write = nullptr;
-    std::optional<grpc::Status> finish;
+    std::optional<absl::Status> finish;
     std::shared_ptr<UpstreamCall> cancel;
     std::shared_ptr<UpstreamCall> resume;
 
@@ -117,7 +118,7 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer
       }
       if (finish.has_value()) {
         reactor->observer_->Finished(*finish);
-        reactor->Finish(*std::move(finish));
+        reactor->Finish(ToGrpcStatus(*finish));
       }
     }
   };
@@ -135,10 +136,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer
         actions.write = &writing;
       } else if (cancelled) {
         finished = true;
-        actions.finish = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller");
+        actions.finish = CancelledByCaller();
       } else if (upstream_done) {
         finished = true;
-        actions.finish = ToGrpcStatus(upstream_status);
+        actions.finish = upstream_status;
       }
       if (paused && queue.empty() && !cancelled && !upstream_done) {
         paused = false;

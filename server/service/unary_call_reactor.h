@@ -12,11 +12,12 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/async_call.h"
+#include "server/common/errors.h"
 #include "server/core/copilot_core.h"
 #include "server/ops/call_observer.h"
 #include "server/service/grpc_status.h"
 #include "server/service/request_parser.h"
-#include "server/upstream/haufe_api.h"
 
 namespace copilot::gateway {
 
@@ -71,9 +72,9 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
     }
     if (call != nullptr) call->Cancel();
     if (finish) {
-      const grpc::Status status(grpc::StatusCode::CANCELLED, "cancelled by the caller");
+      const absl::Status status = CancelledByCaller();
       state_->observer->Finished(status);
-      Finish(status);
+      Finish(ToGrpcStatus(status));
     }
   }
 
@@ -108,9 +109,8 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
       state.call.reset();
       if (result.ok()) outcome = SerializeResponse(*result, *state.response);
     }
-    const grpc::Status status = outcome.ok() ? grpc::Status::OK : ToGrpcStatus(outcome);
-    state.observer->Finished(status);
-    state.reactor->Finish(status);
+    state.observer->Finished(outcome);
+    state.reactor->Finish(ToGrpcStatus(outcome));
   }
 
   const std::shared_ptr<State> state_;

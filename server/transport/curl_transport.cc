@@ -17,6 +17,7 @@
 #include <optional>
 #include <queue>
 #include <string>
+#include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -190,6 +191,9 @@ class MultiOptions {
   absl::Status status_;
 };
 
+// errno as text (std::strerror is not thread-safe).
+std::string ErrnoText() { return std::generic_category().message(errno); }
+
 // Milliseconds for a libcurl option: at least 1 (0 would mean "no limit"), at most a day.
 long ClampedMillis(absl::Duration duration) {
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
@@ -256,7 +260,13 @@ class CurlTransport::Loop {
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
 
   void HandleCommands();
+  // Creates the transfer for `command` and adds it to the multi handle, or completes it with
+  // the reason it could not start.
   void StartTransfer(Command& command);
+  absl::Status SetHeaders(Transfer& transfer, const HttpHeaders& headers);
+  absl::Status SetOptions(Transfer& transfer, const HttpRequest& request,
+                          absl::Duration remaining) const;
+  static void SetMethod(EasyOptions& set, const std::string& method, const std::string& body);
   void ResumeTransfer(Transfer& transfer);
   void DrainDone();
   void CheckStalls(SteadyTime now);
@@ -266,11 +276,11 @@ class CurlTransport::Loop {
   // Removes `transfer`, then calls its handler's OnComplete(status).
   void Complete(Transfer& transfer, absl::Status status);
   // Gives the transfer's slot back, then calls handler->OnComplete(status).
-  void Finish(std::shared_ptr<HttpTransferHandler> handler, absl::Status status);
+  void Finish(const std::shared_ptr<HttpTransferHandler>& handler, absl::Status status);
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
   // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
   // that is not idempotent, which the upstream may have carried out: then INTERNAL.
-  static absl::Status TransportFailure(const Transfer& transfer, std::string message,
+  static absl::Status TransportFailure(const Transfer& transfer, const std::string& message,
                                        absl::string_view reason,
                                        std::map<std::string, std::string> metadata);
   void StopAll();
@@ -284,7 +294,7 @@ class CurlTransport::Loop {
 
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
   std::optional<SteadyTime> curl_timer_;
-  std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<StallEntry>> stall_heap_;
+  std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<>> stall_heap_;
   bool stopping_ = false;
   // Transfers admitted and not yet completed: queued in the mailbox or in transfers_.
   std::atomic<int64_t> in_flight_{0};
@@ -299,13 +309,13 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
   EnsureCurlGlobalInit();
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
-    return MakeError(absl::StatusCode::kInternal,
-                     absl::StrCat("epoll_create1: ", std::strerror(errno)), "transport_setup");
+    return MakeError(absl::StatusCode::kInternal, absl::StrCat("epoll_create1: ", ErrnoText()),
+                     "transport_setup");
   }
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd < 0) {
     close(epoll_fd);
-    return MakeError(absl::StatusCode::kInternal, absl::StrCat("eventfd: ", std::strerror(errno)),
+    return MakeError(absl::StatusCode::kInternal, absl::StrCat("eventfd: ", ErrnoText()),
                      "transport_setup");
   }
   epoll_event event{};
@@ -450,15 +460,15 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   HttpRequest& request = command.request;
   const absl::Duration remaining = request.deadline - absl::Now();
   if (remaining <= absl::ZeroDuration()) {
-    Finish(std::move(handler), MakeError(absl::StatusCode::kDeadlineExceeded,
-                                         "the deadline passed before the upstream request was sent",
-                                         "upstream_timeout", {{"request_sent", "false"}}));
+    Finish(handler, MakeError(absl::StatusCode::kDeadlineExceeded,
+                              "the deadline passed before the upstream request was sent",
+                              "upstream_timeout", {{"request_sent", "false"}}));
     return;
   }
   CURL* easy = curl_easy_init();
   if (easy == nullptr) {
-    Finish(std::move(handler), MakeError(absl::StatusCode::kInternal, "curl_easy_init failed",
-                                         "transport_misconfigured"));
+    Finish(handler, MakeError(absl::StatusCode::kInternal, "curl_easy_init failed",
+                              "transport_misconfigured"));
     return;
   }
   auto owned = std::make_unique<Transfer>();
@@ -471,27 +481,49 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   transfer.idempotent = IsIdempotent(request.method);
   transfer.max_body_bytes = request.max_response_bytes;
   transfer.last_activity = SteadyClock::now();
-  transfers_.emplace(transfer.id, std::move(owned));  // From here on Complete() cleans up.
-
-  std::vector<std::string> lines;
-  lines.reserve(request.headers.size() + 1);
-  for (const auto& [name, value] : request.headers) {
-    // "name;" is libcurl's spelling of a header with an empty value.
-    lines.push_back(value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value));
+  if (request.stall_timeout > absl::ZeroDuration() && request.stall_timeout < absl::Hours(24)) {
+    transfer.stall_timeout = std::chrono::duration_cast<SteadyClock::duration>(
+        absl::ToChronoNanoseconds(request.stall_timeout));
   }
-  lines.push_back("Expect:");
+  transfers_.emplace(transfer.id, std::move(owned));  // From here on Complete() cleans up.
+  absl::Status status = SetHeaders(transfer, request.headers);
+  if (status.ok()) status = SetOptions(transfer, request, remaining);
+  if (status.ok()) {
+    if (const CURLMcode added = curl_multi_add_handle(multi_, easy); added != CURLM_OK) {
+      status = MakeError(absl::StatusCode::kInternal,
+                         absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(added)),
+                         "transport_misconfigured");
+    }
+  }
+  if (!status.ok()) Complete(transfer, std::move(status));
+  // The stall timer starts with the first response byte (OnHeader): a blocking run answers only
+  // when the whole answer is ready, so the wait for the first byte is bounded by the deadline
+  // alone, not by the stall timeout.
+}
+
+absl::Status CurlTransport::Loop::SetHeaders(Transfer& transfer, const HttpHeaders& headers) {
+  std::vector<std::string> lines;
+  lines.reserve(headers.size() + 1);
+  for (const auto& [name, value] : headers) {
+    // "name;" is libcurl's spelling of a header with an empty value.
+    lines.emplace_back(value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value));
+  }
+  lines.emplace_back("Expect:");
   for (const std::string& line : lines) {
     curl_slist* appended = curl_slist_append(transfer.headers, line.c_str());
     if (appended == nullptr) {
-      Complete(transfer, MakeError(absl::StatusCode::kInternal,
-                                   "cannot build the request headers (out of memory)",
-                                   "transport_misconfigured"));
-      return;
+      return MakeError(absl::StatusCode::kInternal,
+                       "cannot build the request headers (out of memory)",
+                       "transport_misconfigured");
     }
     transfer.headers = appended;
   }
+  return absl::OkStatus();
+}
 
-  EasyOptions set(easy);
+absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpRequest& request,
+                                             absl::Duration remaining) const {
+  EasyOptions set(transfer.easy);
   set.Set(CURLOPT_URL, request.url.c_str());
   set.Set(CURLOPT_PROTOCOLS_STR, "http,https");
   set.Set(CURLOPT_NOSIGNAL, 1L);
@@ -517,42 +549,27 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   }
   const long connect_ms = ClampedMillis(request.connect_timeout);
   set.Set(CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
+  transfer.connect_timeout_first = true;
   if (request.deadline != absl::InfiniteFuture()) {
     const long timeout_ms = ClampedMillis(remaining);
     set.Set(CURLOPT_TIMEOUT_MS, timeout_ms);
     transfer.connect_timeout_first = connect_ms < timeout_ms;
-  } else {
-    transfer.connect_timeout_first = true;
   }
-  if (request.method == "GET") {
-    set.Set(CURLOPT_HTTPGET, 1L);
-  } else {
-    if (request.method != "POST") set.Set(CURLOPT_CUSTOMREQUEST, request.method.c_str());
-    if (request.method == "POST" || !transfer.body.empty()) {
-      set.Set(CURLOPT_POSTFIELDS, transfer.body.data());
-      set.Set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(transfer.body.size()));
-    }
-  }
-  if (!set.status().ok()) {
-    Complete(transfer, set.status());
-    return;
-  }
+  SetMethod(set, request.method, transfer.body);
+  return set.status();
+}
 
-  if (request.stall_timeout > absl::ZeroDuration() && request.stall_timeout < absl::Hours(24)) {
-    transfer.stall_timeout = std::chrono::duration_cast<SteadyClock::duration>(
-        absl::ToChronoNanoseconds(request.stall_timeout));
-  }
-  const CURLMcode added = curl_multi_add_handle(multi_, easy);
-  if (added != CURLM_OK) {
-    Complete(transfer,
-             MakeError(absl::StatusCode::kInternal,
-                       absl::StrCat("curl_multi_add_handle: ", curl_multi_strerror(added)),
-                       "transport_misconfigured"));
+void CurlTransport::Loop::SetMethod(EasyOptions& set, const std::string& method,
+                                    const std::string& body) {
+  if (method == "GET") {
+    set.Set(CURLOPT_HTTPGET, 1L);
     return;
   }
-  // The stall timer starts with the first response byte (OnHeader): a blocking run answers only
-  // when the whole answer is ready, so the wait for the first byte is bounded by the deadline
-  // alone, not by the stall timeout.
+  if (method != "POST") set.Set(CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "POST" || !body.empty()) {
+    set.Set(CURLOPT_POSTFIELDS, body.data());
+    set.Set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  }
 }
 
 void CurlTransport::Loop::ArmStall(Transfer& transfer, SteadyTime when) {
@@ -586,7 +603,7 @@ void CurlTransport::Loop::HandleCommands() {
     switch (command.kind) {
       case Command::Kind::kStart:
         if (stopping_) {
-          Finish(std::move(command.handler), ShutdownStatus());
+          Finish(command.handler, ShutdownStatus());
         } else {
           StartTransfer(command);
         }
@@ -614,10 +631,10 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   curl_slist_free_all(transfer.headers);
   std::shared_ptr<HttpTransferHandler> handler = std::move(transfer.handler);
   transfers_.erase(transfer.id);  // `transfer` is gone from here on.
-  Finish(std::move(handler), std::move(status));
+  Finish(handler, std::move(status));
 }
 
-void CurlTransport::Loop::Finish(std::shared_ptr<HttpTransferHandler> handler,
+void CurlTransport::Loop::Finish(const std::shared_ptr<HttpTransferHandler>& handler,
                                  absl::Status status) {
   Release();  // First, so that a handler may start its next transfer in the freed slot.
   handler->OnComplete(std::move(status));
@@ -631,7 +648,8 @@ bool CurlTransport::Loop::Admit() {
   return true;
 }
 
-absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer, std::string message,
+absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer,
+                                                   const std::string& message,
                                                    absl::string_view reason,
                                                    std::map<std::string, std::string> metadata) {
   metadata["headers_received"] = transfer.headers_delivered ? "true" : "false";

@@ -79,8 +79,8 @@ struct CurlTransportOptions {
 // handle); every other piece of work runs on the loop thread.
 //
 // curl_global_init: Create() calls it once per process (std::call_once, CURL_GLOBAL_DEFAULT);
-// main may call it earlier itself (it is reference counted). curl_global_cleanup is never
-// called: the process exit releases everything.
+// main may call it earlier itself (it is reference counted). main calls curl_global_cleanup
+// once the gateway (and with it every transport) is destroyed.
 //
 // Thread-safety: thread-safe. Start, Shutdown and the returned HttpTransfer's methods may be
 // called from any thread, also from handler callbacks on the loop thread. Handlers run on the
@@ -110,7 +110,7 @@ class CurlTransport final : public HttpTransport {
   class Loop;  // Defined in the .cc file.
 
  private:
-  CurlTransport(std::unique_ptr<Loop> loop);
+  explicit CurlTransport(std::unique_ptr<Loop> loop);
 
   std::shared_ptr<Loop> loop_;
   absl::Mutex shutdown_mu_;

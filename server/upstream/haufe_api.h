@@ -17,8 +17,9 @@
 #include "absl/time/time.h"
 #include "copilot/v1/resources.pb.h"
 #include "google/protobuf/struct.pb.h"
+#include "server/common/async_call.h"
 #include "server/common/call_trace.h"
-#include "server/limits/limit_types.h"
+#include "server/common/limit_types.h"
 
 namespace copilot::gateway {
 
@@ -72,41 +73,6 @@ struct MessagePage {
   std::vector<copilot::v1::Message> messages;
   std::string next_cursor;  // Empty on the last page.
 };
-
-// An upstream call in progress. Thread-safe; calls after completion are no-ops.
-class UpstreamCall {
- public:
-  virtual ~UpstreamCall() = default;
-  // Aborts the call at once; its callback or sink then gets CANCELLED.
-  virtual void Cancel() = 0;
-  // Resumes a stream paused by ChunkSink::OnChunk returning false.
-  virtual void Resume() = 0;
-};
-
-// An UpstreamCall that is already over (answered without an upstream transfer). Thread-safe;
-// does nothing.
-class FinishedCall final : public UpstreamCall {
- public:
-  void Cancel() override {}
-  void Resume() override {}
-};
-
-// Receives a streamed answer. Called on the transport's event loop thread, in order: OnChunk
-// zero or more times, then OnDone exactly once. Must not block.
-class ChunkSink {
- public:
-  virtual ~ChunkSink() = default;
-  // One upstream NDJSON line as soon as it is complete. Return false to pause the stream until
-  // UpstreamCall::Resume() (the caller reads slowly).
-  virtual bool OnChunk(copilot::v1::MessageChunk chunk) = 0;
-  // OK after the last chunk of a complete stream; otherwise why the stream failed (including an
-  // error line from the upstream, or a stream cut mid-line: never a silent OK).
-  virtual void OnDone(absl::Status status) = 0;
-};
-
-template <typename T>
-using UpstreamCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
-using UpstreamDoneCallback = absl::AnyInvocable<void(absl::Status) &&>;
 
 // The upstream API. Thread-safe; no method blocks. Each callback runs exactly once, on the
 // transport's event loop thread, on a thread decoding a large answer (DecodePool), or inline

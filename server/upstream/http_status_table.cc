@@ -1,7 +1,9 @@
 #include "server/upstream/http_status_table.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,11 +111,10 @@ constexpr std::size_t kMaxReasonBytes = 63;
 constexpr std::size_t kMaxUpstreamErrorCodeBytes = 64;
 
 bool IsUsableErrorCode(absl::string_view code) {
-  if (code.empty() || code.size() > kMaxReasonBytes) return false;
-  for (const char c : code) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
-  }
-  return true;
+  return !code.empty() && code.size() <= kMaxReasonBytes &&
+         std::all_of(code.begin(), code.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+         });
 }
 
 absl::StatusCode CodeForHttpStatus(int http_status) {
@@ -283,6 +284,20 @@ absl::Status Map(int table_status, const ErrorBody& body, absl::string_view retr
 }
 
 }  // namespace
+
+bool IsUpstreamRateLimit(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kResourceExhausted) return false;
+  const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) return false;
+  const auto it = info->metadata().find("http_status");
+  return it != info->metadata().end() && it->second == "429";
+}
+
+bool IsUpstreamThreadNotFound(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kNotFound) return false;
+  const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  return info.has_value() && info->reason() == "thread_not_found";
+}
 
 absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
   value = absl::StripAsciiWhitespace(value);

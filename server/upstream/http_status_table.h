@@ -53,6 +53,13 @@ absl::Status StatusFromHttpError(int http_status, absl::string_view body,
 absl::Status StatusFromStreamErrorLine(absl::string_view line,
                                        absl::Span<const std::string> secrets = {});
 
+// Predicates over statuses the table made, so that no other layer matches its strings.
+// The upstream refused the call with HTTP 429 (its rate or tier limit; not an error line inside
+// a stream, which the upstream had accepted).
+bool IsUpstreamRateLimit(const absl::Status& status);
+// The upstream does not know the thread (404, error_code thread_not_found).
+bool IsUpstreamThreadNotFound(const absl::Status& status);
+
 // The delay a Retry-After header value asks for: delta-seconds or an HTTP-date (relative to
 // `now`, never negative). Empty or unparseable values give kDefaultUpstreamRetryDelay.
 absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now);

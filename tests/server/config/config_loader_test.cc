@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -179,6 +180,41 @@ TEST(ConfigLoaderTest, TenantsAndTlsAreValidatedWithTheirPaths) {
                     "  identity: [bearer]\n  refresh_interval: 10s\n"),
             "valid");
   EXPECT_THAT(invalid("tls:\n  colour: red\n"), HasSubstr("tls.colour: unknown key"));
+}
+
+// Fixed-value settings become enums (or none for `off`) when read; anything else is refused
+// with the values it may take.
+TEST(ConfigLoaderTest, FixedValueSettingsAreReadAsEnums) {
+  const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
+  absl::StatusOr<GatewayConfig> defaults = ParseConfigYaml(base);
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->server.identity, CallerIdentity::kBearer);
+  EXPECT_EQ(defaults->redis.on_failure, RedisFailureMode::kFailOpen);
+  EXPECT_EQ(defaults->server.metrics_listen, "0.0.0.0:9464");
+  EXPECT_THAT(defaults->tls.identity,
+              testing::ElementsAre(CallerIdentity::kMtls, CallerIdentity::kBearer));
+  absl::StatusOr<GatewayConfig> config =
+      ParseConfigYaml(base +
+                      "identity: none\nmetrics_listen: \"off\"\n"
+                      "redis:\n  on_failure: fail_closed\ntls:\n  identity: [bearer]\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->server.identity, CallerIdentity::kNone);
+  EXPECT_FALSE(config->server.metrics_listen.has_value());
+  EXPECT_EQ(config->redis.on_failure, RedisFailureMode::kFailClosed);
+  EXPECT_THAT(config->tls.identity, testing::ElementsAre(CallerIdentity::kBearer));
+  auto refused = [&](const std::string& yaml) {
+    absl::StatusOr<GatewayConfig> parsed = ParseConfigYaml(base + yaml);
+    return parsed.ok() ? std::string("accepted") : std::string(parsed.status().message());
+  };
+  EXPECT_THAT(refused("redis:\n  on_failure: open\n"),
+              HasSubstr("redis.on_failure: must be fail_open or fail_closed"));
+  EXPECT_THAT(refused("identity: mtls\n"), HasSubstr("identity: must be bearer or none"));
+  EXPECT_THAT(refused("tls:\n  identity: [mtls, none]\n"),
+              HasSubstr("tls.identity[1]: must be mtls or bearer"));
+  EXPECT_THAT(refused("tls:\n  identity: [bearer, bearer]\n"),
+              HasSubstr("tls.identity[1]: bearer is listed twice"));
+  EXPECT_THAT(refused("metrics_listen: 9464\n"), HasSubstr("metrics_listen: expected HOST:PORT"));
+  EXPECT_THAT(refused("metrics_listen: \"\"\n"), HasSubstr("metrics_listen: expected HOST:PORT"));
 }
 
 TEST(ConfigLoaderTest, RedisUrlsAndTlsFilesAreReadAndValidatedWithTheirPaths) {

@@ -44,7 +44,7 @@ GatewayConfig TestConfig() {
   config.upstream.api_key_env = "UNUSED";
   config.upstream.max_call_timeout = absl::Seconds(17);
   config.default_tenant.id = "acme";
-  config.server.identity = "none";  // Every caller is "acme".
+  config.server.identity = CallerIdentity::kNone;  // Every caller is "acme".
   config.server.metrics_listen = "127.0.0.1:0";
   // The fake clock stands still: no upstream budget windows (limits have tests of their own).
   config.upstream_budget = UpstreamBudgetConfig{0, 0, 0, 0, absl::Seconds(1), absl::ZeroDuration()};

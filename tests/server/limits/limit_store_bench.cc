@@ -16,7 +16,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/time/clock.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/limits/local_limit_store.h"
 #include "server/limits/redis_limit_store.h"
 #include "tests/server/limits/redis_server.h"

@@ -8,11 +8,13 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/call_trace.h"
+#include "server/common/errors.h"
 #include "server/common/log.h"
 #include "server/ops/gateway_metrics.h"
 #include "tests/server/ops/capture_stderr.h"
@@ -183,15 +185,15 @@ TEST_F(CallObserverTest, ConstructionCountsStartedReceivedAndInFlight) {
   EXPECT_EQ(Values().Gauge("copilot_gateway_calls_in_flight"), 2.0);
   EXPECT_EQ(Values().Counter("grpc_server_started_total", Labels("server_stream", "StreamRun")),
             1.0);
-  first.Finished(grpc::Status::OK);
+  first.Finished(absl::OkStatus());
   EXPECT_EQ(Values().Gauge("copilot_gateway_calls_in_flight"), 1.0);
-  second.Finished(grpc::Status::OK);
+  second.Finished(absl::OkStatus());
   EXPECT_EQ(Values().Gauge("copilot_gateway_calls_in_flight"), 0.0);
 }
 
 TEST_F(CallObserverTest, UnaryOkCountsOneMessageSentAndHandledOk) {
   CallObserver observer(&metrics_, "GetThread", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status::OK);
+  observer.Finished(absl::OkStatus());
   const MetricValues values = Values();
   EXPECT_EQ(values.Counter("grpc_server_msg_sent_total", Labels("unary", "GetThread")), 1.0);
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "GetThread", "OK")), 1.0);
@@ -206,7 +208,7 @@ TEST_F(CallObserverTest, UnaryOkCountsOneMessageSentAndHandledOk) {
 
 TEST_F(CallObserverTest, UnaryErrorSendsNoMessageAndCountsItsCode) {
   CallObserver observer(&metrics_, "GetThread", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such thread"));
+  observer.Finished(absl::NotFoundError("no such thread"));
   const MetricValues values = Values();
   EXPECT_EQ(values.Counter("grpc_server_msg_sent_total", Labels("unary", "GetThread")), 0.0);
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "GetThread", "NotFound")),
@@ -221,7 +223,7 @@ TEST_F(CallObserverTest, StreamCountsEachMessageSentAndFinishedAddsNone) {
   observer.MessageSent();
   EXPECT_EQ(Values().Counter("grpc_server_msg_sent_total", Labels("server_stream", "StreamRun")),
             3.0);
-  observer.Finished(grpc::Status::OK);
+  observer.Finished(absl::OkStatus());
   const MetricValues values = Values();
   EXPECT_EQ(values.Counter("grpc_server_msg_sent_total", Labels("server_stream", "StreamRun")),
             3.0);
@@ -232,8 +234,8 @@ TEST_F(CallObserverTest, StreamCountsEachMessageSentAndFinishedAddsNone) {
 
 TEST_F(CallObserverTest, FinishedTwiceCountsOnce) {
   CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status::OK);
-  observer.Finished(grpc::Status(grpc::StatusCode::INTERNAL, "late"));
+  observer.Finished(absl::OkStatus());
+  observer.Finished(absl::InternalError("late"));
   const MetricValues values = Values();
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "Run", "OK")), 1.0);
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "Run", "Internal")), 0.0);
@@ -246,8 +248,8 @@ TEST_F(CallObserverTest, FinishedTwiceCountsOnce) {
 TEST_F(CallObserverTest, FinishedFromTwoThreadsAtOnceCountsOnce) {
   for (int round = 0; round < 50; ++round) {
     CallObserver observer(&metrics_, "StreamRun", true, NewTrace(), "peer");
-    std::thread a([&] { observer.Finished(grpc::Status::OK); });
-    std::thread b([&] { observer.Finished(grpc::Status(grpc::StatusCode::CANCELLED, "gone")); });
+    std::thread a([&] { observer.Finished(absl::OkStatus()); });
+    std::thread b([&] { observer.Finished(absl::CancelledError("gone")); });
     a.join();
     b.join();
   }
@@ -259,7 +261,7 @@ TEST_F(CallObserverTest, TenantCounterGetsTheTracesTenant) {
   std::shared_ptr<CallTrace> trace = NewTrace();
   trace->SetTenant("acme");
   CallObserver observer(&metrics_, "Run", false, trace, "peer");
-  observer.Finished(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "slow down"));
+  observer.Finished(absl::ResourceExhaustedError("slow down"));
   EXPECT_EQ(Values().Counter(
                 "copilot_gateway_tenant_calls_total",
                 {{"tenant", "acme"}, {"grpc_method", "Run"}, {"grpc_code", "ResourceExhausted"}}),
@@ -268,7 +270,7 @@ TEST_F(CallObserverTest, TenantCounterGetsTheTracesTenant) {
 
 TEST_F(CallObserverTest, UnauthenticatedWithoutTenantCountsAsUnauthenticated) {
   CallObserver observer(&metrics_, "ListAssistants", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "bad token"));
+  observer.Finished(absl::UnauthenticatedError("bad token"));
   const MetricValues values = Values();
   EXPECT_EQ(
       values.Counter("copilot_gateway_tenant_calls_total", {{"tenant", "unauthenticated"},
@@ -280,13 +282,13 @@ TEST_F(CallObserverTest, UnauthenticatedWithoutTenantCountsAsUnauthenticated) {
 
 TEST_F(CallObserverTest, OtherErrorsWithoutTenantAreNotCountedPerTenant) {
   CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad"));
+  observer.Finished(absl::InvalidArgumentError("bad"));
   EXPECT_EQ(Values().Family("copilot_gateway_tenant_calls_total"), nullptr);
 }
 
 TEST_F(CallObserverTest, OverheadIsTheHandlingTimeWithoutUpstream) {
   CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer");
-  observer.Finished(grpc::Status::OK);
+  observer.Finished(absl::OkStatus());
   const MetricValues values = Values();
   const auto handling = values.Histogram("grpc_server_handling_seconds", Labels("unary", "Run"));
   const auto overhead =
@@ -302,7 +304,7 @@ TEST_F(CallObserverTest, OverheadSubtractsUpstreamTimeAndNeverGoesNegative) {
   CallObserver observer(&metrics_, "Run", false, trace, "peer");
   // More upstream time than the call can have taken: the overhead is clamped at zero.
   trace->AddUpstream(absl::Hours(1), 200);
-  observer.Finished(grpc::Status::OK);
+  observer.Finished(absl::OkStatus());
   const MetricValues values = Values();
   const auto handling = values.Histogram("grpc_server_handling_seconds", Labels("unary", "Run"));
   const auto overhead =
@@ -317,7 +319,7 @@ TEST_F(CallObserverTest, OverheadSubtractsUpstreamTimeAndNeverGoesNegative) {
 TEST_F(CallObserverTest, UnknownMethodCountsNothingAndDoesNotCrash) {
   CallObserver observer(&metrics_, "NoSuchMethod", false, NewTrace(), "peer");
   observer.MessageSent();
-  observer.Finished(grpc::Status::OK);
+  observer.Finished(absl::OkStatus());
   EXPECT_EQ(HandledTotal(), 0.0);
   EXPECT_EQ(Values().Gauge("copilot_gateway_calls_in_flight"), 0.0);
 }
@@ -331,8 +333,8 @@ TEST_F(CallObserverTest, WorksWithoutMetricsAndStillLogsTheCallOnce) {
   SetLogLevel(LogLevel::kInfo);
   const std::string out = CaptureStderr([&] {
     observer.MessageSent();
-    observer.Finished(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "slow down"));
-    observer.Finished(grpc::Status::OK);
+    observer.Finished(absl::ResourceExhaustedError("slow down"));
+    observer.Finished(absl::OkStatus());
   });
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(out.find('\n'), out.size() - 1) << out;  // One line.
@@ -353,10 +355,33 @@ TEST_F(CallObserverTest, WorksWithoutMetricsAndStillLogsTheCallOnce) {
   EXPECT_FALSE(line.contains("error_reason"));
 }
 
+// The reason comes from the status's ErrorInfo as the layers built it (no re-parsing of the
+// serialized details), and the caller's own cancellation has one of its own.
+TEST_F(CallObserverTest, LogsTheErrorInfoReason) {
+  struct Case {
+    absl::Status status;
+    std::string code;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {MakeError(absl::StatusCode::kNotFound, "Thread not found", "thread_not_found"),
+            "NotFound", "thread_not_found"},
+           {CancelledByCaller(), "Canceled", "cancelled_by_caller"}}) {
+    CallObserver observer(nullptr, "Run", false, NewTrace(), "peer");
+    SetLogLevel(LogLevel::kInfo);
+    const std::string out = CaptureStderr([&] { observer.Finished(c.status); });
+    const nlohmann::ordered_json line =
+        nlohmann::ordered_json::parse(out.substr(0, out.find('\n')), nullptr, false);
+    ASSERT_FALSE(line.is_discarded()) << out;
+    EXPECT_EQ(line["grpc_code"], c.code) << out;
+    EXPECT_EQ(line["error_reason"], c.reason) << out;
+  }
+}
+
 TEST_F(CallObserverTest, LogsNothingBelowInfo) {
   CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer");
   SetLogLevel(LogLevel::kWarning);
-  EXPECT_EQ(CaptureStderr([&] { observer.Finished(grpc::Status::OK); }), "");
+  EXPECT_EQ(CaptureStderr([&] { observer.Finished(absl::OkStatus()); }), "");
   // The metrics are still counted.
   EXPECT_EQ(Values().Counter("grpc_server_handled_total", Handled("unary", "Run", "OK")), 1.0);
 }
@@ -368,7 +393,7 @@ TEST_F(CallObserverTest, OutOfRangeCodeIsCountedAsUnknown) {
   trace->SetTenant("acme");
   CallObserver observer(&metrics_, "Run", false, trace, "peer");
   // 31: past every code, yet inside the enum's range (42 would be undefined behaviour).
-  observer.Finished(grpc::Status(static_cast<grpc::StatusCode>(31), "odd"));
+  observer.Finished(absl::Status(static_cast<absl::StatusCode>(31), "odd"));
   const MetricValues values = Values();
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "Run", "Unknown")), 1.0);
   EXPECT_EQ(values.Counter("grpc_server_handled_total", Handled("unary", "Run", "Unauthenticated")),

@@ -9,7 +9,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/common/call_trace.h"
-#include "server/core/clock.h"
+#include "server/common/clock.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/transport/http_transport.h"
 #include "tests/server/ops/metric_values.h"

@@ -407,5 +407,33 @@ TEST(HttpStatusTableTest, SecretsAreRedactedFromDecodedStrings) {
   EXPECT_EQ(GetBadRequest(status)->field_violations(0).field(), "[redacted]");
 }
 
+// The predicates other layers use instead of matching the table's strings.
+TEST(HttpStatusTableTest, RateLimitPredicateIsAnHttp429Only) {
+  EXPECT_TRUE(IsUpstreamRateLimit(Map(429, R"({"error_code":"rate_limit_exceeded"})", "3")));
+  EXPECT_TRUE(IsUpstreamRateLimit(Map(429, "<html>busy</html>")));
+  // A rate-limit error line inside a 200 stream: the upstream had accepted the call.
+  const absl::Status in_stream =
+      StatusFromStreamErrorLine(R"({"error_code":"rate_limit_error","detail":"slow"})");
+  EXPECT_EQ(in_stream.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_FALSE(IsUpstreamRateLimit(in_stream));
+  // Ours, not the upstream's (no http_status), and other codes.
+  EXPECT_FALSE(IsUpstreamRateLimit(
+      MakeError(absl::StatusCode::kResourceExhausted, "tenant limit", "tenant_rate_limited")));
+  EXPECT_FALSE(IsUpstreamRateLimit(Map(503, "")));
+  EXPECT_FALSE(IsUpstreamRateLimit(absl::ResourceExhaustedError("no details")));
+  EXPECT_FALSE(IsUpstreamRateLimit(absl::OkStatus()));
+}
+
+TEST(HttpStatusTableTest, ThreadNotFoundPredicateNeedsTheUpstreamsReason) {
+  EXPECT_TRUE(IsUpstreamThreadNotFound(
+      Map(404, R"({"error_code":"thread_not_found","detail":"Thread not found"})")));
+  EXPECT_FALSE(
+      IsUpstreamThreadNotFound(Map(404, R"({"error_code":"assistant_not_found","detail":"no"})")));
+  EXPECT_FALSE(IsUpstreamThreadNotFound(Map(404, "")));
+  EXPECT_FALSE(IsUpstreamThreadNotFound(absl::NotFoundError("thread_not_found")));
+  EXPECT_FALSE(IsUpstreamThreadNotFound(
+      MakeError(absl::StatusCode::kFailedPrecondition, "x", "thread_not_found")));
+}
+
 }  // namespace
 }  // namespace copilot::gateway

@@ -1,7 +1,7 @@
 // Time as a dependency: logic asks a Clock, never absl::Now() directly, so tests move time by
 // hand.
-#ifndef COPILOT_GATEWAY_SERVER_CORE_CLOCK_H_
-#define COPILOT_GATEWAY_SERVER_CORE_CLOCK_H_
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_CLOCK_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_CLOCK_H_
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -23,4 +23,4 @@ class SystemClock final : public Clock {
 
 }  // namespace copilot::gateway
 
-#endif  // COPILOT_GATEWAY_SERVER_CORE_CLOCK_H_
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_CLOCK_H_

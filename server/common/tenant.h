@@ -1,6 +1,6 @@
 // The tenant a call is made for: who the caller is to the gateway, and what it sends upstream.
-#ifndef COPILOT_GATEWAY_SERVER_CORE_TENANT_H_
-#define COPILOT_GATEWAY_SERVER_CORE_TENANT_H_
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_TENANT_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_TENANT_H_
 
 #include <string>
 
@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/string_view.h"
-#include "server/limits/limit_types.h"
+#include "server/common/limit_types.h"
 
 namespace copilot::gateway {
 
@@ -48,4 +48,4 @@ struct Tenant {
 
 }  // namespace copilot::gateway
 
-#endif  // COPILOT_GATEWAY_SERVER_CORE_TENANT_H_
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_TENANT_H_

@@ -1,6 +1,6 @@
 // The limits themselves, as plain data (configured per tenant and for the upstream budget).
-#ifndef COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_TYPES_H_
-#define COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_TYPES_H_
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_LIMIT_TYPES_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_LIMIT_TYPES_H_
 
 #include <cstdint>
 
@@ -51,4 +51,4 @@ struct TenantLimits {
 
 }  // namespace copilot::gateway
 
-#endif  // COPILOT_GATEWAY_SERVER_LIMITS_LIMIT_TYPES_H_
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_LIMIT_TYPES_H_
