@@ -28,6 +28,8 @@ packages=(
   libcivetweb-dev
   # Fuzzing (scripts/fuzz.sh): clang-14 with libFuzzer, ASan and UBSan (libclang-rt-14-dev).
   clang-14 libclang-rt-14-dev
+  # Lint (scripts/tidy.sh, run by scripts/test.sh on the files a commit changed).
+  clang-tidy-14
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server libhiredis-dev iproute2
   # Generated clients in other languages (client/<language>/ and their interop test).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is needed, checks the contract, formatting and
-# layering, builds everything, runs every test, then every fuzz target for a bounded time
+# layering, builds everything, runs clang-tidy on the last commit's C++ files, runs every test
+# (each labelled unit or integration), then every fuzz target for a bounded time
 # (scripts/fuzz.sh; FUZZ=0 skips it). SANITIZE=1 adds every test again built with
 # AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (scripts/sanitize.sh address,
 # in build/asan): about 35 more minutes on 2 cores, which would take CI to its 60-minute budget,
@@ -22,6 +23,9 @@ echo "== layers (docs/architecture.md)"
 
 echo "== build"
 scripts/build.sh
+
+echo "== clang-tidy (the C++ files of the last commit: scripts/tidy.sh)"
+scripts/tidy.sh
 
 echo "== tests"
 # Every test is labelled unit (in process, fast: `ctest -L unit`) or integration (processes).
