@@ -13,44 +13,17 @@
 #include "server/ops/gateway_metrics.h"
 #include "server/transport/http_transport.h"
 #include "tests/server/ops/metric_values.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_transport.h"
 
 namespace copilot::gateway {
 namespace {
 
 using ::copilot::gateway::ops_testing::MetricValues;
+using ::copilot::gateway::testing::FakeClock;
+using ::copilot::gateway::testing::FakeTransport;
 
 constexpr char kEndpoint[] = "POST /v1/threads/{thread_id}/run";
-
-// A clock moved by hand. Thread-compatible.
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() const override { return now_; }
-  void Advance(absl::Duration d) { now_ += d; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1767225600);
-};
-
-class FakeTransfer final : public HttpTransfer {
- public:
-  void Cancel() override {}
-  void Resume() override {}
-};
-
-// Records each request and handler it is given; the test drives the handler by hand.
-class FakeTransport final : public HttpTransport {
- public:
-  std::shared_ptr<HttpTransfer> Start(HttpRequest request,
-                                      std::shared_ptr<HttpTransferHandler> handler) override {
-    requests.push_back(std::move(request));
-    handlers.push_back(std::move(handler));
-    return transfer;
-  }
-
-  std::vector<HttpRequest> requests;
-  std::vector<std::shared_ptr<HttpTransferHandler>> handlers;
-  const std::shared_ptr<HttpTransfer> transfer = std::make_shared<FakeTransfer>();
-};
 
 // Records the events it receives; OnData answers `data_result`.
 class RecordingHandler final : public HttpTransferHandler {
@@ -88,7 +61,7 @@ class InstrumentedTransportTest : public ::testing::Test {
   // Starts `request` through the decorator; the fake transport's handler for it.
   HttpTransferHandler& Start(HttpRequest request) {
     instrumented_.Start(std::move(request), recorder_);
-    return *inner_->handlers.back();
+    return *inner_->last().handler;
   }
 
   double Requests(const std::string& endpoint, const std::string& status) const {
@@ -113,9 +86,9 @@ class InstrumentedTransportTest : public ::testing::Test {
 
 TEST_F(InstrumentedTransportTest, PassesTheSameRequestOnAndReturnsTheInnerTransfer) {
   std::shared_ptr<HttpTransfer> transfer = instrumented_.Start(Request(), recorder_);
-  EXPECT_EQ(transfer, inner_->transfer);
-  ASSERT_EQ(inner_->requests.size(), 1u);
-  const HttpRequest& sent = inner_->requests[0];
+  ASSERT_EQ(inner_->size(), 1u);
+  EXPECT_EQ(transfer, inner_->last().transfer);
+  const HttpRequest& sent = inner_->last().request;
   const HttpRequest expected = Request();
   EXPECT_EQ(sent.method, expected.method);
   EXPECT_EQ(sent.url, expected.url);
@@ -128,8 +101,7 @@ TEST_F(InstrumentedTransportTest, PassesTheSameRequestOnAndReturnsTheInnerTransf
   EXPECT_EQ(sent.endpoint, expected.endpoint);
   EXPECT_EQ(sent.trace, trace_);
   // The transport holds a measuring handler in front of the caller's.
-  ASSERT_EQ(inner_->handlers.size(), 1u);
-  EXPECT_NE(inner_->handlers[0], recorder_);
+  EXPECT_NE(inner_->last().handler, recorder_);
 }
 
 TEST_F(InstrumentedTransportTest, EventsPassThroughUnchanged) {
@@ -247,7 +219,7 @@ TEST_F(InstrumentedTransportTest, ServerErrorIsCountedAs5xx) {
 
 TEST_F(InstrumentedTransportTest, AnEmptyEndpointIsLabelledOther) {
   HttpTransferHandler& handler = Start(Request(""));
-  EXPECT_EQ(inner_->requests.at(0).endpoint, "");  // The request itself is not changed.
+  EXPECT_EQ(inner_->call(0).request.endpoint, "");  // The request itself is not changed.
   handler.OnComplete(absl::UnavailableError("x"));
   EXPECT_EQ(Requests("other", "error"), 1.0);
   EXPECT_EQ(MetricValues(*metrics_.registry())
@@ -290,18 +262,12 @@ TEST_F(InstrumentedTransportTest, RequestsAreMeasuredPerEndpoint) {
   EXPECT_EQ(trace_->upstream_time(), absl::Seconds(5));
 }
 
-// A transport that cannot queue the transfer completes it inline, from Start.
-class RefusingTransport final : public HttpTransport {
- public:
-  std::shared_ptr<HttpTransfer> Start(HttpRequest request,
-                                      std::shared_ptr<HttpTransferHandler> handler) override {
-    handler->OnComplete(absl::ResourceExhaustedError("too many transfers"));
-    return std::make_shared<FakeTransfer>();
-  }
-};
-
 TEST_F(InstrumentedTransportTest, ATransferCompletedInsideStartIsCountedAndNotLeftInFlight) {
-  InstrumentedTransport refusing(std::make_shared<RefusingTransport>(), metrics_, clock_);
+  // A transport that cannot queue the transfer completes it inline, from Start.
+  auto inner = std::make_shared<FakeTransport>([](FakeTransport::Started& call) {
+    call.Complete(absl::ResourceExhaustedError("too many transfers"));
+  });
+  InstrumentedTransport refusing(inner, metrics_, clock_);
   refusing.Start(Request(), recorder_);
   ASSERT_EQ(recorder_->completions.size(), 1u);
   EXPECT_EQ(recorder_->completions[0].code(), absl::StatusCode::kResourceExhausted);

@@ -4,7 +4,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <condition_variable>
 #include <ctime>
 #include <fstream>
@@ -21,11 +20,13 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/server/ops/metric_values.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway {
 namespace {
 
 using ::copilot::gateway::ops_testing::MetricValues;
+using ::copilot::gateway::testing::Eventually;
 
 // The value of the one series of family `name` (gauge or counter), or nullopt.
 std::optional<double> Value(const ProcessCollector& collector, const std::string& name) {
@@ -56,17 +57,6 @@ double ProcessCpuSeconds() {
   timespec ts{};
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-// Polls `condition` until it holds or a generous deadline passes.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return condition();
 }
 
 TEST(ProcessCollectorTest, ExportsTheStandardFamiliesWithTheirTypes) {
@@ -109,7 +99,8 @@ TEST(ProcessCollectorTest, ThreadsMatchProcStatusAndFollowAThread) {
   cv.notify_one();
   worker.join();
   // The kernel may count an exited thread for a moment after join() returns.
-  EXPECT_TRUE(Eventually([&] { return Value(collector, "process_threads") == *before; }))
+  EXPECT_TRUE(
+      Eventually([&] { return Value(collector, "process_threads") == *before; }, absl::Seconds(10)))
       << "threads stayed at " << Value(collector, "process_threads").value_or(-1);
 }
 

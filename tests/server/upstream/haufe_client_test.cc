@@ -10,10 +10,13 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
+#include "tests/testing/fake_transport.h"
 
 namespace copilot::gateway {
 namespace {
 
+using ::copilot::gateway::testing::FakeTransport;
+using ::copilot::gateway::testing::Head;
 using nlohmann::json;
 
 constexpr char kBase[] = "https://api.haufe.ai/agents";
@@ -22,45 +25,6 @@ const absl::Time kNow = absl::FromUnixSeconds(1700000000);
 std::string Reason(const absl::Status& status) {
   auto info = GetErrorInfo(status);
   return info.has_value() ? info->reason() : "<no ErrorInfo>";
-}
-
-// A transfer the test drives by hand. Thread-compatible (tests are single-threaded).
-class FakeTransfer final : public HttpTransfer {
- public:
-  void Cancel() override { ++cancels; }
-  void Resume() override { ++resumes; }
-  int cancels = 0;
-  int resumes = 0;
-};
-
-// Records every Start; the test plays the transport's events on the recorded handler.
-class FakeTransport final : public HttpTransport {
- public:
-  struct Started {
-    HttpRequest request;
-    std::shared_ptr<HttpTransferHandler> handler;
-    std::shared_ptr<FakeTransfer> transfer;
-  };
-  std::shared_ptr<HttpTransfer> Start(HttpRequest request,
-                                      std::shared_ptr<HttpTransferHandler> handler) override {
-    auto transfer = std::make_shared<FakeTransfer>();
-    started.push_back({std::move(request), std::move(handler), transfer});
-    return transfer;
-  }
-  Started& last() { return started.back(); }
-  std::vector<Started> started;
-};
-
-void Respond(FakeTransport::Started& call, int status, absl::string_view body,
-             HttpHeaders headers = {}) {
-  HttpResponseHead head;
-  head.status = status;
-  head.headers = std::move(headers);
-  call.handler->OnHeaders(head);
-  if (!body.empty()) {
-    EXPECT_TRUE(call.handler->OnData(body));
-  }
-  call.handler->OnComplete(absl::OkStatus());
 }
 
 std::string Header(const HttpRequest& request, const std::string& name) {
@@ -76,7 +40,7 @@ std::string Header(const HttpRequest& request, const std::string& name) {
   return value;
 }
 
-class HaufeClientTest : public testing::Test {
+class HaufeClientTest : public ::testing::Test {
  protected:
   HaufeClientTest()
       : transport_(std::make_shared<FakeTransport>()),
@@ -128,13 +92,13 @@ struct Result {
 TEST_F(HaufeClientTest, ListAssistantsRequestAndResponse) {
   Result<std::vector<v1::Assistant>> result;
   client_.ListAssistants(options_, result.Callback());
-  ASSERT_EQ(transport_->started.size(), 1u);
+  ASSERT_EQ(transport_->size(), 1u);
   const HttpRequest& request = transport_->last().request;
   EXPECT_EQ(request.method, "GET");
   EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/assistants");
   ExpectCommonHeaders(request, false);
   EXPECT_FALSE(result.value.has_value());
-  Respond(transport_->last(), 200, R"([{"id":"a1","name":"Tax","streaming":true}])");
+  transport_->last().Respond(200, R"([{"id":"a1","name":"Tax","streaming":true}])");
   ASSERT_TRUE(result.value.has_value());
   ASSERT_TRUE(result.value->ok()) << result.value->status();
   ASSERT_EQ((*result.value)->size(), 1u);
@@ -153,7 +117,7 @@ TEST_F(HaufeClientTest, OptionalHeadersAreLeftOutWhenEmpty) {
 TEST_F(HaufeClientTest, GetAssistantNotFoundGoesThroughTheTable) {
   Result<v1::Assistant> result;
   client_.GetAssistant(options_, "a1", result.Callback());
-  Respond(transport_->last(), 404, R"({"error_code":"assistant_not_found","detail":"nope"})");
+  transport_->last().Respond(404, R"({"error_code":"assistant_not_found","detail":"nope"})");
   ASSERT_TRUE(result.value.has_value());
   EXPECT_EQ(result.value->status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(Reason(result.value->status()), "assistant_not_found");
@@ -170,8 +134,8 @@ TEST_F(HaufeClientTest, CreateThreadAccepts201) {
   ExpectCommonHeaders(request, false);
   EXPECT_EQ(json::parse(request.body),
             json({{"assistant_id", "a1"}, {"user_id", "u1"}, {"title", "T"}}));
-  Respond(transport_->last(), 201,
-          R"({"id":"t1","assistant_id":"a1","created_at":"2025-03-15T09:12:33.456789Z"})");
+  transport_->last().Respond(
+      201, R"({"id":"t1","assistant_id":"a1","created_at":"2025-03-15T09:12:33.456789Z"})");
   ASSERT_TRUE(result.value->ok()) << result.value->status();
   EXPECT_EQ((*result.value)->id(), "t1");
   EXPECT_EQ((*result.value)->create_time().nanos(), 456789000);
@@ -182,7 +146,7 @@ TEST_F(HaufeClientTest, GetThread) {
   client_.GetThread(options_, "t1", result.Callback());
   EXPECT_EQ(transport_->last().request.method, "GET");
   EXPECT_EQ(transport_->last().request.url, "https://api.haufe.ai/agents/v1/threads/t1");
-  Respond(transport_->last(), 200, R"({"id":"t1"})");
+  transport_->last().Respond(200, R"({"id":"t1"})");
   EXPECT_TRUE(result.value->ok());
 }
 
@@ -194,7 +158,7 @@ TEST_F(HaufeClientTest, DeleteThreadAccepts204And200WithBody) {
     EXPECT_EQ(request.method, "DELETE");
     EXPECT_EQ(request.url, "https://api.haufe.ai/agents/v1/threads/t1");
     ExpectCommonHeaders(request, false);
-    Respond(transport_->last(), status, status == 200 ? "{}" : "");
+    transport_->last().Respond(status, status == 200 ? "{}" : "");
     ASSERT_TRUE(done.has_value());
     EXPECT_TRUE(done->ok()) << *done;
   }
@@ -203,7 +167,7 @@ TEST_F(HaufeClientTest, DeleteThreadAccepts204And200WithBody) {
 TEST_F(HaufeClientTest, DeleteThreadDeactivated) {
   std::optional<absl::Status> done;
   client_.DeleteThread(options_, "t1", [&](absl::Status s) { done = s; });
-  Respond(transport_->last(), 400, R"({"error_code":"thread_is_deactivated","detail":"gone"})");
+  transport_->last().Respond(400, R"({"error_code":"thread_is_deactivated","detail":"gone"})");
   EXPECT_EQ(done->code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Reason(*done), "thread_is_deactivated");
 }
@@ -220,7 +184,7 @@ TEST_F(HaufeClientTest, AddMessage) {
   ExpectCommonHeaders(request, false);
   EXPECT_EQ(json::parse(request.body),
             json({{"role", "user"}, {"content", "Wie hoch ist die Pendlerpauschale?"}}));
-  Respond(transport_->last(), 201, R"({"id":"m1","thread_id":"t1","role":"user","content":"x"})");
+  transport_->last().Respond(201, R"({"id":"m1","thread_id":"t1","role":"user","content":"x"})");
   ASSERT_TRUE(result.value->ok());
   EXPECT_EQ((*result.value)->role(), v1::ROLE_USER);
 }
@@ -238,7 +202,7 @@ TEST_F(HaufeClientTest, ListMessagesQueryParameters) {
   client_.ListMessages(options_, "t1", 10, "abc", result.Callback());
   EXPECT_EQ(transport_->last().request.url,
             "https://api.haufe.ai/agents/v1/threads/t1/messages?limit=10&cursor=abc");
-  Respond(transport_->last(), 200, R"({"cursor":"next","items":[{"id":"m2"},{"id":"m1"}]})");
+  transport_->last().Respond(200, R"({"cursor":"next","items":[{"id":"m2"},{"id":"m1"}]})");
   ASSERT_TRUE(result.value->ok());
   EXPECT_EQ((*result.value)->next_cursor, "next");
   EXPECT_EQ((*result.value)->messages.size(), 2u);
@@ -255,8 +219,8 @@ TEST_F(HaufeClientTest, RunSendsLicenceAndTools) {
   ExpectCommonHeaders(request, false);
   EXPECT_EQ(json::parse(request.body), json::parse(R"({"meta_data":{"user_data":{"licence":"PI42"}},
                             "tools":[{"type":"function"}]})"));
-  Respond(transport_->last(), 200,
-          R"({"id":"m9","thread_id":"t1","role":"assistant","content":"Answer",
+  transport_->last().Respond(200,
+                             R"({"id":"m9","thread_id":"t1","role":"assistant","content":"Answer",
               "meta_data":{"intent":"x"},"sources":[{"content":"s"}]})");
   ASSERT_TRUE(result.value->ok());
   EXPECT_EQ((*result.value)->content(), "Answer");
@@ -300,7 +264,7 @@ TEST_F(HaufeClientTest, CompleteWithAndWithoutThreadId) {
 TEST_F(HaufeClientTest, BadSuccessBodyIsInternal) {
   Result<v1::Message> result;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
-  Respond(transport_->last(), 200, "{not json");
+  transport_->last().Respond(200, "{not json");
   EXPECT_EQ(result.value->status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(Reason(result.value->status()), "upstream_bad_response");
 }
@@ -308,8 +272,8 @@ TEST_F(HaufeClientTest, BadSuccessBodyIsInternal) {
 TEST_F(HaufeClientTest, RateLimitCarriesRetryInfoFromHeader) {
   Result<v1::Message> result;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
-  Respond(transport_->last(), 429, R"({"message":"Rate limit exceeded!"})",
-          {{"retry-after", "Tue, 14 Nov 2023 22:13:25 GMT"}});  // kNow + 5 s.
+  transport_->last().Respond(429, R"({"message":"Rate limit exceeded!"})",
+                             {{"retry-after", "Tue, 14 Nov 2023 22:13:25 GMT"}});  // kNow + 5 s.
   EXPECT_EQ(result.value->status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(GetRetryInfo(result.value->status())->retry_delay().seconds(), 5);
 }
@@ -338,7 +302,7 @@ TEST_F(HaufeClientTest, EmptyIdsAreRejectedInline) {
   ASSERT_TRUE(result.value.has_value());
   EXPECT_EQ(result.value->status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Reason(result.value->status()), "upstream_missing_id");
-  EXPECT_TRUE(transport_->started.empty());
+  EXPECT_TRUE(transport_->empty());
   call->Cancel();  // A no-op, and safe.
 }
 
@@ -368,12 +332,6 @@ std::string ChunkLine(const std::string& content) {
   return R"({"message_id":"m1","thread_id":"t1","created_at":"2025-01-01T00:00:00.000000Z",)"
          R"("delta":{"role":"assistant","content":")" +
          content + R"(","sources":[]}})" + "\n";
-}
-
-HttpResponseHead Head(int status) {
-  HttpResponseHead head;
-  head.status = status;
-  return head;
 }
 
 TEST_F(HaufeClientTest, StreamRunForwardsEachLineAsItArrives) {
@@ -455,9 +413,9 @@ TEST_F(HaufeClientTest, StreamErrorLineEndsStreamAndCancels) {
 TEST_F(HaufeClientTest, UpstreamErrorTextNeverEchoesTheKeyOrLicenceSent) {
   Result<v1::Message> result;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
-  Respond(transport_->last(), 422,
-          R"({"error_code":"validation_error","detail":[{"loc":["body","meta_data"],)"
-          R"("msg":"licence PI42 unknown for key secret-key"}]})");
+  transport_->last().Respond(
+      422, R"({"error_code":"validation_error","detail":[{"loc":["body","meta_data"],)"
+           R"("msg":"licence PI42 unknown for key secret-key"}]})");
   ASSERT_TRUE(result.value.has_value());
   const absl::Status& status = result.value->status();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -482,8 +440,8 @@ TEST_F(HaufeClientTest, UpstreamErrorTextNeverEchoesTheKeyOrLicenceSent) {
 TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
   Result<v1::Message> failed;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, failed.Callback());
-  Respond(transport_->last(), 500,
-          R"({"error_code":"api_error","detail":"licence \u0050I42 for key secret\u002dkey"})");
+  transport_->last().Respond(
+      500, R"({"error_code":"api_error","detail":"licence \u0050I42 for key secret\u002dkey"})");
   const std::string everything =
       failed.value->status().ToString(absl::StatusToStringMode::kWithEverything);
   EXPECT_EQ(everything.find("PI42"), std::string::npos) << everything;
@@ -491,10 +449,10 @@ TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
 
   Result<v1::Message> answered;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, answered.Callback());
-  Respond(transport_->last(), 200,
-          R"({"id":"m1","role":"assistant","content":"Your licence is P\u004942.",)"
-          R"("meta_data":{"user_data":{"licence":"PI42"},"list":["x PI42 y"]},)"
-          R"("sources":[{"content":"c","meta_data":{"PI42":"key"}}]})");
+  transport_->last().Respond(
+      200, R"({"id":"m1","role":"assistant","content":"Your licence is P\u004942.",)"
+           R"("meta_data":{"user_data":{"licence":"PI42"},"list":["x PI42 y"]},)"
+           R"("sources":[{"content":"c","meta_data":{"PI42":"key"}}]})");
   ASSERT_TRUE(answered.value->ok()) << answered.value->status();
   const v1::Message& message = **answered.value;
   EXPECT_EQ(message.content(), "Your licence is [redacted].");
@@ -526,8 +484,8 @@ TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
 TEST_F(HaufeClientTest, AnOversizedErrorCodeIsNotTheReason) {
   Result<v1::Message> result;
   client_.Run(options_, {.thread_id = "t1", .tools = {}}, result.Callback());
-  Respond(transport_->last(), 429,
-          absl::StrCat(R"({"error_code":")", std::string(200000, 'x'), R"(","detail":"d"})"));
+  transport_->last().Respond(
+      429, absl::StrCat(R"({"error_code":")", std::string(200000, 'x'), R"(","detail":"d"})"));
   const absl::Status& status = result.value->status();
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(Reason(status), "UPSTREAM_HTTP_429");
@@ -547,8 +505,8 @@ TEST(HaufeClientMemoryTest, ResponsesPastTheSharedBoundFailAndGiveTheirBytesBack
   Result<v1::Message> first, second;
   client.Run(options, {.thread_id = "t1", .tools = {}}, first.Callback());
   client.Run(options, {.thread_id = "t2", .tools = {}}, second.Callback());
-  FakeTransport::Started& a = transport->started[0];
-  FakeTransport::Started& b = transport->started[1];
+  FakeTransport::Started& a = transport->call(0);
+  FakeTransport::Started& b = transport->call(1);
   a.handler->OnHeaders(Head(200));
   b.handler->OnHeaders(Head(200));
   EXPECT_TRUE(a.handler->OnData(std::string(600, ' ')));
@@ -570,8 +528,8 @@ TEST(HaufeClientMemoryTest, ResponsesPastTheSharedBoundFailAndGiveTheirBytesBack
   client.GetThread(options, "t1", thread.Callback());
   auto sink = std::make_shared<RecordingSink>();
   client.StreamRun(options, {.thread_id = "t1", .tools = {}}, sink);
-  FakeTransport::Started& get = transport->started[2];
-  FakeTransport::Started& stream = transport->started[3];
+  FakeTransport::Started& get = transport->call(2);
+  FakeTransport::Started& stream = transport->call(3);
   stream.handler->OnHeaders(Head(200));
   stream.handler->OnData(std::string(900, 'x'));  // A partial line of 900 bytes, held.
   EXPECT_EQ(memory.bytes(), 900u);
@@ -585,27 +543,18 @@ TEST(HaufeClientMemoryTest, ResponsesPastTheSharedBoundFailAndGiveTheirBytesBack
   EXPECT_EQ(memory.bytes(), 0u);
 }
 
-// A transport whose loop runs the whole stream before Start returns (a fast loop thread).
-class EagerTransport final : public HttpTransport {
- public:
-  std::shared_ptr<HttpTransfer> Start(HttpRequest,
-                                      std::shared_ptr<HttpTransferHandler> handler) override {
-    handler->OnHeaders(Head(200));
-    handler->OnData(R"({"error_code":"api_error","detail":"boom"})"
-                    "\n");
-    transfer = std::make_shared<FakeTransfer>();
-    return transfer;
-  }
-  std::shared_ptr<FakeTransfer> transfer;
-};
-
 TEST_F(HaufeClientTest, StreamEndedBeforeStartReturnedStillCancels) {
-  auto transport = std::make_shared<EagerTransport>();
+  // The transport's loop runs the whole stream before Start returns (a fast loop thread).
+  auto transport = std::make_shared<FakeTransport>([](FakeTransport::Started& call) {
+    call.Headers(200);
+    call.Data(R"({"error_code":"api_error","detail":"boom"})"
+              "\n");
+  });
   HaufeClient client(HaufeClientConfig{}, transport);
   auto sink = std::make_shared<RecordingSink>();
   client.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
   EXPECT_EQ(Reason(*sink->done), "api_error");
-  EXPECT_EQ(transport->transfer->cancels, 1);
+  EXPECT_EQ(transport->last().transfer->cancels, 1);
 }
 
 TEST_F(HaufeClientTest, StreamCutMidLineIsTruncatedNeverOk) {
@@ -672,7 +621,7 @@ TEST_F(HaufeClientTest, StreamEmptyThreadIdRejectedInline) {
   auto sink = std::make_shared<RecordingSink>();
   client_.StreamRun(options_, {.thread_id = "", .tools = {}}, sink);
   EXPECT_EQ(sink->done->code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(transport_->started.empty());
+  EXPECT_TRUE(transport_->empty());
 }
 
 }  // namespace
