@@ -17,6 +17,7 @@
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
 #include "tests/server/limits/unreachable_store.h"
+#include "tests/testing/first_wake.h"
 
 namespace copilot::gateway {
 namespace {

@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "server/limits/local_limit_store.h"
 #include "tests/server/limits/redis_server.h"
+#include "tests/testing/first_wake.h"
 
 namespace copilot::gateway {
 namespace {
@@ -158,29 +159,6 @@ void WarmUp(RedisLimitStore& store) {
   store.TakeRate("warm-up", RateLimit{.per_second = 1000, .burst = 1000}, Into(outcome));
   EXPECT_TRUE(Await(outcome).ok());
 }
-
-// The same first wake-up, paid once per process before any test starts: the TLS tests time a new
-// store's first call from its creation, so no round trip can come before it. A thread blocks on
-// an absl::Mutex and is woken, as the store's threads are.
-class FirstWakeEnvironment final : public ::testing::Environment {
- public:
-  void SetUp() override {
-    absl::Mutex mu;
-    bool woken = false;
-    std::thread waiter([&] {
-      absl::MutexLock lock(&mu);
-      mu.Await(absl::Condition(&woken));
-    });
-    absl::SleepFor(absl::Milliseconds(20));  // Let it block.
-    {
-      absl::MutexLock lock(&mu);
-      woken = true;
-    }
-    waiter.join();
-  }
-};
-[[maybe_unused]] ::testing::Environment* const kFirstWake =
-    ::testing::AddGlobalTestEnvironment(new FirstWakeEnvironment);
 
 bool WaitUntilHealthy(const RedisLimitStore& store, bool healthy,
                       absl::Duration timeout = absl::Seconds(5)) {
