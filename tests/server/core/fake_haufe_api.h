@@ -12,28 +12,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "server/common/clock.h"
 #include "server/upstream/haufe_api.h"
+#include "tests/testing/fake_clock.h"  // FakeClock, for the tests using this fake.
 
 namespace copilot::gateway::testing {
-
-// A clock moved by hand. Thread-safe.
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'800'000'000)) : now_(start) {}
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration by) {
-    absl::MutexLock lock(&mu_);
-    now_ += by;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_);
-};
 
 // One recorded upstream call. The callback matching `method` is set; Finish* runs it once.
 struct FakeUpstreamCall final : public UpstreamCall,

@@ -27,6 +27,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server/common/crypto.h"
 #include "tests/server/integration/integration_fixture.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway::testing {
 namespace {
@@ -36,6 +37,9 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 using ::testing::Not;
+
+// How long Eventually waits unless a test says otherwise (the gateway works on its own threads).
+constexpr absl::Duration kEventuallyTimeout = absl::Seconds(10);
 
 // Reads a whole file.
 std::string Slurp(const std::string& path) {
@@ -166,16 +170,6 @@ class GatewayOpsTest : public ::testing::Test {
     grpc::Status status = health->Check(&context, request, &response);
     if (status_out != nullptr) *status_out = status;
     return status.ok() ? response.status() : HealthCheckResponse::UNKNOWN;
-  }
-
-  template <typename Condition>
-  static bool Eventually(Condition condition, absl::Duration timeout = absl::Seconds(10)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    return condition();
   }
 
   grpc::Status CreateThread(std::string* thread_id = nullptr,
@@ -412,10 +406,12 @@ TEST_F(GatewayOpsTest, RequestIdAndTraceparentAreReturnedLoggedAndSentUpstream) 
 
   // One JSON line per call, with the IDs and the upstream's status.
   std::vector<nlohmann::json> calls;
-  ASSERT_TRUE(Eventually([&] {
-    calls = LogLines(gateway_->log_path(), "call");
-    return calls.size() >= 4;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        calls = LogLines(gateway_->log_path(), "call");
+        return calls.size() >= 4;
+      },
+      kEventuallyTimeout));
   EXPECT_EQ(calls[0].value("method", ""), "CreateThread");
   EXPECT_EQ(calls[0].value("grpc_code", ""), "OK");
   EXPECT_EQ(calls[0].value("tenant", ""), "test");
@@ -433,10 +429,12 @@ TEST_F(GatewayOpsTest, LogLevelChangesOnReloadWithoutRestart) {
   const std::string original = Slurp(gateway_->config_path());
   auto reload_with = [&](const std::string& extra, int reloads) {
     std::ofstream(gateway_->config_path(), std::ios::trunc) << original << extra;
-    ASSERT_TRUE(Eventually([&] {
-      return Sample(Scrape(), "copilot_gateway_config_reloads_total", {{"result", "ok"}}) ==
-             reloads;
-    }));
+    ASSERT_TRUE(Eventually(
+        [&] {
+          return Sample(Scrape(), "copilot_gateway_config_reloads_total", {{"result", "ok"}}) ==
+                 reloads;
+        },
+        kEventuallyTimeout));
   };
   std::string id;
   ASSERT_TRUE(CreateThread(nullptr, {{"x-request-id", "at-info"}}).ok());
@@ -446,13 +444,15 @@ TEST_F(GatewayOpsTest, LogLevelChangesOnReloadWithoutRestart) {
   ASSERT_TRUE(CreateThread(nullptr, {{"x-request-id", "at-debug"}}).ok());
 
   std::vector<std::string> logged;
-  ASSERT_TRUE(Eventually([&] {
-    logged.clear();
-    for (const auto& line : LogLines(gateway_->log_path(), "call")) {
-      logged.push_back(line.value("request_id", ""));
-    }
-    return logged.size() >= 2;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        logged.clear();
+        for (const auto& line : LogLines(gateway_->log_path(), "call")) {
+          logged.push_back(line.value("request_id", ""));
+        }
+        return logged.size() >= 2;
+      },
+      kEventuallyTimeout));
   EXPECT_THAT(logged, ::testing::ElementsAre("at-info", "at-debug"));
   // At debug, each upstream request has its own line.
   std::vector<nlohmann::json> upstream = LogLines(gateway_->log_path(), "upstream request");
@@ -474,20 +474,24 @@ TEST_F(GatewayOpsTest, RefusedReloadIsCountedAndTheConfigInForceStays) {
   EXPECT_EQ(Sample(scrape, "copilot_gateway_config_last_reload_successful"), 1);
 
   std::ofstream(gateway_->config_path(), std::ios::trunc) << original << "identity: sometimes\n";
-  ASSERT_TRUE(Eventually([&] {
-    scrape = Scrape();
-    return Sample(scrape, "copilot_gateway_config_reloads_total", {{"result", "failed"}}) == 1;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        scrape = Scrape();
+        return Sample(scrape, "copilot_gateway_config_reloads_total", {{"result", "failed"}}) == 1;
+      },
+      kEventuallyTimeout));
   EXPECT_EQ(Sample(scrape, "copilot_gateway_config_last_reload_successful"), 0);
   EXPECT_EQ(Sample(scrape, "copilot_gateway_config_info", {{"sha256", original_hash}}), 1);
   EXPECT_TRUE(CreateThread().ok());  // Still serving with the old config.
 
   const std::string fixed = original + "log_level: info\n";
   std::ofstream(gateway_->config_path(), std::ios::trunc) << fixed;
-  ASSERT_TRUE(Eventually([&] {
-    scrape = Scrape();
-    return Sample(scrape, "copilot_gateway_config_reloads_total", {{"result", "ok"}}) == 1;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        scrape = Scrape();
+        return Sample(scrape, "copilot_gateway_config_reloads_total", {{"result", "ok"}}) == 1;
+      },
+      kEventuallyTimeout));
   EXPECT_EQ(Sample(scrape, "copilot_gateway_config_last_reload_successful"), 1);
   EXPECT_EQ(Sample(scrape, "copilot_gateway_config_info",
                    {{"sha256", absl::BytesToHexString(Sha256(fixed))}}),
@@ -532,9 +536,10 @@ TEST_F(GatewayOpsTest, SigtermDrainsHundredSlowRunsThenExitsZero) {
       done_cv.notify_all();
     });
   }
-  ASSERT_TRUE(Eventually([&] {
-    return Sample(Scrape(), "copilot_gateway_upstream_in_flight") == kRuns;
-  })) << Scrape();
+  ASSERT_TRUE(
+      Eventually([&] { return Sample(Scrape(), "copilot_gateway_upstream_in_flight") == kRuns; },
+                 kEventuallyTimeout))
+      << Scrape();
 
   ASSERT_EQ(kill(gateway_->pid(), SIGTERM), 0);
   // Draining: not ready, still live, still accepting calls.
@@ -600,7 +605,8 @@ TEST_F(GatewayOpsTest, CallsOutlivingTheDrainTimeAreCancelledAndTheExitIsClean) 
   request.set_thread_id(thread);
   auto reader = stub_->StreamRun(&context, request);
   ASSERT_TRUE(
-      Eventually([&] { return Sample(Scrape(), "copilot_gateway_upstream_in_flight") == 1; }));
+      Eventually([&] { return Sample(Scrape(), "copilot_gateway_upstream_in_flight") == 1; },
+                 kEventuallyTimeout));
   const absl::Time start = absl::Now();
   absl::StatusOr<int> exit_code = gateway_->Stop(absl::Seconds(20));
   ASSERT_TRUE(exit_code.ok());
@@ -632,10 +638,12 @@ TEST_F(GatewayOpsTest, MaxConnectionAgeRecyclesConnectionsWithoutFailingCalls) {
   EXPECT_TRUE(CreateThread().ok());
   // The gateway saw the first and the last call come from different client ports.
   std::vector<nlohmann::json> calls;
-  ASSERT_TRUE(Eventually([&] {
-    calls = LogLines(gateway_->log_path(), "call");
-    return calls.size() >= 4;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        calls = LogLines(gateway_->log_path(), "call");
+        return calls.size() >= 4;
+      },
+      kEventuallyTimeout));
   EXPECT_NE(calls.front().value("peer", ""), calls.back().value("peer", ""));
 }
 

@@ -3,7 +3,6 @@
 // redis.ca_file, redis.cert_file, redis.key_file), and a gateway that does not trust the
 // server's certificate stays not ready, refuses calls (fail_closed) and logs why.
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -15,6 +14,7 @@
 #include "server/common/crypto.h"
 #include "tests/server/integration/integration_fixture.h"
 #include "tests/server/limits/redis_server.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway::testing {
 namespace {
@@ -38,15 +38,6 @@ long ReadyzStatus(const GatewayProcess& gateway) {
   return emulator::testing::SendHttpRequest(
              "GET", absl::StrCat("http://127.0.0.1:", gateway.metrics_port(), "/readyz"), "")
       .status;
-}
-
-bool Eventually(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return true;
 }
 
 class GatewayRedisTlsTest : public ::testing::Test {

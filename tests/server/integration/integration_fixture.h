@@ -23,6 +23,7 @@
 #include "server/core/signed_thread_handles.h"
 #include "tests/emulator/testing/emulator_process.h"
 #include "tests/server/integration/gateway_process.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway::testing {
 
@@ -139,17 +140,6 @@ class GatewayIntegrationTest : public ::testing::Test {
       if (record.value("route", "") == route) out.push_back(record);
     }
     return out;
-  }
-
-  // Polls `condition` up to `timeout`.
-  template <typename Condition>
-  static bool Eventually(Condition condition, absl::Duration timeout = absl::Seconds(5)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (condition()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return condition();
   }
 
   // Creates a thread with `assistant` and adds one user message; returns the thread ID.

@@ -6,7 +6,7 @@
 #include <optional>
 
 #include "gtest/gtest.h"
-#include "tests/server/core/fake_haufe_api.h"
+#include "tests/testing/fake_clock.h"
 
 namespace copilot::gateway {
 namespace {

@@ -31,15 +31,20 @@
 #include "server/core/thread_handles.h"
 #include "server/service/grpc_status.h"
 #include "tests/server/core/fake_haufe_api.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway {
 namespace {
 
 namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::Eventually;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
 using ::copilot::gateway::testing::FakeUpstreamCall;
 using ::google::protobuf::util::MessageDifferencer;
+
+// How long Eventually waits for the reactors' threads.
+constexpr absl::Duration kEventuallyTimeout = absl::Seconds(10);
 
 constexpr char kThread[] = "0b8e5f0e-9a4c-4b7a-8f43-2f6f0e1c2d3e";
 constexpr char kAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001";
@@ -67,16 +72,6 @@ std::optional<Detail> Find(const grpc::Status& status) {
 std::string Reason(const grpc::Status& status) {
   auto info = Find<google::rpc::ErrorInfo>(status);
   return info.has_value() ? info->reason() : "(no ErrorInfo)";
-}
-
-// Waits (polling) for `condition`, up to 10 s.
-template <typename Condition>
-bool Eventually(Condition condition) {
-  for (int i = 0; i < 1000; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return condition();
 }
 
 // A thread ID of its own for call `i`: kThread with `i` as its last group.
@@ -385,7 +380,7 @@ TEST_F(AdapterTest, CallerDeadlineBoundsTheUpstreamCallAndEndsWithDeadlineExceed
   EXPECT_GE(call->options.deadline, deadline - absl::Milliseconds(100));
   EXPECT_LE(call->options.deadline, deadline + absl::Seconds(1));
   // The server saw the deadline pass and cancelled the upstream call, once.
-  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }));
+  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }, kEventuallyTimeout));
   EXPECT_EQ(call->cancels.load(), 1);
 }
 
@@ -410,7 +405,7 @@ TEST_F(AdapterTest, ClientCancelCancelsTheUpstreamCall) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   auto call = api_.WaitForCall(0);
   ASSERT_NE(call, nullptr);
-  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }));
+  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }, kEventuallyTimeout));
   EXPECT_EQ(call->cancels.load(), 1);
 }
 
@@ -492,7 +487,7 @@ TEST_F(AdapterTest, SlowReaderPausesTheUpstreamAndStillGetsEveryChunkInOrder) {
       if (!call->Chunk(Chunk(i, kChunkBytes))) {
         paused = true;
         // Like the transport: no more data until Resume().
-        if (!Eventually([&] { return call->resumes.load() > resumes; })) {
+        if (!Eventually([&] { return call->resumes.load() > resumes; }, kEventuallyTimeout)) {
           ADD_FAILURE() << "the upstream was paused after chunk " << i << " and never resumed";
           call->EndStream(absl::InternalError("never resumed"));
           return;
@@ -506,7 +501,7 @@ TEST_F(AdapterTest, SlowReaderPausesTheUpstreamAndStillGetsEveryChunkInOrder) {
   request.set_thread_id(kThread);
   auto reader = stub_->StreamRun(context.get(), request);
   // Read nothing until the server had to pause the upstream.
-  ASSERT_TRUE(Eventually([&] { return paused.load(); }));
+  ASSERT_TRUE(Eventually([&] { return paused.load(); }, kEventuallyTimeout));
   v1::StreamRunResponse response;
   int next = 0;
   while (reader->Read(&response)) {
@@ -535,7 +530,7 @@ TEST_F(AdapterTest, StreamCancelCancelsTheUpstream) {
   context->TryCancel();
   EXPECT_FALSE(reader->Read(&response));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }));
+  EXPECT_TRUE(Eventually([&] { return call->cancels.load() > 0; }, kEventuallyTimeout));
   EXPECT_EQ(call->cancels.load(), 1);
   // Late chunks and the end of the upstream after cancellation are harmless.
   call->Chunk(Chunk(1));
@@ -664,7 +659,7 @@ TEST_F(AdapterTest, CompletionsRacingCancellationsAreSafe) {
     }
     return ids;
   };
-  EXPECT_TRUE(Eventually([&] { return dangling().empty(); }))
+  EXPECT_TRUE(Eventually([&] { return dangling().empty(); }, kEventuallyTimeout))
       << "upstream calls left dangling:" << dangling();
 
   // No reactor is left behind: Shutdown waits for calls in flight until its grace period ends,
