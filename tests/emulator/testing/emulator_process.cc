@@ -1,22 +1,21 @@
 #include "tests/emulator/testing/emulator_process.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
-#include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
-#include <thread>
+#include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::emulator::testing {
 namespace {
@@ -147,6 +146,19 @@ HttpResponse SendHttpRequest(absl::string_view method, absl::string_view url,
   return client.Send(method, url, body, options);
 }
 
+struct EmulatorProcess::Child {
+  std::unique_ptr<gateway::testing::ChildProcess> process;
+};
+
+EmulatorProcess::EmulatorProcess(std::unique_ptr<Child> child, int port, std::string api_key,
+                                 std::vector<std::string> extra_api_keys)
+    : child_(std::move(child)),
+      port_(port),
+      api_key_(std::move(api_key)),
+      extra_api_keys_(std::move(extra_api_keys)) {}
+
+pid_t EmulatorProcess::pid() const { return child_ != nullptr ? child_->process->pid() : -1; }
+
 absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
     EmulatorProcessOptions options) {
   GlobalInitOnce();
@@ -156,45 +168,34 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
     args.insert(args.end(), {"--api-key", key});
   }
   args.insert(args.end(), options.args.begin(), options.args.end());
-  std::vector<char*> argv;
-  argv.reserve(args.size() + 1);
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  // The startup line goes to a file of its own, removed once read.
+  char stdout_path[] = "/tmp/haufe_emulator_stdout_XXXXXX";
+  const int stdout_fd = mkstemp(stdout_path);
+  if (stdout_fd < 0) return absl::InternalError(absl::StrCat("mkstemp: ", std::strerror(errno)));
+  close(stdout_fd);
+  absl::StatusOr<std::unique_ptr<gateway::testing::ChildProcess>> child =
+      gateway::testing::ChildProcess::Start({.argv = std::move(args), .stdout_path = stdout_path});
+  if (!child.ok()) {
+    std::remove(stdout_path);
+    return child.status();
   }
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    execvp(argv[0], argv.data());
-    _exit(127);
-  }
-  close(pipe_fds[1]);
   auto process = std::unique_ptr<EmulatorProcess>(
-      new EmulatorProcess(pid, 0, options.api_key, options.extra_api_keys));
+      new EmulatorProcess(std::make_unique<Child>(Child{*std::move(child)}), 0, options.api_key,
+                          options.extra_api_keys));
 
   std::string line;
-  absl::Time deadline = absl::Now() + options.startup_timeout;
-  while (line.find('\n') == std::string::npos) {
-    int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (wait_ms <= 0) break;
-    pollfd pfd{pipe_fds[0], POLLIN, 0};
-    int ready = poll(&pfd, 1, wait_ms);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) break;
-    char buffer[256];
-    ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer));
-    if (n <= 0) break;  // the child exited (or closed stdout)
-    line.append(buffer, static_cast<size_t>(n));
-  }
-  close(pipe_fds[0]);
+  // Until the line is complete or the emulator exited (read once more after it did).
+  gateway::testing::Eventually(
+      [&] {
+        const bool exited = !process->child_->process->Running();
+        std::ifstream in(stdout_path);
+        std::stringstream contents;
+        contents << in.rdbuf();
+        line = contents.str();
+        return line.find('\n') != std::string::npos || exited;
+      },
+      options.startup_timeout, absl::Milliseconds(5));
+  std::remove(stdout_path);
   constexpr absl::string_view kPrefix = "haufe-emulator listening on ";
   size_t newline = line.find('\n');
   absl::string_view first = absl::string_view(line).substr(0, newline);
@@ -211,31 +212,14 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
 }
 
 EmulatorProcess::~EmulatorProcess() {
-  if (pid_ > 0) (void)Stop();
+  if (child_ != nullptr) (void)Stop();
 }
 
 absl::StatusOr<int> EmulatorProcess::Stop(absl::Duration grace) {
-  if (pid_ <= 0) return absl::FailedPreconditionError("Stop: the emulator is not running");
-  kill(pid_, SIGTERM);
-  absl::Time deadline = absl::Now() + grace;
-  int status = 0;
-  while (true) {
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) break;
-    if (r < 0 && errno != EINTR) {
-      pid_ = -1;
-      return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
-    }
-    if (absl::Now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // bounded by `grace`
-  }
-  pid_ = -1;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  if (child_ == nullptr) return absl::FailedPreconditionError("Stop: the emulator is not running");
+  absl::StatusOr<int> exit_code = child_->process->Terminate(grace);
+  child_.reset();
+  return exit_code;
 }
 
 std::string EmulatorProcess::base_url() const { return absl::StrCat("http://127.0.0.1:", port_); }

@@ -119,7 +119,8 @@ class EmulatorProcess {
   EmulatorProcess& operator=(const EmulatorProcess&) = delete;
 
   int port() const { return port_; }
-  pid_t pid() const { return pid_; }
+  // The emulator's process ID; -1 after Stop().
+  pid_t pid() const;
   const std::string& api_key() const { return api_key_; }
   const std::vector<std::string>& extra_api_keys() const { return extra_api_keys_; }
   std::string base_url() const;  // "http://127.0.0.1:PORT"
@@ -151,14 +152,14 @@ class EmulatorProcess {
   absl::StatusOr<int> Stop(absl::Duration grace = absl::Seconds(5));
 
  private:
-  EmulatorProcess(pid_t pid, int port, std::string api_key, std::vector<std::string> extra_api_keys)
-      : pid_(pid),
-        port_(port),
-        api_key_(std::move(api_key)),
-        extra_api_keys_(std::move(extra_api_keys)) {}
+  // The child process (a ChildProcess of tests/testing/, kept out of this header: its namespace
+  // copilot::gateway::testing would hide ::testing in tests inside copilot::gateway).
+  struct Child;
+  EmulatorProcess(std::unique_ptr<Child> child, int port, std::string api_key,
+                  std::vector<std::string> extra_api_keys);
   RequestOptions WithApiKey(const RequestOptions& options) const;
 
-  pid_t pid_;
+  std::unique_ptr<Child> child_;  // Null after Stop().
   int port_;
   std::string api_key_;
   std::vector<std::string> extra_api_keys_;

@@ -27,6 +27,7 @@
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server/common/crypto.h"
 #include "tests/server/integration/integration_fixture.h"
+#include "tests/testing/child_process.h"
 #include "tests/testing/eventually.h"
 
 namespace copilot::gateway::testing {
@@ -663,17 +664,13 @@ TEST_F(GatewayOpsTest, PrometheusServerScrapesAndAnswersPromQl) {
       << "scrape_configs:\n  - job_name: copilot-gateway\n    static_configs:\n"
       << "      - targets: ['127.0.0.1:" << gateway_->metrics_port() << "']\n";
   const int port = FreePort();
-  const pid_t prometheus = fork();
-  ASSERT_GE(prometheus, 0);
-  if (prometheus == 0) {
-    const std::string log = dir + "/prometheus.log";
-    freopen(log.c_str(), "w", stdout);
-    freopen(log.c_str(), "a", stderr);
-    execlp("prometheus", "prometheus", ("--config.file=" + dir + "/prometheus.yml").c_str(),
-           ("--storage.tsdb.path=" + dir + "/data").c_str(),
-           absl::StrCat("--web.listen-address=127.0.0.1:", port).c_str(), nullptr);
-    _exit(127);
-  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> prometheus =
+      ChildProcess::Start({.argv = {"prometheus", "--config.file=" + dir + "/prometheus.yml",
+                                    "--storage.tsdb.path=" + dir + "/data",
+                                    absl::StrCat("--web.listen-address=127.0.0.1:", port)},
+                           .stdout_path = dir + "/prometheus.out",
+                           .stderr_path = dir + "/prometheus.log"});
+  ASSERT_TRUE(prometheus.ok()) << prometheus.status();
   const std::string query =
       "sum(grpc_server_handled_total%7Bgrpc_method%3D%22CreateThread%22%2Cgrpc_code%3D%22OK%22%7D)";
   const std::string url = absl::StrCat("http://127.0.0.1:", port, "/api/v1/query?query=", query);
@@ -689,9 +686,7 @@ TEST_F(GatewayOpsTest, PrometheusServerScrapesAndAnswersPromQl) {
         return value == "3";
       },
       absl::Seconds(60));
-  kill(prometheus, SIGTERM);
-  int status = 0;
-  waitpid(prometheus, &status, 0);
+  (void)(*prometheus)->Terminate(absl::Seconds(30));
   EXPECT_TRUE(answered) << "last value: '" << value << "'; prometheus log:\n"
                         << Slurp(dir + "/prometheus.log");
   Shell(absl::StrCat("rm -rf ", dir), nullptr);

@@ -1,11 +1,6 @@
 #include "tests/server/integration/gateway_process.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,16 +9,24 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway::testing {
 namespace {
+
+// The file's contents; empty when it cannot be read.
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
 
 absl::StatusOr<std::string> WriteTempFile(const std::string& contents) {
   char name[] = "/tmp/copilot_gateway_test_XXXXXX";
@@ -92,42 +95,19 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
 
   std::vector<std::string> args = {options.binary, "--config", *config};
   args.insert(args.end(), options.args.begin(), options.args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-  }
   if (options.stderr_path.empty()) {
     static std::atomic<int> next{0};
     mkdir(GatewayLogDir().c_str(), 0700);
     options.stderr_path = absl::StrCat(GatewayLogDir(), "/gateway-", getpid(), "-", next++, ".log");
   }
   process->log_path_ = options.stderr_path;
-  int stderr_fd = -1;
-  if (!options.stderr_path.empty()) {
-    stderr_fd = open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (stderr_fd < 0) {
-      return absl::InternalError(
-          absl::StrCat("open ", options.stderr_path, ": ", std::strerror(errno)));
-    }
-  }
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    if (stderr_fd >= 0) dup2(stderr_fd, STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(pipe_fds[1]);
-  if (stderr_fd >= 0) close(stderr_fd);
-  process->pid_ = pid;
+  absl::StatusOr<std::string> stdout_path = WriteTempFile("");
+  if (!stdout_path.ok()) return stdout_path.status();
+  process->stdout_path_ = *stdout_path;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(
+      {.argv = std::move(args), .stdout_path = *stdout_path, .stderr_path = options.stderr_path});
+  if (!child.ok()) return child.status();
+  process->process_ = *std::move(child);
 
   // Startup lines: "copilot-gateway tls listening on ADDR" (with a TLS listener),
   // "copilot-gateway metrics listening on ADDR", then "copilot-gateway listening on ADDR".
@@ -135,24 +115,18 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   constexpr absl::string_view kTlsPrefix = "copilot-gateway tls listening on ";
   constexpr absl::string_view kMetricsPrefix = "copilot-gateway metrics listening on ";
   std::string line;
-  const absl::Time deadline = absl::Now() + options.startup_timeout;
   auto has_main_line = [&line, kPrefix] {
     const std::size_t at = absl::string_view(line).find(kPrefix);
     return at != std::string::npos && line.find('\n', at) != std::string::npos;
   };
-  while (!has_main_line()) {
-    const int wait_ms = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (wait_ms <= 0) break;
-    pollfd pfd{pipe_fds[0], POLLIN, 0};
-    const int ready = poll(&pfd, 1, wait_ms);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) break;
-    char buffer[256];
-    const ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer));
-    if (n <= 0) break;
-    line.append(buffer, static_cast<size_t>(n));
-  }
-  close(pipe_fds[0]);
+  // Until the main line is there or the gateway exited (read once more after it did).
+  Eventually(
+      [&] {
+        const bool exited = !process->process_->Running();
+        line = ReadFile(*stdout_path);
+        return has_main_line() || exited;
+      },
+      options.startup_timeout, absl::Milliseconds(5));
   // Lines before the main one name the other listeners.
   while (absl::StartsWith(line, kTlsPrefix) || absl::StartsWith(line, kMetricsPrefix)) {
     const absl::string_view other = absl::string_view(line).substr(0, line.find('\n'));
@@ -183,35 +157,19 @@ std::shared_ptr<grpc::Channel> GatewayProcess::NewChannel() const {
 }
 
 GatewayProcess::~GatewayProcess() {
-  if (pid_ > 0) (void)Stop();
+  if (process_ != nullptr) (void)Stop();
+  if (!stdout_path_.empty()) std::remove(stdout_path_.c_str());
   if (!config_path_.empty()) std::remove(config_path_.c_str());
   for (const std::string& path : key_paths_) std::remove(path.c_str());
   if (!key_path_.empty()) std::remove(key_path_.c_str());
 }
 
 absl::StatusOr<int> GatewayProcess::Stop(absl::Duration grace) {
-  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  if (process_ == nullptr) return absl::FailedPreconditionError("not running");
   channel_.reset();
-  kill(pid_, SIGTERM);
-  const absl::Time deadline = absl::Now() + grace;
-  int status = 0;
-  while (true) {
-    const pid_t done = waitpid(pid_, &status, WNOHANG);
-    if (done == pid_) break;
-    if (done < 0) {
-      pid_ = -1;
-      return absl::InternalError(absl::StrCat("waitpid: ", std::strerror(errno)));
-    }
-    if (absl::Now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  pid_ = -1;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  absl::StatusOr<int> exit_code = process_->Terminate(grace);
+  process_.reset();
+  return exit_code;
 }
 
 absl::StatusOr<ProcessSample> SampleProcess(pid_t pid) {

@@ -20,6 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/testing/child_process.h"
 
 namespace copilot::gateway::testing {
 
@@ -63,7 +64,8 @@ class GatewayProcess {
   GatewayProcess(const GatewayProcess&) = delete;
   GatewayProcess& operator=(const GatewayProcess&) = delete;
 
-  pid_t pid() const { return pid_; }
+  // The gateway's process ID; -1 after Stop().
+  pid_t pid() const { return process_ != nullptr ? process_->pid() : -1; }
   // The file the gateway logs to.
   const std::string& log_path() const { return log_path_; }
   // The generated config file (tests may rewrite it to exercise reloads).
@@ -85,7 +87,7 @@ class GatewayProcess {
  private:
   GatewayProcess() = default;
 
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> process_;  // Null after Stop().
   int port_ = 0;
   int tls_port_ = 0;
   int metrics_port_ = 0;
@@ -93,6 +95,7 @@ class GatewayProcess {
   std::string key_path_;
   std::vector<std::string> key_paths_;  // Signing and user-ID keys.
   std::string log_path_;
+  std::string stdout_path_;  // The startup lines.
   std::shared_ptr<grpc::Channel> channel_;
 };
 

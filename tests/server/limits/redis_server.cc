@@ -1,13 +1,10 @@
 #include "tests/server/limits/redis_server.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -139,26 +136,18 @@ absl::Status RedisServer::Spawn() {
                                    "--loglevel",
                                    "warning"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    const int null_fd = open("/dev/null", O_WRONLY);
-    if (null_fd >= 0) dup2(null_fd, STDOUT_FILENO);
-    execv(kRedisServerPath, argv.data());
-    _exit(127);
-  }
-  pid_ = pid;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> process =
+      ChildProcess::Start({.argv = std::move(args), .stdout_path = "/dev/null"});
+  if (!process.ok()) return process.status();
+  process_ = *std::move(process);
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return absl::UnavailableError(
-          absl::StrCat("redis-server on port ", port_, " exited at start (status ", status, ")"));
+    if (!process_->Running()) {
+      const absl::StatusOr<int> code = process_->Wait();
+      process_.reset();
+      return absl::UnavailableError(absl::StrCat(
+          "redis-server on port ", port_, " exited at start (",
+          code.ok() ? absl::StrCat("exit code ", *code) : code.status().ToString(), ")"));
     }
     std::vector<std::string> ping = {"PING"};
     if (!password_.empty()) ping = {"AUTH", password_};
@@ -170,10 +159,9 @@ absl::Status RedisServer::Spawn() {
 }
 
 void RedisServer::Kill() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-  pid_ = -1;
+  if (process_ == nullptr) return;
+  (void)process_->Kill();
+  process_.reset();
 }
 
 absl::Status RedisServer::Restart() {
@@ -182,11 +170,11 @@ absl::Status RedisServer::Restart() {
 }
 
 void RedisServer::Stall() {
-  if (pid_ > 0) kill(pid_, SIGSTOP);
+  if (process_ != nullptr) process_->Signal(SIGSTOP);
 }
 
 void RedisServer::Resume() {
-  if (pid_ > 0) kill(pid_, SIGCONT);
+  if (process_ != nullptr) process_->Signal(SIGCONT);
 }
 
 absl::StatusOr<std::vector<std::string>> RedisServer::Command(const std::vector<std::string>& args,

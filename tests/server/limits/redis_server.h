@@ -4,13 +4,12 @@
 #ifndef COPILOT_GATEWAY_TESTS_SERVER_LIMITS_REDIS_SERVER_H_
 #define COPILOT_GATEWAY_TESTS_SERVER_LIMITS_REDIS_SERVER_H_
 
-#include <sys/types.h>
-
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "tests/testing/child_process.h"
 
 namespace copilot::gateway::testing {
 
@@ -68,7 +67,7 @@ class RedisServer {
   const int tls_port_;
   const std::vector<std::string> extra_args_;
   std::string password_;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> process_;  // Null while killed.
 };
 
 }  // namespace copilot::gateway::testing
