@@ -1,5 +1,6 @@
 #include "server/limits/admitted_haufe_api.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -119,7 +120,7 @@ void AdmittedHaufeApi::ObserveStatus(CallClass klass, const std::string& upstrea
   }
   // The caller is told no more than the gateway will hold: the same cap.
   if (hold > max_retry_after_) SetRetryDelay(status, max_retry_after_);
-  admission_.HoldBudget(klass, hold, upstream_key);
+  admission_.HoldBudget(klass, std::min(hold, max_retry_after_), upstream_key);
 }
 
 template <typename Callback, typename Start>
