@@ -7,25 +7,10 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "tests/testing/recorders.h"
 
 namespace copilot::gateway::testing {
 namespace {
-
-// Records the events it receives; OnData answers `data_result`.
-class RecordingHandler final : public HttpTransferHandler {
- public:
-  void OnHeaders(const HttpResponseHead& head) override { heads.push_back(head); }
-  bool OnData(absl::string_view piece) override {
-    pieces.emplace_back(piece);
-    return data_result;
-  }
-  void OnComplete(absl::Status status) override { completions.push_back(std::move(status)); }
-
-  bool data_result = true;
-  std::vector<HttpResponseHead> heads;
-  std::vector<std::string> pieces;
-  std::vector<absl::Status> completions;
-};
 
 HttpRequest Get(std::string url) {
   HttpRequest request;

@@ -11,6 +11,7 @@
 #include "server/common/errors.h"
 #include "server/core/signed_thread_handles.h"
 #include "tests/server/core/fake_haufe_api.h"
+#include "tests/testing/recorders.h"
 
 namespace copilot::gateway {
 namespace {
@@ -19,6 +20,8 @@ namespace v1 = ::copilot::v1;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
 using ::copilot::gateway::testing::FakeUpstreamCall;
+using ::copilot::gateway::testing::RecordingSink;
+using ::copilot::gateway::testing::Result;
 
 constexpr char kAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0001";
 // Callers see upper-case handles; the upstream lower-case IDs (CaseHandles below).
@@ -42,26 +45,6 @@ class CaseHandles final : public ThreadHandles {
   std::string UserToCaller(const Tenant&, absl::string_view user_id) const override {
     return std::string(user_id);
   }
-};
-
-// Captures a callback's result.
-template <typename T>
-struct Result {
-  std::optional<absl::StatusOr<T>> value;
-  CoreCallback<T> Callback() {
-    return [this](absl::StatusOr<T> r) { value = std::move(r); };
-  }
-};
-
-class RecordingSink final : public ChunkSink {
- public:
-  bool OnChunk(v1::MessageChunk chunk) override {
-    chunks.push_back(std::move(chunk));
-    return true;
-  }
-  void OnDone(absl::Status status) override { done = std::move(status); }
-  std::vector<v1::MessageChunk> chunks;
-  std::optional<absl::Status> done;
 };
 
 class CopilotCoreTest : public ::testing::Test {

@@ -19,6 +19,7 @@
 #include "server/upstream/http_status_table.h"
 #include "tests/server/core/fake_haufe_api.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/recorders.h"
 #include "tests/testing/status_matchers.h"
 
 namespace copilot::gateway {
@@ -28,32 +29,12 @@ namespace v1 = ::copilot::v1;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
 using ::copilot::gateway::testing::FakeUpstreamCall;
+using ::copilot::gateway::testing::RecordingSink;
+using ::copilot::gateway::testing::Result;
 using ::copilot::gateway::testing::StatusIs;
 
 constexpr char kTenant[] = "acme";
 constexpr char kApiKey[] = "upstream-key-a";
-
-// The result of one call, once its callback ran.
-template <typename T>
-struct Result {
-  std::optional<absl::StatusOr<T>> value;
-  UpstreamCallback<T> Callback() {
-    return [this](absl::StatusOr<T> v) { value = std::move(v); };
-  }
-};
-
-// Records a stream's chunks and its end.
-class RecordingSink final : public ChunkSink {
- public:
-  bool OnChunk(v1::MessageChunk chunk) override {
-    chunks.push_back(std::move(chunk));
-    return true;
-  }
-  void OnDone(absl::Status status) override { done = std::move(status); }
-
-  std::vector<v1::MessageChunk> chunks;
-  std::optional<absl::Status> done;
-};
 
 // The RetryInfo delay of `status`, or nullopt without one.
 std::optional<absl::Duration> RetryDelay(const absl::Status& status) {

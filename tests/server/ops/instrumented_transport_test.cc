@@ -15,6 +15,7 @@
 #include "tests/server/ops/metric_values.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_transport.h"
+#include "tests/testing/recorders.h"
 
 namespace copilot::gateway {
 namespace {
@@ -22,24 +23,9 @@ namespace {
 using ::copilot::gateway::ops_testing::MetricValues;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeTransport;
+using ::copilot::gateway::testing::RecordingHandler;
 
 constexpr char kEndpoint[] = "POST /v1/threads/{thread_id}/run";
-
-// Records the events it receives; OnData answers `data_result`.
-class RecordingHandler final : public HttpTransferHandler {
- public:
-  void OnHeaders(const HttpResponseHead& head) override { heads.push_back(head); }
-  bool OnData(absl::string_view piece) override {
-    pieces.emplace_back(piece);
-    return data_result;
-  }
-  void OnComplete(absl::Status status) override { completions.push_back(std::move(status)); }
-
-  bool data_result = true;
-  std::vector<HttpResponseHead> heads;
-  std::vector<std::string> pieces;
-  std::vector<absl::Status> completions;
-};
 
 class InstrumentedTransportTest : public ::testing::Test {
  protected:

@@ -11,12 +11,15 @@
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
 #include "tests/testing/fake_transport.h"
+#include "tests/testing/recorders.h"
 
 namespace copilot::gateway {
 namespace {
 
 using ::copilot::gateway::testing::FakeTransport;
 using ::copilot::gateway::testing::Head;
+using ::copilot::gateway::testing::RecordingSink;
+using ::copilot::gateway::testing::Result;
 using nlohmann::json;
 
 constexpr char kBase[] = "https://api.haufe.ai/agents";
@@ -79,14 +82,6 @@ class HaufeClientTest : public ::testing::Test {
   std::shared_ptr<FakeTransport> transport_;
   HaufeClient client_;
   UpstreamCallOptions options_;
-};
-
-template <typename T>
-struct Result {
-  std::optional<absl::StatusOr<T>> value;
-  UpstreamCallback<T> Callback() {
-    return [this](absl::StatusOr<T> v) { value = std::move(v); };
-  }
 };
 
 TEST_F(HaufeClientTest, ListAssistantsRequestAndResponse) {
@@ -305,28 +300,6 @@ TEST_F(HaufeClientTest, EmptyIdsAreRejectedInline) {
   EXPECT_TRUE(transport_->empty());
   call->Cancel();  // A no-op, and safe.
 }
-
-// A sink that records chunks and pauses after `pause_after` chunks (or never).
-class RecordingSink final : public ChunkSink {
- public:
-  bool OnChunk(v1::MessageChunk chunk) override {
-    EXPECT_FALSE(done.has_value()) << "chunk after OnDone";
-    chunks.push_back(std::move(chunk));
-    return pause_every == 0 || chunks.size() % pause_every != 0;
-  }
-  void OnDone(absl::Status status) override {
-    EXPECT_FALSE(done.has_value()) << "OnDone twice";
-    done = std::move(status);
-  }
-  std::string Text() const {
-    std::string text;
-    for (const auto& chunk : chunks) text += chunk.delta().content();
-    return text;
-  }
-  std::vector<v1::MessageChunk> chunks;
-  std::optional<absl::Status> done;
-  size_t pause_every = 0;
-};
 
 std::string ChunkLine(const std::string& content) {
   return R"({"message_id":"m1","thread_id":"t1","created_at":"2025-01-01T00:00:00.000000Z",)"
