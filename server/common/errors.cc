@@ -1,5 +1,6 @@
 #include "server/common/errors.h"
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/cord.h"
@@ -41,6 +42,12 @@ std::string TruncateUtf8(absl::string_view text, std::size_t max_bytes) {
   // Back up to the start of a UTF-8 sequence (continuation bytes are 10xxxxxx).
   while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
   return absl::StrCat(text.substr(0, keep), kEllipsis);
+}
+
+std::string ErrnoText(int error_number) {
+  char buffer[128];
+  // The GNU strerror_r: returns the text, in `buffer` or a static string.
+  return strerror_r(error_number, buffer, sizeof(buffer));
 }
 
 absl::Status CancelledByCaller() {

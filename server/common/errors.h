@@ -39,6 +39,10 @@ std::string TruncateUtf8(absl::string_view text, std::size_t max_bytes);
 absl::Status MakeError(absl::StatusCode code, absl::string_view message, absl::string_view reason,
                        const std::map<std::string, std::string>& metadata = {});
 
+// The text of an errno value, for log lines and internal details (thread-safe, unlike
+// std::strerror).
+std::string ErrnoText(int error_number);
+
 // CANCELLED, reason "cancelled_by_caller": the caller cancelled the call or its deadline passed.
 // Every layer that ends a call for that reason uses this one status.
 absl::Status CancelledByCaller();

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/errors.h"
 #include "server/limits/redis_replies.h"
 namespace copilot::gateway {
 namespace {
@@ -77,11 +78,6 @@ constexpr int kKeepAliveIdleSeconds = 15;
 
 SteadyClock::duration ToSteady(absl::Duration duration) {
   return std::chrono::duration_cast<SteadyClock::duration>(absl::ToChronoNanoseconds(duration));
-}
-
-std::string ErrnoText(int error_number) {
-  char buffer[128];
-  return strerror_r(error_number, buffer, sizeof(buffer));
 }
 
 // The reason of the earliest error in this thread's OpenSSL error queue, or `fallback` when the

@@ -17,7 +17,6 @@
 #include <optional>
 #include <queue>
 #include <string>
-#include <system_error>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -191,9 +190,6 @@ class MultiOptions {
   absl::Status status_;
 };
 
-// errno as text (std::strerror is not thread-safe).
-std::string ErrnoText() { return std::generic_category().message(errno); }
-
 // Milliseconds for a libcurl option: at least 1 (0 would mean "no limit"), at most a day.
 long ClampedMillis(absl::Duration duration) {
   const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(duration, absl::Milliseconds(1)));
@@ -309,13 +305,13 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
   EnsureCurlGlobalInit();
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
-    return MakeError(absl::StatusCode::kInternal, absl::StrCat("epoll_create1: ", ErrnoText()),
+    return MakeError(absl::StatusCode::kInternal, absl::StrCat("epoll_create1: ", ErrnoText(errno)),
                      "transport_setup");
   }
   const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd < 0) {
     close(epoll_fd);
-    return MakeError(absl::StatusCode::kInternal, absl::StrCat("eventfd: ", ErrnoText()),
+    return MakeError(absl::StatusCode::kInternal, absl::StrCat("eventfd: ", ErrnoText(errno)),
                      "transport_setup");
   }
   epoll_event event{};

@@ -1,5 +1,8 @@
 #include "server/common/errors.h"
 
+#include <cerrno>
+
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace copilot::gateway {
@@ -104,6 +107,12 @@ TEST(ErrorsTest, OkStatusCarriesNothing) {
   AddFieldViolation(status, "x", "y");
   EXPECT_TRUE(status.ok());
   EXPECT_EQ(ToRpcStatus(status).details_size(), 0);
+}
+
+TEST(ErrorsTest, ErrnoTextNamesTheError) {
+  EXPECT_EQ(ErrnoText(ENOENT), "No such file or directory");
+  EXPECT_EQ(ErrnoText(ETIMEDOUT), "Connection timed out");
+  EXPECT_THAT(ErrnoText(99999), ::testing::HasSubstr("99999"));  // Unknown: glibc names the number.
 }
 
 }  // namespace
