@@ -37,7 +37,7 @@ if [[ "$unlabelled" != 0 ]]; then
   echo "tests: $unlabelled of $total tests have neither the unit nor the integration label" >&2
   exit 1
 fi
-ctest --test-dir "$build" --output-on-failure --timeout 300 \
+ctest --test-dir "${BUILD_DIR:-build/default}" --output-on-failure --timeout 300 \
   -j "${TEST_JOBS:-2}"
 
 if [[ "${FUZZ:-1}" != 0 ]]; then
