@@ -44,7 +44,7 @@ struct RequestIdStore::TenantUsage {
   int waiters = 0;
   // Its completed entries in completion order, which is expiry order.
   struct Completed {
-    absl::Time expiry;
+    absl::Time expiry;  // Monotonic: an NTP step neither forgets nor keeps entries.
     std::weak_ptr<Entry> entry;
   };
   std::deque<Completed> completed;
@@ -68,7 +68,7 @@ struct RequestIdStore::State {
 
   // Forgets completed entries whose TTL has passed, for every tenant.
   void PurgeExpired() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    const absl::Time now = clock.Now();
+    const absl::Time now = clock.Monotonic();
     for (auto& [tenant, usage] : tenants) {
       while (!usage.completed.empty() && usage.completed.front().expiry <= now) {
         ForgetOldest(usage);
@@ -268,7 +268,7 @@ void RequestIdStore::Attempt::Complete(absl::StatusOr<std::string> result) {
         entry->bytes += result_bytes;
         usage.bytes += result_bytes;
         state->bytes += result_bytes;
-        usage.completed.push_back({state->clock.Now() + state->limits.ttl, entry});
+        usage.completed.push_back({state->clock.Monotonic() + state->limits.ttl, entry});
       } else {
         state->Erase(it);  // Too large to remember: the next try runs again.
       }

@@ -16,7 +16,7 @@ struct AdmissionController::Pending {
   CallClass klass = CallClass::kOther;
   bool tenant_only = false;  // Skips the upstream budget (AdmitTenantOnly).
   std::string upstream_key;  // Which key's 429 hold applies.
-  absl::Time give_up;        // min(deadline, arrival + max_wait).
+  absl::Time give_up;        // min(deadline, arrival + max_wait), monotonic.
   absl::Time wait_start = absl::InfiniteFuture();
 
   absl::Mutex mu;
@@ -154,7 +154,9 @@ std::shared_ptr<AdmissionTicket> AdmissionController::Start(const std::string& t
   pending->limits = limits;
   pending->klass = klass;
   pending->tenant_only = tenant_only;
-  pending->give_up = std::min(deadline, clock_.Now() + budget_.max_wait);
+  // The deadline is wall time (as gRPC gives it); what is left of it carries over to the
+  // monotonic clock every wait here is measured on.
+  pending->give_up = clock_.Monotonic() + std::min(deadline - clock_.Now(), budget_.max_wait);
   {
     absl::MutexLock lock(&pending->mu);
     pending->done = std::move(done);
@@ -244,7 +246,7 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
 void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
   const CallClass klass = pending->klass;
   bool queue_up = false;
-  absl::Time earliest = clock_.Now();
+  absl::Time earliest = clock_.Monotonic();
   {
     absl::MutexLock lock(&mu_);
     ClassQueue& queue = queues_[static_cast<int>(klass)];
@@ -269,7 +271,7 @@ void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
       Decided(*pending, "upstream_budget", degraded ? "degraded" : "allowed");
       return Admitted(*pending);
     }
-    const absl::Time next = clock_.Now() + result->retry_after;
+    const absl::Time next = clock_.Monotonic() + result->retry_after;
     {
       absl::MutexLock lock(&mu_);
       ClassQueue& queue = queues_[static_cast<int>(pending->klass)];
@@ -289,7 +291,7 @@ void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
 }
 
 void AdmissionController::WaitOrRefuse(std::shared_ptr<Pending> pending, absl::Time earliest) {
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   if (earliest > pending->give_up) {
     Refuse(*pending, "upstream_budget", "upstream",
            absl::StrCat("upstream budget for ", CallClassName(pending->klass),
@@ -347,14 +349,14 @@ void AdmissionController::Finish(Pending& pending, absl::StatusOr<std::unique_pt
   }
   if (release != nullptr) release->ReleaseSlot(pending.slot_key, pending.lease);
   if (events_ != nullptr && pending.wait_start != absl::InfiniteFuture()) {
-    events_->Waited(pending.klass, clock_.Now() - pending.wait_start);
+    events_->Waited(pending.klass, clock_.Monotonic() - pending.wait_start);
   }
   std::move(done)(std::move(result));
 }
 
 void AdmissionController::HoldBudget(CallClass klass, absl::Duration retry_after,
                                      const std::string& upstream_key) {
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   const absl::Duration hold =
       std::clamp(retry_after, absl::ZeroDuration(), budget_.max_retry_after);
   absl::MutexLock lock(&mu_);
@@ -372,7 +374,7 @@ void AdmissionController::HoldBudget(CallClass klass, absl::Duration retry_after
 void AdmissionController::SchedulerLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {
-    const absl::Time now = clock_.Now();
+    const absl::Time now = clock_.Monotonic();
     // Give up on calls that cannot wait any longer, and drop cancelled ones.
     std::vector<std::pair<std::shared_ptr<Pending>, absl::Duration>> expired;
     absl::Time wake = now + absl::Seconds(1);
@@ -425,15 +427,15 @@ void AdmissionController::SchedulerLoop() {
       wake_ = false;
       continue;
     }
-    // Sleep in real time for the clock's remaining interval (a test clock is woken by calls).
+    // Sleep until the clock reaches `wake` (a fake clock's time, in tests) or a call wakes us.
     auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || wake_; };
-    mu_.AwaitWithTimeout(absl::Condition(&woken), std::max(wake - now, absl::Milliseconds(1)));
+    clock_.AwaitUntil(mu_, absl::Condition(&woken), std::max(wake, now + absl::Milliseconds(1)));
   }
 }
 
 absl::Time AdmissionController::ProbeLocked(CallClass klass) {
   ClassQueue& queue = queues_[static_cast<int>(klass)];
-  const absl::Time now = clock_.Now();
+  const absl::Time now = clock_.Monotonic();
   // The waiting tenant with the lowest pass goes next (weighted fair queueing), among those
   // whose next call's upstream key is not held by a 429.
   std::string chosen;
@@ -488,8 +490,9 @@ void AdmissionController::OnProbe(CallClass klass, std::shared_ptr<Pending> pend
       queue.virtual_time = std::max(queue.virtual_time, pass);
       pass += 1.0 / std::max(pending->limits.weight, 1e-6);
     } else {
-      queue.next_try = std::max(queue.next_try, clock_.Now() + result.retry_after);
-      queue.tenants[pending->tenant].push_front(pending);
+      queue.next_try = std::max(queue.next_try, clock_.Monotonic() + result.retry_after);
+      std::deque<std::shared_ptr<Pending>>& calls = queue.tenants[pending->tenant];
+      calls.push_front(std::move(pending));
       return;
     }
   }

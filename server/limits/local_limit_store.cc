@@ -47,7 +47,7 @@ void LocalLimitStore::TakeRate(const std::string& key, const RateLimit& limit,
   {
     absl::MutexLock lock(&mu_);
     auto [it, inserted] = tats_.try_emplace(key, absl::InfinitePast());
-    result = GcraStep(clock_.Now(), limit, it->second);
+    result = GcraStep(clock_.Monotonic(), limit, it->second);
   }
   std::move(done)(result);
 }
@@ -57,7 +57,7 @@ void LocalLimitStore::TakeWindows(const std::string& key, const std::vector<Wind
   StepResult result;
   {
     absl::MutexLock lock(&mu_);
-    result = WindowStep(clock_.Now(), windows, logs_[key]);
+    result = WindowStep(clock_.Monotonic(), windows, logs_[key]);
   }
   std::move(done)(result);
 }
@@ -67,7 +67,7 @@ void LocalLimitStore::AcquireSlot(const std::string& key, int64_t max, absl::Dur
   SlotResult result;
   {
     absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_.Now();
+    const absl::Time now = clock_.Monotonic();
     std::map<std::string, absl::Time>& leases = slots_[key];
     for (auto it = leases.begin(); it != leases.end();) {
       it = it->second <= now ? leases.erase(it) : std::next(it);

@@ -18,7 +18,9 @@
 namespace copilot::gateway {
 
 // Thread-safe (one mutex; every step is O(window entries) at most). Callbacks run inline. Keys
-// live as long as the process: their number is bounded by the configured tenants.
+// live as long as the process: their number is bounded by the configured tenants. Rates, windows
+// and slot leases run on the clock's monotonic time (an NTP step neither frees nor blocks calls);
+// counters expire at the wall-clock end of their calendar period.
 class LocalLimitStore final : public LimitStore {
  public:
   // `clock` must outlive the store.
@@ -44,12 +46,12 @@ class LocalLimitStore final : public LimitStore {
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, absl::Time> tats_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::deque<absl::Time>> logs_ ABSL_GUARDED_BY(mu_);
-  // key -> lease -> expiry.
+  // key -> lease -> expiry (monotonic).
   absl::flat_hash_map<std::string, std::map<std::string, absl::Time>> slots_ ABSL_GUARDED_BY(mu_);
   int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 0;
   struct Counter {
     int64_t value = 0;
-    absl::Time expires;
+    absl::Time expires;  // Wall clock: the end of a calendar period.
   };
   // "<group>\x1f<key>" -> counter; expired counters are swept at most once a minute.
   absl::flat_hash_map<std::string, Counter> counters_ ABSL_GUARDED_BY(mu_);

@@ -20,20 +20,20 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
         endpoint_(std::move(endpoint)),
         trace_(std::move(trace)),
         series_(metrics.UpstreamEndpoint(endpoint_)),
-        start_(clock.Now()) {
+        start_(clock.Monotonic()) {
     metrics_.upstream_in_flight().Increment();
   }
 
   void OnHeaders(const HttpResponseHead& head) override {
     http_status_ = head.status;
-    series_.time_to_first_byte->Observe(absl::ToDoubleSeconds(clock_.Now() - start_));
+    series_.time_to_first_byte->Observe(absl::ToDoubleSeconds(clock_.Monotonic() - start_));
     inner_->OnHeaders(head);
   }
 
   bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
 
   void OnComplete(absl::Status status) override {
-    const absl::Duration elapsed = clock_.Now() - start_;
+    const absl::Duration elapsed = clock_.Monotonic() - start_;
     metrics_.upstream_in_flight().Decrement();
     series_.duration->Observe(absl::ToDoubleSeconds(elapsed));
     series_.requests[static_cast<std::size_t>(UpstreamStatusClass(http_status_))]->Increment();

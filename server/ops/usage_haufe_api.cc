@@ -18,7 +18,7 @@ class UsageHaufeApi::RecordingSink final : public ChunkSink {
         record_(std::move(record)),
         options_(std::move(options)),
         upstream_thread_id_(std::move(upstream_thread_id)),
-        started_(api.clock_.Now()),
+        started_(api.clock_.Monotonic()),
         sink_(std::move(sink)) {}
   bool OnChunk(copilot::v1::MessageChunk chunk) override {
     characters_ += AnswerCharacters(chunk);
@@ -55,7 +55,7 @@ AnswerRecord UsageHaufeApi::Start(absl::string_view method, const UpstreamCallOp
 void UsageHaufeApi::Finish(AnswerRecord& record, absl::Time started, const absl::Status& status,
                            const std::string& upstream_thread_id, int64_t characters_out,
                            const UpstreamCallOptions& options) {
-  record.upstream_time = clock_.Now() - started;
+  record.upstream_time = clock_.Monotonic() - started;
   record.code = status.code();
   if (!status.ok()) {
     std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
@@ -73,8 +73,8 @@ UpstreamCallback<copilot::v1::Message> UsageHaufeApi::Recording(
     absl::string_view method, const UpstreamCallOptions& options,
     const std::string& upstream_thread_id, int64_t characters_in,
     UpstreamCallback<copilot::v1::Message> done) {
-  return [this, record = Start(method, options, characters_in), started = clock_.Now(), options,
-          upstream_thread_id,
+  return [this, record = Start(method, options, characters_in), started = clock_.Monotonic(),
+          options, upstream_thread_id,
           done = std::move(done)](absl::StatusOr<copilot::v1::Message> result) mutable {
     const std::string thread =
         result.ok() && !result->thread_id().empty() ? result->thread_id() : upstream_thread_id;

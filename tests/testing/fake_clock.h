@@ -1,38 +1,61 @@
-// A Clock (server/common/clock.h) that tests move by hand.
+// A Clock (server/common/clock.h) that tests move by hand: time passes only when the test says,
+// so code that waits (the admission scheduler, TTLs, windows) is tested in simulated time.
 #ifndef COPILOT_GATEWAY_TESTS_TESTING_FAKE_CLOCK_H_
 #define COPILOT_GATEWAY_TESTS_TESTING_FAKE_CLOCK_H_
 
-#include "absl/base/thread_annotations.h"
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
 
 namespace copilot::gateway::testing {
 
-// Starts at `start` and moves only when told. Thread-safe: code under test may read it on its
-// own threads while the test moves it.
+// Both timelines start at `start` and Advance moves them together; StepWall and Set move the wall
+// clock alone (an NTP step), which limits and TTLs must not notice. Thread-safe: code under test
+// reads it and waits on it on its own threads while the test moves it.
 class FakeClock final : public Clock {
  public:
-  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'800'000'000)) : now_(start) {}
+  explicit FakeClock(absl::Time start = absl::FromUnixSeconds(1'800'000'000))
+      : wall_(absl::ToUnixNanos(start)), monotonic_(absl::ToUnixNanos(start)) {}
 
-  absl::Time Now() const override {
-    absl::MutexLock lock(&mu_);
-    return now_;
+  absl::Time Now() const override { return absl::FromUnixNanos(wall_.load()); }
+  absl::Time Monotonic() const override { return absl::FromUnixNanos(monotonic_.load()); }
+
+  // Waits until the condition holds or the fake monotonic time reaches `until`. The fake time
+  // moves without touching `mu`, so the wait looks again at least every millisecond of real time;
+  // when it wakes is decided by the fake time alone.
+  bool AwaitUntil(absl::Mutex& mu, const absl::Condition& condition,
+                  absl::Time until) const override {
+    const int64_t until_nanos = absl::ToUnixNanos(until);
+    struct Args {
+      const absl::Condition* condition;
+      const std::atomic<int64_t>* monotonic;
+      int64_t until;
+    } args{&condition, &monotonic_, until_nanos};
+    const absl::Condition woken(
+        +[](Args* a) { return a->condition->Eval() || a->monotonic->load() >= a->until; }, &args);
+    while (!mu.AwaitWithTimeout(woken, absl::Milliseconds(1))) {
+    }
+    return condition.Eval();
   }
-  // Moves the clock by `by` (which may be negative: a clock stepped back).
+
+  // Moves both clocks forward by `by` (>= 0: monotonic time never goes back).
   void Advance(absl::Duration by) {
-    absl::MutexLock lock(&mu_);
-    now_ += by;
+    const int64_t nanos = absl::ToInt64Nanoseconds(std::max(by, absl::ZeroDuration()));
+    monotonic_.fetch_add(nanos);
+    wall_.fetch_add(nanos);
   }
-  // Sets the clock to `now`.
-  void Set(absl::Time now) {
-    absl::MutexLock lock(&mu_);
-    now_ = now;
-  }
+  // Steps the wall clock alone, either way, as NTP or an operator would.
+  void StepWall(absl::Duration by) { wall_.fetch_add(absl::ToInt64Nanoseconds(by)); }
+  // Sets the wall clock alone to `now`.
+  void Set(absl::Time now) { wall_.store(absl::ToUnixNanos(now)); }
 
  private:
-  mutable absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> wall_;
+  std::atomic<int64_t> monotonic_;
 };
 
 }  // namespace copilot::gateway::testing

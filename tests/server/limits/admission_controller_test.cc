@@ -1,27 +1,28 @@
-// AdmissionController over the in-process store, in real time with short windows: the tenant's
-// rate and concurrency limits (RESOURCE_EXHAUSTED + QuotaFailure + RetryInfo), waiting for the
-// upstream budget within max_wait and the deadline, weighted fairness between waiting tenants,
-// the hold after an upstream 429, and cancellation.
+// AdmissionController over the in-process store, in simulated time (a FakeClock drives the store
+// and the scheduler's waits): the tenant's rate and concurrency limits (RESOURCE_EXHAUSTED +
+// QuotaFailure + RetryInfo), waiting for the upstream budget within max_wait and the deadline,
+// weighted fairness between waiting tenants, the hold after an upstream 429, wall-clock steps,
+// and cancellation.
 #include "server/limits/admission_controller.h"
 
 #include <atomic>
-#include <chrono>
 #include <map>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
 #include "tests/server/limits/unreachable_store.h"
-#include "tests/testing/first_wake.h"
+#include "tests/testing/fake_clock.h"
 
 namespace copilot::gateway {
 namespace {
 
+using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::UnreachableStore;
 
 // Collects the outcomes of many admissions, in the order they arrive.
@@ -73,11 +74,24 @@ BudgetConfig Budget(int64_t per_window, absl::Duration window, absl::Duration ma
   return budget;
 }
 
-absl::Time Far() { return absl::Now() + absl::Minutes(1); }
+double Seconds(const google::rpc::RetryInfo& retry) {
+  return static_cast<double>(retry.retry_delay().seconds()) + retry.retry_delay().nanos() / 1e9;
+}
 
+// Simulated time: the store and the controller's scheduler run on one FakeClock, which moves only
+// when a test advances it. Real time only bounds how long a test waits for the scheduler thread to
+// act on a move (Settled checks that nothing more happens without one).
 class AdmissionControllerTest : public ::testing::Test {
  protected:
-  SystemClock clock_;
+  absl::Time Far() { return clock_.Now() + absl::Minutes(1); }
+  // Outcomes are `total` and stay there while the fake time stands still.
+  static bool Settled(Outcomes& outcomes, std::size_t total) {
+    if (!outcomes.WaitFor(total)) return false;
+    absl::SleepFor(absl::Milliseconds(30));  // Thirty polls of the scheduler's fake-time wait.
+    return outcomes.admitted().size() + outcomes.refused().size() == total;
+  }
+
+  FakeClock clock_;
   LocalLimitStore store_{clock_};
 };
 
@@ -87,6 +101,7 @@ TEST_F(AdmissionControllerTest, TenantRateRefusalNamesTheLimitAndWhenToRetry) {
   limits.answer_rate = RateLimit{.per_second = 2, .burst = 1};
   Outcomes outcomes;
   admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  clock_.Advance(absl::Milliseconds(100));
   admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
   ASSERT_TRUE(outcomes.WaitFor(2));
   ASSERT_EQ(outcomes.admitted().size(), 1u);
@@ -97,14 +112,17 @@ TEST_F(AdmissionControllerTest, TenantRateRefusalNamesTheLimitAndWhenToRetry) {
   EXPECT_EQ(quota->violations(0).subject(), "tenant:acme");
   auto retry = GetRetryInfo(refused);
   ASSERT_TRUE(retry.has_value());
-  const double delay = retry->retry_delay().seconds() + retry->retry_delay().nanos() / 1e9;
-  EXPECT_GT(delay, 0.4);
-  EXPECT_LE(delay, 0.5);
+  EXPECT_DOUBLE_EQ(Seconds(*retry), 0.4);  // One interval (500 ms) after the first call.
   EXPECT_EQ(GetErrorInfo(refused)->reason(), "tenant_rate_exceeded");
   // The other class has its own limit (none here).
   admission.Admit("acme", limits, CallClass::kOther, Far(), outcomes.For("acme"));
   ASSERT_TRUE(outcomes.WaitFor(3));
   EXPECT_EQ(outcomes.admitted().size(), 2u);
+  // When the interval has passed, the next one goes.
+  clock_.Advance(absl::Milliseconds(400));
+  admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  ASSERT_TRUE(outcomes.WaitFor(4));
+  EXPECT_EQ(outcomes.admitted().size(), 3u);
 }
 
 TEST_F(AdmissionControllerTest, ConcurrencySlotsAreHeldByPermitsAndFreedWithThem) {
@@ -133,32 +151,56 @@ TEST_F(AdmissionControllerTest, CallsWaitForTheBudgetInsteadOfFailing) {
   AdmissionController admission(store_, clock_,
                                 Budget(2, absl::Milliseconds(300), absl::Seconds(5)));
   Outcomes outcomes;
-  const absl::Time start = absl::Now();
   for (int i = 0; i < 6; ++i) {
     admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
   }
-  ASSERT_TRUE(outcomes.WaitFor(6));
+  // Two per 300 ms window: two now, and the others wait (none is refused) for the fake clock.
+  EXPECT_TRUE(Settled(outcomes, 2));
+  clock_.Advance(absl::Milliseconds(299));
+  EXPECT_TRUE(Settled(outcomes, 2));
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(Settled(outcomes, 4));
+  clock_.Advance(absl::Milliseconds(300));
+  EXPECT_TRUE(Settled(outcomes, 6));
   EXPECT_EQ(outcomes.admitted().size(), 6u);
-  // Two per 300 ms window: the last two go in the third window.
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(600));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
 }
 
 TEST_F(AdmissionControllerTest, ACallThatCannotWaitIsRefusedWithRetryInfo) {
   AdmissionController admission(store_, clock_, Budget(1, absl::Seconds(2), absl::Seconds(5)));
   Outcomes outcomes;
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
-  // Its deadline comes before the budget has room.
-  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, absl::Now() + absl::Milliseconds(200),
-                  outcomes.For("acme"));
-  ASSERT_TRUE(outcomes.WaitFor(2));
+  clock_.Advance(absl::Milliseconds(500));
+  // Its deadline comes before the budget has room: refused at once, not when the deadline passes.
+  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer,
+                  clock_.Now() + absl::Milliseconds(200), outcomes.For("acme"));
+  ASSERT_TRUE(Settled(outcomes, 2));
   ASSERT_EQ(outcomes.refused().size(), 1u);
   const absl::Status refused = outcomes.refused()[0];
   EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(GetQuotaFailure(refused)->violations(0).subject(), "upstream");
   auto retry = GetRetryInfo(refused);
   ASSERT_TRUE(retry.has_value());
-  EXPECT_GE(retry->retry_delay().seconds(), 1);  // About 2 s minus the time already passed.
+  EXPECT_DOUBLE_EQ(Seconds(*retry), 1.5);  // The window's 2 s minus the 500 ms passed.
+}
+
+TEST_F(AdmissionControllerTest, AWaitingCallIsRefusedAtItsMaxWaitWithTheHoldsRemainder) {
+  AdmissionController admission(store_, clock_,
+                                Budget(1, absl::Seconds(1), absl::Milliseconds(1500)));
+  Outcomes outcomes;
+  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  // Room in 1 s, within its 1.5 s of max_wait: it waits.
+  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  ASSERT_TRUE(Settled(outcomes, 1));
+  // Then the upstream answers 429 with Retry-After: 10 s.
+  admission.HoldBudget(CallClass::kAnswer, absl::Seconds(10));
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(Settled(outcomes, 1));  // The window has room, but the hold is on.
+  clock_.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(Settled(outcomes, 2));
+  ASSERT_EQ(outcomes.refused().size(), 1u);
+  auto retry = GetRetryInfo(outcomes.refused()[0]);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_DOUBLE_EQ(Seconds(*retry), 8.5);  // The hold ends 10 s after it began.
 }
 
 TEST_F(AdmissionControllerTest, WaitingTenantsAreServedFairlyWhenOneFloods) {
@@ -172,14 +214,20 @@ TEST_F(AdmissionControllerTest, WaitingTenantsAreServedFairlyWhenOneFloods) {
   for (int i = 0; i < 10; ++i) {
     admission.Admit("b", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("b"));
   }
-  ASSERT_TRUE(outcomes.WaitFor(70, absl::Seconds(20)));
+  for (std::size_t admitted = 5; admitted <= 70; admitted += 5) {
+    ASSERT_TRUE(Settled(outcomes, admitted)) << admitted;
+    clock_.Advance(absl::Milliseconds(100));
+  }
   const std::vector<std::string> order = outcomes.admitted();
   ASSERT_EQ(order.size(), 70u);
-  // B does not wait for A's backlog: its 10 calls are among the first 30 admitted (A's first
-  // window of 5 went before B arrived; then the two alternate).
-  int b_in_first_30 = 0;
-  for (std::size_t i = 0; i < 30; ++i) b_in_first_30 += order[i] == "b";
-  EXPECT_EQ(b_in_first_30, 10);
+  // B does not wait for A's backlog: A's first window of 5 went before B arrived; then the two
+  // alternate (A first: both joined at the same virtual time), so B's 10 calls are the 7th,
+  // 9th, ... 25th admitted.
+  std::vector<std::size_t> b_positions;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    if (order[i] == "b") b_positions.push_back(i + 1);
+  }
+  EXPECT_EQ(b_positions, (std::vector<std::size_t>{7, 9, 11, 13, 15, 17, 19, 21, 23, 25}));
 }
 
 TEST_F(AdmissionControllerTest, WeightsShareTheBudget) {
@@ -198,31 +246,57 @@ TEST_F(AdmissionControllerTest, WeightsShareTheBudget) {
     admission.Admit("heavy", heavy, CallClass::kAnswer, Far(), outcomes.For("heavy"));
     admission.Admit("light", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("light"));
   }
-  ASSERT_TRUE(outcomes.WaitFor(80, absl::Seconds(20)));
+  for (std::size_t admitted = 0; admitted <= 80; admitted += 4) {
+    ASSERT_TRUE(Settled(outcomes, admitted)) << admitted;
+    clock_.Advance(absl::Milliseconds(100));
+  }
   const std::vector<std::string> order = outcomes.admitted();
   int heavy_in_first_40 = 0;
   for (std::size_t i = 0; i < 40; ++i) heavy_in_first_40 += order[i] == "heavy";
-  EXPECT_GE(heavy_in_first_40, 28);  // 3:1 is 30 of 40.
-  EXPECT_LE(heavy_in_first_40, 32);
+  EXPECT_EQ(heavy_in_first_40, 30);  // 3:1.
 }
 
 TEST_F(AdmissionControllerTest, An429HoldsTheBudgetUntilRetryAfter) {
   AdmissionController admission(store_, clock_, Budget(100, absl::Seconds(1), absl::Seconds(5)));
-  // Measured from before the hold: the held call may not go before it ends, however slowly this
-  // thread gets from here to Admit (under TSan the scheduler thread's first wake-up alone can
-  // take longer than the hold, so a clock started after it saw the call "admitted at once").
-  const absl::Time held_from = absl::Now();
   admission.HoldBudget(CallClass::kAnswer, absl::Milliseconds(400));
   Outcomes outcomes;
-  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
-  const absl::Time other_start = absl::Now();
-  admission.Admit("acme", TenantLimits{}, CallClass::kOther, Far(), outcomes.For("acme"));
-  ASSERT_TRUE(outcomes.WaitFor(1));
+  admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("answer"));
+  admission.Admit("acme", TenantLimits{}, CallClass::kOther, Far(), outcomes.For("other"));
   // The other class is not held.
-  EXPECT_LT(absl::Now() - other_start, absl::Milliseconds(300));
-  ASSERT_TRUE(outcomes.WaitFor(2));
-  EXPECT_GE(absl::Now() - held_from, absl::Milliseconds(390));
-  EXPECT_EQ(outcomes.admitted().size(), 2u);
+  ASSERT_TRUE(Settled(outcomes, 1));
+  EXPECT_EQ(outcomes.admitted(), std::vector<std::string>{"other"});
+  clock_.Advance(absl::Milliseconds(399));
+  EXPECT_TRUE(Settled(outcomes, 1));
+  clock_.Advance(absl::Milliseconds(1));
+  ASSERT_TRUE(Settled(outcomes, 2));
+  EXPECT_EQ(outcomes.admitted(), (std::vector<std::string>{"other", "answer"}));
+}
+
+TEST_F(AdmissionControllerTest, WallClockStepsMoveNoLimit) {
+  AdmissionController admission(store_, clock_, Budget(100, absl::Seconds(1), absl::Seconds(10)));
+  TenantLimits limits;
+  limits.answer_rate = RateLimit{.per_second = 0.1, .burst = 1};  // One per 10 s.
+  Outcomes outcomes;
+  admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  ASSERT_TRUE(Settled(outcomes, 1));
+  admission.HoldBudget(CallClass::kOther, absl::Seconds(5));
+  // NTP steps the wall clock an hour forward: neither the rate nor the hold is over.
+  clock_.StepWall(absl::Hours(1));
+  admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  admission.Admit("acme", TenantLimits{}, CallClass::kOther, Far(), outcomes.For("other"));
+  ASSERT_TRUE(Settled(outcomes, 2));
+  ASSERT_EQ(outcomes.refused().size(), 1u);
+  EXPECT_EQ(GetErrorInfo(outcomes.refused()[0])->reason(), "tenant_rate_exceeded");
+  EXPECT_DOUBLE_EQ(Seconds(*GetRetryInfo(outcomes.refused()[0])), 10);
+  // Two hours back: the hold still ends 5 s after it began, the rate 10 s after the first call.
+  clock_.StepWall(absl::Hours(-2));
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(Settled(outcomes, 3));
+  EXPECT_EQ(outcomes.admitted().back(), "other");
+  clock_.Advance(absl::Seconds(5));
+  admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  ASSERT_TRUE(Settled(outcomes, 4));
+  EXPECT_EQ(outcomes.admitted().size(), 3u);
 }
 
 TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
@@ -233,13 +307,13 @@ TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
   std::shared_ptr<AdmissionTicket> waiting =
       admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
   waiting->Cancel();
-  ASSERT_TRUE(outcomes.WaitFor(2));
+  ASSERT_TRUE(Settled(outcomes, 2));
   ASSERT_EQ(outcomes.refused().size(), 1u);
   EXPECT_EQ(outcomes.refused()[0].code(), absl::StatusCode::kCancelled);
   // The next window's one slot is still there for a new call.
-  std::this_thread::sleep_for(std::chrono::milliseconds(550));
+  clock_.Advance(absl::Milliseconds(500));
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
-  ASSERT_TRUE(outcomes.WaitFor(3));
+  ASSERT_TRUE(Settled(outcomes, 3));
   EXPECT_EQ(outcomes.admitted().size(), 2u);
 }
 
