@@ -8,6 +8,21 @@
 #include "server/common/errors.h"
 
 namespace copilot::gateway {
+namespace {
+
+// UNAVAILABLE, reason "limit_store_unavailable": the store holding `limit` (Redis, fail-closed)
+// could not decide. The store's own text (its address, the socket or TLS error) is for the log
+// only: it goes in the internal detail, which the call's log line shows and callers never see.
+absl::Status StoreUnavailable(absl::string_view limit, const absl::Status& cause) {
+  absl::Status status =
+      MakeError(absl::StatusCode::kUnavailable,
+                absl::StrCat(limit, " limits unavailable: the shared limit store did not answer"),
+                "limit_store_unavailable", {{"limit", std::string(limit)}});
+  SetInternalDetail(status, cause.message());
+  return status;
+}
+
+}  // namespace
 
 // One admission in progress. Its callback runs once (Finish), whichever thread gets there first.
 struct AdmissionController::Pending {
@@ -35,7 +50,7 @@ class AdmissionController::Ticket final : public AdmissionTicket {
       : controller_(controller), pending_(std::move(pending)) {}
   void Cancel() override {
     if (std::shared_ptr<Pending> pending = pending_.lock()) {
-      controller_.Finish(*pending, absl::CancelledError("cancelled while waiting for admission"));
+      controller_.Finish(*pending, CancelledByCaller());
     }
   }
 
@@ -179,8 +194,7 @@ void AdmissionController::CheckRate(std::shared_ptr<Pending> pending) {
       absl::StrCat("tenant:", pending->tenant, ":", CallClassName(pending->klass));
   auto decide = [this, pending, limit](absl::StatusOr<StepResult> result, bool degraded) {
     if (!result.ok()) {
-      Finish(*pending, absl::UnavailableError(
-                           absl::StrCat("rate limits unavailable: ", result.status().message())));
+      Finish(*pending, StoreUnavailable("tenant_rate", result.status()));
       return;
     }
     if (!result->allowed) {
@@ -211,8 +225,7 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
   const std::string key = absl::StrCat("tenant:", pending->tenant, ":answer");
   auto decide = [this, pending, key, max](absl::StatusOr<SlotResult> result, LimitStore* store) {
     if (!result.ok()) {
-      Finish(*pending, absl::UnavailableError(absl::StrCat("concurrency limits unavailable: ",
-                                                           result.status().message())));
+      Finish(*pending, StoreUnavailable("tenant_concurrency", result.status()));
       return;
     }
     if (!result->acquired) {
@@ -263,8 +276,7 @@ void AdmissionController::CheckBudget(std::shared_ptr<Pending> pending) {
   const std::string key = absl::StrCat("upstream:", CallClassName(klass));
   auto decide = [this, pending](absl::StatusOr<StepResult> result, bool degraded) mutable {
     if (!result.ok()) {
-      Finish(*pending, absl::UnavailableError(absl::StrCat("upstream budget unavailable: ",
-                                                           result.status().message())));
+      Finish(*pending, StoreUnavailable("upstream_budget", result.status()));
       return;
     }
     if (result->allowed) {

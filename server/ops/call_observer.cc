@@ -119,6 +119,8 @@ void CallObserver::Finished(const absl::Status& status) {
   }
   if (std::string detail = trace_->upstream_error(); !detail.empty()) {
     fields["upstream_error"] = std::move(detail);
+  } else if (std::string internal = GetInternalDetail(status); !internal.empty()) {
+    fields["error_detail"] = std::move(internal);  // E.g. why the limit store did not answer.
   }
   fields["peer"] = peer_;
   Log(LogLevel::kInfo, "call", fields);

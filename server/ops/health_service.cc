@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/common/errors.h"
+#include "server/common/grpc_status.h"
 
 namespace copilot::gateway {
 
@@ -69,7 +71,10 @@ class HealthService::WatchReactor final : public grpc::ServerWriteReactor<Health
       }
     }
     if (write) StartWrite(&watcher_->writing_response);
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the watch ended"));
+    if (finish) {
+      Finish(ToGrpcStatus(MakeError(absl::StatusCode::kCancelled,
+                                    "the watch ended: a status could not be sent", "watch_ended")));
+    }
   }
 
   void OnCancel() override {
@@ -82,7 +87,7 @@ class HealthService::WatchReactor final : public grpc::ServerWriteReactor<Health
         finish = true;
       }
     }
-    if (finish) Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the caller"));
+    if (finish) Finish(ToGrpcStatus(CancelledByCaller()));
   }
 
   void OnDone() override {
@@ -101,9 +106,10 @@ namespace {
 class RefusedWatch final : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
   explicit RefusedWatch(int max_watches) {
-    Finish(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        absl::StrCat("at most ", max_watches, " health Watch streams at once; use Check")));
+    Finish(ToGrpcStatus(
+        MakeError(absl::StatusCode::kResourceExhausted,
+                  absl::StrCat("at most ", max_watches, " health Watch streams at once; use Check"),
+                  "too_many_health_watches", {{"max_watches", absl::StrCat(max_watches)}})));
   }
   void OnDone() override { delete this; }
 };
@@ -141,7 +147,9 @@ grpc::ServerUnaryReactor* HealthService::Check(grpc::CallbackServerContext* cont
     if (it != statuses_.end()) status = it->second;
   }
   if (!status.has_value()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service"));
+    reactor->Finish(ToGrpcStatus(MakeError(absl::StatusCode::kNotFound, "unknown service",
+                                           "health_service_unknown",
+                                           {{"service", TruncateUtf8(request->service(), 128)}})));
     return reactor;
   }
   response->set_status(*status);

@@ -15,7 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/common/errors.h"
-#include "server/service/grpc_status.h"
+#include "server/common/grpc_status.h"
 #include "server/service/request_parser.h"
 #include "server/service/stream_call_reactor.h"
 #include "server/service/unary_call_reactor.h"

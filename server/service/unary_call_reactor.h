@@ -14,9 +14,9 @@
 #include "absl/synchronization/mutex.h"
 #include "server/common/async_call.h"
 #include "server/common/errors.h"
+#include "server/common/grpc_status.h"
 #include "server/core/copilot_core.h"
 #include "server/ops/call_observer.h"
-#include "server/service/grpc_status.h"
 #include "server/service/request_parser.h"
 
 namespace copilot::gateway {

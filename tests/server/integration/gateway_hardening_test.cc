@@ -537,7 +537,9 @@ TEST(GatewayStreamCapTest, HealthWatchStreamsAreCappedAndCheckIsNot) {
     auto refused = health->Watch(&context, request);
     grpc::health::v1::HealthCheckResponse response;
     EXPECT_FALSE(refused->Read(&response));
-    EXPECT_EQ(refused->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    const grpc::Status status = refused->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(Reason(status), "too_many_health_watches");
   }
   // Check is never capped; an unknown service is NOT_FOUND.
   grpc::ClientContext check_context;
@@ -546,15 +548,19 @@ TEST(GatewayStreamCapTest, HealthWatchStreamsAreCappedAndCheckIsNot) {
   EXPECT_EQ(checked.status(), grpc::health::v1::HealthCheckResponse::SERVING);
   grpc::ClientContext unknown_context;
   request.set_service("no.such.Service");
-  EXPECT_EQ(health->Check(&unknown_context, request, &checked).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  const grpc::Status unknown = health->Check(&unknown_context, request, &checked);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Reason(unknown), "health_service_unknown");
   // A watcher sees the change when the gateway drains.
   ASSERT_EQ(kill((*gateway)->pid(), SIGTERM), 0);
   grpc::health::v1::HealthCheckResponse changed;
   ASSERT_TRUE(readers[0]->Read(&changed));
   EXPECT_EQ(changed.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   for (auto& context : contexts) context->TryCancel();
-  for (auto& reader : readers) reader->Finish();
+  for (auto& reader : readers) {
+    const grpc::Status ended = reader->Finish();
+    EXPECT_EQ(ended.error_code(), grpc::StatusCode::CANCELLED);
+  }
   EXPECT_EQ(*(*gateway)->Stop(), 0);
 }
 

@@ -13,17 +13,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
 #include "tests/server/limits/unreachable_store.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/status_matchers.h"
 
 namespace copilot::gateway {
 namespace {
 
 using ::copilot::gateway::testing::FakeClock;
+using ::copilot::gateway::testing::StatusIs;
 using ::copilot::gateway::testing::UnreachableStore;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Collects the outcomes of many admissions, in the order they arrive.
 class Outcomes {
@@ -309,7 +314,7 @@ TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
   waiting->Cancel();
   ASSERT_TRUE(Settled(outcomes, 2));
   ASSERT_EQ(outcomes.refused().size(), 1u);
-  EXPECT_EQ(outcomes.refused()[0].code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(outcomes.refused()[0], StatusIs(absl::StatusCode::kCancelled, "cancelled_by_caller"));
   // The next window's one slot is still there for a new call.
   clock_.Advance(absl::Milliseconds(500));
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
@@ -344,7 +349,12 @@ TEST_F(AdmissionControllerTest, UnreachableSharedStoreFailsClosedWithoutAFallbac
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
   ASSERT_TRUE(outcomes.WaitFor(1));
   ASSERT_EQ(outcomes.refused().size(), 1u);
-  EXPECT_EQ(outcomes.refused()[0].code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(outcomes.refused()[0],
+              StatusIs(absl::StatusCode::kUnavailable, "limit_store_unavailable"));
+  EXPECT_EQ(GetErrorInfo(outcomes.refused()[0])->metadata().at("limit"), "upstream_budget");
+  // The store's own text (an address, a socket error) is for the log, not the caller.
+  EXPECT_THAT(std::string(outcomes.refused()[0].message()), Not(HasSubstr("connection refused")));
+  EXPECT_EQ(GetInternalDetail(outcomes.refused()[0]), "redis: connection refused");
 }
 
 TEST_F(AdmissionControllerTest, UnreachableSharedStoreFailsOpenToThisReplicasShare) {

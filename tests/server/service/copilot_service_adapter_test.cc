@@ -27,9 +27,9 @@
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/common/grpc_status.h"
 #include "server/core/copilot_core.h"
 #include "server/core/thread_handles.h"
-#include "server/service/grpc_status.h"
 #include "tests/server/core/fake_haufe_api.h"
 #include "tests/testing/eventually.h"
 

@@ -1,6 +1,7 @@
-// The one absl::Status -> grpc::Status conversion.
-#ifndef COPILOT_GATEWAY_SERVER_SERVICE_GRPC_STATUS_H_
-#define COPILOT_GATEWAY_SERVER_SERVICE_GRPC_STATUS_H_
+// The one absl::Status -> grpc::Status conversion, for every gRPC service the gateway serves
+// (copilot.v1 in server/service/, grpc.health.v1 in server/ops/).
+#ifndef COPILOT_GATEWAY_SERVER_COMMON_GRPC_STATUS_H_
+#define COPILOT_GATEWAY_SERVER_COMMON_GRPC_STATUS_H_
 
 #include <grpcpp/support/status.h>
 
@@ -16,4 +17,4 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 }  // namespace copilot::gateway
 
-#endif  // COPILOT_GATEWAY_SERVER_SERVICE_GRPC_STATUS_H_
+#endif  // COPILOT_GATEWAY_SERVER_COMMON_GRPC_STATUS_H_

@@ -1,4 +1,4 @@
-#include "server/service/grpc_status.h"
+#include "server/common/grpc_status.h"
 
 #include <string>
 
@@ -16,8 +16,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                          *info.GetPayload("type.googleapis.com/google.rpc.ErrorInfo"));
   }
   google::rpc::Status rpc = ToRpcStatus(with_info);  // Bounded in size (errors.h).
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), rpc.message(),
-                      rpc.SerializeAsString());
+  return {static_cast<grpc::StatusCode>(status.code()), rpc.message(), rpc.SerializeAsString()};
 }
 
 }  // namespace copilot::gateway
