@@ -239,6 +239,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   if (status.ok()) status = gateway->BuildCore(config, secrets);
   if (status.ok()) status = gateway->StartGrpcServer(config);
   if (!status.ok()) return status;
+  gateway->built_.store(true, std::memory_order_release);
   gateway->LogServing(config, secrets);
   gateway->StartReadiness();
   return gateway;
@@ -254,6 +255,7 @@ absl::Status GatewayServer::StartOpsListener(const GatewayConfig& config) {
       OpsHttpServer::Start(*config.server.metrics_listen, std::move(handlers));
   if (!ops.ok()) return ops.status();
   ops_http_ = *std::move(ops);
+  ops_view_ = ops_http_.get();
   return absl::OkStatus();
 }
 
@@ -357,7 +359,6 @@ absl::Status GatewayServer::BuildCore(const GatewayConfig& config, const Gateway
   core_ =
       std::make_unique<CopilotCore>(*quota_api_, *clock_, *handles_, CoreOptionsOf(config, secrets),
                                     tenants_.get(), waiter_admission_.get(), usage_reader_.get());
-  built_.store(true, std::memory_order_release);
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);
@@ -473,6 +474,10 @@ std::string GatewayServer::ScrapeMetrics() const {
     if (response_memory_ != nullptr) {
       metrics_->upstream_buffered_bytes().Set(static_cast<double>(response_memory_->bytes()));
     }
+    if (admission_ != nullptr) metrics_->upstream_holds().Set(admission_->holds());
+    if (health_ != nullptr) metrics_->health_watches().Set(health_->watches());
+    // This runs on the ops server's own thread (the handler), and counts this scrape too.
+    if (ops_view_ != nullptr) metrics_->ops_connections().Set(ops_view_->connections());
   }
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();

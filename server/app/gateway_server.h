@@ -129,7 +129,8 @@ class GatewayServer {
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   // Set (release) once Start has built the objects ScrapeMetrics reads (redis_, core_,
-  // response_memory_): the ops HTTP server starts first and may be scraped meanwhile.
+  // response_memory_, admission_, health_): the ops HTTP server starts first and may be scraped
+  // meanwhile.
   std::atomic<bool> built_{false};
   absl::Mutex ready_mu_;  // Orders the Redis waiter's SetReady(true) against the drain.
   // Waits for Redis's first answer before readiness turns SERVING.
@@ -137,6 +138,9 @@ class GatewayServer {
   CallGate gate_;
   // Reset first in the destructor: its handlers read the members above.
   std::unique_ptr<OpsHttpServer> ops_http_;
+  // ops_http_.get(), set once before built_: what ScrapeMetrics (on the ops server's thread)
+  // reads, since ops_http_ itself is written by the destructor's reset while a scrape may run.
+  const OpsHttpServer* ops_view_ = nullptr;
   std::unique_ptr<SignedThreadHandles> handles_;
   std::unique_ptr<TenantResolver> tenants_;
   std::unique_ptr<CopilotCore> core_;

@@ -383,6 +383,16 @@ void AdmissionController::HoldBudget(CallClass klass, absl::Duration retry_after
   wake_ = true;
 }
 
+int AdmissionController::holds() const {
+  const absl::Time now = clock_.Monotonic();
+  absl::MutexLock lock(&mu_);
+  int held = 0;
+  for (const ClassQueue& queue : queues_) {
+    for (const auto& [key, until] : queue.held_until) held += until > now ? 1 : 0;
+  }
+  return held;
+}
+
 void AdmissionController::SchedulerLoop() {
   absl::MutexLock lock(&mu_);
   while (!stop_) {

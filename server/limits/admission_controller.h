@@ -90,6 +90,9 @@ class AdmissionController {
   // other keys (tenants with keys of their own) are not held.
   void HoldBudget(CallClass klass, absl::Duration retry_after,
                   const std::string& upstream_key = "");
+  // The 429 holds in force now, one per call class and upstream key held
+  // (copilot_gateway_upstream_holds).
+  int holds() const;
 
  private:
   struct Pending;
@@ -139,7 +142,7 @@ class AdmissionController {
   LimitStore* const fallback_;
   const double fallback_share_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   ClassQueue queues_[2] ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;

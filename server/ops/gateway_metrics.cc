@@ -218,6 +218,15 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
       gauge("copilot_gateway_upstream_buffered_bytes",
             "Bytes of upstream responses held (bodies being collected, partial stream lines); "
             "bounded by upstream.max_buffered_bytes.");
+  upstream_holds_ = gauge("copilot_gateway_upstream_holds",
+                          "Upstream API keys whose calls are held after a 429, per call class; "
+                          "each hold lasts at most upstream_budget.max_retry_after.");
+  health_watches_ = gauge("copilot_gateway_health_watches",
+                          "Open grpc.health.v1.Health/Watch streams; bounded by "
+                          "max_health_watches.");
+  ops_connections_ = gauge("copilot_gateway_ops_connections",
+                           "Open connections to /metrics, /healthz and /readyz (this scrape's "
+                           "included); at most 256, the oldest idle one closed to make room.");
   last_reload_ok_ = &prometheus::BuildGauge()
                          .Name("copilot_gateway_config_last_reload_successful")
                          .Help(

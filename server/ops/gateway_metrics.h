@@ -77,11 +77,16 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
   prometheus::Gauge& calls_in_flight() { return *calls_in_flight_; }
   prometheus::Gauge& ready() { return *ready_; }
   // Memory bounds, set when scraped: copilot_gateway_request_id_bytes / _entries / _waiters
-  // (request_id de-duplication), copilot_gateway_upstream_buffered_bytes.
+  // (request_id de-duplication), copilot_gateway_upstream_buffered_bytes,
+  // copilot_gateway_upstream_holds (429 holds in force), copilot_gateway_health_watches (open
+  // grpc.health.v1 Watch streams), copilot_gateway_ops_connections (open ops HTTP connections).
   prometheus::Gauge& request_id_bytes() { return *request_id_bytes_; }
   prometheus::Gauge& request_id_entries() { return *request_id_entries_; }
   prometheus::Gauge& request_id_waiters() { return *request_id_waiters_; }
   prometheus::Gauge& upstream_buffered_bytes() { return *upstream_buffered_bytes_; }
+  prometheus::Gauge& upstream_holds() { return *upstream_holds_; }
+  prometheus::Gauge& health_watches() { return *health_watches_; }
+  prometheus::Gauge& ops_connections() { return *ops_connections_; }
 
   // A config reload was applied (`ok`) or refused.
   void RecordReload(bool ok);
@@ -133,6 +138,9 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
   prometheus::Gauge* request_id_entries_;
   prometheus::Gauge* request_id_waiters_;
   prometheus::Gauge* upstream_buffered_bytes_;
+  prometheus::Gauge* upstream_holds_;
+  prometheus::Gauge* health_watches_;
+  prometheus::Gauge* ops_connections_;
   prometheus::Gauge* last_reload_ok_;
   prometheus::Counter* reloads_ok_;
   prometheus::Counter* reloads_failed_;

@@ -41,7 +41,7 @@ class HealthService final : public grpc::health::v1::Health::CallbackService {
       grpc::CallbackServerContext* context,
       const grpc::health::v1::HealthCheckRequest* request) override;
 
-  // Watch streams open now, for tests.
+  // Watch streams open now (copilot_gateway_health_watches).
   int watches() const;
 
  private:

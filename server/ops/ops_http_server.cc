@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "server/common/errors.h"
 #include "server/common/log.h"
 
 namespace copilot::gateway {
@@ -279,18 +280,18 @@ absl::Status OpsHttpServer::Listen(const std::string& listen) {
     const int fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                           address->ai_protocol);
     if (fd < 0) {
-      why = absl::StrCat("socket: ", std::strerror(errno));
+      why = absl::StrCat("socket: ", ErrnoText(errno));
       continue;
     }
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, address->ai_addr, address->ai_addrlen) != 0) {
-      why = absl::StrCat("bind: ", std::strerror(errno));
+      why = absl::StrCat("bind: ", ErrnoText(errno));
       close(fd);
       continue;
     }
     if (::listen(fd, SOMAXCONN) != 0) {
-      why = absl::StrCat("listen: ", std::strerror(errno));
+      why = absl::StrCat("listen: ", ErrnoText(errno));
       close(fd);
       continue;
     }
@@ -301,7 +302,7 @@ absl::Status OpsHttpServer::Listen(const std::string& listen) {
   sockaddr_storage bound{};
   socklen_t length = sizeof bound;
   if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
-    return cannot(absl::StrCat("getsockname: ", std::strerror(errno)));
+    return cannot(absl::StrCat("getsockname: ", ErrnoText(errno)));
   }
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
@@ -312,15 +313,15 @@ absl::Status OpsHttpServer::Listen(const std::string& listen) {
 absl::Status OpsHttpServer::Watch() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) {
-    return absl::InternalError(absl::StrCat("ops listener: epoll_create1: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("ops listener: epoll_create1: ", ErrnoText(errno)));
   }
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) {
-    return absl::InternalError(absl::StrCat("ops listener: eventfd: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("ops listener: eventfd: ", ErrnoText(errno)));
   }
   if (!EpollControl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, EPOLLIN, kListenKey) ||
       !EpollControl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, EPOLLIN, kWakeKey)) {
-    return absl::InternalError(absl::StrCat("ops listener: epoll_ctl: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("ops listener: epoll_ctl: ", ErrnoText(errno)));
   }
   return absl::OkStatus();
 }
@@ -332,7 +333,7 @@ void OpsHttpServer::Run() {
     const int ready = epoll_wait(epoll_fd_, events, 64, WaitMs());
     if (ready < 0 && errno != EINTR) {
       Log(LogLevel::kError, "ops listener stopped",
-          {{"error", absl::StrCat("epoll_wait: ", std::strerror(errno))}});
+          {{"error", absl::StrCat("epoll_wait: ", ErrnoText(errno))}});
       break;
     }
     for (int i = 0; i < ready && !stopping; ++i) {
@@ -349,6 +350,7 @@ void OpsHttpServer::Run() {
   }
   for (auto& [id, conn] : connections_) close(conn->fd);
   connections_.clear();
+  open_connections_.store(0, std::memory_order_relaxed);
 }
 
 void OpsHttpServer::Accept() {
@@ -359,7 +361,7 @@ void OpsHttpServer::Accept() {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         if (!accept_failing_) {
           Log(LogLevel::kWarning, "ops listener cannot accept; pausing accepts",
-              {{"error", absl::StrCat("accept: ", std::strerror(errno))},
+              {{"error", absl::StrCat("accept: ", ErrnoText(errno))},
                {"pause_ms", static_cast<int>(kAcceptPause.count())}});
         }
         accept_failing_ = true;
@@ -384,6 +386,7 @@ void OpsHttpServer::Accept() {
     }
     const uint64_t id = conn->id;
     Connection& added = *connections_.emplace(id, std::move(conn)).first->second;
+    open_connections_.store(static_cast<int>(connections_.size()), std::memory_order_relaxed);
     ReadHead(added);  // The request may be there already.
   }
 }
@@ -493,7 +496,7 @@ void OpsHttpServer::Drain(Connection& conn) {
   }
 }
 
-void OpsHttpServer::WatchFor(Connection& conn, uint32_t events) {
+void OpsHttpServer::WatchFor(Connection& conn, uint32_t events) const {
   if (conn.events == events) return;
   // A failure leaves the old events; the connection's deadline still closes it.
   if (EpollControl(epoll_fd_, EPOLL_CTL_MOD, conn.fd, events, conn.id)) conn.events = events;
@@ -508,6 +511,7 @@ void OpsHttpServer::Close(Connection& conn, bool reset) {
   }
   close(conn.fd);
   connections_.erase(conn.id);  // Destroys `conn`.
+  open_connections_.store(static_cast<int>(connections_.size()), std::memory_order_relaxed);
 }
 
 void OpsHttpServer::Evict() {

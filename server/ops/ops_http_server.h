@@ -3,6 +3,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_OPS_OPS_HTTP_SERVER_H_
 #define COPILOT_GATEWAY_SERVER_OPS_OPS_HTTP_SERVER_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -66,6 +67,8 @@ class OpsHttpServer {
   // HOST:PORT actually listened on (the host as given, the port as bound).
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // Connections open now (for /metrics: a handler asking counts its own connection).
+  int connections() const { return open_connections_.load(std::memory_order_relaxed); }
 
  private:
   struct Connection;
@@ -83,7 +86,7 @@ class OpsHttpServer {
   void Respond(Connection& conn, std::string head, std::string body);
   void Flush(Connection& conn);
   void Drain(Connection& conn);
-  void WatchFor(Connection& conn, uint32_t events);
+  void WatchFor(Connection& conn, uint32_t events) const;
   void Close(Connection& conn, bool reset);
   // Closes the connection that must make room for a new one.
   void Evict();
@@ -104,6 +107,7 @@ class OpsHttpServer {
   // Owned by the server's thread once it runs. Connections by id, which grows with every
   // accept: the map's order is the accept order.
   std::map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::atomic<int> open_connections_{0};  // connections_.size(), readable from any thread.
   uint64_t next_id_ = 2;         // 0 and 1 are the listening socket's and the eventfd's epoll keys.
   bool accept_paused_ = false;   // Out of file descriptors: accepting again at accept_resume_.
   bool accept_failing_ = false;  // Logged once until an accept succeeds again.

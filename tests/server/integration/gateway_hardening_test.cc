@@ -541,6 +541,12 @@ TEST(GatewayStreamCapTest, HealthWatchStreamsAreCappedAndCheckIsNot) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
     EXPECT_EQ(Reason(status), "too_many_health_watches");
   }
+  // The bound's metric: the 10 open, not the refused one.
+  const std::string scrape =
+      emulator::testing::SendHttpRequest(
+          "GET", absl::StrCat("http://127.0.0.1:", (*gateway)->metrics_port(), "/metrics"), "")
+          .body;
+  EXPECT_THAT(scrape, HasSubstr("\ncopilot_gateway_health_watches 10\n"));
   // Check is never capped; an unknown service is NOT_FOUND.
   grpc::ClientContext check_context;
   grpc::health::v1::HealthCheckResponse checked;

@@ -263,7 +263,9 @@ TEST_F(AdmissionControllerTest, WeightsShareTheBudget) {
 
 TEST_F(AdmissionControllerTest, An429HoldsTheBudgetUntilRetryAfter) {
   AdmissionController admission(store_, clock_, Budget(100, absl::Seconds(1), absl::Seconds(5)));
+  EXPECT_EQ(admission.holds(), 0);
   admission.HoldBudget(CallClass::kAnswer, absl::Milliseconds(400));
+  EXPECT_EQ(admission.holds(), 1);  // copilot_gateway_upstream_holds.
   Outcomes outcomes;
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("answer"));
   admission.Admit("acme", TenantLimits{}, CallClass::kOther, Far(), outcomes.For("other"));
@@ -272,9 +274,11 @@ TEST_F(AdmissionControllerTest, An429HoldsTheBudgetUntilRetryAfter) {
   EXPECT_EQ(outcomes.admitted(), std::vector<std::string>{"other"});
   clock_.Advance(absl::Milliseconds(399));
   EXPECT_TRUE(Settled(outcomes, 1));
+  EXPECT_EQ(admission.holds(), 1);
   clock_.Advance(absl::Milliseconds(1));
   ASSERT_TRUE(Settled(outcomes, 2));
   EXPECT_EQ(outcomes.admitted(), (std::vector<std::string>{"other", "answer"}));
+  EXPECT_EQ(admission.holds(), 0);
 }
 
 TEST_F(AdmissionControllerTest, WallClockStepsMoveNoLimit) {

@@ -25,10 +25,12 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway {
 namespace {
 
+using ::copilot::gateway::testing::Eventually;
 using ::testing::AllOf;
 using ::testing::EndsWith;
 using ::testing::HasSubstr;
@@ -319,6 +321,8 @@ TEST_F(OpsHttpServerTest, IdleConnectionsDoNotDelayProbesOrScrapes) {
   std::string received;
   for (const Client& client : idle) closed += client.ClosedByServer(&received) ? 1 : 0;
   EXPECT_EQ(closed, 0);
+  // copilot_gateway_ops_connections: the 100 idle ones (each probe's was closed once answered).
+  EXPECT_TRUE(Eventually([&] { return server_->connections() == 100; })) << server_->connections();
 }
 
 // More connections than the cap: the oldest idle ones are closed to make room, in the order
@@ -343,6 +347,9 @@ TEST_F(OpsHttpServerTest, ConnectionsOverTheCapCloseTheOldestIdleOnesAndProbesAn
   EXPECT_EQ(closed_first, evicted);
   EXPECT_EQ(closed_later, 0);
   EXPECT_EQ(received, "");  // Closed without an answer.
+  // Never more than the cap open: the 255 idle ones left once the probe's was closed.
+  EXPECT_TRUE(Eventually([&] { return server_->connections() == cap - 1; }))
+      << server_->connections();
   EXPECT_EQ(Fetch(Url("/readyz")).status, 200);
 }
 
