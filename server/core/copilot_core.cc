@@ -197,6 +197,11 @@ UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context
   options.deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
   options.api_key = tenant.api_key.empty() ? options_.api_key : tenant.api_key;
   options.licence = tenant.LicenceFor(assistant_id);
+  // The tenant's other licences: an answer must echo none of them either.
+  if (tenant.licence != options.licence) options.also_redact.push_back(tenant.licence);
+  for (const auto& [assistant, licence] : tenant.assistant_licences) {
+    if (licence != options.licence) options.also_redact.push_back(licence);
+  }
   options.tenant_id = tenant.id;
   options.limits = tenant.limits;
   options.assistant_id = std::string(assistant_id);

@@ -32,6 +32,10 @@ struct UpstreamCallOptions {
   // Injected as meta_data.user_data.licence on run, run/stream and chat completion calls;
   // empty sends no meta_data.
   std::string licence;
+  // Secrets this call does not send that its answers and errors must not give back either: the
+  // tenant's other licences (one upstream thread or assistant list may echo what another call
+  // sent, e.g. ListAssistants carries only the default licence). Empty strings are ignored.
+  std::vector<std::string> also_redact;
   // Sent as `x-request-id` and `traceparent` when not empty.
   std::string request_id;
   std::string traceparent;

@@ -41,9 +41,12 @@ class TransferCall final : public UpstreamCall {
   const std::shared_ptr<HttpTransfer> transfer_;
 };
 
-// What a call sends upstream that its error text must never give back.
+// What a call sends upstream, and the tenant's other secrets, that its answers and error text
+// must never give back.
 std::vector<std::string> SecretsSent(const UpstreamCallOptions& options) {
-  return {options.api_key, options.licence};
+  std::vector<std::string> secrets = {options.api_key, options.licence};
+  secrets.insert(secrets.end(), options.also_redact.begin(), options.also_redact.end());
+  return secrets;
 }
 
 // Cancels a transfer from its handler; a cancel before the transfer is known is kept until it
@@ -121,15 +124,21 @@ class BufferedHandler final : public HttpTransferHandler {
       std::move(done)(ResponseMemoryExhausted(idempotent_, memory_->max_bytes()), http_status_);
     } else if (!status.ok()) {
       std::move(done)(std::move(status), http_status_);
-    } else if (IsSuccess(http_status_)) {
-      if (pool_ != nullptr && body_.size() > inline_bytes_) {
-        // Decoded off the loop; its bytes stay counted until then.
-        pool_->Post(tenant_, [done = std::move(done), body = std::move(body_),
-                              charge = std::move(charge_), status = http_status_]() mutable {
+    } else if (pool_ != nullptr && body_.size() > inline_bytes_) {
+      // Decoded off the loop, an answer or an error body alike (a hostile upstream can send
+      // megabytes of either); its bytes stay counted until then.
+      pool_->Post(tenant_, [done = std::move(done), body = std::move(body_),
+                            charge = std::move(charge_), status = http_status_,
+                            retry_after = std::move(retry_after_), now = now_,
+                            secrets = secrets_]() mutable {
+        if (IsSuccess(status)) {
           std::move(done)(std::move(body), status);
-        });
-        return;
-      }
+        } else {
+          std::move(done)(StatusFromHttpError(status, body, retry_after, now(), secrets), status);
+        }
+      });
+      return;
+    } else if (IsSuccess(http_status_)) {
       std::move(done)(std::move(body_), http_status_);
     } else {
       std::move(done)(StatusFromHttpError(http_status_, body_, retry_after_, now_(), secrets_),
@@ -478,7 +487,8 @@ std::shared_ptr<UpstreamCall> HaufeClient::DeleteThread(const UpstreamCallOption
   return StartBuffered(
       options,
       MakeRequest(options, "DELETE", absl::StrCat("/v1/threads/", UrlEncode(thread_id)), "", false),
-      [done = std::move(done)](absl::StatusOr<std::string> body, int /*http_status*/) mutable {
+      [done = std::move(done)](const absl::StatusOr<std::string>& body,
+                               int /*http_status*/) mutable {
         // 204, or 200 with any body: the body says nothing we need.
         std::move(done)(body.status());
       });

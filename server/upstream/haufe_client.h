@@ -62,8 +62,8 @@ class HaufeClient final : public HaufeApi {
   // `now` is the wall clock used only to read HTTP-date Retry-After headers. `memory`, when
   // given (it must outlive the client), bounds the response bytes held over all calls: a
   // response that would pass it fails (ResponseMemoryExhausted). `decode_pool`, when given (it
-  // must outlive the client), decodes answers over config.inline_decode_bytes, and their
-  // callbacks then run on its threads.
+  // must outlive the client), decodes answers and error bodies over config.inline_decode_bytes,
+  // and their callbacks then run on its threads.
   HaufeClient(
       HaufeClientConfig config, std::shared_ptr<HttpTransport> transport,
       std::function<absl::Time()> now = [] { return absl::Now(); },

@@ -113,6 +113,21 @@ TEST_F(CopilotCoreTest, CallerDeadlineWinsWhenSooner) {
             clock_.Now() + absl::Seconds(30));
 }
 
+// Issue #13, item 8: a call sends one licence, but an answer may echo another of the tenant's
+// (ListAssistants sends the default licence; a thread may hold what another assistant's run
+// sent): every one of them is redacted from what the call returns.
+TEST_F(CopilotCoreTest, AnswersMayEchoNoneOfTheTenantsLicences) {
+  Tenant tenant{"t", "LIC-DEFAULT"};
+  tenant.assistant_licences["a1"] = "LIC-A1";
+  tenant.assistant_licences["a2"] = "LIC-A2";
+  const UpstreamCallOptions on_a1 = core_.BuildUpstreamOptions(CallContext{}, tenant, "A1");
+  EXPECT_EQ(on_a1.licence, "LIC-A1");
+  EXPECT_THAT(on_a1.also_redact, ::testing::UnorderedElementsAre("LIC-DEFAULT", "LIC-A2"));
+  const UpstreamCallOptions listing = core_.BuildUpstreamOptions(CallContext{}, tenant, "");
+  EXPECT_EQ(listing.licence, "LIC-DEFAULT");
+  EXPECT_THAT(listing.also_redact, ::testing::UnorderedElementsAre("LIC-A1", "LIC-A2"));
+}
+
 TEST_F(CopilotCoreTest, InvalidRequestFailsInlineWithoutUpstreamCall) {
   Result<v1::RunResponse> result;
   auto call = core_.Run(CallContext{}, v1::RunRequest(), result.Callback());

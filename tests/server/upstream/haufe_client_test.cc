@@ -3,13 +3,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
+#include "server/upstream/decode_pool.h"
 #include "tests/testing/fake_transport.h"
 #include "tests/testing/recorders.h"
 
@@ -21,6 +25,8 @@ using ::copilot::gateway::testing::Head;
 using ::copilot::gateway::testing::RecordingSink;
 using ::copilot::gateway::testing::Result;
 using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kBase[] = "https://api.haufe.ai/agents";
 const absl::Time kNow = absl::FromUnixSeconds(1700000000);
@@ -451,6 +457,68 @@ TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
   ASSERT_EQ(sink->chunks.size(), 1u);
   EXPECT_EQ(sink->chunks[0].SerializeAsString().find("PI42"), std::string::npos);
   EXPECT_EQ(sink->chunks[0].delta().content(), "[redacted]");
+}
+
+// The tenant's other licences (also_redact), which this call did not send, are redacted too.
+TEST_F(HaufeClientTest, TheTenantsOtherLicencesAreRedactedLikeTheOneSent) {
+  options_.also_redact = {"OTHER-LIC", ""};  // An empty one redacts nothing.
+  Result<std::vector<v1::Assistant>> listed;
+  client_.ListAssistants(options_, listed.Callback());
+  transport_->last().Respond(200,
+                             R"([{"id":"a1","name":"Tax for OTHER\u002dLIC","streaming":true}])");
+  ASSERT_TRUE(listed.value->ok()) << listed.value->status();
+  ASSERT_EQ((*listed.value)->size(), 1u);
+  EXPECT_EQ((**listed.value)[0].name(), "Tax for [redacted]");
+
+  Result<v1::Message> failed;
+  client_.Run(options_, {.thread_id = "t1", .tools = {}}, failed.Callback());
+  transport_->last().Respond(422, R"({"error_code":"api_error","detail":"licence OTHER-LIC"})");
+  EXPECT_THAT(std::string(failed.value->status().message()), Not(HasSubstr("OTHER-LIC")));
+}
+
+// Issue #13, item 9: answers and error bodies over inline_decode_bytes are decoded on the decode
+// pool, never on the transport's loop (here: the thread that delivers the response), so a
+// tenant's megabytes of either cannot stall other calls' streams; small ones stay inline.
+TEST(HaufeClientDecodePoolTest, LargeAnswersAndErrorBodiesAreDecodedOffTheLoop) {
+  auto transport = std::make_shared<FakeTransport>();
+  DecodePool pool(1, 0);
+  HaufeClient client(
+      HaufeClientConfig{.base_url = std::string(kBase) + "/", .inline_decode_bytes = 100},
+      transport, [] { return kNow; }, nullptr, &pool);
+  UpstreamCallOptions options;
+  options.deadline = kNow + absl::Seconds(30);
+  options.licence = "PI42";
+  struct Decoded {
+    absl::Notification done;
+    std::thread::id thread;
+    absl::StatusOr<v1::Thread> result = absl::UnknownError("not called");
+  };
+  auto get = [&](int status, const std::string& body, Decoded& decoded) {
+    client.GetThread(options, "t1", [&decoded](absl::StatusOr<v1::Thread> result) {
+      decoded.thread = std::this_thread::get_id();
+      decoded.result = std::move(result);
+      decoded.done.Notify();
+    });
+    transport->last().Respond(status, body);
+    EXPECT_TRUE(decoded.done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  };
+  const std::string padding(200, ' ');
+  Decoded large_answer;
+  get(200, R"({"id":"t1"})" + padding, large_answer);
+  ASSERT_TRUE(large_answer.result.ok()) << large_answer.result.status();
+  EXPECT_EQ(large_answer.result->id(), "t1");
+  EXPECT_NE(large_answer.thread, std::this_thread::get_id());
+
+  Decoded large_error;
+  get(503, "<html><body>" + padding + "licence PI42</body></html>", large_error);
+  EXPECT_EQ(large_error.result.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(large_error.result.status().message()), Not(HasSubstr("PI42")));
+  EXPECT_NE(large_error.thread, std::this_thread::get_id());
+
+  Decoded small_answer;
+  get(200, R"({"id":"t2"})", small_answer);
+  EXPECT_EQ(small_answer.result->id(), "t2");
+  EXPECT_EQ(small_answer.thread, std::this_thread::get_id());
 }
 
 // Issue #13, item 10: a 200 KB error_code became ErrorInfo.reason (and the trailers overflowed).
