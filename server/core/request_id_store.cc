@@ -10,13 +10,6 @@
 #include "server/common/errors.h"
 
 namespace copilot::gateway {
-namespace {
-
-// A heap-allocated std::string costs its bytes, a terminator and the allocator's header.
-constexpr std::size_t kStringOverheadBytes = 32;
-
-}  // namespace
-
 struct RequestIdStore::Waiter::State {
   uint64_t id = 0;
   std::string tenant;
@@ -209,7 +202,9 @@ RequestIdStore::Lookup RequestIdStore::Begin(const std::string& tenant, const st
     return lookup;
   }
   lookup.kind = Lookup::Kind::kStart;
-  const std::size_t cost = key.size() + fingerprint.size() + kEntryOverheadBytes;
+  // The key twice (the map's copy and the entry's), the fingerprint, the entry itself.
+  const std::size_t cost = 2 * (key.size() + kStringOverheadBytes) + fingerprint.size() +
+                           kStringOverheadBytes + kEntryOverheadBytes;
   if (!state.MakeRoom(tenant, cost, 1)) return lookup;  // Runs without being remembered.
   auto entry = std::make_shared<Entry>();
   entry->key = key;

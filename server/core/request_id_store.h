@@ -60,9 +60,13 @@ class RequestIdStore {
   // A serialized response (the first attempt's result) or why it failed.
   using Callback = absl::AnyInvocable<void(absl::StatusOr<std::string>) &&>;
 
-  // Book-keeping bytes counted per entry besides its key, fingerprint and result: the entry,
-  // its hash-map slot, its shared_ptr control block and its place in the expiry queue.
+  // Book-keeping bytes counted per entry besides its strings: the entry, its hash-map slot, its
+  // shared_ptr control block and its place in the expiry queue. Each string (the key, held
+  // twice, the fingerprint and the result) counts its bytes plus kStringOverheadBytes (a
+  // terminator and the allocator's header and rounding). Checked against the heap the store
+  // really takes in request_id_store_test.
   static constexpr std::size_t kEntryOverheadBytes = 256;
+  static constexpr std::size_t kStringOverheadBytes = 32;
 
   // A retry waiting for the first attempt. Cancel() stops waiting (its callback gets
   // CANCELLED); Fail() ends the wait with `status` (e.g. the tenant's limit refused it); Hold()
