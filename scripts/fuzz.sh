@@ -17,7 +17,7 @@
 # the build and replay left of it, less 30 s for startup and the report, is split between the
 # targets (at least 5 s each), so a cold build (no ccache) shortens the runs instead of
 # overrunning. FUZZ_BUDGET sets the total run seconds instead. FUZZ_JOBS: targets run at once
-# (default 2); FUZZ_WORK: the scratch directory; JOBS: build parallelism.
+# (default 2; 1 for --long); FUZZ_WORK: the scratch directory; JOBS: build parallelism.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -183,7 +183,7 @@ for t in "${targets[@]}"; do replay "$t" || failed=1; done
 jobs=${FUZZ_JOBS:-2}
 if [[ "$mode" == long ]]; then
   seconds=$long_seconds
-  jobs=1  # One at a time: long runs share the machine.
+  jobs=${FUZZ_JOBS:-1}  # One at a time unless asked: long runs share the machine.
 else
   budget=${FUZZ_BUDGET:-$(( ${FUZZ_STEP_SECONDS:-330} - (SECONDS - step_start) - 30 ))}
   seconds=$(( budget * jobs / ${#targets[@]} ))

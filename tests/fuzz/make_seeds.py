@@ -245,9 +245,15 @@ def config_yaml():
                                  b" tenants: [{id: acme, tokens_file: /t, assistants: [{id: '*'}]}]}\n")
 
 
+# A handle that verifies for tenant "acme" under the target's signing key (SignedThreadHandles::
+# ToCaller for thread "t12", assistant "a1"): without one the target never reaches a verified
+# handle, whose tag it cannot guess.
+VALID_HANDLE = b"th2_6GAkvQMDdDEyAmExskVqt0QZHkbI1oiErCCzRw"
+
+
 def thread_handles():
     write("thread_handles", "handle", Fdp().random_length_string(b"acme").int_in_range(0, 0, 2)
-          .bytes(b"th1_AQsKfkwvHUw6nouHpvXUw7Kj8uHQy5qEdlhDIQ_-3LqYdsLGf7qSiMxyYeUQAK0mlQ").build())
+          .bytes(VALID_HANDLE).build())
     write("thread_handles", "thread-uuids", Fdp().random_length_string(b"acme").int_in_range(1, 0, 2)
           .random_length_string(UUID_T.encode()).bytes(UUID_A.encode()).build())
     write("thread_handles", "thread-raw", Fdp().random_length_string(b"beta").int_in_range(1, 0, 2)

@@ -4,9 +4,10 @@
 // while the signing keys change.
 //
 // Properties: a handle that does not verify is NOT_FOUND exactly like an unknown thread
-// (ThreadNotFound()); a handle verified for one tenant does not verify for another; what
-// ToCaller gives back decodes to the same thread (IDs up to 255 bytes) for its tenant only;
-// UserToCaller undoes UserToUpstream for UUIDs, other user IDs pass unchanged.
+// (ThreadNotFound()); a handle verifies in one spelling only; a handle verified for one tenant
+// does not verify for another; what ToCaller gives back decodes to the same thread (IDs up to
+// 255 bytes) for its tenant only; UserToCaller undoes UserToUpstream for UUIDs, other user IDs
+// pass unchanged.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -15,6 +16,8 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "server/core/signed_thread_handles.h"
 #include "server/core/validation.h"
 #include "tests/fuzz/fuzz_support.h"
@@ -55,10 +58,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(ref.status() == gw::ThreadNotFound(), ref.status().ToString());
       return 0;
     }
-    // Only what ToCaller gave out verifies (up to base64 spelling): it names the same thread.
-    absl::StatusOr<gw::ThreadRef> again =
-        handles.ToUpstream(tenant, handles.ToCaller(tenant, *ref), "thread_id");
+    // Only what ToCaller gave out verifies: it names the same thread, and in one spelling only
+    // (this target once found padded, whitespace and unused-bit spellings of one handle
+    // verifying): the base64 after the "th1_"/"th2_" prefix is canonical, and a current (th2_)
+    // handle is exactly what ToCaller gives for its thread.
+    const std::string canonical = handles.ToCaller(tenant, *ref);
+    absl::StatusOr<gw::ThreadRef> again = handles.ToUpstream(tenant, canonical, "thread_id");
     FUZZ_CHECK(again.ok() && gw::SameRef(*again, *ref), "a verified handle does not round-trip");
+    std::string bytes;
+    std::string reencoded;
+    FUZZ_CHECK(handle.size() > 4 && absl::WebSafeBase64Unescape(handle.substr(4), &bytes),
+               "a verified handle is not base64");
+    absl::WebSafeBase64Escape(bytes, &reencoded);
+    FUZZ_CHECK(reencoded == handle.substr(4), "a non-canonical spelling of a handle verified");
+    if (absl::StartsWith(handle, "th2_")) {
+      FUZZ_CHECK(canonical == handle, "a current handle verified in another spelling");
+    }
     FUZZ_CHECK(!handles.ToUpstream(other, handle, "thread_id").ok(), "verified for two tenants");
   } else if (mode == 1) {  // A thread the gateway names for a caller.
     gw::ThreadRef thread;

@@ -193,6 +193,14 @@ TEST(JsonMappingTest, ThreadWithUnreadableTimestampIsBadResponse) {
   ExpectBadResponse(ParseThread(R"({"id":"t1","created_at":"later"})").status());
   ExpectBadResponse(ParseThread(R"({"id":"t1","created_at":12})").status());
   EXPECT_TRUE(ParseThread(R"({"id":"t1","created_at":null})").ok());
+  // The value is upstream text (it may echo a secret, unredacted here): the message names the
+  // field, never quotes it (found by the stream_decoder fuzzer).
+  const absl::Status echoed = ParseThread(R"({"id":"t1","created_at":"LICENCE-42"})").status();
+  ExpectBadResponse(echoed);
+  EXPECT_EQ(std::string(echoed.message()).find("LICENCE-42"), std::string::npos)
+      << echoed.message();
+  EXPECT_NE(std::string(echoed.message()).find("created_at"), std::string::npos)
+      << echoed.message();
 }
 
 TEST(JsonMappingTest, AssistantMessageWithEverything) {
