@@ -313,6 +313,10 @@ def redis():
         "readonly": b"-READONLY You can't write against a read only replica.\r\n",
         "sha": b"$40\r\n" + b"e0e1f9fabfc9d4800c877a703b823ac0578ff831" + b"\r\n+OK\r\n",
         "nested": b"*3\r\n*2\r\n:1\r\n$-1\r\n*-1\r\n+PONG\r\n",
+        # The quota counters script: added (1, the group's values) or refused (0, the index of
+        # the refusing counter, the values).
+        "counters-added": b"*4\r\n:1\r\n:-1\r\n:3\r\n:40\r\n",
+        "counters-refused": b"*6\r\n:0\r\n:2\r\n:1\r\n:5\r\n:25\r\n:0\r\n",
     }
     for name, reply in replies.items():
         fdp = Fdp()
