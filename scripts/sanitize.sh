@@ -4,14 +4,15 @@
 #   scripts/sanitize.sh thread    # ThreadSanitizer, against abseil and gRPC rebuilt with TSan
 # Not in CI: `SANITIZE=1 scripts/test.sh` adds address as its last step (about 35 minutes: with
 # it .ci/run measured 59m55s, the whole 60-minute budget); thread first builds TSan-instrumented
-# gRPC and abseil (about 45 minutes, once).
+# gRPC and abseil (about 30 minutes on 2 cores, once; README "Sanitizers").
 #
 # thread: scripts/build-tsan-deps.sh first builds Debian's abseil and gRPC sources with
 # -fsanitize=thread into build/tsan-deps/prefix (long the first time, then skipped); the tree is
 # configured with that prefix first in CMAKE_PREFIX_PATH and its lib/ in the RUNPATH, so the
 # instrumented libgrpc++/libgrpc/libgpr/libabsl_* are the ones loaded. Every process's reports,
-# the gateway and emulator children included, go to build/tsan/tsan-reports/tsan.<exe>.<pid>
-# (TSAN_OPTIONS log_path); a process with a report exits 66. The run fails if any report exists.
+# the gateway and emulator children included, go to <build dir>/sanitizer-reports/ (one file per
+# process, via the sanitizer's log_path; under TSan a process with a report exits 66). The run
+# fails if any report exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind="${1:?usage: scripts/sanitize.sh address|thread}"
