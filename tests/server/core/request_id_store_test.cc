@@ -22,7 +22,9 @@
 #endif
 #endif
 #ifdef COPILOT_SANITIZER_ALLOCATOR
-#include <sanitizer/allocator_interface.h>
+// From the sanitizer runtime (GCC's libasan/libtsan or clang's), declared here: GCC installs no
+// <sanitizer/allocator_interface.h>.
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
 namespace copilot::gateway {
