@@ -64,6 +64,13 @@ std::vector<std::string> LogLines(const GatewayProcess& gateway) {
   return lines;
 }
 
+// The gateway's /metrics text.
+std::string Scrape(const GatewayProcess& gateway) {
+  return emulator::testing::SendHttpRequest(
+             "GET", absl::StrCat("http://127.0.0.1:", gateway.metrics_port(), "/metrics"), "")
+      .body;
+}
+
 class GatewayHardeningTest : public GatewayIntegrationTest {};
 
 // Item 1: one answer nested 100,000 levels deep (200 KB) crashed the gateway (SIGSEGV on the
@@ -315,10 +322,7 @@ TEST_F(GatewayHardeningTest, InvalidUtf8EndsAStreamWithInvalidArgumentAndIsCount
 
   // grpc_server_handled_total counts it (the call's log line is checked above for AddMessage).
   auto counted = [&] {
-    const std::string scrape =
-        emulator::testing::SendHttpRequest(
-            "GET", absl::StrCat("http://127.0.0.1:", gateway_->metrics_port(), "/metrics"), "")
-            .body;
+    const std::string scrape = Scrape(*gateway_);
     for (absl::string_view line : absl::StrSplit(scrape, '\n')) {
       if (absl::StartsWith(line, "grpc_server_handled_total{") &&
           absl::StrContains(line, "grpc_method=\"StreamRun\"") &&
@@ -666,11 +670,7 @@ TEST(GatewayStreamCapTest, HealthWatchStreamsAreCappedAndCheckIsNot) {
     EXPECT_EQ(Reason(status), "too_many_health_watches");
   }
   // The bound's metric: the 10 open, not the refused one.
-  const std::string scrape =
-      emulator::testing::SendHttpRequest(
-          "GET", absl::StrCat("http://127.0.0.1:", (*gateway)->metrics_port(), "/metrics"), "")
-          .body;
-  EXPECT_THAT(scrape, HasSubstr("\ncopilot_gateway_health_watches 10\n"));
+  EXPECT_THAT(Scrape(**gateway), HasSubstr("\ncopilot_gateway_health_watches 10\n"));
   // Check is never capped; an unknown service is NOT_FOUND.
   grpc::ClientContext check_context;
   grpc::health::v1::HealthCheckResponse checked;
