@@ -18,6 +18,7 @@
 #include "server/app/log.h"
 #include "server/common/cpus.h"
 #include "server/common/crypto.h"
+#include "server/config/config_loader.h"
 #include "server/ops/instrumented_transport.h"
 #include "server/upstream/haufe_client.h"
 
@@ -234,7 +235,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(
   // In the order each needs the one before: the core calls quota_api_ -> admitted_api_ ->
   // usage_api_ -> api_ -> transport_.
   absl::Status status = gateway->StartOpsListener(config);
-  if (status.ok()) status = gateway->BuildUpstream(config, replacements);
+  if (status.ok()) status = gateway->BuildUpstream(config, secrets, replacements);
   if (status.ok()) status = gateway->BuildLimits(config, secrets);
   if (status.ok()) status = gateway->BuildCore(config, secrets);
   if (status.ok()) status = gateway->StartGrpcServer(config);
@@ -260,6 +261,7 @@ absl::Status GatewayServer::StartOpsListener(const GatewayConfig& config) {
 }
 
 absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
+                                          const GatewaySecrets& secrets,
                                           GatewayReplacements& replacements) {
   if (replacements.api != nullptr) {
     api_ = std::move(replacements.api);
@@ -268,7 +270,8 @@ absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
   if (replacements.transport != nullptr) {
     transport_ = std::move(replacements.transport);
   } else {
-    absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(config);
+    absl::StatusOr<std::shared_ptr<HttpTransport>> transport =
+        MakeUpstreamTransport(config, secrets);
     if (!transport.ok()) return transport.status();
     transport_ = *std::move(transport);
   }
@@ -414,6 +417,22 @@ void GatewayServer::LogServing(const GatewayConfig& config, const GatewaySecrets
     LogLine(absl::StrCat("warning: identity: none on ", address_, ": every caller is tenant ",
                          config.default_tenant.id, " without credentials"));
   }
+  // Which proxy is in force and where it came from: the first question behind a corporate proxy.
+  const ResolvedProxy& proxy = secrets.proxy;
+  const UpstreamConfig& upstream = config.upstream;
+  LogLine(absl::StrCat(
+      "upstream ", upstream.base_url, " ",
+      proxy.url.empty()
+          ? "direct (no proxy)"
+          : absl::StrCat("through proxy ", ProxyForLog(proxy.url), " (from ", proxy.source, ")"),
+      proxy.no_proxy.empty() ? "" : absl::StrCat(", not for ", proxy.no_proxy), "; TLS ",
+      upstream.tls_min_version == UpstreamTlsVersion::k1_3 ? "1.3" : "1.2", "+ trusting ",
+      upstream.ca_file.empty() ? "the system's CAs" : upstream.ca_file,
+      "; connections reused while idle < ", absl::FormatDuration(upstream.max_idle_connection_age),
+      upstream.max_connection_lifetime == absl::ZeroDuration()
+          ? ""
+          : absl::StrCat(" and younger than ",
+                         absl::FormatDuration(upstream.max_connection_lifetime))));
   LogLine(absl::StrCat("serving copilot.v1.CopilotService on ", address_, "; upstream ",
                        config.upstream.base_url, "; identity ",
                        CallerIdentityName(config.server.identity), "; ", secrets.tenants.size(),

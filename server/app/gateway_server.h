@@ -106,7 +106,8 @@ class GatewayServer {
   // (first: a slow start is visible), unless metrics_listen is off.
   absl::Status StartOpsListener(const GatewayConfig& config);
   // transport_ (instrumented), response_memory_, decode_pool_ and api_, or the replacements.
-  absl::Status BuildUpstream(const GatewayConfig& config, GatewayReplacements& replacements);
+  absl::Status BuildUpstream(const GatewayConfig& config, const GatewaySecrets& secrets,
+                             GatewayReplacements& replacements);
   // limit_store_ (in process, or Redis with its fail-open fallback_store_).
   absl::Status BuildLimitStores(const GatewayConfig& config, const GatewaySecrets& secrets);
   // The decorators over api_ (usage, admission, quotas), their stores and the usage reader.
@@ -180,7 +181,8 @@ class GatewayServer {
 };
 
 // The production transport for `config` (CurlTransport: one libcurl multi event loop).
-absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config);
+absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config,
+                                                                     const GatewaySecrets& secrets);
 
 // The tenants of `config` with their secrets, plus default_tenant for identity: none.
 std::shared_ptr<const TenantDirectory> BuildTenantDirectory(const GatewayConfig& config,

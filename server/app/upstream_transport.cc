@@ -1,14 +1,53 @@
 // The production transport, kept apart so the object graph (gateway_server.cc) reads top down.
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "server/app/gateway_server.h"
 #include "server/transport/curl_transport.h"
 
 namespace copilot::gateway {
+namespace {
 
-absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config) {
+// Fails at start-up, naming the setting, rather than at the first call (libcurl reads the
+// bundle per connection).
+absl::Status CheckCaFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream contents;
+  if (file) contents << file.rdbuf();
+  if (!file) {
+    return absl::InvalidArgumentError(absl::StrCat("upstream.ca_file: cannot read ", path));
+  }
+  if (!absl::StrContains(contents.str(), "-----BEGIN CERTIFICATE-----")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream.ca_file: ", path, " holds no PEM certificate"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
+    const GatewayConfig& config, const GatewaySecrets& secrets) {
+  const UpstreamConfig& upstream = config.upstream;
   CurlTransportOptions options;
-  options.http2 = config.upstream.http2;
-  options.max_transfers = static_cast<int64_t>(config.upstream.max_transfers);
-  options.max_cached_connections = static_cast<long>(config.upstream.max_cached_connections);
+  options.http2 = upstream.http2;
+  options.max_transfers = static_cast<int64_t>(upstream.max_transfers);
+  options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
+  options.max_idle_connection_age = upstream.max_idle_connection_age;
+  options.max_connection_lifetime = upstream.max_connection_lifetime;
+  options.tls_min_version =
+      upstream.tls_min_version == UpstreamTlsVersion::k1_3 ? TlsVersion::k1_3 : TlsVersion::k1_2;
+  if (!upstream.ca_file.empty()) {
+    if (absl::Status status = CheckCaFile(upstream.ca_file); !status.ok()) return status;
+    options.ca_file = upstream.ca_file;
+  }
+  options.proxy = secrets.proxy.url;
+  options.no_proxy = secrets.proxy.no_proxy;
+  options.proxy_username = secrets.proxy.username;
+  options.proxy_password = secrets.proxy.password;
   absl::StatusOr<std::unique_ptr<CurlTransport>> transport = CurlTransport::Create(options);
   if (!transport.ok()) return transport.status();
   return std::shared_ptr<HttpTransport>(*std::move(transport));

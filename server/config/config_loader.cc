@@ -412,6 +412,15 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"http2", Bool(upstream.http2)},
            {"max_transfers", Count(upstream.max_transfers, 1, 1000000)},
            {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
+           {"max_idle_connection_age", PositiveDuration(upstream.max_idle_connection_age)},
+           {"max_connection_lifetime", NonNegativeDuration(upstream.max_connection_lifetime)},
+           {"ca_file", NonEmptyString(upstream.ca_file)},
+           {"tls_min_version",
+            OneOf(upstream.tls_min_version,
+                  {{"1.2", UpstreamTlsVersion::k1_2}, {"1.3", UpstreamTlsVersion::k1_3}})},
+           {"proxy", NonEmptyString(upstream.proxy)},
+           {"proxy_credentials_file", NonEmptyString(upstream.proxy_credentials_file)},
+           {"no_proxy", NonEmptyString(upstream.no_proxy)},
            {"max_buffered_bytes", Bytes(upstream.max_buffered_bytes, 1024 * 1024, 64 * kGiB)},
            {"allow_insecure_http", Bool(upstream.allow_insecure_http)},
            {"decode_threads", IntInRange(upstream.decode_threads, 0, 64)},
@@ -546,6 +555,50 @@ std::string UrlHost(absl::string_view url) {
         url.substr(1, close == absl::string_view::npos ? url.size() - 1 : close - 1));
   }
   return absl::AsciiStrToLower(url.substr(0, url.find(':')));
+}
+
+// upstream.proxy: "http://host:port" or "https://host:port", no credentials in it.
+absl::Status ValidateProxyUrl(absl::string_view url) {
+  absl::string_view rest = url;
+  if (!absl::ConsumePrefix(&rest, "http://") && !absl::ConsumePrefix(&rest, "https://")) {
+    return PathError("upstream.proxy", "must start with http:// or https:// (or be none)");
+  }
+  const absl::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (absl::StrContains(authority, '@')) {
+    return PathError("upstream.proxy",
+                     "must not hold credentials: put user:password in "
+                     "upstream.proxy_credentials_file");
+  }
+  if (UrlHost(url).empty()) return PathError("upstream.proxy", "names no host");
+  const absl::string_view path = rest.substr(authority.size());
+  if (!path.empty() && path != "/") {
+    return PathError("upstream.proxy", "expected scheme://host:port without a path");
+  }
+  return absl::OkStatus();
+}
+
+// The connection policy and the proxy settings of upstream.
+absl::Status ValidateUpstreamConnection(const UpstreamConfig& upstream) {
+  // libcurl counts connection ages in whole seconds (CurlTransportOptions).
+  if (upstream.max_idle_connection_age < absl::Seconds(1)) {
+    return PathError("upstream.max_idle_connection_age", "must be at least 1s (whole seconds)");
+  }
+  if (upstream.max_connection_lifetime != absl::ZeroDuration() &&
+      upstream.max_connection_lifetime < absl::Seconds(2)) {
+    return PathError("upstream.max_connection_lifetime",
+                     "must be 0 (no bound) or at least 2s (whole seconds)");
+  }
+  const bool proxy = !upstream.proxy.empty() && upstream.proxy != "none";
+  if (proxy) {
+    if (absl::Status status = ValidateProxyUrl(upstream.proxy); !status.ok()) return status;
+  }
+  if (!proxy && !upstream.proxy_credentials_file.empty()) {
+    return PathError("upstream.proxy_credentials_file", "needs upstream.proxy");
+  }
+  if (!proxy && !upstream.no_proxy.empty()) {
+    return PathError("upstream.no_proxy", "needs upstream.proxy");
+  }
+  return absl::OkStatus();
 }
 
 // localhost, 127.0.0.0/8 and ::1: traffic that never leaves the machine (or the pod).
@@ -781,6 +834,9 @@ absl::Status ValidateConfig(const GatewayConfig& config) {
       }
     }
   }
+  if (absl::Status status = ValidateUpstreamConnection(config.upstream); !status.ok()) {
+    return status;
+  }
   if (config.upstream.connect_timeout > config.upstream.max_call_timeout) {
     return PathError("upstream.connect_timeout", "must not exceed upstream.max_call_timeout");
   }
@@ -822,8 +878,70 @@ EnvLookup ProcessEnvironment() {
   };
 }
 
+absl::StatusOr<ResolvedProxy> ResolveUpstreamProxy(const UpstreamConfig& upstream,
+                                                   const EnvLookup& env) {
+  ResolvedProxy proxy;
+  if (upstream.proxy == "none") return proxy;
+  if (!upstream.proxy.empty()) {
+    proxy.url = upstream.proxy;
+    proxy.no_proxy = upstream.no_proxy;
+    proxy.source = "upstream.proxy";
+    if (!upstream.proxy_credentials_file.empty()) {
+      absl::StatusOr<std::string> credentials = ReadSecret(
+          "upstream.proxy_credentials_file", upstream.proxy_credentials_file, "", "", env);
+      if (!credentials.ok()) return credentials.status();
+      const std::size_t colon = credentials->find(':');
+      if (colon == std::string::npos || colon == 0) {
+        return PathError(
+            "upstream.proxy_credentials_file",
+            absl::StrCat(upstream.proxy_credentials_file, " must hold user:password on one line"));
+      }
+      proxy.username = credentials->substr(0, colon);
+      proxy.password = credentials->substr(colon + 1);
+    }
+    return proxy;
+  }
+  // As curl reads them: http_proxy only in lower case (HTTP_PROXY can be set by a CGI request
+  // header), then all_proxy.
+  const bool https = absl::StartsWith(upstream.base_url, "https://");
+  std::vector<std::string> names;
+  if (https) {
+    names = {"https_proxy", "HTTPS_PROXY"};
+  } else {
+    names = {"http_proxy"};
+  }
+  names.insert(names.end(), {"all_proxy", "ALL_PROXY"});
+  for (const std::string& name : names) {
+    std::optional<std::string> value = env(name);
+    if (!value.has_value() || absl::StripAsciiWhitespace(*value).empty()) continue;
+    proxy.url = std::string(absl::StripAsciiWhitespace(*value));
+    proxy.source = name;
+    for (const char* no_proxy_name : {"no_proxy", "NO_PROXY"}) {
+      if (std::optional<std::string> hosts = env(no_proxy_name); hosts.has_value()) {
+        proxy.no_proxy = *hosts;
+        break;
+      }
+    }
+    break;
+  }
+  return proxy;
+}
+
+std::string ProxyForLog(absl::string_view url) {
+  const std::size_t scheme = url.find("://");
+  const std::size_t start = scheme == absl::string_view::npos ? 0 : scheme + 3;
+  const std::size_t end = url.find_first_of("/?#", start);
+  const std::size_t at =
+      url.substr(0, end == absl::string_view::npos ? url.size() : end).rfind('@');
+  if (at == absl::string_view::npos || at < start) return std::string(url);
+  return absl::StrCat(url.substr(0, start), "***@", url.substr(at + 1));
+}
+
 absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const EnvLookup& env) {
   GatewaySecrets secrets;
+  absl::StatusOr<ResolvedProxy> proxy = ResolveUpstreamProxy(config.upstream, env);
+  if (!proxy.ok()) return proxy.status();
+  secrets.proxy = *std::move(proxy);
   absl::StatusOr<std::string> key =
       ReadSecret("upstream.api_key_file", config.upstream.api_key_file, "upstream.api_key_env",
                  config.upstream.api_key_env, env);

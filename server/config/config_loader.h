@@ -60,6 +60,16 @@ EnvLookup ProcessEnvironment();
 // Errors name the config key and the file or variable, never the value.
 absl::StatusOr<GatewaySecrets> ResolveSecrets(const GatewayConfig& config, const EnvLookup& env);
 
+// The proxy for the upstream: upstream.proxy with its credentials file ("none": direct);
+// when absent, the environment's as curl reads it (https_proxy or HTTPS_PROXY for an https://
+// base_url, http_proxy for http://, then all_proxy or ALL_PROXY; no_proxy or NO_PROXY), else
+// direct.
+absl::StatusOr<ResolvedProxy> ResolveUpstreamProxy(const UpstreamConfig& upstream,
+                                                   const EnvLookup& env);
+
+// `url` with any user:password@ replaced by ***@, for logs.
+std::string ProxyForLog(absl::string_view url);
+
 // Reads every tenant's licences and API key (errors name the config key, never the value).
 absl::StatusOr<std::vector<ResolvedTenant>> ResolveTenants(const GatewayConfig& config,
                                                            const EnvLookup& env);

@@ -42,6 +42,8 @@ inline absl::string_view RedisFailureModeName(RedisFailureMode mode) {
 }
 
 // Where the gateway reaches the Haufe Copilot REST API and how transfers are bounded.
+enum class UpstreamTlsVersion { k1_2, k1_3 };
+
 struct UpstreamConfig {
   // Base URL without the `/v1` part, e.g. "https://api.haufe.ai/agents".
   std::string base_url;
@@ -63,8 +65,24 @@ struct UpstreamConfig {
   bool http2 = true;
   // Upstream transfers in flight at most; more fail at once with RESOURCE_EXHAUSTED.
   std::size_t max_transfers = 20000;
-  // Idle connections kept for reuse; 0 keeps libcurl's default.
+  // Idle connections kept for reuse; 0: as many as max_transfers (sized to the load; idle ones
+  // close after max_idle_connection_age).
   std::size_t max_cached_connections = 0;
+  // No upstream connection idle this long is reused (keep it below the upstream's keep-alive
+  // timeout), nor one this old (0: no bound). Whole seconds.
+  absl::Duration max_idle_connection_age = absl::Seconds(4);
+  absl::Duration max_connection_lifetime = absl::Minutes(5);
+  // Trust bundle (PEM) for the upstream and an https:// proxy; empty: the system's.
+  std::string ca_file;
+  UpstreamTlsVersion tls_min_version = UpstreamTlsVersion::k1_2;
+  // The forward proxy: "http://host:port" or "https://host:port"; "none": direct even when the
+  // environment names one; empty (absent): the environment's (https_proxy, ...), else direct.
+  // See ResolveUpstreamProxy.
+  std::string proxy;
+  // A file holding "user:password" for the proxy (Basic); needs proxy.
+  std::string proxy_credentials_file;
+  // Hosts reached without the proxy (comma-separated names or domains, "*": all); needs proxy.
+  std::string no_proxy;
   // Bytes of upstream response bodies held at once, over all calls (each also bounded by
   // max_response_bytes); a response that would pass it fails.
   std::size_t max_buffered_bytes = 256 * 1024 * 1024;
@@ -319,8 +337,19 @@ struct ResolvedTenant {
 };
 
 // Values read from the places the config names. Never log these.
+// The proxy the upstream transport uses, decided from upstream.proxy and the environment.
+struct ResolvedProxy {
+  std::string url;  // Empty: direct.
+  std::string no_proxy;
+  // Where `url` came from: "upstream.proxy", the environment variable's name, or "" (direct).
+  std::string source;
+  std::string username;  // From upstream.proxy_credentials_file; empty: none.
+  std::string password;
+};
+
 struct GatewaySecrets {
   std::string api_key;
+  ResolvedProxy proxy;
   std::string licence;             // Empty: no licence configured.
   std::string thread_signing_key;  // Empty: none configured.
   std::vector<std::string> previous_thread_signing_keys;

@@ -196,6 +196,14 @@ long ClampedMillis(absl::Duration duration) {
   return static_cast<long>(std::clamp<int64_t>(ms, 1, 24 * 3600 * 1000));
 }
 
+// For libcurl's whole-second connection ages: libcurl keeps a connection whose age, rounded
+// down to whole seconds, is at most n, i.e. younger than n + 1 seconds. The n that keeps none
+// as old as `age`: floor(age) - 1, at least 0 (then: younger than 1 s).
+long WholeSecondsBelow(absl::Duration age) {
+  const int64_t seconds = absl::ToInt64Seconds(absl::Floor(age, absl::Seconds(1)));
+  return static_cast<long>(std::clamp<int64_t>(seconds - 1, 0, 365 * 24 * 3600));
+}
+
 }  // namespace
 
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
@@ -234,6 +242,8 @@ class CurlTransport::Loop {
     std::size_t max_body_bytes = 0;
     bool too_large = false;
     bool connect_timeout_first = false;   // The connect timeout fires before the deadline.
+    int sends = 0;                        // Times libcurl was about to send the request.
+    bool resend_refused = false;          // A second send of a POST was refused.
     std::optional<CURLcode> held_result;  // Finished while paused: waits for Resume.
     SteadyTime last_activity;
     SteadyClock::duration stall_timeout{};
@@ -254,6 +264,8 @@ class CurlTransport::Loop {
   static int OnTimer(CURLM* multi, long timeout_ms, void* loop);
   static size_t OnHeader(char* data, size_t size, size_t count, void* transfer);
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
+  static int OnPrerequest(void* transfer, char* remote_ip, char* local_ip, int remote_port,
+                          int local_port);
 
   void HandleCommands();
   // Creates the transfer for `command` and adds it to the multi handle, or completes it with
@@ -263,6 +275,7 @@ class CurlTransport::Loop {
   absl::Status SetOptions(Transfer& transfer, const HttpRequest& request,
                           absl::Duration remaining) const;
   static void SetMethod(EasyOptions& set, const std::string& method, const std::string& body);
+  void SetConnectionOptions(EasyOptions& set) const;
   void ResumeTransfer(Transfer& transfer);
   void DrainDone();
   void CheckStalls(SteadyTime now);
@@ -335,9 +348,9 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
   set.Set(CURLMOPT_MAX_TOTAL_CONNECTIONS, "CURLMOPT_MAX_TOTAL_CONNECTIONS", 0L);
   set.Set(CURLMOPT_PIPELINING, "CURLMOPT_PIPELINING",
           options.http2 ? CURLPIPE_MULTIPLEX : CURLPIPE_NOTHING);
-  if (options.max_cached_connections > 0) {
-    set.Set(CURLMOPT_MAXCONNECTS, "CURLMOPT_MAXCONNECTS", options.max_cached_connections);
-  }
+  set.Set(CURLMOPT_MAXCONNECTS, "CURLMOPT_MAXCONNECTS",
+          options.max_cached_connections > 0 ? options.max_cached_connections
+                                             : static_cast<long>(options.max_transfers));
   if (!set.status().ok()) return set.status();  // ~Loop cleans up; the loop never ran.
   return loop;
 }
@@ -423,6 +436,18 @@ size_t CurlTransport::Loop::OnHeader(char* data, size_t size, size_t count, void
       absl::AsciiStrToLower(absl::StripAsciiWhitespace(line.substr(0, colon))),
       std::string(absl::StripAsciiWhitespace(line.substr(colon + 1))));
   return length;
+}
+
+int CurlTransport::Loop::OnPrerequest(void* transfer_ptr, char* /*remote_ip*/, char* /*local_ip*/,
+                                      int /*remote_port*/, int /*local_port*/) {
+  auto* transfer = static_cast<Transfer*>(transfer_ptr);
+  if (++transfer->sends > 1 && !transfer->idempotent) {
+    // libcurl is about to send the request again because the connection it went out on died
+    // before any response byte: the upstream may have carried it out (see the header).
+    transfer->resend_refused = true;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  return CURL_PREREQFUNC_OK;
 }
 
 size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void* transfer_ptr) {
@@ -530,7 +555,10 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   set.Set(CURLOPT_WRITEFUNCTION, &Loop::OnWrite);
   set.Set(CURLOPT_WRITEDATA, &transfer);
   set.Set(CURLOPT_HTTPHEADER, transfer.headers);
+  set.Set(CURLOPT_PREREQFUNCTION, &Loop::OnPrerequest);
+  set.Set(CURLOPT_PREREQDATA, &transfer);
   set.Set(CURLOPT_TCP_KEEPALIVE, 1L);
+  SetConnectionOptions(set);
   set.Set(CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
   set.Set(CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.
   set.Set(CURLOPT_MAXFILESIZE_LARGE,
@@ -553,6 +581,29 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   }
   SetMethod(set, request.method, transfer.body);
   return set.status();
+}
+
+void CurlTransport::Loop::SetConnectionOptions(EasyOptions& set) const {
+  set.Set(CURLOPT_MAXAGE_CONN, WholeSecondsBelow(options_.max_idle_connection_age));
+  if (options_.max_connection_lifetime > absl::ZeroDuration()) {
+    set.Set(CURLOPT_MAXLIFETIME_CONN,
+            std::max(1L, WholeSecondsBelow(options_.max_connection_lifetime)));
+  }
+  const long tls = options_.tls_min_version == TlsVersion::k1_3 ? CURL_SSLVERSION_TLSv1_3
+                                                                : CURL_SSLVERSION_TLSv1_2;
+  set.Set(CURLOPT_SSLVERSION, tls);
+  if (!options_.ca_file.empty()) set.Set(CURLOPT_CAINFO, options_.ca_file.c_str());
+  // Always set: an empty proxy keeps libcurl from reading http_proxy and the like itself.
+  set.Set(CURLOPT_PROXY, options_.proxy.c_str());
+  if (options_.proxy.empty()) return;
+  set.Set(CURLOPT_PROXY_SSLVERSION, tls);
+  if (!options_.ca_file.empty()) set.Set(CURLOPT_PROXY_CAINFO, options_.ca_file.c_str());
+  if (!options_.no_proxy.empty()) set.Set(CURLOPT_NOPROXY, options_.no_proxy.c_str());
+  if (!options_.proxy_username.empty()) {
+    set.Set(CURLOPT_PROXYAUTH, static_cast<long>(CURLAUTH_BASIC));
+    set.Set(CURLOPT_PROXYUSERNAME, options_.proxy_username.c_str());
+    set.Set(CURLOPT_PROXYPASSWORD, options_.proxy_password.c_str());
+  }
 }
 
 void CurlTransport::Loop::SetMethod(EasyOptions& set, const std::string& method,
@@ -678,6 +729,14 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     SetInternalDetail(status, detail);
     return status;
   };
+  if (transfer.resend_refused) {
+    metadata["resend_refused"] = "true";
+    metadata["connection_reused"] = "true";
+    return failure(
+        "the upstream connection closed before an answer to a request that was already sent; "
+        "it was not sent again, since the upstream may have carried it out",
+        "upstream_reset");
+  }
   if (transfer.too_large || result == CURLE_FILESIZE_EXCEEDED) {
     return MakeError(
         absl::StatusCode::kInternal,

@@ -7,14 +7,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/transport/http_transport.h"
 
 namespace copilot::gateway {
+
+enum class TlsVersion { k1_2, k1_3 };
 
 // Plain data.
 struct CurlTransportOptions {
@@ -24,8 +28,31 @@ struct CurlTransportOptions {
   // Receive buffer of each transfer (CURLOPT_BUFFERSIZE). Small, so that 10,000 slow transfers
   // stay cheap; NDJSON lines and JSON answers are small.
   long receive_buffer_bytes = 16 * 1024;
-  // Size of the shared connection cache (CURLMOPT_MAXCONNECTS); 0 keeps libcurl's default.
+  // Size of the shared connection cache (CURLMOPT_MAXCONNECTS): idle connections kept for
+  // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
+  // ones still close after max_idle_connection_age).
   long max_cached_connections = 0;
+  // No connection idle this long is reused (CURLOPT_MAXAGE_CONN), nor one this old
+  // (CURLOPT_MAXLIFETIME_CONN; zero: no bound). libcurl counts whole seconds, so both act as
+  // if rounded down to whole seconds (the idle age at least 1 s, the lifetime at least 2 s).
+  // Keep the idle age below the upstream's keep-alive timeout, so the gateway never sends on a
+  // connection the upstream is about to close.
+  absl::Duration max_idle_connection_age = absl::Seconds(4);
+  absl::Duration max_connection_lifetime = absl::Minutes(5);
+  // TLS: the trust bundle (PEM) for the upstream and an https:// proxy (empty: the system's)
+  // and the lowest TLS version accepted.
+  std::string ca_file = {};
+  TlsVersion tls_min_version = TlsVersion::k1_2;
+  // The forward proxy every transfer goes through ("http://host:port" or "https://host:port";
+  // CONNECT for https:// URLs), empty: none. The environment (http_proxy, https_proxy, ...) is
+  // never read here: the caller decides (ResolveUpstreamProxy in the config layer).
+  std::string proxy = {};
+  // Basic credentials for the proxy; empty username: none.
+  std::string proxy_username = {};
+  std::string proxy_password = {};
+  // Hosts reached directly, not through `proxy` (CURLOPT_NOPROXY syntax: comma-separated host
+  // names or domains, "*" for all).
+  std::string no_proxy = {};
   // Transfers in flight (queued for the loop or running) at most. A Start beyond it completes
   // at once with RESOURCE_EXHAUSTED "upstream_transfers_exhausted"; nothing queues without bound.
   // Each transfer holds a socket, so keep it below the process's file descriptor limit.
@@ -46,6 +73,15 @@ struct CurlTransportOptions {
 // CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
 // https only. The one multi handle is the shared connection, DNS and TLS session cache
 // (CURLMOPT_MAX_HOST_CONNECTIONS unlimited).
+//
+// No request is sent twice unless it is idempotent. libcurl on its own sends a request again on
+// a fresh connection when a reused one closed (or reset) before any response byte, POSTs
+// included (lib/transfer.c, Curl_retry_request): but a connection that dies after the request
+// went out may die after the upstream carried it out, and a Run sent twice is two answers in
+// the thread. So each transfer counts its sends (CURLOPT_PREREQFUNCTION runs right before each)
+// and a second send of a POST is refused: the transfer fails with UNAVAILABLE "upstream_reset",
+// metadata "resend_refused": "true", "connection_reused": "true". The connection policy
+// (max_idle_connection_age below the upstream's keep-alive timeout) makes this rare.
 //
 // Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received" and
 // "response_started"):

@@ -921,6 +921,7 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
       return ControlJson(200, json{{"open_connections", stats.open_connections},
                                    {"peak_connections", stats.peak_connections},
                                    {"accepted_total", stats.accepted_total},
+                                   {"idle_closed_total", stats.idle_closed_total},
                                    {"requests_total", requests_total_},
                                    {"in_flight", in_flight_},
                                    {"rate_limits", rate_limiter_.StatsJson()}});

@@ -34,7 +34,7 @@ absl::Status ParseRateLimit(absl::string_view flag, absl::string_view value,
 std::string Usage() {
   return "usage: haufe-emulator --listen HOST:PORT --api-key KEY [--api-key KEY]...\n"
          "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
-         "         [--fault JSON]... [--max-record N] [--seed N]\n"
+         "         [--fault JSON]... [--max-record N] [--seed N] [--keep-alive-timeout-ms N]\n"
          "         [--rate-limits off|tier0] [--answer-rps N] [--answer-rpm N]\n"
          "         [--other-rps N] [--other-rpm N]\n";
 }
@@ -89,6 +89,10 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
       int64_t n = 0;
       if (absl::Status s = ParseNonNegative(flag, value, n); !s.ok()) return s;
       options.max_record = static_cast<size_t>(n);
+    } else if (flag == "keep-alive-timeout-ms") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.keep_alive_timeout_ms); !s.ok()) {
+        return s;
+      }
     } else if (flag == "seed") {
       uint64_t seed = 0;
       if (!absl::SimpleAtoi(value, &seed)) return FlagError(flag, "expected an integer");

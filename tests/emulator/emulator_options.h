@@ -30,6 +30,8 @@ struct EmulatorOptions {
   // turns enforcement on; the others keep their tier-0 values). Default: off.
   RateLimitConfig rate_limits;
   size_t max_record = 10000;
+  // --keep-alive-timeout-ms: HttpServer::Options::keep_alive_timeout (0: none).
+  int64_t keep_alive_timeout_ms = 0;
   std::optional<uint64_t> seed;  // absent: main picks a random one
 };
 

@@ -38,7 +38,8 @@ struct HttpServer::Connection {
   std::string in;
   HttpRequestParser parser;
   bool sent_continue = false;
-  bool draining = false;  // write side shut; discarding input until EOF
+  bool draining = false;                // write side shut; discarding input until EOF
+  absl::Time idle_since = absl::Now();  // accepted, or the last response finished
 
   // The response in progress.
   bool responding = false;
@@ -145,8 +146,15 @@ void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
   if (it == connections_.end()) return;
   Connection& conn = *it->second;
   bool peer_closed = (events & (EPOLLERR | EPOLLHUP)) != 0;
+  const bool was_idle = !conn.responding && !conn.draining && conn.in.empty();
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if (!ReadAvailable(conn, peer_closed)) return;
+  }
+  if (was_idle && !conn.in.empty() && options_.keep_alive_timeout > absl::ZeroDuration() &&
+      absl::Now() - conn.idle_since >= options_.keep_alive_timeout) {
+    ++stats_.idle_closed_total;
+    Close(conn, /*with_reset=*/false);  // The request is never read, never recorded.
+    return;
   }
   if (peer_closed) {
     if (conn.responding && !conn.finished) Finish(conn, false, /*client_closed_early=*/true);
@@ -367,6 +375,7 @@ bool HttpServer::Flush(Connection& conn) {
     Finish(conn, /*completed=*/true, false);
     conn.responding = false;
     conn.plan = ResponsePlan();
+    conn.idle_since = absl::Now();
     if (!conn.keep_alive) {
       // Half-close so the peer reads everything, then drop whatever it still sends.
       shutdown(conn.fd, SHUT_WR);

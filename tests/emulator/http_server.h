@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "tests/emulator/event_loop.h"
 #include "tests/emulator/http_request.h"
 #include "tests/emulator/http_response.h"
@@ -30,6 +31,8 @@ struct ServerStats {
   int64_t open_connections = 0;
   int64_t peak_connections = 0;
   int64_t accepted_total = 0;
+  // Connections closed under a request by keep_alive_timeout.
+  int64_t idle_closed_total = 0;
 };
 
 // Accepts connections and runs one response at a time per connection (pipelined requests wait
@@ -42,6 +45,10 @@ class HttpServer {
     int backlog = 65535;  // the kernel caps it at net.core.somaxconn
     size_t max_header_bytes = 64 * 1024;
     size_t max_body_bytes = 32 * 1024 * 1024;
+    // Zero: none. Otherwise a request that arrives on a connection idle at least this long is
+    // not read: the connection is closed (FIN) instead. That is the race a client loses when it
+    // reuses a connection just as the server's keep-alive timer closes it, made deterministic.
+    absl::Duration keep_alive_timeout = absl::ZeroDuration();
   };
 
   HttpServer(EventLoop& loop, RequestHandler& handler, Options options);

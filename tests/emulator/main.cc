@@ -82,7 +82,9 @@ int main(int argc, char** argv) {
   EmulatorApp app(*options, clock, uuids, [&server_ptr] {
     return server_ptr != nullptr ? server_ptr->stats() : ServerStats();
   });
-  HttpServer server(loop, app);
+  HttpServer::Options server_options;
+  server_options.keep_alive_timeout = absl::Milliseconds(options->keep_alive_timeout_ms);
+  HttpServer server(loop, app, server_options);
   server_ptr = &server;
   if (absl::Status s = server.Listen(options->listen_host, options->listen_port); !s.ok()) {
     return Fail(s);

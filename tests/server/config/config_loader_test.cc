@@ -37,6 +37,14 @@ class TempFile {
   std::string path_;
 };
 
+// "valid", or why `yaml` does not parse or validate.
+std::string ValidationOf(const std::string& yaml) {
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(yaml);
+  if (!config.ok()) return std::string(config.status().message());
+  absl::Status status = ValidateConfig(*config);
+  return status.ok() ? std::string("valid") : std::string(status.message());
+}
+
 EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
   return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
     auto it = vars.find(name);
@@ -150,12 +158,7 @@ TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
 
 TEST(ConfigLoaderTest, TenantsAndTlsAreValidatedWithTheirPaths) {
   const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
-  auto invalid = [&](const std::string& yaml) {
-    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
-    if (!config.ok()) return std::string(config.status().message());
-    absl::Status status = ValidateConfig(*config);
-    return status.ok() ? std::string("valid") : std::string(status.message());
-  };
+  auto invalid = [&](const std::string& yaml) { return ValidationOf(base + yaml); };
   const std::string hash(64, 'a');
   EXPECT_EQ(invalid("tenants:\n  - id: a\n    bearer_token_sha256: [\"" + hash +
                     "\"]\n    assistants: [{id: \"*\"}]\n"),
@@ -219,12 +222,7 @@ TEST(ConfigLoaderTest, FixedValueSettingsAreReadAsEnums) {
 
 TEST(ConfigLoaderTest, RedisUrlsAndTlsFilesAreReadAndValidatedWithTheirPaths) {
   const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
-  auto invalid = [&](const std::string& yaml) {
-    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
-    if (!config.ok()) return std::string(config.status().message());
-    absl::Status status = ValidateConfig(*config);
-    return status.ok() ? std::string("valid") : std::string(status.message());
-  };
+  auto invalid = [&](const std::string& yaml) { return ValidationOf(base + yaml); };
   absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + R"(
 redis:
   url: "rediss://redis.example.com:6380/0"
@@ -451,12 +449,7 @@ user_id_key_env: USER_ID_KEY
 
 TEST(ConfigLoaderTest, SigningKeysAreValidatedWithTheirPaths) {
   const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
-  auto invalid = [&](const std::string& yaml) {
-    absl::StatusOr<GatewayConfig> config = ParseConfigYaml(base + yaml);
-    if (!config.ok()) return std::string(config.status().message());
-    absl::Status status = ValidateConfig(*config);
-    return status.ok() ? std::string("valid") : std::string(status.message());
-  };
+  auto invalid = [&](const std::string& yaml) { return ValidationOf(base + yaml); };
   EXPECT_EQ(invalid("thread_signing_key_env: NEW\nprevious_thread_signing_keys: []\n"), "valid");
   EXPECT_EQ(invalid("user_id_key_file: /keys/user-id\n"), "valid");  // Without a signing key too.
   EXPECT_EQ(invalid("previous_thread_signing_keys:\n  - key_file: /keys/old\n"),
@@ -546,6 +539,148 @@ TEST(ConfigLoaderTest, BadSigningKeysNameTheKeyButNotTheValue) {
   config.user_id_key = FromEnv("USER_ID_KEY");
   EXPECT_THAT(error(FakeEnv({{"USER_ID_KEY", "short-secret"}})),
               HasSubstr("user_id_key_env: the key must be at least 32 bytes"));
+}
+
+}  // namespace
+}  // namespace copilot::gateway
+
+namespace copilot::gateway {
+namespace {
+
+// Issue #15: the production upstream path's settings.
+TEST(UpstreamConnectionConfigTest, SettingsAreReadWithTheirDefaults) {
+  absl::StatusOr<GatewayConfig> defaults = ParseConfigYaml("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->upstream.max_idle_connection_age, absl::Seconds(4));
+  EXPECT_EQ(defaults->upstream.max_connection_lifetime, absl::Minutes(5));
+  EXPECT_EQ(defaults->upstream.tls_min_version, UpstreamTlsVersion::k1_2);
+  EXPECT_EQ(defaults->upstream.max_cached_connections, 0u);
+  EXPECT_EQ(defaults->upstream.proxy, "");
+
+  absl::StatusOr<GatewayConfig> config = ParseConfigYaml(R"(
+upstream:
+  base_url: https://api.haufe.ai/agents
+  api_key_env: K
+  ca_file: /etc/ssl/corporate.pem
+  tls_min_version: 1.3
+  proxy: http://proxy.corp:3128
+  proxy_credentials_file: /var/run/secrets/proxy
+  no_proxy: "localhost,.svc.cluster.local"
+  max_idle_connection_age: 20s
+  max_connection_lifetime: 0s
+)");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->upstream.ca_file, "/etc/ssl/corporate.pem");
+  EXPECT_EQ(config->upstream.tls_min_version, UpstreamTlsVersion::k1_3);
+  EXPECT_EQ(config->upstream.proxy, "http://proxy.corp:3128");
+  EXPECT_EQ(config->upstream.proxy_credentials_file, "/var/run/secrets/proxy");
+  EXPECT_EQ(config->upstream.no_proxy, "localhost,.svc.cluster.local");
+  EXPECT_EQ(config->upstream.max_idle_connection_age, absl::Seconds(20));
+  EXPECT_EQ(config->upstream.max_connection_lifetime, absl::ZeroDuration());
+  EXPECT_TRUE(ValidateConfig(*config).ok()) << ValidateConfig(*config);
+}
+
+TEST(UpstreamConnectionConfigTest, BadSettingsNameTheirPath) {
+  const std::string base = "upstream:\n  base_url: https://x/agents\n  api_key_env: K\n";
+  auto invalid = [&](const std::string& yaml) { return ValidationOf(base + yaml); };
+  EXPECT_EQ(invalid("  proxy: none\n"), "valid");
+  EXPECT_EQ(invalid("  proxy: https://proxy:8443/\n"), "valid");
+  EXPECT_EQ(invalid("  tls_min_version: 1.1\n"), "upstream.tls_min_version: must be 1.2 or 1.3");
+  EXPECT_EQ(invalid("  proxy: socks5://proxy:1080\n"),
+            "upstream.proxy: must start with http:// or https:// (or be none)");
+  EXPECT_EQ(invalid("  proxy: http://user:secret@proxy:3128\n"),
+            "upstream.proxy: must not hold credentials: put user:password in "
+            "upstream.proxy_credentials_file");
+  EXPECT_EQ(invalid("  proxy: http://:3128\n"), "upstream.proxy: names no host");
+  EXPECT_EQ(invalid("  proxy: http://proxy:3128/path\n"),
+            "upstream.proxy: expected scheme://host:port without a path");
+  EXPECT_EQ(invalid("  proxy_credentials_file: /p\n"),
+            "upstream.proxy_credentials_file: needs upstream.proxy");
+  EXPECT_EQ(invalid("  proxy: none\n  no_proxy: localhost\n"),
+            "upstream.no_proxy: needs upstream.proxy");
+  EXPECT_EQ(invalid("  max_idle_connection_age: 500ms\n"),
+            "upstream.max_idle_connection_age: must be at least 1s (whole seconds)");
+  EXPECT_EQ(invalid("  max_connection_lifetime: 1s\n"),
+            "upstream.max_connection_lifetime: must be 0 (no bound) or at least 2s (whole "
+            "seconds)");
+  EXPECT_EQ(invalid("  ca_file: \"\"\n"), "upstream.ca_file: must not be empty");
+}
+
+TEST(UpstreamConnectionConfigTest, TheSettingWinsOverTheEnvironmentAndNoneMeansDirect) {
+  const EnvLookup env = FakeEnv({{"https_proxy", "http://env-proxy:3128"},
+                                 {"http_proxy", "http://plain-proxy:3128"},
+                                 {"no_proxy", "internal"}});
+  UpstreamConfig upstream;
+  upstream.base_url = "https://api.haufe.ai/agents";
+  absl::StatusOr<ResolvedProxy> proxy = ResolveUpstreamProxy(upstream, env);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "http://env-proxy:3128");
+  EXPECT_EQ(proxy->source, "https_proxy");
+  EXPECT_EQ(proxy->no_proxy, "internal");
+
+  upstream.base_url = "http://127.0.0.1:8080/agents";  // http_proxy for http:// upstreams.
+  proxy = ResolveUpstreamProxy(upstream, env);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "http://plain-proxy:3128");
+  EXPECT_EQ(proxy->source, "http_proxy");
+
+  // HTTP_PROXY in upper case is not read (a CGI request header can set it); ALL_PROXY is.
+  proxy = ResolveUpstreamProxy(upstream, FakeEnv({{"HTTP_PROXY", "http://x:1"}}));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "");
+  proxy = ResolveUpstreamProxy(upstream, FakeEnv({{"ALL_PROXY", "http://all:1"}}));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "http://all:1");
+  EXPECT_EQ(proxy->source, "ALL_PROXY");
+
+  upstream.base_url = "https://api.haufe.ai/agents";
+  upstream.proxy = "http://configured:3128";
+  upstream.no_proxy = "localhost";
+  proxy = ResolveUpstreamProxy(upstream, env);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "http://configured:3128");
+  EXPECT_EQ(proxy->source, "upstream.proxy");
+  EXPECT_EQ(proxy->no_proxy, "localhost");  // Not the environment's.
+
+  upstream.proxy = "none";
+  upstream.no_proxy.clear();
+  proxy = ResolveUpstreamProxy(upstream, env);
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->url, "");
+  EXPECT_EQ(proxy->source, "");
+}
+
+TEST(UpstreamConnectionConfigTest, ProxyCredentialsComeFromTheirFileAndNeverAppearInErrors) {
+  TempFile credentials("gateway:s3cr:et\n");
+  UpstreamConfig upstream;
+  upstream.base_url = "https://api.haufe.ai/agents";
+  upstream.proxy = "http://proxy:3128";
+  upstream.proxy_credentials_file = credentials.path();
+  absl::StatusOr<ResolvedProxy> proxy = ResolveUpstreamProxy(upstream, FakeEnv({}));
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->username, "gateway");
+  EXPECT_EQ(proxy->password, "s3cr:et");  // Split at the first colon only.
+
+  TempFile no_colon("justatoken\n");
+  upstream.proxy_credentials_file = no_colon.path();
+  proxy = ResolveUpstreamProxy(upstream, FakeEnv({}));
+  ASSERT_FALSE(proxy.ok());
+  EXPECT_THAT(std::string(proxy.status().message()),
+              HasSubstr("upstream.proxy_credentials_file: "));
+  EXPECT_THAT(std::string(proxy.status().message()), HasSubstr("must hold user:password"));
+  EXPECT_FALSE(absl::StrContains(proxy.status().message(), "justatoken"));
+
+  upstream.proxy_credentials_file = "/nonexistent/proxy-credentials";
+  proxy = ResolveUpstreamProxy(upstream, FakeEnv({}));
+  ASSERT_FALSE(proxy.ok());
+  EXPECT_THAT(std::string(proxy.status().message()), HasSubstr("upstream.proxy_credentials_file"));
+}
+
+TEST(UpstreamConnectionConfigTest, ProxyForLogHidesCredentials) {
+  EXPECT_EQ(ProxyForLog("http://proxy:3128"), "http://proxy:3128");
+  EXPECT_EQ(ProxyForLog("http://user:pw@proxy:3128"), "http://***@proxy:3128");
+  EXPECT_EQ(ProxyForLog("user:pw@proxy:3128"), "***@proxy:3128");
+  EXPECT_EQ(ProxyForLog("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
 }
 
 }  // namespace

@@ -956,5 +956,121 @@ TEST_F(CurlTransportTest, AnOptionLibcurlRefusesFailsNamingIt) {
   EXPECT_EQ(emu().Requests()->size(), 0u);
 }
 
+// Runs one call on a transport and returns how it ended.
+absl::Status RunOne(HttpTransport& transport, HttpRequest request) {
+  auto handler = std::make_shared<RecordingHandler>();
+  transport.Start(std::move(request), handler);
+  return handler->Wait();
+}
+
+int CountRoute(const json& records, const std::string& route) {
+  int count = 0;
+  for (const json& record : records) count += record.value("route", "") == route ? 1 : 0;
+  return count;
+}
+
+// libcurl on its own sends a request again on a fresh connection when a reused connection died
+// before any response byte, POSTs included ("Connection died, retrying a fresh connect"). Here
+// the upstream received the POST (it is in the record) and then reset the connection: had the
+// transport let libcurl send it again, the record would hold two create_thread requests and
+// the call would have succeeded with a second thread.
+TEST_F(CurlTransportTest, APostIsNeverSentTwiceWhenItsReusedConnectionDies) {
+  ASSERT_TRUE(RunOne(*transport_, Get("/assistants")).ok());  // Opens the connection to reuse.
+  AddFault({{"endpoint", "create_thread"}, {"times", 1}, {"type", "reset_before_headers"}});
+  absl::Status status =
+      RunOne(*transport_, Post("/threads", json{{"assistant_id", kHrAssistant}}.dump()));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "resend_refused"), "true");
+  EXPECT_EQ(Meta(status, "response_started"), "false");
+  absl::StatusOr<json> records = emu().Requests();
+  ASSERT_TRUE(records.ok());
+  EXPECT_EQ(CountRoute(*records, "create_thread"), 1) << records->dump();
+}
+
+// The same death of a reused connection under a GET: sending it again is safe (RFC 9110
+// idempotent methods), so libcurl's retry on a fresh connection is kept.
+TEST_F(CurlTransportTest, AGetIsSentAgainWhenItsReusedConnectionDies) {
+  ASSERT_TRUE(RunOne(*transport_, Get("/assistants")).ok());
+  AddFault({{"endpoint", "list_assistants"}, {"times", 1}, {"type", "reset_before_headers"}});
+  absl::Status status = RunOne(*transport_, Get("/assistants"));
+  EXPECT_TRUE(status.ok()) << status;
+  absl::StatusOr<json> records = emu().Requests();
+  ASSERT_TRUE(records.ok());
+  EXPECT_EQ(CountRoute(*records, "list_assistants"), 3) << records->dump();
+}
+
+// An upstream whose keep-alive timer closes connections idle 2 s, and a request that crosses
+// that close (the emulator's --keep-alive-timeout-ms makes the race certain). With the policy
+// below the upstream's timeout the transport never sends on such a connection; with a policy
+// above it, the crossing happens, and the POST fails instead of being sent a second time.
+class KeepAliveRaceTest : public testing::Test {
+ protected:
+  static constexpr absl::Duration kUpstreamIdleTimeout = absl::Seconds(2);
+
+  void SetUp() override {
+    auto emulator = EmulatorProcess::Start(
+        {.args = {"--keep-alive-timeout-ms",
+                  absl::StrCat(absl::ToInt64Milliseconds(kUpstreamIdleTimeout))}});
+    ASSERT_TRUE(emulator.ok()) << emulator.status();
+    emulator_ = *std::move(emulator);
+  }
+
+  // A POST /threads on a connection left idle for a little longer than the upstream keeps it.
+  absl::Status PostAfterIdle(CurlTransport& transport) {
+    HttpRequest get;
+    get.method = "GET";
+    get.url = emulator_->api_url() + "/assistants";
+    get.headers = {{"api-key", emulator_->api_key()}};
+    get.deadline = absl::Now() + absl::Seconds(20);
+    EXPECT_TRUE(RunOne(transport, get).ok());
+    absl::SleepFor(kUpstreamIdleTimeout + absl::Milliseconds(300));
+    HttpRequest post = get;
+    post.method = "POST";
+    post.url = emulator_->api_url() + "/threads";
+    post.headers.emplace_back("content-type", "application/json");
+    post.body = json{{"assistant_id", kHrAssistant}}.dump();
+    return RunOne(transport, post);
+  }
+
+  json Stats() {
+    absl::StatusOr<json> stats = emulator_->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return stats.value_or(json::object());
+  }
+
+  std::unique_ptr<EmulatorProcess> emulator_;
+};
+
+TEST_F(KeepAliveRaceTest, AnIdleAgeBelowTheUpstreamTimeoutNeverMeetsTheRace) {
+  auto transport = CurlTransport::Create({.max_idle_connection_age = absl::Seconds(1)});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const json before = Stats();
+  absl::Status status = PostAfterIdle(**transport);
+  EXPECT_TRUE(status.ok()) << status;
+  const json after = Stats();
+  EXPECT_EQ(after["idle_closed_total"], 0) << after.dump();
+  // The idle connection was not reused: the GET and the POST had a connection each (the third
+  // is the one that asked for `after`).
+  EXPECT_EQ(after["accepted_total"].get<int>() - before["accepted_total"].get<int>(), 3)
+      << after.dump();
+  absl::StatusOr<json> records = emulator_->Requests();
+  ASSERT_TRUE(records.ok());
+  EXPECT_EQ(CountRoute(*records, "create_thread"), 1) << records->dump();
+}
+
+TEST_F(KeepAliveRaceTest, AnIdleAgeAboveTheUpstreamTimeoutFailsThePostInsteadOfResendingIt) {
+  auto transport = CurlTransport::Create({.max_idle_connection_age = absl::Seconds(10)});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  absl::Status status = PostAfterIdle(**transport);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+  EXPECT_EQ(Reason(status), "upstream_reset");
+  EXPECT_EQ(Meta(status, "resend_refused"), "true");
+  EXPECT_EQ(Stats()["idle_closed_total"], 1);
+  absl::StatusOr<json> records = emulator_->Requests();
+  ASSERT_TRUE(records.ok());
+  EXPECT_EQ(CountRoute(*records, "create_thread"), 0) << records->dump();
+}
+
 }  // namespace
 }  // namespace copilot::gateway
