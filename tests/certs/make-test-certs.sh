@@ -10,6 +10,8 @@
 #   tenant-b.pem, tenant-b.key    client cert, SAN URI:spiffe://example.org/ns/b/sa/app
 #   dns-client.pem, dns-client.key  client cert, SAN DNS:batch.internal.example
 #   other-ca.pem, other-ca.key    an unrelated CA
+#   expired.pem, expired.key      server cert for localhost/127.0.0.1 whose validity ended a day
+#                                 before it began (any verifier refuses it as expired)
 #   stranger.pem, stranger.key    client cert signed by other-ca with tenant-a's SPIFFE ID (an
 #                                 impostor: a server trusting ca.pem must refuse it)
 #
@@ -35,7 +37,7 @@ fi
 out_dir=$1
 openssl=${OPENSSL:-openssl}
 
-certs=(ca server server2 elsewhere tenant-a tenant-b dns-client other-ca stranger)
+certs=(ca server server2 elsewhere tenant-a tenant-b dns-client other-ca stranger expired)
 script_hash=$(sha256sum "$0" | cut -d' ' -f1)
 stamp="$out_dir/.made-by-make-test-certs"
 
@@ -44,6 +46,7 @@ fresh() {
   local name
   for name in "${certs[@]}"; do
     [[ -f "$out_dir/$name.pem" && -f "$out_dir/$name.key" ]] || return 1
+    [[ "$name" == expired ]] && continue
     "$openssl" x509 -in "$out_dir/$name.pem" -noout -checkend 86400 >/dev/null || return 1
   done
 }
@@ -87,13 +90,13 @@ ca() {
     -subj "/CN=$2" -days 2 -set_serial "0x$("$openssl" rand -hex 16)" -out "$work/$1.pem"
 }
 
-# leaf NAME CN EXTENDED_KEY_USAGE SAN ISSUER
+# leaf NAME CN EXTENDED_KEY_USAGE SAN ISSUER [DAYS]
 leaf() {
   key "$1"
   "$openssl" req -new -config "$work/openssl.cnf" -key "$work/$1.key" -subj "/CN=$2" \
     -out "$work/$1.csr"
   EKU=$3 SAN=$4 "$openssl" x509 -req -in "$work/$1.csr" -CA "$work/$5.pem" \
-    -CAkey "$work/$5.key" -days 2 -set_serial "0x$("$openssl" rand -hex 16)" \
+    -CAkey "$work/$5.key" -days "${6:-2}" -set_serial "0x$("$openssl" rand -hex 16)" \
     -extfile "$work/openssl.cnf" -extensions leaf -out "$work/$1.pem" 2>/dev/null
 }
 
@@ -106,6 +109,7 @@ leaf tenant-a tenant-a clientAuth URI:spiffe://example.org/ns/a/sa/app ca
 leaf tenant-b tenant-b clientAuth URI:spiffe://example.org/ns/b/sa/app ca
 leaf dns-client dns-client clientAuth DNS:batch.internal.example ca
 leaf stranger tenant-a clientAuth URI:spiffe://example.org/ns/a/sa/app other-ca
+leaf expired localhost serverAuth DNS:localhost,IP:127.0.0.1 ca -1
 
 for name in "${certs[@]}"; do
   chmod 600 "$work/$name.key"

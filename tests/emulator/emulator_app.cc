@@ -922,6 +922,7 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
                                    {"peak_connections", stats.peak_connections},
                                    {"accepted_total", stats.accepted_total},
                                    {"idle_closed_total", stats.idle_closed_total},
+                                   {"tls_handshake_failures", stats.tls_handshake_failures},
                                    {"requests_total", requests_total_},
                                    {"in_flight", in_flight_},
                                    {"rate_limits", rate_limiter_.StatsJson()}});

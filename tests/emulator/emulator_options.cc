@@ -35,6 +35,7 @@ std::string Usage() {
   return "usage: haufe-emulator --listen HOST:PORT --api-key KEY [--api-key KEY]...\n"
          "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
          "         [--fault JSON]... [--max-record N] [--seed N] [--keep-alive-timeout-ms N]\n"
+         "         [--tls-listen HOST:PORT --tls-cert FILE --tls-key FILE]\n"
          "         [--rate-limits off|tier0] [--answer-rps N] [--answer-rpm N]\n"
          "         [--other-rps N] [--other-rpm N]\n";
 }
@@ -56,16 +57,19 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
       if (i + 1 >= args.size()) return FlagError(flag, "missing value");
       value = args[++i];
     }
-    if (flag == "listen") {
+    if (flag == "listen" || flag == "tls-listen") {
       size_t colon = value.rfind(':');
       int port = 0;
       if (colon == std::string::npos || !absl::SimpleAtoi(value.substr(colon + 1), &port) ||
           port < 0 || port > 65535) {
         return FlagError(flag, "expected HOST:PORT, got '" + value + "'");
       }
-      options.listen_host = value.substr(0, colon);
-      options.listen_port = port;
-      have_listen = true;
+      (flag == "listen" ? options.listen_host : options.tls_listen_host) = value.substr(0, colon);
+      (flag == "listen" ? options.listen_port : options.tls_listen_port) = port;
+      have_listen = have_listen || flag == "listen";
+    } else if (flag == "tls-cert" || flag == "tls-key") {
+      if (value.empty()) return FlagError(flag, "must not be empty");
+      (flag == "tls-cert" ? options.tls_cert_file : options.tls_key_file) = value;
     } else if (flag == "api-key") {
       if (value.empty()) return FlagError(flag, "must not be empty");
       options.api_keys.push_back(value);
@@ -116,6 +120,14 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
   }
   if (!have_listen) return FlagError("listen", "is required");
   if (options.api_keys.empty()) return FlagError("api-key", "is required (at least one)");
+  const bool tls_files = !options.tls_cert_file.empty() || !options.tls_key_file.empty();
+  if (options.tls_listen_port >= 0 &&
+      (options.tls_cert_file.empty() || options.tls_key_file.empty())) {
+    return FlagError("tls-listen", "needs --tls-cert and --tls-key");
+  }
+  if (options.tls_listen_port < 0 && tls_files) {
+    return FlagError("tls-cert", "--tls-cert and --tls-key need --tls-listen");
+  }
   if (rate_limits.Contradicts()) {
     return FlagError("rate-limits",
                      "off cannot be combined with --answer-rps, --answer-rpm, --other-rps or "

@@ -30,6 +30,12 @@ struct EmulatorOptions {
   // turns enforcement on; the others keep their tier-0 values). Default: off.
   RateLimitConfig rate_limits;
   size_t max_record = 10000;
+  // --tls-listen HOST:PORT with --tls-cert FILE and --tls-key FILE: a second listener serving
+  // the same API over HTTPS (tls_listen_port -1: none).
+  std::string tls_listen_host;
+  int tls_listen_port = -1;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // --keep-alive-timeout-ms: HttpServer::Options::keep_alive_timeout (0: none).
   int64_t keep_alive_timeout_ms = 0;
   std::optional<uint64_t> seed;  // absent: main picks a random one

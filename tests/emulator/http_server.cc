@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,7 +40,9 @@ struct HttpServer::Connection {
   std::string in;
   HttpRequestParser parser;
   bool sent_continue = false;
-  bool draining = false;                // write side shut; discarding input until EOF
+  bool draining = false;  // write side shut; discarding input until EOF
+  SSL* ssl = nullptr;     // TLS connections only
+  bool handshaking = false;
   absl::Time idle_since = absl::Now();  // accepted, or the last response finished
 
   // The response in progress.
@@ -67,16 +71,118 @@ HttpServer::~HttpServer() {
   for (auto& [id, conn] : connections_) {
     loop_.CancelTimer(conn->timer);
     loop_.Unwatch(conn->watch);
+    if (conn->ssl != nullptr) SSL_free(conn->ssl);
     close(conn->fd);
   }
   connections_.clear();
+  if (tls_ != nullptr) SSL_CTX_free(tls_);
   if (listen_fd_ >= 0) {
     loop_.Unwatch(listen_watch_);
     close(listen_fd_);
   }
 }
 
+namespace {
+
+// The TLS library's last error, for messages.
+std::string TlsError() {
+  char text[256] = {};
+  ERR_error_string_n(ERR_get_error(), text, sizeof(text));
+  ERR_clear_error();
+  return text;
+}
+
+// ALPN: http/1.1 when the client offers it; otherwise no protocol is agreed (HTTP/1.1 anyway).
+int SelectAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_length,
+               const unsigned char* offered, unsigned int offered_length, void* /*arg*/) {
+  static constexpr unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+  for (unsigned int i = 0; i < offered_length;) {
+    const unsigned int length = offered[i];
+    if (i + 1 + length > offered_length) break;
+    if (length == sizeof(kHttp11) && std::memcmp(offered + i + 1, kHttp11, length) == 0) {
+      *out = offered + i + 1;
+      *out_length = static_cast<unsigned char>(length);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + length;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace
+
+absl::Status HttpServer::SetUpTls() {
+  if (options_.tls_cert_file.empty() && options_.tls_key_file.empty()) return absl::OkStatus();
+  if (options_.tls_cert_file.empty() || options_.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both a certificate and a key file");
+  }
+  tls_ = SSL_CTX_new(TLS_server_method());
+  if (tls_ == nullptr) return absl::InternalError(absl::StrCat("SSL_CTX_new: ", TlsError()));
+  SSL_CTX_set_min_proto_version(tls_, TLS1_2_VERSION);
+  SSL_CTX_set_mode(tls_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (SSL_CTX_use_certificate_chain_file(tls_, options_.tls_cert_file.c_str()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS certificate ", options_.tls_cert_file, ": ", TlsError()));
+  }
+  if (SSL_CTX_use_PrivateKey_file(tls_, options_.tls_key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(tls_) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS key ", options_.tls_key_file, ": ", TlsError()));
+  }
+  SSL_CTX_set_alpn_select_cb(tls_, &SelectAlpn, nullptr);
+  return absl::OkStatus();
+}
+
+bool HttpServer::Handshake(Connection& conn) {
+  const int result = SSL_do_handshake(conn.ssl);
+  if (result == 1) {
+    conn.handshaking = false;
+    return true;
+  }
+  const int error = SSL_get_error(conn.ssl, result);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return false;
+  ERR_clear_error();
+  ++stats_.tls_handshake_failures;
+  Close(conn, /*with_reset=*/false);
+  return false;
+}
+
+namespace {
+
+// An SSL_read/SSL_write result `n` as read()/send() would return it: bytes, 0 for the peer's
+// close (reads only), or -1 with errno EAGAIN (try again on the next event) or `broken`.
+ssize_t AsSocketResult(SSL* ssl, int n, bool reading, int broken) {
+  if (n > 0) return n;
+  const int error = SSL_get_error(ssl, n);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+    errno = EAGAIN;
+    return -1;
+  }
+  const int saved = errno;
+  ERR_clear_error();
+  if (reading && (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && saved == 0))) {
+    return 0;
+  }
+  errno = broken;
+  return -1;
+}
+
+}  // namespace
+
+ssize_t HttpServer::Receive(Connection& conn, char* buffer, size_t size) {
+  if (conn.ssl == nullptr) return read(conn.fd, buffer, size);
+  return AsSocketResult(conn.ssl, SSL_read(conn.ssl, buffer, static_cast<int>(size)),
+                        /*reading=*/true, ECONNRESET);
+}
+
+ssize_t HttpServer::Send(Connection& conn, const char* data, size_t size) {
+  if (conn.ssl == nullptr) return send(conn.fd, data, size, MSG_NOSIGNAL);
+  const int n = SSL_write(conn.ssl, data, static_cast<int>(std::min<size_t>(size, 1 << 30)));
+  return AsSocketResult(conn.ssl, n, /*reading=*/false, EPIPE);
+}
+
 absl::Status HttpServer::Listen(absl::string_view host, int port) {
+  if (absl::Status status = SetUpTls(); !status.ok()) return status;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -124,6 +230,16 @@ void HttpServer::OnAcceptable() {
     auto conn = std::make_unique<Connection>(options_.max_header_bytes, options_.max_body_bytes);
     conn->id = next_conn_id_++;
     conn->fd = fd;
+    if (tls_ != nullptr) {
+      conn->ssl = SSL_new(tls_);
+      if (conn->ssl == nullptr || SSL_set_fd(conn->ssl, fd) != 1) {
+        if (conn->ssl != nullptr) SSL_free(conn->ssl);
+        close(fd);
+        continue;
+      }
+      SSL_set_accept_state(conn->ssl);
+      conn->handshaking = true;
+    }
     uint64_t id = conn->id;
     absl::StatusOr<EventLoop::WatchId> watch =
         loop_.Watch(fd, kConnEvents, [this, id](uint32_t events) { OnEvent(id, events); });
@@ -146,6 +262,7 @@ void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
   if (it == connections_.end()) return;
   Connection& conn = *it->second;
   bool peer_closed = (events & (EPOLLERR | EPOLLHUP)) != 0;
+  if (conn.handshaking && !Handshake(conn)) return;  // Continues on the next event.
   const bool was_idle = !conn.responding && !conn.draining && conn.in.empty();
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if (!ReadAvailable(conn, peer_closed)) return;
@@ -171,7 +288,7 @@ void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
 bool HttpServer::ReadAvailable(Connection& conn, bool& peer_closed) {
   char buffer[16384];
   while (true) {
-    ssize_t n = read(conn.fd, buffer, sizeof(buffer));
+    ssize_t n = Receive(conn, buffer, sizeof(buffer));
     if (n > 0) {
       if (conn.draining) continue;
       conn.in.append(buffer, static_cast<size_t>(n));
@@ -343,8 +460,7 @@ bool HttpServer::EmitParts(Connection& conn) {
 bool HttpServer::Flush(Connection& conn) {
   bool sent = false;
   while (conn.out_offset < conn.out.size()) {
-    ssize_t n = send(conn.fd, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
-                     MSG_NOSIGNAL);
+    ssize_t n = Send(conn, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset);
     if (n > 0) {
       conn.out_offset += static_cast<size_t>(n);
       if (conn.responding) conn.response_bytes_sent += static_cast<size_t>(n);
@@ -378,6 +494,7 @@ bool HttpServer::Flush(Connection& conn) {
     conn.idle_since = absl::Now();
     if (!conn.keep_alive) {
       // Half-close so the peer reads everything, then drop whatever it still sends.
+      if (conn.ssl != nullptr) SSL_shutdown(conn.ssl);  // close_notify first.
       shutdown(conn.fd, SHUT_WR);
       conn.draining = true;
       conn.in.clear();
@@ -422,6 +539,12 @@ void HttpServer::Close(Connection& conn, bool with_reset) {
   if (with_reset) {
     linger lin{.l_onoff = 1, .l_linger = 0};
     setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
+  } else if (conn.ssl != nullptr && !conn.handshaking && !conn.draining) {
+    SSL_shutdown(conn.ssl);  // close_notify, as servers send before closing; never waits.
+  }
+  if (conn.ssl != nullptr) {
+    SSL_free(conn.ssl);
+    ERR_clear_error();
   }
   close(conn.fd);
   --stats_.open_connections;

@@ -17,6 +17,8 @@
 #include "tests/emulator/http_request.h"
 #include "tests/emulator/http_response.h"
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header.
+
 namespace copilot::emulator {
 
 // Turns a complete request into a response plan. Implementations need not be thread-safe: the
@@ -33,6 +35,8 @@ struct ServerStats {
   int64_t accepted_total = 0;
   // Connections closed under a request by keep_alive_timeout.
   int64_t idle_closed_total = 0;
+  // TLS handshakes that failed (the client refused the certificate, or spoke no TLS).
+  int64_t tls_handshake_failures = 0;
 };
 
 // Accepts connections and runs one response at a time per connection (pipelined requests wait
@@ -49,6 +53,10 @@ class HttpServer {
     // not read: the connection is closed (FIN) instead. That is the race a client loses when it
     // reuses a connection just as the server's keep-alive timer closes it, made deterministic.
     absl::Duration keep_alive_timeout = absl::ZeroDuration();
+    // Both set: HTTPS (TLS 1.2 and 1.3) with this certificate chain and key (PEM), ALPN
+    // "http/1.1" (a client offering only other protocols gets no ALPN and HTTP/1.1).
+    std::string tls_cert_file;
+    std::string tls_key_file;
   };
 
   HttpServer(EventLoop& loop, RequestHandler& handler, Options options);
@@ -57,8 +65,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds `host:port` (IPv4 literal; port 0 picks one) and starts accepting.
+  // Binds `host:port` (IPv4 literal; port 0 picks one) and starts accepting. With TLS options,
+  // first loads the certificate and key (an error names the file).
   absl::Status Listen(absl::string_view host, int port);
+  bool tls() const { return tls_ != nullptr; }
   int port() const { return port_; }
   ServerStats stats() const { return stats_; }
 
@@ -66,6 +76,12 @@ class HttpServer {
   struct Connection;
 
   void OnAcceptable();
+  absl::Status SetUpTls();
+  // Runs the TLS handshake; false when it is still going on or failed (then it closed `conn`).
+  bool Handshake(Connection& conn);
+  // read()/send() through TLS when the connection has it; errno as for the plain calls.
+  ssize_t Receive(Connection& conn, char* buffer, size_t size);
+  ssize_t Send(Connection& conn, const char* data, size_t size);
   void OnEvent(uint64_t conn_id, uint32_t events);
   // Each of these returns false when it closed (and destroyed) the connection.
   bool ReadAvailable(Connection& conn, bool& peer_closed);
@@ -88,6 +104,7 @@ class HttpServer {
   RequestHandler& handler_;
   Options options_;
   int listen_fd_ = -1;
+  ssl_ctx_st* tls_ = nullptr;  // SSL_CTX
   int port_ = 0;
   EventLoop::WatchId listen_watch_ = 0;
   uint64_t next_conn_id_ = 1;

@@ -78,16 +78,37 @@ int main(int argc, char** argv) {
   EventLoop loop(clock);
   if (absl::Status s = loop.Init(); !s.ok()) return Fail(s);
 
-  HttpServer* server_ptr = nullptr;
-  EmulatorApp app(*options, clock, uuids, [&server_ptr] {
-    return server_ptr != nullptr ? server_ptr->stats() : ServerStats();
+  // The plain listener, and the HTTPS one when asked for: the same API, records and faults.
+  std::vector<HttpServer*> servers;
+  EmulatorApp app(*options, clock, uuids, [&servers] {
+    ServerStats sum;
+    for (const HttpServer* server : servers) {
+      const ServerStats stats = server->stats();
+      sum.open_connections += stats.open_connections;
+      sum.peak_connections += stats.peak_connections;
+      sum.accepted_total += stats.accepted_total;
+      sum.idle_closed_total += stats.idle_closed_total;
+      sum.tls_handshake_failures += stats.tls_handshake_failures;
+    }
+    return sum;
   });
   HttpServer::Options server_options;
   server_options.keep_alive_timeout = absl::Milliseconds(options->keep_alive_timeout_ms);
   HttpServer server(loop, app, server_options);
-  server_ptr = &server;
   if (absl::Status s = server.Listen(options->listen_host, options->listen_port); !s.ok()) {
     return Fail(s);
+  }
+  servers.push_back(&server);
+  HttpServer::Options tls_options = server_options;
+  tls_options.tls_cert_file = options->tls_cert_file;
+  tls_options.tls_key_file = options->tls_key_file;
+  HttpServer tls_server(loop, app, tls_options);
+  if (options->tls_listen_port >= 0) {
+    if (absl::Status s = tls_server.Listen(options->tls_listen_host, options->tls_listen_port);
+        !s.ok()) {
+      return Fail(s);
+    }
+    servers.push_back(&tls_server);
   }
   absl::StatusOr<EventLoop::WatchId> signal_watch =
       loop.Watch(signal_fd, EPOLLIN, [&loop, signal_fd](uint32_t) {
@@ -98,6 +119,11 @@ int main(int argc, char** argv) {
       });
   if (!signal_watch.ok()) return Fail(signal_watch.status());
 
+  if (options->tls_listen_port >= 0) {
+    std::printf("haufe-emulator tls listening on %s:%d\n", options->tls_listen_host.c_str(),
+                tls_server.port());
+  }
+  // Last: a reader that sees this line has every line before it.
   std::printf("haufe-emulator listening on %s:%d\n", options->listen_host.c_str(), server.port());
   std::fflush(stdout);
   loop.Run();

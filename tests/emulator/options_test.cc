@@ -94,6 +94,22 @@ TEST(EmulatorOptionsTest, RateLimitFlags) {
   }
 }
 
+TEST(EmulatorOptionsTest, TlsListenerAndKeepAliveTimeout) {
+  absl::StatusOr<EmulatorOptions> o = ParseCommandLine(
+      {"--listen", "127.0.0.1:0", "--api-key", "k", "--tls-listen", "127.0.0.1:8443", "--tls-cert",
+       "/c.pem", "--tls-key=/c.key", "--keep-alive-timeout-ms", "1500"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->tls_listen_host, "127.0.0.1");
+  EXPECT_EQ(o->tls_listen_port, 8443);
+  EXPECT_EQ(o->tls_cert_file, "/c.pem");
+  EXPECT_EQ(o->tls_key_file, "/c.key");
+  EXPECT_EQ(o->keep_alive_timeout_ms, 1500);
+  o = ParseCommandLine({"--listen", "127.0.0.1:0", "--api-key", "k"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->tls_listen_port, -1);
+  EXPECT_EQ(o->keep_alive_timeout_ms, 0);
+}
+
 TEST(EmulatorOptionsTest, ErrorsNameTheFlag) {
   struct Case {
     std::vector<std::string> args;
@@ -110,6 +126,12 @@ TEST(EmulatorOptionsTest, ErrorsNameTheFlag) {
       {{"--listen", "127.0.0.1:0", "--api-key", "k", "--fault", "{}"}, "--fault"},
       {{"--listen", "127.0.0.1:0", "--api-key", "k", "--bogus", "1"}, "--bogus"},
       {{"--listen", "127.0.0.1:0", "--api-key"}, "--api-key"},
+      {{"--listen", "127.0.0.1:0", "--api-key", "k", "--tls-listen", "127.0.0.1:0"},
+       "--tls-listen"},
+      {{"--listen", "127.0.0.1:0", "--api-key", "k", "--tls-cert", "c", "--tls-key", "k"},
+       "--tls-cert"},
+      {{"--listen", "127.0.0.1:0", "--api-key", "k", "--keep-alive-timeout-ms", "-5"},
+       "--keep-alive-timeout-ms"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<EmulatorOptions> o = ParseCommandLine(c.args);

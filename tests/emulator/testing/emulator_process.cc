@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "tests/testing/child_process.h"
 #include "tests/testing/eventually.h"
 
@@ -112,6 +113,7 @@ HttpResponse HttpClient::Send(absl::string_view method, absl::string_view url,
   curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &state);
   curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &response);
+  if (!options.ca_file.empty()) curl_easy_setopt(curl_, CURLOPT_CAINFO, options.ca_file.c_str());
   bool sends_body = !body.empty() || method == "POST" || method == "PUT" || method == "PATCH";
   if (sends_body) {
     curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -167,6 +169,10 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
   for (const std::string& key : options.extra_api_keys) {
     args.insert(args.end(), {"--api-key", key});
   }
+  if (!options.tls_cert_file.empty()) {
+    args.insert(args.end(), {"--tls-listen", "127.0.0.1:0", "--tls-cert", options.tls_cert_file,
+                             "--tls-key", options.tls_key_file});
+  }
   args.insert(args.end(), options.args.begin(), options.args.end());
   // The startup line goes to a file of its own, removed once read.
   char stdout_path[] = "/tmp/haufe_emulator_stdout_XXXXXX";
@@ -192,22 +198,31 @@ absl::StatusOr<std::unique_ptr<EmulatorProcess>> EmulatorProcess::Start(
         std::stringstream contents;
         contents << in.rdbuf();
         line = contents.str();
-        return line.find('\n') != std::string::npos || exited;
+        // The plain listener's line comes last (the TLS one, if any, before it).
+        return absl::StrContains(line, "\nhaufe-emulator listening on ") ||
+               absl::StartsWith(line, "haufe-emulator listening on ") || exited;
       },
       options.startup_timeout, absl::Milliseconds(5));
   std::remove(stdout_path);
-  constexpr absl::string_view kPrefix = "haufe-emulator listening on ";
-  size_t newline = line.find('\n');
-  absl::string_view first = absl::string_view(line).substr(0, newline);
-  size_t colon = first.rfind(':');
-  int port = 0;
-  if (newline == std::string::npos || !absl::StartsWith(first, kPrefix) ||
-      colon == absl::string_view::npos || !absl::SimpleAtoi(first.substr(colon + 1), &port)) {
+  // "PREFIX HOST:PORT" lines; the port of the one starting with `prefix`, or 0.
+  auto port_after = [&line](absl::string_view prefix) {
+    for (absl::string_view each : absl::StrSplit(line, '\n')) {
+      const size_t colon = each.rfind(':');
+      int port = 0;
+      if (absl::StartsWith(each, prefix) && colon != absl::string_view::npos &&
+          absl::SimpleAtoi(each.substr(colon + 1), &port)) {
+        return port;
+      }
+    }
+    return 0;
+  };
+  process->port_ = port_after("haufe-emulator listening on ");
+  process->tls_port_ = port_after("haufe-emulator tls listening on ");
+  if (process->port_ == 0 || (!options.tls_cert_file.empty() && process->tls_port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("haufe-emulator (", options.binary,
                                                ") did not start; stdout: '", line,
                                                "' (see its stderr)"));
   }
-  process->port_ = port;
   return process;
 }
 
@@ -224,6 +239,9 @@ absl::StatusOr<int> EmulatorProcess::Stop(absl::Duration grace) {
 
 std::string EmulatorProcess::base_url() const { return absl::StrCat("http://127.0.0.1:", port_); }
 std::string EmulatorProcess::api_url() const { return base_url() + "/agents/v1"; }
+std::string EmulatorProcess::tls_api_url() const {
+  return absl::StrCat("https://127.0.0.1:", tls_port_, "/agents/v1");
+}
 
 RequestOptions EmulatorProcess::WithApiKey(const RequestOptions& options) const {
   RequestOptions out = options;

@@ -66,6 +66,8 @@ struct RequestOptions {
   // The key the Api* helpers of EmulatorProcess send instead of api_key(), e.g. one of
   // extra_api_keys() or a wrong one. Ignored by the other helpers.
   std::optional<std::string> api_key = std::nullopt;
+  // https:// URLs: the CA bundle to verify the server with (empty: the system's).
+  std::string ca_file = {};
 };
 
 // A blocking HTTP/1.1 client on one libcurl easy handle; consecutive requests reuse its
@@ -102,6 +104,10 @@ struct EmulatorProcessOptions {
   std::vector<std::string> extra_api_keys = {};
   std::string binary = HAUFE_EMULATOR_PATH;
   absl::Duration startup_timeout = absl::Seconds(10);
+  // Both set: a second listener serves the same API over HTTPS with this certificate and key
+  // (tls_port(), tls_api_url()); the control helpers keep using plain HTTP.
+  std::string tls_cert_file = {};
+  std::string tls_key_file = {};
 };
 
 // A running haufe-emulator child process. Thread-safe for concurrent requests (see file comment);
@@ -119,12 +125,15 @@ class EmulatorProcess {
   EmulatorProcess& operator=(const EmulatorProcess&) = delete;
 
   int port() const { return port_; }
+  int tls_port() const { return tls_port_; }  // 0 without TLS
   // The emulator's process ID; -1 after Stop().
   pid_t pid() const;
   const std::string& api_key() const { return api_key_; }
   const std::vector<std::string>& extra_api_keys() const { return extra_api_keys_; }
   std::string base_url() const;  // "http://127.0.0.1:PORT"
   std::string api_url() const;   // base_url() + "/agents/v1"
+  // "https://127.0.0.1:TLS_PORT/agents/v1" (the certificate must name 127.0.0.1).
+  std::string tls_api_url() const;
 
   // Any path on the emulator (control API, or upstream without the api-key header).
   HttpResponse Get(absl::string_view path, const RequestOptions& options = {}) const;
@@ -161,6 +170,7 @@ class EmulatorProcess {
 
   std::unique_ptr<Child> child_;  // Null after Stop().
   int port_;
+  int tls_port_ = 0;
   std::string api_key_;
   std::vector<std::string> extra_api_keys_;
 };
