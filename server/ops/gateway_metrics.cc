@@ -2,6 +2,8 @@
 
 #include <google/protobuf/descriptor.h>
 
+#include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "copilot/v1/copilot_service.pb.h"
@@ -73,6 +75,12 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                          .Name("copilot_gateway_upstream_time_to_first_byte_seconds")
                          .Help("Upstream time from request start to response headers.")
                          .Register(*registry_)),
+      upstream_transport_errors_(
+          prometheus::BuildCounter()
+              .Name("copilot_gateway_upstream_transport_errors_total")
+              .Help("Upstream requests that ended without an HTTP status, by reason "
+                    "(upstream_unreachable, upstream_tls_error, upstream_reset, ...).")
+              .Register(*registry_)),
       reloads_(prometheus::BuildCounter()
                    .Name("copilot_gateway_config_reloads_total")
                    .Help("Config reloads by result (ok: applied; failed: refused, old config "
@@ -270,6 +278,17 @@ const GatewayMetrics::Endpoint& GatewayMetrics::UpstreamEndpoint(const std::stri
   series.duration = &upstream_duration_.Add({{"endpoint", endpoint}}, LatencyBuckets());
   series.time_to_first_byte = &upstream_ttfb_.Add({{"endpoint", endpoint}}, LatencyBuckets());
   return endpoints_.emplace(endpoint, series).first->second;
+}
+
+void GatewayMetrics::CountUpstreamTransportError(absl::string_view reason) {
+  // The transport's reasons (server/transport/http_transport.h), and the gateway's own.
+  static constexpr absl::string_view kKnown[] = {
+      "upstream_unreachable",    "upstream_tls_error",          "upstream_reset",
+      "upstream_stalled",        "upstream_transport_error",    "upstream_timeout",
+      "upstream_call_cancelled", "upstream_response_too_large", "upstream_transfers_exhausted",
+      "transport_shutdown",      "transport_misconfigured"};
+  const bool known = std::find(std::begin(kKnown), std::end(kKnown), reason) != std::end(kKnown);
+  upstream_transport_errors_.Add({{"reason", known ? std::string(reason) : "other"}}).Increment();
 }
 
 void GatewayMetrics::RecordReload(bool ok) {

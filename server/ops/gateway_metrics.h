@@ -73,6 +73,10 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
 
   // The series of `endpoint` (a template, never a concrete URL), created on first use.
   const Endpoint& UpstreamEndpoint(const std::string& endpoint);
+  // copilot_gateway_upstream_transport_errors_total: an upstream request that got no HTTP
+  // status, by the transport's reason (upstream_unreachable, upstream_tls_error, upstream_reset,
+  // ...; anything else counts as "other", so the label stays bounded).
+  void CountUpstreamTransportError(absl::string_view reason);
   prometheus::Gauge& upstream_in_flight() { return *upstream_in_flight_; }
   prometheus::Gauge& calls_in_flight() { return *calls_in_flight_; }
   prometheus::Gauge& ready() { return *ready_; }
@@ -119,6 +123,7 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
   prometheus::Family<prometheus::Counter>& upstream_requests_;
   prometheus::Family<prometheus::Histogram>& upstream_duration_;
   prometheus::Family<prometheus::Histogram>& upstream_ttfb_;
+  prometheus::Family<prometheus::Counter>& upstream_transport_errors_;
   prometheus::Family<prometheus::Counter>& reloads_;
   prometheus::Family<prometheus::Gauge>& config_info_;
   prometheus::Family<prometheus::Counter>& limit_decisions_;

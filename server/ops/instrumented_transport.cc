@@ -1,5 +1,6 @@
 #include "server/ops/instrumented_transport.h"
 
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -13,8 +14,10 @@ namespace copilot::gateway {
 class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler {
  public:
   MeasuringHandler(std::shared_ptr<HttpTransferHandler> inner, GatewayMetrics& metrics,
-                   const Clock& clock, std::string endpoint, std::shared_ptr<CallTrace> trace)
+                   const Clock& clock, std::string endpoint, std::shared_ptr<CallTrace> trace,
+                   std::shared_ptr<TlsFailureLog> failures)
       : inner_(std::move(inner)),
+        failures_(std::move(failures)),
         metrics_(metrics),
         clock_(clock),
         endpoint_(std::move(endpoint)),
@@ -37,6 +40,14 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
     metrics_.upstream_in_flight().Decrement();
     series_.duration->Observe(absl::ToDoubleSeconds(elapsed));
     series_.requests[static_cast<std::size_t>(UpstreamStatusClass(http_status_))]->Increment();
+    if (!status.ok() && http_status_ == 0) {
+      const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+      const std::string reason = info.has_value() ? info->reason() : "";
+      metrics_.CountUpstreamTransportError(reason);
+      if (reason == "upstream_tls_error") {
+        failures_->Report(endpoint_, GetInternalDetail(status), clock_.Monotonic());
+      }
+    }
     if (trace_ != nullptr) {
       trace_->AddUpstream(elapsed, http_status_);
       if (std::string detail = GetInternalDetail(status); !detail.empty()) {
@@ -56,6 +67,7 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
 
  private:
   const std::shared_ptr<HttpTransferHandler> inner_;
+  const std::shared_ptr<TlsFailureLog> failures_;
   GatewayMetrics& metrics_;
   const Clock& clock_;
   const std::string endpoint_;
@@ -67,13 +79,33 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
 
 InstrumentedTransport::InstrumentedTransport(std::shared_ptr<HttpTransport> inner,
                                              GatewayMetrics& metrics, const Clock& clock)
-    : inner_(std::move(inner)), metrics_(metrics), clock_(clock) {}
+    : inner_(std::move(inner)),
+      metrics_(metrics),
+      clock_(clock),
+      tls_failures_(std::make_shared<TlsFailureLog>()) {}
+
+void TlsFailureLog::Report(absl::string_view endpoint, const std::string& cause, absl::Time now) {
+  int64_t suppressed = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cause == last_cause_ && now - last_logged_ < kQuietPeriod) {
+      ++suppressed_;
+      return;
+    }
+    suppressed = suppressed_;
+    suppressed_ = 0;
+    last_cause_ = cause;
+    last_logged_ = now;
+  }
+  Log(LogLevel::kWarning, "upstream TLS failed",
+      {{"cause", cause}, {"endpoint", std::string(endpoint)}, {"repeats_not_logged", suppressed}});
+}
 
 std::shared_ptr<HttpTransfer> InstrumentedTransport::Start(
     HttpRequest request, std::shared_ptr<HttpTransferHandler> handler) {
   std::string endpoint = request.endpoint.empty() ? std::string("other") : request.endpoint;
-  auto measuring = std::make_shared<MeasuringHandler>(std::move(handler), metrics_, clock_,
-                                                      std::move(endpoint), request.trace);
+  auto measuring = std::make_shared<MeasuringHandler>(
+      std::move(handler), metrics_, clock_, std::move(endpoint), request.trace, tls_failures_);
   return inner_->Start(std::move(request), std::move(measuring));
 }
 

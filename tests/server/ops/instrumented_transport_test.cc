@@ -6,10 +6,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/call_trace.h"
 #include "server/common/clock.h"
+#include "server/common/errors.h"
 #include "server/ops/gateway_metrics.h"
 #include "server/transport/http_transport.h"
 #include "tests/server/ops/metric_values.h"
@@ -260,6 +264,73 @@ TEST_F(InstrumentedTransportTest, ATransferCompletedInsideStartIsCountedAndNotLe
   EXPECT_EQ(InFlight(), 0.0);
   EXPECT_EQ(Requests(kEndpoint, "error"), 1.0);
   EXPECT_EQ(trace_->upstream_requests(), 1);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
+
+namespace copilot::gateway {
+namespace {
+
+class InstrumentedTransportErrorsTest : public InstrumentedTransportTest {
+ protected:
+  // One request through the decorator that ends with a transport failure: `reason`, and
+  // libcurl's text `cause` as its internal detail (what the log may show, never the caller).
+  void FailOne(absl::string_view reason, absl::string_view cause) {
+    absl::Status status =
+        MakeError(absl::StatusCode::kUnavailable, "TLS with the upstream failed", reason);
+    SetInternalDetail(status, cause);
+    Start(Request()).OnComplete(status);
+  }
+  double TransportErrors(const std::string& reason) const {
+    return MetricValues(*metrics_.registry())
+        .Counter("copilot_gateway_upstream_transport_errors_total", {{"reason", reason}})
+        .value_or(0);
+  }
+};
+
+TEST_F(InstrumentedTransportErrorsTest, RequestsWithoutAnHttpStatusAreCountedByReason) {
+  FailOne("upstream_tls_error", "SSL certificate problem: certificate has expired");
+  FailOne("upstream_reset", "Recv failure: Connection reset by peer");
+  FailOne("upstream_reset", "Recv failure: Connection reset by peer");
+  FailOne("something_new", "?");
+  EXPECT_EQ(TransportErrors("upstream_tls_error"), 1.0);
+  EXPECT_EQ(TransportErrors("upstream_reset"), 2.0);
+  EXPECT_EQ(TransportErrors("other"), 1.0);  // The label stays bounded.
+  EXPECT_EQ(TransportErrors("something_new"), 0.0);
+  // An HTTP error is not a transport error.
+  HttpTransferHandler& handler = Start(Request());
+  HttpResponseHead head;
+  head.status = 503;
+  handler.OnHeaders(head);
+  handler.OnComplete(absl::UnavailableError("503"));
+  EXPECT_EQ(Requests(kEndpoint, "5xx"), 1.0);
+  EXPECT_EQ(TransportErrors("other"), 1.0);
+}
+
+// A broken trust bundle fails every call: the log says why once (and again each minute, with
+// how many it did not log), not once per call.
+TEST_F(InstrumentedTransportErrorsTest, TlsFailuresAreLoggedOncePerCauseAndMinute) {
+  const std::string expired = "SSL certificate problem: certificate has expired";
+  ::testing::internal::CaptureStderr();
+  FailOne("upstream_tls_error", expired);
+  FailOne("upstream_tls_error", expired);
+  FailOne("upstream_tls_error", expired);
+  clock_.Advance(TlsFailureLog::kQuietPeriod + absl::Seconds(1));
+  FailOne("upstream_tls_error", expired);
+  FailOne("upstream_tls_error", "SSL: no alternative certificate subject name matches");
+  FailOne("upstream_reset", "Recv failure");  // Not TLS: not this log's business.
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    if (absl::StrContains(line, "upstream TLS failed")) lines.emplace_back(line);
+  }
+  ASSERT_EQ(lines.size(), 3u) << log;
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("certificate has expired"));
+  EXPECT_THAT(lines[0], ::testing::HasSubstr("\"repeats_not_logged\":0"));
+  EXPECT_THAT(lines[1], ::testing::HasSubstr("\"repeats_not_logged\":2"));
+  EXPECT_THAT(lines[2], ::testing::HasSubstr("no alternative certificate subject name"));
+  EXPECT_THAT(lines[2], ::testing::HasSubstr(kEndpoint));
 }
 
 }  // namespace
