@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
@@ -77,8 +79,17 @@ inline void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
 }
 
 // One emulator and one gateway per test suite; the emulator is reset before each test.
+//
+// With COPILOT_TEST_UPSTREAM_TLS=1 in the environment the gateway reaches the emulator over
+// HTTPS (its TLS listener with the test certificates; upstream.ca_file the test CA): ctest runs
+// the RPC, streaming and error-table suites a second time that way, named "tls.<test>".
 class GatewayIntegrationTest : public ::testing::Test {
  protected:
+  static bool UpstreamOverTls() {
+    const char* value = std::getenv("COPILOT_TEST_UPSTREAM_TLS");
+    return value != nullptr && std::string(value) == "1";
+  }
+
   // Settings of the suite's gateway. Small limits so faults show quickly.
   static GatewayProcessOptions DefaultGatewayOptions(const std::string& upstream_url) {
     GatewayProcessOptions options;
@@ -87,11 +98,19 @@ class GatewayIntegrationTest : public ::testing::Test {
                         {"stall_timeout", "1s"},
                         {"max_call_timeout", "30s"},
                         {"max_response_bytes", "1MiB"}};
+    if (UpstreamOverTls()) {
+      options.upstream["ca_file"] = std::string(COPILOT_TEST_CERTS_DIR) + "/ca.pem";
+    }
     return options;
   }
 
   static void SetUpTestSuite() {
-    auto emulator = emulator::testing::EmulatorProcess::Start({.args = {"--stream-delay-ms", "2"}});
+    emulator::testing::EmulatorProcessOptions emulator_options{.args = {"--stream-delay-ms", "2"}};
+    if (UpstreamOverTls()) {
+      emulator_options.tls_cert_file = std::string(COPILOT_TEST_CERTS_DIR) + "/server.pem";
+      emulator_options.tls_key_file = std::string(COPILOT_TEST_CERTS_DIR) + "/server.key";
+    }
+    auto emulator = emulator::testing::EmulatorProcess::Start(emulator_options);
     ASSERT_TRUE(emulator.ok()) << emulator.status();
     emulator_ = std::move(*emulator).release();
     auto gateway = GatewayProcess::Start(DefaultGatewayOptions(UpstreamUrl()));
@@ -118,7 +137,10 @@ class GatewayIntegrationTest : public ::testing::Test {
     stub_ = copilot::v1::CopilotService::NewStub(gateway_->channel());
   }
 
-  static std::string UpstreamUrl() { return emulator_->base_url() + "/agents"; }
+  static std::string UpstreamUrl() {
+    return UpstreamOverTls() ? absl::StrCat("https://127.0.0.1:", emulator_->tls_port(), "/agents")
+                             : emulator_->base_url() + "/agents";
+  }
 
   // Installs a fault rule on the emulator.
   static void Fault(const nlohmann::json& rule) {
