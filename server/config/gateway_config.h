@@ -336,7 +336,6 @@ struct ResolvedTenant {
   std::vector<std::string> identities;    // "spiffe://..." and "dns:NAME".
 };
 
-// Values read from the places the config names. Never log these.
 // The proxy the upstream transport uses, decided from upstream.proxy and the environment.
 struct ResolvedProxy {
   std::string url;  // Empty: direct.
@@ -347,15 +346,16 @@ struct ResolvedProxy {
   std::string password;
 };
 
+// Values read from the places the config names. Never log these.
 struct GatewaySecrets {
   std::string api_key;
-  ResolvedProxy proxy;
   std::string licence;             // Empty: no licence configured.
   std::string thread_signing_key;  // Empty: none configured.
   std::vector<std::string> previous_thread_signing_keys;
   std::string user_id_key;     // Empty: none configured.
   std::string redis_password;  // Empty: none configured.
   std::vector<ResolvedTenant> tenants;
+  ResolvedProxy proxy;  // Holds the proxy's password, if any.
 };
 
 }  // namespace copilot::gateway

@@ -65,12 +65,6 @@ std::vector<std::string> LogLines(const GatewayProcess& gateway) {
 }
 
 // The gateway's /metrics text.
-std::string Scrape(const GatewayProcess& gateway) {
-  return emulator::testing::SendHttpRequest(
-             "GET", absl::StrCat("http://127.0.0.1:", gateway.metrics_port(), "/metrics"), "")
-      .body;
-}
-
 class GatewayHardeningTest : public GatewayIntegrationTest {};
 
 // Item 1: one answer nested 100,000 levels deep (200 KB) crashed the gateway (SIGSEGV on the

@@ -49,7 +49,9 @@ class GatewayLimitsTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (gateway_ != nullptr) EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    if (gateway_ != nullptr) {
+      EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    }
   }
 
   grpc::Status Complete(const std::string& token, absl::Duration timeout = absl::Seconds(20)) {

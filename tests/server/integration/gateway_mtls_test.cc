@@ -59,7 +59,9 @@ class GatewayMtlsTest : public ::testing::Test {
     ASSERT_GT(gateway_->tls_port(), 0);
   }
   static void TearDownTestSuite() {
-    if (gateway_ != nullptr) EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    if (gateway_ != nullptr) {
+      EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    }
     delete gateway_;
     delete emulator_;
     gateway_ = nullptr;

@@ -5,7 +5,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -51,11 +53,19 @@ GatewayConfig TestConfig() {
   return config;
 }
 
+// Named fields, not positional ones: GatewaySecrets grows.
+GatewaySecrets Secrets(std::string api_key, std::string licence) {
+  GatewaySecrets secrets;
+  secrets.api_key = std::move(api_key);
+  secrets.licence = std::move(licence);
+  secrets.thread_signing_key = kSigningKey;
+  return secrets;
+}
+
 TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
   auto api = std::make_shared<FakeHaufeApi>();
   auto clock = std::make_shared<FakeClock>();
-  auto server = GatewayServer::Start(
-      TestConfig(), GatewaySecrets{"KEY-1", "LIC-1", kSigningKey, {}}, Replace(api, clock));
+  auto server = GatewayServer::Start(TestConfig(), Secrets("KEY-1", "LIC-1"), Replace(api, clock));
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_GT((*server)->port(), 0);
   EXPECT_EQ((*server)->address(), "127.0.0.1:" + std::to_string((*server)->port()));
@@ -87,8 +97,7 @@ TEST(GatewayServerTest, WiresConfigAndSecretsIntoUpstreamCalls) {
 
 TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
   auto api = std::make_shared<FakeHaufeApi>();
-  auto server =
-      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
+  auto server = GatewayServer::Start(TestConfig(), Secrets("KEY", ""), Replace(api));
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = v1::CopilotService::NewStub(
       grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials()));
@@ -114,13 +123,11 @@ TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
 
 TEST(GatewayServerTest, BusyPortFailsToStart) {
   auto api = std::make_shared<FakeHaufeApi>();
-  auto first =
-      GatewayServer::Start(TestConfig(), GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
+  auto first = GatewayServer::Start(TestConfig(), Secrets("KEY", ""), Replace(api));
   ASSERT_TRUE(first.ok());
   GatewayConfig config = TestConfig();
   config.server.listen = (*first)->address();
-  auto second =
-      GatewayServer::Start(config, GatewaySecrets{"KEY", "", kSigningKey, {}}, Replace(api));
+  auto second = GatewayServer::Start(config, Secrets("KEY", ""), Replace(api));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
 }
 

@@ -77,7 +77,9 @@ class GatewayTenantsTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (gateway_ != nullptr) EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    if (gateway_ != nullptr) {
+      EXPECT_EQ(gateway_->Stop().value_or(-1), 0);
+    }
     delete gateway_;
     delete emulator_;
     if (key_c_path_ != nullptr) std::remove(key_c_path_->c_str());
@@ -262,7 +264,9 @@ TEST_F(GatewayTenantsTest, EveryThreadRpcByThreadOwnerAndCredential) {
       grpc::Status status = rpc(c->token, c->thread);
       EXPECT_EQ(status.error_code(), c->expected) << label << ": " << status.error_message();
       const std::size_t after = emulator_->Requests()->size();
-      if (!c->reaches_upstream) EXPECT_EQ(after, before) << label << " reached the upstream";
+      if (!c->reaches_upstream) {
+        EXPECT_EQ(after, before) << label << " reached the upstream";
+      }
       if (c->expected == grpc::StatusCode::NOT_FOUND) {
         // Indistinguishable: another tenant's thread and a thread that does not exist.
         if (not_found_reference.error_message().empty()) not_found_reference = status;

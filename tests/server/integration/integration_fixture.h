@@ -78,6 +78,13 @@ inline void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
 }
 
+// The gateway's /metrics page (empty when it cannot be fetched).
+inline std::string Scrape(const GatewayProcess& gateway) {
+  return emulator::testing::SendHttpRequest(
+             "GET", absl::StrCat("http://127.0.0.1:", gateway.metrics_port(), "/metrics"), "")
+      .body;
+}
+
 // One emulator and one gateway per test suite; the emulator is reset before each test.
 //
 // With COPILOT_TEST_UPSTREAM_TLS=1 in the environment the gateway reaches the emulator over
