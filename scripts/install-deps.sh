@@ -32,6 +32,8 @@ packages=(
   clang-tidy-14
   # Operations: promtool and the prometheus server (metrics tests), redis-server (shared limits).
   prometheus redis-server libhiredis-dev iproute2
+  # The upstream behind a real forward proxy (CONNECT, proxy authentication) in the tests.
+  tinyproxy-bin
   # Generated clients in other languages (client/<language>/ and their interop test).
   python3 python3-grpcio python3-protobuf python3-yaml
   golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev

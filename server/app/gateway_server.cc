@@ -424,7 +424,8 @@ void GatewayServer::LogServing(const GatewayConfig& config, const GatewaySecrets
       "upstream ", upstream.base_url, " ",
       proxy.url.empty()
           ? "direct (no proxy)"
-          : absl::StrCat("through proxy ", ProxyForLog(proxy.url), " (from ", proxy.source, ")"),
+          : absl::StrCat("through proxy ", ProxyForLog(proxy.url), " (from ", proxy.source,
+                         proxy.username.empty() ? "" : ", as proxy user " + proxy.username, ")"),
       proxy.no_proxy.empty() ? "" : absl::StrCat(", not for ", proxy.no_proxy), "; TLS ",
       upstream.tls_min_version == UpstreamTlsVersion::k1_3 ? "1.3" : "1.2", "+ trusting ",
       upstream.ca_file.empty() ? "the system's CAs" : upstream.ca_file,

@@ -15,9 +15,11 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
  public:
   MeasuringHandler(std::shared_ptr<HttpTransferHandler> inner, GatewayMetrics& metrics,
                    const Clock& clock, std::string endpoint, std::shared_ptr<CallTrace> trace,
-                   std::shared_ptr<TlsFailureLog> failures)
+                   std::shared_ptr<FailureCauseLog> tls_failures,
+                   std::shared_ptr<FailureCauseLog> proxy_failures)
       : inner_(std::move(inner)),
-        failures_(std::move(failures)),
+        tls_failures_(std::move(tls_failures)),
+        proxy_failures_(std::move(proxy_failures)),
         metrics_(metrics),
         clock_(clock),
         endpoint_(std::move(endpoint)),
@@ -45,7 +47,9 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
       const std::string reason = info.has_value() ? info->reason() : "";
       metrics_.CountUpstreamTransportError(reason);
       if (reason == "upstream_tls_error") {
-        failures_->Report(endpoint_, GetInternalDetail(status), clock_.Monotonic());
+        tls_failures_->Report(endpoint_, GetInternalDetail(status), clock_.Monotonic());
+      } else if (reason == "upstream_proxy_error") {
+        proxy_failures_->Report(endpoint_, GetInternalDetail(status), clock_.Monotonic());
       }
     }
     if (trace_ != nullptr) {
@@ -67,7 +71,8 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
 
  private:
   const std::shared_ptr<HttpTransferHandler> inner_;
-  const std::shared_ptr<TlsFailureLog> failures_;
+  const std::shared_ptr<FailureCauseLog> tls_failures_;
+  const std::shared_ptr<FailureCauseLog> proxy_failures_;
   GatewayMetrics& metrics_;
   const Clock& clock_;
   const std::string endpoint_;
@@ -82,9 +87,10 @@ InstrumentedTransport::InstrumentedTransport(std::shared_ptr<HttpTransport> inne
     : inner_(std::move(inner)),
       metrics_(metrics),
       clock_(clock),
-      tls_failures_(std::make_shared<TlsFailureLog>()) {}
+      tls_failures_(std::make_shared<FailureCauseLog>("upstream TLS failed")),
+      proxy_failures_(std::make_shared<FailureCauseLog>("upstream proxy failed")) {}
 
-void TlsFailureLog::Report(absl::string_view endpoint, const std::string& cause, absl::Time now) {
+void FailureCauseLog::Report(absl::string_view endpoint, const std::string& cause, absl::Time now) {
   int64_t suppressed = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -97,15 +103,16 @@ void TlsFailureLog::Report(absl::string_view endpoint, const std::string& cause,
     last_cause_ = cause;
     last_logged_ = now;
   }
-  Log(LogLevel::kWarning, "upstream TLS failed",
+  Log(LogLevel::kWarning, message_,
       {{"cause", cause}, {"endpoint", std::string(endpoint)}, {"repeats_not_logged", suppressed}});
 }
 
 std::shared_ptr<HttpTransfer> InstrumentedTransport::Start(
     HttpRequest request, std::shared_ptr<HttpTransferHandler> handler) {
   std::string endpoint = request.endpoint.empty() ? std::string("other") : request.endpoint;
-  auto measuring = std::make_shared<MeasuringHandler>(
-      std::move(handler), metrics_, clock_, std::move(endpoint), request.trace, tls_failures_);
+  auto measuring =
+      std::make_shared<MeasuringHandler>(std::move(handler), metrics_, clock_, std::move(endpoint),
+                                         request.trace, tls_failures_, proxy_failures_);
   return inner_->Start(std::move(request), std::move(measuring));
 }
 

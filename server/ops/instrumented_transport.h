@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
@@ -19,24 +20,27 @@
 
 namespace copilot::gateway {
 
-// Logs why TLS with the upstream failed: once per cause, again when the cause changes or a
-// minute after it was last logged (with the count of failures not logged in between), so a
-// broken trust bundle says so in the log without a line per call. Thread-safe.
-class TlsFailureLog {
+// Logs why the path to the upstream failed (TLS, the egress proxy): once per cause, again when
+// the cause changes or a minute after it was last logged (with the count of failures not
+// logged in between), so a broken trust bundle or proxy password says so in the log without a
+// line per call. Thread-safe.
+class FailureCauseLog {
  public:
   static constexpr absl::Duration kQuietPeriod = absl::Minutes(1);
+  explicit FailureCauseLog(std::string message) : message_(std::move(message)) {}
   void Report(absl::string_view endpoint, const std::string& cause, absl::Time now);
 
  private:
+  const std::string message_;  // The log line's "msg".
   absl::Mutex mu_;
   std::string last_cause_ ABSL_GUARDED_BY(mu_);
   absl::Time last_logged_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int64_t suppressed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Also counts requests that got no HTTP status by reason (transport errors), and reports TLS
-// failures to a TlsFailureLog. Thread-safe like the transport it wraps. `metrics` and `clock`
-// must outlive it.
+// Also counts requests that got no HTTP status by reason (transport errors), and logs the
+// causes of TLS and proxy failures (FailureCauseLog). Thread-safe like the transport it wraps.
+// `metrics` and `clock` must outlive it.
 class InstrumentedTransport final : public HttpTransport {
  public:
   InstrumentedTransport(std::shared_ptr<HttpTransport> inner, GatewayMetrics& metrics,
@@ -51,7 +55,8 @@ class InstrumentedTransport final : public HttpTransport {
   const std::shared_ptr<HttpTransport> inner_;
   GatewayMetrics& metrics_;
   const Clock& clock_;
-  const std::shared_ptr<TlsFailureLog> tls_failures_;
+  const std::shared_ptr<FailureCauseLog> tls_failures_;
+  const std::shared_ptr<FailureCauseLog> proxy_failures_;
 };
 
 }  // namespace copilot::gateway

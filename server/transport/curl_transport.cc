@@ -253,7 +253,7 @@ class CurlTransport::Loop {
   using StallEntry = std::pair<SteadyTime, uint64_t>;
 
   Loop(CurlTransportOptions options, int epoll_fd, int wake_fd, CURLM* multi)
-      : options_(options),
+      : options_(std::move(options)),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         multi_(multi),
@@ -596,6 +596,9 @@ void CurlTransport::Loop::SetConnectionOptions(EasyOptions& set) const {
   // Always set: an empty proxy keeps libcurl from reading http_proxy and the like itself.
   set.Set(CURLOPT_PROXY, options_.proxy.c_str());
   if (options_.proxy.empty()) return;
+  // The proxy's answer to CONNECT is not the upstream's response: kept from OnHeader, it would
+  // mark a request the proxy refused as answered (and a POST as maybe carried out).
+  set.Set(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   set.Set(CURLOPT_PROXY_SSLVERSION, tls);
   if (!options_.ca_file.empty()) set.Set(CURLOPT_PROXY_CAINFO, options_.ca_file.c_str());
   if (!options_.no_proxy.empty()) set.Set(CURLOPT_NOPROXY, options_.no_proxy.c_str());
@@ -743,9 +746,20 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
         absl::StrCat("the upstream response exceeds ", transfer.max_body_bytes, " bytes"),
         "upstream_response_too_large", metadata);
   }
+  // The egress proxy answered CONNECT with an error (407: its credentials; 403: not allowed;
+  // 502/503: it could not reach the upstream): nothing reached the upstream.
+  long proxy_status = 0;
+  curl_easy_getinfo(transfer.easy, CURLINFO_HTTP_CONNECTCODE, &proxy_status);
+  if (proxy_status >= 300 && !transfer.response_started) {
+    metadata["proxy_status"] = absl::StrCat(proxy_status);
+    return failure(absl::StrCat("the egress proxy refused the tunnel to the upstream (HTTP ",
+                                proxy_status, ")"),
+                   "upstream_proxy_error");
+  }
   switch (result) {
-    case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
+      return failure("cannot resolve the egress proxy", "upstream_proxy_error");
+    case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_CONNECT:
       return failure("cannot connect to the upstream", "upstream_unreachable");
     case CURLE_OPERATION_TIMEDOUT: {
@@ -885,7 +899,8 @@ CurlTransport::CurlTransport(std::unique_ptr<Loop> loop) : loop_(std::move(loop)
   thread_ = std::thread([loop = loop_] { loop->Run(); });
 }
 
-absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(CurlTransportOptions options) {
+absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(
+    const CurlTransportOptions& options) {
   absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(options);
   if (!loop.ok()) return loop.status();
   return std::unique_ptr<CurlTransport>(new CurlTransport(*std::move(loop)));

@@ -127,7 +127,7 @@ class CurlTransport final : public HttpTransport {
   // when epoll, eventfd or libcurl cannot be set up (a refused multi option:
   // "transport_misconfigured" naming it).
   static absl::StatusOr<std::unique_ptr<CurlTransport>> Create(
-      CurlTransportOptions options = CurlTransportOptions());
+      const CurlTransportOptions& options = CurlTransportOptions());
 
   CurlTransport(const CurlTransport&) = delete;
   CurlTransport& operator=(const CurlTransport&) = delete;

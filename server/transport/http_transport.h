@@ -74,6 +74,7 @@ class HttpTransferHandler {
   // an ErrorInfo payload (server/common/errors.h) with a reason and metadata
   // "headers_received" / "response_started" ("true"/"false"):
   //   - A transport failure (reasons "upstream_unreachable", "upstream_tls_error",
+  //     "upstream_proxy_error" (the egress proxy refused the tunnel: metadata "proxy_status"),
   //     "upstream_reset", "upstream_stalled", "upstream_transport_error") before any response
   //     byte arrived is UNAVAILABLE (safe to retry), for every method.
   //   - The same failure after the first response byte stays UNAVAILABLE for GET and DELETE

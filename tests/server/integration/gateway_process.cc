@@ -104,8 +104,11 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
   absl::StatusOr<std::string> stdout_path = WriteTempFile("");
   if (!stdout_path.ok()) return stdout_path.status();
   process->stdout_path_ = *stdout_path;
-  absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(
-      {.argv = std::move(args), .stdout_path = *stdout_path, .stderr_path = options.stderr_path});
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start({.argv = std::move(args),
+                           .env = std::move(options.env),
+                           .stdout_path = *stdout_path,
+                           .stderr_path = options.stderr_path});
   if (!child.ok()) return child.status();
   process->process_ = *std::move(child);
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -48,6 +49,8 @@ struct GatewayProcessOptions {
   std::string shutdown_grace = "2s";
   std::string shutdown_delay = "0s";
   std::vector<std::string> args;
+  // Set in the gateway's environment, e.g. {"https_proxy", "http://127.0.0.1:3128"}.
+  std::vector<std::pair<std::string, std::string>> env;
   // Where the gateway's stderr (its log) goes; empty: a new file in GatewayLogDir(), which
   // the suite's last test scans for secrets (log_secret_scan_test.cc).
   std::string stderr_path;

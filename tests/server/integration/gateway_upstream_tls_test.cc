@@ -47,13 +47,7 @@ class GatewayUpstreamTlsTest : public ::testing::TestWithParam<TlsCase> {
     gateway_ = *std::move(gateway);
   }
 
-  grpc::Status ListAssistants() {
-    auto stub = v1::CopilotService::NewStub(gateway_->channel());
-    grpc::ClientContext context;
-    SetTimeout(context, absl::Seconds(10));
-    v1::ListAssistantsResponse response;
-    return stub->ListAssistants(&context, v1::ListAssistantsRequest(), &response);
-  }
+  grpc::Status ListAssistants() { return ListAssistantsThrough(*gateway_); }
 
   std::unique_ptr<emulator::testing::EmulatorProcess> emulator_;
   std::unique_ptr<GatewayProcess> gateway_;
@@ -68,10 +62,10 @@ TEST_P(GatewayUpstreamTlsTest, FailsUnavailableCountedAndLoggedOnceWithTheCause)
     // libcurl's text (host, port, certificate details) is for the log, never for callers.
     EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr("certificate")));
   }
-  EXPECT_THAT(Scrape(*gateway_),
-              HasSubstr(absl::StrCat("copilot_gateway_upstream_transport_errors_total{reason="
-                                     "\"upstream_tls_error\"} ",
-                                     kCalls, "\n")));
+  EXPECT_EQ(MetricValue(Scrape(*gateway_),
+                        "copilot_gateway_upstream_transport_errors_total{reason="
+                        "\"upstream_tls_error\"}"),
+            absl::StrCat(kCalls));
   absl::StatusOr<nlohmann::json> records = emulator_->Requests();
   ASSERT_TRUE(records.ok());
   EXPECT_TRUE(records->empty()) << records->dump();  // Nothing reached the API.

@@ -4,9 +4,13 @@
 #define COPILOT_GATEWAY_TESTS_SERVER_INTEGRATION_INTEGRATION_FIXTURE_H_
 
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +28,7 @@
 #include "nlohmann/json.hpp"
 #include "server/core/signed_thread_handles.h"
 #include "tests/emulator/testing/emulator_process.h"
+#include "tests/server/integration/forward_proxy.h"
 #include "tests/server/integration/gateway_process.h"
 #include "tests/testing/eventually.h"
 
@@ -85,17 +90,46 @@ inline std::string Scrape(const GatewayProcess& gateway) {
       .body;
 }
 
+// One ListAssistants through `gateway` with a 10 s deadline: the cheapest upstream call.
+inline grpc::Status ListAssistantsThrough(const GatewayProcess& gateway) {
+  auto stub = copilot::v1::CopilotService::NewStub(gateway.channel());
+  grpc::ClientContext context;
+  SetTimeout(context, absl::Seconds(10));
+  copilot::v1::ListAssistantsResponse response;
+  return stub->ListAssistants(&context, copilot::v1::ListAssistantsRequest(), &response);
+}
+
+// The value of the series `series` (name and labels as exposed) in a /metrics scrape; "" when
+// absent. Failure messages then show one line, not the whole scrape.
+inline std::string MetricValue(const std::string& scrape, const std::string& series) {
+  const std::string prefix = series + " ";
+  for (std::size_t at = 0; at < scrape.size();) {
+    const std::size_t end = std::min(scrape.find('\n', at), scrape.size());
+    if (scrape.compare(at, prefix.size(), prefix) == 0) {
+      return scrape.substr(at + prefix.size(), end - at - prefix.size());
+    }
+    at = end + 1;
+  }
+  return "";
+}
+
 // One emulator and one gateway per test suite; the emulator is reset before each test.
 //
 // With COPILOT_TEST_UPSTREAM_TLS=1 in the environment the gateway reaches the emulator over
 // HTTPS (its TLS listener with the test certificates; upstream.ca_file the test CA): ctest runs
-// the RPC, streaming and error-table suites a second time that way, named "tls.<test>".
+// the RPC, streaming and error-table suites a second time that way, named "tls.<test>". With
+// COPILOT_TEST_UPSTREAM_PROXY=1 too, through a real forward proxy (tinyproxy) with CONNECT and
+// proxy authentication, as behind a corporate egress proxy: "tls+proxy.<test>".
 class GatewayIntegrationTest : public ::testing::Test {
  protected:
-  static bool UpstreamOverTls() {
-    const char* value = std::getenv("COPILOT_TEST_UPSTREAM_TLS");
+  static bool EnvironmentSays(const char* name) {
+    const char* value = std::getenv(name);
     return value != nullptr && std::string(value) == "1";
   }
+  static bool UpstreamOverTls() { return EnvironmentSays("COPILOT_TEST_UPSTREAM_TLS"); }
+  static bool UpstreamThroughProxy() { return EnvironmentSays("COPILOT_TEST_UPSTREAM_PROXY"); }
+  static constexpr char kProxyUser[] = "egress";
+  static constexpr char kProxyPassword[] = "proxy-password-1";
 
   // Settings of the suite's gateway. Small limits so faults show quickly.
   static GatewayProcessOptions DefaultGatewayOptions(const std::string& upstream_url) {
@@ -107,6 +141,10 @@ class GatewayIntegrationTest : public ::testing::Test {
                         {"max_response_bytes", "1MiB"}};
     if (UpstreamOverTls()) {
       options.upstream["ca_file"] = std::string(COPILOT_TEST_CERTS_DIR) + "/ca.pem";
+    }
+    if (proxy_ != nullptr) {
+      options.upstream["proxy"] = proxy_->url();
+      options.upstream["proxy_credentials_file"] = *proxy_credentials_file_;
     }
     return options;
   }
@@ -120,6 +158,17 @@ class GatewayIntegrationTest : public ::testing::Test {
     auto emulator = emulator::testing::EmulatorProcess::Start(emulator_options);
     ASSERT_TRUE(emulator.ok()) << emulator.status();
     emulator_ = std::move(*emulator).release();
+    if (UpstreamThroughProxy()) {
+      auto proxy = ForwardProxy::Start({.username = kProxyUser, .password = kProxyPassword});
+      ASSERT_TRUE(proxy.ok()) << proxy.status();
+      proxy_ = std::move(*proxy).release();
+      char path[] = "/tmp/copilot_proxy_credentials_XXXXXX";
+      const int fd = mkstemp(path);
+      ASSERT_GE(fd, 0);
+      close(fd);
+      std::ofstream(path) << kProxyUser << ":" << kProxyPassword << "\n";
+      proxy_credentials_file_ = new std::string(path);
+    }
     auto gateway = GatewayProcess::Start(DefaultGatewayOptions(UpstreamUrl()));
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     gateway_ = std::move(*gateway).release();
@@ -135,6 +184,23 @@ class GatewayIntegrationTest : public ::testing::Test {
     }
     delete emulator_;
     emulator_ = nullptr;
+    if (proxy_ != nullptr) {
+      // Every upstream request went through the proxy's tunnel (a plain-HTTP upstream: as
+      // absolute-URI requests), none of them refused.
+      const std::vector<std::string> requests = proxy_->Requests();
+      EXPECT_FALSE(requests.empty()) << proxy_->Log();
+      for (const std::string& request : requests) {
+        const bool tunnelled = request.rfind("CONNECT 127.0.0.1:", 0) == 0;
+        const bool forwarded = request.find(" http://127.0.0.1:") != std::string::npos;
+        EXPECT_TRUE(UpstreamOverTls() ? tunnelled : forwarded) << request;
+      }
+      EXPECT_EQ(proxy_->Log().find(" 407 "), std::string::npos) << proxy_->Log();
+      delete proxy_;
+      proxy_ = nullptr;
+      std::remove(proxy_credentials_file_->c_str());
+      delete proxy_credentials_file_;
+      proxy_credentials_file_ = nullptr;
+    }
   }
 
   void SetUp() override {
@@ -203,6 +269,8 @@ class GatewayIntegrationTest : public ::testing::Test {
   }
 
   static inline emulator::testing::EmulatorProcess* emulator_ = nullptr;
+  static inline ForwardProxy* proxy_ = nullptr;  // With COPILOT_TEST_UPSTREAM_PROXY=1.
+  static inline std::string* proxy_credentials_file_ = nullptr;
   static inline GatewayProcess* gateway_ = nullptr;
   std::unique_ptr<copilot::v1::CopilotService::Stub> stub_;
 };

@@ -10,11 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/free_port.h"
 
 namespace copilot::gateway::testing {
-
-// A free TCP port on 127.0.0.1 (bound and released: another process could take it meanwhile).
-absl::StatusOr<int> FreeLoopbackPort();
 
 // What a TLS redis-server presents and asks for (PEM files, e.g. from tests/certs).
 struct RedisTlsFiles {

@@ -316,7 +316,7 @@ TEST_F(InstrumentedTransportErrorsTest, TlsFailuresAreLoggedOncePerCauseAndMinut
   FailOne("upstream_tls_error", expired);
   FailOne("upstream_tls_error", expired);
   FailOne("upstream_tls_error", expired);
-  clock_.Advance(TlsFailureLog::kQuietPeriod + absl::Seconds(1));
+  clock_.Advance(FailureCauseLog::kQuietPeriod + absl::Seconds(1));
   FailOne("upstream_tls_error", expired);
   FailOne("upstream_tls_error", "SSL: no alternative certificate subject name matches");
   FailOne("upstream_reset", "Recv failure");  // Not TLS: not this log's business.
