@@ -923,6 +923,9 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
                                    {"accepted_total", stats.accepted_total},
                                    {"idle_closed_total", stats.idle_closed_total},
                                    {"tls_handshake_failures", stats.tls_handshake_failures},
+                                   {"h2_connections", stats.h2_connections},
+                                   {"h2_refused_streams", stats.h2_refused_streams},
+                                   {"h2_goaways_sent", stats.h2_goaways_sent},
                                    {"requests_total", requests_total_},
                                    {"in_flight", in_flight_},
                                    {"rate_limits", rate_limiter_.StatsJson()}});

@@ -35,7 +35,9 @@ std::string Usage() {
   return "usage: haufe-emulator --listen HOST:PORT --api-key KEY [--api-key KEY]...\n"
          "         [--error-shape old|new] [--stream-delay-ms N] [--response-delay-ms N]\n"
          "         [--fault JSON]... [--max-record N] [--seed N] [--keep-alive-timeout-ms N]\n"
-         "         [--tls-listen HOST:PORT --tls-cert FILE --tls-key FILE]\n"
+         "         [--tls-listen HOST:PORT --tls-cert FILE --tls-key FILE [--tls-http2 on|off]]\n"
+         "         [--h2-max-concurrent-streams N] [--h2-goaway-after N] [--h2-refuse-every N]\n"
+         "         [--shutdown-grace-ms N]\n"
          "         [--rate-limits off|tier0] [--answer-rps N] [--answer-rpm N]\n"
          "         [--other-rps N] [--other-rpm N]\n";
 }
@@ -95,6 +97,31 @@ absl::StatusOr<EmulatorOptions> ParseCommandLine(const std::vector<std::string>&
       options.max_record = static_cast<size_t>(n);
     } else if (flag == "keep-alive-timeout-ms") {
       if (absl::Status s = ParseNonNegative(flag, value, options.keep_alive_timeout_ms); !s.ok()) {
+        return s;
+      }
+    } else if (flag == "tls-http2") {
+      if (value != "on" && value != "off") {
+        return FlagError(flag, "expected on or off, got '" + value + "'");
+      }
+      options.tls_http2 = value == "on";
+    } else if (flag == "h2-max-concurrent-streams") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.h2_max_concurrent_streams);
+          !s.ok()) {
+        return s;
+      }
+      if (options.h2_max_concurrent_streams < 1 || options.h2_max_concurrent_streams > 1000000) {
+        return FlagError(flag, "expected 1 to 1000000");
+      }
+    } else if (flag == "h2-goaway-after") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.h2_goaway_after); !s.ok()) {
+        return s;
+      }
+    } else if (flag == "h2-refuse-every") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.h2_refuse_every); !s.ok()) {
+        return s;
+      }
+    } else if (flag == "shutdown-grace-ms") {
+      if (absl::Status s = ParseNonNegative(flag, value, options.shutdown_grace_ms); !s.ok()) {
         return s;
       }
     } else if (flag == "seed") {

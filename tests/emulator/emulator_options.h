@@ -38,6 +38,15 @@ struct EmulatorOptions {
   std::string tls_key_file;
   // --keep-alive-timeout-ms: HttpServer::Options::keep_alive_timeout (0: none).
   int64_t keep_alive_timeout_ms = 0;
+  // --tls-http2 on|off: the TLS listener offers HTTP/2 (ALPN h2 before http/1.1). Default off.
+  bool tls_http2 = false;
+  // --h2-max-concurrent-streams, --h2-goaway-after, --h2-refuse-every: H2Options.
+  int64_t h2_max_concurrent_streams = 100;
+  int64_t h2_goaway_after = 0;
+  int64_t h2_refuse_every = 0;
+  // --shutdown-grace-ms: on SIGTERM, GOAWAY on HTTP/2 connections, then wait up to this long for
+  // the requests in progress before exiting (0: exit at once).
+  int64_t shutdown_grace_ms = 0;
   std::optional<uint64_t> seed;  // absent: main picks a random one
 };
 

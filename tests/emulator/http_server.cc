@@ -14,7 +14,9 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -44,6 +46,8 @@ struct HttpServer::Connection {
   SSL* ssl = nullptr;     // TLS connections only
   bool handshaking = false;
   absl::Time idle_since = absl::Now();  // accepted, or the last response finished
+  std::unique_ptr<H2Session> h2;        // set once ALPN agreed on h2
+  bool h2_busy = false;                 // the session had requests in progress at the last pump
 
   // The response in progress.
   bool responding = false;
@@ -71,6 +75,7 @@ HttpServer::~HttpServer() {
   for (auto& [id, conn] : connections_) {
     loop_.CancelTimer(conn->timer);
     loop_.Unwatch(conn->watch);
+    conn->h2.reset();  // ends its streams while the loop and handler are still there
     if (conn->ssl != nullptr) SSL_free(conn->ssl);
     close(conn->fd);
   }
@@ -92,21 +97,40 @@ std::string TlsError() {
   return text;
 }
 
-// ALPN: http/1.1 when the client offers it; otherwise no protocol is agreed (HTTP/1.1 anyway).
-int SelectAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_length,
-               const unsigned char* offered, unsigned int offered_length, void* /*arg*/) {
-  static constexpr unsigned char kHttp11[] = {'h', 't', 't', 'p', '/', '1', '.', '1'};
+// Whether the client's ALPN list `offered` holds `protocol`; sets `out` to it when it does.
+bool Offers(const unsigned char* offered, unsigned int offered_length, absl::string_view protocol,
+            const unsigned char** out, unsigned char* out_length) {
   for (unsigned int i = 0; i < offered_length;) {
     const unsigned int length = offered[i];
     if (i + 1 + length > offered_length) break;
-    if (length == sizeof(kHttp11) && std::memcmp(offered + i + 1, kHttp11, length) == 0) {
+    if (absl::string_view(reinterpret_cast<const char*>(offered + i + 1), length) == protocol) {
       *out = offered + i + 1;
       *out_length = static_cast<unsigned char>(length);
-      return SSL_TLSEXT_ERR_OK;
+      return true;
     }
     i += 1 + length;
   }
+  return false;
+}
+
+// ALPN: h2 when HTTP/2 is on (`arg` points at Options::http2) and the client offers it, else
+// http/1.1 when offered; otherwise no protocol is agreed (HTTP/1.1 anyway).
+int SelectAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_length,
+               const unsigned char* offered, unsigned int offered_length, void* arg) {
+  const bool http2 = *static_cast<const bool*>(arg);
+  if ((http2 && Offers(offered, offered_length, "h2", out, out_length)) ||
+      Offers(offered, offered_length, "http/1.1", out, out_length)) {
+    return SSL_TLSEXT_ERR_OK;
+  }
   return SSL_TLSEXT_ERR_NOACK;
+}
+
+// The protocol ALPN agreed on ("" when none).
+absl::string_view AgreedProtocol(const SSL* ssl) {
+  const unsigned char* data = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(ssl, &data, &length);
+  return {reinterpret_cast<const char*>(data), length};
 }
 
 }  // namespace
@@ -129,7 +153,7 @@ absl::Status HttpServer::SetUpTls() {
     return absl::InvalidArgumentError(
         absl::StrCat("TLS key ", options_.tls_key_file, ": ", TlsError()));
   }
-  SSL_CTX_set_alpn_select_cb(tls_, &SelectAlpn, nullptr);
+  SSL_CTX_set_alpn_select_cb(tls_, &SelectAlpn, &options_.http2);
   return absl::OkStatus();
 }
 
@@ -137,6 +161,19 @@ bool HttpServer::Handshake(Connection& conn) {
   const int result = SSL_do_handshake(conn.ssl);
   if (result == 1) {
     conn.handshaking = false;
+    if (options_.http2 && AgreedProtocol(conn.ssl) == "h2") {
+      const uint64_t id = conn.id;
+      conn.h2 = std::make_unique<H2Session>(loop_, handler_, options_.h2, [this, id] {
+        auto it = connections_.find(id);
+        if (it != connections_.end()) PumpH2(*it->second);
+      });
+      ++stats_.h2_connections;
+      if (!conn.h2->Start().ok()) {
+        Close(conn, /*with_reset=*/false);
+        return false;
+      }
+      return PumpH2(conn);  // the server's SETTINGS
+    }
     return true;
   }
   const int error = SSL_get_error(conn.ssl, result);
@@ -263,6 +300,10 @@ void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
   Connection& conn = *it->second;
   bool peer_closed = (events & (EPOLLERR | EPOLLHUP)) != 0;
   if (conn.handshaking && !Handshake(conn)) return;  // Continues on the next event.
+  if (conn.h2 != nullptr) {
+    OnH2Event(conn, peer_closed);
+    return;
+  }
   const bool was_idle = !conn.responding && !conn.draining && conn.in.empty();
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     if (!ReadAvailable(conn, peer_closed)) return;
@@ -308,6 +349,99 @@ bool HttpServer::ReadAvailable(Connection& conn, bool& peer_closed) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) peer_closed = true;
     return true;
   }
+}
+
+void HttpServer::OnH2Event(Connection& conn, bool peer_closed) {
+  const bool was_idle = conn.h2->active_requests() == 0 && conn.in.empty();
+  if (!ReadAvailable(conn, peer_closed)) return;
+  if (was_idle && !conn.in.empty() && options_.keep_alive_timeout > absl::ZeroDuration() &&
+      absl::Now() - conn.idle_since >= options_.keep_alive_timeout) {
+    // HTTP/2 servers end an idle connection with GOAWAY: a request that crossed it is above its
+    // last stream ID, refused and never processed (the client sends it again elsewhere).
+    ++stats_.idle_closed_total;
+    conn.h2->GoAway();
+  }
+  if (!conn.in.empty()) {
+    const absl::Status received = conn.h2->Receive(conn.in);
+    conn.in.clear();
+    if (!received.ok()) {
+      (void)conn.h2->CollectOutput(conn.out);  // GOAWAY with the error, best effort
+      if (Flush(conn)) Close(conn, /*with_reset=*/false);
+      return;
+    }
+  }
+  if (peer_closed) {
+    Close(conn, /*with_reset=*/false);  // ~H2Session ends open streams as client_closed_early
+    return;
+  }
+  if (!conn.out.empty() && !Flush(conn)) return;
+  PumpH2(conn);
+}
+
+bool HttpServer::PumpH2(Connection& conn) {
+  // Frames wait in the session while earlier output still waits for the socket.
+  if (conn.out.size() - conn.out_offset < 1024 * 1024) {
+    if (!conn.h2->CollectOutput(conn.out).ok()) {
+      Close(conn, /*with_reset=*/true);
+      return false;
+    }
+  }
+  if (!Flush(conn)) return false;
+  if (conn.h2->reset_requested()) {
+    Close(conn, /*with_reset=*/true);  // ~H2Session ends the streams it had
+    return false;
+  }
+  if (conn.h2->active_requests() > 0) {
+    conn.h2_busy = true;
+  } else if (conn.h2_busy) {
+    conn.h2_busy = false;
+    conn.idle_since = absl::Now();
+  }
+  if (conn.out.empty() && conn.h2->Done()) {
+    Close(conn, /*with_reset=*/false);
+    return false;
+  }
+  return true;
+}
+
+ServerStats HttpServer::stats() const {
+  ServerStats stats = stats_;
+  for (const auto& [id, conn] : connections_) {
+    if (conn->h2 == nullptr) continue;
+    stats.h2_refused_streams += conn->h2->stats().refused_streams;
+    stats.h2_goaways_sent += conn->h2->stats().goaways_sent;
+  }
+  return stats;
+}
+
+void HttpServer::GoAway() {
+  if (listen_fd_ >= 0) {
+    loop_.Unwatch(listen_watch_);
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  std::vector<uint64_t> ids;
+  for (const auto& [id, conn] : connections_) {
+    if (conn->h2 != nullptr) ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    it->second->h2->GoAway();
+    PumpH2(*it->second);
+  }
+}
+
+size_t HttpServer::active_requests() const {
+  size_t n = 0;
+  for (const auto& [id, conn] : connections_) {
+    if (conn->h2 != nullptr) {
+      n += conn->h2->active_requests();
+    } else if (conn->responding) {
+      ++n;
+    }
+  }
+  return n;
 }
 
 ResponsePlan HttpServer::ProtocolError(int status, absl::string_view detail) {
@@ -541,6 +675,11 @@ void HttpServer::Close(Connection& conn, bool with_reset) {
     setsockopt(conn.fd, SOL_SOCKET, SO_LINGER, &lin, sizeof(lin));
   } else if (conn.ssl != nullptr && !conn.handshaking && !conn.draining) {
     SSL_shutdown(conn.ssl);  // close_notify, as servers send before closing; never waits.
+  }
+  if (conn.h2 != nullptr) {
+    stats_.h2_refused_streams += conn.h2->stats().refused_streams;
+    stats_.h2_goaways_sent += conn.h2->stats().goaways_sent;
+    conn.h2.reset();  // ends its open streams (client_closed_early) before the socket goes
   }
   if (conn.ssl != nullptr) {
     SSL_free(conn.ssl);

@@ -1,6 +1,6 @@
-// The emulator's HTTP/1.1 server: non-blocking sockets on an EventLoop, keep-alive, Content-Length
-// request bodies, and response plans that may be delayed, paced chunk by chunk, or broken on
-// purpose (reset, stall).
+// The emulator's HTTP server: non-blocking sockets on an EventLoop; HTTP/1.1 with keep-alive and
+// Content-Length request bodies, and over TLS optionally HTTP/2 (ALPN h2, H2Session); response
+// plans that may be delayed, paced chunk by chunk, or broken on purpose (reset, stall).
 #ifndef COPILOT_TESTS_EMULATOR_HTTP_SERVER_H_
 #define COPILOT_TESTS_EMULATOR_HTTP_SERVER_H_
 
@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "tests/emulator/event_loop.h"
+#include "tests/emulator/h2_session.h"
 #include "tests/emulator/http_request.h"
 #include "tests/emulator/http_response.h"
 
@@ -37,6 +38,10 @@ struct ServerStats {
   int64_t idle_closed_total = 0;
   // TLS handshakes that failed (the client refused the certificate, or spoke no TLS).
   int64_t tls_handshake_failures = 0;
+  // HTTP/2 (H2Session): connections that agreed on h2, streams refused, GOAWAY frames sent.
+  int64_t h2_connections = 0;
+  int64_t h2_refused_streams = 0;
+  int64_t h2_goaways_sent = 0;
 };
 
 // Accepts connections and runs one response at a time per connection (pipelined requests wait
@@ -57,6 +62,9 @@ class HttpServer {
     // "http/1.1" (a client offering only other protocols gets no ALPN and HTTP/1.1).
     std::string tls_cert_file;
     std::string tls_key_file;
+    // With TLS: offer HTTP/2 too (ALPN "h2" preferred over "http/1.1"), with these behaviours.
+    bool http2 = false;
+    H2Options h2;
   };
 
   HttpServer(EventLoop& loop, RequestHandler& handler, Options options);
@@ -70,7 +78,12 @@ class HttpServer {
   absl::Status Listen(absl::string_view host, int port);
   bool tls() const { return tls_ != nullptr; }
   int port() const { return port_; }
-  ServerStats stats() const { return stats_; }
+  ServerStats stats() const;
+  // Shutting down: stops accepting and sends GOAWAY on every HTTP/2 connection (the requests it
+  // already processes complete; the client retries the others elsewhere).
+  void GoAway();
+  // Requests whose response is not over yet (HTTP/1.1 and HTTP/2).
+  size_t active_requests() const;
 
  private:
   struct Connection;
@@ -85,6 +98,9 @@ class HttpServer {
   void OnEvent(uint64_t conn_id, uint32_t events);
   // Each of these returns false when it closed (and destroyed) the connection.
   bool ReadAvailable(Connection& conn, bool& peer_closed);
+  void OnH2Event(Connection& conn, bool peer_closed);
+  // Sends what the HTTP/2 session has to say; closes the connection when it is done.
+  bool PumpH2(Connection& conn);
   bool ProcessInput(Connection& conn);
   bool StartResponse(Connection& conn, ResponsePlan plan);
   bool Begin(Connection& conn);
@@ -109,7 +125,7 @@ class HttpServer {
   EventLoop::WatchId listen_watch_ = 0;
   uint64_t next_conn_id_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;
-  ServerStats stats_;
+  ServerStats stats_;  // HTTP/2 figures of closed connections only; stats() adds open ones
 };
 
 }  // namespace copilot::emulator

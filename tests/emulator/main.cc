@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -89,6 +90,9 @@ int main(int argc, char** argv) {
       sum.accepted_total += stats.accepted_total;
       sum.idle_closed_total += stats.idle_closed_total;
       sum.tls_handshake_failures += stats.tls_handshake_failures;
+      sum.h2_connections += stats.h2_connections;
+      sum.h2_refused_streams += stats.h2_refused_streams;
+      sum.h2_goaways_sent += stats.h2_goaways_sent;
     }
     return sum;
   });
@@ -102,6 +106,10 @@ int main(int argc, char** argv) {
   HttpServer::Options tls_options = server_options;
   tls_options.tls_cert_file = options->tls_cert_file;
   tls_options.tls_key_file = options->tls_key_file;
+  tls_options.http2 = options->tls_http2;
+  tls_options.h2.max_concurrent_streams = static_cast<uint32_t>(options->h2_max_concurrent_streams);
+  tls_options.h2.goaway_after_requests = options->h2_goaway_after;
+  tls_options.h2.refuse_every = options->h2_refuse_every;
   HttpServer tls_server(loop, app, tls_options);
   if (options->tls_listen_port >= 0) {
     if (absl::Status s = tls_server.Listen(options->tls_listen_host, options->tls_listen_port);
@@ -110,13 +118,25 @@ int main(int argc, char** argv) {
     }
     servers.push_back(&tls_server);
   }
-  absl::StatusOr<EventLoop::WatchId> signal_watch =
-      loop.Watch(signal_fd, EPOLLIN, [&loop, signal_fd](uint32_t) {
-        signalfd_siginfo info{};
-        while (read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
-        }
-        loop.Stop();
-      });
+  absl::Time give_up = absl::InfiniteFuture();
+  std::function<void()> drain = [&] {
+    size_t active = 0;
+    for (const HttpServer* server : servers) active += server->active_requests();
+    if (active == 0 || absl::Now() >= give_up) {
+      loop.Stop();
+      return;
+    }
+    loop.AddTimer(absl::Milliseconds(20), drain);
+  };
+  absl::StatusOr<EventLoop::WatchId> signal_watch = loop.Watch(signal_fd, EPOLLIN, [&](uint32_t) {
+    signalfd_siginfo info{};
+    while (read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+    }
+    // GOAWAY first, as servers do, then wait (bounded) for what is in progress.
+    for (HttpServer* server : servers) server->GoAway();
+    give_up = absl::Now() + absl::Milliseconds(options->shutdown_grace_ms);
+    drain();
+  });
   if (!signal_watch.ok()) return Fail(signal_watch.status());
 
   if (options->tls_listen_port >= 0) {

@@ -133,6 +133,7 @@ HttpResponse HttpClient::Send(absl::string_view method, absl::string_view url,
   response.curl_code = curl_easy_perform(curl_);
   response.elapsed = absl::FromChrono(std::chrono::steady_clock::now() - start);
   curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_easy_getinfo(curl_, CURLINFO_HTTP_VERSION, &response.http_version);
   curl_easy_getinfo(curl_, CURLINFO_NUM_CONNECTS, &last_new_connections_);
   if (response.curl_code != CURLE_OK) {
     response.curl_error =

@@ -50,6 +50,7 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // lower-case names, final response
   std::string body;                                          // decoded body bytes received
   absl::Duration elapsed;                                    // total transfer time
+  long http_version = 0;  // CURL_HTTP_VERSION_1_1, CURL_HTTP_VERSION_2_0 (https: ALPN decides)
 
   bool ok() const { return curl_code == CURLE_OK; }
   // The first value of `lower_name`, or nullopt.
