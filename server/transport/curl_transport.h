@@ -81,7 +81,11 @@ struct CurlTransportOptions {
 // the thread. So each transfer counts its sends (CURLOPT_PREREQFUNCTION runs right before each)
 // and a second send of a POST is refused: the transfer fails with UNAVAILABLE "upstream_reset",
 // metadata "resend_refused": "true", "connection_reused": "true". The connection policy
-// (max_idle_connection_age below the upstream's keep-alive timeout) makes this rare.
+// (max_idle_connection_age below the upstream's keep-alive timeout) makes this rare. Over
+// HTTP/2, libcurl (7.88) also re-sends when a stream is reset before any response byte on a
+// reused connection, whatever the reset's code (REFUSED_STREAM, which means "not processed",
+// and INTERNAL_ERROR, which does not): the same rule refuses it for a POST, so a POST above a
+// GOAWAY fails UNAVAILABLE instead of being re-sent (GatewayUpstreamH2Test).
 //
 // Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received" and
 // "response_started"):

@@ -43,6 +43,8 @@ struct Options {
   int calls = 10000;
   int hold_seconds = 10;
   int channels = 8;
+  // --upstream http (plain HTTP/1.1), tls (HTTPS, HTTP/1.1) or h2 (HTTPS, HTTP/2).
+  std::string upstream = "http";
 };
 
 bool ParseOptions(int argc, char** argv, Options& options) {
@@ -51,6 +53,14 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     if (i + 1 >= argc) {
       std::fprintf(stderr, "missing value for %s\n", arg.c_str());
       return false;
+    }
+    if (arg == "--upstream") {
+      options.upstream = argv[i + 1];
+      if (options.upstream != "http" && options.upstream != "tls" && options.upstream != "h2") {
+        std::fprintf(stderr, "--upstream: expected http, tls or h2\n");
+        return false;
+      }
+      continue;
     }
     int value = 0;
     if (!absl::SimpleAtoi(argv[i + 1], &value) || value <= 0) {
@@ -108,16 +118,29 @@ int Main(int argc, char** argv) {
   if (!ParseOptions(argc, argv, options)) return 2;
   RaiseFileLimit();
 
-  auto emulator =
-      copilot::emulator::testing::EmulatorProcess::Start({.args = {"--max-record", "100"}});
+  copilot::emulator::testing::EmulatorProcessOptions emulator_options{
+      .args = {"--max-record", "100"}};
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  if (options.upstream != "http") {
+    emulator_options.tls_cert_file = certs + "/server.pem";
+    emulator_options.tls_key_file = certs + "/server.key";
+  }
+  if (options.upstream == "h2") {
+    emulator_options.args.insert(emulator_options.args.end(), {"--tls-http2", "on"});
+  }
+  auto emulator = copilot::emulator::testing::EmulatorProcess::Start(emulator_options);
   if (!emulator.ok()) {
     std::fprintf(stderr, "emulator: %s\n", std::string(emulator.status().message()).c_str());
     return 1;
   }
   GatewayProcessOptions gateway_options;
-  gateway_options.upstream_url = (*emulator)->base_url() + "/agents";
+  gateway_options.upstream_url =
+      options.upstream == "http"
+          ? (*emulator)->base_url() + "/agents"
+          : absl::StrCat("https://127.0.0.1:", (*emulator)->tls_port(), "/agents");
   gateway_options.upstream = {{"stall_timeout", absl::StrCat(options.hold_seconds + 30, "s")},
                               {"max_call_timeout", absl::StrCat(options.hold_seconds + 60, "s")}};
+  if (options.upstream != "http") gateway_options.upstream["ca_file"] = certs + "/ca.pem";
   auto gateway = GatewayProcess::Start(gateway_options);
   if (!gateway.ok()) {
     std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());
@@ -257,8 +280,13 @@ int Main(int argc, char** argv) {
   {
     absl::MutexLock lock(&mu);
     successes = outcomes["OK"];
-    std::printf("gateway_bench: %d concurrent Run calls, upstream holds each %d s, %d channels\n",
-                options.calls, options.hold_seconds, options.channels);
+    std::printf(
+        "gateway_bench: %d concurrent Run calls, upstream (%s) holds each %d s, %d channels\n",
+        options.calls,
+        options.upstream == "http"  ? "HTTP/1.1"
+        : options.upstream == "tls" ? "HTTPS, HTTP/1.1"
+                                    : "HTTPS, HTTP/2",
+        options.hold_seconds, options.channels);
     std::printf("  successes:          %d / %d%s\n", successes, options.calls,
                 remaining > 0 ? absl::StrCat(" (", remaining, " never finished)").c_str() : "");
     for (const auto& [outcome, count] : outcomes) {

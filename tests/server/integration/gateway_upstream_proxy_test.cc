@@ -1,7 +1,7 @@
 // The upstream behind a real forward proxy (tinyproxy), as behind a corporate egress proxy:
 // proxy authentication refused, no_proxy, the environment's https_proxy only when the setting
 // is absent, and `proxy: none`. Every RPC through the proxy with CONNECT and credentials runs
-// as the "tls+proxy.*" tests (integration_fixture.h).
+// as the "h2+proxy.*" tests (integration_fixture.h).
 #include <unistd.h>
 
 #include <cstdio>

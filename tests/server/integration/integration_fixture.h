@@ -118,8 +118,10 @@ inline std::string MetricValue(const std::string& scrape, const std::string& ser
 // With COPILOT_TEST_UPSTREAM_TLS=1 in the environment the gateway reaches the emulator over
 // HTTPS (its TLS listener with the test certificates; upstream.ca_file the test CA): ctest runs
 // the RPC, streaming and error-table suites a second time that way, named "tls.<test>". With
-// COPILOT_TEST_UPSTREAM_PROXY=1 too, through a real forward proxy (tinyproxy) with CONNECT and
-// proxy authentication, as behind a corporate egress proxy: "tls+proxy.<test>".
+// COPILOT_TEST_UPSTREAM_H2=1 too, the emulator offers HTTP/2 and the gateway speaks it (ALPN h2,
+// streams multiplexed): "h2.<test>". With COPILOT_TEST_UPSTREAM_PROXY=1 as well, through a real
+// forward proxy (tinyproxy) with CONNECT and proxy authentication, as behind a corporate egress
+// proxy: "h2+proxy.<test>".
 class GatewayIntegrationTest : public ::testing::Test {
  protected:
   static bool EnvironmentSays(const char* name) {
@@ -127,6 +129,7 @@ class GatewayIntegrationTest : public ::testing::Test {
     return value != nullptr && std::string(value) == "1";
   }
   static bool UpstreamOverTls() { return EnvironmentSays("COPILOT_TEST_UPSTREAM_TLS"); }
+  static bool UpstreamOverHttp2() { return EnvironmentSays("COPILOT_TEST_UPSTREAM_H2"); }
   static bool UpstreamThroughProxy() { return EnvironmentSays("COPILOT_TEST_UPSTREAM_PROXY"); }
   static constexpr char kProxyUser[] = "egress";
   static constexpr char kProxyPassword[] = "proxy-password-1";
@@ -155,6 +158,9 @@ class GatewayIntegrationTest : public ::testing::Test {
       emulator_options.tls_cert_file = std::string(COPILOT_TEST_CERTS_DIR) + "/server.pem";
       emulator_options.tls_key_file = std::string(COPILOT_TEST_CERTS_DIR) + "/server.key";
     }
+    if (UpstreamOverHttp2()) {
+      emulator_options.args.insert(emulator_options.args.end(), {"--tls-http2", "on"});
+    }
     auto emulator = emulator::testing::EmulatorProcess::Start(emulator_options);
     ASSERT_TRUE(emulator.ok()) << emulator.status();
     emulator_ = std::move(*emulator).release();
@@ -181,6 +187,12 @@ class GatewayIntegrationTest : public ::testing::Test {
           << "copilot-gateway exit: " << (exit_code.ok() ? std::to_string(*exit_code) : "?");
       delete gateway_;
       gateway_ = nullptr;
+    }
+    if (UpstreamOverHttp2() && emulator_ != nullptr) {
+      // The suite's upstream calls went over HTTP/2, not HTTP/1.1 after ALPN.
+      absl::StatusOr<nlohmann::json> stats = emulator_->Stats();
+      ASSERT_TRUE(stats.ok()) << stats.status();
+      EXPECT_GE((*stats)["h2_connections"], 1) << stats->dump();
     }
     delete emulator_;
     emulator_ = nullptr;
