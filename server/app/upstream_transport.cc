@@ -36,6 +36,7 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   options.http2 = upstream.http2;
   options.max_transfers = static_cast<int64_t>(upstream.max_transfers);
   options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
+  options.max_connections = static_cast<long>(upstream.max_connections);
   options.max_idle_connection_age = upstream.max_idle_connection_age;
   options.max_connection_lifetime = upstream.max_connection_lifetime;
   options.tls_min_version =

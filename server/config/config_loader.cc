@@ -412,6 +412,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"http2", Bool(upstream.http2)},
            {"max_transfers", Count(upstream.max_transfers, 1, 1000000)},
            {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
+           {"max_connections", Count(upstream.max_connections, 0, 1000000)},
            {"max_idle_connection_age", PositiveDuration(upstream.max_idle_connection_age)},
            {"max_connection_lifetime", NonNegativeDuration(upstream.max_connection_lifetime)},
            {"ca_file", NonEmptyString(upstream.ca_file)},

@@ -32,6 +32,9 @@ struct CurlTransportOptions {
   // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
   // ones still close after max_idle_connection_age).
   long max_cached_connections = 0;
+  // Connections to one host at most (CURLMOPT_MAX_HOST_CONNECTIONS; 0: no bound). Transfers
+  // beyond wait in libcurl's queue for a connection, or over HTTP/2 for a free stream on one.
+  long max_connections = 0;
   // No connection idle this long is reused (CURLOPT_MAXAGE_CONN), nor one this old
   // (CURLOPT_MAXLIFETIME_CONN; zero: no bound). libcurl counts whole seconds, so both act as
   // if rounded down to whole seconds (the idle age at least 1 s, the lifetime at least 2 s).
@@ -72,7 +75,7 @@ struct CurlTransportOptions {
 // already past fails with DEADLINE_EXCEEDED without sending anything);
 // CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
 // https only. The one multi handle is the shared connection, DNS and TLS session cache
-// (CURLMOPT_MAX_HOST_CONNECTIONS unlimited).
+// (CURLMOPT_MAX_HOST_CONNECTIONS: max_connections, unlimited by default).
 //
 // No request is sent twice unless it is idempotent. libcurl on its own sends a request again on
 // a fresh connection when a reused one closed (or reset) before any response byte, POSTs

@@ -45,6 +45,7 @@ struct Options {
   int channels = 8;
   // --upstream http (plain HTTP/1.1), tls (HTTPS, HTTP/1.1) or h2 (HTTPS, HTTP/2).
   std::string upstream = "http";
+  int max_connections = 0;  // --max-connections: upstream.max_connections (0: no bound)
 };
 
 bool ParseOptions(int argc, char** argv, Options& options) {
@@ -73,6 +74,8 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.hold_seconds = value;
     } else if (arg == "--channels") {
       options.channels = value;
+    } else if (arg == "--max-connections") {
+      options.max_connections = value;
     } else {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return false;
@@ -141,6 +144,9 @@ int Main(int argc, char** argv) {
   gateway_options.upstream = {{"stall_timeout", absl::StrCat(options.hold_seconds + 30, "s")},
                               {"max_call_timeout", absl::StrCat(options.hold_seconds + 60, "s")}};
   if (options.upstream != "http") gateway_options.upstream["ca_file"] = certs + "/ca.pem";
+  if (options.max_connections > 0) {
+    gateway_options.upstream["max_connections"] = std::to_string(options.max_connections);
+  }
   auto gateway = GatewayProcess::Start(gateway_options);
   if (!gateway.ok()) {
     std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());

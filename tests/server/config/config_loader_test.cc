@@ -83,6 +83,7 @@ upstream:
   http2: false
   max_transfers: 500
   max_cached_connections: 7
+  max_connections: 120
 limits:
   max_content_chars: 100
   max_messages: 7
@@ -104,6 +105,7 @@ default_tenant:
   EXPECT_FALSE(config->upstream.http2);
   EXPECT_EQ(config->upstream.max_transfers, 500u);
   EXPECT_EQ(config->upstream.max_cached_connections, 7u);
+  EXPECT_EQ(config->upstream.max_connections, 120u);
   EXPECT_EQ(config->request_ids.max_bytes, 1024u * 1024);
   EXPECT_EQ(config->upstream.api_key_env, "KEY");
   EXPECT_EQ(config->upstream.connect_timeout, absl::Milliseconds(300));
@@ -555,6 +557,7 @@ TEST(UpstreamConnectionConfigTest, SettingsAreReadWithTheirDefaults) {
   EXPECT_EQ(defaults->upstream.max_connection_lifetime, absl::Minutes(5));
   EXPECT_EQ(defaults->upstream.tls_min_version, UpstreamTlsVersion::k1_2);
   EXPECT_EQ(defaults->upstream.max_cached_connections, 0u);
+  EXPECT_EQ(defaults->upstream.max_connections, 0u);
   EXPECT_EQ(defaults->upstream.proxy, "");
 
   absl::StatusOr<GatewayConfig> config = ParseConfigYaml(R"(

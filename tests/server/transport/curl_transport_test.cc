@@ -1072,5 +1072,37 @@ TEST_F(KeepAliveRaceTest, AnIdleAgeAboveTheUpstreamTimeoutFailsThePostInsteadOfR
   EXPECT_EQ(CountRoute(*records, "create_thread"), 0) << records->dump();
 }
 
+// max_connections over HTTP/2: 300 transfers at once on at most 3 connections to an upstream
+// that allows 100 streams each. Without the bound a burst opens far more connections.
+TEST(CurlTransportHttp2Test, MaxConnectionsBoundsTheConnectionsOfABurst) {
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  auto emulator =
+      EmulatorProcess::Start({.args = {"--tls-http2", "on", "--response-delay-ms", "200"},
+                              .tls_cert_file = certs + "/server.pem",
+                              .tls_key_file = certs + "/server.key"});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto transport = CurlTransport::Create({.max_connections = 3, .ca_file = certs + "/ca.pem"});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  for (int i = 0; i < 300; ++i) {
+    HttpRequest request;
+    request.method = "GET";
+    request.url = (*emulator)->tls_api_url() + "/assistants";
+    request.headers = {{"api-key", (*emulator)->api_key()}};
+    request.deadline = absl::Now() + absl::Seconds(30);
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    (*transport)->Start(request, handlers.back());
+  }
+  for (auto& handler : handlers) {
+    absl::Status status = handler->Wait(absl::Seconds(30));
+    EXPECT_TRUE(status.ok()) << status;
+    EXPECT_EQ(handler->head().status, 200);
+  }
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_LE((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
+  EXPECT_GE((*stats)["h2_connections"].get<int>(), 1) << stats->dump();
+}
+
 }  // namespace
 }  // namespace copilot::gateway
