@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -168,6 +169,28 @@ grpc::Status CreateThread(v1::CopilotService::Stub& stub, const std::string& tit
   request.set_title(title);
   v1::CreateThreadResponse response;
   return stub.CreateThread(&context, request, &response);
+}
+
+TEST_F(GatewayUpstreamH2Test, AnUpstreamShuttingDownWithGoawayFinishesTheCallsInProgress) {
+  // 50 calls in flight, each answered after 500 ms; the upstream gets SIGTERM: GOAWAY, then it
+  // finishes what it has (up to 5 s) and exits. Every call in progress completes.
+  ASSERT_NO_FATAL_FAILURE(Start({"--response-delay-ms", "500", "--shutdown-grace-ms", "5000"}));
+  constexpr int kCalls = 50;
+  std::vector<grpc::Status> statuses;
+  std::thread caller([&] { statuses = CreateThreadsAtOnce(kCalls); });
+  for (int i = 0; i < 300 && EmulatorStats()["in_flight"] != kCalls; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(EmulatorStats()["in_flight"], kCalls);
+  absl::StatusOr<int> exit_code = emulator_->Stop(absl::Seconds(10));
+  caller.join();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+  for (const grpc::Status& status : statuses) {
+    EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  }
+  // The next call finds no upstream: UNAVAILABLE, nothing hangs.
+  EXPECT_EQ(CreateThread(*stub_, "after").error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(GatewayUpstreamH2Test, APostCrossingAnIdleGoawayFailsUnsentAndTheNextCallGoesThrough) {

@@ -1072,6 +1072,46 @@ TEST_F(KeepAliveRaceTest, AnIdleAgeAboveTheUpstreamTimeoutFailsThePostInsteadOfR
   EXPECT_EQ(CountRoute(*records, "create_thread"), 0) << records->dump();
 }
 
+// The connection cache sized to the load (max_cached_connections 0: max_transfers): 64 calls at a
+// time, 3,008 calls, reuse the same 64 connections. libcurl's own default cache (a handful of
+// connections, as before issue #15) opened a new connection for most calls.
+int ConnectionsFor3000CallsAt64(long max_cached_connections) {
+  auto emulator = EmulatorProcess::Start();
+  EXPECT_TRUE(emulator.ok()) << emulator.status();
+  if (!emulator.ok()) return -1;
+  auto transport = CurlTransport::Create({.max_cached_connections = max_cached_connections});
+  EXPECT_TRUE(transport.ok()) << transport.status();
+  if (!transport.ok()) return -1;
+  for (int round = 0; round < 47; ++round) {
+    std::vector<std::shared_ptr<RecordingHandler>> handlers;
+    for (int i = 0; i < 64; ++i) {
+      HttpRequest request;
+      request.method = "GET";
+      request.url = (*emulator)->api_url() + "/assistants";
+      request.headers = {{"api-key", (*emulator)->api_key()}};
+      request.deadline = absl::Now() + absl::Seconds(30);
+      handlers.push_back(std::make_shared<RecordingHandler>());
+      (*transport)->Start(request, handlers.back());
+    }
+    for (auto& handler : handlers) EXPECT_TRUE(handler->Wait(absl::Seconds(30)).ok());
+  }
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  EXPECT_TRUE(stats.ok());
+  // Less the control connection that asked for the stats.
+  return stats.ok() ? (*stats)["accepted_total"].get<int>() - 1 : -1;
+}
+
+TEST(CurlTransportCacheTest, TheDefaultCacheKeepsTheConnectionsOfTheLoad) {
+  const int sized = ConnectionsFor3000CallsAt64(0);
+  const int small = ConnectionsFor3000CallsAt64(5);
+  std::printf(
+      "[ figures  ] 3,008 calls, 64 at a time: %d connections (cache sized to the load), "
+      "%d (a cache of 5)\n",
+      sized, small);
+  EXPECT_LE(sized, 64 + 8);
+  EXPECT_GT(small, 1000);
+}
+
 // max_connections over HTTP/2: 300 transfers at once on at most 3 connections to an upstream
 // that allows 100 streams each. Without the bound a burst opens far more connections.
 TEST(CurlTransportHttp2Test, MaxConnectionsBoundsTheConnectionsOfABurst) {
