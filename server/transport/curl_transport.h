@@ -93,6 +93,7 @@ struct CurlTransportOptions {
 // Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received" and
 // "response_started"):
 //   connect refused / resolve failure / connect timeout  UNAVAILABLE "upstream_unreachable"
+//   the egress proxy refused CONNECT / cannot resolve it  UNAVAILABLE "upstream_proxy_error"
 //   TLS handshake or certificate failure                 UNAVAILABLE "upstream_tls_error"
 //   connection reset or closed early                     UNAVAILABLE "upstream_reset"
 //   no response byte for stall_timeout while not paused  UNAVAILABLE "upstream_stalled"

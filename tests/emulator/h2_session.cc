@@ -227,8 +227,10 @@ absl::Status H2Session::Receive(absl::string_view data) {
   return absl::OkStatus();
 }
 
-absl::Status H2Session::CollectOutput(std::string& out) {
-  while (true) {
+absl::Status H2Session::CollectOutput(std::string& out, size_t max_bytes) {
+  // Bounded per call: a client that opened a large flow-control window and reads slowly must not
+  // make the server buffer every answer at once; the rest waits in the session.
+  while (out.size() < max_bytes) {
     const uint8_t* data = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &data);
     if (n < 0) {
@@ -237,6 +239,7 @@ absl::Status H2Session::CollectOutput(std::string& out) {
     if (n == 0) return absl::OkStatus();
     out.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
   }
+  return absl::OkStatus();
 }
 
 bool H2Session::Done() const {

@@ -61,8 +61,9 @@ class H2Session {
   // Feeds bytes received from the client. An error is a connection error: send what
   // CollectOutput gives (GOAWAY), then close.
   absl::Status Receive(absl::string_view data);
-  // Appends the bytes the session wants to send.
-  absl::Status CollectOutput(std::string& out);
+  // Appends the bytes the session wants to send, until `out` holds at least `max_bytes` (the
+  // rest stays in the session for the next call).
+  absl::Status CollectOutput(std::string& out, size_t max_bytes);
   // Graceful GOAWAY: streams already handed to the handler complete, no new ones are processed.
   void GoAway();
   // Neither side has anything left to say (after GOAWAY, every stream closed): close.

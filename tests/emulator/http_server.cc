@@ -31,6 +31,8 @@ constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
 constexpr absl::Duration kResetGrace = absl::Milliseconds(20);
 // How long a connection we are closing may keep sending before we drop it.
 constexpr absl::Duration kDrainTimeout = absl::Seconds(2);
+// Bytes of HTTP/2 frames taken from a session at a time (PumpH2).
+constexpr size_t kH2OutputChunk = 256 * 1024;
 
 }  // namespace
 
@@ -365,7 +367,7 @@ void HttpServer::OnH2Event(Connection& conn, bool peer_closed) {
     const absl::Status received = conn.h2->Receive(conn.in);
     conn.in.clear();
     if (!received.ok()) {
-      (void)conn.h2->CollectOutput(conn.out);  // GOAWAY with the error, best effort
+      (void)conn.h2->CollectOutput(conn.out, kH2OutputChunk);  // GOAWAY with the error
       if (Flush(conn)) Close(conn, /*with_reset=*/false);
       return;
     }
@@ -380,14 +382,17 @@ void HttpServer::OnH2Event(Connection& conn, bool peer_closed) {
 
 bool HttpServer::PumpH2(Connection& conn) {
   if (conn.draining) return true;  // GOAWAY sent and every stream over: only closing is left
-  // Frames wait in the session while earlier output still waits for the socket.
-  if (conn.out.size() - conn.out_offset < 1024 * 1024) {
-    if (!conn.h2->CollectOutput(conn.out).ok()) {
+  // At most kH2OutputChunk bytes buffered at once: frames wait in the session while earlier
+  // output waits for the socket (EPOLLOUT resumes); while the socket takes everything, go on.
+  while (true) {
+    if (conn.out.empty() && !conn.h2->CollectOutput(conn.out, kH2OutputChunk).ok()) {
       Close(conn, /*with_reset=*/true);
       return false;
     }
+    if (conn.out.empty()) break;  // the session has nothing to send
+    if (!Flush(conn)) return false;
+    if (!conn.out.empty()) break;  // the socket is full
   }
-  if (!Flush(conn)) return false;
   if (conn.h2->reset_requested()) {
     Close(conn, /*with_reset=*/true);  // ~H2Session ends the streams it had
     return false;

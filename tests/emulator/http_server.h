@@ -42,6 +42,19 @@ struct ServerStats {
   int64_t h2_connections = 0;
   int64_t h2_refused_streams = 0;
   int64_t h2_goaways_sent = 0;
+
+  // Adds `other`'s figures (the sum over several listeners).
+  ServerStats& operator+=(const ServerStats& other) {
+    open_connections += other.open_connections;
+    peak_connections += other.peak_connections;
+    accepted_total += other.accepted_total;
+    idle_closed_total += other.idle_closed_total;
+    tls_handshake_failures += other.tls_handshake_failures;
+    h2_connections += other.h2_connections;
+    h2_refused_streams += other.h2_refused_streams;
+    h2_goaways_sent += other.h2_goaways_sent;
+    return *this;
+  }
 };
 
 // Accepts connections and runs one response at a time per connection (pipelined requests wait

@@ -83,17 +83,7 @@ int main(int argc, char** argv) {
   std::vector<HttpServer*> servers;
   EmulatorApp app(*options, clock, uuids, [&servers] {
     ServerStats sum;
-    for (const HttpServer* server : servers) {
-      const ServerStats stats = server->stats();
-      sum.open_connections += stats.open_connections;
-      sum.peak_connections += stats.peak_connections;
-      sum.accepted_total += stats.accepted_total;
-      sum.idle_closed_total += stats.idle_closed_total;
-      sum.tls_handshake_failures += stats.tls_handshake_failures;
-      sum.h2_connections += stats.h2_connections;
-      sum.h2_refused_streams += stats.h2_refused_streams;
-      sum.h2_goaways_sent += stats.h2_goaways_sent;
-    }
+    for (const HttpServer* server : servers) sum += server->stats();
     return sum;
   });
   HttpServer::Options server_options;
