@@ -276,6 +276,7 @@ absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
     transport_ = *std::move(transport);
   }
   transport_ = std::make_shared<InstrumentedTransport>(std::move(transport_), *metrics_, *clock_);
+  transport_ = WithResilience(config.upstream, std::move(transport_), *clock_, *metrics_);
   response_memory_ = std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
   decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads > 0
                                                   ? config.upstream.decode_threads

@@ -38,6 +38,7 @@
 #include "server/ops/usage_haufe_api.h"
 #include "server/service/copilot_service_adapter.h"
 #include "server/transport/http_transport.h"
+#include "server/transport/resilience_events.h"
 #include "server/upstream/decode_pool.h"
 #include "server/upstream/haufe_api.h"
 #include "server/upstream/response_memory.h"
@@ -183,6 +184,12 @@ class GatewayServer {
 // The production transport for `config` (CurlTransport: one libcurl multi event loop).
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config,
                                                                      const GatewaySecrets& secrets);
+// `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out
+// when disabled): every attempt passes the breaker, and a request refused by an open circuit is
+// not retried.
+std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
+                                              std::shared_ptr<HttpTransport> transport,
+                                              const Clock& clock, ResilienceEvents& events);
 
 // The tenants of `config` with their secrets, plus default_tenant for identity: none.
 std::shared_ptr<const TenantDirectory> BuildTenantDirectory(const GatewayConfig& config,

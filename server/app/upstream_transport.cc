@@ -6,7 +6,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/app/gateway_server.h"
+#include "server/transport/circuit_breaker_transport.h"
 #include "server/transport/curl_transport.h"
+#include "server/transport/retrying_transport.h"
 
 namespace copilot::gateway {
 namespace {
@@ -52,6 +54,35 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   absl::StatusOr<std::unique_ptr<CurlTransport>> transport = CurlTransport::Create(options);
   if (!transport.ok()) return transport.status();
   return std::shared_ptr<HttpTransport>(*std::move(transport));
+}
+
+std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
+                                              std::shared_ptr<HttpTransport> transport,
+                                              const Clock& clock, ResilienceEvents& events) {
+  const UpstreamCircuitBreakerConfig& breaker = upstream.circuit_breaker;
+  if (breaker.enabled) {
+    CircuitBreakerPolicy policy;
+    policy.consecutive_failures = breaker.consecutive_failures;
+    policy.failure_ratio = breaker.failure_ratio;
+    policy.min_requests = breaker.min_requests;
+    policy.window = breaker.window;
+    policy.cooldown = breaker.cooldown;
+    policy.half_open_probes = breaker.half_open_probes;
+    transport =
+        std::make_shared<CircuitBreakerTransport>(std::move(transport), clock, policy, events);
+  }
+  const UpstreamRetryConfig& retry = upstream.retry;
+  if (retry.max_attempts > 1) {
+    RetryPolicy policy;
+    policy.max_attempts = retry.max_attempts;
+    policy.initial_backoff = retry.initial_backoff;
+    policy.max_backoff = retry.max_backoff;
+    policy.max_retry_after = retry.max_retry_after;
+    policy.budget_ratio = retry.budget_ratio;
+    policy.budget_min_per_second = retry.budget_min_per_second;
+    transport = std::make_shared<RetryingTransport>(std::move(transport), policy, clock, events);
+  }
+  return transport;
 }
 
 }  // namespace copilot::gateway

@@ -41,6 +41,12 @@ class CallTrace {
     ++upstream_requests_;
     upstream_status_ = http_status;
   }
+  // Time spent waiting to send an upstream request again (a retry's backoff): counted as
+  // upstream time, since the upstream's failure caused it, not the gateway.
+  void AddUpstreamWait(absl::Duration waited) {
+    absl::MutexLock lock(&mu_);
+    upstream_time_ += waited;
+  }
   // Time spent waiting for upstream requests (summed), how many, the last one's HTTP status.
   absl::Duration upstream_time() const {
     absl::MutexLock lock(&mu_);

@@ -426,6 +426,27 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"allow_insecure_http", Bool(upstream.allow_insecure_http)},
            {"decode_threads", IntInRange(upstream.decode_threads, 0, 64)},
            {"inline_decode_bytes", Bytes(upstream.inline_decode_bytes, 0, kGiB)},
+           {"retry",
+            Section({
+                {"max_attempts", IntInRange(upstream.retry.max_attempts, 1, 10)},
+                {"initial_backoff", PositiveDuration(upstream.retry.initial_backoff)},
+                {"max_backoff", PositiveDuration(upstream.retry.max_backoff)},
+                {"max_retry_after", NonNegativeDuration(upstream.retry.max_retry_after)},
+                {"budget_ratio", Number(upstream.retry.budget_ratio, 0, 1)},
+                {"budget_min_per_second", Number(upstream.retry.budget_min_per_second, 0, 100000)},
+            })},
+           {"circuit_breaker",
+            Section({
+                {"enabled", Bool(upstream.circuit_breaker.enabled)},
+                {"consecutive_failures",
+                 IntInRange(upstream.circuit_breaker.consecutive_failures, 0, 1000000)},
+                {"failure_ratio", Number(upstream.circuit_breaker.failure_ratio, 0, 1)},
+                {"min_requests", IntInRange(upstream.circuit_breaker.min_requests, 1, 1000000)},
+                {"window", PositiveDuration(upstream.circuit_breaker.window)},
+                {"cooldown", PositiveDuration(upstream.circuit_breaker.cooldown)},
+                {"half_open_probes",
+                 IntInRange(upstream.circuit_breaker.half_open_probes, 1, 1000)},
+            })},
        })},
       {"limits", Section({
                      {"max_content_chars", IntInRange(limits.max_content_chars, 1, 30000)},
@@ -588,6 +609,15 @@ absl::Status ValidateUpstreamConnection(const UpstreamConfig& upstream) {
       upstream.max_connection_lifetime < absl::Seconds(2)) {
     return PathError("upstream.max_connection_lifetime",
                      "must be 0 (no bound) or at least 2s (whole seconds)");
+  }
+  if (upstream.retry.max_backoff < upstream.retry.initial_backoff) {
+    return PathError("upstream.retry.max_backoff", "must not be below initial_backoff");
+  }
+  if (upstream.circuit_breaker.enabled && upstream.circuit_breaker.consecutive_failures == 0 &&
+      upstream.circuit_breaker.failure_ratio == 0) {
+    return PathError("upstream.circuit_breaker",
+                     "consecutive_failures and failure_ratio are both 0: nothing opens it (set "
+                     "enabled: false instead)");
   }
   const bool proxy = !upstream.proxy.empty() && upstream.proxy != "none";
   if (proxy) {

@@ -126,7 +126,36 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
       quota_limit_(prometheus::BuildGauge()
                        .Name("copilot_gateway_tenant_quota_limit")
                        .Help("A tenant's configured quota, by quota.")
-                       .Register(*registry_)) {
+                       .Register(*registry_)),
+      retries_(prometheus::BuildCounter()
+                   .Name("copilot_gateway_upstream_retries_total")
+                   .Help("Upstream requests sent again, by endpoint and reason (the transport's "
+                         "reason for the failed attempt, or http_429, http_502, ...).")
+                   .Register(*registry_)),
+      retries_denied_(prometheus::BuildCounter()
+                          .Name("copilot_gateway_upstream_retries_denied_total")
+                          .Help("Retries the rules allowed but that were not made, by endpoint "
+                                "and cause (budget: the retry budget is spent; deadline; "
+                                "attempts: max_attempts reached).")
+                          .Register(*registry_)),
+      circuit_transitions_(prometheus::BuildCounter()
+                               .Name("copilot_gateway_upstream_circuit_transitions_total")
+                               .Help("Circuit breaker transitions, by the state entered (open, "
+                                     "half_open, closed).")
+                               .Register(*registry_)),
+      circuit_rejected_(prometheus::BuildCounter()
+                            .Name("copilot_gateway_upstream_circuit_rejected_total")
+                            .Help("Upstream requests failed fast (UNAVAILABLE "
+                                  "upstream_circuit_open) by the circuit breaker, by endpoint.")
+                            .Register(*registry_)),
+      circuit_state_(&prometheus::BuildGauge()
+                          .Name("copilot_gateway_upstream_circuit_state")
+                          .Help("The upstream circuit breaker: 0 closed, 1 open, 2 half-open.")
+                          .Register(*registry_)
+                          .Add({})) {
+  for (absl::string_view to : {"open", "half_open", "closed"}) {
+    circuit_transitions_.Add({{"to", std::string(to)}});
+  }
   auto& admitted = prometheus::BuildGauge()
                        .Name("copilot_gateway_admitted_in_flight")
                        .Help("Admitted upstream calls in flight, by class (answer, other).")
@@ -289,6 +318,24 @@ void GatewayMetrics::CountUpstreamTransportError(absl::string_view reason) {
       "transport_shutdown",      "transport_misconfigured",     "upstream_proxy_error"};
   const bool known = std::find(std::begin(kKnown), std::end(kKnown), reason) != std::end(kKnown);
   upstream_transport_errors_.Add({{"reason", known ? std::string(reason) : "other"}}).Increment();
+}
+
+void GatewayMetrics::OnRetry(absl::string_view endpoint, absl::string_view reason) {
+  retries_.Add({{"endpoint", std::string(endpoint)}, {"reason", std::string(reason)}}).Increment();
+}
+
+void GatewayMetrics::OnRetryDenied(absl::string_view endpoint, absl::string_view cause) {
+  retries_denied_.Add({{"endpoint", std::string(endpoint)}, {"cause", std::string(cause)}})
+      .Increment();
+}
+
+void GatewayMetrics::OnCircuitTransition(CircuitState /*from*/, CircuitState to) {
+  circuit_state_->Set(static_cast<double>(static_cast<int>(to)));
+  circuit_transitions_.Add({{"to", std::string(CircuitStateName(to))}}).Increment();
+}
+
+void GatewayMetrics::OnCircuitRejected(absl::string_view endpoint) {
+  circuit_rejected_.Add({{"endpoint", std::string(endpoint)}}).Increment();
 }
 
 void GatewayMetrics::RecordReload(bool ok) {

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "server/limits/limit_events.h"
 #include "server/ops/usage_haufe_api.h"
+#include "server/transport/resilience_events.h"
 
 namespace copilot::gateway {
 
@@ -37,7 +38,7 @@ int UpstreamStatusClass(int http_status);
 absl::string_view UpstreamStatusClassName(int status_class);
 
 // Thread-safe: prometheus-cpp metrics are atomic; the maps created on first use are guarded.
-class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
+class GatewayMetrics final : public AdmissionEvents, public UsageEvents, public ResilienceEvents {
  public:
   // The series of one gRPC method (go-grpc-prometheus families), created up front for every
   // method of copilot.v1.CopilotService and every code, so rates start at zero.
@@ -113,6 +114,15 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
   void MessageAdded(const std::string& tenant, const std::string& assistant_label,
                     int64_t characters) override;
   void ThreadCreated(const std::string& tenant, const std::string& assistant_label) override;
+  // ResilienceEvents: copilot_gateway_upstream_retries_total{endpoint,reason},
+  // _upstream_retries_denied_total{endpoint,cause}, _upstream_circuit_state (0 closed, 1 open,
+  // 2 half-open), _upstream_circuit_transitions_total{to},
+  // _upstream_circuit_rejected_total{endpoint}.
+  void OnRetry(absl::string_view endpoint, absl::string_view reason) override;
+  void OnRetryDenied(absl::string_view endpoint, absl::string_view cause) override;
+  void OnCircuitTransition(CircuitState from, CircuitState to) override;
+  void OnCircuitRejected(absl::string_view endpoint) override;
+
   // copilot_gateway_tenant_quota_used / _limit, set when scraped from the quota ledger; series
   // of quotas no longer configured are removed.
   void SetQuotaSamples(const std::vector<QuotaSample>& samples);
@@ -133,6 +143,11 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents {
   prometheus::Family<prometheus::Counter>& usage_threads_;
   prometheus::Family<prometheus::Gauge>& quota_used_;
   prometheus::Family<prometheus::Gauge>& quota_limit_;
+  prometheus::Family<prometheus::Counter>& retries_;
+  prometheus::Family<prometheus::Counter>& retries_denied_;
+  prometheus::Family<prometheus::Counter>& circuit_transitions_;
+  prometheus::Family<prometheus::Counter>& circuit_rejected_;
+  prometheus::Gauge* circuit_state_;
   prometheus::Gauge* redis_degraded_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::array<prometheus::Gauge*, 2> admitted_in_flight_{};
   std::array<prometheus::Histogram*, 2> budget_wait_{};

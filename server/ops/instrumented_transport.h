@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -48,6 +49,9 @@ class InstrumentedTransport final : public HttpTransport {
 
   std::shared_ptr<HttpTransfer> Start(HttpRequest request,
                                       std::shared_ptr<HttpTransferHandler> handler) override;
+  bool RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) override {
+    return inner_->RunAfter(delay, std::move(task));
+  }
 
  private:
   class MeasuringHandler;

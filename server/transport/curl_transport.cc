@@ -45,11 +45,13 @@ void EnsureCurlGlobalInit() {
 
 // Work handed to the loop by other threads.
 struct Command {
-  enum class Kind { kStart, kCancel, kResume, kStop };
+  enum class Kind { kStart, kCancel, kResume, kStop, kTimer };
   Kind kind = Kind::kStart;
   uint64_t id = 0;
   HttpRequest request;                           // kStart only.
   std::shared_ptr<HttpTransferHandler> handler;  // kStart only.
+  absl::Duration delay;                          // kTimer only.
+  absl::AnyInvocable<void() &&> task;            // kTimer only.
 };
 
 // The queue between other threads and the loop, with its wakeup. Shared with every transfer
@@ -294,6 +296,8 @@ class CurlTransport::Loop {
                                        std::map<std::string, std::string> metadata);
   void StopAll();
   Transfer* Find(uint64_t id);
+  // Runs the RunAfter tasks due by `now` (all of them when `now` is nullopt).
+  void RunTimers(std::optional<SteadyTime> now);
 
   const CurlTransportOptions options_;
   const int epoll_fd_;
@@ -304,6 +308,8 @@ class CurlTransport::Loop {
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
   std::optional<SteadyTime> curl_timer_;
   std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<>> stall_heap_;
+  // RunAfter tasks by due time (insertion order among equal times).
+  std::multimap<SteadyTime, absl::AnyInvocable<void() &&>> timers_;
   bool stopping_ = false;
   // Transfers admitted and not yet completed: queued in the mailbox or in transfers_.
   std::atomic<int64_t> in_flight_{0};
@@ -671,6 +677,10 @@ void CurlTransport::Loop::HandleCommands() {
       case Command::Kind::kStop:
         stopping_ = true;
         break;
+      case Command::Kind::kTimer:
+        timers_.emplace(SteadyClock::now() + absl::ToChronoNanoseconds(command.delay),
+                        std::move(command.task));
+        break;
     }
   }
 }
@@ -704,6 +714,7 @@ absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer,
                                                    std::map<std::string, std::string> metadata) {
   metadata["headers_received"] = transfer.headers_delivered ? "true" : "false";
   metadata["response_started"] = transfer.response_started ? "true" : "false";
+  metadata["request_sent"] = transfer.sends > 0 ? "true" : "false";
   if (transfer.response_started && !transfer.idempotent) {
     return MakeError(absl::StatusCode::kInternal,
                      absl::StrCat(message, "; the upstream may have carried out the request"),
@@ -717,7 +728,8 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
   std::map<std::string, std::string> metadata = {
       {"curl_code", absl::StrCat(static_cast<int>(result))},
       {"headers_received", transfer.headers_delivered ? "true" : "false"},
-      {"response_started", transfer.response_started ? "true" : "false"}};
+      {"response_started", transfer.response_started ? "true" : "false"},
+      {"request_sent", transfer.sends > 0 ? "true" : "false"}};
   // libcurl's own text names hosts, addresses and ports: for the log (the call's trace), never
   // for the caller.
   const std::string detail = transfer.error[0] != '\0' ? std::string(transfer.error)
@@ -848,6 +860,9 @@ int CurlTransport::Loop::NextTimeoutMs(SteadyTime now) const {
   if (!stall_heap_.empty() && (!next || stall_heap_.top().first < *next)) {
     next = stall_heap_.top().first;
   }
+  if (!timers_.empty() && (!next || timers_.begin()->first < *next)) {
+    next = timers_.begin()->first;
+  }
   if (!next) return -1;
   if (*next <= now) return 0;
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(*next - now).count();
@@ -858,6 +873,17 @@ void CurlTransport::Loop::StopAll() {
   mailbox_->Close();
   HandleCommands();  // Whatever was queued before Close: Starts complete with the shutdown status.
   while (!transfers_.empty()) Complete(*transfers_.begin()->second, ShutdownStatus());
+  // Early, so that whoever waits on a timer learns of the shutdown (their Start now completes
+  // inline with the shutdown status; RunAfter now returns false).
+  RunTimers(std::nullopt);
+}
+
+void CurlTransport::Loop::RunTimers(std::optional<SteadyTime> now) {
+  while (!timers_.empty() && (!now || timers_.begin()->first <= *now)) {
+    absl::AnyInvocable<void()&&> task = std::move(timers_.begin()->second);
+    timers_.erase(timers_.begin());
+    std::move(task)();
+  }
 }
 
 void CurlTransport::Loop::Run() {
@@ -890,6 +916,7 @@ void CurlTransport::Loop::Run() {
     }
     DrainDone();
     CheckStalls(SteadyClock::now());
+    RunTimers(SteadyClock::now());
   }
   StopAll();
 }
@@ -941,6 +968,14 @@ std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
     handler->OnComplete(ShutdownStatus());
   }
   return handle;
+}
+
+bool CurlTransport::RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) {
+  Command command;
+  command.kind = Command::Kind::kTimer;
+  command.delay = std::max(delay, absl::ZeroDuration());
+  command.task = std::move(task);
+  return loop_->mailbox()->Post(command);
 }
 
 }  // namespace copilot::gateway

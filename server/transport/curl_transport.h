@@ -90,8 +90,9 @@ struct CurlTransportOptions {
 // and INTERNAL_ERROR, which does not): the same rule refuses it for a POST, so a POST above a
 // GOAWAY fails UNAVAILABLE instead of being re-sent (GatewayUpstreamH2Test).
 //
-// Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received" and
-// "response_started"):
+// Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received",
+// "response_started" and "request_sent": "false" when CURLOPT_PREREQFUNCTION never ran for the
+// transfer, i.e. libcurl never began to send the request):
 //   connect refused / resolve failure / connect timeout  UNAVAILABLE "upstream_unreachable"
 //   the egress proxy refused CONNECT / cannot resolve it  UNAVAILABLE "upstream_proxy_error"
 //   TLS handshake or certificate failure                 UNAVAILABLE "upstream_tls_error"
@@ -144,6 +145,9 @@ class CurlTransport final : public HttpTransport {
 
   std::shared_ptr<HttpTransfer> Start(HttpRequest request,
                                       std::shared_ptr<HttpTransferHandler> handler) override;
+  // A timer of the loop (a min-ordered map beside libcurl's timer and the stall checks).
+  // Shutdown runs the tasks still waiting, early, after every transfer has completed.
+  bool RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) override;
 
   // Cancels every transfer still running or queued (each gets OnComplete(CANCELLED
   // "transport_shutdown") on the loop thread), then joins the loop thread. Later Starts complete

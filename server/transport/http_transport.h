@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -73,6 +74,9 @@ class HttpTransferHandler {
   // The transfer ended: OK when the whole body arrived, otherwise why it failed. Errors carry
   // an ErrorInfo payload (server/common/errors.h) with a reason and metadata
   // "headers_received" / "response_started" ("true"/"false"):
+  //   - Every transport failure carries metadata "request_sent": "false" when no byte of the
+  //     request was ever sent (the upstream provably did not act on it: a retry is safe for any
+  //     method), "true" when it may have been.
   //   - A transport failure (reasons "upstream_unreachable", "upstream_tls_error",
   //     "upstream_proxy_error" (the egress proxy refused the tunnel: metadata "proxy_status"),
   //     "upstream_reset", "upstream_stalled", "upstream_transport_error") before any response
@@ -108,6 +112,16 @@ class HttpTransport {
   // where OnComplete runs inline).
   virtual std::shared_ptr<HttpTransfer> Start(HttpRequest request,
                                               std::shared_ptr<HttpTransferHandler> handler) = 0;
+
+  // Runs `task` once on the transport's event loop thread after `delay` (a timer of the loop:
+  // no thread sleeps), or earlier, when the transport shuts down first. False when the
+  // transport has no timers or has shut down: `task` is then dropped without running. For
+  // decorators that wait on the loop (retry backoff). Decorators pass it on.
+  virtual bool RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) {
+    (void)delay;
+    (void)task;
+    return false;
+  }
 };
 
 }  // namespace copilot::gateway

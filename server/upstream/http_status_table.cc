@@ -16,6 +16,7 @@
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
 #include "server/common/secrets.h"
+#include "server/transport/retry_after.h"
 #include "server/upstream/bounded_json.h"
 
 namespace copilot::gateway {
@@ -300,28 +301,7 @@ bool IsUpstreamThreadNotFound(const absl::Status& status) {
 }
 
 absl::Duration ParseRetryAfter(absl::string_view value, absl::Time now) {
-  value = absl::StripAsciiWhitespace(value);
-  if (value.empty()) return kDefaultUpstreamRetryDelay;
-  if (absl::ascii_isdigit(static_cast<unsigned char>(value.front()))) {
-    int64_t seconds = 0;
-    if (!absl::SimpleAtoi(value, &seconds) || seconds < 0) return kDefaultUpstreamRetryDelay;
-    return absl::Seconds(seconds);
-  }
-  // HTTP-date: IMF-fixdate, then the obsolete RFC 850 and asctime forms (RFC 9110 5.6.7).
-  static constexpr const char* kFormats[] = {
-      "%a, %d %b %Y %H:%M:%S GMT",
-      "%A, %d-%b-%y %H:%M:%S GMT",
-      "%a %b %e %H:%M:%S %Y",
-  };
-  const std::string text(value);
-  for (const char* format : kFormats) {
-    absl::Time when;
-    std::string error;
-    if (absl::ParseTime(format, text, absl::UTCTimeZone(), &when, &error)) {
-      return when > now ? when - now : absl::ZeroDuration();
-    }
-  }
-  return kDefaultUpstreamRetryDelay;
+  return ParseRetryAfterValue(value, now).value_or(kDefaultUpstreamRetryDelay);
 }
 
 absl::Status StatusFromHttpError(int http_status, absl::string_view body,

@@ -22,6 +22,10 @@ COUNTERS = {
     "copilot_gateway_usage_characters_total",
     "copilot_gateway_usage_upstream_seconds_total",
     "copilot_gateway_usage_threads_created_total",
+    "copilot_gateway_upstream_retries_total",  # issue #16
+    "copilot_gateway_upstream_retries_denied_total",
+    "copilot_gateway_upstream_circuit_transitions_total",
+    "copilot_gateway_upstream_circuit_rejected_total",
     "process_cpu_seconds_total",
 }
 HISTOGRAMS = {
@@ -40,6 +44,7 @@ GAUGES = {
     "copilot_gateway_redis_degraded",  # issue #5
     "copilot_gateway_tenant_quota_used",  # issue #18
     "copilot_gateway_tenant_quota_limit",
+    "copilot_gateway_upstream_circuit_state",  # issue #16
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
     "process_open_fds",

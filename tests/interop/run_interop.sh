@@ -11,8 +11,10 @@
 #   1. the normal flow: a thread is created, the StreamRun answer arrives in >= 2 chunks,
 #      Complete answers, GetThread of a made-up thread is NOT_FOUND with ErrorInfo reason
 #      thread_not_found, and a wrong token is UNAUTHENTICATED with reason invalid_credentials;
-#   2. with a 429 + Retry-After: 3 injected upstream on the first CreateThread: the example
-#      reports RESOURCE_EXHAUSTED with ErrorInfo reason rate_limit_gateway and RetryInfo 3s;
+#   2. with a 429 + Retry-After: 3 injected upstream on the first three CreateThread attempts
+#      (the gateway waits out a short Retry-After and tries again, up to upstream.retry's
+#      max_attempts, 3): the example reports RESOURCE_EXHAUSTED with ErrorInfo reason
+#      rate_limit_gateway and RetryInfo 3s;
 #   3. with CreateThread held upstream for 10 s and COPILOT_TIMEOUT=1: DEADLINE_EXCEEDED (the
 #      example sets a deadline on its calls).
 # Every process it starts is stopped on exit, on failure too. Each run uses its own WORK_DIR
@@ -164,8 +166,10 @@ expect_line flow '^error: UNAUTHENTICATED reason=invalid_credentials \(ListAssis
   "wrong token: UNAUTHENTICATED, ErrorInfo reason invalid_credentials"
 if grep -q "$token" "$run_dir/flow.out"; then fail "the example printed the token"; fi
 
-echo "== [$lang] 2. RetryInfo: 429 with Retry-After: 3 on the first CreateThread"
-add_fault '{"endpoint": "create_thread", "times": 1, "type": "rate_limit", "retry_after": 3}'
+echo "== [$lang] 2. RetryInfo: 429 with Retry-After: 3 on every attempt of the first CreateThread"
+# The gateway retries a 429 whose Retry-After fits the deadline (3 attempts by default): the
+# caller sees the third.
+add_fault '{"endpoint": "create_thread", "times": 3, "type": "rate_limit", "retry_after": 3}'
 run_example rate_limited
 expect_status 1
 expect_line rate_limited '^error: RESOURCE_EXHAUSTED reason=rate_limit_gateway retry_delay=3s \(CreateThread: ' \

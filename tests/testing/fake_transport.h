@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "server/transport/http_transport.h"
 
@@ -92,6 +94,39 @@ class FakeTransport final : public HttpTransport {
     return transfer;
   }
 
+  // Timers (HttpTransport::RunAfter): off by default (RunAfter returns false, as for a
+  // transport without timers); when on, tasks wait until the test runs them with RunTimers.
+  void EnableTimers() {
+    absl::MutexLock lock(&mu_);
+    timers_enabled_ = true;
+  }
+  bool RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) override {
+    absl::MutexLock lock(&mu_);
+    if (!timers_enabled_) return false;
+    timers_.push_back({delay, std::move(task)});
+    delays_.push_back(delay);
+    return true;
+  }
+  // Runs the tasks waiting now (not the ones they add), in order; how many ran.
+  int RunTimers() {
+    std::vector<std::pair<absl::Duration, absl::AnyInvocable<void() &&>>> due;
+    {
+      absl::MutexLock lock(&mu_);
+      due.swap(timers_);
+    }
+    for (auto& [delay, task] : due) std::move(task)();
+    return static_cast<int>(due.size());
+  }
+  // Tasks waiting, and the delay of every RunAfter so far.
+  std::size_t timers_waiting() const {
+    absl::MutexLock lock(&mu_);
+    return timers_.size();
+  }
+  std::vector<absl::Duration> timer_delays() const {
+    absl::MutexLock lock(&mu_);
+    return delays_;
+  }
+
   // Transfers started so far.
   std::size_t size() const {
     absl::MutexLock lock(&mu_);
@@ -122,6 +157,10 @@ class FakeTransport final : public HttpTransport {
   const OnStart on_start_;
   mutable absl::Mutex mu_;
   std::deque<Started> started_ ABSL_GUARDED_BY(mu_);  // A deque: references stay valid.
+  bool timers_enabled_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::pair<absl::Duration, absl::AnyInvocable<void() &&>>> timers_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> delays_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace copilot::gateway::testing

@@ -55,7 +55,11 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
       options.shutdown_grace, "\nshutdown_delay: ", options.shutdown_delay, "\nupstream:\n",
       "  base_url: \"", options.upstream_url, "\"\n", "  api_key_file: \"", *key, "\"\n");
   for (const auto& [name, value] : options.upstream) {
-    absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
+    if (absl::StartsWith(value, "{")) {
+      absl::StrAppend(&yaml, "  ", name, ": ", value, "\n");  // A section, as a flow mapping.
+    } else {
+      absl::StrAppend(&yaml, "  ", name, ": \"", value, "\"\n");
+    }
   }
   absl::StrAppend(&yaml, "identity: ", options.identity, "\n");
   if (options.unlimited_budget) {

@@ -38,7 +38,8 @@ struct GatewayProcessOptions {
   std::vector<std::string> previous_signing_keys;
   // Written to a file named by user_id_key_file; empty configures none.
   std::string user_id_key;
-  // Extra keys of the `upstream` section, e.g. {"stall_timeout", "1s"}.
+  // Extra keys of the `upstream` section, e.g. {"stall_timeout", "1s"}; a value starting with
+  // "{" is a section, written as a YAML flow mapping: {"retry", "{max_attempts: 1}"}.
   std::map<std::string, std::string> upstream;
   // Extra top-level YAML appended to the config (e.g. "limits:\n  max_messages: 5\n").
   std::string extra_yaml;

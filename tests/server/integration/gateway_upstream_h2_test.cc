@@ -5,8 +5,6 @@
 // (libcurl 7.88 re-sends on any stream reset, processed or not, without saying which): it fails
 // UNAVAILABLE, safe for the caller to retry.
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,34 +42,8 @@ class GatewayUpstreamH2Test : public ::testing::Test {
     stub_ = v1::CopilotService::NewStub(gateway_->channel());
   }
 
-  // `n` CreateThread calls at once (the callback API: no thread per call); their statuses.
   std::vector<grpc::Status> CreateThreadsAtOnce(int n) {
-    struct Call {
-      grpc::ClientContext context;
-      v1::CreateThreadRequest request;
-      v1::CreateThreadResponse response;
-    };
-    std::vector<std::unique_ptr<Call>> calls;
-    std::vector<grpc::Status> statuses(n);
-    std::mutex mutex;
-    std::condition_variable done;
-    int remaining = n;
-    for (int i = 0; i < n; ++i) {
-      auto call = std::make_unique<Call>();
-      SetTimeout(call->context, absl::Seconds(60));
-      call->request.set_assistant_id(kHrAssistant);
-      call->request.set_title(absl::StrCat("call ", i));
-      stub_->async()->CreateThread(&call->context, &call->request, &call->response,
-                                   [&, i](grpc::Status status) {
-                                     std::lock_guard<std::mutex> lock(mutex);
-                                     statuses[i] = std::move(status);
-                                     if (--remaining == 0) done.notify_one();
-                                   });
-      calls.push_back(std::move(call));
-    }
-    std::unique_lock<std::mutex> lock(mutex);
-    done.wait(lock, [&] { return remaining == 0; });
-    return statuses;
+    return testing::CreateThreadsAtOnce(*stub_, n, absl::Seconds(60));
   }
 
   nlohmann::json EmulatorStats() {
@@ -80,20 +52,7 @@ class GatewayUpstreamH2Test : public ::testing::Test {
     return stats.ok() ? *stats : nlohmann::json::object();
   }
 
-  // The titles the emulator recorded for create_thread, each with how often.
-  std::map<std::string, int> RecordedTitles() {
-    absl::StatusOr<nlohmann::json> records = emulator_->Requests();
-    EXPECT_TRUE(records.ok()) << records.status();
-    std::map<std::string, int> titles;
-    if (!records.ok()) return titles;
-    for (const auto& record : *records) {
-      if (record["route"] != "create_thread") continue;
-      const nlohmann::json body = nlohmann::json::parse(record["body"].get<std::string>(), nullptr,
-                                                        /*allow_exceptions=*/false);
-      ++titles[body.is_object() ? body.value("title", std::string("?")) : std::string("?")];
-    }
-    return titles;
-  }
+  std::map<std::string, int> RecordedTitles() { return RecordedCreateThreadTitles(*emulator_); }
 
   std::unique_ptr<emulator::testing::EmulatorProcess> emulator_;
   std::unique_ptr<GatewayProcess> gateway_;

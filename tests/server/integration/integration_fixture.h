@@ -8,11 +8,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -81,6 +83,54 @@ inline std::string SignedHandle(const std::string& tenant_id, const std::string&
 // Deadline helper for client contexts.
 inline void SetTimeout(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout));
+}
+
+// `n` CreateThread calls through `stub` at once, titled "call <i>", each with `timeout` (the
+// callback API: no thread per call); their statuses, in order.
+inline std::vector<grpc::Status> CreateThreadsAtOnce(copilot::v1::CopilotService::Stub& stub, int n,
+                                                     absl::Duration timeout) {
+  struct Call {
+    grpc::ClientContext context;
+    copilot::v1::CreateThreadRequest request;
+    copilot::v1::CreateThreadResponse response;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::vector<grpc::Status> statuses(static_cast<std::size_t>(n));
+  std::mutex mutex;
+  std::condition_variable done;
+  int remaining = n;
+  for (int i = 0; i < n; ++i) {
+    auto call = std::make_unique<Call>();
+    SetTimeout(call->context, timeout);
+    call->request.set_assistant_id(kHrAssistant);
+    call->request.set_title(absl::StrCat("call ", i));
+    stub.async()->CreateThread(&call->context, &call->request, &call->response,
+                               [&, i](grpc::Status status) {
+                                 std::lock_guard<std::mutex> lock(mutex);
+                                 statuses[static_cast<std::size_t>(i)] = std::move(status);
+                                 if (--remaining == 0) done.notify_one();
+                               });
+    calls.push_back(std::move(call));
+  }
+  std::unique_lock<std::mutex> lock(mutex);
+  done.wait(lock, [&] { return remaining == 0; });
+  return statuses;
+}
+
+// The titles of the create_thread requests `emulator` recorded, each with how often it came.
+inline std::map<std::string, int> RecordedCreateThreadTitles(
+    const emulator::testing::EmulatorProcess& emulator) {
+  absl::StatusOr<nlohmann::json> records = emulator.Requests();
+  EXPECT_TRUE(records.ok()) << records.status();
+  std::map<std::string, int> titles;
+  if (!records.ok()) return titles;
+  for (const auto& record : *records) {
+    if (record["route"] != "create_thread") continue;
+    const nlohmann::json body = nlohmann::json::parse(record["body"].get<std::string>(), nullptr,
+                                                      /*allow_exceptions=*/false);
+    ++titles[body.is_object() ? body.value("title", std::string("?")) : std::string("?")];
+  }
+  return titles;
 }
 
 // The gateway's /metrics page (empty when it cannot be fetched).

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -320,6 +321,7 @@ TEST_F(CurlTransportTest, ConnectionRefusedIsUnreachable) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   EXPECT_EQ(Reason(status), "upstream_unreachable");
   EXPECT_EQ(Meta(status, "headers_received"), "false");
+  EXPECT_EQ(Meta(status, "request_sent"), "false");  // Provably not acted on: retry is safe.
   EXPECT_EQ(handler->header_calls(), 0);
 }
 
@@ -405,6 +407,8 @@ TEST_F(CurlTransportTest, ResetBeforeAnyResponseByteOfAPostIsUnavailable) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   EXPECT_EQ(Reason(status), "upstream_reset");
   EXPECT_EQ(Meta(status, "response_started"), "false");
+  // But it was sent: the upstream may have carried it out before the connection broke.
+  EXPECT_EQ(Meta(status, "request_sent"), "true");
 }
 
 // After the first response byte of a POST the upstream may have carried it out (here it did:
@@ -776,6 +780,46 @@ TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {
   EXPECT_EQ(Reason(late->Wait()), "transport_shutdown");
   transfer->Cancel();  // A no-op.
   transport_.reset();  // The destructor after Shutdown is fine too.
+}
+
+TEST_F(CurlTransportTest, RunAfterRunsTasksOnTheLoopInTheirOrderAfterTheirDelay) {
+  absl::Mutex mu;
+  std::vector<std::string> ran;
+  std::vector<std::thread::id> threads;
+  const absl::Time start = absl::Now();
+  absl::Duration later_ran_after;
+  auto record = [&](std::string name) {
+    return [&, name] {
+      absl::MutexLock lock(&mu);
+      ran.push_back(name);
+      threads.push_back(std::this_thread::get_id());
+      if (name == "later") later_ran_after = absl::Now() - start;
+    };
+  };
+  ASSERT_TRUE(transport_->RunAfter(absl::Milliseconds(200), record("later")));
+  ASSERT_TRUE(transport_->RunAfter(absl::Milliseconds(20), record("sooner")));
+  ASSERT_TRUE(transport_->RunAfter(absl::ZeroDuration(), record("now")));
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(
+                                +[](std::vector<std::string>* v) { return v->size() == 3; }, &ran),
+                            absl::Seconds(5)));
+  }
+  EXPECT_EQ(ran, (std::vector<std::string>{"now", "sooner", "later"}));
+  EXPECT_GE(later_ran_after, absl::Milliseconds(200));
+  EXPECT_NE(threads[0], std::this_thread::get_id());
+  EXPECT_EQ(threads[0], threads[2]);
+}
+
+TEST_F(CurlTransportTest, ShutdownRunsWaitingTasksEarlyAndLaterOnesAreRefused) {
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(transport_->RunAfter(absl::Hours(1), [&ran] { ran = true; }));
+  const absl::Time start = absl::Now();
+  transport_->Shutdown();
+  EXPECT_TRUE(ran);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_FALSE(transport_->RunAfter(absl::ZeroDuration(), [] {}));
 }
 
 TEST_F(CurlTransportTest, HandlersMayStartTransfersFromTheLoop) {

@@ -1,0 +1,498 @@
+// RetryingTransport and CircuitBreakerTransport over a FakeTransport whose timers the test runs,
+// in a FakeClock's time.
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/common/errors.h"
+#include "server/transport/circuit_breaker_transport.h"
+#include "server/transport/retry_after.h"
+#include "server/transport/retrying_transport.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/fake_transport.h"
+#include "tests/testing/recorders.h"
+#include "tests/testing/status_matchers.h"
+
+namespace copilot::gateway {
+namespace {
+
+using ::copilot::gateway::testing::FakeClock;
+using ::copilot::gateway::testing::FakeTransport;
+using ::copilot::gateway::testing::RecordingHandler;
+using ::copilot::gateway::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+
+class RecordingEvents final : public ResilienceEvents {
+ public:
+  void OnRetry(absl::string_view endpoint, absl::string_view reason) override {
+    absl::MutexLock lock(&mu_);
+    retries.emplace_back(endpoint, reason);
+  }
+  void OnRetryDenied(absl::string_view endpoint, absl::string_view cause) override {
+    absl::MutexLock lock(&mu_);
+    denied.emplace_back(endpoint, cause);
+  }
+  void OnCircuitTransition(CircuitState /*from*/, CircuitState to) override {
+    absl::MutexLock lock(&mu_);
+    transitions.emplace_back(CircuitStateName(to));
+  }
+  void OnCircuitRejected(absl::string_view endpoint) override {
+    absl::MutexLock lock(&mu_);
+    rejected.emplace_back(endpoint);
+  }
+  std::vector<std::pair<std::string, std::string>> retries;
+  std::vector<std::pair<std::string, std::string>> denied;
+  std::vector<std::string> transitions;
+  std::vector<std::string> rejected;
+
+ private:
+  absl::Mutex mu_;
+};
+
+// A transport failure as CurlTransport reports it.
+absl::Status Failure(absl::StatusCode code, const std::string& reason, bool sent,
+                     std::map<std::string, std::string> metadata = {}) {
+  metadata["request_sent"] = sent ? "true" : "false";
+  return MakeError(code, "injected", reason, metadata);
+}
+
+class RetryingTransportTest : public ::testing::Test {
+ protected:
+  RetryingTransportTest() { fake_->EnableTimers(); }
+
+  // The defaults with a budget these tests never spend.
+  static RetryPolicy Generous() {
+    RetryPolicy policy;
+    policy.budget_min_per_second = 100;
+    return policy;
+  }
+  // The transport under test; jitter pinned to its lowest value (half the backoff).
+  std::shared_ptr<RetryingTransport> Make(RetryPolicy policy = Generous()) {
+    auto transport =
+        std::make_shared<RetryingTransport>(fake_, policy, clock_, events_, [] { return 0.0; });
+    fake_->RunTimers();  // Its probe for timers.
+    return transport;
+  }
+
+  HttpRequest Request(const std::string& method, absl::Duration deadline = absl::Minutes(1)) {
+    HttpRequest request;
+    request.method = method;
+    request.url = "http://upstream/v1/threads";
+    request.body = method == "POST" ? R"({"title":"x"})" : "";
+    request.endpoint = method + " /v1/threads";
+    request.deadline = clock_.Now() + deadline;
+    return request;
+  }
+
+  FakeClock clock_;
+  RecordingEvents events_;
+  std::shared_ptr<FakeTransport> fake_ = std::make_shared<FakeTransport>();
+  std::shared_ptr<RecordingHandler> handler_ = std::make_shared<RecordingHandler>();
+};
+
+TEST_F(RetryingTransportTest, PostNeverSentIsRetriedAfterBackoffWithTheSameBody) {
+  auto transport = Make();
+  transport->Start(Request("POST"), handler_);
+  ASSERT_EQ(fake_->size(), 1u);
+  fake_->last().Complete(
+      Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", /*sent=*/false));
+  EXPECT_THAT(handler_->completions, IsEmpty());
+  ASSERT_EQ(fake_->timers_waiting(), 1u);
+  EXPECT_EQ(fake_->timer_delays().back(), absl::Milliseconds(50));  // [b/2, b], b = 100 ms.
+  fake_->RunTimers();
+  ASSERT_EQ(fake_->size(), 2u);
+  EXPECT_EQ(fake_->call(1).request.body, fake_->call(0).request.body);
+  EXPECT_EQ(fake_->call(1).request.method, "POST");
+  fake_->last().Respond(201, R"({"id":"t1"})");
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_TRUE(handler_->completions[0].ok());
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 201);
+  EXPECT_THAT(events_.retries, ElementsAre(Pair("POST /v1/threads", "upstream_unreachable")));
+}
+
+TEST_F(RetryingTransportTest, PostThatMayHaveBeenSentIsNeverRetried) {
+  auto transport = Make();
+  for (const absl::Status& status :
+       {Failure(absl::StatusCode::kUnavailable, "upstream_reset", /*sent=*/true,
+                {{"resend_refused", "true"}}),
+        Failure(absl::StatusCode::kInternal, "upstream_reset", /*sent=*/true,
+                {{"response_started", "true"}}),
+        Failure(absl::StatusCode::kUnavailable, "upstream_stalled", /*sent=*/true),
+        Failure(absl::StatusCode::kDeadlineExceeded, "upstream_timeout", /*sent=*/false),
+        Failure(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*sent=*/false),
+        Failure(absl::StatusCode::kUnavailable, "upstream_tls_error", /*sent=*/false,
+                {{"curl_code", "60"}}),
+        Failure(absl::StatusCode::kUnavailable, "upstream_proxy_error", /*sent=*/false,
+                {{"proxy_status", "407"}})}) {
+    auto handler = std::make_shared<RecordingHandler>();
+    transport->Start(Request("POST"), handler);
+    fake_->last().Complete(status);
+    ASSERT_EQ(handler->completions.size(), 1u) << status;
+    EXPECT_EQ(handler->completions[0], status);
+  }
+  EXPECT_EQ(fake_->size(), 7u);
+  EXPECT_EQ(fake_->timers_waiting(), 0u);
+  EXPECT_THAT(events_.retries, IsEmpty());
+}
+
+TEST_F(RetryingTransportTest, HandshakeAndProxyGatewayFailuresBeforeSendingAreRetried) {
+  auto transport = Make();
+  transport->Start(Request("POST"), handler_);
+  fake_->last().Complete(
+      Failure(absl::StatusCode::kUnavailable, "upstream_tls_error", false, {{"curl_code", "35"}}));
+  fake_->RunTimers();
+  fake_->last().Complete(Failure(absl::StatusCode::kUnavailable, "upstream_proxy_error", false,
+                                 {{"proxy_status", "503"}}));
+  fake_->RunTimers();
+  ASSERT_EQ(fake_->size(), 3u);
+  fake_->last().Respond(200, "{}");
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_TRUE(handler_->completions[0].ok());
+  EXPECT_THAT(events_.retries, ElementsAre(Pair("POST /v1/threads", "upstream_tls_error"),
+                                           Pair("POST /v1/threads", "upstream_proxy_error")));
+  // Backoff doubles: 50 ms, then 100 ms (the lower end of [b/2, b]).
+  EXPECT_THAT(fake_->timer_delays(),
+              ElementsAre(absl::ZeroDuration(), absl::Milliseconds(50), absl::Milliseconds(100)));
+}
+
+TEST_F(RetryingTransportTest, GetIsRetriedOn503AndResetsAndTheCallerSeesOnlyTheLastAnswer) {
+  auto transport = Make();
+  transport->Start(Request("GET"), handler_);
+  fake_->last().Respond(503, R"({"error_code":"internal_service_error"})");
+  fake_->RunTimers();
+  fake_->last().Complete(Failure(absl::StatusCode::kUnavailable, "upstream_reset", /*sent=*/true));
+  fake_->RunTimers();
+  ASSERT_EQ(fake_->size(), 3u);
+  fake_->last().Respond(200, R"({"id":"t1"})");
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 200);
+  EXPECT_THAT(handler_->pieces, ElementsAre(R"({"id":"t1"})"));
+  EXPECT_THAT(events_.retries, ElementsAre(Pair("GET /v1/threads", "http_503"),
+                                           Pair("GET /v1/threads", "upstream_reset")));
+}
+
+TEST_F(RetryingTransportTest, PostAnswered503IsPassedOn) {
+  auto transport = Make();
+  transport->Start(Request("POST"), handler_);
+  fake_->last().Respond(503, "busy");
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 503);
+  EXPECT_THAT(handler_->pieces, ElementsAre("busy"));
+  EXPECT_EQ(fake_->size(), 1u);
+}
+
+TEST_F(RetryingTransportTest, A429WithRetryAfterIsWaitedForOnlyWhenShortAndNamed) {
+  auto transport = Make();
+  transport->Start(Request("POST"), handler_);
+  fake_->last().Respond(429, "slow down", {{"retry-after", "2"}});
+  EXPECT_THAT(handler_->heads, IsEmpty());
+  EXPECT_EQ(fake_->timer_delays().back(), absl::Seconds(2));
+  fake_->RunTimers();
+  fake_->last().Respond(200, "{}");
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 200);
+
+  for (HttpHeaders headers : {HttpHeaders{}, HttpHeaders{{"retry-after", "60"}}}) {
+    auto handler = std::make_shared<RecordingHandler>();
+    transport->Start(Request("POST"), handler);
+    fake_->last().Respond(429, "slow down", headers);
+    ASSERT_EQ(handler->heads.size(), 1u);
+    EXPECT_EQ(handler->heads[0].status, 429);
+  }
+  EXPECT_EQ(fake_->timers_waiting(), 0u);
+}
+
+TEST_F(RetryingTransportTest, AWaitPastTheDeadlineIsNotMade) {
+  auto transport = Make();
+  transport->Start(Request("POST", absl::Milliseconds(40)), handler_);
+  const absl::Status failure =
+      Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", /*sent=*/false);
+  fake_->last().Complete(failure);
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_EQ(handler_->completions[0], failure);
+  EXPECT_THAT(events_.denied, ElementsAre(Pair("POST /v1/threads", "deadline")));
+
+  auto handler = std::make_shared<RecordingHandler>();
+  transport->Start(Request("POST", absl::Seconds(1)), handler);
+  fake_->last().Respond(429, "",
+                        {{"retry-after", "2"}});  // Fits max_retry_after, not the deadline.
+  ASSERT_EQ(handler->heads.size(), 1u);
+  EXPECT_EQ(handler->heads[0].status, 429);
+}
+
+TEST_F(RetryingTransportTest, StopsAtMaxAttempts) {
+  auto transport = Make();
+  transport->Start(Request("GET"), handler_);
+  for (int i = 0; i < 2; ++i) {
+    fake_->last().Respond(502, "");
+    fake_->RunTimers();
+  }
+  fake_->last().Respond(502, "bad gateway");
+  ASSERT_EQ(fake_->size(), 3u);
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 502);
+  EXPECT_THAT(handler_->pieces, ElementsAre("bad gateway"));
+  EXPECT_THAT(events_.denied, ElementsAre(Pair("GET /v1/threads", "attempts")));
+}
+
+TEST_F(RetryingTransportTest, TheBudgetBoundsRetriesToAFractionOfRequests) {
+  RetryPolicy policy;
+  policy.budget_ratio = 0.1;
+  policy.budget_min_per_second = 0;
+  auto transport = Make(policy);
+  // 20 requests in the window: 2 retries allowed.
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  for (int i = 0; i < 20; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    transport->Start(Request("GET"), handlers.back());
+  }
+  for (int i = 0; i < 20; ++i) fake_->call(static_cast<std::size_t>(i)).Respond(503, "");
+  EXPECT_EQ(fake_->timers_waiting(), 2u);
+  EXPECT_EQ(events_.denied.size(), 18u);
+  EXPECT_EQ(events_.denied[0].second, "budget");
+  // Out of the window, the budget is back (and so is its floor of 0 retries: none).
+  clock_.Advance(absl::Seconds(11));
+  transport->Start(Request("GET"), handler_);
+  fake_->last().Respond(503, "");
+  EXPECT_EQ(fake_->timers_waiting(), 2u);  // 0.1 * 1 request: no retry.
+}
+
+TEST_F(RetryingTransportTest, CancelDuringTheBackoffEndsTheCallOnceAndSendsNothingMore) {
+  auto transport = Make();
+  std::shared_ptr<HttpTransfer> transfer = transport->Start(Request("POST"), handler_);
+  fake_->last().Complete(Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", false));
+  transfer->Cancel();
+  fake_->RunTimers();  // The cancel's completion and the retry's timer.
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_THAT(handler_->completions[0],
+              StatusIs(absl::StatusCode::kCancelled, "upstream_call_cancelled"));
+  EXPECT_EQ(fake_->size(), 1u);
+}
+
+TEST_F(RetryingTransportTest, CancelAndResumeReachTheAttemptInProgress) {
+  auto transport = Make();
+  std::shared_ptr<HttpTransfer> transfer = transport->Start(Request("GET"), handler_);
+  fake_->last().Respond(503, "");
+  fake_->RunTimers();
+  transfer->Resume();
+  transfer->Cancel();
+  EXPECT_EQ(fake_->call(1).transfer->resumes, 1);
+  EXPECT_EQ(fake_->call(1).transfer->cancels, 1);
+  EXPECT_EQ(fake_->call(0).transfer->cancels, 0);
+  fake_->last().Complete(MakeError(absl::StatusCode::kCancelled, "x", "upstream_call_cancelled"));
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_EQ(fake_->timers_waiting(), 0u);
+}
+
+TEST_F(RetryingTransportTest, WithoutTimersNothingIsRetried) {
+  auto plain = std::make_shared<FakeTransport>();
+  RetryingTransport transport(plain, RetryPolicy{}, clock_, events_);
+  transport.Start(Request("GET"), handler_);
+  plain->last().Respond(503, "x");
+  ASSERT_EQ(handler_->heads.size(), 1u);
+  EXPECT_EQ(handler_->heads[0].status, 503);
+  EXPECT_EQ(plain->size(), 1u);
+}
+
+TEST(RetryAfterTest, ReadsSecondsAndDates) {
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  EXPECT_EQ(ParseRetryAfterValue(" 7 ", now), absl::Seconds(7));
+  EXPECT_EQ(ParseRetryAfterValue(absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT",
+                                                  now + absl::Seconds(30), absl::UTCTimeZone()),
+                                 now),
+            absl::Seconds(30));
+  EXPECT_EQ(ParseRetryAfterValue("Thu, 01 Jan 1970 00:00:00 GMT", now), absl::ZeroDuration());
+  EXPECT_EQ(ParseRetryAfterValue("", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfterValue("soon", now), std::nullopt);
+  EXPECT_EQ(ParseRetryAfterValue("-3", now), std::nullopt);
+}
+
+class CircuitBreakerTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<CircuitBreakerTransport> Make(CircuitBreakerPolicy policy = {}) {
+    return std::make_shared<CircuitBreakerTransport>(fake_, clock_, policy, events_);
+  }
+  HttpRequest Request() {
+    HttpRequest request;
+    request.method = "POST";
+    request.endpoint = "POST /v1/threads";
+    return request;
+  }
+  // Starts one request and completes it as `outcome` says; the handler it used.
+  std::shared_ptr<RecordingHandler> Call(CircuitBreakerTransport& transport, int http_status,
+                                         absl::Status status = absl::OkStatus()) {
+    auto handler = std::make_shared<RecordingHandler>();
+    const std::size_t before = fake_->size();
+    transport.Start(Request(), handler);
+    if (fake_->size() == before) return handler;  // Refused inline.
+    if (http_status != 0) fake_->last().Headers(http_status);
+    fake_->last().Complete(std::move(status));
+    return handler;
+  }
+  absl::Status Unreachable() {
+    return Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", false);
+  }
+
+  FakeClock clock_;
+  RecordingEvents events_;
+  std::shared_ptr<FakeTransport> fake_ = std::make_shared<FakeTransport>();
+};
+
+TEST_F(CircuitBreakerTest, OpensAfterConsecutiveFailuresAndFailsFastWithRetryInfo) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 5;
+  policy.failure_ratio = 0;
+  auto transport = Make(policy);
+  for (int i = 0; i < 4; ++i) Call(*transport, 0, Unreachable());
+  Call(*transport, 200);  // A success resets the run.
+  for (int i = 0; i < 4; ++i) Call(*transport, 503);
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  Call(*transport, 0, Unreachable());
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+  const std::size_t sent = fake_->size();
+  clock_.Advance(absl::Seconds(4));
+  std::shared_ptr<RecordingHandler> refused = Call(*transport, 0);
+  EXPECT_EQ(fake_->size(), sent);
+  ASSERT_EQ(refused->completions.size(), 1u);
+  EXPECT_THAT(refused->completions[0],
+              StatusIs(absl::StatusCode::kUnavailable, "upstream_circuit_open"));
+  std::optional<google::rpc::RetryInfo> retry = GetRetryInfo(refused->completions[0]);
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->retry_delay().seconds(), 6);
+  EXPECT_THAT(events_.transitions, ElementsAre("open"));
+  EXPECT_THAT(events_.rejected, ElementsAre("POST /v1/threads"));
+}
+
+TEST_F(CircuitBreakerTest, OpensOnTheFailureRatioOnceTheWindowHoldsEnoughRequests) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 0;
+  policy.failure_ratio = 0.5;
+  policy.min_requests = 10;
+  auto transport = Make(policy);
+  for (int i = 0; i < 4; ++i) {
+    Call(*transport, 200);
+    Call(*transport, 504);
+  }
+  Call(*transport, 200);
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);  // 4 of 9, then 10 with 5.
+  Call(*transport, 0, Unreachable());
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+}
+
+TEST_F(CircuitBreakerTest, CallersCannotOpenItWithCancelsDeadlinesOrBadRequests) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 3;
+  auto transport = Make(policy);
+  for (int i = 0; i < 50; ++i) {
+    Call(*transport, 0, MakeError(absl::StatusCode::kCancelled, "x", "upstream_call_cancelled"));
+    Call(*transport, 0, MakeError(absl::StatusCode::kDeadlineExceeded, "x", "upstream_timeout"));
+    Call(*transport, 400);
+    Call(*transport, 500);
+    Call(*transport, 429);
+  }
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  EXPECT_THAT(events_.transitions, IsEmpty());
+}
+
+TEST_F(CircuitBreakerTest, HalfOpenLetsProbesThroughAndClosesOnTheirSuccess) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 1;
+  policy.half_open_probes = 2;
+  policy.cooldown = absl::Seconds(10);
+  auto transport = Make(policy);
+  Call(*transport, 503);
+  ASSERT_EQ(transport->state(), CircuitState::kOpen);
+  clock_.Advance(absl::Seconds(10));
+  // Two probes out; a third request is refused while they run.
+  auto first = std::make_shared<RecordingHandler>();
+  auto second = std::make_shared<RecordingHandler>();
+  transport->Start(Request(), first);
+  transport->Start(Request(), second);
+  EXPECT_EQ(transport->state(), CircuitState::kHalfOpen);
+  std::shared_ptr<RecordingHandler> third = Call(*transport, 0);
+  ASSERT_EQ(third->completions.size(), 1u);
+  EXPECT_THAT(third->completions[0],
+              StatusIs(absl::StatusCode::kUnavailable, "upstream_circuit_open"));
+  ASSERT_EQ(fake_->size(), 3u);
+  fake_->call(1).Respond(200, "{}");
+  fake_->call(2).Respond(200, "{}");
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  EXPECT_THAT(events_.transitions, ElementsAre("open", "half_open", "closed"));
+}
+
+TEST_F(CircuitBreakerTest, AFailedProbeOpensItAgainAndLateOutcomesDoNotCount) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 2;
+  policy.half_open_probes = 1;
+  auto transport = Make(policy);
+  // One request in flight while the circuit opens.
+  auto slow = std::make_shared<RecordingHandler>();
+  transport->Start(Request(), slow);
+  FakeTransport::Started& slow_call = fake_->last();
+  Call(*transport, 503);
+  Call(*transport, 503);
+  ASSERT_EQ(transport->state(), CircuitState::kOpen);
+  clock_.Advance(policy.cooldown);
+  Call(*transport, 0, Unreachable());  // The probe fails.
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+  slow_call.Respond(200, "{}");  // From before: changes nothing.
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+  ASSERT_EQ(slow->completions.size(), 1u);
+  EXPECT_TRUE(slow->completions[0].ok());
+  EXPECT_THAT(events_.transitions, ElementsAre("open", "half_open", "open"));
+}
+
+TEST_F(CircuitBreakerTest, AFailureStartedBeforeTheCircuitClosedAgainDoesNotCountAfter) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 2;
+  policy.half_open_probes = 1;
+  auto transport = Make(policy);
+  auto slow = std::make_shared<RecordingHandler>();
+  transport->Start(Request(), slow);
+  FakeTransport::Started& slow_call = fake_->last();
+  Call(*transport, 503);
+  Call(*transport, 503);
+  clock_.Advance(policy.cooldown);
+  Call(*transport, 200);  // The probe closes it.
+  ASSERT_EQ(transport->state(), CircuitState::kClosed);
+  slow_call.Complete(Unreachable());  // Started two transitions ago.
+  Call(*transport, 503);              // One failure in a row since it closed.
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  Call(*transport, 503);
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+}
+
+TEST_F(CircuitBreakerTest, RetriesAboveTheBreakerStopWhenItOpens) {
+  CircuitBreakerPolicy breaker_policy;
+  breaker_policy.consecutive_failures = 2;
+  fake_->EnableTimers();
+  auto breaker = Make(breaker_policy);
+  RetryPolicy retry_policy;
+  retry_policy.max_attempts = 5;
+  retry_policy.budget_min_per_second = 100;
+  RetryingTransport transport(breaker, retry_policy, clock_, events_, [] { return 0.0; });
+  fake_->RunTimers();
+  auto handler = std::make_shared<RecordingHandler>();
+  HttpRequest request = Request();
+  request.deadline = clock_.Now() + absl::Minutes(1);
+  transport.Start(request, handler);
+  fake_->last().Complete(Unreachable());
+  fake_->RunTimers();
+  fake_->last().Complete(Unreachable());  // Opens the circuit.
+  fake_->RunTimers();                     // The third attempt is refused: no more.
+  EXPECT_EQ(fake_->size(), 2u);
+  ASSERT_EQ(handler->completions.size(), 1u);
+  EXPECT_THAT(handler->completions[0],
+              StatusIs(absl::StatusCode::kUnavailable, "upstream_circuit_open"));
+  EXPECT_EQ(fake_->timers_waiting(), 0u);
+}
+
+}  // namespace
+}  // namespace copilot::gateway
