@@ -133,8 +133,11 @@ class RetryingTransport::Call final : public HttpTransfer,
   Call(std::shared_ptr<Shared> shared, HttpRequest request,
        std::shared_ptr<HttpTransferHandler> handler)
       : shared_(std::move(shared)),
+        idempotent_(IsIdempotent(request.method)),
+        endpoint_(request.endpoint),
+        trace_(request.trace),
+        deadline_(request.deadline),
         request_(std::move(request)),
-        idempotent_(IsIdempotent(request_.method)),
         handler_(std::move(handler)) {}
 
   void StartAttempt();
@@ -181,16 +184,16 @@ class RetryingTransport::Call final : public HttpTransfer,
     absl::MutexLock lock(&mu_);
     if (cancelled_ || finished_ || !shared_->timers) return std::nullopt;
     if (attempts_ >= shared_->policy.max_attempts) {
-      shared_->events.OnRetryDenied(request_.endpoint, "attempts");
+      shared_->events.OnRetryDenied(endpoint_, "attempts");
       return std::nullopt;
     }
     const absl::Duration delay = std::max(at_least, shared_->Backoff(attempts_));
-    if (shared_->clock.Now() + delay >= request_.deadline) {
-      shared_->events.OnRetryDenied(request_.endpoint, "deadline");
+    if (shared_->clock.Now() + delay >= deadline_) {
+      shared_->events.OnRetryDenied(endpoint_, "deadline");
       return std::nullopt;
     }
     if (!shared_->budget.TryRetry()) {
-      shared_->events.OnRetryDenied(request_.endpoint, "budget");
+      shared_->events.OnRetryDenied(endpoint_, "budget");
       return std::nullopt;
     }
     return delay;
@@ -209,29 +212,38 @@ class RetryingTransport::Call final : public HttpTransfer,
       Finish(std::move(otherwise));
       return;
     }
-    shared_->events.OnRetry(request_.endpoint, reason);
+    shared_->events.OnRetry(endpoint_, reason);
     // The wait is the upstream's doing: not the gateway's overhead.
-    if (request_.trace != nullptr) request_.trace->AddUpstreamWait(delay);
+    if (trace_ != nullptr) trace_->AddUpstreamWait(delay);
   }
 
-  // Passes the outcome on, once.
+  // Passes the outcome on, once, and lets go of the handler and the request: the caller's
+  // handler usually holds this call (its transfer), so keeping it would be a cycle.
   void Finish(absl::Status status) {
+    std::shared_ptr<HttpTransferHandler> handler;
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
       current_.reset();
       waiting_ = false;
+      handler = std::move(handler_);
+      request_ = HttpRequest();
     }
-    handler_->OnComplete(std::move(status));
+    handler->OnComplete(std::move(status));
   }
 
  private:
   const std::shared_ptr<Shared> shared_;
-  const HttpRequest request_;
   const bool idempotent_;
-  const std::shared_ptr<HttpTransferHandler> handler_;
+  const std::string endpoint_;
+  const std::shared_ptr<CallTrace> trace_;
+  const absl::Time deadline_;
   absl::Mutex mu_;
+  // Until Finish. The handler is only used on the loop thread (the transport's events) before
+  // Finish.
+  HttpRequest request_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<HttpTransferHandler> handler_;
   std::shared_ptr<HttpTransfer> current_ ABSL_GUARDED_BY(mu_);
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;  // Attempts started.
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;
@@ -308,7 +320,8 @@ void RetryingTransport::Call::StartAttempt() {
     cancelled = cancelled_;
     if (!cancelled) {
       attempt = ++attempts_;
-      request = request_;
+      // The last attempt may take the request: nothing sends it again.
+      request = attempt >= shared_->policy.max_attempts ? std::move(request_) : request_;
     }
   }
   if (cancelled) {

@@ -46,6 +46,9 @@ struct Options {
   // --upstream http (plain HTTP/1.1), tls (HTTPS, HTTP/1.1) or h2 (HTTPS, HTTP/2).
   std::string upstream = "http";
   int max_connections = 0;  // --max-connections: upstream.max_connections (0: no bound)
+  // --resilience on (default), off (upstream.retry.max_attempts 1 and no circuit breaker: the
+  // decorators left out, to measure what they cost), retry or breaker (only that one).
+  std::string resilience = "on";
 };
 
 bool ParseOptions(int argc, char** argv, Options& options) {
@@ -63,6 +66,10 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       }
       continue;
     }
+    if (arg == "--resilience") {
+      options.resilience = argv[i + 1];
+      continue;
+    }
     int value = 0;
     if (!absl::SimpleAtoi(argv[i + 1], &value) || value <= 0) {
       std::fprintf(stderr, "bad value for %s\n", arg.c_str());
@@ -76,6 +83,7 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.channels = value;
     } else if (arg == "--max-connections") {
       options.max_connections = value;
+
     } else {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return false;
@@ -146,6 +154,12 @@ int Main(int argc, char** argv) {
   if (options.upstream != "http") gateway_options.upstream["ca_file"] = certs + "/ca.pem";
   if (options.max_connections > 0) {
     gateway_options.upstream["max_connections"] = std::to_string(options.max_connections);
+  }
+  if (options.resilience == "off" || options.resilience == "breaker") {
+    gateway_options.upstream["retry"] = "{max_attempts: 1}";
+  }
+  if (options.resilience == "off" || options.resilience == "retry") {
+    gateway_options.upstream["circuit_breaker"] = "{enabled: false}";
   }
   auto gateway = GatewayProcess::Start(gateway_options);
   if (!gateway.ok()) {

@@ -291,6 +291,32 @@ TEST_F(RetryingTransportTest, CancelAndResumeReachTheAttemptInProgress) {
   EXPECT_EQ(fake_->timers_waiting(), 0u);
 }
 
+// The caller's handler holds its transfer (HaufeClient cancels through it), and the transfer
+// is the retrying call: the call lets go of the handler when it ends, or every call would leak.
+TEST_F(RetryingTransportTest, AnEndedCallLetsGoOfItsHandler) {
+  class HoldingHandler final : public HttpTransferHandler {
+   public:
+    void OnHeaders(const HttpResponseHead& /*head*/) override {}
+    bool OnData(absl::string_view /*piece*/) override { return true; }
+    void OnComplete(absl::Status /*status*/) override {}
+    std::shared_ptr<HttpTransfer> transfer;
+  };
+  auto transport = Make();
+  std::weak_ptr<HoldingHandler> watched;
+  for (bool retried : {false, true}) {
+    auto handler = std::make_shared<HoldingHandler>();
+    watched = handler;
+    handler->transfer = transport->Start(Request("GET"), handler);
+    if (retried) {
+      fake_->last().Respond(503, "");
+      fake_->RunTimers();
+    }
+    fake_->last().Respond(200, "{}");
+    handler.reset();
+    EXPECT_TRUE(watched.expired()) << (retried ? "after a retry" : "first attempt");
+  }
+}
+
 TEST_F(RetryingTransportTest, WithoutTimersNothingIsRetried) {
   auto plain = std::make_shared<FakeTransport>();
   RetryingTransport transport(plain, RetryPolicy{}, clock_, events_);
