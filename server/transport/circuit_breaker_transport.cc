@@ -136,13 +136,15 @@ class CircuitBreakerTransport::ObservingHandler final : public HttpTransferHandl
   bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
   void OnComplete(absl::Status status) override {
     breaker_->Report(ticket_, ClassifyForBreaker(http_status_, status));
-    inner_->OnComplete(std::move(status));
+    // The last event: let go of the caller's handler (a transport may keep handlers longer).
+    const std::shared_ptr<HttpTransferHandler> inner = std::move(inner_);
+    inner->OnComplete(std::move(status));
   }
 
  private:
   const std::shared_ptr<CircuitBreaker> breaker_;
   const CircuitBreaker::Ticket ticket_;
-  const std::shared_ptr<HttpTransferHandler> inner_;
+  std::shared_ptr<HttpTransferHandler> inner_;
   int http_status_ = 0;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -114,6 +115,27 @@ struct RetryingTransport::Shared {
     return base / 2 + base / 2 * std::clamp(r, 0.0, 1.0);
   }
 
+  // Calls waiting for their next attempt are owned here, not by the loop's timer (which holds a
+  // weak reference): a timer holding its call would hold, through it, the transport whose loop
+  // holds the timer, and a transport dropped while a call waits would never be destroyed.
+  // ~RetryingTransport ends the calls still waiting.
+  void Wait(const std::shared_ptr<Call>& call) {
+    absl::MutexLock lock(&waiting_mu);
+    waiting.emplace(call.get(), call);
+  }
+  void Unwait(const Call* call) {
+    std::shared_ptr<Call> dropped;  // Released after the lock.
+    absl::MutexLock lock(&waiting_mu);
+    auto it = waiting.find(call);
+    if (it == waiting.end()) return;
+    dropped = std::move(it->second);
+    waiting.erase(it);
+  }
+  std::map<const Call*, std::shared_ptr<Call>> TakeWaiting() {
+    absl::MutexLock lock(&waiting_mu);
+    return std::exchange(waiting, {});
+  }
+
   const std::shared_ptr<HttpTransport> inner;
   // The inner transport can wait (RunAfter); without, nothing is retried.
   const bool timers = inner->RunAfter(absl::ZeroDuration(), [] {});
@@ -124,6 +146,8 @@ struct RetryingTransport::Shared {
   absl::Mutex random_mu;
   std::function<double()> random01 ABSL_GUARDED_BY(random_mu);
   absl::BitGen bitgen ABSL_GUARDED_BY(random_mu);
+  absl::Mutex waiting_mu;
+  std::map<const Call*, std::shared_ptr<Call>> waiting ABSL_GUARDED_BY(waiting_mu);
 };
 
 // One request across its attempts; what the caller holds. Thread-safe.
@@ -208,7 +232,10 @@ class RetryingTransport::Call final : public HttpTransfer,
       waiting_ = true;
     }
     auto self = shared_from_this();
-    if (!shared_->inner->RunAfter(delay, [self] { self->StartAttempt(); })) {
+    shared_->Wait(self);
+    if (!shared_->inner->RunAfter(delay, [weak = std::weak_ptr<Call>(self)] {
+          if (std::shared_ptr<Call> call = weak.lock()) call->StartAttempt();
+        })) {
       Finish(std::move(otherwise));
       return;
     }
@@ -230,6 +257,7 @@ class RetryingTransport::Call final : public HttpTransfer,
       handler = std::move(handler_);
       request_ = HttpRequest();
     }
+    shared_->Unwait(this);
     handler->OnComplete(std::move(status));
   }
 
@@ -286,30 +314,35 @@ class RetryingTransport::AttemptHandler final : public HttpTransferHandler {
   }
 
   void OnComplete(absl::Status status) override {
+    // The last event: the handler lets go of the call (a transport may keep handlers longer).
+    const std::shared_ptr<Call> call = std::move(call_);
     if (retry_delay_.has_value()) {
       // The answer was dropped: without a next attempt, only the shutdown is left to say.
-      call_->ScheduleRetry(*retry_delay_, retry_reason_, TransportShutdownStatus());
+      call->ScheduleRetry(*retry_delay_, retry_reason_, TransportShutdownStatus());
       return;
     }
     if (!delivered_ && !status.ok()) {
-      if (std::optional<std::string> reason = RetryableFailure(status, call_->idempotent())) {
-        if (std::optional<absl::Duration> delay = call_->PlanRetry(absl::ZeroDuration())) {
-          call_->ScheduleRetry(*delay, *reason, status);
+      if (std::optional<std::string> reason = RetryableFailure(status, call->idempotent())) {
+        if (std::optional<absl::Duration> delay = call->PlanRetry(absl::ZeroDuration())) {
+          call->ScheduleRetry(*delay, *reason, status);
           return;
         }
       }
     }
-    call_->Finish(std::move(status));
+    call->Finish(std::move(status));
   }
 
  private:
-  const std::shared_ptr<Call> call_;
+  std::shared_ptr<Call> call_;
   bool delivered_ = false;  // Something of this attempt reached the caller's handler.
   std::optional<absl::Duration> retry_delay_;
   std::string retry_reason_;
 };
 
 void RetryingTransport::Call::StartAttempt() {
+  // The caller's references (and this frame's) keep it alive from here.
+  std::shared_ptr<Call> self = shared_from_this();
+  shared_->Unwait(this);
   HttpRequest request;
   int attempt = 0;
   bool cancelled = false;
@@ -358,6 +391,10 @@ std::shared_ptr<HttpTransfer> RetryingTransport::Start(
 
 bool RetryingTransport::RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) {
   return shared_->inner->RunAfter(delay, std::move(task));
+}
+
+RetryingTransport::~RetryingTransport() {
+  for (auto& [key, call] : shared_->TakeWaiting()) call->Finish(TransportShutdownStatus());
 }
 
 absl::Duration RetryingTransport::Backoff(int retry) { return shared_->Backoff(retry); }

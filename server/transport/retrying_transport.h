@@ -97,6 +97,11 @@ class RetryingTransport final : public HttpTransport {
  public:
   RetryingTransport(std::shared_ptr<HttpTransport> inner, RetryPolicy policy, const Clock& clock,
                     ResilienceEvents& events, std::function<double()> random01 = nullptr);
+  // Calls waiting for their next attempt end now with CANCELLED "transport_shutdown" (on this
+  // thread); attempts in progress finish as usual.
+  ~RetryingTransport() override;
+  RetryingTransport(const RetryingTransport&) = delete;
+  RetryingTransport& operator=(const RetryingTransport&) = delete;
 
   std::shared_ptr<HttpTransfer> Start(HttpRequest request,
                                       std::shared_ptr<HttpTransferHandler> handler) override;

@@ -317,6 +317,22 @@ TEST_F(RetryingTransportTest, AnEndedCallLetsGoOfItsHandler) {
   }
 }
 
+// The loop's timer holds a waiting call only weakly (it would otherwise hold, through the
+// call, the transport whose loop holds the timer); the transport ends its waiting calls.
+TEST_F(RetryingTransportTest, DroppingTheTransportEndsTheCallsWaitingForTheirNextAttempt) {
+  auto transport = Make();
+  transport->Start(Request("GET"), handler_);
+  fake_->last().Respond(503, "");
+  ASSERT_EQ(fake_->timers_waiting(), 1u);
+  transport.reset();
+  ASSERT_EQ(handler_->completions.size(), 1u);
+  EXPECT_THAT(handler_->completions[0],
+              StatusIs(absl::StatusCode::kCancelled, "transport_shutdown"));
+  fake_->RunTimers();  // The timer finds no call.
+  EXPECT_EQ(fake_->size(), 1u);
+  EXPECT_EQ(handler_->completions.size(), 1u);
+}
+
 TEST_F(RetryingTransportTest, WithoutTimersNothingIsRetried) {
   auto plain = std::make_shared<FakeTransport>();
   RetryingTransport transport(plain, RetryPolicy{}, clock_, events_);
