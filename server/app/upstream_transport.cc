@@ -59,28 +59,13 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
 std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
                                               std::shared_ptr<HttpTransport> transport,
                                               const Clock& clock, ResilienceEvents& events) {
-  const UpstreamCircuitBreakerConfig& breaker = upstream.circuit_breaker;
-  if (breaker.enabled) {
-    CircuitBreakerPolicy policy;
-    policy.consecutive_failures = breaker.consecutive_failures;
-    policy.failure_ratio = breaker.failure_ratio;
-    policy.min_requests = breaker.min_requests;
-    policy.window = breaker.window;
-    policy.cooldown = breaker.cooldown;
-    policy.half_open_probes = breaker.half_open_probes;
-    transport =
-        std::make_shared<CircuitBreakerTransport>(std::move(transport), clock, policy, events);
+  if (upstream.circuit_breaker.enabled) {
+    transport = std::make_shared<CircuitBreakerTransport>(std::move(transport), clock,
+                                                          upstream.circuit_breaker, events);
   }
-  const UpstreamRetryConfig& retry = upstream.retry;
-  if (retry.max_attempts > 1) {
-    RetryPolicy policy;
-    policy.max_attempts = retry.max_attempts;
-    policy.initial_backoff = retry.initial_backoff;
-    policy.max_backoff = retry.max_backoff;
-    policy.max_retry_after = retry.max_retry_after;
-    policy.budget_ratio = retry.budget_ratio;
-    policy.budget_min_per_second = retry.budget_min_per_second;
-    transport = std::make_shared<RetryingTransport>(std::move(transport), policy, clock, events);
+  if (upstream.retry.max_attempts > 1) {
+    transport =
+        std::make_shared<RetryingTransport>(std::move(transport), upstream.retry, clock, events);
   }
   return transport;
 }

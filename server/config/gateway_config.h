@@ -14,6 +14,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/resilience_policy.h"
 #include "server/common/tenant.h"
 
 namespace copilot::gateway {
@@ -43,28 +44,6 @@ inline absl::string_view RedisFailureModeName(RedisFailureMode mode) {
 
 // Where the gateway reaches the Haufe Copilot REST API and how transfers are bounded.
 enum class UpstreamTlsVersion { k1_2, k1_3 };
-
-// upstream.retry: requests sent again where the upstream provably did not act on them
-// (RetryingTransport, server/transport/retrying_transport.h).
-struct UpstreamRetryConfig {
-  int max_attempts = 3;  // The first included; 1: no retries.
-  absl::Duration initial_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(2);
-  absl::Duration max_retry_after = absl::Seconds(10);
-  double budget_ratio = 0.1;
-  double budget_min_per_second = 5;
-};
-
-// upstream.circuit_breaker (CircuitBreakerTransport, server/transport/circuit_breaker_transport.h).
-struct UpstreamCircuitBreakerConfig {
-  bool enabled = true;
-  int consecutive_failures = 20;
-  double failure_ratio = 0.5;
-  int min_requests = 20;
-  absl::Duration window = absl::Seconds(10);
-  absl::Duration cooldown = absl::Seconds(10);
-  int half_open_probes = 3;
-};
 
 struct UpstreamConfig {
   // Base URL without the `/v1` part, e.g. "https://api.haufe.ai/agents".
@@ -116,8 +95,9 @@ struct UpstreamConfig {
   // taking the tenants in turn. 0: the CPUs the process may use (UsableCpus()), at most 4.
   int decode_threads = 0;
   std::size_t inline_decode_bytes = 64 * 1024;
-  UpstreamRetryConfig retry;
-  UpstreamCircuitBreakerConfig circuit_breaker;
+  // upstream.retry and upstream.circuit_breaker (README, "Upstream failures").
+  RetryPolicy retry;
+  CircuitBreakerPolicy circuit_breaker;
   // Accept an http:// base_url on a host that is not loopback (the API key travels in clear
   // text). Off: such a URL is refused.
   bool allow_insecure_http = false;

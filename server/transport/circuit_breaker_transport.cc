@@ -104,7 +104,7 @@ void CircuitBreaker::Report(const Ticket& ticket, Outcome outcome) {
 }
 
 CircuitBreaker::Outcome ClassifyForBreaker(int http_status, const absl::Status& status) {
-  if (http_status == 502 || http_status == 503 || http_status == 504) {
+  if (IsUnavailableHttpStatus(http_status)) {
     return CircuitBreaker::Outcome::kFailure;
   }
   if (!status.ok()) {

@@ -32,22 +32,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
+#include "server/common/resilience_policy.h"
 #include "server/transport/http_transport.h"
 #include "server/transport/resilience_events.h"
 #include "server/transport/windowed_counts.h"
 
 namespace copilot::gateway {
-
-// Plain data (config: upstream.circuit_breaker).
-struct CircuitBreakerPolicy {
-  bool enabled = true;
-  int consecutive_failures = 20;  // 0: not a trigger.
-  double failure_ratio = 0.5;     // 0: not a trigger.
-  int min_requests = 20;
-  absl::Duration window = absl::Seconds(10);
-  absl::Duration cooldown = absl::Seconds(10);
-  int half_open_probes = 3;
-};
 
 // The state machine alone, for the decorator and its tests. Thread-safe.
 class CircuitBreaker {

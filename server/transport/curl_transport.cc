@@ -118,11 +118,6 @@ class CurlTransferHandle final : public HttpTransfer {
   const uint64_t id_;
 };
 
-absl::Status ShutdownStatus() {
-  return MakeError(absl::StatusCode::kCancelled, "the upstream transport is shutting down",
-                   "transport_shutdown");
-}
-
 // What a caller is told to wait before trying again when max_transfers are in flight: upstream
 // calls take seconds, so some will have ended by then.
 constexpr absl::Duration kTransfersExhaustedRetryDelay = absl::Seconds(1);
@@ -659,16 +654,14 @@ void CurlTransport::Loop::HandleCommands() {
     switch (command.kind) {
       case Command::Kind::kStart:
         if (stopping_) {
-          Finish(command.handler, ShutdownStatus());
+          Finish(command.handler, TransportShutdownStatus());
         } else {
           StartTransfer(command);
         }
         break;
       case Command::Kind::kCancel:
         if (Transfer* transfer = Find(command.id)) {
-          Complete(*transfer,
-                   MakeError(absl::StatusCode::kCancelled, "the upstream call was cancelled",
-                             "upstream_call_cancelled"));
+          Complete(*transfer, TransferCancelledStatus());
         }
         break;
       case Command::Kind::kResume:
@@ -872,7 +865,7 @@ int CurlTransport::Loop::NextTimeoutMs(SteadyTime now) const {
 void CurlTransport::Loop::StopAll() {
   mailbox_->Close();
   HandleCommands();  // Whatever was queued before Close: Starts complete with the shutdown status.
-  while (!transfers_.empty()) Complete(*transfers_.begin()->second, ShutdownStatus());
+  while (!transfers_.empty()) Complete(*transfers_.begin()->second, TransportShutdownStatus());
   // Early, so that whoever waits on a timer learns of the shutdown (their Start now completes
   // inline with the shutdown status; RunAfter now returns false).
   RunTimers(std::nullopt);
@@ -965,7 +958,7 @@ std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
   }
   if (!loop_->mailbox()->Post(command)) {
     loop_->Release();
-    handler->OnComplete(ShutdownStatus());
+    handler->OnComplete(TransportShutdownStatus());
   }
   return handle;
 }

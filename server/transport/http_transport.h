@@ -61,8 +61,9 @@ struct HttpResponseHead {
 // Receives the events of one transfer. All calls come from the transport's event loop thread,
 // in order: OnHeaders at most once, OnData zero or more times, OnComplete exactly once (also
 // after Cancel). One exception: a transfer that cannot even be queued (the transport is shut
-// down or at its bound on transfers in flight) gets OnComplete inline, on the thread calling
-// HttpTransport::Start, before Start returns. Implementations must not block.
+// down or at its bound on transfers in flight, or a circuit breaker refuses it) gets OnComplete
+// inline, on the thread calling HttpTransport::Start, before Start returns. Implementations
+// must not block.
 class HttpTransferHandler {
  public:
   virtual ~HttpTransferHandler() = default;
@@ -102,6 +103,17 @@ class HttpTransfer {
   // Resumes a transfer paused by OnData returning false.
   virtual void Resume() = 0;
 };
+
+// The statuses every transport (and decorator) ends a transfer with for these two causes:
+// CANCELLED "transport_shutdown" and CANCELLED "upstream_call_cancelled" (HttpTransfer::Cancel).
+absl::Status TransportShutdownStatus();
+absl::Status TransferCancelledStatus();
+
+// HTTP 502, 503 or 504: a gateway or the upstream saying it cannot answer now (retried for
+// idempotent requests, a failure for the circuit breaker).
+inline bool IsUnavailableHttpStatus(int status) {
+  return status == 502 || status == 503 || status == 504;
+}
 
 // Starts HTTP transfers. Thread-safe; Start never blocks on the network.
 class HttpTransport {

@@ -15,16 +15,6 @@ namespace {
 
 bool IsIdempotent(const std::string& method) { return method == "GET" || method == "DELETE"; }
 
-absl::Status TransportShutdownStatus() {
-  return MakeError(absl::StatusCode::kCancelled, "the upstream transport is shutting down",
-                   "transport_shutdown");
-}
-
-absl::Status CancelledStatus() {
-  return MakeError(absl::StatusCode::kCancelled, "the upstream call was cancelled",
-                   "upstream_call_cancelled");
-}
-
 std::string MetadataValue(const google::rpc::ErrorInfo& info, const std::string& key) {
   const auto it = info.metadata().find(key);
   return it == info.metadata().end() ? std::string() : it->second;
@@ -88,7 +78,7 @@ std::optional<std::string> RetryableFailure(const absl::Status& status, bool ide
 
 std::optional<std::string> RetryableResponse(int http_status, bool idempotent) {
   if (http_status == 429) return std::string("http_429");
-  if (idempotent && (http_status == 502 || http_status == 503 || http_status == 504)) {
+  if (idempotent && IsUnavailableHttpStatus(http_status)) {
     return absl::StrCat("http_", http_status);
   }
   return std::nullopt;
@@ -182,8 +172,8 @@ class RetryingTransport::Call final : public HttpTransfer,
       // Waiting for the next attempt: end now, on the loop like every other completion.
       auto self = shared_from_this();
       if (!shared_->inner->RunAfter(absl::ZeroDuration(),
-                                    [self] { self->Finish(CancelledStatus()); })) {
-        Finish(CancelledStatus());
+                                    [self] { self->Finish(TransferCancelledStatus()); })) {
+        Finish(TransferCancelledStatus());
       }
     }
     // Otherwise an attempt is being started: StartAttempt sees the flag and cancels it.
@@ -358,7 +348,7 @@ void RetryingTransport::Call::StartAttempt() {
     }
   }
   if (cancelled) {
-    Finish(CancelledStatus());
+    Finish(TransferCancelledStatus());
     return;
   }
   std::shared_ptr<HttpTransfer> transfer = shared_->inner->Start(

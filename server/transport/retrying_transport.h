@@ -50,24 +50,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/common/clock.h"
+#include "server/common/resilience_policy.h"
 #include "server/transport/http_transport.h"
 #include "server/transport/resilience_events.h"
 #include "server/transport/windowed_counts.h"
 
 namespace copilot::gateway {
-
-// Plain data (config: upstream.retry).
-struct RetryPolicy {
-  // Attempts per request, the first included; 1: no retries.
-  int max_attempts = 3;
-  absl::Duration initial_backoff = absl::Milliseconds(100);
-  absl::Duration max_backoff = absl::Seconds(2);
-  // A 429 whose Retry-After is longer is passed on, not waited for.
-  absl::Duration max_retry_after = absl::Seconds(10);
-  double budget_ratio = 0.1;
-  double budget_min_per_second = 5;
-  absl::Duration budget_window = absl::Seconds(10);
-};
 
 // Thread-safe.
 class RetryBudget {

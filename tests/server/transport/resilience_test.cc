@@ -381,6 +381,23 @@ class CircuitBreakerTest : public ::testing::Test {
   absl::Status Unreachable() {
     return Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", false);
   }
+  static CircuitBreakerPolicy TwoFailuresOneProbe() {
+    CircuitBreakerPolicy policy;
+    policy.consecutive_failures = 2;
+    policy.half_open_probes = 1;
+    return policy;
+  }
+  // Starts a request with `handler` and leaves it running while two 503s open the circuit; the
+  // request, for the test to complete later.
+  FakeTransport::Started& OpenWithARequestInFlight(CircuitBreakerTransport& transport,
+                                                   std::shared_ptr<RecordingHandler> handler) {
+    transport.Start(Request(), std::move(handler));
+    FakeTransport::Started& in_flight = fake_->last();
+    Call(transport, 503);
+    Call(transport, 503);
+    EXPECT_EQ(transport.state(), CircuitState::kOpen);
+    return in_flight;
+  }
 
   FakeClock clock_;
   RecordingEvents events_;
@@ -470,18 +487,10 @@ TEST_F(CircuitBreakerTest, HalfOpenLetsProbesThroughAndClosesOnTheirSuccess) {
 }
 
 TEST_F(CircuitBreakerTest, AFailedProbeOpensItAgainAndLateOutcomesDoNotCount) {
-  CircuitBreakerPolicy policy;
-  policy.consecutive_failures = 2;
-  policy.half_open_probes = 1;
-  auto transport = Make(policy);
-  // One request in flight while the circuit opens.
+  auto transport = Make(TwoFailuresOneProbe());
   auto slow = std::make_shared<RecordingHandler>();
-  transport->Start(Request(), slow);
-  FakeTransport::Started& slow_call = fake_->last();
-  Call(*transport, 503);
-  Call(*transport, 503);
-  ASSERT_EQ(transport->state(), CircuitState::kOpen);
-  clock_.Advance(policy.cooldown);
+  FakeTransport::Started& slow_call = OpenWithARequestInFlight(*transport, slow);
+  clock_.Advance(TwoFailuresOneProbe().cooldown);
   Call(*transport, 0, Unreachable());  // The probe fails.
   EXPECT_EQ(transport->state(), CircuitState::kOpen);
   slow_call.Respond(200, "{}");  // From before: changes nothing.
@@ -492,16 +501,10 @@ TEST_F(CircuitBreakerTest, AFailedProbeOpensItAgainAndLateOutcomesDoNotCount) {
 }
 
 TEST_F(CircuitBreakerTest, AFailureStartedBeforeTheCircuitClosedAgainDoesNotCountAfter) {
-  CircuitBreakerPolicy policy;
-  policy.consecutive_failures = 2;
-  policy.half_open_probes = 1;
-  auto transport = Make(policy);
+  auto transport = Make(TwoFailuresOneProbe());
   auto slow = std::make_shared<RecordingHandler>();
-  transport->Start(Request(), slow);
-  FakeTransport::Started& slow_call = fake_->last();
-  Call(*transport, 503);
-  Call(*transport, 503);
-  clock_.Advance(policy.cooldown);
+  FakeTransport::Started& slow_call = OpenWithARequestInFlight(*transport, slow);
+  clock_.Advance(TwoFailuresOneProbe().cooldown);
   Call(*transport, 200);  // The probe closes it.
   ASSERT_EQ(transport->state(), CircuitState::kClosed);
   slow_call.Complete(Unreachable());  // Started two transitions ago.

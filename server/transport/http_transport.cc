@@ -1,0 +1,17 @@
+#include "server/transport/http_transport.h"
+
+#include "server/common/errors.h"
+
+namespace copilot::gateway {
+
+absl::Status TransportShutdownStatus() {
+  return MakeError(absl::StatusCode::kCancelled, "the upstream transport is shutting down",
+                   "transport_shutdown");
+}
+
+absl::Status TransferCancelledStatus() {
+  return MakeError(absl::StatusCode::kCancelled, "the upstream call was cancelled",
+                   "upstream_call_cancelled");
+}
+
+}  // namespace copilot::gateway
