@@ -360,9 +360,23 @@ absl::Status GatewayServer::BuildCore(const GatewayConfig& config, const Gateway
                        ids.size() == 1 ? "" : "; also accepted: key id(s) ",
                        absl::StrJoin(ids.begin() + 1, ids.end(), ", ")));
   tenants_ = std::make_unique<TenantResolver>(BuildTenantDirectory(config, secrets));
-  core_ =
-      std::make_unique<CopilotCore>(*quota_api_, *clock_, *handles_, CoreOptionsOf(config, secrets),
-                                    tenants_.get(), waiter_admission_.get(), usage_reader_.get());
+  if (redis_ != nullptr && config.request_ids.max_entries > 0) {
+    RedisRequestIdsOptions shared;
+    shared.key_prefix = redis_->key_prefix();
+    shared.ttl = config.request_ids.ttl;
+    // The largest result this replica would remember itself.
+    shared.max_result_bytes = static_cast<std::size_t>(
+        static_cast<double>(config.request_ids.max_bytes) * config.request_ids.max_tenant_share);
+    shared.fail_open = config.redis.on_failure == RedisFailureMode::kFailOpen;
+    shared_request_ids_ = std::make_unique<RedisRequestIds>(*redis_, shared, metrics_.get());
+    LogLine(
+        absl::StrCat("request_id de-duplication shared by the replicas in Redis; when it is "
+                     "unreachable: ",
+                     RedisFailureModeName(config.redis.on_failure)));
+  }
+  core_ = std::make_unique<CopilotCore>(
+      *quota_api_, *clock_, *handles_, CoreOptionsOf(config, secrets), tenants_.get(),
+      waiter_admission_.get(), usage_reader_.get(), shared_request_ids_.get());
   AdapterOptions adapter_options;
   adapter_options.plaintext = PlaintextIdentity(config);
   adapter_options.tls = TlsIdentity(config.tls);

@@ -28,6 +28,7 @@
 #include "server/limits/quota_haufe_api.h"
 #include "server/limits/quota_ledger.h"
 #include "server/limits/redis_limit_store.h"
+#include "server/limits/redis_request_ids.h"
 #include "server/limits/tenant_waiter_admission.h"
 #include "server/ops/audit_log.h"
 #include "server/ops/call_gate.h"
@@ -157,7 +158,9 @@ class GatewayServer {
   // Limits: destroyed before the API they admit calls to (the core calls them through
   // admitted_api_), after the server.
   std::unique_ptr<LimitStore> limit_store_;
-  RedisLimitStore* redis_ = nullptr;            // limit_store_ when Redis is configured.
+  RedisLimitStore* redis_ = nullptr;  // limit_store_ when Redis is configured.
+  // request_id de-duplication across replicas, over redis_ (null without Redis).
+  std::unique_ptr<RedisRequestIds> shared_request_ids_;
   std::unique_ptr<LimitStore> fallback_store_;  // Fail-open: this replica's share.
   double fallback_share_ = 1.0;                 // Of each limit, with fallback_store_.
   // Usage records of the calls that reach the upstream (metrics and the audit log).

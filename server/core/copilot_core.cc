@@ -6,12 +6,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "server/common/crypto.h"
 #include "server/common/errors.h"
+#include "server/core/shared_request_ids.h"
 #include "server/core/signed_thread_handles.h"
 #include "server/upstream/http_status_table.h"
 
@@ -62,6 +65,240 @@ absl::StatusOr<Response> ParseResponse(absl::StatusOr<std::string> result) {
   }
   return response;
 }
+
+// How long past its upstream deadline the claim of a request_id shared by the replicas holds:
+// the time to record the result. After it, a retry learns that the outcome is unknown.
+constexpr absl::Duration kSharedLeaseMargin = absl::Seconds(5);
+// A retry waiting for another replica's attempt claims again after 50 ms, doubling to 1 s.
+constexpr absl::Duration kFirstPoll = absl::Milliseconds(50);
+constexpr absl::Duration kMaxPoll = absl::Seconds(1);
+
+absl::Status OutcomeUnknown() {
+  return MakeError(absl::StatusCode::kAborted,
+                   "the gateway replica running the earlier request with this request_id stopped "
+                   "before it finished; the upstream may have carried it out. Check (e.g. list "
+                   "the thread's messages) before trying again with a new request_id",
+                   "request_outcome_unknown");
+}
+
+// Whether a failed upstream call may have been carried out: a transport failure after a byte
+// of the request was sent (server/transport/http_transport.h). An answer of the upstream
+// (any HTTP status) and a failure before anything was sent are not.
+bool MayHaveReachedUpstream(const absl::Status& status) {
+  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) return false;
+  auto sent = info->metadata().find("request_sent");
+  return sent != info->metadata().end() && sent->second == "true";
+}
+
+absl::Status SharedStoreUnavailable(const absl::Status& cause) {
+  absl::Status error = MakeError(absl::StatusCode::kUnavailable, std::string(cause.message()),
+                                 "request_id_store_unavailable");
+  SetRetryDelay(error, absl::Seconds(1));
+  return error;
+}
+
+// A request with a request_id that this replica is to run (its in-process store said kStart).
+// With a store shared by the replicas, it first claims the request_id there, then runs the
+// request, answers with the result another replica recorded, or waits (admitted against the
+// tenant's limits, polling) for the replica running it. Once its upstream request has started
+// it runs to its end even when the caller goes away, so that a retry gets its result rather
+// than sending it again: Cancel answers the caller at once and leaves the upstream call be.
+template <typename Response>
+class DeduplicatedCall final : public UpstreamCall,
+                               public std::enable_shared_from_this<DeduplicatedCall<Response>> {
+ public:
+  using Start = absl::AnyInvocable<std::shared_ptr<UpstreamCall>(CoreCallback<Response>) &&>;
+  struct SharedParams {
+    SharedRequestIds* ids = nullptr;
+    WaiterAdmission* waiters = nullptr;
+    const Clock* clock = nullptr;
+    std::shared_ptr<const Tenant> tenant;
+    bool answer = false;
+    std::string key;
+    std::string fingerprint;
+    absl::Duration lease;
+    absl::Time deadline;  // The caller's, for waiting.
+  };
+
+  DeduplicatedCall(std::shared_ptr<RequestIdStore::Attempt> local, CoreCallback<Response> done,
+                   Start start, std::optional<SharedParams> shared)
+      : local_(std::move(local)),
+        done_(std::move(done)),
+        start_(std::move(start)),
+        shared_(std::move(shared)) {}
+
+  void Begin() {
+    if (!shared_.has_value()) return Run("");
+    Claim(absl::ZeroDuration());
+  }
+
+  void Cancel() override {
+    CoreCallback<Response> done;
+    std::shared_ptr<UpstreamCall> admission;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cancelled_) return;
+      cancelled_ = true;
+      done = std::move(done_);
+      done_ = nullptr;
+      admission = std::move(admission_);
+    }
+    if (admission != nullptr) admission->Cancel();
+    if (done) std::move(done)(CancelledByCaller());
+  }
+
+  void Resume() override {
+    std::shared_ptr<UpstreamCall> upstream;
+    {
+      absl::MutexLock lock(&mu_);
+      upstream = upstream_;
+    }
+    if (upstream != nullptr) upstream->Resume();
+  }
+
+ private:
+  bool cancelled() {
+    absl::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  void Claim(absl::Duration delay) {
+    shared_->ids->Claim(
+        shared_->key, shared_->fingerprint, shared_->lease, delay,
+        [self = this->shared_from_this()](absl::StatusOr<SharedRequestIds::Lookup> claim) mutable {
+          self->OnClaim(std::move(claim));
+        });
+  }
+
+  void OnClaim(absl::StatusOr<SharedRequestIds::Lookup> claim) {
+    using Kind = SharedRequestIds::Lookup::Kind;
+    if (!claim.ok()) {
+      if (shared_->ids->fail_open()) return Run("");
+      return End(SharedStoreUnavailable(claim.status()));
+    }
+    switch (claim->kind) {
+      case Kind::kStart: {
+        // A waiter taking over (the attempt it waited for failed) is admitted as a call of its
+        // own: its hold as a waiter ends.
+        std::unique_ptr<AdmissionLease> lease;
+        {
+          absl::MutexLock lock(&mu_);
+          lease = std::move(lease_);
+        }
+        lease.reset();
+        if (cancelled()) {
+          shared_->ids->Finish(shared_->key, claim->token, CancelledByCaller(),
+                               /*outcome_unknown=*/false);
+          return End(CancelledByCaller());
+        }
+        return Run(std::move(claim->token));
+      }
+      case Kind::kDone:
+        return End(std::move(claim->result));
+      case Kind::kReused:
+        return End(RequestIdReusedError());
+      case Kind::kUnknown:
+        return End(OutcomeUnknown());
+      case Kind::kInFlight:
+        return Wait();
+    }
+  }
+
+  // Another replica runs the request: wait for it, admitted first.
+  void Wait() {
+    if (cancelled()) return End(CancelledByCaller());
+    if (shared_->clock->Now() + poll_ > shared_->deadline) {
+      return End(MakeError(absl::StatusCode::kDeadlineExceeded,
+                           "the earlier request with this request_id is still running on another "
+                           "gateway replica",
+                           "REQUEST_IN_FLIGHT"));
+    }
+    if (admitted_ || shared_->waiters == nullptr) return Poll();
+    admitted_ = true;
+    std::shared_ptr<UpstreamCall> admission =
+        shared_->waiters->Admit(*shared_->tenant, shared_->answer, shared_->deadline,
+                                [self = this->shared_from_this()](
+                                    absl::StatusOr<std::unique_ptr<AdmissionLease>> lease) mutable {
+                                  if (!lease.ok()) return self->End(lease.status());
+                                  {
+                                    absl::MutexLock lock(&self->mu_);
+                                    self->lease_ = *std::move(lease);
+                                  }
+                                  self->Poll();
+                                });
+    absl::MutexLock lock(&mu_);
+    if (!cancelled_) admission_ = std::move(admission);
+  }
+
+  void Poll() {
+    const absl::Duration delay = poll_;
+    poll_ = std::min(poll_ * 2, kMaxPoll);
+    Claim(delay);
+  }
+
+  void Run(std::string token) {
+    token_ = std::move(token);
+    std::shared_ptr<UpstreamCall> upstream =
+        std::move(start_)([self = this->shared_from_this()](absl::StatusOr<Response> result) {
+          self->OnResult(std::move(result));
+        });
+    absl::MutexLock lock(&mu_);
+    upstream_ = std::move(upstream);
+  }
+
+  void OnResult(absl::StatusOr<Response> result) {
+    absl::StatusOr<std::string> serialized =
+        result.ok() ? absl::StatusOr<std::string>(result->SerializeAsString())
+                    : absl::StatusOr<std::string>(result.status());
+    const bool unknown = !result.ok() && MayHaveReachedUpstream(result.status());
+    if (shared_.has_value() && !token_.empty()) {
+      shared_->ids->Finish(shared_->key, token_, serialized, unknown);
+    }
+    if (local_ != nullptr) {
+      local_->Complete(unknown ? absl::StatusOr<std::string>(OutcomeUnknown()) : serialized,
+                       /*remember_failure=*/unknown);
+    }
+    if (CoreCallback<Response> done = TakeDone()) std::move(done)(std::move(result));
+  }
+
+  // Answers without running the request here.
+  void End(absl::StatusOr<std::string> result) {
+    std::unique_ptr<AdmissionLease> lease;
+    {
+      absl::MutexLock lock(&mu_);
+      lease = std::move(lease_);
+      admission_ = nullptr;
+    }
+    lease.reset();
+    if (local_ != nullptr) local_->Complete(result);
+    if (CoreCallback<Response> done = TakeDone()) {
+      std::move(done)(ParseResponse<Response>(std::move(result)));
+    }
+  }
+
+  CoreCallback<Response> TakeDone() {
+    absl::MutexLock lock(&mu_);
+    CoreCallback<Response> done = std::move(done_);
+    done_ = nullptr;
+    upstream_ = nullptr;
+    return done;
+  }
+
+  const std::shared_ptr<RequestIdStore::Attempt> local_;  // Null when not remembered here.
+  absl::Mutex mu_;
+  CoreCallback<Response> done_ ABSL_GUARDED_BY(mu_);
+  Start start_;  // Used once, by Run.
+  const std::optional<SharedParams> shared_;
+  std::string token_;  // Set by Run before the upstream call starts.
+  // Used by one step at a time (each claim's answer comes after the previous one).
+  bool admitted_ = false;
+  absl::Duration poll_ = kFirstPoll;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<UpstreamCall> upstream_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<UpstreamCall> admission_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<AdmissionLease> lease_ ABSL_GUARDED_BY(mu_);
+};
 
 // A callback that either of two paths may end up running (exactly one does).
 template <typename T>
@@ -138,7 +375,8 @@ class CopilotCore::CallerChunkSink final : public ChunkSink {
 
 CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles,
                          CoreOptions options, const TenantResolver* tenants,
-                         WaiterAdmission* waiters, UsageReader* usage)
+                         WaiterAdmission* waiters, UsageReader* usage,
+                         SharedRequestIds* shared_request_ids)
     : api_(api),
       clock_(clock),
       handles_(handles),
@@ -147,20 +385,33 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
       tenants_(tenants),
       waiters_(waiters),
       usage_(usage),
+      shared_request_ids_(shared_request_ids),
       request_ids_(clock, options_.request_ids) {}
+
+CallContext CopilotCore::Outliving(const CallContext& context,
+                                   const std::string& request_id) const {
+  CallContext outliving = context;
+  if (!request_id.empty() &&
+      (options_.request_ids.max_entries > 0 || shared_request_ids_ != nullptr)) {
+    outliving.deadline = absl::InfiniteFuture();  // Capped at max_call_timeout.
+  }
+  return outliving;
+}
 
 template <typename Response, typename Start>
 std::shared_ptr<UpstreamCall> CopilotCore::MaybeDeduplicate(
-    const CallContext& context, const Tenant& tenant, bool answer, absl::string_view method,
+    const CallContext& context, const TenantPtr& caller, bool answer, absl::string_view method,
     const std::string& request_id, const google::protobuf::Message& request,
     CoreCallback<Response> done, Start start) {
   if (request_id.empty()) return std::move(start)(std::move(done));
+  const Tenant& tenant = *caller;
+  const std::string key = RequestKey(tenant, method, request_id);
+  const std::string fingerprint = Fingerprint(request);
   auto once = std::make_shared<OnceCallback<Response>>(std::move(done));
   RequestIdStore::Lookup lookup =
-      request_ids_.Begin(tenant.id, RequestKey(tenant, method, request_id), Fingerprint(request),
-                         [once](absl::StatusOr<std::string> result) {
-                           once->Take()(ParseResponse<Response>(std::move(result)));
-                         });
+      request_ids_.Begin(tenant.id, key, fingerprint, [once](absl::StatusOr<std::string> result) {
+        once->Take()(ParseResponse<Response>(std::move(result)));
+      });
   switch (lookup.kind) {
     case RequestIdStore::Lookup::Kind::kRemembered:
     case RequestIdStore::Lookup::Kind::kRefused:
@@ -181,13 +432,26 @@ std::shared_ptr<UpstreamCall> CopilotCore::MaybeDeduplicate(
     case RequestIdStore::Lookup::Kind::kStart:
       break;
   }
-  if (lookup.attempt == nullptr) return std::move(start)(once->Take());  // Not remembered.
-  return std::move(start)([attempt = std::move(lookup.attempt),
-                           done = once->Take()](absl::StatusOr<Response> result) mutable {
-    attempt->Complete(result.ok() ? absl::StatusOr<std::string>(result->SerializeAsString())
-                                  : absl::StatusOr<std::string>(result.status()));
-    std::move(done)(std::move(result));
-  });
+  using Call = DeduplicatedCall<Response>;
+  std::optional<typename Call::SharedParams> shared;
+  if (shared_request_ids_ != nullptr) {
+    shared.emplace();
+    shared->ids = shared_request_ids_;
+    shared->waiters = waiters_;
+    shared->clock = &clock_;
+    shared->tenant = caller;
+    shared->answer = answer;
+    shared->key = key;
+    shared->fingerprint = fingerprint;
+    shared->lease = options_.max_call_timeout + kSharedLeaseMargin;
+    shared->deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
+  } else if (lookup.attempt == nullptr) {
+    return std::move(start)(once->Take());  // Not remembered anywhere: an ordinary call.
+  }
+  auto call = std::make_shared<Call>(std::move(lookup.attempt), once->Take(),
+                                     typename Call::Start(std::move(start)), std::move(shared));
+  call->Begin();
+  return call;
 }
 
 UpstreamCallOptions CopilotCore::BuildUpstreamOptions(const CallContext& context,
@@ -304,14 +568,15 @@ std::shared_ptr<UpstreamCall> CopilotCore::CreateThread(
   }
   CreateThreadParams params{request.assistant_id(),
                             handles_.UserToUpstream(*tenant, request.user_id()), request.title()};
-  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
+  UpstreamCallOptions options = BuildUpstreamOptions(Outliving(context, request.request_id()),
+                                                     *tenant, request.assistant_id());
   auto start = [this, tenant, options = std::move(options),
                 params = std::move(params)](CoreCallback<v1::CreateThreadResponse> done) mutable {
     return api_.CreateThread(options, params,
                              RespondWith(tenant, params.assistant_id, std::move(done),
                                          &v1::CreateThreadResponse::mutable_thread));
   };
-  return MaybeDeduplicate(context, *tenant, /*answer=*/false, "CreateThread", request.request_id(),
+  return MaybeDeduplicate(context, tenant, /*answer=*/false, "CreateThread", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
@@ -362,14 +627,15 @@ std::shared_ptr<UpstreamCall> CopilotCore::AddMessage(const CallContext& context
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), false);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(Outliving(context, request.request_id()), *tenant, thread->assistant_id);
   auto start = [this, tenant, options = std::move(options), thread = *std::move(thread),
                 message = request.message()](CoreCallback<v1::AddMessageResponse> done) mutable {
     return api_.AddMessage(options, thread.upstream_id, message,
                            RespondWith(tenant, thread.assistant_id, std::move(done),
                                        &v1::AddMessageResponse::mutable_message));
   };
-  return MaybeDeduplicate(context, *tenant, /*answer=*/false, "AddMessage", request.request_id(),
+  return MaybeDeduplicate(context, tenant, /*answer=*/false, "AddMessage", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 
@@ -410,7 +676,8 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<ThreadRef> thread = ThreadOf(*tenant, request.thread_id(), true);
   if (!thread.ok()) return Reject(std::move(done), thread.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, thread->assistant_id);
+  UpstreamCallOptions options =
+      BuildUpstreamOptions(Outliving(context, request.request_id()), *tenant, thread->assistant_id);
   options.caller_thread_id = CallerThreadIds(tenant, thread->assistant_id);
   RunParams params{thread->upstream_id, Tools(request.tools())};
   auto start = [this, tenant, assistant = thread->assistant_id, options = std::move(options),
@@ -419,7 +686,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Run(const CallContext& context,
         options, params,
         RespondWith(tenant, assistant, std::move(done), &v1::RunResponse::mutable_message));
   };
-  return MaybeDeduplicate(context, *tenant, /*answer=*/true, "Run", request.request_id(), request,
+  return MaybeDeduplicate(context, tenant, /*answer=*/true, "Run", request.request_id(), request,
                           std::move(done), std::move(start));
 }
 
@@ -471,7 +738,8 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
   TenantPtr tenant = *std::move(caller);
   absl::StatusOr<CompletionParams> params = CompletionParamsOf(request, *tenant);
   if (!params.ok()) return Reject(std::move(done), params.status());
-  UpstreamCallOptions options = BuildUpstreamOptions(context, *tenant, request.assistant_id());
+  UpstreamCallOptions options = BuildUpstreamOptions(Outliving(context, request.request_id()),
+                                                     *tenant, request.assistant_id());
   options.caller_thread_id = CallerThreadIds(tenant, request.assistant_id());
   auto start = [this, tenant, options = std::move(options),
                 params = *std::move(params)](CoreCallback<v1::CompleteResponse> done) mutable {
@@ -479,7 +747,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::Complete(const CallContext& context,
                          RespondWith(tenant, params.assistant_id, std::move(done),
                                      &v1::CompleteResponse::mutable_message));
   };
-  return MaybeDeduplicate(context, *tenant, /*answer=*/true, "Complete", request.request_id(),
+  return MaybeDeduplicate(context, tenant, /*answer=*/true, "Complete", request.request_id(),
                           request, std::move(done), std::move(start));
 }
 

@@ -17,6 +17,7 @@
 #include "server/common/clock.h"
 #include "server/common/tenant.h"
 #include "server/core/request_id_store.h"
+#include "server/core/shared_request_ids.h"
 #include "server/core/tenant_directory.h"
 #include "server/core/thread_handles.h"
 #include "server/core/usage_reader.h"
@@ -71,10 +72,12 @@ class CopilotCore {
   // `tenants`, when given, resolves each call's tenant; `waiters`, when given, admits request_id
   // retries that wait for their first attempt against the tenant's limits. Both must outlive
   // this object.
-  // `usage`, when given, answers GetUsage (UNIMPLEMENTED otherwise).
+  // `usage`, when given, answers GetUsage (UNIMPLEMENTED otherwise). `shared_request_ids`, when
+  // given, makes request_id de-duplication span every replica using it (behind the in-process
+  // store). All must outlive this object.
   CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles& handles, CoreOptions options,
               const TenantResolver* tenants = nullptr, WaiterAdmission* waiters = nullptr,
-              UsageReader* usage = nullptr);
+              UsageReader* usage = nullptr, SharedRequestIds* shared_request_ids = nullptr);
 
   // The request_id store, for metrics and tests.
   const RequestIdStore& request_ids() const { return request_ids_; }
@@ -164,13 +167,22 @@ class CopilotCore {
   class CallerChunkSink;
   // Runs `start` unless the request's request_id names an attempt that is running (then the
   // call waits for it, admitted by waiters_) or recently succeeded (then its result is
-  // returned). `answer`: the call generates an answer (for the waiter's admission).
+  // returned), in this process or, with shared_request_ids_, on any replica. A request run
+  // under its request_id runs to its end when its caller goes away (see Outliving).
+  // `answer`: the call generates an answer (for the waiter's admission).
   template <typename Response, typename Start>
-  std::shared_ptr<UpstreamCall> MaybeDeduplicate(const CallContext& context, const Tenant& tenant,
-                                                 bool answer, absl::string_view method,
+  std::shared_ptr<UpstreamCall> MaybeDeduplicate(const CallContext& context,
+                                                 const TenantPtr& tenant, bool answer,
+                                                 absl::string_view method,
                                                  const std::string& request_id,
                                                  const google::protobuf::Message& request,
                                                  CoreCallback<Response> done, Start start);
+
+  // The context of the upstream call of a request with `request_id`: one that is
+  // de-duplicated outlives its caller (its upstream deadline is max_call_timeout, not the
+  // caller's), so that a retry after a cancel or a deadline gets its result instead of
+  // sending it again.
+  CallContext Outliving(const CallContext& context, const std::string& request_id) const;
 
   HaufeApi& api_;
   const Clock& clock_;
@@ -180,6 +192,7 @@ class CopilotCore {
   const TenantResolver* const tenants_;
   WaiterAdmission* const waiters_;
   UsageReader* const usage_;
+  SharedRequestIds* const shared_request_ids_;
   RequestIdStore request_ids_;
 };
 

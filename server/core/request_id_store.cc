@@ -28,6 +28,7 @@ struct RequestIdStore::Entry {
   bool completed = false;
   std::size_t bytes = 0;  // What it counts against the budgets.
   std::string result;     // The serialized response, once completed.
+  absl::Status failure;   // Instead of `result`: a failure remembered (outcome unknown).
   std::vector<std::shared_ptr<Waiter::State>> waiters;
 };
 
@@ -132,15 +133,15 @@ struct RequestIdStore::State {
   uint64_t next_waiter_id ABSL_GUARDED_BY(mu) = 0;
 };
 
-namespace {
-
-absl::Status ReusedRequestId() {
+absl::Status RequestIdReusedError() {
   absl::Status error =
       MakeError(absl::StatusCode::kInvalidArgument,
                 "request_id was already used for a different request", "REQUEST_ID_REUSED");
   AddFieldViolation(error, "request_id", "already used for a different request");
   return error;
 }
+
+namespace {
 
 absl::Status TooManyWaiters(absl::string_view tenant, absl::string_view scope, int max) {
   const std::string description = absl::StrCat("at most ", max, " retries may wait for the same ",
@@ -168,12 +169,16 @@ RequestIdStore::Lookup RequestIdStore::Begin(const std::string& tenant, const st
     Entry& found = *it->second;
     if (found.fingerprint != fingerprint) {
       lookup.kind = Lookup::Kind::kRefused;
-      lookup.result = ReusedRequestId();
+      lookup.result = RequestIdReusedError();
       return lookup;
     }
     if (found.completed) {
       lookup.kind = Lookup::Kind::kRemembered;
-      lookup.result = found.result;
+      if (found.failure.ok()) {
+        lookup.result = found.result;
+      } else {
+        lookup.result = found.failure;
+      }
       return lookup;
     }
     TenantUsage& usage = state.tenants[tenant];
@@ -231,7 +236,7 @@ RequestIdStore::Attempt::~Attempt() {
   }
 }
 
-void RequestIdStore::Attempt::Complete(absl::StatusOr<std::string> result) {
+void RequestIdStore::Attempt::Complete(absl::StatusOr<std::string> result, bool remember_failure) {
   if (data_->completed.exchange(true)) return;
   std::shared_ptr<State> state = data_->store.lock();
   const std::shared_ptr<Entry>& entry = data_->entry;
@@ -252,14 +257,20 @@ void RequestIdStore::Attempt::Complete(absl::StatusOr<std::string> result) {
     state->waiters -= static_cast<int>(waiters.size());
     auto it = state->entries.find(entry->key);
     const bool mine = it != state->entries.end() && it->second == entry;
-    if (mine && result.ok()) {
+    if (mine && (result.ok() || remember_failure)) {
       // Counted as the string's allocation (its bytes and the allocator's header); the entry
-      // itself is already counted.
-      const std::size_t result_bytes = result->size() + kStringOverheadBytes;
+      // itself is already counted. A failure: its message and its payloads, roughly.
+      const std::size_t result_bytes =
+          result.ok() ? result->size() + kStringOverheadBytes
+                      : result.status().ToString().size() + kEntryOverheadBytes;
       // This entry is in flight, so MakeRoom cannot forget it.
       if (state->MakeRoom(entry->tenant, result_bytes, 0)) {
         entry->completed = true;
-        entry->result.assign(*result);
+        if (result.ok()) {
+          entry->result.assign(*result);
+        } else {
+          entry->failure = result.status();
+        }
         entry->bytes += result_bytes;
         usage.bytes += result_bytes;
         state->bytes += result_bytes;

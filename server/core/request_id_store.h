@@ -13,7 +13,8 @@
 //     share, and a tenant using less than the others is the last to lose anything.
 //   - Retries waiting for an attempt in flight are bounded per request and per tenant; beyond
 //     that they are refused (RESOURCE_EXHAUSTED, reason "request_id_waiters_exceeded").
-// Completed entries are forgotten after `ttl`. Failures are never remembered.
+// Completed entries are forgotten after `ttl`. Failures are not remembered, except those
+// whose outcome is unknown (the request may have reached the upstream).
 #ifndef COPILOT_GATEWAY_SERVER_CORE_REQUEST_ID_STORE_H_
 #define COPILOT_GATEWAY_SERVER_CORE_REQUEST_ID_STORE_H_
 
@@ -46,6 +47,10 @@ struct RequestIdLimits {
   int max_waiters_per_request = 8;
   int max_waiters_per_tenant = 64;
 };
+
+// INVALID_ARGUMENT (reason REQUEST_ID_REUSED, a field violation on request_id): the request_id
+// was already used for a different request body.
+absl::Status RequestIdReusedError();
 
 // Released when a waiting retry ends (its hold on the tenant's limits). See WaiterAdmission.
 class AdmissionLease {
@@ -92,7 +97,9 @@ class RequestIdStore {
     // An attempt dropped without a result (a broken callback contract) completes as ABORTED,
     // so that it never pins its entry and its waiters.
     ~Attempt();
-    void Complete(absl::StatusOr<std::string> result);
+    // With `remember_failure`, a failure is remembered like a result (for the TTL: later
+    // lookups get it as kRemembered), for a request whose outcome is unknown.
+    void Complete(absl::StatusOr<std::string> result, bool remember_failure = false);
 
    private:
     friend class RequestIdStore;

@@ -26,6 +26,15 @@ class AdmissionEvents {
   virtual void InFlight(CallClass klass, int delta) = 0;
 };
 
+// What the request_id store shared by the replicas reports (RedisRequestIds; GatewayMetrics
+// implements it). Thread-safe implementations.
+class SharedRequestIdEvents {
+ public:
+  virtual ~SharedRequestIdEvents() = default;
+  // A claim's answer: claimed, remembered, in_flight, reused, unknown or unavailable.
+  virtual void SharedRequestIdLookup(absl::string_view result) = 0;
+};
+
 // The last figures seen for one of a tenant's quotas (for gauges and alerts).
 struct QuotaSample {
   std::string tenant;

@@ -6,6 +6,7 @@ pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET GLOBAL hiredis)
 find_package(OpenSSL REQUIRED)
 add_library(gateway_limits_redis STATIC ${CMAKE_CURRENT_LIST_DIR}/redis_limit_store.cc
                                         ${CMAKE_CURRENT_LIST_DIR}/redis_replies.cc
+                                        ${CMAKE_CURRENT_LIST_DIR}/redis_request_ids.cc
                                         ${CMAKE_CURRENT_LIST_DIR}/hiredis_transport.cc
                                         ${CMAKE_CURRENT_LIST_DIR}/tls_redis_transport.cc)
 target_include_directories(gateway_limits_redis PUBLIC ${PROJECT_SOURCE_DIR})

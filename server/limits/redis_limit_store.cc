@@ -27,12 +27,22 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 
 // The scripts, indexed by Script; kCommand is a plain command (ZREM).
-enum Script : int { kGcra = 0, kWindows = 1, kAcquireSlot = 2, kCounters = 3, kCommand = 4 };
-constexpr const char* kScriptText[] = {redis_scripts::kGcra, redis_scripts::kWindows,
-                                       redis_scripts::kAcquireSlot, redis_scripts::kCounters};
-constexpr const char* kScriptName[] = {"GCRA script", "sliding window script",
-                                       "concurrency slot script", "counters script"};
-constexpr int kScriptCount = 4;
+enum Script : int {
+  kGcra = 0,
+  kWindows = 1,
+  kAcquireSlot = 2,
+  kCounters = 3,
+  kRequestIdClaim = 4,
+  kRequestIdFinish = 5,
+  kCommand = 6
+};
+constexpr const char* kScriptText[] = {
+    redis_scripts::kGcra,     redis_scripts::kWindows,        redis_scripts::kAcquireSlot,
+    redis_scripts::kCounters, redis_scripts::kRequestIdClaim, redis_scripts::kRequestIdFinish};
+constexpr const char* kScriptName[] = {
+    "GCRA script",     "sliding window script",   "concurrency slot script",
+    "counters script", "request_id claim script", "request_id finish script"};
+constexpr int kScriptCount = 6;
 
 // The lease of a slot with no maximum: decided inline, never stored.
 constexpr char kUnlimitedLease[] = "unlimited";
@@ -145,9 +155,14 @@ struct RedisLimitStore::Request {
   StoreCallback<StepResult> step_done;
   StoreCallback<SlotResult> slot_done;
   StoreCallback<CounterResult> counters_done;
+  SharedRequestIds::ClaimCallback claim_done;
   std::string lease_id;
 
   void Fail(const absl::Status& status) {
+    if (claim_done) {
+      std::move(claim_done)(status);
+      claim_done = nullptr;
+    }
     if (counters_done) {
       std::move(counters_done)(status);
       counters_done = nullptr;
@@ -164,8 +179,15 @@ struct RedisLimitStore::Request {
 
   // Runs the callback with the decision in `reply`, or UNAVAILABLE for an error reply.
   void Complete(const redisReply& reply) {
-    if (script == kCommand) return;  // A release: fire and forget.
+    if (script == kCommand || script == kRequestIdFinish) return;  // Fire and forget.
     const char* name = kScriptName[script];
+    if (script == kRequestIdClaim) {
+      absl::StatusOr<SharedRequestIds::Lookup> claim = RequestIdClaimFromReply(reply, name);
+      if (!claim.ok()) return Fail(claim.status());
+      std::move(claim_done)(*std::move(claim));
+      claim_done = nullptr;
+      return;
+    }
     if (script == kCounters) {
       absl::StatusOr<CounterResult> result = CounterResultFromReply(reply, name, num_keys);
       if (!result.ok()) return Fail(result.status());
@@ -510,18 +532,33 @@ void RedisLimitStore::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool RedisLimitStore::HasWorkOrStop() const { return stop_ || !queue_.empty(); }
+bool RedisLimitStore::HasWorkOrStop() const { return stop_ || !queue_.empty() || delayed_changed_; }
+
+SteadyClock::time_point RedisLimitStore::PromoteDueRequests() {
+  delayed_changed_ = false;
+  const SteadyClock::time_point now = SteadyClock::now();
+  while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    queue_.push_back(std::move(delayed_.begin()->second));
+    delayed_.erase(delayed_.begin());
+  }
+  return delayed_.empty() ? SteadyClock::time_point::max() : delayed_.begin()->first;
+}
 
 std::string RedisLimitStore::RandomHex128() {
   return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(bitgen_),
                          absl::Uniform<uint64_t>(bitgen_));
 }
 
-void RedisLimitStore::Submit(std::unique_ptr<Request> request) {
+void RedisLimitStore::Submit(std::unique_ptr<Request> request, absl::Duration delay) {
   {
     absl::MutexLock lock(&mu_);
     if (!stop_) {
-      queue_.push_back(std::move(request));
+      if (delay <= absl::ZeroDuration()) {
+        queue_.push_back(std::move(request));
+      } else {
+        delayed_.emplace(SteadyClock::now() + ToSteady(delay), std::move(request));
+        delayed_changed_ = true;
+      }
       return;
     }
   }
@@ -541,12 +578,15 @@ void RedisLimitStore::Run() {
     std::vector<std::unique_ptr<Request>> batch;
     {
       absl::MutexLock lock(&mu_);
-      const SteadyClock::duration wait = connection.NextTimedWork() - SteadyClock::now();
-      if (wait > SteadyClock::duration::zero()) {
+      const SteadyClock::time_point next_delayed = PromoteDueRequests();
+      const SteadyClock::duration wait =
+          std::min(connection.NextTimedWork(), next_delayed) - SteadyClock::now();
+      if (wait > SteadyClock::duration::zero() && queue_.empty()) {
         mu_.AwaitWithTimeout(absl::Condition(this, &RedisLimitStore::HasWorkOrStop),
                              absl::FromChrono(wait));
       }
       if (stop_) break;
+      PromoteDueRequests();
       while (!queue_.empty() && batch.size() < static_cast<size_t>(options_.max_pipeline)) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
@@ -558,6 +598,8 @@ void RedisLimitStore::Run() {
   {
     absl::MutexLock lock(&mu_);
     pending.swap(queue_);
+    for (auto& [due, request] : delayed_) pending.push_back(std::move(request));
+    delayed_.clear();
   }
   const absl::Status shut_down = absl::UnavailableError("redis limit store: store shut down");
   for (std::unique_ptr<Request>& request : pending) request->Fail(shut_down);
@@ -628,6 +670,24 @@ void RedisLimitStore::ReleaseSlot(const std::string& key, const std::string& lea
   auto request = std::make_unique<Request>();
   request->script = kCommand;
   request->args = {"ZREM", RedisKey(options_.key_prefix, key, "slots"), lease_id};
+  Submit(std::move(request));
+}
+
+void RedisLimitStore::ClaimRequestId(std::string redis_key, std::vector<std::string> args,
+                                     absl::Duration delay, SharedRequestIds::ClaimCallback done) {
+  auto request = std::make_unique<Request>();
+  request->script = kRequestIdClaim;
+  request->args.push_back(std::move(redis_key));
+  for (std::string& arg : args) request->args.push_back(std::move(arg));
+  request->claim_done = std::move(done);
+  Submit(std::move(request), delay);
+}
+
+void RedisLimitStore::FinishRequestId(std::string redis_key, std::vector<std::string> args) {
+  auto request = std::make_unique<Request>();
+  request->script = kRequestIdFinish;
+  request->args.push_back(std::move(redis_key));
+  for (std::string& arg : args) request->args.push_back(std::move(arg));
   Submit(std::move(request));
 }
 

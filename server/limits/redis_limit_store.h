@@ -5,8 +5,10 @@
 #define COPILOT_GATEWAY_SERVER_LIMITS_REDIS_LIMIT_STORE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/core/shared_request_ids.h"
 #include "server/limits/limit_store.h"
 
 namespace copilot::gateway {
@@ -118,10 +121,20 @@ class RedisLimitStore final : public LimitStore {
   void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
                      StoreCallback<CounterResult> done) override;
 
+  // The request_id scripts of RedisRequestIds (server/limits/redis_request_ids.h), on the
+  // whole Redis key `redis_key` with `args` (redis_scripts::kRequestIdClaim and
+  // kRequestIdFinish). The claim is sent after `delay` (a waiting retry polls); the finish is
+  // fire and forget (dropped when Redis is unavailable).
+  void ClaimRequestId(std::string redis_key, std::vector<std::string> args, absl::Duration delay,
+                      SharedRequestIds::ClaimCallback done);
+  void FinishRequestId(std::string redis_key, std::vector<std::string> args);
+
   // What destruction does, earlier: every queued call fails with UNAVAILABLE "store shut down"
   // (its callback runs now, while the objects it reaches still exist), later calls fail inline,
   // the thread is joined. Idempotent; not on the store's thread.
   void Stop();
+
+  const std::string& key_prefix() const { return options_.key_prefix; }
 
   // Connected, and the last round trip (command or health check) succeeded.
   bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
@@ -137,8 +150,11 @@ class RedisLimitStore final : public LimitStore {
 
   explicit RedisLimitStore(RedisLimitStoreOptions options);
 
-  // Queues `request`, or fails it inline with "store shut down" after destruction began.
-  void Submit(std::unique_ptr<Request> request);
+  // Queues `request` (to be sent after `delay`), or fails it inline with "store shut down"
+  // after destruction began.
+  void Submit(std::unique_ptr<Request> request, absl::Duration delay = absl::ZeroDuration());
+  // Moves the delayed requests that are due to the queue; returns when the next one is due.
+  std::chrono::steady_clock::time_point PromoteDueRequests() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string RandomHex128() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkOrStop() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Run();
@@ -148,6 +164,11 @@ class RedisLimitStore final : public LimitStore {
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);
+  // Requests to send later, by when they are due; delayed_changed_ wakes the thread to
+  // recompute its wait.
+  std::multimap<std::chrono::steady_clock::time_point, std::unique_ptr<Request>> delayed_
+      ABSL_GUARDED_BY(mu_);
+  bool delayed_changed_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::BitGen bitgen_ ABSL_GUARDED_BY(mu_);
 

@@ -62,6 +62,40 @@ absl::StatusOr<CounterResult> CounterResultFromReply(const redisReply& reply,
   return result;
 }
 
+absl::StatusOr<SharedRequestIds::Lookup> RequestIdClaimFromReply(const redisReply& reply,
+                                                                 absl::string_view script_name) {
+  if (absl::Status error = ErrorOf(reply, script_name); !error.ok()) return error;
+  if (reply.type != REDIS_REPLY_ARRAY || reply.elements < 1 || reply.elements > 2) {
+    return Unexpected(script_name);
+  }
+  for (std::size_t i = 0; i < reply.elements; ++i) {
+    if (reply.element[i]->type != REDIS_REPLY_STRING) return Unexpected(script_name);
+  }
+  using Kind = SharedRequestIds::Lookup::Kind;
+  const absl::string_view word(reply.element[0]->str, reply.element[0]->len);
+  SharedRequestIds::Lookup claim;
+  if (word == "done" && reply.elements == 2) {
+    claim.kind = Kind::kDone;
+    claim.result.assign(reply.element[1]->str, reply.element[1]->len);
+    return claim;
+  }
+  if (word == "inflight" && reply.elements == 2) {
+    claim.kind = Kind::kInFlight;
+    return claim;
+  }
+  if (reply.elements != 1) return Unexpected(script_name);
+  if (word == "start") {
+    claim.kind = Kind::kStart;
+  } else if (word == "reused") {
+    claim.kind = Kind::kReused;
+  } else if (word == "unknown") {
+    claim.kind = Kind::kUnknown;
+  } else {
+    return Unexpected(script_name);
+  }
+  return claim;
+}
+
 bool AppendRedisCommand(const std::vector<std::string>& command, std::string& out) {
   std::vector<const char*> argv;
   std::vector<size_t> lengths;

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/core/shared_request_ids.h"
 #include "server/limits/limit_store.h"
 
 struct redisReply;  // <hiredis/hiredis.h>
@@ -30,6 +31,12 @@ absl::StatusOr<bool> SlotAcquiredFromReply(const redisReply& reply, absl::string
 absl::StatusOr<CounterResult> CounterResultFromReply(const redisReply& reply,
                                                      absl::string_view script_name,
                                                      std::size_t count);
+
+// What the request_id claim script (redis_scripts::kRequestIdClaim) answered: {'start'},
+// {'done', result}, {'inflight', ms}, {'reused'} or {'unknown'}. The token is not set.
+// UNAVAILABLE for an error reply or any other shape.
+absl::StatusOr<SharedRequestIds::Lookup> RequestIdClaimFromReply(const redisReply& reply,
+                                                                 absl::string_view script_name);
 
 // Appends `command` (its arguments, binary-safe) to `out` in RESP, as hiredis formats it. False
 // (and `out` unchanged) when out of memory.

@@ -133,6 +133,66 @@ end
 return {1, -1, unpack(values)}
 )lua";
 
+// request_id de-duplication shared by the replicas (RedisRequestIds): one hash per request_id.
+//   fields: fp (the request's fingerprint), state ('i' in flight, 'd' done), owner (the
+//   token of the attempt that claimed it), until (milliseconds since the epoch, Redis's clock:
+//   when the attempt is over at the latest, its upstream deadline), result (state 'd'). State
+//   'u': the attempt failed after its request may have reached the upstream.
+//
+// Claim. KEYS[1] the hash. ARGV[1] fingerprint, ARGV[2] the new owner's token, ARGV[3] the
+// attempt's lease (ms: its upstream deadline and a margin), ARGV[4] how long a result is kept
+// (ms). An absent key is claimed: {'start'}. Else {'reused'} (another fingerprint),
+// {'done', result}, {'inflight', ms left of the lease}, or {'unknown'} (state 'u', or the
+// lease ran out without a result: the replica running it stopped), when whether the upstream
+// acted is not known. The key lives the lease and the result's time to live.
+inline constexpr char kRequestIdClaim[] = R"lua(
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', KEYS[1], 'fp', 'state', 'until', 'result')
+if not h[1] then
+  local lease = tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'i', 'owner', ARGV[2], 'until',
+             string.format('%d', now + lease))
+  redis.call('PEXPIRE', KEYS[1], lease + tonumber(ARGV[4]))
+  return {'start'}
+end
+if h[1] ~= ARGV[1] then
+  return {'reused'}
+end
+if h[2] == 'd' then
+  return {'done', h[4]}
+end
+if h[2] == 'u' then
+  return {'unknown'}
+end
+local left = tonumber(h[3]) - now
+if left < 0 then
+  return {'unknown'}
+end
+return {'inflight', string.format('%d', left)}
+)lua";
+
+// Finish. KEYS[1] the hash. ARGV[1] the owner's token, ARGV[2] '1' with a result to keep, 'u'
+// when the outcome is unknown, '0' to forget the request_id (a failure the upstream did not
+// act on, or a result too large), ARGV[3] the result, ARGV[4] how long the state is kept
+// (ms). Only the owner finishes: returns 1, else 0 (the key expired and was claimed again).
+inline constexpr char kRequestIdFinish[] = R"lua(
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'd', 'result', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+elseif ARGV[2] == 'u' then
+  redis.call('HSET', KEYS[1], 'state', 'u')
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+else
+  redis.call('DEL', KEYS[1])
+end
+return 1
+)lua";
+
 }  // namespace copilot::gateway::redis_scripts
 
 #endif  // COPILOT_GATEWAY_SERVER_LIMITS_REDIS_SCRIPTS_H_

@@ -148,6 +148,14 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                             .Help("Upstream requests failed fast (UNAVAILABLE "
                                   "upstream_circuit_open) by the circuit breaker, by endpoint.")
                             .Register(*registry_)),
+      shared_request_id_lookups_(
+          prometheus::BuildCounter()
+              .Name("copilot_gateway_request_id_shared_lookups_total")
+              .Help("Lookups of request_ids in the store shared by the replicas (Redis), by "
+                    "result: claimed, remembered, in_flight (a retry waiting for another "
+                    "replica; once per poll), reused, unknown, unavailable (Redis did not "
+                    "answer: redis.on_failure applies).")
+              .Register(*registry_)),
       circuit_state_(&prometheus::BuildGauge()
                           .Name("copilot_gateway_upstream_circuit_state")
                           .Help("The upstream circuit breaker: 0 closed, 1 open, 2 half-open.")
@@ -336,6 +344,10 @@ void GatewayMetrics::OnCircuitTransition(CircuitState /*from*/, CircuitState to)
 
 void GatewayMetrics::OnCircuitRejected(absl::string_view endpoint) {
   circuit_rejected_.Add({{"endpoint", std::string(endpoint)}}).Increment();
+}
+
+void GatewayMetrics::SharedRequestIdLookup(absl::string_view result) {
+  shared_request_id_lookups_.Add({{"result", std::string(result)}}).Increment();
 }
 
 void GatewayMetrics::RecordReload(bool ok) {

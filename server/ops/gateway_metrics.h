@@ -38,7 +38,10 @@ int UpstreamStatusClass(int http_status);
 absl::string_view UpstreamStatusClassName(int status_class);
 
 // Thread-safe: prometheus-cpp metrics are atomic; the maps created on first use are guarded.
-class GatewayMetrics final : public AdmissionEvents, public UsageEvents, public ResilienceEvents {
+class GatewayMetrics final : public AdmissionEvents,
+                             public UsageEvents,
+                             public ResilienceEvents,
+                             public SharedRequestIdEvents {
  public:
   // The series of one gRPC method (go-grpc-prometheus families), created up front for every
   // method of copilot.v1.CopilotService and every code, so rates start at zero.
@@ -122,6 +125,8 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents, public 
   void OnRetryDenied(absl::string_view endpoint, absl::string_view cause) override;
   void OnCircuitTransition(CircuitState from, CircuitState to) override;
   void OnCircuitRejected(absl::string_view endpoint) override;
+  // SharedRequestIdEvents: copilot_gateway_request_id_shared_lookups_total{result}.
+  void SharedRequestIdLookup(absl::string_view result) override;
 
   // copilot_gateway_tenant_quota_used / _limit, set when scraped from the quota ledger; series
   // of quotas no longer configured are removed.
@@ -147,6 +152,7 @@ class GatewayMetrics final : public AdmissionEvents, public UsageEvents, public 
   prometheus::Family<prometheus::Counter>& retries_denied_;
   prometheus::Family<prometheus::Counter>& circuit_transitions_;
   prometheus::Family<prometheus::Counter>& circuit_rejected_;
+  prometheus::Family<prometheus::Counter>& shared_request_id_lookups_;
   prometheus::Gauge* circuit_state_;
   prometheus::Gauge* redis_degraded_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::array<prometheus::Gauge*, 2> admitted_in_flight_{};

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
+#include "server/core/shared_request_ids.h"
 #include "server/core/signed_thread_handles.h"
 #include "tests/server/core/fake_haufe_api.h"
 #include "tests/testing/recorders.h"
@@ -265,16 +266,62 @@ TEST_F(CopilotCoreTest, CancelledWaiterGetsCancelledAndFirstAttemptGoesOn) {
   EXPECT_TRUE(first.value->ok());
 }
 
-TEST_F(CopilotCoreTest, WaitersOfACancelledFirstAttemptGetAborted) {
+// Issue #16: a request run under its request_id runs to its end when its caller goes away, so
+// that the caller's retry gets its result instead of sending it again.
+TEST_F(CopilotCoreTest, ACancelledFirstAttemptRunsOnAndItsRetriesGetItsResult) {
   Result<v1::RunResponse> first, second;
   auto upstream = core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
   core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
   upstream->Cancel();
+  ASSERT_TRUE(first.value.has_value());
   EXPECT_EQ(first.value->status().code(), absl::StatusCode::kCancelled);
-  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kAborted);
-  // Not remembered: a retry runs again.
+  EXPECT_FALSE(second.value.has_value());  // Still waiting: the upstream call goes on.
+  auto call = api_.WaitForCall(0);
+  EXPECT_EQ(call->cancels, 0);
+  call->FinishMessage(Answer("m1"));
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_EQ((*second.value)->message().id(), "m1");
   Result<v1::RunResponse> third;
   core_.Run(CallContext{}, RunRequest(kRequestId), third.Callback());
+  EXPECT_EQ((*third.value)->message().id(), "m1");
+  EXPECT_EQ(api_.call_count(), 1);
+}
+
+TEST_F(CopilotCoreTest, ACallWithARequestIdOutlivesItsCallersDeadline) {
+  Result<v1::RunResponse> with_id, without_id;
+  CallContext soon{clock_.Now() + absl::Seconds(2)};
+  core_.Run(soon, RunRequest(kRequestId), with_id.Callback());
+  core_.Run(soon, RunRequest(), without_id.Callback());
+  EXPECT_EQ(api_.WaitForCall(0)->options.deadline, clock_.Now() + absl::Seconds(30));
+  EXPECT_EQ(api_.WaitForCall(1)->options.deadline, clock_.Now() + absl::Seconds(2));
+}
+
+TEST_F(CopilotCoreTest, ACallWithoutARequestIdIsCancelledUpstream) {
+  Result<v1::RunResponse> first;
+  auto upstream = core_.Run(CallContext{}, RunRequest(), first.Callback());
+  upstream->Cancel();
+  EXPECT_EQ(api_.WaitForCall(0)->cancels, 1);
+}
+
+TEST_F(CopilotCoreTest, AFailureAfterTheRequestMayHaveReachedTheUpstreamIsRemembered) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->Fail(MakeError(absl::StatusCode::kInternal, "reset after headers",
+                                      "upstream_reset", {{"request_sent", "true"}}));
+  EXPECT_EQ(first.value->status().code(), absl::StatusCode::kInternal);
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_EQ(second.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(GetErrorInfo(second.value->status())->reason(), "request_outcome_unknown");
+  EXPECT_EQ(api_.call_count(), 1);  // Never sent twice.
+}
+
+TEST_F(CopilotCoreTest, AFailureBeforeAnyByteWasSentIsForgotten) {
+  Result<v1::RunResponse> first, second;
+  core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  api_.WaitForCall(0)->Fail(MakeError(absl::StatusCode::kUnavailable, "refused",
+                                      "upstream_unreachable", {{"request_sent", "false"}}));
+  core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
   EXPECT_EQ(api_.call_count(), 2);
 }
 
@@ -442,6 +489,211 @@ TEST_F(CopilotCoreWaiterTest, CreateThreadAndAddMessageWaitersAreOtherCalls) {
   waiting_core_.CreateThread(CallContext{}, request, second.Callback());
   ASSERT_EQ(admission_.admitted.size(), 1u);
   EXPECT_FALSE(admission_.admitted[0].second);
+}
+
+// A SharedRequestIds the test answers by hand.
+class FakeSharedRequestIds final : public SharedRequestIds {
+ public:
+  struct Claimed {
+    std::string key;
+    std::string fingerprint;
+    absl::Duration lease;
+    absl::Duration delay;
+    ClaimCallback done;
+  };
+  struct Finished {
+    std::string key;
+    std::string token;
+    absl::StatusOr<std::string> result;
+    bool outcome_unknown;
+  };
+  void Claim(const std::string& key, const std::string& fingerprint, absl::Duration lease,
+             absl::Duration delay, ClaimCallback done) override {
+    claims.push_back({key, fingerprint, lease, delay, std::move(done)});
+  }
+  void Finish(const std::string& key, const std::string& token,
+              const absl::StatusOr<std::string>& result, bool outcome_unknown) override {
+    finishes.push_back({key, token, result, outcome_unknown});
+  }
+  bool fail_open() const override { return open; }
+  // Answers the oldest claim not answered yet.
+  void Answer(absl::StatusOr<Lookup> lookup) {
+    ASSERT_LT(answered, claims.size());
+    std::move(claims[answered++].done)(std::move(lookup));
+  }
+  static Lookup Of(Lookup::Kind kind, std::string result = "", std::string token = "") {
+    Lookup lookup;
+    lookup.kind = kind;
+    lookup.result = std::move(result);
+    lookup.token = std::move(token);
+    return lookup;
+  }
+  bool open = true;
+  std::vector<Claimed> claims;
+  std::size_t answered = 0;
+  std::vector<Finished> finishes;
+};
+
+class CopilotCoreSharedTest : public CopilotCoreTest {
+ protected:
+  CopilotCoreSharedTest()
+      : shared_core_(api_, clock_, handles_, Options(), nullptr, &admission_, nullptr, &shared_) {}
+  using Kind = SharedRequestIds::Lookup::Kind;
+  FakeWaiterAdmission admission_;
+  FakeSharedRequestIds shared_;
+  CopilotCore shared_core_;
+};
+
+TEST_F(CopilotCoreSharedTest, AClaimedRequestRunsAndItsResultIsRecordedForTheReplicas) {
+  Result<v1::RunResponse> first;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  ASSERT_EQ(shared_.claims.size(), 1u);
+  EXPECT_EQ(shared_.claims[0].fingerprint.size(), 32u);
+  EXPECT_EQ(shared_.claims[0].lease, absl::Seconds(35));  // max_call_timeout and a margin.
+  EXPECT_EQ(shared_.claims[0].delay, absl::ZeroDuration());
+  EXPECT_EQ(api_.call_count(), 0);  // Not before the claim.
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-1"));
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  ASSERT_TRUE(first.value->ok());
+  ASSERT_EQ(shared_.finishes.size(), 1u);
+  EXPECT_EQ(shared_.finishes[0].token, "token-1");
+  EXPECT_EQ(shared_.finishes[0].key, shared_.claims[0].key);
+  v1::RunResponse recorded;
+  ASSERT_TRUE(recorded.ParseFromString(*shared_.finishes[0].result));
+  EXPECT_EQ(recorded.message().id(), "m1");
+  // The next retry on this replica is answered from its own memory.
+  Result<v1::RunResponse> second;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ((*second.value)->message().id(), "m1");
+  EXPECT_EQ(shared_.claims.size(), 1u);
+}
+
+TEST_F(CopilotCoreSharedTest, AResultAnotherReplicaRecordedIsReturnedWithoutAnUpstreamCall) {
+  v1::RunResponse earlier;
+  earlier.mutable_message()->set_id("M9");
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  EXPECT_EQ((*retry.value)->message().id(), "M9");
+  EXPECT_EQ(api_.call_count(), 0);
+  EXPECT_TRUE(shared_.finishes.empty());
+}
+
+TEST_F(CopilotCoreSharedTest, ARetryWaitsAdmittedAndPollingForTheReplicaRunningIt) {
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));
+  EXPECT_EQ(admission_.admitted.size(), 1u);
+  EXPECT_EQ(admission_.held, 1);
+  ASSERT_EQ(shared_.claims.size(), 2u);
+  EXPECT_EQ(shared_.claims[1].delay, absl::Milliseconds(50));
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));
+  ASSERT_EQ(shared_.claims.size(), 3u);
+  EXPECT_EQ(shared_.claims[2].delay, absl::Milliseconds(100));  // Backing off.
+  EXPECT_EQ(admission_.admitted.size(), 1u);                    // Admitted once.
+  v1::RunResponse earlier;
+  earlier.mutable_message()->set_id("M9");
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  EXPECT_EQ((*retry.value)->message().id(), "M9");
+  EXPECT_EQ(admission_.held, 0);
+  EXPECT_EQ(api_.call_count(), 0);
+}
+
+TEST_F(CopilotCoreSharedTest, AWaitingRetryTakesOverWhenTheAttemptItWaitedForFailed) {
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-2"));
+  EXPECT_EQ(admission_.held, 0);  // Runs as a call of its own, not as a waiter.
+  api_.WaitForCall(0)->FinishMessage(Answer("m2"));
+  EXPECT_EQ((*retry.value)->message().id(), "m2");
+  EXPECT_EQ(shared_.finishes.size(), 1u);
+}
+
+TEST_F(CopilotCoreSharedTest, AWaitingRetryGivesUpAtItsDeadline) {
+  Result<v1::RunResponse> retry;
+  CallContext soon{clock_.Now() + absl::Milliseconds(120)};
+  shared_core_.Run(soon, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));  // Polls after 50 ms.
+  clock_.Advance(absl::Milliseconds(50));
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));  // 100 ms more would pass it.
+  ASSERT_TRUE(retry.value.has_value());
+  EXPECT_EQ(retry.value->status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(admission_.held, 0);
+  EXPECT_EQ(api_.call_count(), 0);
+}
+
+TEST_F(CopilotCoreSharedTest, AnUnknownOutcomeIsAbortedAndNeverSentAgain) {
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kUnknown));
+  EXPECT_EQ(retry.value->status().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(GetErrorInfo(retry.value->status())->reason(), "request_outcome_unknown");
+  EXPECT_EQ(api_.call_count(), 0);
+}
+
+TEST_F(CopilotCoreSharedTest, ARequestIdReusedOnAnotherReplicaIsInvalid) {
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kReused));
+  EXPECT_EQ(retry.value->status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(GetErrorInfo(retry.value->status())->reason(), "REQUEST_ID_REUSED");
+}
+
+TEST_F(CopilotCoreSharedTest, UnreachableStoreFailsOpenToThisReplicasMemory) {
+  Result<v1::RunResponse> first;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  shared_.Answer(absl::UnavailableError("redis down"));
+  api_.WaitForCall(0)->FinishMessage(Answer("m1"));
+  EXPECT_TRUE(first.value->ok());
+  EXPECT_TRUE(shared_.finishes.empty());  // Nothing claimed, nothing to finish.
+}
+
+TEST_F(CopilotCoreSharedTest, UnreachableStoreFailsClosedWithUnavailable) {
+  shared_.open = false;
+  Result<v1::RunResponse> first;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  shared_.Answer(absl::UnavailableError("redis down"));
+  ASSERT_TRUE(first.value.has_value());
+  EXPECT_EQ(first.value->status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(GetErrorInfo(first.value->status())->reason(), "request_id_store_unavailable");
+  EXPECT_TRUE(GetRetryInfo(first.value->status()).has_value());
+  EXPECT_EQ(api_.call_count(), 0);
+}
+
+TEST_F(CopilotCoreSharedTest, AFailureThatMayHaveReachedTheUpstreamIsRecordedAsUnknown) {
+  Result<v1::RunResponse> first;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-1"));
+  api_.WaitForCall(0)->Fail(MakeError(absl::StatusCode::kUnavailable, "shutting down",
+                                      "transport_shutdown", {{"request_sent", "true"}}));
+  ASSERT_EQ(shared_.finishes.size(), 1u);
+  EXPECT_TRUE(shared_.finishes[0].outcome_unknown);
+  // A retry on this replica learns it from its own memory.
+  Result<v1::RunResponse> second;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), second.Callback());
+  EXPECT_EQ(GetErrorInfo(second.value->status())->reason(), "request_outcome_unknown");
+  EXPECT_EQ(shared_.claims.size(), 1u);
+  // An answer of the upstream (no request_sent metadata) is forgotten.
+  Result<v1::RunResponse> other;
+  shared_core_.Run(CallContext{}, RunRequest("22222222-2222-4333-8444-555555555555"),
+                   other.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-2"));
+  api_.WaitForCall(1)->Fail(absl::UnavailableError("down"));
+  ASSERT_EQ(shared_.finishes.size(), 2u);
+  EXPECT_FALSE(shared_.finishes[1].outcome_unknown);
+}
+
+TEST_F(CopilotCoreSharedTest, ACallerCancellingBeforeTheClaimIsAnsweredReleasesIt) {
+  Result<v1::RunResponse> first;
+  auto call = shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
+  call->Cancel();
+  EXPECT_EQ(first.value->status().code(), absl::StatusCode::kCancelled);
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-1"));
+  EXPECT_EQ(api_.call_count(), 0);
+  ASSERT_EQ(shared_.finishes.size(), 1u);
+  EXPECT_FALSE(shared_.finishes[0].result.ok());
+  EXPECT_FALSE(shared_.finishes[0].outcome_unknown);
 }
 
 }  // namespace
