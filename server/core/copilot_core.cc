@@ -68,7 +68,7 @@ absl::StatusOr<Response> ParseResponse(absl::StatusOr<std::string> result) {
 
 // How long past its upstream deadline the claim of a request_id shared by the replicas holds:
 // the time to record the result. After it, a retry learns that the outcome is unknown.
-constexpr absl::Duration kSharedLeaseMargin = absl::Seconds(5);
+constexpr absl::Duration kSharedLeaseMargin = absl::Seconds(2);
 // A retry waiting for another replica's attempt claims again after 50 ms, doubling to 1 s.
 constexpr absl::Duration kFirstPoll = absl::Milliseconds(50);
 constexpr absl::Duration kMaxPoll = absl::Seconds(1);

@@ -549,7 +549,7 @@ TEST_F(CopilotCoreSharedTest, AClaimedRequestRunsAndItsResultIsRecordedForTheRep
   shared_core_.Run(CallContext{}, RunRequest(kRequestId), first.Callback());
   ASSERT_EQ(shared_.claims.size(), 1u);
   EXPECT_EQ(shared_.claims[0].fingerprint.size(), 32u);
-  EXPECT_EQ(shared_.claims[0].lease, absl::Seconds(35));  // max_call_timeout and a margin.
+  EXPECT_EQ(shared_.claims[0].lease, absl::Seconds(32));  // max_call_timeout and a margin.
   EXPECT_EQ(shared_.claims[0].delay, absl::ZeroDuration());
   EXPECT_EQ(api_.call_count(), 0);  // Not before the claim.
   shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-1"));
