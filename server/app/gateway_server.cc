@@ -563,6 +563,17 @@ void GatewayServer::Shutdown(absl::Duration grace) {
   if (!gate_.WaitIdle(deadline)) {
     LogLine(absl::StrCat("drain time is up: cancelling ", gate_.in_flight(), " call(s)"));
   }
+  // Calls with a request_id whose callers went away still run upstream, so that a retry gets
+  // their result: they get the rest of the drain time too (cut short, their outcome is
+  // unknown to the retries).
+  if (core_ != nullptr && core_->outliving_calls() > 0) {
+    LogLine(absl::StrCat("waiting for ", core_->outliving_calls(),
+                         " call(s) with a request_id whose callers went away"));
+    if (!core_->WaitForOutlivingCalls(deadline)) {
+      LogLine(absl::StrCat("drain time is up: ", core_->outliving_calls(),
+                           " call(s) with a request_id end unfinished"));
+    }
+  }
   // Every call of ours has ended (or is cancelled now). gRPC gets a moment to flush the last
   // statuses, then other calls (health Watch streams, reflection) are cancelled and idle
   // connections closed: Shutdown(deadline) would otherwise wait for idle clients to hang up.

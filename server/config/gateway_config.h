@@ -121,7 +121,7 @@ struct LimitsConfig {
   int max_title_chars = 1000;
 };
 
-// AIP-155 request_id de-duplication (in-process; best-effort across replicas).
+// AIP-155 request_id de-duplication: in process, and shared by the replicas with `redis`.
 struct RequestIdConfig {
   // How long a completed request's result is remembered.
   absl::Duration ttl = absl::Minutes(10);

@@ -121,9 +121,11 @@ class DeduplicatedCall final : public UpstreamCall,
     absl::Time deadline;  // The caller's, for waiting.
   };
 
+  // `ticket` is held until the call has ended (its result recorded), for the drain.
   DeduplicatedCall(std::shared_ptr<RequestIdStore::Attempt> local, CoreCallback<Response> done,
-                   Start start, std::optional<SharedParams> shared)
+                   Start start, std::optional<SharedParams> shared, std::shared_ptr<void> ticket)
       : local_(std::move(local)),
+        ticket_(std::move(ticket)),
         done_(std::move(done)),
         start_(std::move(start)),
         shared_(std::move(shared)) {}
@@ -174,6 +176,7 @@ class DeduplicatedCall final : public UpstreamCall,
   void OnClaim(absl::StatusOr<SharedRequestIds::Lookup> claim) {
     using Kind = SharedRequestIds::Lookup::Kind;
     if (!claim.ok()) {
+      if (cancelled()) return End(CancelledByCaller());
       if (shared_->ids->fail_open()) return Run("");
       return End(SharedStoreUnavailable(claim.status()));
     }
@@ -260,6 +263,13 @@ class DeduplicatedCall final : public UpstreamCall,
                        /*remember_failure=*/unknown);
     }
     if (CoreCallback<Response> done = TakeDone()) std::move(done)(std::move(result));
+    ReleaseTicket();
+  }
+
+  void ReleaseTicket() {
+    std::shared_ptr<void> ticket;
+    absl::MutexLock lock(&mu_);
+    ticket = std::move(ticket_);
   }
 
   // Answers without running the request here.
@@ -275,6 +285,7 @@ class DeduplicatedCall final : public UpstreamCall,
     if (CoreCallback<Response> done = TakeDone()) {
       std::move(done)(ParseResponse<Response>(std::move(result)));
     }
+    ReleaseTicket();
   }
 
   CoreCallback<Response> TakeDone() {
@@ -287,6 +298,7 @@ class DeduplicatedCall final : public UpstreamCall,
 
   const std::shared_ptr<RequestIdStore::Attempt> local_;  // Null when not remembered here.
   absl::Mutex mu_;
+  std::shared_ptr<void> ticket_ ABSL_GUARDED_BY(mu_);
   CoreCallback<Response> done_ ABSL_GUARDED_BY(mu_);
   Start start_;  // Used once, by Run.
   const std::optional<SharedParams> shared_;
@@ -386,7 +398,30 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
       waiters_(waiters),
       usage_(usage),
       shared_request_ids_(shared_request_ids),
-      request_ids_(clock, options_.request_ids) {}
+      request_ids_(clock, options_.request_ids),
+      outliving_(std::make_shared<OutlivingCalls>()) {}
+
+std::shared_ptr<void> CopilotCore::OutlivingCalls::Enter() {
+  {
+    absl::MutexLock lock(&mu_);
+    ++count_;
+  }
+  return std::shared_ptr<void>(nullptr, [self = shared_from_this()](void*) {
+    absl::MutexLock lock(&self->mu_);
+    --self->count_;
+  });
+}
+
+int CopilotCore::OutlivingCalls::count() const {
+  absl::MutexLock lock(&mu_);
+  return count_;
+}
+
+bool CopilotCore::OutlivingCalls::WaitIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+}
 
 CallContext CopilotCore::Outliving(const CallContext& context,
                                    const std::string& request_id) const {
@@ -449,7 +484,8 @@ std::shared_ptr<UpstreamCall> CopilotCore::MaybeDeduplicate(
     return std::move(start)(once->Take());  // Not remembered anywhere: an ordinary call.
   }
   auto call = std::make_shared<Call>(std::move(lookup.attempt), once->Take(),
-                                     typename Call::Start(std::move(start)), std::move(shared));
+                                     typename Call::Start(std::move(start)), std::move(shared),
+                                     outliving_->Enter());
   call->Begin();
   return call;
 }

@@ -8,9 +8,11 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.pb.h"
 #include "server/common/call_trace.h"
@@ -81,6 +83,12 @@ class CopilotCore {
 
   // The request_id store, for metrics and tests.
   const RequestIdStore& request_ids() const { return request_ids_; }
+
+  // Calls with a request_id still running (or waiting for another replica's attempt), their
+  // callers answered or not: a call whose caller went away runs to its end (see Outliving).
+  int outliving_calls() const { return outliving_->count(); }
+  // For the drain: blocks until no such call runs or `deadline` passed; true when none does.
+  bool WaitForOutlivingCalls(absl::Time deadline) { return outliving_->WaitIdle(deadline); }
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const CallContext& context, const copilot::v1::ListAssistantsRequest& request,
@@ -194,6 +202,18 @@ class CopilotCore {
   UsageReader* const usage_;
   SharedRequestIds* const shared_request_ids_;
   RequestIdStore request_ids_;
+  // Counts the calls in flight under a request_id (each holds a ticket from Enter).
+  class OutlivingCalls : public std::enable_shared_from_this<OutlivingCalls> {
+   public:
+    std::shared_ptr<void> Enter();
+    int count() const;
+    bool WaitIdle(absl::Time deadline);
+
+   private:
+    mutable absl::Mutex mu_;
+    int count_ ABSL_GUARDED_BY(mu_) = 0;
+  };
+  const std::shared_ptr<OutlivingCalls> outliving_;
 };
 
 }  // namespace copilot::gateway

@@ -317,6 +317,10 @@ def redis():
         # the refusing counter, the values).
         "counters-added": b"*4\r\n:1\r\n:-1\r\n:3\r\n:40\r\n",
         "counters-refused": b"*6\r\n:0\r\n:2\r\n:1\r\n:5\r\n:25\r\n:0\r\n",
+        # The request_id claim script: claimed, a result (binary), another replica's attempt.
+        "claim-start": b"*1\r\n$5\r\nstart\r\n",
+        "claim-done": b"*2\r\n$4\r\ndone\r\n$6\r\n\x0a\x02m1\x00\xff\r\n",
+        "claim-inflight": b"*2\r\n$8\r\ninflight\r\n$4\r\n1500\r\n",
     }
     for name, reply in replies.items():
         fdp = Fdp()

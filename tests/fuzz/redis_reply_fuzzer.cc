@@ -72,6 +72,16 @@ void Interpret(const redisReply& reply) {
                  counters.status().ToString());
     }
   }
+  // The request_id claim script's reply: a result only for "done", never a token.
+  absl::StatusOr<SharedRequestIds::Lookup> claim =
+      RequestIdClaimFromReply(reply, "request_id claim script");
+  if (claim.ok()) {
+    FUZZ_CHECK(claim->token.empty(), "a token read from a reply");
+    FUZZ_CHECK(claim->kind == SharedRequestIds::Lookup::Kind::kDone || claim->result.empty(),
+               "a result without 'done'");
+  } else {
+    FUZZ_CHECK(claim.status().code() == absl::StatusCode::kUnavailable, claim.status().ToString());
+  }
 }
 
 }  // namespace

@@ -276,9 +276,11 @@ TEST_F(CopilotCoreTest, ACancelledFirstAttemptRunsOnAndItsRetriesGetItsResult) {
   ASSERT_TRUE(first.value.has_value());
   EXPECT_EQ(first.value->status().code(), absl::StatusCode::kCancelled);
   EXPECT_FALSE(second.value.has_value());  // Still waiting: the upstream call goes on.
+  EXPECT_EQ(core_.outliving_calls(), 1);   // And the drain waits for it.
   auto call = api_.WaitForCall(0);
   EXPECT_EQ(call->cancels, 0);
   call->FinishMessage(Answer("m1"));
+  EXPECT_EQ(core_.outliving_calls(), 0);
   ASSERT_TRUE(second.value.has_value());
   EXPECT_EQ((*second.value)->message().id(), "m1");
   Result<v1::RunResponse> third;

@@ -5,6 +5,8 @@
 // says the upstream saw each request exactly once, and every retry gets the same result.
 #include <signal.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -151,6 +153,7 @@ class GatewaySharedRequestIdsTest : public ::testing::Test {
     // A killed replica's claim ends 5 s after this: a retry then learns the outcome is unknown.
     options.upstream["max_call_timeout"] = "4s";
     options.upstream["connect_timeout"] = "1s";
+    options.shutdown_grace = "5s";
     options.extra_yaml = absl::StrCat("redis:\n  url: \"", redis_->url(),
                                       "\"\n  on_failure: fail_open\n  replicas: 3\n");
     for (int i = 0; i < 3; ++i) {
@@ -349,6 +352,32 @@ TEST_F(GatewaySharedRequestIdsTest, ARetryAfterTheReplicaRunningItWasKilledIsNev
   EXPECT_NE(MetricValue(Scrape(*gateways_[2]),
                         "copilot_gateway_request_id_shared_lookups_total{result=\"unknown\"}"),
             "");
+}
+
+// A rolling restart: the replica whose caller cancelled is drained (SIGTERM) while the request
+// still runs upstream. The drain waits for it, so its result is recorded and the retry on
+// another replica gets it.
+TEST_F(GatewaySharedRequestIdsTest, ADrainedReplicaFinishesTheCallsItsCallersLeft) {
+  const std::vector<Request> requests = Requests("drain", 3);
+  std::vector<grpc::ClientContext> contexts(requests.size());
+  std::vector<Outcome> outcomes(requests.size());
+  std::vector<std::thread> callers;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    SetTimeout(contexts[i], absl::Seconds(20));
+    callers.emplace_back([&, i] { outcomes[i] = Invoke(*stubs_[0], contexts[i], requests[i]); });
+  }
+  AwaitReceived(requests);
+  for (grpc::ClientContext& context : contexts) context.TryCancel();
+  for (std::thread& caller : callers) caller.join();
+  absl::StatusOr<int> exit_code = gateways_[0]->Stop();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+  std::ifstream log(gateways_[0]->log_path());
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, ::testing::HasSubstr("call(s) with a request_id whose callers went away"));
+  EXPECT_THAT(text, ::testing::Not(::testing::HasSubstr("end unfinished")));
+  gateways_[0].reset();
+  ExpectRetriesGotTheOneResult(requests);
 }
 
 // Redis unreachable with on_failure: fail_open: calls with a request_id go on, de-duplicated
