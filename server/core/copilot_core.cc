@@ -75,9 +75,10 @@ constexpr absl::Duration kMaxPoll = absl::Seconds(1);
 
 absl::Status OutcomeUnknown() {
   return MakeError(absl::StatusCode::kAborted,
-                   "the gateway replica running the earlier request with this request_id stopped "
-                   "before it finished; the upstream may have carried it out. Check (e.g. list "
-                   "the thread's messages) before trying again with a new request_id",
+                   "the earlier request with this request_id may have been carried out upstream, "
+                   "but its result was lost (its connection broke after sending, or the gateway "
+                   "replica running it stopped). Check (e.g. list the thread's messages) before "
+                   "trying again with a new request_id",
                    "request_outcome_unknown");
 }
 
@@ -150,14 +151,8 @@ class DeduplicatedCall final : public UpstreamCall,
     if (done) std::move(done)(CancelledByCaller());
   }
 
-  void Resume() override {
-    std::shared_ptr<UpstreamCall> upstream;
-    {
-      absl::MutexLock lock(&mu_);
-      upstream = upstream_;
-    }
-    if (upstream != nullptr) upstream->Resume();
-  }
+  // Unary calls have no flow control to resume.
+  void Resume() override {}
 
  private:
   bool cancelled() {
@@ -240,14 +235,13 @@ class DeduplicatedCall final : public UpstreamCall,
     Claim(delay);
   }
 
+  // The upstream call is not kept: it is never cancelled (see Cancel), and holding it while its
+  // callback holds this object would keep both alive if the callback never ran.
   void Run(std::string token) {
     token_ = std::move(token);
-    std::shared_ptr<UpstreamCall> upstream =
-        std::move(start_)([self = this->shared_from_this()](absl::StatusOr<Response> result) {
-          self->OnResult(std::move(result));
-        });
-    absl::MutexLock lock(&mu_);
-    upstream_ = std::move(upstream);
+    std::move(start_)([self = this->shared_from_this()](absl::StatusOr<Response> result) {
+      self->OnResult(std::move(result));
+    });
   }
 
   void OnResult(absl::StatusOr<Response> result) {
@@ -292,7 +286,6 @@ class DeduplicatedCall final : public UpstreamCall,
     absl::MutexLock lock(&mu_);
     CoreCallback<Response> done = std::move(done_);
     done_ = nullptr;
-    upstream_ = nullptr;
     return done;
   }
 
@@ -307,7 +300,6 @@ class DeduplicatedCall final : public UpstreamCall,
   bool admitted_ = false;
   absl::Duration poll_ = kFirstPoll;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  std::shared_ptr<UpstreamCall> upstream_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<UpstreamCall> admission_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<AdmissionLease> lease_ ABSL_GUARDED_BY(mu_);
 };
