@@ -2,7 +2,11 @@
 // upstream run for S seconds. Prints successes, failures by code, the gateway's idle and peak
 // thread count, peak RSS, CPU time and wall time.
 //
-//   gateway_bench [--calls N] [--hold-seconds S] [--channels C]
+//   gateway_bench [--calls N] [--hold-seconds S] [--channels C] [--upstream http|tls|h2]
+//                 [--request-ids off|local|redis] [--resilience on|off|retry|breaker]
+//
+// --request-ids: each Run carries its own request_id, de-duplicated in process (local) or also
+// claimed and recorded in a redis-server the bench starts (redis): what exactly-once costs.
 //
 // The client uses gRPC's callback API (no thread per call). The gateway is sampled from
 // /proc/PID/status (Threads, VmRSS, VmHWM) and /proc/PID/stat (utime + stime) every 50 ms.
@@ -22,12 +26,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "tests/emulator/testing/emulator_process.h"
 #include "tests/server/integration/gateway_process.h"
+#include "tests/server/limits/redis_server.h"
 
 namespace {
 
@@ -49,6 +55,8 @@ struct Options {
   // --resilience on (default), off (upstream.retry.max_attempts 1 and no circuit breaker: the
   // decorators left out, to measure what they cost), retry or breaker (only that one).
   std::string resilience = "on";
+  // --request-ids off (default), local or redis (see above).
+  std::string request_ids = "off";
 };
 
 bool ParseOptions(int argc, char** argv, Options& options) {
@@ -68,6 +76,15 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     }
     if (arg == "--resilience") {
       options.resilience = argv[i + 1];
+      continue;
+    }
+    if (arg == "--request-ids") {
+      options.request_ids = argv[i + 1];
+      if (options.request_ids != "off" && options.request_ids != "local" &&
+          options.request_ids != "redis") {
+        std::fprintf(stderr, "--request-ids: expected off, local or redis\n");
+        return false;
+      }
       continue;
     }
     int value = 0;
@@ -160,6 +177,21 @@ int Main(int argc, char** argv) {
   }
   if (options.resilience == "off" || options.resilience == "retry") {
     gateway_options.upstream["circuit_breaker"] = "{enabled: false}";
+  }
+  std::unique_ptr<copilot::gateway::testing::RedisServer> redis;
+  if (options.request_ids == "redis") {
+    auto started = copilot::gateway::testing::RedisServer::Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "redis: %s\n", std::string(started.status().message()).c_str());
+      return 1;
+    }
+    redis = *std::move(started);
+    gateway_options.extra_yaml = absl::StrCat("redis:\n  url: \"", redis->url(), "\"\n");
+  }
+  if (options.request_ids != "off") {
+    // Room for every call's request_id and answer in the process's own store.
+    absl::StrAppend(&gateway_options.extra_yaml, "request_ids:\n  max_entries: ", options.calls * 2,
+                    "\n  max_bytes: 512MiB\n  max_tenant_share: 1\n");
   }
   auto gateway = GatewayProcess::Start(gateway_options);
   if (!gateway.ok()) {
@@ -275,6 +307,9 @@ int Main(int argc, char** argv) {
     call.context.set_deadline(std::chrono::system_clock::now() +
                               std::chrono::seconds(options.hold_seconds + 60));
     call.request.set_thread_id(thread_ids[i]);
+    if (options.request_ids != "off") {
+      call.request.set_request_id(absl::StrFormat("%08x-0000-4000-8000-000000000000", i));
+    }
     stubs[i % stubs.size()]->async()->Run(
         &call.context, &call.request, &call.response, [&](grpc::Status status) {
           absl::MutexLock lock(&mu);
@@ -301,12 +336,13 @@ int Main(int argc, char** argv) {
     absl::MutexLock lock(&mu);
     successes = outcomes["OK"];
     std::printf(
-        "gateway_bench: %d concurrent Run calls, upstream (%s) holds each %d s, %d channels\n",
+        "gateway_bench: %d concurrent Run calls, upstream (%s) holds each %d s, %d channels, "
+        "request_ids %s\n",
         options.calls,
         options.upstream == "http"  ? "HTTP/1.1"
         : options.upstream == "tls" ? "HTTPS, HTTP/1.1"
                                     : "HTTPS, HTTP/2",
-        options.hold_seconds, options.channels);
+        options.hold_seconds, options.channels, options.request_ids.c_str());
     std::printf("  successes:          %d / %d%s\n", successes, options.calls,
                 remaining > 0 ? absl::StrCat(" (", remaining, " never finished)").c_str() : "");
     for (const auto& [outcome, count] : outcomes) {
