@@ -398,10 +398,10 @@ std::shared_ptr<void> CopilotCore::OutlivingCalls::Enter() {
     absl::MutexLock lock(&mu_);
     ++count_;
   }
-  return std::shared_ptr<void>(nullptr, [self = shared_from_this()](void*) {
-    absl::MutexLock lock(&self->mu_);
-    --self->count_;
-  });
+  return {nullptr, [self = shared_from_this()](void*) {
+            absl::MutexLock lock(&self->mu_);
+            --self->count_;
+          }};
 }
 
 int CopilotCore::OutlivingCalls::count() const {

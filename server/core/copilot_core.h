@@ -180,7 +180,7 @@ class CopilotCore {
   // `answer`: the call generates an answer (for the waiter's admission).
   template <typename Response, typename Start>
   std::shared_ptr<UpstreamCall> MaybeDeduplicate(const CallContext& context,
-                                                 const TenantPtr& tenant, bool answer,
+                                                 const TenantPtr& caller, bool answer,
                                                  absl::string_view method,
                                                  const std::string& request_id,
                                                  const google::protobuf::Message& request,

@@ -1,10 +1,10 @@
 #include "server/limits/redis_limit_store.h"
 
 #include <hiredis/hiredis.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <optional>
 #include <utility>
 
@@ -347,7 +347,7 @@ class RedisLimitStore::Connection {
     if (request.script == kCommand) return transport_->Append(request.args);
     std::vector<std::string> command;
     command.reserve(request.args.size() + 3);
-    command.push_back(eval ? "EVAL" : "EVALSHA");
+    command.emplace_back(eval ? "EVAL" : "EVALSHA");
     command.push_back(eval ? kScriptText[request.script] : shas_[request.script]);
     command.push_back(absl::StrCat(request.num_keys));
     command.insert(command.end(), request.args.begin(), request.args.end());

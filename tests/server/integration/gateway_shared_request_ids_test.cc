@@ -27,33 +27,20 @@ namespace {
 namespace v1 = ::copilot::v1;
 
 enum class Method { kCreateThread, kAddMessage, kRun, kComplete };
-constexpr Method kMethods[] = {Method::kCreateThread, Method::kAddMessage, Method::kRun,
-                               Method::kComplete};
+// Each method, its name and the emulator's route for its upstream request.
+struct MethodInfo {
+  Method method;
+  const char* name;
+  const char* route;
+};
+constexpr MethodInfo kMethods[] = {{Method::kCreateThread, "CreateThread", "create_thread"},
+                                   {Method::kAddMessage, "AddMessage", "create_message"},
+                                   {Method::kRun, "Run", "run"},
+                                   {Method::kComplete, "Complete", "chat_completions"}};
 
 const char* RouteOf(Method method) {
-  switch (method) {
-    case Method::kCreateThread:
-      return "create_thread";
-    case Method::kAddMessage:
-      return "create_message";
-    case Method::kRun:
-      return "run";
-    case Method::kComplete:
-      return "chat_completions";
-  }
-  return "";
-}
-
-const char* NameOf(Method method) {
-  switch (method) {
-    case Method::kCreateThread:
-      return "CreateThread";
-    case Method::kAddMessage:
-      return "AddMessage";
-    case Method::kRun:
-      return "Run";
-    case Method::kComplete:
-      return "Complete";
+  for (const MethodInfo& info : kMethods) {
+    if (info.method == method) return info.route;
   }
   return "";
 }
@@ -200,8 +187,8 @@ class GatewaySharedRequestIdsTest : public ::testing::Test {
   std::vector<Request> Requests(const std::string& scenario, int index) {
     std::vector<Request> requests;
     int n = 0;
-    for (Method method : kMethods) {
-      requests.push_back({method, absl::StrCat(scenario, "-", NameOf(method)),
+    for (const MethodInfo& info : kMethods) {
+      requests.push_back({info.method, absl::StrCat(scenario, "-", info.name),
                           absl::StrFormat("0000%04d-1111-4222-8333-%012d", index, n),
                           threads_[static_cast<std::size_t>(2 * index + (n % 2))]});
       ++n;
