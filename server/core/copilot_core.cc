@@ -92,8 +92,11 @@ bool MayHaveReachedUpstream(const absl::Status& status) {
   return sent != info->metadata().end() && sent->second == "true";
 }
 
-absl::Status SharedStoreUnavailable(const absl::Status& cause) {
-  absl::Status error = MakeError(absl::StatusCode::kUnavailable, std::string(cause.message()),
+// Says nothing of the store's address or error (the store logs them).
+absl::Status SharedStoreUnavailable() {
+  absl::Status error = MakeError(absl::StatusCode::kUnavailable,
+                                 "request_id de-duplication across gateway replicas is "
+                                 "unavailable; retry later",
                                  "request_id_store_unavailable");
   SetRetryDelay(error, absl::Seconds(1));
   return error;
@@ -173,7 +176,7 @@ class DeduplicatedCall final : public UpstreamCall,
     if (!claim.ok()) {
       if (cancelled()) return End(CancelledByCaller());
       if (shared_->ids->fail_open()) return Run("");
-      return End(SharedStoreUnavailable(claim.status()));
+      return End(SharedStoreUnavailable());
     }
     switch (claim->kind) {
       case Kind::kStart: {
