@@ -175,6 +175,10 @@ class DeduplicatedCall final : public UpstreamCall,
     using Kind = SharedRequestIds::Lookup::Kind;
     if (!claim.ok()) {
       if (cancelled()) return End(CancelledByCaller());
+      // Already waiting for another replica's attempt: the store not answering a poll says
+      // nothing new about that attempt, so keep waiting (to the deadline) rather than run it
+      // a second time.
+      if (admitted_ || polled_) return Wait();
       if (shared_->ids->fail_open()) return Run("");
       return End(SharedStoreUnavailable());
     }
@@ -233,6 +237,7 @@ class DeduplicatedCall final : public UpstreamCall,
   }
 
   void Poll() {
+    polled_ = true;
     const absl::Duration delay = poll_;
     poll_ = std::min(poll_ * 2, kMaxPoll);
     Claim(delay);
@@ -301,6 +306,7 @@ class DeduplicatedCall final : public UpstreamCall,
   std::string token_;  // Set by Run before the upstream call starts.
   // Used by one step at a time (each claim's answer comes after the previous one).
   bool admitted_ = false;
+  bool polled_ = false;
   absl::Duration poll_ = kFirstPoll;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<UpstreamCall> admission_ ABSL_GUARDED_BY(mu_);

@@ -601,6 +601,23 @@ TEST_F(CopilotCoreSharedTest, ARetryWaitsAdmittedAndPollingForTheReplicaRunningI
   EXPECT_EQ(api_.call_count(), 0);
 }
 
+// Redis not answering a poll says nothing new about the attempt another replica runs: the retry
+// keeps waiting instead of running the request a second time (even failing open).
+TEST_F(CopilotCoreSharedTest, AWaitingRetryKeepsWaitingWhenAPollFails) {
+  Result<v1::RunResponse> retry;
+  shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));
+  shared_.Answer(absl::UnavailableError("redis blip"));
+  EXPECT_FALSE(retry.value.has_value());
+  ASSERT_EQ(shared_.claims.size(), 3u);  // Polling on.
+  EXPECT_EQ(api_.call_count(), 0);
+  v1::RunResponse earlier;
+  earlier.mutable_message()->set_id("m9");
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  EXPECT_EQ((*retry.value)->message().id(), "m9");
+  EXPECT_EQ(admission_.held, 0);
+}
+
 TEST_F(CopilotCoreSharedTest, AWaitingRetryTakesOverWhenTheAttemptItWaitedForFailed) {
   Result<v1::RunResponse> retry;
   shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
