@@ -652,7 +652,9 @@ TEST_F(CurlTransportTest, PausedTransferHoldsTheUpstreamBack) {
   handler->set_pause_on_data(true);
   HttpRequest request = StreamRequest();
   request.max_response_bytes = 2 * kPadding;
-  request.stall_timeout = absl::Milliseconds(300);  // A pause is not a stall.
+  // A pause is not a stall: the pause below lasts at least 1.5 s. Not shorter: after the
+  // resume, a loaded machine (CI) once left a 300 ms gap in the emulator's 64 MiB write.
+  request.stall_timeout = absl::Seconds(1);
   request.deadline = absl::Now() + absl::Seconds(90);
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(request, handler);
   // The emulator builds the 64 MiB line before its first byte: slow under ThreadSanitizer.
