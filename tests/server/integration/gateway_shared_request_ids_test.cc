@@ -236,6 +236,21 @@ class GatewaySharedRequestIdsTest : public ::testing::Test {
     return outcomes;
   }
 
+  // Sends every request to replica 0 and cancels each once the upstream received them all.
+  std::vector<Outcome> CancelOnReplica0OnceReceived(const std::vector<Request>& requests) {
+    std::vector<grpc::ClientContext> contexts(requests.size());
+    std::vector<Outcome> outcomes(requests.size());
+    std::vector<std::thread> callers;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      SetTimeout(contexts[i], absl::Seconds(20));
+      callers.emplace_back([&, i] { outcomes[i] = Invoke(*stubs_[0], contexts[i], requests[i]); });
+    }
+    AwaitReceived(requests);
+    for (grpc::ClientContext& context : contexts) context.TryCancel();
+    for (std::thread& caller : callers) caller.join();
+    return outcomes;
+  }
+
   // Both retries (on replicas 1 and 2) succeeded with the same response, and the upstream saw
   // each request once.
   void ExpectRetriesGotTheOneResult(const std::vector<Request>& requests) {
@@ -262,16 +277,7 @@ class GatewaySharedRequestIdsTest : public ::testing::Test {
 
 TEST_F(GatewaySharedRequestIdsTest, ARetryOnAnotherReplicaAfterACancelGetsTheFirstResult) {
   const std::vector<Request> requests = Requests("cancel", 0);
-  std::vector<grpc::ClientContext> contexts(requests.size());
-  std::vector<Outcome> outcomes(requests.size());
-  std::vector<std::thread> callers;
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    SetTimeout(contexts[i], absl::Seconds(20));
-    callers.emplace_back([&, i] { outcomes[i] = Invoke(*stubs_[0], contexts[i], requests[i]); });
-  }
-  AwaitReceived(requests);
-  for (grpc::ClientContext& context : contexts) context.TryCancel();
-  for (std::thread& caller : callers) caller.join();
+  std::vector<Outcome> outcomes = CancelOnReplica0OnceReceived(requests);
   for (const Outcome& outcome : outcomes) {
     EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::CANCELLED);
   }
@@ -346,16 +352,7 @@ TEST_F(GatewaySharedRequestIdsTest, ARetryAfterTheReplicaRunningItWasKilledIsNev
 // another replica gets it.
 TEST_F(GatewaySharedRequestIdsTest, ADrainedReplicaFinishesTheCallsItsCallersLeft) {
   const std::vector<Request> requests = Requests("drain", 3);
-  std::vector<grpc::ClientContext> contexts(requests.size());
-  std::vector<Outcome> outcomes(requests.size());
-  std::vector<std::thread> callers;
-  for (std::size_t i = 0; i < requests.size(); ++i) {
-    SetTimeout(contexts[i], absl::Seconds(20));
-    callers.emplace_back([&, i] { outcomes[i] = Invoke(*stubs_[0], contexts[i], requests[i]); });
-  }
-  AwaitReceived(requests);
-  for (grpc::ClientContext& context : contexts) context.TryCancel();
-  for (std::thread& caller : callers) caller.join();
+  CancelOnReplica0OnceReceived(requests);
   absl::StatusOr<int> exit_code = gateways_[0]->Stop();
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
   EXPECT_EQ(*exit_code, 0);
