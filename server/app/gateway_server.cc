@@ -491,7 +491,7 @@ std::string GatewayServer::ScrapeMetrics() const {
       const RequestIdStore& request_ids = core_->request_ids();
       metrics_->request_id_bytes().Set(static_cast<double>(request_ids.bytes()));
       metrics_->request_id_entries().Set(static_cast<double>(request_ids.entries()));
-      metrics_->request_id_waiters().Set(request_ids.waiters());
+      metrics_->request_id_waiters().Set(request_ids.waiters() + core_->shared_waiters());
     }
     if (quota_ledger_ != nullptr) {
       // Only quotas configured now, with their current limits (a reload may have changed them).

@@ -122,7 +122,8 @@ class DeduplicatedCall final : public UpstreamCall,
     std::string key;
     std::string fingerprint;
     absl::Duration lease;
-    absl::Time deadline;  // The caller's, for waiting.
+    absl::Time deadline;                 // The caller's, for waiting.
+    std::shared_ptr<CallCount> waiting;  // Counts this call while it waits.
   };
 
   // `ticket` is held until the call has ended (its result recorded), for the drain.
@@ -178,7 +179,7 @@ class DeduplicatedCall final : public UpstreamCall,
       // Already waiting for another replica's attempt: the store not answering a poll says
       // nothing new about that attempt, so keep waiting (to the deadline) rather than run it
       // a second time.
-      if (admitted_ || polled_) return Wait();
+      if (waiting_) return Wait();
       if (shared_->ids->fail_open()) return Run("");
       return End(SharedStoreUnavailable());
     }
@@ -186,12 +187,7 @@ class DeduplicatedCall final : public UpstreamCall,
       case Kind::kStart: {
         // A waiter taking over (the attempt it waited for failed) is admitted as a call of its
         // own: its hold as a waiter ends.
-        std::unique_ptr<AdmissionLease> lease;
-        {
-          absl::MutexLock lock(&mu_);
-          lease = std::move(lease_);
-        }
-        lease.reset();
+        StopWaiting();
         if (cancelled()) {
           shared_->ids->Finish(shared_->key, claim->token, CancelledByCaller(),
                                /*outcome_unknown=*/false);
@@ -219,8 +215,13 @@ class DeduplicatedCall final : public UpstreamCall,
                            "gateway replica",
                            "REQUEST_IN_FLIGHT"));
     }
-    if (admitted_ || shared_->waiters == nullptr) return Poll();
-    admitted_ = true;
+    if (waiting_) return Poll();
+    waiting_ = true;
+    {
+      absl::MutexLock lock(&mu_);
+      wait_ticket_ = shared_->waiting->Enter();
+    }
+    if (shared_->waiters == nullptr) return Poll();
     std::shared_ptr<UpstreamCall> admission =
         shared_->waiters->Admit(*shared_->tenant, shared_->answer, shared_->deadline,
                                 [self = this->shared_from_this()](
@@ -237,7 +238,6 @@ class DeduplicatedCall final : public UpstreamCall,
   }
 
   void Poll() {
-    polled_ = true;
     const absl::Duration delay = poll_;
     poll_ = std::min(poll_ * 2, kMaxPoll);
     Claim(delay);
@@ -274,15 +274,19 @@ class DeduplicatedCall final : public UpstreamCall,
     ticket = std::move(ticket_);
   }
 
+  // Ends the wait for another replica (if any): its admission lease and its count.
+  void StopWaiting() {
+    std::unique_ptr<AdmissionLease> lease;
+    std::shared_ptr<void> ticket;
+    absl::MutexLock lock(&mu_);
+    lease = std::move(lease_);
+    ticket = std::move(wait_ticket_);
+    admission_ = nullptr;
+  }
+
   // Answers without running the request here.
   void End(absl::StatusOr<std::string> result) {
-    std::unique_ptr<AdmissionLease> lease;
-    {
-      absl::MutexLock lock(&mu_);
-      lease = std::move(lease_);
-      admission_ = nullptr;
-    }
-    lease.reset();
+    StopWaiting();
     if (local_ != nullptr) local_->Complete(result);
     if (CoreCallback<Response> done = TakeDone()) {
       std::move(done)(ParseResponse<Response>(std::move(result)));
@@ -304,13 +308,14 @@ class DeduplicatedCall final : public UpstreamCall,
   Start start_;  // Used once, by Run.
   const std::optional<SharedParams> shared_;
   std::string token_;  // Set by Run before the upstream call starts.
-  // Used by one step at a time (each claim's answer comes after the previous one).
-  bool admitted_ = false;
-  bool polled_ = false;
+  // Used by one step at a time (each claim's answer comes after the previous one). Set from the
+  // first kInFlight answer: admitted (or being admitted) and polling.
+  bool waiting_ = false;
   absl::Duration poll_ = kFirstPoll;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<UpstreamCall> admission_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<AdmissionLease> lease_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<void> wait_ticket_ ABSL_GUARDED_BY(mu_);
 };
 
 // A callback that either of two paths may end up running (exactly one does).
@@ -400,9 +405,10 @@ CopilotCore::CopilotCore(HaufeApi& api, const Clock& clock, const ThreadHandles&
       usage_(usage),
       shared_request_ids_(shared_request_ids),
       request_ids_(clock, options_.request_ids),
-      outliving_(std::make_shared<OutlivingCalls>()) {}
+      outliving_(std::make_shared<CallCount>()),
+      shared_waiters_(std::make_shared<CallCount>()) {}
 
-std::shared_ptr<void> CopilotCore::OutlivingCalls::Enter() {
+std::shared_ptr<void> CallCount::Enter() {
   {
     absl::MutexLock lock(&mu_);
     ++count_;
@@ -413,12 +419,12 @@ std::shared_ptr<void> CopilotCore::OutlivingCalls::Enter() {
           }};
 }
 
-int CopilotCore::OutlivingCalls::count() const {
+int CallCount::count() const {
   absl::MutexLock lock(&mu_);
   return count_;
 }
 
-bool CopilotCore::OutlivingCalls::WaitIdle(absl::Time deadline) {
+bool CallCount::WaitIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
@@ -481,6 +487,7 @@ std::shared_ptr<UpstreamCall> CopilotCore::MaybeDeduplicate(
     shared->fingerprint = fingerprint;
     shared->lease = options_.max_call_timeout + kSharedLeaseMargin;
     shared->deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
+    shared->waiting = shared_waiters_;
   } else if (lookup.attempt == nullptr) {
     return std::move(start)(once->Take());  // Not remembered anywhere: an ordinary call.
   }

@@ -57,6 +57,19 @@ struct CoreOptions {
   RequestIdLimits request_ids;
 };
 
+// A count of things in flight, each holding a ticket from Enter() until it ends. Thread-safe.
+class CallCount : public std::enable_shared_from_this<CallCount> {
+ public:
+  std::shared_ptr<void> Enter();
+  int count() const;
+  // Blocks until the count is 0 or `deadline` passed; true when it is 0.
+  bool WaitIdle(absl::Time deadline);
+
+ private:
+  mutable absl::Mutex mu_;
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 template <typename T>
 using CoreCallback = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 
@@ -89,6 +102,10 @@ class CopilotCore {
   int outliving_calls() const { return outliving_->count(); }
   // For the drain: blocks until no such call runs or `deadline` passed; true when none does.
   bool WaitForOutlivingCalls(absl::Time deadline) { return outliving_->WaitIdle(deadline); }
+  // Retries waiting for an attempt another replica runs (the in-process store's waiters() are
+  // those waiting for an attempt of this replica). Bounded by the tenants' rate and, for Run
+  // and Complete, concurrency limits, which admit each of them.
+  int shared_waiters() const { return shared_waiters_->count(); }
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const CallContext& context, const copilot::v1::ListAssistantsRequest& request,
@@ -202,18 +219,10 @@ class CopilotCore {
   UsageReader* const usage_;
   SharedRequestIds* const shared_request_ids_;
   RequestIdStore request_ids_;
-  // Counts the calls in flight under a request_id (each holds a ticket from Enter).
-  class OutlivingCalls : public std::enable_shared_from_this<OutlivingCalls> {
-   public:
-    std::shared_ptr<void> Enter();
-    int count() const;
-    bool WaitIdle(absl::Time deadline);
-
-   private:
-    mutable absl::Mutex mu_;
-    int count_ ABSL_GUARDED_BY(mu_) = 0;
-  };
-  const std::shared_ptr<OutlivingCalls> outliving_;
+  // Calls in flight under a request_id, and those of them waiting for another replica's
+  // attempt.
+  const std::shared_ptr<CallCount> outliving_;
+  const std::shared_ptr<CallCount> shared_waiters_;
 };
 
 }  // namespace copilot::gateway

@@ -258,7 +258,8 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                               "request_ids remembered or in flight; bounded by "
                               "request_ids.max_entries.");
   request_id_waiters_ = gauge("copilot_gateway_request_id_waiters",
-                              "Retries waiting for the first attempt of their request_id.");
+                              "Retries waiting for the first attempt of their request_id (run "
+                              "here or, with Redis, by another replica).");
   upstream_buffered_bytes_ =
       gauge("copilot_gateway_upstream_buffered_bytes",
             "Bytes of upstream responses held (bodies being collected, partial stream lines); "

@@ -541,6 +541,12 @@ class CopilotCoreSharedTest : public CopilotCoreTest {
   CopilotCoreSharedTest()
       : shared_core_(api_, clock_, handles_, Options(), nullptr, &admission_, nullptr, &shared_) {}
   using Kind = SharedRequestIds::Lookup::Kind;
+  // What another replica recorded for a Run that answered message `id`.
+  static std::string RecordedRun(const std::string& id) {
+    v1::RunResponse response;
+    response.mutable_message()->set_id(id);
+    return response.SerializeAsString();
+  }
   FakeWaiterAdmission admission_;
   FakeSharedRequestIds shared_;
   CopilotCore shared_core_;
@@ -571,11 +577,9 @@ TEST_F(CopilotCoreSharedTest, AClaimedRequestRunsAndItsResultIsRecordedForTheRep
 }
 
 TEST_F(CopilotCoreSharedTest, AResultAnotherReplicaRecordedIsReturnedWithoutAnUpstreamCall) {
-  v1::RunResponse earlier;
-  earlier.mutable_message()->set_id("M9");
   Result<v1::RunResponse> retry;
   shared_core_.Run(CallContext{}, RunRequest(kRequestId), retry.Callback());
-  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, RecordedRun("M9")));
   EXPECT_EQ((*retry.value)->message().id(), "M9");
   EXPECT_EQ(api_.call_count(), 0);
   EXPECT_TRUE(shared_.finishes.empty());
@@ -593,11 +597,11 @@ TEST_F(CopilotCoreSharedTest, ARetryWaitsAdmittedAndPollingForTheReplicaRunningI
   ASSERT_EQ(shared_.claims.size(), 3u);
   EXPECT_EQ(shared_.claims[2].delay, absl::Milliseconds(100));  // Backing off.
   EXPECT_EQ(admission_.admitted.size(), 1u);                    // Admitted once.
-  v1::RunResponse earlier;
-  earlier.mutable_message()->set_id("M9");
-  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  EXPECT_EQ(shared_core_.shared_waiters(), 1);                  // Counted while it waits.
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, RecordedRun("M9")));
   EXPECT_EQ((*retry.value)->message().id(), "M9");
   EXPECT_EQ(admission_.held, 0);
+  EXPECT_EQ(shared_core_.shared_waiters(), 0);
   EXPECT_EQ(api_.call_count(), 0);
 }
 
@@ -611,9 +615,7 @@ TEST_F(CopilotCoreSharedTest, AWaitingRetryKeepsWaitingWhenAPollFails) {
   EXPECT_FALSE(retry.value.has_value());
   ASSERT_EQ(shared_.claims.size(), 3u);  // Polling on.
   EXPECT_EQ(api_.call_count(), 0);
-  v1::RunResponse earlier;
-  earlier.mutable_message()->set_id("m9");
-  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, earlier.SerializeAsString()));
+  shared_.Answer(FakeSharedRequestIds::Of(Kind::kDone, RecordedRun("m9")));
   EXPECT_EQ((*retry.value)->message().id(), "m9");
   EXPECT_EQ(admission_.held, 0);
 }
@@ -624,6 +626,7 @@ TEST_F(CopilotCoreSharedTest, AWaitingRetryTakesOverWhenTheAttemptItWaitedForFai
   shared_.Answer(FakeSharedRequestIds::Of(Kind::kInFlight));
   shared_.Answer(FakeSharedRequestIds::Of(Kind::kStart, "", "token-2"));
   EXPECT_EQ(admission_.held, 0);  // Runs as a call of its own, not as a waiter.
+  EXPECT_EQ(shared_core_.shared_waiters(), 0);
   api_.WaitForCall(0)->FinishMessage(Answer("m2"));
   EXPECT_EQ((*retry.value)->message().id(), "m2");
   EXPECT_EQ(shared_.finishes.size(), 1u);
