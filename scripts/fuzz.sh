@@ -17,7 +17,9 @@
 # the build and replay left of it, less 30 s for startup and the report, is split between the
 # targets (at least 5 s each), so a cold build (no ccache) shortens the runs instead of
 # overrunning. FUZZ_BUDGET sets the total run seconds instead. FUZZ_JOBS: targets run at once
-# (default 2; 1 for --long); FUZZ_WORK: the scratch directory; JOBS: build parallelism.
+# (default 2; 1 for --long); FUZZ_WORK: the scratch directory; JOBS: build parallelism;
+# FUZZ_NICE: the fuzzers' nice level; FUZZ_TIMEOUT: seconds one input may take (default 25; a
+# long run at nice 19 on a machine that also builds can starve that long: give it 120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -135,7 +137,7 @@ fuzz_one() {  # target seconds
   local len=${max_len[$target]} corpus="$work/corpus/$target" artifacts="$work/artifacts/$target"
   [[ "$mode" == long ]] && len=262144
   mkdir -p "$corpus" "$artifacts"
-  local args=(-max_len="$len" -timeout=25 -rss_limit_mb=2560 -print_final_stats=1
+  local args=(-max_len="$len" -timeout="${FUZZ_TIMEOUT:-25}" -rss_limit_mb=2560 -print_final_stats=1
               -artifact_prefix="$artifacts/")
   [[ "${dict[$target]}" != - ]] && args+=(-dict="tests/fuzz/dict/${dict[$target]}")
   local end=$((SECONDS + seconds)) runs=0 execs=0 known=0 status=0 log left line n

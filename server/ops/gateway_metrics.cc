@@ -324,7 +324,8 @@ void GatewayMetrics::CountUpstreamTransportError(absl::string_view reason) {
       "upstream_unreachable",    "upstream_tls_error",          "upstream_reset",
       "upstream_stalled",        "upstream_transport_error",    "upstream_timeout",
       "upstream_call_cancelled", "upstream_response_too_large", "upstream_transfers_exhausted",
-      "transport_shutdown",      "transport_misconfigured",     "upstream_proxy_error"};
+      "transport_shutdown",      "transport_misconfigured",     "upstream_proxy_error",
+      "upstream_refused_stream"};
   const bool known = std::find(std::begin(kKnown), std::end(kKnown), reason) != std::end(kKnown);
   upstream_transport_errors_.Add({{"reason", known ? std::string(reason) : "other"}}).Increment();
 }

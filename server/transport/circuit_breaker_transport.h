@@ -8,11 +8,12 @@
 //              "upstream_proxy_error", "upstream_reset", "upstream_stalled",
 //              "upstream_transport_error") or HTTP 502, 503 or 504; a success is any other HTTP
 //              answer (4xx and 500 included: they answer one request, they do not say the
-//              upstream is down). Cancels, deadlines and the gateway's own refusals count as
-//              neither, so that a caller with short deadlines cannot open the circuit for
-//              everybody. The circuit opens after `consecutive_failures` failures in a row, or
-//              when over the last `window` at least `min_requests` attempts ended and at least
-//              `failure_ratio` of them failed.
+//              upstream is down). Cancels, deadlines, the gateway's own refusals and HTTP/2
+//              streams the upstream refused ("upstream_refused_stream": it is alive and said
+//              it did not process them, e.g. above a GOAWAY) count as neither, so that a caller
+//              with short deadlines cannot open the circuit for everybody. The circuit opens after
+//              `consecutive_failures` failures in a row, or when over the last `window` at least
+//              `min_requests` attempts ended and at least `failure_ratio` of them failed.
 //   open       for `cooldown`, every request fails at once (inline, in Start) with UNAVAILABLE
 //              "upstream_circuit_open" and RetryInfo (the cooldown left). Nothing is sent.
 //   half-open  after the cooldown: up to `half_open_probes` requests pass as probes, the rest

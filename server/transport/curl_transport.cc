@@ -29,6 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/common/errors.h"
+#include "server/transport/h2_stream_refusals.h"
 
 namespace copilot::gateway {
 namespace {
@@ -205,10 +206,10 @@ long WholeSecondsBelow(absl::Duration age) {
 
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
 // mailbox_ and in_flight_ (thread-safe).
-class CurlTransport::Loop {
+class CurlTransport::Loop final : public H2StreamRefusalObserver {
  public:
   static absl::StatusOr<std::unique_ptr<Loop>> Create(const CurlTransportOptions& options);
-  ~Loop();
+  ~Loop() override;
 
   const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
   // The thread body: returns after a kStop command, every transfer completed.
@@ -238,8 +239,11 @@ class CurlTransport::Loop {
     std::size_t body_bytes = 0;
     std::size_t max_body_bytes = 0;
     bool too_large = false;
-    bool connect_timeout_first = false;   // The connect timeout fires before the deadline.
-    int sends = 0;                        // Times libcurl was about to send the request.
+    bool connect_timeout_first = false;  // The connect timeout fires before the deadline.
+    int sends = 0;                       // Times libcurl was about to send the request.
+    // Sends whose HTTP/2 stream the upstream refused (did not process); whether the latest did.
+    int refused_sends = 0;
+    bool latest_send_refused = false;
     bool resend_refused = false;          // A second send of a POST was refused.
     std::optional<CURLcode> held_result;  // Finished while paused: waits for Resume.
     SteadyTime last_activity;
@@ -263,6 +267,8 @@ class CurlTransport::Loop {
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
   static int OnPrerequest(void* transfer, char* remote_ip, char* local_ip, int remote_port,
                           int local_port);
+  // H2StreamRefusalObserver: the upstream did not process the transfer's latest send.
+  void OnStreamRefused(CURL* easy) override;
 
   void HandleCommands();
   // Creates the transfer for `command` and adds it to the multi handle, or completes it with
@@ -286,6 +292,11 @@ class CurlTransport::Loop {
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
   // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
   // that is not idempotent, which the upstream may have carried out: then INTERNAL.
+  // Whether the upstream may have acted on the request: a send that HTTP/2 did not say was
+  // refused (never sent at all, or every send refused: it did not).
+  static bool MaySendHaveActed(const Transfer& transfer) {
+    return transfer.sends > transfer.refused_sends;
+  }
   static absl::Status TransportFailure(const Transfer& transfer, const std::string& message,
                                        absl::string_view reason,
                                        std::map<std::string, std::string> metadata);
@@ -442,13 +453,29 @@ size_t CurlTransport::Loop::OnHeader(char* data, size_t size, size_t count, void
 int CurlTransport::Loop::OnPrerequest(void* transfer_ptr, char* /*remote_ip*/, char* /*local_ip*/,
                                       int /*remote_port*/, int /*local_port*/) {
   auto* transfer = static_cast<Transfer*>(transfer_ptr);
-  if (++transfer->sends > 1 && !transfer->idempotent) {
+  const bool latest_refused = transfer->latest_send_refused;
+  transfer->latest_send_refused = false;
+  if (++transfer->sends > 1 && !transfer->idempotent && !latest_refused) {
     // libcurl is about to send the request again because the connection it went out on died
-    // before any response byte: the upstream may have carried it out (see the header).
+    // before any response byte: the upstream may have carried it out (see the header). When the
+    // upstream refused the stream it did not, and the send goes ahead.
     transfer->resend_refused = true;
     return CURL_PREREQFUNC_ABORT;
   }
   return CURL_PREREQFUNC_OK;
+}
+
+void CurlTransport::Loop::OnStreamRefused(CURL* easy) {
+  // Every transfer of this thread's multi handle is one of ours.
+  Transfer* transfer = nullptr;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, &transfer);
+  // A refusal after a response byte breaks the protocol (RFC 9113 8.7): not taken at its word.
+  if (transfer == nullptr || transfer->sends == 0 || transfer->response_started ||
+      transfer->latest_send_refused) {
+    return;
+  }
+  transfer->latest_send_refused = true;
+  ++transfer->refused_sends;
 }
 
 size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void* transfer_ptr) {
@@ -707,7 +734,7 @@ absl::Status CurlTransport::Loop::TransportFailure(const Transfer& transfer,
                                                    std::map<std::string, std::string> metadata) {
   metadata["headers_received"] = transfer.headers_delivered ? "true" : "false";
   metadata["response_started"] = transfer.response_started ? "true" : "false";
-  metadata["request_sent"] = transfer.sends > 0 ? "true" : "false";
+  metadata["request_sent"] = MaySendHaveActed(transfer) ? "true" : "false";
   if (transfer.response_started && !transfer.idempotent) {
     return MakeError(absl::StatusCode::kInternal,
                      absl::StrCat(message, "; the upstream may have carried out the request"),
@@ -722,7 +749,9 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
       {"curl_code", absl::StrCat(static_cast<int>(result))},
       {"headers_received", transfer.headers_delivered ? "true" : "false"},
       {"response_started", transfer.response_started ? "true" : "false"},
-      {"request_sent", transfer.sends > 0 ? "true" : "false"}};
+      {"request_sent", MaySendHaveActed(transfer) ? "true" : "false"}};
+  if (transfer.refused_sends > 0)
+    metadata["streams_refused"] = absl::StrCat(transfer.refused_sends);
   // libcurl's own text names hosts, addresses and ports: for the log (the call's trace), never
   // for the caller.
   const std::string detail = transfer.error[0] != '\0' ? std::string(transfer.error)
@@ -791,6 +820,11 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     case CURLE_HTTP2_STREAM:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
+      if (transfer
+              .latest_send_refused) {  // Also libcurl's 5 tries, or a lone stream above a GOAWAY.
+        return failure("the upstream refused the request's HTTP/2 stream (it did not process it)",
+                       "upstream_refused_stream");
+      }
       if (!transfer.response_started) {
         return failure("the upstream connection broke before a response", "upstream_reset");
       }
@@ -880,6 +914,7 @@ void CurlTransport::Loop::RunTimers(std::optional<SteadyTime> now) {
 }
 
 void CurlTransport::Loop::Run() {
+  ObserveH2StreamRefusalsOnThisThread(this);
   epoll_event events[kMaxEvents];
   int running = 0;
   while (true) {
@@ -912,6 +947,7 @@ void CurlTransport::Loop::Run() {
     RunTimers(SteadyClock::now());
   }
   StopAll();
+  ObserveH2StreamRefusalsOnThisThread(nullptr);
 }
 
 CurlTransport::CurlTransport(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {

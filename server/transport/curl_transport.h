@@ -87,16 +87,21 @@ struct CurlTransportOptions {
 // (max_idle_connection_age below the upstream's keep-alive timeout) makes this rare. Over
 // HTTP/2, libcurl (7.88) also re-sends when a stream is reset before any response byte on a
 // reused connection, whatever the reset's code (REFUSED_STREAM, which means "not processed",
-// and INTERNAL_ERROR, which does not): the same rule refuses it for a POST, so a POST above a
-// GOAWAY fails UNAVAILABLE instead of being re-sent (GatewayUpstreamH2Test).
+// and INTERNAL_ERROR, which does not), without saying which. The loop learns which from
+// nghttp2 itself (h2_stream_refusals.h): a send whose stream the upstream refused
+// (REFUSED_STREAM, or above a GOAWAY's last stream ID) is followed by libcurl's re-send, POSTs
+// included; any other re-send of a POST is refused as above (GatewayUpstreamH2Test).
 //
 // Errors (OnComplete; ErrorInfo reason, metadata "curl_code", "headers_received",
-// "response_started" and "request_sent": "false" when CURLOPT_PREREQFUNCTION never ran for the
-// transfer, i.e. libcurl never began to send the request):
+// "response_started" and "request_sent": "false" when the upstream provably did not act on
+// the request: CURLOPT_PREREQFUNCTION never ran for the transfer (libcurl never began to send
+// it), or every send's HTTP/2 stream was refused (then also "streams_refused": the count)):
 //   connect refused / resolve failure / connect timeout  UNAVAILABLE "upstream_unreachable"
 //   the egress proxy refused CONNECT / cannot resolve it  UNAVAILABLE "upstream_proxy_error"
 //   TLS handshake or certificate failure                 UNAVAILABLE "upstream_tls_error"
 //   connection reset or closed early                     UNAVAILABLE "upstream_reset"
+//   the latest send's HTTP/2 stream refused, and libcurl  UNAVAILABLE "upstream_refused_stream"
+//     gave up (5 sends, or a lone stream above a GOAWAY)
 //   no response byte for stall_timeout while not paused  UNAVAILABLE "upstream_stalled"
 //   any other libcurl failure                            UNAVAILABLE "upstream_transport_error"
 //     ... but INTERNAL, same reason, once a response byte arrived for a request that is not

@@ -76,8 +76,9 @@ class HttpTransferHandler {
   // an ErrorInfo payload (server/common/errors.h) with a reason and metadata
   // "headers_received" / "response_started" ("true"/"false"):
   //   - Every transport failure carries metadata "request_sent": "false" when no byte of the
-  //     request was ever sent (the upstream provably did not act on it: a retry is safe for any
-  //     method), "true" when it may have been.
+  //     request was ever sent, or the upstream said it did not process it (HTTP/2
+  //     REFUSED_STREAM or above a GOAWAY's last stream ID), so it provably did not act on it: a
+  //     retry is safe for any method; "true" when it may have.
   //   - A transport failure (reasons "upstream_unreachable", "upstream_tls_error",
   //     "upstream_proxy_error" (the egress proxy refused the tunnel: metadata "proxy_status"),
   //     "upstream_reset", "upstream_stalled", "upstream_transport_error") before any response

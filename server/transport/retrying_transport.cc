@@ -52,7 +52,7 @@ std::optional<std::string> RetryableFailure(const absl::Status& status, bool ide
   const bool sent = MetadataValue(*info, "request_sent") != "false";
   if (!sent) {
     if (reason == "upstream_unreachable" || reason == "upstream_reset" ||
-        reason == "upstream_transport_error") {
+        reason == "upstream_transport_error" || reason == "upstream_refused_stream") {
       return reason;
     }
     // CURLE_SSL_CONNECT_ERROR: the handshake broke. A certificate refused (60) or a bad trust

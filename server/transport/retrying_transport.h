@@ -6,8 +6,9 @@
 // What is retried (decided per attempt; an attempt that passed any byte of its answer to the
 // caller's handler is never retried):
 //   - Any method, when the transport says the request was never sent (metadata "request_sent":
-//     "false") and the failure is transient: "upstream_unreachable" (refused, DNS, connect
-//     timeout), "upstream_reset", "upstream_transport_error", "upstream_tls_error" during the
+//     "false": nothing sent, or HTTP/2 refused every send) and the failure is transient:
+//     "upstream_unreachable" (refused, DNS, connect timeout), "upstream_reset",
+//     "upstream_refused_stream", "upstream_transport_error", "upstream_tls_error" during the
 //     handshake (libcurl code 35; a certificate the gateway refuses fails the same way again),
 //     "upstream_proxy_error" when the proxy could not reach the upstream (502, 503, 504) or
 //     could not be resolved.
