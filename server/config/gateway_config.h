@@ -69,9 +69,10 @@ struct UpstreamConfig {
   // Idle connections kept for reuse; 0: as many as max_transfers (sized to the load; idle ones
   // close after max_idle_connection_age).
   std::size_t max_cached_connections = 0;
-  // Connections to the upstream at most (0: no bound). Over HTTP/2 each carries as many calls
-  // as the upstream's stream cap; calls beyond wait for a free stream or connection, within
-  // their deadline.
+  // Connections to the upstream at most (0: sized to the load: no bound over HTTP/1.1, calls in
+  // flight / 100 + 8 once the upstream negotiated HTTP/2; CurlTransportOptions). Over HTTP/2
+  // each carries as many calls as the upstream's stream cap; calls beyond wait for a free
+  // stream or connection, within their deadline.
   std::size_t max_connections = 0;
   // No upstream connection idle this long is reused (keep it below the upstream's keep-alive
   // timeout), nor one this old (0: no bound). Whole seconds.

@@ -38,6 +38,11 @@ using SteadyClock = std::chrono::steady_clock;
 using SteadyTime = SteadyClock::time_point;
 
 constexpr int kMaxEvents = 256;
+// The automatic bound on HTTP/2 connections (CurlTransportOptions::max_connections 0): the
+// stream cap assumed per connection (SETTINGS_MAX_CONCURRENT_STREAMS: 100 is what common servers
+// announce and what RFC 9113 recommends at least), and connections allowed beyond the need.
+constexpr long kHttp2StreamsPerConnection = 100;
+constexpr long kHttp2SpareConnections = 8;
 
 void EnsureCurlGlobalInit() {
   static std::once_flag once;
@@ -269,6 +274,21 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
                           int local_port);
   // H2StreamRefusalObserver: the upstream did not process the transfer's latest send.
   void OnStreamRefused(CURL* easy) override;
+  // H2StreamRefusalObserver: the upstream speaks HTTP/2; from now on the connections are
+  // bounded by the load. At once: libcurl goes on in the same call to hand the transfers waiting
+  // for this connection to it, and to open new ones for those it cannot take. (Setting the
+  // option is a plain field write in libcurl, safe from here: it is not a libcurl callback.)
+  void OnHttp2Connection() override {
+    http2_seen_ = true;
+    UpdateConnectionBound();
+  }
+  // With max_connections 0 and an upstream that negotiated HTTP/2: sets libcurl's bound on
+  // connections to the host to the connections the transfers need, kHttp2StreamsPerConnection
+  // each, plus kHttp2SpareConnections. libcurl (7.88) otherwise opens a connection for each
+  // transfer that finds the open ones at their stream cap while new ones are still connecting
+  // (a new connection is not reusable before its TCP connect completes), so a burst of 300
+  // opened 201 connections where 3 carry it.
+  void UpdateConnectionBound();
 
   void HandleCommands();
   // Creates the transfer for `command` and adds it to the multi handle, or completes it with
@@ -312,6 +332,8 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   const std::shared_ptr<Mailbox> mailbox_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  bool http2_seen_ = false;     // A connection to the upstream negotiated HTTP/2.
+  long connection_bound_ = -1;  // The CURLMOPT_MAX_HOST_CONNECTIONS in force (-1: the option's).
   std::optional<SteadyTime> curl_timer_;
   std::priority_queue<StallEntry, std::vector<StallEntry>, std::greater<>> stall_heap_;
   // RunAfter tasks by due time (insertion order among equal times).
@@ -419,6 +441,11 @@ void CurlTransport::Loop::DeliverHeaders(Transfer& transfer) {
   long code = 0;
   curl_easy_getinfo(transfer.easy, CURLINFO_RESPONSE_CODE, &code);
   transfer.head.status = static_cast<int>(code);
+  long version = CURL_HTTP_VERSION_NONE;
+  curl_easy_getinfo(transfer.easy, CURLINFO_HTTP_VERSION, &version);
+  // An upstream (or a load balancer in front of it) that answers HTTP/1.x again: one transfer
+  // per connection, so no bound from the stream count.
+  if (version != CURL_HTTP_VERSION_2_0 && version != CURL_HTTP_VERSION_NONE) http2_seen_ = false;
   transfer.handler->OnHeaders(transfer.head);
 }
 
@@ -463,6 +490,22 @@ int CurlTransport::Loop::OnPrerequest(void* transfer_ptr, char* /*remote_ip*/, c
     return CURL_PREREQFUNC_ABORT;
   }
   return CURL_PREREQFUNC_OK;
+}
+
+void CurlTransport::Loop::UpdateConnectionBound() {
+  if (options_.max_connections != 0) return;
+  if (!http2_seen_) {
+    if (connection_bound_ != -1) curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    connection_bound_ = -1;
+    return;
+  }
+  const auto transfers = static_cast<long>(transfers_.size());
+  const long bound = (transfers + kHttp2StreamsPerConnection - 1) / kHttp2StreamsPerConnection +
+                     kHttp2SpareConnections;
+  if (bound == connection_bound_) return;
+  // Cannot fail: a long for a known option, outside any libcurl callback.
+  curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, bound);
+  connection_bound_ = bound;
 }
 
 void CurlTransport::Loop::OnStreamRefused(CURL* easy) {
@@ -936,13 +979,17 @@ void CurlTransport::Loop::Run() {
       if (events[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
       curl_multi_socket_action(multi_, fd, mask, &running);
     }
-    if (woken) HandleCommands();
+    if (woken) {
+      HandleCommands();
+      UpdateConnectionBound();
+    }
     if (stopping_) break;
     if (curl_timer_ && *curl_timer_ <= SteadyClock::now()) {
       curl_timer_.reset();
       curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
     }
     DrainDone();
+    UpdateConnectionBound();
     CheckStalls(SteadyClock::now());
     RunTimers(SteadyClock::now());
   }

@@ -32,8 +32,11 @@ struct CurlTransportOptions {
   // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
   // ones still close after max_idle_connection_age).
   long max_cached_connections = 0;
-  // Connections to one host at most (CURLMOPT_MAX_HOST_CONNECTIONS; 0: no bound). Transfers
-  // beyond wait in libcurl's queue for a connection, or over HTTP/2 for a free stream on one.
+  // Connections to one host at most (CURLMOPT_MAX_HOST_CONNECTIONS). Transfers beyond wait in
+  // libcurl's queue for a connection, or over HTTP/2 for a free stream on one. 0: sized to the
+  // load: no bound while the upstream answers HTTP/1.x; once a connection negotiated HTTP/2,
+  // the transfers in flight / 100 (the usual stream cap) + 8, updated as they start and end
+  // (libcurl alone opens a connection per transfer in a burst; see UpdateConnectionBound).
   long max_connections = 0;
   // No connection idle this long is reused (CURLOPT_MAXAGE_CONN), nor one this old
   // (CURLOPT_MAXLIFETIME_CONN; zero: no bound). libcurl counts whole seconds, so both act as

@@ -75,6 +75,10 @@ extern "C" void nghttp2_session_callbacks_set_on_stream_close_callback(
                                                    std::memory_order_release);
       installed = &copilot::gateway::OnStreamClose;
     }
+    // libcurl installs its callbacks once per HTTP/2 connection, when ALPN chose h2.
+    if (copilot::gateway::tls_observer != nullptr) {
+      copilot::gateway::tls_observer->OnHttp2Connection();
+    }
   }
   real(cbs, installed);
 }

@@ -12,9 +12,14 @@
 // installed in its place that reports refused streams and then calls libcurl's. Callbacks of
 // any other nghttp2 user in the process are passed through untouched.
 //
+// The same wrapper says when libcurl sets up an HTTP/2 session (it installs its callbacks once
+// per connection that negotiated h2): the loop sizes its connection bound from that
+// (CurlTransportOptions::max_connections).
+//
 // Where the interposition is not in effect (a libcurl linked to nghttp2 statically, or one that
 // installs the callback some other way) nothing is ever reported, and every stream close looks
-// like a connection that may have died after the upstream acted: the safe side.
+// like a connection that may have died after the upstream acted: the safe side (and HTTP/2
+// connections are not bounded by the load: libcurl's own burst behaviour).
 #ifndef COPILOT_GATEWAY_SERVER_TRANSPORT_H2_STREAM_REFUSALS_H_
 #define COPILOT_GATEWAY_SERVER_TRANSPORT_H2_STREAM_REFUSALS_H_
 
@@ -22,18 +27,20 @@
 
 namespace copilot::gateway {
 
-// Receives the refusals seen on one thread. Called on that thread, from inside
-// curl_multi_socket_action (or any other libcurl call that reads from the connection), before
-// libcurl handles the stream's close; `easy` is the transfer whose stream was refused. Must
-// not call into libcurl other than curl_easy_getinfo.
+// Receives the HTTP/2 events seen on one thread. Called on that thread, from inside
+// curl_multi_socket_action (or any other libcurl call that drives a connection). Must not call
+// into libcurl other than curl_easy_getinfo.
 class H2StreamRefusalObserver {
  public:
   virtual ~H2StreamRefusalObserver() = default;
+  // Before libcurl handles the stream's close; `easy` is the transfer whose stream was refused.
   virtual void OnStreamRefused(CURL* easy) = 0;
+  // libcurl set up an HTTP/2 session: a connection to the upstream negotiated HTTP/2 (ALPN h2).
+  virtual void OnHttp2Connection() = 0;
 };
 
-// Reports the refused streams of libcurl transfers run by the calling thread to `observer`
-// (nullptr: to nobody) until it is called again on this thread.
+// Reports the refused streams and new HTTP/2 connections of libcurl transfers run by the
+// calling thread to `observer` (nullptr: to nobody) until it is called again on this thread.
 void ObserveH2StreamRefusalsOnThisThread(H2StreamRefusalObserver* observer);
 
 // Whether libcurl's stream-close callback has been wrapped at least once in this process (i.e.

@@ -1171,8 +1171,9 @@ TEST(CurlTransportCacheTest, TheDefaultCacheKeepsTheConnectionsOfTheLoad) {
 }
 
 // max_connections over HTTP/2: 300 transfers at once to an upstream that allows 100 streams
-// per connection. With a bound of 3 they use at most 3 connections; without one, the burst
-// opens more.
+// per connection. With a bound of 3 they use at most 3 connections; with 0 (sized to the load)
+// at most 300 / 100 + 8. libcurl alone opened 201: a connection for each transfer that found
+// the open ones full while new ones were still connecting.
 int Http2ConnectionsFor300AtOnce(long max_connections) {
   const std::string certs = COPILOT_TEST_CERTS_DIR;
   auto emulator =
@@ -1193,14 +1194,36 @@ int Http2ConnectionsFor300AtOnce(long max_connections) {
 
 TEST(CurlTransportHttp2Test, MaxConnectionsBoundsTheConnectionsOfABurst) {
   const int bounded = Http2ConnectionsFor300AtOnce(3);
-  const int unbounded = Http2ConnectionsFor300AtOnce(0);
+  const int sized = Http2ConnectionsFor300AtOnce(0);
   std::printf(
       "[ figures  ] 300 transfers at once over HTTP/2: %d connections with "
-      "max_connections 3, %d without\n",
-      bounded, unbounded);
+      "max_connections 3, %d with 0 (sized to the load)\n",
+      bounded, sized);
   EXPECT_GE(bounded, 1);
   EXPECT_LE(bounded, 3);
-  EXPECT_GT(unbounded, 3);
+  EXPECT_GE(sized, 3);
+  EXPECT_LE(sized, 3 + 8);
+}
+
+// The bound sized to the load applies to HTTP/2 only: an HTTPS upstream answering HTTP/1.1
+// gets a connection per transfer in flight, as many as the burst needs, and all at once.
+TEST(CurlTransportHttp2Test, AnHttp11UpstreamOverTlsIsNotBoundedByTheStreamCount) {
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  auto emulator = EmulatorProcess::Start({.args = {"--response-delay-ms", "300"},
+                                          .tls_cert_file = certs + "/server.pem",
+                                          .tls_key_file = certs + "/server.key"});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto transport = CurlTransport::Create({.ca_file = certs + "/ca.pem"});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const absl::Time start = absl::Now();
+  GetAllAtOnce(**transport, **emulator, (*emulator)->tls_api_url() + "/assistants", 40);
+  const absl::Duration took = absl::Now() - start;
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["h2_connections"], 0) << stats->dump();
+  EXPECT_GE((*stats)["accepted_total"].get<int>(), 40) << stats->dump();
+  // In one round of the upstream's 300 ms, not in 40 / 9 rounds.
+  EXPECT_LT(took, absl::Milliseconds(1500));
 }
 
 // An HTTPS/2 emulator started with `args`, and a transport trusting it that opens at most
