@@ -125,6 +125,15 @@ json LicenceMetaData(absl::string_view licence) {
 
 }  // namespace
 
+void StripLicenceMetaData(google::protobuf::Struct& meta_data) {
+  auto& fields = *meta_data.mutable_fields();
+  const auto user_data = fields.find("user_data");
+  if (user_data == fields.end() || !user_data->second.has_struct_value()) return;
+  auto& user_fields = *user_data->second.mutable_struct_value()->mutable_fields();
+  user_fields.erase("licence");
+  if (user_fields.empty()) fields.erase(user_data);
+}
+
 absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view what) {
   if (JsonNestsDeeperThan(text, kMaxJsonDepth)) {
     return BadResponse(
@@ -333,6 +342,7 @@ absl::StatusOr<v1::Message> MessageFromJson(const json& json) {
   ReadSources(Array(json, "sources"), out.mutable_sources());
   if (const auto* meta = Member(json, "meta_data"); meta && meta->is_object()) {
     *out.mutable_meta_data() = StructFromJson(*meta);
+    StripLicenceMetaData(*out.mutable_meta_data());
   }
   return out;
 }

@@ -58,7 +58,12 @@ absl::string_view RoleToString(copilot::v1::Role role);
 
 absl::StatusOr<copilot::v1::Assistant> AssistantFromJson(const nlohmann::json& json);
 absl::StatusOr<copilot::v1::Thread> ThreadFromJson(const nlohmann::json& json);
+// Its meta_data without user_data.licence: the field the gateway sends with a Run or a
+// completion is its own, never the caller's, whatever value an answer echoes in it
+// (StripLicenceMetaData).
 absl::StatusOr<copilot::v1::Message> MessageFromJson(const nlohmann::json& json);
+// Removes user_data.licence from `meta_data`, and user_data when nothing else is left in it.
+void StripLicenceMetaData(google::protobuf::Struct& meta_data);
 // One NDJSON stream line (haufe-api.md section 6). Not for error lines (see IsStreamErrorLine).
 absl::StatusOr<copilot::v1::MessageChunk> MessageChunkFromJson(const nlohmann::json& json);
 // True for `{"error_code": ..., ...}` without `delta`: an upstream error inside a stream.

@@ -155,15 +155,9 @@ TEST_F(GatewayHardeningTest, EchoedLicencesAreRedactedAfterDecoding) {
   status = RunOn(thread, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(response.SerializeAsString(), Not(HasSubstr("LIC-TEST-0001")));
-  EXPECT_EQ(response.message()
-                .meta_data()
-                .fields()
-                .at("user_data")
-                .struct_value()
-                .fields()
-                .at("licence")
-                .string_value(),
-            "[redacted]");
+  // The field the gateway sent is its own: gone from the answer, not only its value.
+  EXPECT_EQ(response.message().meta_data().fields().count("user_data"), 0u);
+  EXPECT_THAT(response.message().content(), HasSubstr("[redacted]"));
 }
 
 // Item 3: no bound on tool_calls or tools: one 1.6 MB AddMessage with 100k tool calls took the

@@ -435,14 +435,8 @@ TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
   ASSERT_TRUE(answered.value->ok()) << answered.value->status();
   const v1::Message& message = **answered.value;
   EXPECT_EQ(message.content(), "Your licence is [redacted].");
-  EXPECT_EQ(message.meta_data()
-                .fields()
-                .at("user_data")
-                .struct_value()
-                .fields()
-                .at("licence")
-                .string_value(),
-            "[redacted]");
+  // The gateway's own field is removed (JsonMappingTest); the licence elsewhere is redacted.
+  EXPECT_EQ(message.meta_data().fields().count("user_data"), 0u);
   EXPECT_EQ(message.meta_data().fields().at("list").list_value().values(0).string_value(),
             "x [redacted] y");
   EXPECT_EQ(message.SerializeAsString().find("PI42"), std::string::npos);

@@ -253,6 +253,31 @@ TEST(JsonMappingTest, ToolAndUserMessages) {
   ExpectBadResponse(ParseMessage(R"({"role":"user"})").status());
 }
 
+// The licence the gateway sends in meta_data.user_data is its own: an answer that echoes the
+// field gets it removed (and user_data with it when nothing else is in it), whatever its value;
+// the assistant's own meta_data stays.
+TEST(JsonMappingTest, MessageMetaDataLosesTheGatewaysLicenceField) {
+  auto echoed = ParseMessage(R"({"id":"m5","role":"assistant","meta_data":{"intent":"tax",)"
+                             R"("user_data":{"licence":"anything","customer":"c1"}}})");
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  const auto& fields = echoed->meta_data().fields();
+  EXPECT_EQ(fields.at("intent").string_value(), "tax");
+  const auto& user_data = fields.at("user_data").struct_value().fields();
+  EXPECT_EQ(user_data.count("licence"), 0u);
+  EXPECT_EQ(user_data.at("customer").string_value(), "c1");
+
+  auto only_licence = ParseMessage(
+      R"({"id":"m6","role":"assistant","meta_data":{"user_data":{"licence":"LIC-1"}}})");
+  ASSERT_TRUE(only_licence.ok()) << only_licence.status();
+  EXPECT_EQ(only_licence->meta_data().fields().count("user_data"), 0u);
+  EXPECT_EQ(only_licence->meta_data().SerializeAsString().find("LIC-1"), std::string::npos);
+
+  // Not an object: left as it is (nothing the gateway sent).
+  auto odd = ParseMessage(R"({"id":"m7","role":"assistant","meta_data":{"user_data":"x"}})");
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  EXPECT_EQ(odd->meta_data().fields().at("user_data").string_value(), "x");
+}
+
 TEST(JsonMappingTest, MessagePage) {
   auto page = ParseMessagePage(
       R"({"cursor":"abc","items":[{"id":"m2","role":"assistant"},{"id":"m1","role":"user"}]})");
