@@ -34,6 +34,8 @@ packages=(
   prometheus redis-server libhiredis-dev iproute2
   # The upstream behind a real forward proxy (CONNECT, proxy authentication) in the tests.
   tinyproxy-bin
+  # tests/bench/side_by_side.sh: h2load, and nginx as the proxy hop to compare with.
+  nghttp2-client nginx-light
   # Generated clients in other languages (client/<language>/ and their interop test).
   python3 python3-grpcio python3-protobuf python3-yaml
   golang-go protoc-gen-go protoc-gen-go-grpc golang-google-grpc-dev

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# The cost of the gateway next to an HTTP proxy hop, measured in one run (issue #17): the same
+# chat completion three ways against one haufe-emulator, with h2load (Debian nghttp2-client):
+#   direct   REST straight to the emulator (HTTP/1.1)
+#   nginx    REST through nginx proxy_pass (Debian nginx-light, this script's own process on
+#            loopback, keep-alive to the upstream)
+#   gateway  gRPC Complete through copilot-gateway (identity none, budget windows off)
+# each at concurrency 1 and 64. Prints, per path and concurrency: requests/s, latency p50/p99 and
+# what the hop adds to the direct path's, and the hop's CPU time per call (user + system of its
+# processes, from /proc). h2load cannot read gRPC trailers, so every gateway call is checked
+# through the gateway's grpc_server_handled_total{grpc_code="OK"} and the emulator's request
+# count; the script fails when a call of any path did not succeed.
+#
+#   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
+#   CALLS_C1=500 CALLS_C64=2000 tests/bench/side_by_side.sh   # a quick run
+# BUILD_DIR (default build/default) holds the binaries; they are built if missing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build_dir="${BUILD_DIR:-build/default}"
+calls_c1="${CALLS_C1:-3000}"
+calls_c64="${CALLS_C64:-20000}"
+hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"  # the emulator's HR assistant: no licence
+
+for tool in h2load nginx protoc; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
+    echo "side_by_side: $tool is missing (apt-get install nghttp2-client nginx-light protobuf-compiler)" >&2
+    exit 2
+  }
+done
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+if [ ! -x "$build_dir/server/app/copilot-gateway" ] || [ ! -x "$build_dir/tests/emulator/haufe-emulator" ]; then
+  ninja -C "$build_dir" copilot-gateway haufe-emulator >/dev/null
+fi
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for_address() {  # log name
+  for _ in $(seq 1 100); do
+    if addr="$(grep -o '^[a-z-]* listening on [^ ]*' "$1" 2>/dev/null | head -n1 | cut -d' ' -f4)" &&
+      [ -n "$addr" ]; then
+      echo "$addr"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "side_by_side: $2 did not start:" >&2
+  cat "$1" >&2
+  return 1
+}
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# CPU seconds (user + system) used so far by the processes listed.
+cpu_seconds() {
+  local ticks=0 pid fields
+  for pid in "$@"; do
+    read -r -a fields <"/proc/$pid/stat"
+    ticks=$((ticks + fields[13] + fields[14]))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
+}
+metric() {  # url series: its value (0 when absent)
+  curl -s "$1" | awk -v s="$2" 'index($0, s " ") == 1 { v = $NF } END { print v + 0 }'
+}
+
+echo "== starting the emulator, nginx and the gateway"
+printf 'bench-upstream-key' >"$work/api-key"
+"$build_dir/tests/emulator/haufe-emulator" --listen 127.0.0.1:0 --api-key bench-upstream-key \
+  >"$work/emulator.log" 2>&1 &
+pids+=($!)
+upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
+
+nginx_port="$(free_port)"
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream emulator { server $upstream; keepalive 256; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://emulator;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr.log" &
+nginx_master=$!
+pids+=("$nginx_master")
+
+cat >"$work/gateway.yaml" <<EOF
+listen: "127.0.0.1:0"
+metrics_listen: "127.0.0.1:0"
+shutdown_delay: 0s
+log_level: warning
+upstream:
+  base_url: "http://$upstream/agents"
+  api_key_file: "$work/api-key"
+identity: none
+upstream_budget: {answer_per_second: 0, answer_per_minute: 0, other_per_second: 0, other_per_minute: 0}
+default_tenant:
+  id: "bench"
+  licence: "PI-BENCH"
+EOF
+"$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
+gateway_pid=$!
+pids+=("$gateway_pid")
+gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"
+metrics_addr="$(grep -o 'metrics listening on [^ ]*' "$work/gateway.log" | head -n1 | cut -d' ' -f4)"
+for _ in $(seq 1 50); do
+  nginx_workers=($(pgrep -P "$nginx_master" || true))
+  [ "${#nginx_workers[@]}" -gt 0 ] && break
+  sleep 0.1
+done
+
+# The requests: the same question as JSON for REST, as a framed gRPC message for the gateway.
+question="How many days of paid leave does an employee get?"
+printf '{"assistant_id":"%s","messages":[{"role":"user","content":"%s"}]}' \
+  "$hr_assistant" "$question" >"$work/chat.json"
+printf 'assistant_id: "%s" messages { role: ROLE_USER content: "%s" }' "$hr_assistant" "$question" |
+  protoc -Iproto -I/usr/include --encode=copilot.v1.CompleteRequest copilot/v1/copilot_service.proto \
+    >"$work/complete.pb"
+/usr/bin/python3 - "$work/complete.pb" "$work/complete.grpc" <<'EOF'
+import struct, sys
+body = open(sys.argv[1], "rb").read()
+open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(body)) + body)
+EOF
+
+# run NAME CONCURRENCY CALLS: one h2load run; prints "req/s p50_ms p99_ms cpu_s" of the path.
+run() {
+  local name=$1 c=$2 n=$3 log="$work/$1-c$2.log" cpu_before cpu_after
+  local -a args=(-n "$n" -c "$c" -m 1 -t 1 --log-file="$log")
+  case "$name" in
+    direct) args+=(--h1 -H "api-key: bench-upstream-key" -H "content-type: application/json"
+                   -d "$work/chat.json" "http://$upstream/agents/v1/chat/completions") ;;
+    nginx) args+=(--h1 -H "api-key: bench-upstream-key" -H "content-type: application/json"
+                  -d "$work/chat.json" "http://127.0.0.1:$nginx_port/agents/v1/chat/completions") ;;
+    gateway) args+=(-H "content-type: application/grpc" -H "te: trailers"
+                    -d "$work/complete.grpc" "http://$gateway/copilot.v1.CopilotService/Complete") ;;
+  esac
+  local -a hop=()
+  case "$name" in
+    nginx) hop=("${nginx_workers[@]}") ;;
+    gateway) hop=("$gateway_pid") ;;
+  esac
+  cpu_before=0
+  [ "${#hop[@]}" -gt 0 ] && cpu_before="$(cpu_seconds "${hop[@]}")"
+  h2load "${args[@]}" >"$work/$name-c$c.out" 2>&1 || { cat "$work/$name-c$c.out" >&2; return 1; }
+  cpu_after=0
+  [ "${#hop[@]}" -gt 0 ] && cpu_after="$(cpu_seconds "${hop[@]}")"
+  local succeeded rps
+  succeeded="$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$work/$name-c$c.out")"
+  rps="$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$work/$name-c$c.out")"
+  if [ "$succeeded" != "$n" ]; then
+    echo "side_by_side: $name at c=$c: $succeeded of $n succeeded" >&2
+    cat "$work/$name-c$c.out" >&2
+    return 1
+  fi
+  awk -F'\t' '$2 == 200 { print $3 }' "$log" | sort -n |
+    awk -v rps="$rps" -v cpu="$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN { print b - a }')" '
+      { d[NR] = $1 }
+      END {
+        i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+        printf "%s %.3f %.3f %s\n", rps, d[i50] / 1000, d[i99] / 1000, cpu
+      }'
+}
+
+emulator_requests() {
+  curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["requests_total"])'
+}
+ok_calls() {
+  metric "http://$metrics_addr/metrics" \
+    'grpc_server_handled_total{grpc_code="OK",grpc_method="Complete",grpc_service="copilot.v1.CopilotService",grpc_type="unary"}'
+}
+
+echo "== warm-up"
+run direct 8 500 >/dev/null
+run nginx 8 500 >/dev/null
+run gateway 8 500 >/dev/null
+
+declare -A result
+for c in 1 64; do
+  n=$([ "$c" = 1 ] && echo "$calls_c1" || echo "$calls_c64")
+  for path in direct nginx gateway; do
+    before_upstream="$(emulator_requests)"
+    before_ok="$(ok_calls)"
+    echo "== $path, c=$c, $n calls"
+    result[$path-$c]="$(run "$path" "$c" "$n")"
+    got_upstream=$(($(emulator_requests) - before_upstream))
+    if [ "$got_upstream" != "$n" ]; then
+      echo "side_by_side: $path at c=$c: the emulator got $got_upstream requests, not $n" >&2
+      exit 1
+    fi
+    if [ "$path" = gateway ]; then
+      got_ok="$(awk -v a="$before_ok" -v b="$(ok_calls)" 'BEGIN { print b - a }')"
+      if [ "$got_ok" != "$n" ]; then
+        echo "side_by_side: gateway at c=$c: $got_ok of $n calls ended OK (grpc_server_handled_total)" >&2
+        exit 1
+      fi
+    fi
+  done
+done
+
+echo
+echo "side by side at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, every call checked:"
+printf '| %-8s | %3s | %9s | %8s | %8s | %12s | %12s | %12s |\n' path c 'req/s' 'p50 ms' 'p99 ms' \
+  'p50 added' 'p99 added' 'CPU/call us'
+printf '|%s|\n' '----------|-----|-----------|----------|----------|--------------|--------------|--------------'
+for c in 1 64; do
+  n=$([ "$c" = 1 ] && echo "$calls_c1" || echo "$calls_c64")
+  read -r d_rps d_p50 d_p99 _ <<<"${result[direct-$c]}"
+  for path in direct nginx gateway; do
+    read -r rps p50 p99 cpu <<<"${result[$path-$c]}"
+    awk -v path="$path" -v c="$c" -v n="$n" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpu" \
+      -v dp50="$d_p50" -v dp99="$d_p99" 'BEGIN {
+        added50 = path == "direct" ? "-" : sprintf("%.3f", p50 - dp50)
+        added99 = path == "direct" ? "-" : sprintf("%.3f", p99 - dp99)
+        percall = path == "direct" ? "-" : sprintf("%.0f", cpu * 1e6 / n)
+        printf "| %-8s | %3s | %9.0f | %8.3f | %8.3f | %12s | %12s | %12s |\n", path, c, rps, p50, p99, added50, added99, percall
+      }'
+  done
+done
+read -r n_rps _ <<<"${result[nginx-64]}"
+read -r g_rps _ <<<"${result[gateway-64]}"
+read -r _ _ _ n_cpu <<<"${result[nginx-64]}"
+read -r _ _ _ g_cpu <<<"${result[gateway-64]}"
+awk -v g="$g_rps" -v n="$n_rps" -v gc="$g_cpu" -v nc="$n_cpu" 'BEGIN {
+  printf "gateway / nginx at c=64: throughput %.2fx, CPU per call %.1fx\n", g / n, gc / nc
+}'
