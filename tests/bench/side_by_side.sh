@@ -14,6 +14,8 @@
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
+# PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
+# its c=64 run and writes where its CPU time went (by library, then by function) to <file>.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
@@ -161,7 +163,22 @@ run() {
   esac
   cpu_before=0
   [ "${#hop[@]}" -gt 0 ] && cpu_before="$(cpu_seconds "${hop[@]}")"
+  local perf_pid=""
+  if [ -n "${PROFILE_OUT:-}" ] && [ "$name" = gateway ] && [ "$c" = 64 ] && [ "$n" = "$calls_c64" ]; then
+    perf record -q -g -F 999 -p "$gateway_pid" -o "$work/perf.data" 2>/dev/null &
+    perf_pid=$!
+    sleep 0.5
+  fi
   h2load "${args[@]}" >"$work/$name-c$c.out" 2>&1 || { cat "$work/$name-c$c.out" >&2; return 1; }
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    {
+      echo "# perf record -g -F 999 of copilot-gateway during $n Complete calls at c=64"
+      perf report -i "$work/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep -v '^$'
+      perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.4 2>/dev/null | grep -v '^$'
+    } >"$PROFILE_OUT"
+  fi
   cpu_after=0
   [ "${#hop[@]}" -gt 0 ] && cpu_after="$(cpu_seconds "${hop[@]}")"
   local succeeded rps
