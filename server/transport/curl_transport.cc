@@ -310,13 +310,13 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   // Gives the transfer's slot back, then calls handler->OnComplete(status).
   void Finish(const std::shared_ptr<HttpTransferHandler>& handler, absl::Status status);
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
-  // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
-  // that is not idempotent, which the upstream may have carried out: then INTERNAL.
   // Whether the upstream may have acted on the request: a send that HTTP/2 did not say was
   // refused (never sent at all, or every send refused: it did not).
   static bool MaySendHaveActed(const Transfer& transfer) {
     return transfer.sends > transfer.refused_sends;
   }
+  // A transport failure: UNAVAILABLE (safe to retry) unless a response byte arrived for a request
+  // that is not idempotent, which the upstream may have carried out: then INTERNAL.
   static absl::Status TransportFailure(const Transfer& transfer, const std::string& message,
                                        absl::string_view reason,
                                        std::map<std::string, std::string> metadata);
@@ -863,8 +863,9 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
     case CURLE_HTTP2_STREAM:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
-      if (transfer
-              .latest_send_refused) {  // Also libcurl's 5 tries, or a lone stream above a GOAWAY.
+      // The upstream refused the latest send's stream and libcurl gave up on it (its 5 tries, or
+      // a lone stream above a GOAWAY, which libcurl 7.88 reports as an HTTP/2 error).
+      if (transfer.latest_send_refused) {
         return failure("the upstream refused the request's HTTP/2 stream (it did not process it)",
                        "upstream_refused_stream");
       }
