@@ -73,6 +73,7 @@ RUN apt-get update \
       libgrpc++1.51 \
       libgrpc29 \
       libhiredis0.14 \
+      libjemalloc2 \
       libprometheus-cpp-core1.0 \
       libprotobuf32 \
       libssl3 \

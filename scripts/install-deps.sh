@@ -23,6 +23,8 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
   golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev libabsl-dev
   libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  # The gateway's malloc (server/app/CMakeLists.txt).
+  libjemalloc-dev
   # Nothing of ours links civetweb, but prometheus-cpp's CMake package looks for civetweb's (for
   # its pull library, which we do not use); prometheus-cpp-dev depends on it anyway.
   libcivetweb-dev
@@ -50,6 +52,7 @@ if [ "$gateway_only" = true ]; then
     libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
     golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev libabsl-dev
     libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcivetweb-dev libhiredis-dev
+    libjemalloc-dev
   )
 fi
 # Node.js comes from Debian unless a node (e.g. a newer build) is already installed.

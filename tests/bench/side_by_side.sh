@@ -14,6 +14,7 @@
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
+# GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
 # PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
 # its c=64 run and writes where its CPU time went (by library, then by function) to <file>.
 set -euo pipefail
@@ -120,7 +121,8 @@ default_tenant:
   id: "bench"
   licence: "PI-BENCH"
 EOF
-"$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
+env ${GATEWAY_LD_PRELOAD:+LD_PRELOAD="$GATEWAY_LD_PRELOAD"} \
+  "$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
 gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"
