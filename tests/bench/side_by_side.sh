@@ -129,9 +129,14 @@ gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"
 metrics_addr="$(grep -o 'metrics listening on [^ ]*' "$work/gateway.log" | head -n1 | cut -d' ' -f4)"
 for _ in $(seq 1 50); do
   nginx_workers=($(pgrep -P "$nginx_master" || true))
-  [ "${#nginx_workers[@]}" -gt 0 ] && break
+  [ "${#nginx_workers[@]}" -gt 0 ] && curl -s -o /dev/null "http://127.0.0.1:$nginx_port/" && break
   sleep 0.1
 done
+if [ "${#nginx_workers[@]}" -eq 0 ]; then
+  echo "side_by_side: nginx did not start:" >&2
+  cat "$work/nginx/stderr.log" "$work/nginx/error.log" >&2 2>/dev/null || true
+  exit 1
+fi
 
 # The requests: the same question as JSON for REST, as a framed gRPC message for the gateway.
 question="How many days of paid leave does an employee get?"
