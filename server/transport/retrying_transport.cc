@@ -13,6 +13,8 @@
 namespace copilot::gateway {
 namespace {
 
+constexpr absl::string_view kRefusedStream = "upstream_refused_stream";
+
 bool IsIdempotent(const std::string& method) { return method == "GET" || method == "DELETE"; }
 
 std::string MetadataValue(const google::rpc::ErrorInfo& info, const std::string& key) {
@@ -194,17 +196,25 @@ class RetryingTransport::Call final : public HttpTransfer,
 
   // The wait before the next attempt, when the rules allow one after `reason` (the wait at
   // least `at_least`); otherwise nullopt, with the denial reported.
-  std::optional<absl::Duration> PlanRetry(absl::Duration at_least) {
+  std::optional<absl::Duration> PlanRetry(absl::Duration at_least, absl::string_view reason) {
     absl::MutexLock lock(&mu_);
     if (cancelled_ || finished_ || !shared_->timers) return std::nullopt;
     if (attempts_ >= shared_->policy.max_attempts) {
       shared_->events.OnRetryDenied(endpoint_, "attempts");
       return std::nullopt;
     }
-    const absl::Duration delay = std::max(at_least, shared_->Backoff(attempts_));
+    // The upstream's own request to send it elsewhere: once per call, at once and free of the
+    // budget (gRFC A6's transparent retry).
+    const bool transparent = reason == kRefusedStream && !transparent_retry_made_;
+    const absl::Duration delay =
+        transparent ? at_least : std::max(at_least, shared_->Backoff(attempts_));
     if (shared_->clock.Now() + delay >= deadline_) {
       shared_->events.OnRetryDenied(endpoint_, "deadline");
       return std::nullopt;
+    }
+    if (transparent) {
+      transparent_retry_made_ = true;
+      return delay;
     }
     if (!shared_->budget.TryRetry()) {
       shared_->events.OnRetryDenied(endpoint_, "budget");
@@ -264,6 +274,7 @@ class RetryingTransport::Call final : public HttpTransfer,
   std::shared_ptr<HttpTransferHandler> handler_;
   std::shared_ptr<HttpTransfer> current_ ABSL_GUARDED_BY(mu_);
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;  // Attempts started.
+  bool transparent_retry_made_ ABSL_GUARDED_BY(mu_) = false;
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -286,7 +297,7 @@ class RetryingTransport::AttemptHandler final : public HttpTransferHandler {
         }
       }
       if (at_least.has_value()) {
-        if (std::optional<absl::Duration> delay = call_->PlanRetry(*at_least)) {
+        if (std::optional<absl::Duration> delay = call_->PlanRetry(*at_least, *reason)) {
           retry_delay_ = *delay;
           retry_reason_ = *std::move(reason);
           return;  // The answer is dropped; the next attempt replaces it.
@@ -313,7 +324,7 @@ class RetryingTransport::AttemptHandler final : public HttpTransferHandler {
     }
     if (!delivered_ && !status.ok()) {
       if (std::optional<std::string> reason = RetryableFailure(status, call->idempotent())) {
-        if (std::optional<absl::Duration> delay = call->PlanRetry(absl::ZeroDuration())) {
+        if (std::optional<absl::Duration> delay = call->PlanRetry(absl::ZeroDuration(), *reason)) {
           call->ScheduleRetry(*delay, *reason, status);
           return;
         }

@@ -32,6 +32,13 @@
 // Backoff: attempt n (n = 1 for the first retry) waits a uniform random time in [b/2, b] with
 // b = min(max_backoff, initial_backoff * 2^(n-1)).
 //
+// A refused stream ("upstream_refused_stream": HTTP/2 REFUSED_STREAM, or a stream above a
+// GOAWAY's last stream ID, on every send libcurl made) is the upstream asking for the request on
+// another stream without having seen it: its first retry is made at once and is not charged to
+// the budget, like gRFC A6's transparent retry (a GOAWAY cycle would otherwise spend the budget
+// on retries that cost the upstream nothing). It still counts as an attempt, and a second one
+// goes through every rule.
+//
 // The retry budget (RetryBudget): over a sliding window of `budget_window`, retries at most
 // max(budget_ratio * requests, budget_min_per_second * window seconds), counting first attempts
 // as requests: a failing upstream sees at most ~(1 + ratio) times the load, not max_attempts

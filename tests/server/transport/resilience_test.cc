@@ -264,6 +264,44 @@ TEST_F(RetryingTransportTest, TheBudgetBoundsRetriesToAFractionOfRequests) {
   EXPECT_EQ(fake_->timers_waiting(), 2u);  // 0.1 * 1 request: no retry.
 }
 
+TEST_F(RetryingTransportTest, ARefusedStreamIsSentAgainOnceAtOnceOutsideTheBudget) {
+  // No budget at all: only the transparent retry is made.
+  RetryPolicy policy;
+  policy.budget_ratio = 0;
+  policy.budget_min_per_second = 0;
+  auto transport = Make(policy);
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  for (int i = 0; i < 20; ++i) {
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    transport->Start(Request("POST"), handlers.back());
+  }
+  for (int i = 0; i < 20; ++i) {
+    fake_->call(static_cast<std::size_t>(i))
+        .Complete(Failure(absl::StatusCode::kUnavailable, "upstream_refused_stream", false));
+  }
+  ASSERT_EQ(fake_->timers_waiting(), 20u);
+  EXPECT_THAT(fake_->timer_delays(), ::testing::Each(absl::ZeroDuration()));
+  EXPECT_THAT(events_.denied, IsEmpty());
+  fake_->RunTimers();
+  ASSERT_EQ(fake_->size(), 40u);
+  // Refused again: the second retry goes through every rule, and there is no budget.
+  fake_->call(20).Complete(
+      Failure(absl::StatusCode::kUnavailable, "upstream_refused_stream", false));
+  EXPECT_THAT(events_.denied, ElementsAre(Pair("POST /v1/threads", "budget")));
+  ASSERT_EQ(handlers[0]->completions.size(), 1u);
+  EXPECT_THAT(handlers[0]->completions[0],
+              StatusIs(absl::StatusCode::kUnavailable, "upstream_refused_stream"));
+  // Any other failure of a call whose stream was refused once is charged as usual too.
+  fake_->call(21).Complete(Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", false));
+  EXPECT_EQ(events_.denied.size(), 2u);
+  for (int i = 22; i < 40; ++i) fake_->call(static_cast<std::size_t>(i)).Respond(201, "{}");
+  for (int i = 2; i < 20; ++i) {
+    ASSERT_EQ(handlers[static_cast<std::size_t>(i)]->heads.size(), 1u);
+    EXPECT_EQ(handlers[static_cast<std::size_t>(i)]->heads[0].status, 201);
+  }
+  EXPECT_EQ(events_.retries.size(), 20u);
+}
+
 TEST_F(RetryingTransportTest, CancelDuringTheBackoffEndsTheCallOnceAndSendsNothingMore) {
   auto transport = Make();
   std::shared_ptr<HttpTransfer> transfer = transport->Start(Request("POST"), handler_);
