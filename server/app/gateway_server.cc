@@ -443,8 +443,9 @@ void GatewayServer::LogServing(const GatewayConfig& config, const GatewaySecrets
                          proxy.username.empty() ? "" : ", as proxy user " + proxy.username, ")"),
       proxy.no_proxy.empty() ? "" : absl::StrCat(", not for ", proxy.no_proxy), "; TLS ",
       upstream.tls_min_version == UpstreamTlsVersion::k1_3 ? "1.3" : "1.2", "+ trusting ",
-      upstream.ca_file.empty() ? "the system's CAs" : upstream.ca_file,
-      "; connections reused while idle < ", absl::FormatDuration(upstream.max_idle_connection_age),
+      upstream.ca_file.empty() ? "the system's CAs" : upstream.ca_file, "; ",
+      UpstreamEventLoops(upstream), " event loop(s)", "; connections reused while idle < ",
+      absl::FormatDuration(upstream.max_idle_connection_age),
       upstream.max_connection_lifetime == absl::ZeroDuration()
           ? ""
           : absl::StrCat(" and younger than ",

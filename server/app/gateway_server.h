@@ -184,7 +184,11 @@ class GatewayServer {
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// The production transport for `config` (CurlTransport: one libcurl multi event loop).
+// The event loops of the production transport: upstream.event_loops, or for 0 one per usable
+// CPU, at most 16.
+int UpstreamEventLoops(const UpstreamConfig& upstream);
+// The production transport for `config` (CurlTransport: UpstreamEventLoops libcurl multi event
+// loops).
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config,
                                                                      const GatewaySecrets& secrets);
 // `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out

@@ -1,4 +1,5 @@
 // The production transport, kept apart so the object graph (gateway_server.cc) reads top down.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -6,12 +7,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/app/gateway_server.h"
+#include "server/common/cpus.h"
 #include "server/transport/circuit_breaker_transport.h"
 #include "server/transport/curl_transport.h"
 #include "server/transport/retrying_transport.h"
 
 namespace copilot::gateway {
 namespace {
+
+// upstream.event_loops 0: one per usable CPU, at most this many.
+constexpr int kMaxDefaultEventLoops = 16;
 
 // Fails at start-up, naming the setting, rather than at the first call (libcurl reads the
 // bundle per connection).
@@ -31,12 +36,18 @@ absl::Status CheckCaFile(const std::string& path) {
 
 }  // namespace
 
+int UpstreamEventLoops(const UpstreamConfig& upstream) {
+  return upstream.event_loops > 0 ? upstream.event_loops
+                                  : std::min(kMaxDefaultEventLoops, UsableCpus());
+}
+
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
     const GatewayConfig& config, const GatewaySecrets& secrets) {
   const UpstreamConfig& upstream = config.upstream;
   CurlTransportOptions options;
   options.http2 = upstream.http2;
   options.max_transfers = static_cast<int64_t>(upstream.max_transfers);
+  options.event_loops = UpstreamEventLoops(upstream);
   options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
   options.max_connections = static_cast<long>(upstream.max_connections);
   options.max_idle_connection_age = upstream.max_idle_connection_age;

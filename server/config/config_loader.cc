@@ -411,6 +411,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"max_ndjson_line_bytes", Bytes(upstream.max_ndjson_line_bytes, 1024, kGiB)},
            {"http2", Bool(upstream.http2)},
            {"max_transfers", Count(upstream.max_transfers, 1, 1000000)},
+           {"event_loops", IntInRange(upstream.event_loops, 0, 64)},
            {"max_cached_connections", Count(upstream.max_cached_connections, 0, 1000000)},
            {"max_connections", Count(upstream.max_connections, 0, 1000000)},
            {"max_idle_connection_age", PositiveDuration(upstream.max_idle_connection_age)},

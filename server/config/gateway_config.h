@@ -66,6 +66,9 @@ struct UpstreamConfig {
   bool http2 = true;
   // Upstream transfers in flight at most; more fail at once with RESOURCE_EXHAUSTED.
   std::size_t max_transfers = 20000;
+  // Transport event loops (threads, each with its own libcurl multi handle and connections).
+  // 0: the CPUs the process may use (UsableCpus()), at most 16.
+  int event_loops = 0;
   // Idle connections kept for reuse; 0: as many as max_transfers (sized to the load; idle ones
   // close after max_idle_connection_age).
   std::size_t max_cached_connections = 0;

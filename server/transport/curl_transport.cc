@@ -41,8 +41,11 @@ constexpr int kMaxEvents = 256;
 // The automatic bound on HTTP/2 connections (CurlTransportOptions::max_connections 0): the
 // stream cap assumed per connection (SETTINGS_MAX_CONCURRENT_STREAMS: 100 is what common servers
 // announce and what RFC 9113 recommends at least), and connections allowed beyond the need.
+// The spare connections are shared by the loops (each at least kMinSpareConnectionsPerLoop).
 constexpr long kHttp2StreamsPerConnection = 100;
 constexpr long kHttp2SpareConnections = 8;
+constexpr long kMinSpareConnectionsPerLoop = 2;
+constexpr int kMaxEventLoops = 64;
 
 void EnsureCurlGlobalInit() {
   static std::once_flag once;
@@ -210,21 +213,30 @@ long WholeSecondsBelow(absl::Duration age) {
 }  // namespace
 
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
-// mailbox_ and in_flight_ (thread-safe).
+// mailbox_, in_flight_ and admitted_ (thread-safe).
 class CurlTransport::Loop final : public H2StreamRefusalObserver {
  public:
-  static absl::StatusOr<std::unique_ptr<Loop>> Create(const CurlTransportOptions& options);
+  // `options` are this loop's (LoopOptions); `admitted` counts the transfers in flight on all
+  // the loops of one transport, against options.max_transfers.
+  static absl::StatusOr<std::unique_ptr<Loop>> Create(
+      const CurlTransportOptions& options, long spare_connections,
+      std::shared_ptr<std::atomic<int64_t>> admitted);
   ~Loop() override;
 
   const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
   // The thread body: returns after a kStop command, every transfer completed.
   void Run();
 
-  // Thread-safe. Takes one of the max_transfers slots for a new transfer; false when none is
-  // free. A slot is given back right before the transfer's OnComplete.
+  // Thread-safe. Takes one of the transport's max_transfers slots for a new transfer on this
+  // loop; false when none is free. A slot is given back right before the transfer's OnComplete.
   bool Admit();
-  void Release() { in_flight_.fetch_sub(1, std::memory_order_relaxed); }
+  void Release() {
+    admitted_->fetch_sub(1, std::memory_order_relaxed);
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  }
   int64_t max_transfers() const { return options_.max_transfers; }
+  // Thread-safe: the transfers admitted to this loop and not yet completed (its load).
+  int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
   // One transfer in progress.
@@ -258,8 +270,11 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   };
   using StallEntry = std::pair<SteadyTime, uint64_t>;
 
-  Loop(CurlTransportOptions options, int epoll_fd, int wake_fd, CURLM* multi)
+  Loop(CurlTransportOptions options, long spare_connections,
+       std::shared_ptr<std::atomic<int64_t>> admitted, int epoll_fd, int wake_fd, CURLM* multi)
       : options_(std::move(options)),
+        spare_connections_(spare_connections),
+        admitted_(std::move(admitted)),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         multi_(multi),
@@ -326,6 +341,8 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   void RunTimers(std::optional<SteadyTime> now);
 
   const CurlTransportOptions options_;
+  const long spare_connections_;  // Beyond the need, in the automatic HTTP/2 bound.
+  const std::shared_ptr<std::atomic<int64_t>> admitted_;
   const int epoll_fd_;
   const int wake_fd_;
   CURLM* const multi_;
@@ -339,16 +356,14 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   // RunAfter tasks by due time (insertion order among equal times).
   std::multimap<SteadyTime, absl::AnyInvocable<void() &&>> timers_;
   bool stopping_ = false;
-  // Transfers admitted and not yet completed: queued in the mailbox or in transfers_.
+  // Transfers admitted to this loop and not yet completed: queued in the mailbox or in
+  // transfers_.
   std::atomic<int64_t> in_flight_{0};
 };
 
 absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create(
-    const CurlTransportOptions& options) {
-  if (options.max_transfers < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CurlTransportOptions.max_transfers must be at least 1, not ", options.max_transfers));
-  }
+    const CurlTransportOptions& options, long spare_connections,
+    std::shared_ptr<std::atomic<int64_t>> admitted) {
   EnsureCurlGlobalInit();
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
@@ -372,7 +387,8 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
     return MakeError(absl::StatusCode::kInternal, "cannot set up the libcurl multi handle",
                      "transport_setup");
   }
-  std::unique_ptr<Loop> loop(new Loop(options, epoll_fd, wake_fd, multi));
+  std::unique_ptr<Loop> loop(
+      new Loop(options, spare_connections, std::move(admitted), epoll_fd, wake_fd, multi));
   MultiOptions set(multi);
   set.Set(CURLMOPT_SOCKETFUNCTION, "CURLMOPT_SOCKETFUNCTION", &Loop::OnSocket);
   set.Set(CURLMOPT_SOCKETDATA, "CURLMOPT_SOCKETDATA", loop.get());
@@ -501,7 +517,7 @@ void CurlTransport::Loop::UpdateConnectionBound() {
   }
   const auto transfers = static_cast<long>(transfers_.size());
   const long bound = (transfers + kHttp2StreamsPerConnection - 1) / kHttp2StreamsPerConnection +
-                     kHttp2SpareConnections;
+                     spare_connections_;
   if (bound == connection_bound_) return;
   // Cannot fail: a long for a known option, outside any libcurl callback.
   curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, bound);
@@ -764,10 +780,11 @@ void CurlTransport::Loop::Finish(const std::shared_ptr<HttpTransferHandler>& han
 }
 
 bool CurlTransport::Loop::Admit() {
-  int64_t current = in_flight_.load(std::memory_order_relaxed);
+  int64_t current = admitted_->load(std::memory_order_relaxed);
   do {
     if (current >= options_.max_transfers) return false;
-  } while (!in_flight_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  } while (!admitted_->compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+  in_flight_.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -998,50 +1015,104 @@ void CurlTransport::Loop::Run() {
   ObserveH2StreamRefusalsOnThisThread(nullptr);
 }
 
-CurlTransport::CurlTransport(std::unique_ptr<Loop> loop) : loop_(std::move(loop)) {
-  // The thread co-owns the loop, so that a Shutdown from the loop thread can let it finish.
-  thread_ = std::thread([loop = loop_] { loop->Run(); });
+CurlTransport::CurlTransport(std::vector<std::shared_ptr<Loop>> loops) : loops_(std::move(loops)) {
+  absl::MutexLock lock(&shutdown_mu_);
+  for (const std::shared_ptr<Loop>& loop : loops_) {
+    // The thread co-owns its loop, so that a Shutdown from the loop thread can let it finish.
+    threads_.emplace_back([loop] { loop->Run(); });
+  }
 }
 
 absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(
     const CurlTransportOptions& options) {
-  absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(options);
-  if (!loop.ok()) return loop.status();
-  return std::unique_ptr<CurlTransport>(new CurlTransport(*std::move(loop)));
+  if (options.max_transfers < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CurlTransportOptions.max_transfers must be at least 1, not ", options.max_transfers));
+  }
+  if (options.event_loops < 1 || options.event_loops > kMaxEventLoops) {
+    return absl::InvalidArgumentError(absl::StrCat("CurlTransportOptions.event_loops must be 1..",
+                                                   kMaxEventLoops, ", not ", options.event_loops));
+  }
+  const long loops = options.event_loops;
+  // The bounds on connections are the transport's: each loop has its share.
+  CurlTransportOptions per_loop = options;
+  if (options.max_connections > 0) {
+    per_loop.max_connections = (options.max_connections + loops - 1) / loops;
+  }
+  if (options.max_cached_connections > 0) {
+    per_loop.max_cached_connections = (options.max_cached_connections + loops - 1) / loops;
+  }
+  const long spare = std::max(kMinSpareConnectionsPerLoop, kHttp2SpareConnections / loops);
+  auto admitted = std::make_shared<std::atomic<int64_t>>(0);
+  std::vector<std::shared_ptr<Loop>> created;
+  for (long i = 0; i < loops; ++i) {
+    absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(per_loop, spare, admitted);
+    if (!loop.ok()) return loop.status();  // The loops made so far never ran.
+    created.push_back(*std::move(loop));
+  }
+  return std::unique_ptr<CurlTransport>(new CurlTransport(std::move(created)));
 }
 
 CurlTransport::~CurlTransport() { Shutdown(); }
 
 void CurlTransport::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
-  if (!thread_.joinable()) return;
+  if (threads_.empty()) return;
   Command stop;
   stop.kind = Command::Kind::kStop;
-  loop_->mailbox()->Post(stop);
-  if (thread_.get_id() == std::this_thread::get_id()) {
-    // Called from a handler (e.g. the last reference dropped on the loop thread): the loop
-    // stops once that handler returns, and the thread's own reference keeps it alive until then.
-    thread_.detach();
-    return;
+  for (const std::shared_ptr<Loop>& loop : loops_) loop->mailbox()->Post(stop);
+  for (std::thread& thread : threads_) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      // Called from a handler (e.g. the last reference dropped on this loop's thread): the loop
+      // stops once that handler returns, and the thread's own reference keeps it alive until
+      // then.
+      thread.detach();
+    } else {
+      thread.join();
+    }
   }
-  thread_.join();
+  threads_.clear();
+}
+
+int64_t CurlTransport::TransfersInFlight() const {
+  int64_t total = 0;
+  for (const std::shared_ptr<Loop>& loop : loops_) total += loop->in_flight();
+  return total;
+}
+
+CurlTransport::Loop& CurlTransport::PickLoop() {
+  // The loop with the fewest transfers in flight, the first of them on a tie: a loop slowed by
+  // large answers holds its transfers longer and gets fewer new ones, and calls one after the
+  // other stay on one loop, reusing its connections (taken in turn, each would open its own).
+  Loop* best = loops_[0].get();
+  int64_t best_load = best->in_flight();
+  for (std::size_t i = 1; i < loops_.size() && best_load > 0; ++i) {
+    Loop* loop = loops_[i].get();
+    const int64_t load = loop->in_flight();
+    if (load < best_load) {
+      best = loop;
+      best_load = load;
+    }
+  }
+  return *best;
 }
 
 std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
                                                    std::shared_ptr<HttpTransferHandler> handler) {
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  auto handle = std::make_shared<CurlTransferHandle>(loop_->mailbox(), id);
+  Loop& loop = PickLoop();
+  auto handle = std::make_shared<CurlTransferHandle>(loop.mailbox(), id);
   Command command;
   command.kind = Command::Kind::kStart;
   command.id = id;
   command.request = std::move(request);
   command.handler = handler;
-  if (!loop_->Admit()) {
-    handler->OnComplete(TransfersExhaustedStatus(loop_->max_transfers()));
+  if (!loop.Admit()) {
+    handler->OnComplete(TransfersExhaustedStatus(loop.max_transfers()));
     return handle;
   }
-  if (!loop_->mailbox()->Post(command)) {
-    loop_->Release();
+  if (!loop.mailbox()->Post(command)) {
+    loop.Release();
     handler->OnComplete(TransportShutdownStatus());
   }
   return handle;
@@ -1052,7 +1123,7 @@ bool CurlTransport::RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&>
   command.kind = Command::Kind::kTimer;
   command.delay = std::max(delay, absl::ZeroDuration());
   command.task = std::move(task);
-  return loop_->mailbox()->Post(command);
+  return PickLoop().mailbox()->Post(command);
 }
 
 }  // namespace copilot::gateway

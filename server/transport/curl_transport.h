@@ -1,5 +1,5 @@
-// CurlTransport: the production HttpTransport. One event loop thread owns one libcurl multi
-// handle and runs every transfer; there is no thread per transfer.
+// CurlTransport: the production HttpTransport. Each event loop thread (event_loops of them) owns
+// one libcurl multi handle and runs the transfers given to it; there is no thread per transfer.
 #ifndef COPILOT_GATEWAY_SERVER_TRANSPORT_CURL_TRANSPORT_H_
 #define COPILOT_GATEWAY_SERVER_TRANSPORT_CURL_TRANSPORT_H_
 
@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -35,7 +36,8 @@ struct CurlTransportOptions {
   // Connections to one host at most (CURLMOPT_MAX_HOST_CONNECTIONS). Transfers beyond wait in
   // libcurl's queue for a connection, or over HTTP/2 for a free stream on one. 0: sized to the
   // load: no bound while the upstream answers HTTP/1.x; once a connection negotiated HTTP/2,
-  // the transfers in flight / 100 (the usual stream cap) + 8, updated as they start and end
+  // each loop's transfers in flight / 100 (the usual stream cap) + 8 / event_loops (at least
+  // 2), updated as they start and end
   // (libcurl alone opens a connection per transfer in a burst; see UpdateConnectionBound).
   long max_connections = 0;
   // No connection idle this long is reused (CURLOPT_MAXAGE_CONN), nor one this old
@@ -63,21 +65,28 @@ struct CurlTransportOptions {
   // at once with RESOURCE_EXHAUSTED "upstream_transfers_exhausted"; nothing queues without bound.
   // Each transfer holds a socket, so keep it below the process's file descriptor limit.
   int64_t max_transfers = 20000;
+  // Event loops (1..64), each a thread with its own multi handle, connection cache and
+  // connections; a transfer stays on the loop it started on, the one with the fewest transfers
+  // in flight (the first of them on a tie, so that calls one after the other reuse one loop's
+  // connections). max_transfers holds for all of them together; max_connections and
+  // max_cached_connections are split evenly between them (rounded up), and so are the spare
+  // connections of the automatic HTTP/2 bound (at least 2 per loop).
+  int event_loops = 1;
 };
 
-// The loop: one thread blocks in epoll_wait on the sockets libcurl asks for
-// (CURLMOPT_SOCKETFUNCTION), an eventfd for wakeups and one timeout: the nearer of libcurl's
-// timer (CURLMOPT_TIMERFUNCTION) and the next stall check (a min-heap keyed by steady time, one
-// entry per transfer, re-armed lazily, so a byte costs O(1) and a check O(log n)). Ready sockets
-// go to curl_multi_socket_action, so a wakeup costs O(ready sockets), not O(transfers). Start,
-// Cancel and Resume from other threads append to a mutex-protected queue and write the eventfd
-// (only when the queue was empty); that is the only cross-thread signal, and no thread but the
-// loop ever calls into libcurl.
+// A loop (there are `event_loops` of them): one thread blocks in epoll_wait on the sockets libcurl
+// asks for (CURLMOPT_SOCKETFUNCTION), an eventfd for wakeups and one timeout: the nearer of
+// libcurl's timer (CURLMOPT_TIMERFUNCTION) and the next stall check (a min-heap keyed by steady
+// time, one entry per transfer, re-armed lazily, so a byte costs O(1) and a check O(log n)). Ready
+// sockets go to curl_multi_socket_action, so a wakeup costs O(ready sockets), not O(transfers).
+// Start, Cancel and Resume from other threads append to a mutex-protected queue and write the
+// eventfd (only when the queue was empty); that is the only cross-thread signal, and no thread but
+// the loop ever calls into libcurl.
 //
 // Per transfer: CURLOPT_NOSIGNAL; CURLOPT_TIMEOUT_MS from HttpRequest::deadline (a deadline
 // already past fails with DEADLINE_EXCEEDED without sending anything);
 // CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
-// https only. The one multi handle is the shared connection, DNS and TLS session cache
+// https only. Each loop's multi handle is its shared connection, DNS and TLS session cache
 // (CURLMOPT_MAX_HOST_CONNECTIONS: max_connections, unlimited by default).
 //
 // No request is sent twice unless it is idempotent. libcurl on its own sends a request again on
@@ -140,9 +149,9 @@ struct CurlTransportOptions {
 // loop thread and must not block.
 class CurlTransport final : public HttpTransport {
  public:
-  // Starts the loop thread. Fails with INVALID_ARGUMENT for max_transfers < 1, and with INTERNAL
-  // when epoll, eventfd or libcurl cannot be set up (a refused multi option:
-  // "transport_misconfigured" naming it).
+  // Starts the loop threads. Fails with INVALID_ARGUMENT for max_transfers < 1 or event_loops
+  // outside 1..64, and with INTERNAL when epoll, eventfd or libcurl cannot be set up (a refused
+  // multi option: "transport_misconfigured" naming it).
   static absl::StatusOr<std::unique_ptr<CurlTransport>> Create(
       const CurlTransportOptions& options = CurlTransportOptions());
 
@@ -158,19 +167,24 @@ class CurlTransport final : public HttpTransport {
   bool RunAfter(absl::Duration delay, absl::AnyInvocable<void() &&> task) override;
 
   // Cancels every transfer still running or queued (each gets OnComplete(CANCELLED
-  // "transport_shutdown") on the loop thread), then joins the loop thread. Later Starts complete
-  // inline with the same status. Idempotent. Called from a handler on the loop thread it cannot
-  // join: the loop then stops, and cancels the rest, right after that handler returns.
+  // "transport_shutdown") on its loop thread), then joins the loop threads. Later Starts
+  // complete inline with the same status. Idempotent. Called from a handler on a loop thread it
+  // cannot join that one: its loop then stops, and cancels the rest, right after that handler
+  // returns.
   void Shutdown();
+
+  // Thread-safe: transfers admitted and not yet completed, on all loops.
+  int64_t TransfersInFlight() const;
 
   class Loop;  // Defined in the .cc file.
 
  private:
-  explicit CurlTransport(std::unique_ptr<Loop> loop);
+  explicit CurlTransport(std::vector<std::shared_ptr<Loop>> loops);
+  Loop& PickLoop();
 
-  std::shared_ptr<Loop> loop_;
+  const std::vector<std::shared_ptr<Loop>> loops_;
   absl::Mutex shutdown_mu_;
-  std::thread thread_ ABSL_GUARDED_BY(shutdown_mu_);
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(shutdown_mu_);
   std::atomic<uint64_t> next_id_{1};
 };
 

@@ -82,6 +82,7 @@ upstream:
   max_ndjson_line_bytes: 2KiB
   http2: false
   max_transfers: 500
+  event_loops: 3
   max_cached_connections: 7
   max_connections: 120
 limits:
@@ -104,6 +105,7 @@ default_tenant:
   EXPECT_EQ(config->upstream.max_ndjson_line_bytes, 2u * 1024);
   EXPECT_FALSE(config->upstream.http2);
   EXPECT_EQ(config->upstream.max_transfers, 500u);
+  EXPECT_EQ(config->upstream.event_loops, 3);
   EXPECT_EQ(config->upstream.max_cached_connections, 7u);
   EXPECT_EQ(config->upstream.max_connections, 120u);
   EXPECT_EQ(config->request_ids.max_bytes, 1024u * 1024);
@@ -154,6 +156,7 @@ TEST(ConfigLoaderTest, WrongTypesAndValuesNameThePath) {
   ExpectError("listen: \"\"\n", "listen: must not be empty");
   ExpectError("upstream:\n  http2: yes please\n", "upstream.http2: expected true or false");
   ExpectError("upstream:\n  max_transfers: 0\n", "upstream.max_transfers: must be between");
+  ExpectError("upstream:\n  event_loops: 65\n", "upstream.event_loops: must be between");
   ExpectError("max_queued_chunks: 0\n", "max_queued_chunks: must be between");
   ExpectError("[1, 2]\n", "(top level): expected a mapping");
 }

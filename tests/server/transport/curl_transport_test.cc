@@ -984,6 +984,79 @@ TEST_F(CurlTransportTest, EveryEndingGivesTheTransferSlotBack) {
   EXPECT_TRUE(status.ok()) << status;
 }
 
+// The thread each transfer's events ran on, then the events themselves.
+class ThreadNotingHandler final : public HttpTransferHandler {
+ public:
+  void OnHeaders(const HttpResponseHead& head) override {
+    {
+      absl::MutexLock lock(&mu_);
+      thread_ = std::this_thread::get_id();
+    }
+    inner_->OnHeaders(head);
+  }
+  bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
+  void OnComplete(absl::Status status) override { inner_->OnComplete(std::move(status)); }
+  std::thread::id thread() {
+    absl::MutexLock lock(&mu_);
+    return thread_;
+  }
+  RecordingHandler& inner() { return *inner_; }
+
+ private:
+  const std::shared_ptr<RecordingHandler> inner_ = std::make_shared<RecordingHandler>();
+  absl::Mutex mu_;
+  std::thread::id thread_;
+};
+
+// event_loops: the transfers go to the loop with the fewest in flight, each loop a thread of its
+// own; max_transfers holds for all loops together; Shutdown ends the transfers of every loop.
+TEST_F(CurlTransportTest, SeveralLoopsShareTheTransfersAndOneBound) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.max_transfers = 6, .event_loops = 3});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<CurlTransport> transport = *std::move(created);
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 1000}});
+  std::vector<std::shared_ptr<ThreadNotingHandler>> held;
+  for (int i = 0; i < 6; ++i) {
+    held.push_back(std::make_shared<ThreadNotingHandler>());
+    transport->Start(Get("/assistants"), held.back());
+  }
+  EXPECT_EQ(transport->TransfersInFlight(), 6);
+  auto rejected = std::make_shared<RecordingHandler>();
+  transport->Start(Get("/assistants"), rejected);
+  ASSERT_TRUE(rejected->done());
+  EXPECT_EQ(Reason(rejected->Wait()), "upstream_transfers_exhausted");
+  EXPECT_EQ(Meta(rejected->Wait(), "max_transfers"), "6");
+  std::map<std::thread::id, int> per_thread;
+  for (auto& handler : held) {
+    EXPECT_TRUE(handler->inner().Wait().ok());
+    ++per_thread[handler->thread()];
+  }
+  EXPECT_EQ(per_thread.size(), 3u);
+  for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 2);
+  EXPECT_EQ(transport->TransfersInFlight(), 0);
+  EXPECT_EQ(emu().Requests()->size(), 6u);
+  // A transfer on each loop, then Shutdown: each ends CANCELLED, none is left behind.
+  std::vector<std::shared_ptr<ThreadNotingHandler>> pending;
+  for (int i = 0; i < 3; ++i) {
+    pending.push_back(std::make_shared<ThreadNotingHandler>());
+    transport->Start(Get("/assistants"), pending.back());
+  }
+  transport->Shutdown();
+  for (auto& handler : pending) {
+    absl::Status status = handler->inner().Wait();
+    EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+    EXPECT_EQ(Reason(status), "transport_shutdown");
+  }
+  EXPECT_EQ(transport->TransfersInFlight(), 0);
+}
+
+TEST_F(CurlTransportTest, CreateRejectsEventLoopsOutside1To64) {
+  for (int loops : {0, -1, 65}) {
+    auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = loops});
+    EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << loops;
+  }
+}
+
 TEST_F(CurlTransportTest, CreateRejectsABoundBelowOne) {
   auto created = CurlTransport::Create(CurlTransportOptions{.max_transfers = 0});
   EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument) << created.status();
