@@ -15,6 +15,7 @@
 #   CALLS_C1=500 CALLS_C64=2000 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
 # GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
+# EVENT_LOOPS=<n>: the gateway's upstream.event_loops (default: its own, one per usable CPU).
 # PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
 # its c=64 run and writes where its CPU time went (by library, then by function) to <file>.
 set -euo pipefail
@@ -115,6 +116,7 @@ log_level: warning
 upstream:
   base_url: "http://$upstream/agents"
   api_key_file: "$work/api-key"
+  event_loops: ${EVENT_LOOPS:-0}
 identity: none
 upstream_budget: {answer_per_second: 0, answer_per_minute: 0, other_per_second: 0, other_per_minute: 0}
 default_tenant:

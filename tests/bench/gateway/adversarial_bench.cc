@@ -4,6 +4,7 @@
 //
 //   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
 //                     [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N]
+//                     [--event-loops N]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -69,6 +70,7 @@ struct Options {
   int answer_mib = 8;
   std::string inline_decode_bytes;  // Empty: the gateway's default.
   int decode_threads = 0;           // 0: the gateway's default.
+  int event_loops = 0;              // 0: the gateway's default (upstream.event_loops).
   // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
   // as in production, where callers and the upstream are other machines.
   int gateway_cpu = -1;
@@ -103,6 +105,8 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.victims = number;
     } else if (arg == "--decode-threads") {
       options.decode_threads = number;
+    } else if (arg == "--event-loops") {
+      options.event_loops = number;
     } else if (arg == "--answer-mib") {
       options.answer_mib = number;
     } else {
@@ -370,7 +374,8 @@ int Main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
-        "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N]\n");
+        "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N] "
+        "[--event-loops N]\n");
     return 2;
   }
   if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false)) {
@@ -393,6 +398,9 @@ int Main(int argc, char** argv) {
   }
   if (options.decode_threads > 0) {
     gateway_options.upstream.emplace("decode_threads", absl::StrCat(options.decode_threads));
+  }
+  if (options.event_loops > 0) {
+    gateway_options.upstream.emplace("event_loops", absl::StrCat(options.event_loops));
   }
   gateway_options.extra_yaml = absl::StrCat(
       "tenants:\n  - id: victim\n    bearer_token_sha256: [\"", Sha256Hex(kVictimToken),
