@@ -214,7 +214,7 @@ long WholeSecondsBelow(absl::Duration age) {
 
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
 // mailbox_, in_flight_ and admitted_ (thread-safe).
-class CurlTransport::Loop final : public H2StreamRefusalObserver {
+class CurlTransport::Loop final : public H2SessionObserver {
  public:
   // `options` are this loop's (LoopOptions); `admitted` counts the transfers in flight on all
   // the loops of one transport, against options.max_transfers.
@@ -287,9 +287,9 @@ class CurlTransport::Loop final : public H2StreamRefusalObserver {
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
   static int OnPrerequest(void* transfer, char* remote_ip, char* local_ip, int remote_port,
                           int local_port);
-  // H2StreamRefusalObserver: the upstream did not process the transfer's latest send.
+  // H2SessionObserver: the upstream did not process the transfer's latest send.
   void OnStreamRefused(CURL* easy) override;
-  // H2StreamRefusalObserver: the upstream speaks HTTP/2; from now on the connections are
+  // H2SessionObserver: the upstream speaks HTTP/2; from now on the connections are
   // bounded by the load. At once: libcurl goes on in the same call to hand the transfers waiting
   // for this connection to it, and to open new ones for those it cannot take. (Setting the
   // option is a plain field write in libcurl, safe from here: it is not a libcurl callback.)
@@ -975,7 +975,7 @@ void CurlTransport::Loop::RunTimers(std::optional<SteadyTime> now) {
 }
 
 void CurlTransport::Loop::Run() {
-  ObserveH2StreamRefusalsOnThisThread(this);
+  ObserveH2SessionsOnThisThread(this);
   epoll_event events[kMaxEvents];
   int running = 0;
   while (true) {
@@ -1012,7 +1012,7 @@ void CurlTransport::Loop::Run() {
     RunTimers(SteadyClock::now());
   }
   StopAll();
-  ObserveH2StreamRefusalsOnThisThread(nullptr);
+  ObserveH2SessionsOnThisThread(nullptr);
 }
 
 CurlTransport::CurlTransport(std::vector<std::shared_ptr<Loop>> loops) : loops_(std::move(loops)) {

@@ -12,7 +12,7 @@ namespace {
 using SetOnStreamClose = void (*)(nghttp2_session_callbacks*, nghttp2_on_stream_close_callback);
 using GetStreamUserData = void* (*)(nghttp2_session*, int32_t);
 
-thread_local H2StreamRefusalObserver* tls_observer = nullptr;
+thread_local H2SessionObserver* tls_observer = nullptr;
 
 // libcurl's own stream-close callback (one static function of libcurl) and nghttp2's lookup of
 // a stream's user data (libcurl's transfer), both resolved when libcurl first installs it.
@@ -32,7 +32,7 @@ bool InLibcurl(const void* function) {
 
 int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
                   void* user_data) {
-  H2StreamRefusalObserver* observer = tls_observer;
+  H2SessionObserver* observer = tls_observer;
   GetStreamUserData get = get_stream_user_data.load(std::memory_order_acquire);
   if (error_code == NGHTTP2_REFUSED_STREAM && observer != nullptr && get != nullptr) {
     // libcurl submits each request with its transfer (the easy handle) as the stream's data.
@@ -46,9 +46,7 @@ int OnStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_co
 
 }  // namespace
 
-void ObserveH2StreamRefusalsOnThisThread(H2StreamRefusalObserver* observer) {
-  tls_observer = observer;
-}
+void ObserveH2SessionsOnThisThread(H2SessionObserver* observer) { tls_observer = observer; }
 
 bool H2StreamRefusalsObserved() {
   return curl_on_stream_close.load(std::memory_order_acquire) != nullptr;

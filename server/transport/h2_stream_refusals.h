@@ -30,9 +30,9 @@ namespace copilot::gateway {
 // Receives the HTTP/2 events seen on one thread. Called on that thread, from inside
 // curl_multi_socket_action (or any other libcurl call that drives a connection). Must not call
 // into libcurl other than curl_easy_getinfo.
-class H2StreamRefusalObserver {
+class H2SessionObserver {
  public:
-  virtual ~H2StreamRefusalObserver() = default;
+  virtual ~H2SessionObserver() = default;
   // Before libcurl handles the stream's close; `easy` is the transfer whose stream was refused.
   virtual void OnStreamRefused(CURL* easy) = 0;
   // libcurl set up an HTTP/2 session: a connection to the upstream negotiated HTTP/2 (ALPN h2).
@@ -41,7 +41,7 @@ class H2StreamRefusalObserver {
 
 // Reports the refused streams and new HTTP/2 connections of libcurl transfers run by the
 // calling thread to `observer` (nullptr: to nobody) until it is called again on this thread.
-void ObserveH2StreamRefusalsOnThisThread(H2StreamRefusalObserver* observer);
+void ObserveH2SessionsOnThisThread(H2SessionObserver* observer);
 
 // Whether libcurl's stream-close callback has been wrapped at least once in this process (i.e.
 // an HTTP/2 connection was set up and refusals are seen). For tests and the log.
