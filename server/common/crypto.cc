@@ -5,8 +5,13 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+
+#include "absl/random/random.h"
 
 namespace copilot::gateway {
 
@@ -54,6 +59,16 @@ std::string RandomBytes(std::size_t count) {
   std::string bytes(count, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(count)) != 1) {
     std::abort();  // No randomness: nothing secret can be made safely.
+  }
+  return bytes;
+}
+
+std::string IdentifierBytes(std::size_t count) {
+  thread_local absl::BitGen bitgen;
+  std::string bytes(count, '\0');
+  for (std::size_t i = 0; i < count; i += sizeof(uint64_t)) {
+    const uint64_t word = absl::Uniform<uint64_t>(bitgen);
+    std::memcpy(bytes.data() + i, &word, std::min(sizeof(word), count - i));
   }
   return bytes;
 }

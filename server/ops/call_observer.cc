@@ -34,11 +34,11 @@ std::string RequestIdFor(std::optional<absl::string_view> from_caller) {
       })) {
     return std::string(*from_caller);
   }
-  return absl::BytesToHexString(RandomBytes(16));
+  return absl::BytesToHexString(IdentifierBytes(16));
 }
 
 std::string TraceparentFor(std::optional<absl::string_view> from_caller) {
-  const std::string span = absl::BytesToHexString(RandomBytes(8));
+  const std::string span = absl::BytesToHexString(IdentifierBytes(8));
   // version "00": 00-<32 hex trace-id>-<16 hex parent-id>-<2 hex flags>, lower case.
   if (from_caller.has_value() && from_caller->size() == 55) {
     const absl::string_view text = *from_caller;
@@ -50,7 +50,7 @@ std::string TraceparentFor(std::optional<absl::string_view> from_caller) {
       return absl::StrCat("00-", trace_id, "-", span, "-", flags);
     }
   }
-  return absl::StrCat("00-", absl::BytesToHexString(RandomBytes(16)), "-", span, "-00");
+  return absl::StrCat("00-", absl::BytesToHexString(IdentifierBytes(16)), "-", span, "-00");
 }
 
 CallObserver::CallObserver(GatewayMetrics* metrics, absl::string_view method, bool server_stream,

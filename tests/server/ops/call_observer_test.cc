@@ -69,6 +69,23 @@ TEST(RequestIdForTest, NewIdsDiffer) {
   EXPECT_EQ(ids.size(), 100u);
 }
 
+// Each thread has its own generator, seeded on its own: threads never repeat each other's IDs.
+TEST(RequestIdForTest, IdsFromManyThreadsDiffer) {
+  constexpr int kThreads = 8;
+  constexpr int kEach = 1000;
+  std::vector<std::vector<std::string>> made(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&made, t] {
+      for (int i = 0; i < kEach; ++i) made[t].push_back(RequestIdFor(std::nullopt));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::set<std::string> ids;
+  for (const auto& each : made) ids.insert(each.begin(), each.end());
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kThreads * kEach));
+}
+
 // ---- TraceparentFor ----
 
 TEST(TraceparentForTest, ContinuesAValidTraceWithANewParent) {
