@@ -19,7 +19,7 @@ std::string Sha256(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  return std::string(reinterpret_cast<const char*>(digest), length);
+  return {reinterpret_cast<const char*>(digest), length};
 }
 
 std::string HmacSha256(absl::string_view key, absl::string_view data) {
@@ -27,7 +27,7 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
   unsigned int length = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &length);
-  return std::string(reinterpret_cast<const char*>(mac), length);
+  return {reinterpret_cast<const char*>(mac), length};
 }
 
 namespace {
@@ -42,7 +42,7 @@ std::string Aes128Block(absl::string_view key, absl::string_view block, bool enc
   EVP_CipherUpdate(context, out, &length, reinterpret_cast<const unsigned char*>(block.data()),
                    static_cast<int>(block.size()));
   EVP_CIPHER_CTX_free(context);
-  return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(length));
+  return {reinterpret_cast<const char*>(out), static_cast<std::size_t>(length)};
 }
 
 }  // namespace
