@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -282,6 +283,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
 
   // libcurl callbacks.
   static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop, void* socket_ptr);
+  static curl_socket_t OnOpenSocket(void* sockets, curlsocktype purpose, curl_sockaddr* address);
+  static int OnCloseSocket(void* sockets, curl_socket_t socket);
   static int OnTimer(CURLM* multi, long timeout_ms, void* loop);
   static size_t OnHeader(char* data, size_t size, size_t count, void* transfer);
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
@@ -340,6 +343,21 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // Runs the RunAfter tasks due by `now` (all of them when `now` is nullopt).
   void RunTimers(std::optional<SteadyTime> now);
 
+  // The sockets registered with epoll. A connection's socket (opened and closed through
+  // OnOpenSocket and OnCloseSocket, so its end is seen) stays registered while the connection
+  // waits in the cache: the next transfer on it usually wants the same events, and then costs no
+  // epoll_ctl (before: a DEL when each transfer ended and an ADD when the next began, two system
+  // calls per call). An event on a socket libcurl is not watching takes it out of epoll then. The
+  // other sockets (the resolver's) leave epoll when libcurl lets go of them.
+  struct WatchedSocket {
+    uint32_t events = 0;  // Registered with epoll for these (when `registered`).
+    bool registered = false;
+    bool wanted = false;  // libcurl watches it now.
+    bool ours = false;    // Opened through OnOpenSocket.
+  };
+  std::unordered_map<curl_socket_t, WatchedSocket> sockets_;
+  // Set on each easy handle, for OnOpenSocket and OnCloseSocket (SetOptions is const).
+  std::unordered_map<curl_socket_t, WatchedSocket>* const sockets_for_callbacks_ = &sockets_;
   const CurlTransportOptions options_;
   const long spare_connections_;  // Beyond the need, in the automatic HTTP/2 bound.
   const std::shared_ptr<std::atomic<int64_t>> admitted_;
@@ -418,27 +436,51 @@ CurlTransport::Loop::Transfer* CurlTransport::Loop::Find(uint64_t id) {
 }
 
 int CurlTransport::Loop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what, void* loop_ptr,
-                                  void* socket_ptr) {
+                                  void* /*socket_ptr*/) {
   auto* loop = static_cast<Loop*>(loop_ptr);
+  WatchedSocket& watched = loop->sockets_[socket];
   if (what == CURL_POLL_REMOVE) {
-    epoll_ctl(loop->epoll_fd_, EPOLL_CTL_DEL, socket, nullptr);
-    curl_multi_assign(loop->multi_, socket, nullptr);
+    watched.wanted = false;
+    if (!watched.ours) {
+      if (watched.registered) epoll_ctl(loop->epoll_fd_, EPOLL_CTL_DEL, socket, nullptr);
+      loop->sockets_.erase(socket);
+    }
     return 0;
   }
+  uint32_t events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) events |= EPOLLIN;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) events |= EPOLLOUT;
+  watched.wanted = true;
+  if (watched.registered && watched.events == events) return 0;
   epoll_event event{};
+  event.events = events;
   event.data.fd = socket;
-  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) event.events |= EPOLLIN;
-  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) event.events |= EPOLLOUT;
-  if (socket_ptr == nullptr) {
-    if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, socket, &event) != 0 && errno == EEXIST) {
-      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, socket, &event);
+  if (watched.registered) {
+    if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, socket, &event) != 0 && errno == ENOENT) {
+      epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, socket, &event);
     }
-    // Any non-null marker: "registered with epoll".
-    curl_multi_assign(loop->multi_, socket, loop);
-  } else {
+  } else if (epoll_ctl(loop->epoll_fd_, EPOLL_CTL_ADD, socket, &event) != 0 && errno == EEXIST) {
     epoll_ctl(loop->epoll_fd_, EPOLL_CTL_MOD, socket, &event);
   }
+  watched.registered = true;
+  watched.events = events;
   return 0;
+}
+
+curl_socket_t CurlTransport::Loop::OnOpenSocket(void* sockets_ptr, curlsocktype /*purpose*/,
+                                                curl_sockaddr* address) {
+  auto* sockets = static_cast<std::unordered_map<curl_socket_t, WatchedSocket>*>(sockets_ptr);
+  const curl_socket_t socket =
+      ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  // A new socket may reuse the number of one closed earlier: it starts unregistered.
+  if (socket != CURL_SOCKET_BAD) (*sockets)[socket] = WatchedSocket{.ours = true};
+  return socket;
+}
+
+int CurlTransport::Loop::OnCloseSocket(void* sockets_ptr, curl_socket_t socket) {
+  auto* sockets = static_cast<std::unordered_map<curl_socket_t, WatchedSocket>*>(sockets_ptr);
+  sockets->erase(socket);  // close() takes it out of epoll.
+  return close(socket);
 }
 
 int CurlTransport::Loop::OnTimer(CURLM* /*multi*/, long timeout_ms, void* loop_ptr) {
@@ -645,6 +687,10 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   set.Set(CURLOPT_PREREQFUNCTION, &Loop::OnPrerequest);
   set.Set(CURLOPT_PREREQDATA, &transfer);
   set.Set(CURLOPT_TCP_KEEPALIVE, 1L);
+  set.Set(CURLOPT_OPENSOCKETFUNCTION, &Loop::OnOpenSocket);
+  set.Set(CURLOPT_OPENSOCKETDATA, sockets_for_callbacks_);
+  set.Set(CURLOPT_CLOSESOCKETFUNCTION, &Loop::OnCloseSocket);
+  set.Set(CURLOPT_CLOSESOCKETDATA, sockets_for_callbacks_);
   SetConnectionOptions(set);
   set.Set(CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
   set.Set(CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.
@@ -989,6 +1035,14 @@ void CurlTransport::Loop::Run() {
         ssize_t got = read(wake_fd_, &count, sizeof(count));
         (void)got;
         woken = true;
+        continue;
+      }
+      auto watched = sockets_.find(fd);
+      if (watched == sockets_.end() || !watched->second.wanted) {
+        // An idle connection the upstream closed or wrote to: out of epoll until libcurl wants
+        // it again (level-triggered, it would wake the loop again and again).
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        if (watched != sockets_.end()) watched->second.registered = false;
         continue;
       }
       int mask = 0;

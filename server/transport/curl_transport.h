@@ -83,6 +83,10 @@ struct CurlTransportOptions {
 // eventfd (only when the queue was empty); that is the only cross-thread signal, and no thread but
 // the loop ever calls into libcurl.
 //
+// A connection's socket stays registered with epoll while the connection waits in the cache
+// (libcurl opens and closes it through the loop's CURLOPT_OPENSOCKETFUNCTION and
+// CURLOPT_CLOSESOCKETFUNCTION, so its end is seen): a reused connection costs no epoll_ctl.
+//
 // Per transfer: CURLOPT_NOSIGNAL; CURLOPT_TIMEOUT_MS from HttpRequest::deadline (a deadline
 // already past fails with DEADLINE_EXCEEDED without sending anything);
 // CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
