@@ -217,8 +217,9 @@ long WholeSecondsBelow(absl::Duration age) {
 // mailbox_, in_flight_ and admitted_ (thread-safe).
 class CurlTransport::Loop final : public H2SessionObserver {
  public:
-  // `options` are this loop's (LoopOptions); `admitted` counts the transfers in flight on all
-  // the loops of one transport, against options.max_transfers.
+  // `options` are the transport's with this loop's share of the connection bounds (Create);
+  // `admitted` counts the transfers in flight on all the loops of one transport, against
+  // options.max_transfers.
   static absl::StatusOr<std::unique_ptr<Loop>> Create(
       const CurlTransportOptions& options, long spare_connections,
       std::shared_ptr<std::atomic<int64_t>> admitted);
