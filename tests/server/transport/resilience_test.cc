@@ -72,6 +72,23 @@ class RetryingTransportTest : public ::testing::Test {
     policy.budget_min_per_second = 100;
     return policy;
   }
+  // A budget of `ratio` of the requests, without the per-second floor.
+  static RetryPolicy BudgetOnly(double ratio) {
+    RetryPolicy policy;
+    policy.budget_ratio = ratio;
+    policy.budget_min_per_second = 0;
+    return policy;
+  }
+  // `n` requests started at once, each with its own handler.
+  std::vector<std::shared_ptr<RecordingHandler>> StartMany(HttpTransport& transport, int n,
+                                                           const std::string& method) {
+    std::vector<std::shared_ptr<RecordingHandler>> handlers;
+    for (int i = 0; i < n; ++i) {
+      handlers.push_back(std::make_shared<RecordingHandler>());
+      transport.Start(Request(method), handlers.back());
+    }
+    return handlers;
+  }
   // The transport under test; jitter pinned to its lowest value (half the backoff).
   std::shared_ptr<RetryingTransport> Make(RetryPolicy policy = Generous()) {
     auto transport =
@@ -243,16 +260,9 @@ TEST_F(RetryingTransportTest, StopsAtMaxAttempts) {
 }
 
 TEST_F(RetryingTransportTest, TheBudgetBoundsRetriesToAFractionOfRequests) {
-  RetryPolicy policy;
-  policy.budget_ratio = 0.1;
-  policy.budget_min_per_second = 0;
-  auto transport = Make(policy);
+  auto transport = Make(BudgetOnly(0.1));
   // 20 requests in the window: 2 retries allowed.
-  std::vector<std::shared_ptr<RecordingHandler>> handlers;
-  for (int i = 0; i < 20; ++i) {
-    handlers.push_back(std::make_shared<RecordingHandler>());
-    transport->Start(Request("GET"), handlers.back());
-  }
+  const auto handlers = StartMany(*transport, 20, "GET");
   for (int i = 0; i < 20; ++i) fake_->call(static_cast<std::size_t>(i)).Respond(503, "");
   EXPECT_EQ(fake_->timers_waiting(), 2u);
   EXPECT_EQ(events_.denied.size(), 18u);
@@ -266,15 +276,8 @@ TEST_F(RetryingTransportTest, TheBudgetBoundsRetriesToAFractionOfRequests) {
 
 TEST_F(RetryingTransportTest, ARefusedStreamIsSentAgainOnceAtOnceOutsideTheBudget) {
   // No budget at all: only the transparent retry is made.
-  RetryPolicy policy;
-  policy.budget_ratio = 0;
-  policy.budget_min_per_second = 0;
-  auto transport = Make(policy);
-  std::vector<std::shared_ptr<RecordingHandler>> handlers;
-  for (int i = 0; i < 20; ++i) {
-    handlers.push_back(std::make_shared<RecordingHandler>());
-    transport->Start(Request("POST"), handlers.back());
-  }
+  auto transport = Make(BudgetOnly(0));
+  const auto handlers = StartMany(*transport, 20, "POST");
   for (int i = 0; i < 20; ++i) {
     fake_->call(static_cast<std::size_t>(i))
         .Complete(Failure(absl::StatusCode::kUnavailable, "upstream_refused_stream", false));
