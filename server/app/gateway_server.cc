@@ -168,8 +168,10 @@ void ApplyKeepalive(const KeepaliveConfig& keepalive, grpc::ServerBuilder& build
 }
 
 // Bounds on what callers can make the server hold, credentials or not: threads, memory
-// (buffers of connections and calls; past it gRPC stops reading and refuses new calls) and
-// concurrent calls per connection (health Watch streams included); keepalive and connection age.
+// (buffers of connections and calls; past it gRPC stops reading and refuses new calls),
+// concurrent calls per connection (health Watch streams included), the time a new connection
+// has to finish its handshake; keepalive and connection age. (The number of connections is
+// GrpcListeners'.)
 void ApplyServerBounds(const ServerConfig& server, grpc::ServerBuilder& builder) {
   ApplyKeepalive(server.keepalive, builder);
   grpc::ResourceQuota quota("copilot-gateway");
@@ -177,6 +179,8 @@ void ApplyServerBounds(const ServerConfig& server, grpc::ServerBuilder& builder)
   quota.Resize(server.max_grpc_memory);
   builder.SetResourceQuota(quota);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, server.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             Milliseconds(server.handshake_timeout));
   // A second gateway on the same port must fail, not silently share it (gRPC enables
   // SO_REUSEPORT by default on Linux).
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -397,24 +401,31 @@ absl::Status GatewayServer::StartGrpcServer(const GatewayConfig& config) {
   grpc::ServerBuilder builder;
   ApplyServerBounds(config.server, builder);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.limits.max_request_bytes));
-  builder.AddListeningPort(config.server.listen, grpc::InsecureServerCredentials(), &port_);
+  // Our own sockets, accepted by GrpcListeners, which bounds the connections open at once.
+  listeners_ =
+      std::make_unique<GrpcListeners>(config.server.max_connections, [metrics = metrics_.get()] {
+        if (metrics != nullptr) metrics->grpc_connections_refused().Increment();
+      });
+  absl::StatusOr<int> port =
+      listeners_->Add(config.server.listen, grpc::InsecureServerCredentials(), builder);
+  if (!port.ok()) return port.status();
+  port_ = *port;
   if (!config.tls.listen.empty()) {
-    builder.AddListeningPort(config.tls.listen, TlsCredentials(config.tls), &tls_port_);
+    absl::StatusOr<int> tls_port =
+        listeners_->Add(config.tls.listen, TlsCredentials(config.tls), builder);
+    if (!tls_port.ok()) return tls_port.status();
+    tls_port_ = *tls_port;
   }
   builder.RegisterService(adapter_.get());
   builder.RegisterService(health_.get());
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port_ == 0) {
+  if (server_ == nullptr) {
     return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", config.server.listen, " (address in use or invalid)"));
+        absl::StrCat("cannot serve on ", config.server.listen, ": the gRPC server did not start"));
   }
+  listeners_->Start();
   address_ = WithPort(config.server.listen, port_);
-  if (config.tls.listen.empty()) return absl::OkStatus();
-  if (tls_port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.tls.listen,
-                                               " (address in use, or unreadable certificates)"));
-  }
-  tls_address_ = WithPort(config.tls.listen, tls_port_);
+  if (!config.tls.listen.empty()) tls_address_ = WithPort(config.tls.listen, tls_port_);
   return absl::OkStatus();
 }
 
@@ -514,6 +525,7 @@ std::string GatewayServer::ScrapeMetrics() const {
     if (health_ != nullptr) metrics_->health_watches().Set(health_->watches());
     // This runs on the ops server's own thread (the handler), and counts this scrape too.
     if (ops_view_ != nullptr) metrics_->ops_connections().Set(ops_view_->connections());
+    if (listeners_ != nullptr) metrics_->grpc_connections().Set(listeners_->connections());
   }
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();
@@ -579,6 +591,8 @@ void GatewayServer::Shutdown(absl::Duration grace) {
   // statuses, then other calls (health Watch streams, reflection) are cancelled and idle
   // connections closed: Shutdown(deadline) would otherwise wait for idle clients to hang up.
   const absl::Duration flush = std::min(absl::Milliseconds(500), deadline - absl::Now());
+  // Our listeners stop first: gRPC would drop a connection handed to it after its shutdown.
+  if (listeners_ != nullptr) listeners_->Stop();
   server_->Shutdown(std::chrono::system_clock::now() +
                     absl::ToChronoNanoseconds(std::max(flush, absl::ZeroDuration())));
   server_->Wait();

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/app/grpc_listeners.h"
 #include "server/common/clock.h"
 #include "server/config/gateway_config.h"
 #include "server/core/copilot_core.h"
@@ -175,6 +176,8 @@ class GatewayServer {
   std::unique_ptr<UsageReader> usage_reader_;
   // grpc.health.v1.Health; outlives server_ (its Watch reactors reference it).
   std::unique_ptr<HealthService> health_;
+  // The gRPC ports' sockets and the connection bound; stopped before server_ shuts down.
+  std::unique_ptr<GrpcListeners> listeners_;
   std::unique_ptr<grpc::Server> server_;
   std::string address_;
   int port_ = 0;

@@ -380,6 +380,8 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                          {{"bearer", CallerIdentity::kBearer}, {"none", CallerIdentity::kNone}})},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"max_concurrent_streams", IntInRange(server.max_concurrent_streams, 1, 100000)},
+      {"max_connections", IntInRange(server.max_connections, 1, 1000000)},
+      {"handshake_timeout", PositiveDuration(server.handshake_timeout)},
       {"max_health_watches", IntInRange(server.max_health_watches, 0, 100000)},
       {"max_grpc_memory", Bytes(server.max_grpc_memory, 16 * 1024 * 1024, 64 * kGiB)},
       {"tenants", ListOf<TenantEntryConfig>(config.tenants, TenantReaders)},

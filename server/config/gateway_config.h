@@ -310,6 +310,13 @@ struct ServerConfig {
   // Concurrent calls (HTTP/2 streams) one client connection may have open (gRPC health Watch
   // streams included).
   int max_concurrent_streams = 1000;
+  // gRPC client connections open at once over both listeners (plaintext and TLS); one more is
+  // closed at once (the client sees UNAVAILABLE and connects again later). Keep the process's
+  // open-files limit above it plus the upstream connections.
+  int max_connections = 10000;
+  // A connection that has not completed its TLS handshake and sent its HTTP/2 settings by then
+  // is closed (gRPC's default is 120 s: idle sockets would hold max_connections that long).
+  absl::Duration handshake_timeout = absl::Seconds(10);
   // grpc.health.v1.Health Watch streams open at once (any caller may open them, without
   // credentials); more are refused with RESOURCE_EXHAUSTED. Check (kubelet) is not capped.
   int max_health_watches = 100;

@@ -273,6 +273,16 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
   ops_connections_ = gauge("copilot_gateway_ops_connections",
                            "Open connections to /metrics, /healthz and /readyz (this scrape's "
                            "included); at most 256, the oldest idle one closed to make room.");
+  grpc_connections_ = gauge("copilot_gateway_grpc_connections",
+                            "Open gRPC client connections over both listeners; bounded by "
+                            "server.max_connections.");
+  grpc_connections_refused_ = &prometheus::BuildCounter()
+                                   .Name("copilot_gateway_grpc_connections_refused_total")
+                                   .Help(
+                                       "gRPC client connections closed at once because "
+                                       "server.max_connections were open.")
+                                   .Register(*registry_)
+                                   .Add({});
   last_reload_ok_ = &prometheus::BuildGauge()
                          .Name("copilot_gateway_config_last_reload_successful")
                          .Help(

@@ -95,6 +95,10 @@ class GatewayMetrics final : public AdmissionEvents,
   prometheus::Gauge& upstream_holds() { return *upstream_holds_; }
   prometheus::Gauge& health_watches() { return *health_watches_; }
   prometheus::Gauge& ops_connections() { return *ops_connections_; }
+  // copilot_gateway_grpc_connections (open gRPC connections, set when scraped) and
+  // copilot_gateway_grpc_connections_refused_total (closed at server.max_connections).
+  prometheus::Gauge& grpc_connections() { return *grpc_connections_; }
+  prometheus::Counter& grpc_connections_refused() { return *grpc_connections_refused_; }
 
   // A config reload was applied (`ok`) or refused.
   void RecordReload(bool ok);
@@ -167,6 +171,8 @@ class GatewayMetrics final : public AdmissionEvents,
   prometheus::Gauge* upstream_holds_;
   prometheus::Gauge* health_watches_;
   prometheus::Gauge* ops_connections_;
+  prometheus::Gauge* grpc_connections_;
+  prometheus::Counter* grpc_connections_refused_;
   prometheus::Gauge* last_reload_ok_;
   prometheus::Counter* reloads_ok_;
   prometheus::Counter* reloads_failed_;

@@ -1,6 +1,5 @@
 #include "server/ops/ops_http_server.h"
 
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -19,12 +18,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "server/common/errors.h"
 #include "server/common/log.h"
+#include "server/common/tcp_listen.h"
 
 namespace copilot::gateway {
 namespace {
@@ -171,39 +170,6 @@ Reply Answer(absl::string_view head, const OpsHandlers& handlers) {
   return MakeReply(ready ? 200 : 503, kText, ready ? "ready\n" : "not ready\n", head_only);
 }
 
-struct HostPort {
-  std::string host;
-  std::string port;
-};
-
-// HOST:PORT or [IPV6]:PORT with a port of 0-65535; nullopt otherwise (a bare IPv6 address too).
-std::optional<HostPort> SplitHostPort(absl::string_view listen) {
-  absl::string_view host;
-  absl::string_view port;
-  if (absl::ConsumePrefix(&listen, "[")) {
-    const size_t close = listen.find(']');
-    if (close == absl::string_view::npos || listen.substr(close + 1, 1) != ":") {
-      return std::nullopt;
-    }
-    host = listen.substr(0, close);
-    port = listen.substr(close + 2);
-  } else {
-    const size_t colon = listen.rfind(':');
-    if (colon == absl::string_view::npos) return std::nullopt;
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-    if (absl::StrContains(host, ':')) return std::nullopt;
-  }
-  int number = 0;
-  if (host.empty() || port.empty() ||
-      !std::all_of(port.begin(), port.end(),
-                   [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); }) ||
-      !absl::SimpleAtoi(port, &number) || number > 65535) {
-    return std::nullopt;
-  }
-  return HostPort{std::string(host), std::string(port)};
-}
-
 }  // namespace
 
 // One client connection, through reading its request head, writing the response and draining.
@@ -260,52 +226,10 @@ OpsHttpServer::~OpsHttpServer() {
 }
 
 absl::Status OpsHttpServer::Listen(const std::string& listen) {
-  auto cannot = [&listen](absl::string_view why) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", listen, " for /metrics: ", why));
-  };
-  const std::optional<HostPort> split = SplitHostPort(listen);
-  if (!split.has_value()) return cannot("expected HOST:PORT or [IPV6]:PORT, port 0-65535");
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const int resolved = getaddrinfo(split->host.c_str(), split->port.c_str(), &hints, &found);
-  if (resolved != 0) return cannot(gai_strerror(resolved));
-  // The first address that takes a listening socket (a host name may have several).
-  std::string why = "no address";
-  for (const addrinfo* address = found; address != nullptr && listen_fd_ < 0;
-       address = address->ai_next) {
-    const int fd = socket(address->ai_family, address->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                          address->ai_protocol);
-    if (fd < 0) {
-      why = absl::StrCat("socket: ", ErrnoText(errno));
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, address->ai_addr, address->ai_addrlen) != 0) {
-      why = absl::StrCat("bind: ", ErrnoText(errno));
-      close(fd);
-      continue;
-    }
-    if (::listen(fd, SOMAXCONN) != 0) {
-      why = absl::StrCat("listen: ", ErrnoText(errno));
-      close(fd);
-      continue;
-    }
-    listen_fd_ = fd;
-  }
-  freeaddrinfo(found);
-  if (listen_fd_ < 0) return cannot(why);
-  sockaddr_storage bound{};
-  socklen_t length = sizeof bound;
-  if (getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
-    return cannot(absl::StrCat("getsockname: ", ErrnoText(errno)));
-  }
-  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  absl::StatusOr<ListeningSocket> listening = ListenTcp(listen, " for /metrics");
+  if (!listening.ok()) return listening.status();
+  listen_fd_ = listening->fd;
+  port_ = listening->port;
   address_ = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port_);
   return absl::OkStatus();
 }

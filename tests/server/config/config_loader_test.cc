@@ -395,6 +395,7 @@ TEST(ConfigLoaderTest, PlainHttpUpstreamOnlyOnLoopbackUnlessAllowed) {
 TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   absl::StatusOr<GatewayConfig> config = ParseConfigYaml(
       "max_concurrent_streams: 50\nmax_grpc_memory: 64MiB\n"
+      "max_connections: 200\nhandshake_timeout: 3s\n"
       "upstream:\n  max_buffered_bytes: 32MiB\n  allow_insecure_http: true\n"
       "limits:\n  max_tool_calls: 8\n  max_tool_arguments_bytes: 1KiB\n  max_tools: 4\n"
       "  max_tools_bytes: 2KiB\n  max_title_chars: 80\n"
@@ -404,6 +405,8 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server.max_concurrent_streams, 50);
   EXPECT_EQ(config->server.max_grpc_memory, 64u * 1024 * 1024);
+  EXPECT_EQ(config->server.max_connections, 200);
+  EXPECT_EQ(config->server.handshake_timeout, absl::Seconds(3));
   EXPECT_EQ(config->upstream.max_buffered_bytes, 32u * 1024 * 1024);
   EXPECT_TRUE(config->upstream.allow_insecure_http);
   EXPECT_EQ(config->limits.max_tool_calls, 8);
@@ -417,6 +420,12 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   EXPECT_EQ(config->request_ids.max_waiters_per_tenant, 10);
   ExpectError("request_ids:\n  max_tenant_share: 0\n", "request_ids.max_tenant_share");
   ExpectError("max_grpc_memory: 1KiB\n", "max_grpc_memory: must be between");
+  ExpectError("max_connections: 0\n", "max_connections: must be between");
+  ExpectError("handshake_timeout: 0s\n", "handshake_timeout");
+  // The defaults: the bound and a handshake deadline well under gRPC's own 120 s.
+  const GatewayConfig defaults;
+  EXPECT_EQ(defaults.server.max_connections, 10000);
+  EXPECT_EQ(defaults.server.handshake_timeout, absl::Seconds(10));
 }
 
 SecretRef FromFile(const std::string& path) {

@@ -25,6 +25,7 @@
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "server/common/crypto.h"
+#include "server/common/errors.h"
 #include "tests/server/integration/integration_fixture.h"
 
 namespace copilot::gateway::testing {
@@ -624,6 +625,93 @@ TEST(GatewayStreamCapTest, StreamsPerConnectionAreCapped) {
   EXPECT_EQ(answered.load(), 100);  // max_concurrent_streams: the rest wait for a slot.
   for (auto& context : contexts) context->TryCancel();
   for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(*(*gateway)->Stop(), 0);
+}
+
+// Item 7: nothing bounded the connections clients may open and hold (gRPC 1.51 has no such
+// bound), and a socket that never spoke held its place for gRPC's 120 s handshake timeout.
+TEST(GatewayConnectionCapTest, ConnectionsPastTheCapAreRefusedCountedAndFreed) {
+  auto emulator = emulator::testing::EmulatorProcess::Start({});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  GatewayProcessOptions options;
+  options.upstream_url = (*emulator)->base_url() + "/agents";
+  options.extra_yaml = "max_connections: 3\nhandshake_timeout: 1s\n";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  // A health Check on a channel of its own (its own connection).
+  auto check = [](const std::shared_ptr<grpc::Channel>& channel) {
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    grpc::ClientContext context;
+    SetTimeout(context, absl::Seconds(5));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("liveness");
+    grpc::health::v1::HealthCheckResponse response;
+    return health->Check(&context, request, &response);
+  };
+  // Scrapes until the gauge shows `open` connections (at most 5 s); the last value.
+  auto wait_for_open = [&gateway](const std::string& open) {
+    std::string value;
+    for (int i = 0; i < 100; ++i) {
+      value = MetricValue(Scrape(**gateway), "copilot_gateway_grpc_connections");
+      if (value == open) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return value;
+  };
+  std::vector<std::shared_ptr<grpc::Channel>> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back((*gateway)->NewChannel());
+    const grpc::Status ok = check(held.back());
+    ASSERT_TRUE(ok.ok()) << i << ": " << ok.error_message();
+  }
+  const grpc::Status refused = check((*gateway)->NewChannel());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << refused.error_message();
+  const std::string scrape = Scrape(**gateway);
+  EXPECT_EQ(MetricValue(scrape, "copilot_gateway_grpc_connections"), "3");
+  double refused_total = 0;
+  ASSERT_TRUE(absl::SimpleAtod(
+      MetricValue(scrape, "copilot_gateway_grpc_connections_refused_total"), &refused_total));
+  EXPECT_GE(refused_total, 1);
+  bool logged = false;
+  for (const std::string& line : LogLines(**gateway)) {
+    logged = logged || absl::StrContains(line, "at server.max_connections (3)");
+  }
+  EXPECT_TRUE(logged);
+  // A connection that ends frees its place.
+  held.pop_back();
+  EXPECT_EQ(wait_for_open("2"), "2");
+  held.push_back((*gateway)->NewChannel());
+  EXPECT_TRUE(check(held.back()).ok());
+  held.clear();
+  EXPECT_EQ(wait_for_open("0"), "0");
+  // Sockets that never speak take the places until handshake_timeout closes them.
+  std::vector<int> silent;
+  for (int i = 0; i < 3; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>((*gateway)->port()));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+    silent.push_back(fd);
+  }
+  EXPECT_EQ(wait_for_open("3"), "3");
+  EXPECT_EQ(check((*gateway)->NewChannel()).error_code(), grpc::StatusCode::UNAVAILABLE);
+  const absl::Time start = absl::Now();
+  timeval five_seconds{};
+  five_seconds.tv_sec = 5;
+  setsockopt(silent[0], SOL_SOCKET, SO_RCVTIMEO, &five_seconds, sizeof five_seconds);
+  // The server's HTTP/2 settings come first, then the gateway closes it (EOF or a reset).
+  char bytes[4096];
+  ssize_t got = 0;
+  while ((got = read(silent[0], bytes, sizeof bytes)) > 0) {
+  }
+  EXPECT_TRUE(got == 0 || errno == ECONNRESET) << ErrnoText(errno);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(wait_for_open("0"), "0");
+  EXPECT_TRUE(check((*gateway)->NewChannel()).ok());
+  for (const int fd : silent) close(fd);
   EXPECT_EQ(*(*gateway)->Stop(), 0);
 }
 

@@ -1,0 +1,210 @@
+#include "server/app/grpc_listeners.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "server/app/log.h"
+#include "server/common/errors.h"
+#include "server/common/tcp_listen.h"
+
+namespace copilot::gateway {
+namespace {
+
+// At the bound, the open connections are checked again at most this often: a flood of new
+// connections must not make the accepting thread walk every open one for each.
+constexpr absl::Duration kSweepAtTheBound = absl::Milliseconds(100);
+// Without new connections, the map of open connections is cleaned this often.
+constexpr int kIdleSweepMs = 1000;
+
+// The socket's cookie (unique among the sockets of the network namespace, never reused), or 0
+// when `fd` is no socket now.
+uint64_t SocketCookie(int fd) {
+  uint64_t cookie = 0;
+  socklen_t length = sizeof cookie;
+  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) return 0;
+  return cookie;
+}
+
+std::string PeerText(const sockaddr_storage& peer) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(peer);
+    inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text);
+    return absl::StrCat(text, ":", ntohs(v4.sin_port));
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(peer);
+    inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text);
+    return absl::StrCat("[", text, "]:", ntohs(v6.sin6_port));
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+GrpcListeners::GrpcListeners(int max_connections, RefusedCallback on_refused)
+    : max_connections_(max_connections), on_refused_(std::move(on_refused)) {}
+
+GrpcListeners::~GrpcListeners() { Stop(); }
+
+absl::StatusOr<int> GrpcListeners::Add(const std::string& listen,
+                                       std::shared_ptr<grpc::ServerCredentials> credentials,
+                                       grpc::ServerBuilder& builder) {
+  absl::StatusOr<ListeningSocket> listening = ListenTcp(listen, "");
+  if (!listening.ok()) return listening.status();
+  Listener listener;
+  listener.fd = listening->fd;
+  listener.listen = listen;
+  listener.acceptor = builder.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD,
+      std::move(credentials));
+  listeners_.push_back(std::move(listener));
+  return listening->port;
+}
+
+void GrpcListeners::Start() {
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    // Only at a descriptor or memory shortage at start-up: no listener would ever accept.
+    LogLine(absl::StrCat("warning: cannot watch the gRPC listeners: ", ErrnoText(errno)));
+    return;
+  }
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = listeners_.size();  // The wake-up; listeners are their index.
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &event);
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    event.data.u64 = i;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listeners_[i].fd, &event);
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void GrpcListeners::Stop() {
+  if (stopped_.exchange(true)) return;
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    // Adding 1 to a fresh eventfd's counter neither blocks nor fails.
+    const ssize_t written = write(wake_fd_, &one, sizeof one);
+    (void)written;
+    thread_.join();
+  }
+  for (Listener& listener : listeners_) {
+    if (listener.fd >= 0) close(listener.fd);
+    listener.fd = -1;
+  }
+  for (const int fd : {wake_fd_, epoll_fd_}) {
+    if (fd >= 0) close(fd);
+  }
+  wake_fd_ = epoll_fd_ = -1;
+}
+
+void GrpcListeners::Run() {
+  constexpr int kMaxEvents = 8;
+  epoll_event events[kMaxEvents];
+  while (true) {
+    const int ready = epoll_wait(epoll_fd_, events, kMaxEvents, kIdleSweepMs);
+    if (ready < 0 && errno != EINTR) {
+      LogLine(absl::StrCat("warning: gRPC listeners stopped: epoll_wait: ", ErrnoText(errno)));
+      return;
+    }
+    for (int i = 0; i < ready; ++i) {
+      const uint64_t index = events[i].data.u64;
+      if (index >= listeners_.size()) return;  // Stop.
+      AcceptAll(listeners_[index]);
+    }
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() - last_sweep_ >= absl::Milliseconds(kIdleSweepMs)) Sweep();
+  }
+}
+
+void GrpcListeners::AcceptAll(Listener& listener) {
+  while (true) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = accept4(listener.fd, reinterpret_cast<sockaddr*>(&peer), &length,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits in the kernel's
+      // backlog. Pause instead of spinning on a listener that stays readable.
+      const absl::Time now = absl::Now();
+      if (now - last_accept_error_log_ >= absl::Minutes(1)) {
+        last_accept_error_log_ = now;
+        LogLine(absl::StrCat("warning: cannot accept a connection on ", listener.listen, ": ",
+                             ErrnoText(errno),
+                             " (raise the open-files limit, or lower server.max_connections)"));
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+      return;
+    }
+    if (!Admit(fd)) {
+      close(fd);
+      refused_.fetch_add(1, std::memory_order_relaxed);
+      if (on_refused_) on_refused_();
+      LogRefused(PeerText(peer));
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters connection;
+    connection.listener_fd = listener.fd;
+    connection.fd = fd;
+    listener.acceptor->HandleNewConnection(&connection);
+  }
+}
+
+bool GrpcListeners::Admit(int fd) {
+  const uint64_t cookie = SocketCookie(fd);
+  absl::MutexLock lock(&mu_);
+  if (open_.size() >= static_cast<size_t>(max_connections_) &&
+      absl::Now() - last_sweep_ >= kSweepAtTheBound) {
+    Sweep();
+  }
+  if (open_.size() >= static_cast<size_t>(max_connections_)) return false;
+  if (cookie != 0) open_[cookie] = fd;
+  return true;
+}
+
+void GrpcListeners::Sweep() {
+  last_sweep_ = absl::Now();
+  for (auto it = open_.begin(); it != open_.end();) {
+    // Closed by gRPC: the descriptor is gone, or was reused for another socket.
+    if (SocketCookie(it->second) != it->first) {
+      it = open_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+int GrpcListeners::connections() {
+  absl::MutexLock lock(&mu_);
+  Sweep();
+  return static_cast<int>(open_.size());
+}
+
+void GrpcListeners::LogRefused(const std::string& peer) {
+  ++refusals_since_log_;
+  const absl::Time now = absl::Now();
+  if (now - last_refusal_log_ < absl::Minutes(1)) return;
+  LogLine(absl::StrCat("warning: refused ", refusals_since_log_,
+                       " gRPC connection(s) in the last minute at server.max_connections (",
+                       max_connections_, "), the last from ", peer));
+  last_refusal_log_ = now;
+  refusals_since_log_ = 0;
+}
+
+}  // namespace copilot::gateway
