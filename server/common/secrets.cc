@@ -1,5 +1,6 @@
 #include "server/common/secrets.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -12,17 +13,13 @@ namespace copilot::gateway {
 namespace {
 
 bool ContainsAny(absl::string_view text, absl::Span<const std::string> secrets) {
-  for (const std::string& secret : secrets) {
-    if (!secret.empty() && absl::StrContains(text, secret)) return true;
-  }
-  return false;
+  return std::ranges::any_of(secrets, [text](const std::string& secret) {
+    return !secret.empty() && absl::StrContains(text, secret);
+  });
 }
 
 bool AnySecret(absl::Span<const std::string> secrets) {
-  for (const std::string& secret : secrets) {
-    if (!secret.empty()) return true;
-  }
-  return false;
+  return std::ranges::any_of(secrets, [](const std::string& secret) { return !secret.empty(); });
 }
 
 bool RedactFields(google::protobuf::Message& message, absl::Span<const std::string> secrets) {
@@ -72,6 +69,20 @@ std::string RedactSecrets(absl::string_view text, absl::Span<const std::string> 
     if (!secret.empty()) absl::StrReplaceAll({{secret, kRedacted}}, &out);
   }
   return out;
+}
+
+size_t SecretPrefixAtEnd(absl::string_view text, absl::Span<const std::string> secrets) {
+  size_t longest = 0;
+  for (const std::string& secret : secrets) {
+    for (size_t length = std::min(text.size(), secret.size() - (secret.empty() ? 0 : 1));
+         length > longest; --length) {
+      if (absl::EndsWith(text, absl::string_view(secret).substr(0, length))) {
+        longest = length;
+        break;
+      }
+    }
+  }
+  return longest;
 }
 
 bool RedactSecretsInMessage(google::protobuf::Message& message,

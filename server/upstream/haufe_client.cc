@@ -228,6 +228,7 @@ class StreamHandler final : public HttpTransferHandler {
     // paused here; if a transport did, the sink still gets every line before OnDone.
     Drain(/*honour_pause=*/false);
     if (done_) return;
+    if (end.ok()) DeliverHeldContent();
     Finish(std::move(end));
   }
 
@@ -260,8 +261,35 @@ class StreamHandler final : public HttpTransferHandler {
       Finish(chunk.status());
       return true;
     }
+    HoldBackSecretPrefix(*chunk);
     RedactSecretsInMessage(*chunk, secrets_);
     return sink_->OnChunk(*std::move(chunk));
+  }
+
+  // A secret split across two chunks' content is joined before it is redacted: the end of a
+  // chunk's content that begins a secret waits for the next chunk (or the stream's end), so
+  // only an answer that happens to end a chunk that way is delayed, by one chunk.
+  void HoldBackSecretPrefix(copilot::v1::MessageChunk& chunk) {
+    if (secrets_.empty()) return;
+    std::string content = RedactSecrets(absl::StrCat(held_, chunk.delta().content()), secrets_);
+    const size_t hold = SecretPrefixAtEnd(content, secrets_);
+    held_ = content.substr(content.size() - hold);
+    content.resize(content.size() - hold);
+    chunk.mutable_delta()->set_content(std::move(content));
+    if (hold > 0) {
+      held_chunk_ = chunk;
+      held_chunk_.mutable_delta()->clear_content();
+      held_chunk_.mutable_delta()->clear_sources();
+    }
+  }
+
+  // What HoldBackSecretPrefix still holds when the stream ends: no secret, so it is delivered,
+  // as one more chunk of the same message.
+  void DeliverHeldContent() {
+    if (held_.empty() || done_) return;
+    copilot::v1::MessageChunk rest = std::move(held_chunk_);
+    rest.mutable_delta()->set_content(std::exchange(held_, std::string()));
+    sink_->OnChunk(std::move(rest));
   }
 
   // Ends the stream: OnDone exactly once; an early end also cancels the transfer.
@@ -292,6 +320,10 @@ class StreamHandler final : public HttpTransferHandler {
   std::string error_body_;
   std::deque<std::string> pending_;  // Complete lines the sink has not taken yet (paused).
   std::size_t pending_bytes_ = 0;
+  // The end of the content delivered so far that begins a secret (HoldBackSecretPrefix), and
+  // the chunk it came from (its IDs, for delivering it at the end).
+  std::string held_;
+  copilot::v1::MessageChunk held_chunk_;
   bool done_ = false;
   TransferSlot transfer_;
 };

@@ -26,5 +26,17 @@ TEST(RedactSecretsTest, KeepsJsonValidWhenTheSecretIsInAString) {
             R"({"detail":"licence [redacted]"})");
 }
 
+TEST(SecretPrefixAtEndTest, TheLongestEndThatBeginsASecretButIsNotAllOfIt) {
+  const std::vector<std::string> secrets = {"", "PI42", "key-123"};
+  EXPECT_EQ(SecretPrefixAtEnd("licence P", secrets), 1u);
+  EXPECT_EQ(SecretPrefixAtEnd("licence PI4", secrets), 3u);
+  EXPECT_EQ(SecretPrefixAtEnd("key: key-12", secrets), 6u);
+  EXPECT_EQ(SecretPrefixAtEnd("ke", secrets), 2u);
+  EXPECT_EQ(SecretPrefixAtEnd("licence PI42", secrets), 0u);  // Whole: RedactSecrets' job.
+  EXPECT_EQ(SecretPrefixAtEnd("PIE", secrets), 0u);
+  EXPECT_EQ(SecretPrefixAtEnd("", secrets), 0u);
+  EXPECT_EQ(SecretPrefixAtEnd("P", {}), 0u);
+}
+
 }  // namespace
 }  // namespace copilot::gateway

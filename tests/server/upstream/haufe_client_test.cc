@@ -453,6 +453,34 @@ TEST_F(HaufeClientTest, EscapedAndEchoedSecretsAreRedactedAfterDecoding) {
   EXPECT_EQ(sink->chunks[0].delta().content(), "[redacted]");
 }
 
+// Issue #13, item 8: a licence split across two chunks ("P" + "I42") reached the caller whole,
+// since each chunk was redacted alone. The end of a chunk that begins a secret now waits for
+// the next one; a beginning that no secret follows is delivered unchanged.
+TEST_F(HaufeClientTest, ASecretSplitAcrossStreamChunksIsRedacted) {
+  auto sink = std::make_shared<RecordingSink>();
+  client_.StreamRun(options_, {.thread_id = "t1", .tools = {}}, sink);
+  auto& call = transport_->last();
+  call.handler->OnHeaders(Head(200));
+  call.handler->OnData(ChunkLine("Your licence: P"));
+  ASSERT_EQ(sink->chunks.size(), 1u);
+  EXPECT_EQ(sink->chunks[0].delta().content(), "Your licence: ");  // "P" waits.
+  call.handler->OnData(ChunkLine("I") + ChunkLine("42, key secr") + ChunkLine("et-key."));
+  call.handler->OnData(ChunkLine("A P") + ChunkLine("IE."));
+  call.handler->OnData(ChunkLine("Ends with P"));
+  call.handler->OnComplete(absl::OkStatus());
+  ASSERT_TRUE(sink->done.has_value());
+  EXPECT_TRUE(sink->done->ok()) << *sink->done;
+  std::string joined;
+  for (const v1::MessageChunk& chunk : sink->chunks) {
+    joined += chunk.delta().content();
+    EXPECT_EQ(chunk.message_id(), "m1");
+  }
+  EXPECT_EQ(joined, "Your licence: [redacted], key [redacted].A PIE.Ends with P");
+  // The held "P" of the last chunk came as one more chunk of the same message.
+  EXPECT_EQ(sink->chunks.back().delta().content(), "P");
+  EXPECT_EQ(sink->chunks.back().thread_id(), "t1");
+}
+
 // The tenant's other licences (also_redact), which this call did not send, are redacted too.
 TEST_F(HaufeClientTest, TheTenantsOtherLicencesAreRedactedLikeTheOneSent) {
   options_.also_redact = {"OTHER-LIC", ""};  // An empty one redacts nothing.
