@@ -26,6 +26,7 @@ COUNTERS = {
     "copilot_gateway_upstream_retries_denied_total",
     "copilot_gateway_upstream_circuit_transitions_total",
     "copilot_gateway_upstream_circuit_rejected_total",
+    "copilot_gateway_grpc_connections_refused_total",  # issue #13
     "process_cpu_seconds_total",
 }
 HISTOGRAMS = {
@@ -45,6 +46,7 @@ GAUGES = {
     "copilot_gateway_tenant_quota_used",  # issue #18
     "copilot_gateway_tenant_quota_limit",
     "copilot_gateway_upstream_circuit_state",  # issue #16
+    "copilot_gateway_grpc_connections",  # issue #13
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
     "process_open_fds",
