@@ -41,7 +41,11 @@ else
   cmake_args+=("-DCMAKE_PREFIX_PATH=$prefix" "-DCMAKE_BUILD_RPATH=$prefix/lib"
                "-DGRPC_CPP_PLUGIN=$prefix/bin/grpc_cpp_plugin"
                "-Dabsl_DIR=$prefix/lib/cmake/absl" "-DgRPC_DIR=$prefix/lib/cmake/grpc")
-  export LD_LIBRARY_PATH="$prefix/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # No LD_LIBRARY_PATH: the tree's binaries find the instrumented libraries by their RUNPATH
+  # (every ELF file under build/tsan resolves libgrpc/libabsl there), and the tools the tests run
+  # that use Debian's gRPC (python3-grpcio in the Kubernetes and interop checks, Debian's
+  # protoc-gen-grpc_python) crashed loading the instrumented ones through it ("libtsan.so.2:
+  # cannot allocate memory in static TLS block", signal 11).
   export TSAN_OPTIONS="suppressions=$PWD/tests/server/integration/tsan.supp:second_deadlock_stack=1:halt_on_error=0:exitcode=66:log_path=$reports/tsan:log_exe_name=1"
   patterns='^WARNING: ThreadSanitizer'
 fi

@@ -140,6 +140,11 @@ std::size_t HeapInUse() {
 // it really takes, for results of no, small and large size: never less than 90% of it (so the
 // budget bounds real memory) and at most twice it (so the budget is not wasted).
 TEST(RequestIdStoreTest, TheBytesItCountsAreTheHeapItTakes) {
+#ifdef COPILOT_THREAD_SANITIZER  // Set by CMake (the TSan tree undefines __SANITIZE_THREAD__).
+  // Under TSan, mallinfo2 (which it intercepts) reports no heap in use: the growth measured is 0,
+  // so the heap cannot be compared there. The default build (CI) and the ASan build run it.
+  GTEST_SKIP() << "ThreadSanitizer keeps no count of the heap in use";
+#endif
   const std::string fingerprint(64, 'f');  // A SHA-256 in hex, as the core makes them.
   for (const std::size_t result_bytes : {std::size_t{0}, std::size_t{100}, std::size_t{4000}}) {
     FakeClock clock;
