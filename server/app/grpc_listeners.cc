@@ -152,7 +152,6 @@ void GrpcListeners::AcceptAll(Listener& listener) {
     }
     if (!Admit(fd)) {
       close(fd);
-      refused_.fetch_add(1, std::memory_order_relaxed);
       if (on_refused_) on_refused_();
       LogRefused(PeerText(peer));
       continue;
@@ -201,7 +200,7 @@ void GrpcListeners::LogRefused(const std::string& peer) {
   const absl::Time now = absl::Now();
   if (now - last_refusal_log_ < absl::Minutes(1)) return;
   LogLine(absl::StrCat("warning: refused ", refusals_since_log_,
-                       " gRPC connection(s) in the last minute at server.max_connections (",
+                       " gRPC connection(s) since the last such line at server.max_connections (",
                        max_connections_, "), the last from ", peer));
   last_refusal_log_ = now;
   refusals_since_log_ = 0;

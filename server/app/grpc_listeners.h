@@ -58,9 +58,6 @@ class GrpcListeners {
 
   // Connections accepted and not yet closed by gRPC (checks each one: O(open connections)).
   int connections();
-  // Connections refused at the bound since the start.
-  uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
-  int max_connections() const { return max_connections_; }
 
  private:
   struct Listener {
@@ -84,7 +81,6 @@ class GrpcListeners {
   int wake_fd_ = -1;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
-  std::atomic<uint64_t> refused_{0};
 
   absl::Mutex mu_;
   // Socket cookie -> descriptor of every connection handed to gRPC that was open at the last
