@@ -18,6 +18,7 @@
 #include "server/app/log.h"
 #include "server/common/cpus.h"
 #include "server/common/crypto.h"
+#include "server/common/pem_file.h"
 #include "server/config/config_loader.h"
 #include "server/ops/instrumented_transport.h"
 #include "server/upstream/haufe_client.h"
@@ -131,6 +132,21 @@ std::shared_ptr<grpc::ServerCredentials> TlsCredentials(const TlsListenerConfig&
                                       : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   }
   return grpc::experimental::TlsServerCredentials(options);
+}
+
+// The listener's certificate, key and client CA are read at start-up: gRPC's certificate watcher
+// would only log that it cannot read them and fail every handshake.
+absl::Status CheckTlsListenerFiles(const TlsListenerConfig& tls) {
+  if (absl::Status status = CheckPemFile("tls.cert_file", tls.cert_file, PemKind::kCertificates);
+      !status.ok()) {
+    return status;
+  }
+  if (absl::Status status = CheckPemFile("tls.key_file", tls.key_file, PemKind::kPrivateKey);
+      !status.ok()) {
+    return status;
+  }
+  if (tls.client_ca_file.empty()) return absl::OkStatus();
+  return CheckPemFile("tls.client_ca_file", tls.client_ca_file, PemKind::kCertificates);
 }
 
 // The upstream budget of `config` (0 disables a window).
@@ -395,6 +411,9 @@ absl::Status GatewayServer::BuildCore(const GatewayConfig& config, const Gateway
 // copilot.v1.CopilotService; our own, whose Watch streams are capped) and server reflection
 // (v1alpha) on every listener.
 absl::Status GatewayServer::StartGrpcServer(const GatewayConfig& config) {
+  if (!config.tls.listen.empty()) {
+    if (absl::Status status = CheckTlsListenerFiles(config.tls); !status.ok()) return status;
+  }
   grpc::EnableDefaultHealthCheckService(false);
   health_ = std::make_unique<HealthService>(config.server.max_health_watches);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

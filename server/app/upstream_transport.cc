@@ -1,13 +1,10 @@
 // The production transport, kept apart so the object graph (gateway_server.cc) reads top down.
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <string>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
 #include "server/app/gateway_server.h"
 #include "server/common/cpus.h"
+#include "server/common/pem_file.h"
 #include "server/transport/circuit_breaker_transport.h"
 #include "server/transport/curl_transport.h"
 #include "server/transport/retrying_transport.h"
@@ -17,22 +14,6 @@ namespace {
 
 // upstream.event_loops 0: one per usable CPU, at most this many.
 constexpr int kMaxDefaultEventLoops = 16;
-
-// Fails at start-up, naming the setting, rather than at the first call (libcurl reads the
-// bundle per connection).
-absl::Status CheckCaFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream contents;
-  if (file) contents << file.rdbuf();
-  if (!file) {
-    return absl::InvalidArgumentError(absl::StrCat("upstream.ca_file: cannot read ", path));
-  }
-  if (!absl::StrContains(contents.str(), "-----BEGIN CERTIFICATE-----")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("upstream.ca_file: ", path, " holds no PEM certificate"));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -55,7 +36,10 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   options.tls_min_version =
       upstream.tls_min_version == UpstreamTlsVersion::k1_3 ? TlsVersion::k1_3 : TlsVersion::k1_2;
   if (!upstream.ca_file.empty()) {
-    if (absl::Status status = CheckCaFile(upstream.ca_file); !status.ok()) return status;
+    if (absl::Status status =
+            CheckPemFile("upstream.ca_file", upstream.ca_file, PemKind::kCertificates);
+        !status.ok())
+      return status;
     options.ca_file = upstream.ca_file;
   }
   options.proxy = secrets.proxy.url;

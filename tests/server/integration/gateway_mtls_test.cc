@@ -10,8 +10,10 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/common/crypto.h"
@@ -185,6 +187,44 @@ TEST(GatewayTlsRotationTest, ServerCertificateFilesAreReloaded) {
   EXPECT_EQ(served, second) << "the new certificate was not picked up within 10 s";
   EXPECT_EQ((*gateway)->Stop().value_or(-1), 0);
   system(absl::StrCat("rm -rf ", dir).c_str());
+}
+
+// Certificate files that cannot be read, or hold the wrong thing, stop the start naming the
+// setting: gRPC's certificate watcher would only log it and fail every handshake.
+TEST(GatewayTlsFilesTest, UnreadableOrWrongFilesFailTheStart) {
+  struct Case {
+    std::string cert, key, client_ca, setting, why;
+  };
+  const std::vector<Case> cases = {
+      {"/nonexistent/tls.crt", Cert("server.key"), "", "tls.cert_file",
+       "cannot read /nonexistent/tls.crt: No such file or directory"},
+      {Cert("server.pem"), "/nonexistent/tls.key", "", "tls.key_file",
+       "cannot read /nonexistent/tls.key"},
+      {Cert("server.key"), Cert("server.key"), "", "tls.cert_file", "holds no PEM certificate"},
+      {Cert("server.pem"), Cert("server.pem"), "", "tls.key_file", "holds no PEM private key"},
+      {Cert("server.pem"), Cert("server.key"), "/nonexistent/ca.pem", "tls.client_ca_file",
+       "cannot read /nonexistent/ca.pem"},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    GatewayProcessOptions options;
+    options.upstream_url = "http://127.0.0.1:9/agents";
+    options.extra_yaml = absl::StrCat(
+        "tls:\n  listen: \"127.0.0.1:0\"\n  cert_file: \"", c.cert, "\"\n  key_file: \"", c.key,
+        "\"\n", c.client_ca.empty() ? "" : "  client_ca_file: \"", c.client_ca,
+        c.client_ca.empty() ? "" : "\"\n", "  identity: [bearer]\n");
+    options.startup_timeout = absl::Seconds(10);
+    options.stderr_path = absl::StrCat(GatewayLogDir(), "/tls-files-", getpid(), "-", i, ".log");
+    auto gateway = GatewayProcess::Start(options);
+    ASSERT_FALSE(gateway.ok()) << c.setting;
+    const std::string log = Read(options.stderr_path);
+    EXPECT_TRUE(absl::StrContains(log, absl::StrCat(c.setting, ": ")) &&
+                absl::StrContains(log, c.why))
+        << c.setting << " / " << c.why << ":\n"
+        << log;
+    // The key file's contents are never echoed.
+    EXPECT_FALSE(absl::StrContains(log, "PRIVATE KEY")) << log;
+  }
 }
 
 }  // namespace
