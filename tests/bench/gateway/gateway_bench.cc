@@ -4,6 +4,7 @@
 //
 //   gateway_bench [--calls N] [--hold-seconds S] [--channels C] [--upstream http|tls|h2]
 //                 [--request-ids off|local|redis] [--resilience on|off|retry|breaker]
+//                 [--max-connections N] [--max-grpc-memory-mib M]
 //
 // --request-ids: each Run carries its own request_id, de-duplicated in process (local) or also
 // claimed and recorded in a redis-server the bench starts (redis): what exactly-once costs.
@@ -51,7 +52,8 @@ struct Options {
   int channels = 8;
   // --upstream http (plain HTTP/1.1), tls (HTTPS, HTTP/1.1) or h2 (HTTPS, HTTP/2).
   std::string upstream = "http";
-  int max_connections = 0;  // --max-connections: upstream.max_connections (0: no bound)
+  int max_connections = 0;      // --max-connections: upstream.max_connections (0: no bound)
+  int max_grpc_memory_mib = 0;  // --max-grpc-memory-mib: max_grpc_memory (0: the default)
   // --resilience on (default), off (upstream.retry.max_attempts 1 and no circuit breaker: the
   // decorators left out, to measure what they cost), retry or breaker (only that one).
   std::string resilience = "on";
@@ -100,6 +102,8 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.channels = value;
     } else if (arg == "--max-connections") {
       options.max_connections = value;
+    } else if (arg == "--max-grpc-memory-mib") {
+      options.max_grpc_memory_mib = value;
 
     } else {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
@@ -192,6 +196,10 @@ int Main(int argc, char** argv) {
     // Room for every call's request_id and answer in the process's own store.
     absl::StrAppend(&gateway_options.extra_yaml, "request_ids:\n  max_entries: ", options.calls * 2,
                     "\n  max_bytes: 512MiB\n  max_tenant_share: 1\n");
+  }
+  if (options.max_grpc_memory_mib > 0) {
+    absl::StrAppend(&gateway_options.extra_yaml, "max_grpc_memory: ", options.max_grpc_memory_mib,
+                    "MiB\n");
   }
   auto gateway = GatewayProcess::Start(gateway_options);
   if (!gateway.ok()) {

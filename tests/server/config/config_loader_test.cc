@@ -394,7 +394,7 @@ TEST(ConfigLoaderTest, PlainHttpUpstreamOnlyOnLoopbackUnlessAllowed) {
 
 TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   absl::StatusOr<GatewayConfig> config = ParseConfigYaml(
-      "max_concurrent_streams: 50\nmax_grpc_memory: 64MiB\n"
+      "max_concurrent_streams: 50\nmax_grpc_memory: 96MiB\n"
       "max_connections: 200\nhandshake_timeout: 3s\n"
       "upstream:\n  max_buffered_bytes: 32MiB\n  allow_insecure_http: true\n"
       "limits:\n  max_tool_calls: 8\n  max_tool_arguments_bytes: 1KiB\n  max_tools: 4\n"
@@ -404,7 +404,7 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
       "  max_waiters_per_tenant: 10\n");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server.max_concurrent_streams, 50);
-  EXPECT_EQ(config->server.max_grpc_memory, 64u * 1024 * 1024);
+  EXPECT_EQ(config->server.max_grpc_memory, 96u * 1024 * 1024);
   EXPECT_EQ(config->server.max_connections, 200);
   EXPECT_EQ(config->server.handshake_timeout, absl::Seconds(3));
   EXPECT_EQ(config->upstream.max_buffered_bytes, 32u * 1024 * 1024);
