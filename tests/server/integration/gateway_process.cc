@@ -99,9 +99,10 @@ absl::StatusOr<std::unique_ptr<GatewayProcess>> GatewayProcess::Start(
 
   std::vector<std::string> args = {options.binary, "--config", *config};
   args.insert(args.end(), options.args.begin(), options.args.end());
+  // Also when the caller names the file in it: the gateway_logs fixture empties it first.
+  mkdir(GatewayLogDir().c_str(), 0700);
   if (options.stderr_path.empty()) {
     static std::atomic<int> next{0};
-    mkdir(GatewayLogDir().c_str(), 0700);
     options.stderr_path = absl::StrCat(GatewayLogDir(), "/gateway-", getpid(), "-", next++, ".log");
   }
   process->log_path_ = options.stderr_path;
