@@ -493,10 +493,10 @@ int Main(int argc, char** argv) {
                       : options.gateway_cpu >= 0 ? 1
                                                  : std::min(4, copilot::gateway::UsableCpus());
   std::printf(
-      "  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 512 "
-      "MiB + response buffers 256 MiB + %d decode thread(s) x ~16 MiB x 15 + request_id "
-      "store 64 MiB + ~35 MiB baseline = ~%d MiB\n",
-      decodes, 512 + 256 + decodes * 16 * 15 + 64 + 35);
+      "  documented bound (docs/architecture.md, Memory model, defaults): gRPC quota 64 MiB "
+      "(~190 MiB at its peak) + response buffers 256 MiB + %d decode thread(s) x ~16 MiB x 15 "
+      "+ request_id store 64 MiB + ~35 MiB baseline = ~%d MiB\n",
+      decodes, 190 + 256 + decodes * 16 * 15 + 64 + 35);
   std::fflush(stdout);
   stubs.clear();
   absl::StatusOr<int> exit_code = (*gateway)->Stop();
