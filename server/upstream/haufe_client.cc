@@ -1,11 +1,13 @@
 #include "server/upstream/haufe_client.h"
 
+#include <algorithm>
 #include <deque>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -102,14 +104,25 @@ class BufferedHandler final : public HttpTransferHandler {
   void OnHeaders(const HttpResponseHead& head) override {
     http_status_ = head.status;
     retry_after_ = std::string(head.Header("retry-after"));
+    // Room for a body of stated length at once (the transport refuses one over
+    // max_response_bytes before it starts): a large answer is then copied once on the loop
+    // thread, not through a doubling series of buffers whose fresh pages each fault in there.
+    // Charged like the bytes themselves; past the bound, the body grows as it comes, as before.
+    std::size_t length = 0;
+    if (absl::SimpleAtoi(head.Header("content-length"), &length) && length > body_.capacity() &&
+        charge_.Set(length)) {
+      body_.reserve(length);
+      reserved_ = length;
+    }
   }
   bool OnData(absl::string_view piece) override {
     if (over_memory_) return true;  // Being cancelled.
     // Each body is bounded by the transport's max_response_bytes, all of them by memory_.
-    if (!charge_.Set(body_.size() + piece.size())) {
+    if (!charge_.Set(std::max(reserved_, body_.size() + piece.size()))) {
       over_memory_ = true;
       body_.clear();
       body_.shrink_to_fit();
+      reserved_ = 0;
       charge_.Set(0);
       transfer_.Cancel();
       return true;
@@ -162,6 +175,7 @@ class BufferedHandler final : public HttpTransferHandler {
   int http_status_ = 0;
   std::string retry_after_;
   std::string body_;
+  std::size_t reserved_ = 0;  // Bytes of body_ reserved from the stated content-length.
   bool over_memory_ = false;
 };
 

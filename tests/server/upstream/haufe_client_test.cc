@@ -606,6 +606,49 @@ TEST(HaufeClientMemoryTest, ResponsesPastTheSharedBoundFailAndGiveTheirBytesBack
   EXPECT_EQ(memory.bytes(), 0u);
 }
 
+// A body of stated length gets its room at once (copied once on the loop thread, not through a
+// doubling series of buffers): the room is charged when the headers come, and a stated length
+// past the shared bound is not reserved (the body then fails as it grows past it, as before).
+TEST(HaufeClientMemoryTest, AStatedContentLengthIsReservedAndChargedAtTheHeaders) {
+  auto transport = std::make_shared<FakeTransport>();
+  ResponseMemory memory(1000);
+  HaufeClient client(
+      HaufeClientConfig{.base_url = kBase, .max_response_bytes = 100000}, transport,
+      [] { return kNow; }, &memory);
+  UpstreamCallOptions options;
+  const std::string answer = R"({"id":"m1"})";
+  Result<v1::Message> first, second;
+  client.Run(options, {.thread_id = "t1", .tools = {}}, first.Callback());
+  client.Run(options, {.thread_id = "t2", .tools = {}}, second.Callback());
+  FakeTransport::Started& a = transport->call(0);
+  FakeTransport::Started& b = transport->call(1);
+  a.handler->OnHeaders(Head(200, {{"content-length", "700"}}));
+  EXPECT_EQ(memory.bytes(), 700u);
+  b.handler->OnHeaders(Head(200, {{"content-length", "400"}}));  // 1100 > 1000: not reserved.
+  EXPECT_EQ(memory.bytes(), 700u);
+  EXPECT_TRUE(b.handler->OnData(answer));
+  EXPECT_EQ(memory.bytes(), 700u + answer.size());
+  b.handler->OnComplete(absl::OkStatus());
+  EXPECT_TRUE(second.value->ok()) << second.value->status();
+  EXPECT_EQ(memory.bytes(), 700u);
+  // The body arrives within its room: the charge stays the stated length, then goes back.
+  EXPECT_TRUE(a.handler->OnData(answer.substr(0, 5)));
+  EXPECT_TRUE(a.handler->OnData(answer.substr(5)));
+  EXPECT_EQ(memory.bytes(), 700u);
+  a.handler->OnComplete(absl::OkStatus());
+  ASSERT_TRUE(first.value->ok()) << first.value->status();
+  EXPECT_EQ((*first.value)->id(), "m1");
+  EXPECT_EQ(memory.bytes(), 0u);
+  // A stated length that is not a number is ignored.
+  Result<v1::Message> third;
+  client.Run(options, {.thread_id = "t3", .tools = {}}, third.Callback());
+  FakeTransport::Started& c = transport->call(2);
+  c.handler->OnHeaders(Head(200, {{"content-length", "lots"}}));
+  EXPECT_EQ(memory.bytes(), 0u);
+  c.handler->OnComplete(absl::UnavailableError("reset"));
+  EXPECT_EQ(memory.bytes(), 0u);
+}
+
 TEST_F(HaufeClientTest, StreamEndedBeforeStartReturnedStillCancels) {
   // The transport's loop runs the whole stream before Start returns (a fast loop thread).
   auto transport = std::make_shared<FakeTransport>([](FakeTransport::Started& call) {
