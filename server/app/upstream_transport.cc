@@ -30,6 +30,7 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   options.max_transfers = static_cast<int64_t>(upstream.max_transfers);
   options.event_loops = UpstreamEventLoops(upstream);
   options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
+  options.max_read_per_turn = upstream.max_read_per_turn;
   options.max_connections = static_cast<long>(upstream.max_connections);
   options.max_idle_connection_age = upstream.max_idle_connection_age;
   options.max_connection_lifetime = upstream.max_connection_lifetime;

@@ -429,6 +429,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"allow_insecure_http", Bool(upstream.allow_insecure_http)},
            {"decode_threads", IntInRange(upstream.decode_threads, 0, 64)},
            {"inline_decode_bytes", Bytes(upstream.inline_decode_bytes, 0, kGiB)},
+           {"max_read_per_turn", Bytes(upstream.max_read_per_turn, 0, kGiB)},
            {"retry",
             Section({
                 {"max_attempts", IntInRange(upstream.retry.max_attempts, 1, 10)},

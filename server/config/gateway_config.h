@@ -99,6 +99,9 @@ struct UpstreamConfig {
   // taking the tenants in turn. 0: the CPUs the process may use (UsableCpus()), at most 4.
   int decode_threads = 0;
   std::size_t inline_decode_bytes = 64 * 1024;
+  // Response bytes one transfer takes per turn of its event loop before the loop's other
+  // sockets get theirs (CurlTransportOptions::max_read_per_turn). 0: no bound.
+  std::size_t max_read_per_turn = 64 * 1024;
   // upstream.retry and upstream.circuit_breaker (README, "Upstream failures").
   RetryPolicy retry;
   CircuitBreakerPolicy circuit_breaker;

@@ -253,8 +253,12 @@ class CurlTransport::Loop final : public H2SessionObserver {
     bool idempotent = false;        // The method may be repeated safely (GET, DELETE).
     bool response_started = false;  // A response byte arrived (a header line or body bytes).
     bool headers_delivered = false;
-    bool paused = false;   // The handler's OnData returned false; no Resume yet.
-    std::size_t skip = 0;  // Bytes libcurl will deliver again that the handler already has.
+    bool paused = false;  // The handler's OnData returned false; no Resume yet.
+    // Took max_read_per_turn in this turn of the loop: paused in libcurl until the turn ends.
+    bool yielded = false;
+    uint64_t turn = 0;           // The loop turn turn_bytes counts.
+    std::size_t turn_bytes = 0;  // Response bytes taken in that turn.
+    std::size_t skip = 0;        // Bytes libcurl will deliver again that the handler already has.
     std::size_t body_bytes = 0;
     std::size_t max_body_bytes = 0;
     bool too_large = false;
@@ -319,6 +323,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
   static void SetMethod(EasyOptions& set, const std::string& method, const std::string& body);
   void SetConnectionOptions(EasyOptions& set) const;
   void ResumeTransfer(Transfer& transfer);
+  // Unpauses the transfers that took their max_read_per_turn in this turn.
+  void ResumeYielded();
   void DrainDone();
   void CheckStalls(SteadyTime now);
   void ArmStall(Transfer& transfer, SteadyTime when);
@@ -357,6 +363,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
     bool ours = false;    // Opened through OnOpenSocket.
   };
   std::unordered_map<curl_socket_t, WatchedSocket> sockets_;
+  uint64_t turn_ = 0;              // Turns of Run's loop so far.
+  std::vector<uint64_t> yielded_;  // Transfers that yielded in this turn (ResumeYielded).
   // Set on each easy handle, for OnOpenSocket and OnCloseSocket (SetOptions is const).
   std::unordered_map<curl_socket_t, WatchedSocket>* const sockets_for_callbacks_ = &sockets_;
   const CurlTransportOptions options_;
@@ -583,7 +591,7 @@ void CurlTransport::Loop::OnStreamRefused(CURL* easy) {
 size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void* transfer_ptr) {
   auto* transfer = static_cast<Transfer*>(transfer_ptr);
   const size_t length = size * count;
-  if (transfer->paused) return CURL_WRITEFUNC_PAUSE;
+  if (transfer->paused || transfer->yielded) return CURL_WRITEFUNC_PAUSE;
   transfer->response_started = true;
   transfer->last_activity = SteadyClock::now();
   absl::string_view piece(data, length);
@@ -603,7 +611,37 @@ size_t CurlTransport::Loop::OnWrite(char* data, size_t size, size_t count, void*
     transfer->skip = length;
     return CURL_WRITEFUNC_PAUSE;
   }
+  Loop& loop = *transfer->loop;
+  if (loop.options_.max_read_per_turn > 0) {
+    if (transfer->turn != loop.turn_) {
+      transfer->turn = loop.turn_;
+      transfer->turn_bytes = 0;
+    }
+    transfer->turn_bytes += piece.size();
+    if (transfer->turn_bytes >= loop.options_.max_read_per_turn) {
+      // The handler has these bytes; libcurl keeps the buffer, delivers it again on the
+      // unpause at the end of this turn (skipped), and reads on in a later turn.
+      transfer->yielded = true;
+      transfer->skip = length;
+      loop.yielded_.push_back(transfer->id);
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  }
   return length;
+}
+
+void CurlTransport::Loop::ResumeYielded() {
+  if (yielded_.empty()) return;
+  std::vector<uint64_t> yielded;
+  yielded.swap(yielded_);  // A transfer that yields again during its unpause: the next turn.
+  for (uint64_t id : yielded) {
+    Transfer* transfer = Find(id);
+    if (transfer == nullptr || !transfer->yielded) continue;  // Completed (or cancelled).
+    transfer->yielded = false;
+    if (transfer->paused) continue;  // Its handler paused it since: Resume unpauses it.
+    // Delivers the kept buffer at once (skipped); libcurl reads on when the loop next runs it.
+    curl_easy_pause(transfer->easy, CURLPAUSE_CONT);
+  }
 }
 
 void CurlTransport::Loop::StartTransfer(Command& command) {
@@ -1026,7 +1064,9 @@ void CurlTransport::Loop::Run() {
   epoll_event events[kMaxEvents];
   int running = 0;
   while (true) {
-    const int ready = epoll_wait(epoll_fd_, events, kMaxEvents, NextTimeoutMs(SteadyClock::now()));
+    ++turn_;
+    const int ready = epoll_wait(epoll_fd_, events, kMaxEvents,
+                                 yielded_.empty() ? NextTimeoutMs(SteadyClock::now()) : 0);
     if (ready < 0 && errno != EINTR) std::abort();  // EBADF/EINVAL: a broken invariant.
     bool woken = false;
     for (int i = 0; i < ready; ++i) {
@@ -1065,6 +1105,7 @@ void CurlTransport::Loop::Run() {
     UpdateConnectionBound();
     CheckStalls(SteadyClock::now());
     RunTimers(SteadyClock::now());
+    ResumeYielded();
   }
   StopAll();
   ObserveH2SessionsOnThisThread(nullptr);

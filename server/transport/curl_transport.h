@@ -29,6 +29,12 @@ struct CurlTransportOptions {
   // Receive buffer of each transfer (CURLOPT_BUFFERSIZE). Small, so that 10,000 slow transfers
   // stay cheap; NDJSON lines and JSON answers are small.
   long receive_buffer_bytes = 16 * 1024;
+  // Response bytes one transfer may take in one turn of its event loop; past them it yields
+  // (libcurl pauses it) until the loop's other sockets have had their turn. libcurl (7.88) reads
+  // a socket for as long as it stays readable (6.4 MiB of one 8 MiB answer in one turn,
+  // measured), so without a bound a few large answers arriving at once held the loop for tens of
+  // milliseconds, and every other call on it waited. 0: no bound.
+  std::size_t max_read_per_turn = 64 * 1024;
   // Size of the shared connection cache (CURLMOPT_MAXCONNECTS): idle connections kept for
   // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
   // ones still close after max_idle_connection_age).

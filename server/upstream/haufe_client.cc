@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "nlohmann/json.hpp"
 #include "server/common/errors.h"
+#include "server/common/prefault.h"
 #include "server/common/secrets.h"
 #include "server/upstream/decode_pool.h"
 #include "server/upstream/http_status_table.h"
@@ -113,6 +114,7 @@ class BufferedHandler final : public HttpTransferHandler {
         charge_.Set(length)) {
       body_.reserve(length);
       reserved_ = length;
+      PrefaultForWrite(body_.data(), body_.capacity());
     }
   }
   bool OnData(absl::string_view piece) override {

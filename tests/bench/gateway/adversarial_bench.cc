@@ -3,8 +3,8 @@
 // attacker, and the gateway's peak RSS against its documented bound (issue #13).
 //
 //   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
-//                     [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N]
-//                     [--event-loops N]
+//                     [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N]
+//                     [--decode-threads N] [--event-loops N]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -18,9 +18,11 @@
 //     stay under the upstream's 30,000-character limit).
 // Phase 1 measures the victim alone for S seconds, phase 2 with the attacker for S seconds.
 // --inline-decode-bytes 1GiB decodes every answer on the transport's loop (no decode pool): the
-// figures without the isolation, for comparison. --gateway-cpu N runs the gateway alone on CPU N
-// and the emulator and the callers on the other CPUs: on a small machine, without it the
+// figures without the isolation, for comparison; --max-read-per-turn 0 lets one transfer take
+// all libcurl reads at once (upstream.max_read_per_turn). --gateway-cpu N runs the gateway alone on
+// CPU N and the emulator and the callers on the other CPUs: on a small machine, without it the
 // victim's latency also measures the callers' and the emulator's share of the same cores.
+#include <dirent.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/proto_buffer_writer.h>
 #include <sched.h>
@@ -69,6 +71,7 @@ struct Options {
   int victims = 4;
   int answer_mib = 8;
   std::string inline_decode_bytes;  // Empty: the gateway's default.
+  std::string max_read_per_turn;    // Empty: the gateway's default.
   int decode_threads = 0;           // 0: the gateway's default.
   int event_loops = 0;              // 0: the gateway's default (upstream.event_loops).
   // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
@@ -83,6 +86,10 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     int number = 0;
     if (arg == "--inline-decode-bytes") {
       options.inline_decode_bytes = value;
+      continue;
+    }
+    if (arg == "--max-read-per-turn") {
+      options.max_read_per_turn = value;
       continue;
     }
     if (arg == "--gateway-cpu") {
@@ -117,19 +124,36 @@ bool ParseOptions(int argc, char** argv, Options& options) {
   return argc % 2 == 1;
 }
 
-// This thread's CPUs: `cpu` alone (include) or every CPU it may use but `cpu` (!include).
-// Children forked afterwards inherit the set.
-bool PinTo(int cpu, bool include) {
+// The calling thread's CPUs: `cpu` alone (include) or every CPU in `all` but `cpu`
+// (!include). Threads and children created afterwards inherit the set.
+bool PinTo(int cpu, bool include, const cpu_set_t& all) {
   cpu_set_t set;
   CPU_ZERO(&set);
   if (include) {
     CPU_SET(cpu, &set);
   } else {
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) return false;
+    set = all;
     CPU_CLR(cpu, &set);
     if (CPU_COUNT(&set) == 0) return false;
   }
   return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+// Every thread of this process on every CPU in `all` but `cpu`.
+bool PinAllThreadsAwayFrom(int cpu, const cpu_set_t& all) {
+  cpu_set_t set = all;
+  CPU_CLR(cpu, &set);
+  if (CPU_COUNT(&set) == 0) return false;
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return false;
+  bool ok = true;
+  while (const dirent* entry = readdir(tasks)) {
+    int tid = 0;
+    if (!absl::SimpleAtoi(entry->d_name, &tid)) continue;  // "." and "..".
+    ok = sched_setaffinity(tid, sizeof(set), &set) == 0 && ok;
+  }
+  closedir(tasks);
+  return ok;
 }
 
 std::string Sha256Hex(const std::string& text) {
@@ -374,11 +398,18 @@ int Main(int argc, char** argv) {
     std::fprintf(
         stderr,
         "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
-        "[--answer-mib M] [--inline-decode-bytes B] [--gateway-cpu N] [--decode-threads N] "
-        "[--event-loops N]\n");
+        "[--answer-mib M] [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N] "
+        "[--decode-threads N] [--event-loops N]\n");
     return 2;
   }
-  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false)) {
+  // The CPUs this program may use, read once: after the gateway's start pinned this thread to
+  // one CPU, the set it then reads would be that CPU alone.
+  cpu_set_t all_cpus;
+  if (sched_getaffinity(0, sizeof(all_cpus), &all_cpus) != 0) {
+    std::perror("sched_getaffinity");
+    return 2;
+  }
+  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false, all_cpus)) {
     std::fprintf(stderr, "--gateway-cpu %d: cannot leave that CPU to the gateway\n",
                  options.gateway_cpu);
     return 2;
@@ -396,6 +427,9 @@ int Main(int argc, char** argv) {
   if (!options.inline_decode_bytes.empty()) {
     gateway_options.upstream.emplace("inline_decode_bytes", options.inline_decode_bytes);
   }
+  if (!options.max_read_per_turn.empty()) {
+    gateway_options.upstream.emplace("max_read_per_turn", options.max_read_per_turn);
+  }
   if (options.decode_threads > 0) {
     gateway_options.upstream.emplace("decode_threads", absl::StrCat(options.decode_threads));
   }
@@ -408,12 +442,18 @@ int Main(int argc, char** argv) {
       Sha256Hex(kAttackerToken),
       "\"]\n    assistants: [{id: \"*\"}]\n    limits:\n      max_concurrent_answers: 8\n"
       "      answer_per_second: 10\n      other_per_second: 20\n");
-  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, true)) {
+  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, true, all_cpus)) {
     std::fprintf(stderr, "--gateway-cpu %d: cannot run there\n", options.gateway_cpu);
     return 2;
   }
   auto gateway = GatewayProcess::Start(gateway_options);
-  if (options.gateway_cpu >= 0) PinTo(options.gateway_cpu, false);
+  // Back to the other CPUs for the callers: every thread of this program, since starting the
+  // gateway started gRPC's own threads here (they inherited the one CPU). When this step failed
+  // silently, every caller thread shared the gateway's CPU.
+  if (options.gateway_cpu >= 0 && !PinAllThreadsAwayFrom(options.gateway_cpu, all_cpus)) {
+    std::fprintf(stderr, "--gateway-cpu %d: cannot leave that CPU again\n", options.gateway_cpu);
+    return 2;
+  }
   if (!gateway.ok()) {
     std::fprintf(stderr, "gateway: %s\n", std::string(gateway.status().message()).c_str());
     return 1;
@@ -461,9 +501,13 @@ int Main(int argc, char** argv) {
       "(ListMessages of %d MiB, Run with 60 tools of 4 KiB, AddMessage of 20,000 chars with a "
       "new request_id), %d s per phase%s\n",
       options.victims, options.attackers, options.answer_mib, options.seconds,
-      options.inline_decode_bytes.empty()
-          ? ""
-          : absl::StrCat(", inline_decode_bytes ", options.inline_decode_bytes).c_str());
+      absl::StrCat(options.inline_decode_bytes.empty()
+                       ? ""
+                       : absl::StrCat(", inline_decode_bytes ", options.inline_decode_bytes),
+                   options.max_read_per_turn.empty()
+                       ? ""
+                       : absl::StrCat(", max_read_per_turn ", options.max_read_per_turn))
+          .c_str());
   PrintPhase("baseline:", baseline);
   PrintPhase("under attack:", attacked);
   std::printf(

@@ -1232,6 +1232,162 @@ int ConnectionsFor3000CallsAt64(long max_cached_connections) {
   return stats.ok() ? (*stats)["accepted_total"].get<int>() - 1 : -1;
 }
 
+// How many bytes of each transfer reach their handlers in each turn of the loop. Thread-safe.
+class Interleaving {
+ public:
+  // Handler `tag`'s piece of `bytes`.
+  void Add(int tag, std::size_t bytes) {
+    absl::MutexLock lock(&mu_);
+    std::size_t& in_turn = turn_bytes_[tag];
+    in_turn += bytes;
+    most_ = std::max(most_, in_turn);
+  }
+  // A turn of the loop ended.
+  void EndTurn() {
+    absl::MutexLock lock(&mu_);
+    turn_bytes_.clear();
+    ++turns_;
+  }
+  // Forgets the figures so far.
+  void Clear() {
+    absl::MutexLock lock(&mu_);
+    turn_bytes_.clear();
+    most_ = 0;
+    turns_ = 0;
+  }
+  // The most bytes one transfer received in one turn.
+  std::size_t MostInATurn() {
+    absl::MutexLock lock(&mu_);
+    return most_;
+  }
+  int turns() {
+    absl::MutexLock lock(&mu_);
+    return turns_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<int, std::size_t> turn_bytes_ ABSL_GUARDED_BY(mu_);
+  std::size_t most_ ABSL_GUARDED_BY(mu_) = 0;
+  int turns_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Marks the end of every turn of the (one) loop of `transport` in `order` until `stop`: a timer
+// task due at once runs at the end of its turn and posts itself again for the next one.
+void MarkTurns(CurlTransport* transport, std::shared_ptr<Interleaving> order,
+               std::shared_ptr<std::atomic<bool>> stop) {
+  transport->RunAfter(absl::ZeroDuration(), [transport, order, stop]() mutable {
+    order->EndTurn();
+    if (!stop->load()) MarkTurns(transport, std::move(order), std::move(stop));
+  });
+}
+
+class InterleavingHandler final : public HttpTransferHandler {
+ public:
+  InterleavingHandler(Interleaving* order, int tag, std::shared_ptr<RecordingHandler> inner)
+      : order_(order), tag_(tag), inner_(std::move(inner)) {}
+  void OnHeaders(const HttpResponseHead& head) override { inner_->OnHeaders(head); }
+  bool OnData(absl::string_view piece) override {
+    order_->Add(tag_, piece.size());
+    return inner_->OnData(piece);
+  }
+  void OnComplete(absl::Status status) override { inner_->OnComplete(std::move(status)); }
+
+ private:
+  Interleaving* const order_;
+  const int tag_;
+  const std::shared_ptr<RecordingHandler> inner_;
+};
+
+// Issue #13: `transfers` GETs of an 8 MiB answer on one loop; the most bytes one of them took
+// in one turn of the loop, once all had bytes waiting (each held paused at its first piece
+// until all had one, then all resumed at once). Every body arrives whole.
+std::size_t MostReadInATurn(const CurlTransportOptions& options, EmulatorProcess& emu,
+                            const std::string& url, int transfers) {
+  std::string answer = "[";
+  while (answer.size() < (8u << 20)) absl::StrAppend(&answer, "\"", std::string(1000, 'x'), "\",");
+  answer.back() = ']';
+  EXPECT_TRUE(emu.Reset().ok());
+  EXPECT_TRUE(emu.AddFault({{"endpoint", "list_assistants"},
+                            {"type", "raw_body"},
+                            {"status", 200},
+                            {"body", answer}})
+                  .ok());
+  auto transport = CurlTransport::Create(options);
+  EXPECT_TRUE(transport.ok()) << transport.status();
+  if (!transport.ok()) return 0;
+  auto order = std::make_shared<Interleaving>();
+  std::vector<std::shared_ptr<RecordingHandler>> handlers;
+  std::vector<std::shared_ptr<HttpTransfer>> started;
+  for (int i = 0; i < transfers; ++i) {
+    HttpRequest request;
+    request.method = "GET";
+    request.url = url;
+    request.headers = {{"api-key", emu.api_key()}};
+    request.deadline = absl::Now() + absl::Seconds(60);
+    request.max_response_bytes = 16 << 20;
+    handlers.push_back(std::make_shared<RecordingHandler>());
+    handlers.back()->set_pause_on_data(true);
+    started.push_back((*transport)
+                          ->Start(request, std::make_shared<InterleavingHandler>(order.get(), i,
+                                                                                 handlers.back())));
+  }
+  for (auto& handler : handlers) EXPECT_TRUE(handler->WaitForData());
+  absl::SleepFor(absl::Milliseconds(200));  // The upstream fills the sockets' buffers.
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  MarkTurns(transport->get(), order, stop);
+  absl::SleepFor(absl::Milliseconds(20));  // The marks have begun.
+  order->Clear();
+  for (int i = 0; i < transfers; ++i) {
+    handlers[i]->set_pause_on_data(false);
+    handlers[i]->Unpause();
+    started[i]->Resume();
+  }
+  for (auto& handler : handlers) {
+    EXPECT_TRUE(handler->Wait(absl::Seconds(60)).ok());
+    EXPECT_EQ(handler->body_size(), answer.size());
+    EXPECT_TRUE(handler->body() == answer) << "the body arrived changed";
+  }
+  stop->store(true);
+  EXPECT_GT(order->turns(), 0);
+  return order->MostInATurn();
+}
+
+// libcurl reads a socket for as long as it stays readable, so one large answer held the loop,
+// and every other transfer on it, for as long as that took. With max_read_per_turn a transfer
+// yields after that many bytes in a turn. Over HTTP/1.1 here; over HTTP/2 (the answers sharing
+// one connection) below.
+TEST(CurlTransportFairnessTest, ALargeAnswerYieldsTheLoopAfterMaxReadPerTurn) {
+  auto emulator = EmulatorProcess::Start({});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  const std::string url = (*emulator)->api_url() + "/assistants";
+  const std::size_t bounded = MostReadInATurn({.max_read_per_turn = 64 * 1024}, **emulator, url, 4);
+  const std::size_t unbounded = MostReadInATurn({.max_read_per_turn = 0}, **emulator, url, 4);
+  std::printf(
+      "[ figures  ] 4 answers of 8 MiB on one loop: at most %zu KiB of one in a turn of the "
+      "loop with max_read_per_turn 64 KiB, %zu KiB without a bound\n",
+      bounded / 1024, unbounded / 1024);
+  // The bound, plus at most the receive buffer (16 KiB) that crossed it.
+  EXPECT_LE(bounded, (64 + 16) * 1024u);
+  EXPECT_GT(unbounded, 4 * 64 * 1024u);
+}
+
+TEST(CurlTransportFairnessTest, YieldingKeepsHttp2AnswersWhole) {
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  auto emulator = EmulatorProcess::Start({.args = {"--tls-http2", "on"},
+                                          .tls_cert_file = certs + "/server.pem",
+                                          .tls_key_file = certs + "/server.key"});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  const std::string url = (*emulator)->tls_api_url() + "/assistants";
+  const std::size_t bounded = MostReadInATurn(
+      {.max_read_per_turn = 16 * 1024, .ca_file = certs + "/ca.pem"}, **emulator, url, 4);
+  std::printf("[ figures  ] over HTTP/2: at most %zu KiB of one answer in a turn of the loop\n",
+              bounded / 1024);
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GE((*stats)["h2_connections"].get<int>(), 1) << stats->dump();
+}
+
 TEST(CurlTransportCacheTest, TheDefaultCacheKeepsTheConnectionsOfTheLoad) {
   const int sized = ConnectionsFor3000CallsAt64(0);
   const int small = ConnectionsFor3000CallsAt64(5);
