@@ -2,7 +2,7 @@
 // another tenant runs normal calls. Prints the victim's latencies without and with the
 // attacker, and the gateway's peak RSS against its documented bound (issue #13).
 //
-//   adversarial_bench [--seconds S] [--attackers A] [--victims V] [--answer-mib M]
+//   adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] [--answer-mib M]
 //                     [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N]
 //                     [--decode-threads N] [--event-loops N]
 //
@@ -16,7 +16,8 @@
 //   - AddMessage with a new request_id each time and 20,000-character content (the request_id
 //     store fills with the attacker's entries; the answers quote it, so the thread's messages
 //     stay under the upstream's 30,000-character limit).
-// Phase 1 measures the victim alone for S seconds, phase 2 with the attacker for S seconds.
+// Phase 1 measures the victim alone for S seconds, phase 2 with the attacker for S seconds;
+// --rounds R repeats the pair R times and also prints the figures of all rounds pooled.
 // --inline-decode-bytes 1GiB decodes every answer on the transport's loop (no decode pool): the
 // figures without the isolation, for comparison; --max-read-per-turn 0 lets one transfer take
 // all libcurl reads at once (upstream.max_read_per_turn). --gateway-cpu N runs the gateway alone on
@@ -67,6 +68,7 @@ constexpr char kAttackerToken[] = "bench-attacker-token";
 
 struct Options {
   int seconds = 15;
+  int rounds = 1;  // Baseline then attack phases, this many times.
   int attackers = 8;
   int victims = 4;
   int answer_mib = 8;
@@ -106,6 +108,8 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     }
     if (arg == "--seconds") {
       options.seconds = number;
+    } else if (arg == "--rounds") {
+      options.rounds = number;
     } else if (arg == "--attackers") {
       options.attackers = number;
     } else if (arg == "--victims") {
@@ -201,6 +205,16 @@ class Samples {
     absl::MutexLock lock(&mu_);
     return values_.size();
   }
+  // Adds `other`'s values to these.
+  void AddAll(Samples& other) {
+    std::vector<double> values;
+    {
+      absl::MutexLock lock(&other.mu_);
+      values = other.values_;
+    }
+    absl::MutexLock lock(&mu_);
+    values_.insert(values_.end(), values.begin(), values.end());
+  }
 
  private:
   absl::Mutex mu_;
@@ -213,6 +227,14 @@ struct VictimFigures {
   Samples chunk_gap;
   Samples stream_total;
   std::atomic<int> failures{0};
+
+  void AddAll(VictimFigures& other) {
+    add_message.AddAll(other.add_message);
+    first_chunk.AddAll(other.first_chunk);
+    chunk_gap.AddAll(other.chunk_gap);
+    stream_total.AddAll(other.stream_total);
+    failures += other.failures.load();
+  }
 };
 
 void Authorize(grpc::ClientContext& context, const char* token) {
@@ -283,18 +305,22 @@ struct AttackCounts {
   std::string first_failure ABSL_GUARDED_BY(mu);
 };
 
-void Count(const grpc::Status& status, AttackCounts& counts) {
+// Counts `status`; whether it is OK.
+bool Count(const grpc::Status& status, AttackCounts& counts) {
   if (status.ok()) {
     ++counts.ok;
-  } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-    ++counts.refused;
-  } else {
-    ++counts.failed;
-    absl::MutexLock lock(&counts.mu);
-    if (counts.first_failure.empty()) {
-      counts.first_failure = absl::StrCat(status.error_code(), " ", status.error_message());
-    }
+    return true;
   }
+  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    ++counts.refused;
+    return false;
+  }
+  ++counts.failed;
+  absl::MutexLock lock(&counts.mu);
+  if (counts.first_failure.empty()) {
+    counts.first_failure = absl::StrCat(status.error_code(), " ", status.error_message());
+  }
+  return false;
 }
 
 // The attacker's client: typed calls, and a generic stub for ListMessages.
@@ -315,7 +341,7 @@ void Attacker(AttackerStubs& stubs, std::atomic<bool>& stop, AttackCounts& count
   google::protobuf::Struct tool;
   (*tool.mutable_fields())["type"].set_string_value("function");
   (*tool.mutable_fields())["description"].set_string_value(std::string(4000, 'd'));
-  for (int round = 0; !stop.load(); ++round) {
+  while (!stop.load()) {
     {
       grpc::ClientContext context;
       Authorize(context, kAttackerToken);
@@ -340,11 +366,15 @@ void Attacker(AttackerStubs& stubs, std::atomic<bool>& stop, AttackCounts& count
       Authorize(context, kAttackerToken);
       v1::AddMessageRequest add;
       add.set_thread_id(thread);
+      // New in every round of every attack (a request_id reused for another thread is refused).
+      static std::atomic<uint64_t> next_request{0};
       add.set_request_id(absl::StrCat("a", absl::Hex(index, absl::kZeroPad7), "-0000-4000-8000-",
-                                      absl::Hex(round, absl::kZeroPad12)));
+                                      absl::Hex(next_request++, absl::kZeroPad12)));
       add.mutable_message()->set_role(v1::ROLE_USER);
       add.mutable_message()->set_content(std::string(20000, 'q'));
       v1::AddMessageResponse added;
+      // When its limits refused this one, the Run below fails upstream (INVALID_ARGUMENT: the
+      // thread's last message is not the user's), still carrying its 60 tools through the gateway.
       Count(stub.AddMessage(&context, add, &added), counts);
     }
     {
@@ -365,10 +395,18 @@ struct Phase {
   int failures;
 };
 
+Phase Summarize(VictimFigures& figures) {
+  return Phase{figures.add_message.Percentile(50), figures.add_message.Percentile(99),
+               figures.first_chunk.Percentile(50), figures.first_chunk.Percentile(99),
+               figures.chunk_gap.Percentile(50),   figures.chunk_gap.Percentile(99),
+               figures.chunk_gap.Percentile(100),  figures.stream_total.Percentile(99),
+               figures.stream_total.count(),       figures.failures.load()};
+}
+
+// Runs the victims for options.seconds; their figures go to `figures`.
 Phase RunVictims(const Options& options,
                  std::vector<std::unique_ptr<v1::CopilotService::Stub>>& stubs,
-                 std::atomic<bool>& stop) {
-  VictimFigures figures;
+                 std::atomic<bool>& stop, VictimFigures& figures) {
   std::vector<std::thread> victims;
   for (int i = 0; i < options.victims; ++i) {
     victims.emplace_back([&, i] { Victim(*stubs[i % stubs.size()], stop, figures); });
@@ -376,11 +414,17 @@ Phase RunVictims(const Options& options,
   std::this_thread::sleep_for(std::chrono::seconds(options.seconds));
   stop = true;
   for (std::thread& victim : victims) victim.join();
-  return Phase{figures.add_message.Percentile(50), figures.add_message.Percentile(99),
-               figures.first_chunk.Percentile(50), figures.first_chunk.Percentile(99),
-               figures.chunk_gap.Percentile(50),   figures.chunk_gap.Percentile(99),
-               figures.chunk_gap.Percentile(100),  figures.stream_total.Percentile(99),
-               figures.stream_total.count(),       figures.failures.load()};
+  return Summarize(figures);
+}
+
+void PrintRatios(const Phase& baseline, const Phase& attacked) {
+  std::printf(
+      "  ratio (attack / baseline): AddMessage p99 %.2fx, first chunk p99 %.2fx, "
+      "chunk gap p99 %.2fx, stream p99 %.2fx\n",
+      attacked.add_p99 / std::max(baseline.add_p99, 1e-9),
+      attacked.first_p99 / std::max(baseline.first_p99, 1e-9),
+      attacked.gap_p99 / std::max(baseline.gap_p99, 1e-9),
+      attacked.total_p99 / std::max(baseline.total_p99, 1e-9));
 }
 
 void PrintPhase(const char* name, const Phase& phase) {
@@ -397,7 +441,7 @@ int Main(int argc, char** argv) {
   if (!ParseOptions(argc, argv, options)) {
     std::fprintf(
         stderr,
-        "usage: adversarial_bench [--seconds S] [--attackers A] [--victims V] "
+        "usage: adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] "
         "[--answer-mib M] [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N] "
         "[--decode-threads N] [--event-loops N]\n");
     return 2;
@@ -478,29 +522,20 @@ int Main(int argc, char** argv) {
                                            std::make_unique<grpc::GenericStub>(channel)});
   }
 
-  std::atomic<bool> stop_baseline{false};
-  const Phase baseline = RunVictims(options, stubs, stop_baseline);
-  const absl::StatusOr<ProcessSample> before = SampleProcess(pid);
-
-  std::atomic<bool> stop_attack{false};
+  // Each round: the victims alone, then under attack. Rounds alternate the two so that a slow
+  // spell of the machine falls on both, and the figures of all rounds are also pooled: a p99 of
+  // one 60 s phase (~1,100 calls) is its 11th worst call and moved 2x between runs.
+  VictimFigures all_baseline;
+  VictimFigures all_attacked;
   AttackCounts counts;
-  std::vector<std::thread> attackers;
-  for (int i = 0; i < options.attackers; ++i) {
-    attackers.emplace_back(
-        [&, i] { Attacker(attacker_stubs[i % attacker_stubs.size()], stop_attack, counts, i); });
-  }
-  std::this_thread::sleep_for(std::chrono::seconds(2));  // Let the attack reach its stride.
-  std::atomic<bool> stop_victims{false};
-  const Phase attacked = RunVictims(options, stubs, stop_victims);
-  stop_attack = true;
-  for (std::thread& attacker : attackers) attacker.join();
-  const absl::StatusOr<ProcessSample> after = SampleProcess(pid);
-
+  absl::StatusOr<ProcessSample> before = absl::UnknownError("no round");
+  absl::StatusOr<ProcessSample> after = absl::UnknownError("no round");
+  double attack_cpu_seconds = 0;
   std::printf(
       "adversarial_bench: %d victim loops (AddMessage + StreamRun), %d attacker loops "
       "(ListMessages of %d MiB, Run with 60 tools of 4 KiB, AddMessage of 20,000 chars with a "
-      "new request_id), %d s per phase%s\n",
-      options.victims, options.attackers, options.answer_mib, options.seconds,
+      "new request_id), %d s per phase, %d round(s)%s\n",
+      options.victims, options.attackers, options.answer_mib, options.seconds, options.rounds,
       absl::StrCat(options.inline_decode_bytes.empty()
                        ? ""
                        : absl::StrCat(", inline_decode_bytes ", options.inline_decode_bytes),
@@ -508,15 +543,43 @@ int Main(int argc, char** argv) {
                        ? ""
                        : absl::StrCat(", max_read_per_turn ", options.max_read_per_turn))
           .c_str());
-  PrintPhase("baseline:", baseline);
-  PrintPhase("under attack:", attacked);
-  std::printf(
-      "  ratio (attack / baseline): AddMessage p99 %.2fx, first chunk p99 %.2fx, "
-      "chunk gap p99 %.2fx, stream p99 %.2fx\n",
-      attacked.add_p99 / std::max(baseline.add_p99, 1e-9),
-      attacked.first_p99 / std::max(baseline.first_p99, 1e-9),
-      attacked.gap_p99 / std::max(baseline.gap_p99, 1e-9),
-      attacked.total_p99 / std::max(baseline.total_p99, 1e-9));
+  for (int round = 1; round <= options.rounds; ++round) {
+    VictimFigures alone;
+    std::atomic<bool> stop_baseline{false};
+    const Phase baseline = RunVictims(options, stubs, stop_baseline, alone);
+    before = SampleProcess(pid);
+
+    std::atomic<bool> stop_attack{false};
+    std::vector<std::thread> attackers;
+    for (int i = 0; i < options.attackers; ++i) {
+      attackers.emplace_back(
+          [&, i] { Attacker(attacker_stubs[i % attacker_stubs.size()], stop_attack, counts, i); });
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // Let the attack reach its stride.
+    VictimFigures under;
+    std::atomic<bool> stop_victims{false};
+    const Phase attacked = RunVictims(options, stubs, stop_victims, under);
+    stop_attack = true;
+    for (std::thread& attacker : attackers) attacker.join();
+    after = SampleProcess(pid);
+    if (before.ok() && after.ok()) attack_cpu_seconds += after->cpu_seconds - before->cpu_seconds;
+
+    std::printf(" round %d\n", round);
+    PrintPhase("baseline:", baseline);
+    PrintPhase("under attack:", attacked);
+    PrintRatios(baseline, attacked);
+    std::fflush(stdout);
+    all_baseline.AddAll(alone);
+    all_attacked.AddAll(under);
+  }
+  if (options.rounds > 1) {
+    std::printf(" all %d rounds pooled\n", options.rounds);
+    const Phase baseline = Summarize(all_baseline);
+    const Phase attacked = Summarize(all_attacked);
+    PrintPhase("baseline:", baseline);
+    PrintPhase("under attack:", attacked);
+    PrintRatios(baseline, attacked);
+  }
   {
     absl::MutexLock lock(&counts.mu);
     std::printf("  attacker calls: %d OK, %d refused by its limits, %d failed otherwise%s\n",
@@ -527,10 +590,10 @@ int Main(int argc, char** argv) {
   }
   if (before.ok() && after.ok()) {
     std::printf(
-        "  gateway: RSS %.1f MiB before the attack, %.1f MiB after; peak (VmHWM) %.1f "
-        "MiB; CPU %.2f s during the attack\n",
+        "  gateway: RSS %.1f MiB before the last attack, %.1f MiB after; peak (VmHWM) %.1f "
+        "MiB; CPU %.2f s during the attacks (%d s of victims under attack)\n",
         before->rss_kib / 1024.0, after->rss_kib / 1024.0, after->hwm_kib / 1024.0,
-        after->cpu_seconds - before->cpu_seconds);
+        attack_cpu_seconds, options.rounds * options.seconds);
   }
   // The gateway's decode threads: as set, else one per CPU it may use (at most 4).
   const int decodes = options.decode_threads > 0 ? options.decode_threads
