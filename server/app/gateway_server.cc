@@ -290,8 +290,8 @@ absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
   if (replacements.transport != nullptr) {
     transport_ = std::move(replacements.transport);
   } else {
-    absl::StatusOr<std::shared_ptr<HttpTransport>> transport =
-        MakeUpstreamTransport(config, secrets);
+    absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(
+        config, secrets, [yields = &metrics_->upstream_read_yields()] { yields->Increment(); });
     if (!transport.ok()) return transport.status();
     transport_ = *std::move(transport);
   }

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -192,8 +193,11 @@ class GatewayServer {
 int UpstreamEventLoops(const UpstreamConfig& upstream);
 // The production transport for `config` (CurlTransport: UpstreamEventLoops libcurl multi event
 // loops).
-absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(const GatewayConfig& config,
-                                                                     const GatewaySecrets& secrets);
+// `on_read_yield` (may be empty): called on a loop thread each time an upstream response yields
+// the loop after upstream.max_read_per_turn.
+absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
+    const GatewayConfig& config, const GatewaySecrets& secrets,
+    std::function<void()> on_read_yield = {});
 // `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out
 // when disabled): every attempt passes the breaker, and a request refused by an open circuit is
 // not retried.

@@ -1,6 +1,7 @@
 // The production transport, kept apart so the object graph (gateway_server.cc) reads top down.
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "server/app/gateway_server.h"
 #include "server/common/cpus.h"
@@ -23,7 +24,8 @@ int UpstreamEventLoops(const UpstreamConfig& upstream) {
 }
 
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
-    const GatewayConfig& config, const GatewaySecrets& secrets) {
+    const GatewayConfig& config, const GatewaySecrets& secrets,
+    std::function<void()> on_read_yield) {
   const UpstreamConfig& upstream = config.upstream;
   CurlTransportOptions options;
   options.http2 = upstream.http2;
@@ -31,6 +33,7 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   options.event_loops = UpstreamEventLoops(upstream);
   options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
   options.max_read_per_turn = upstream.max_read_per_turn;
+  options.on_read_yield = std::move(on_read_yield);
   options.max_connections = static_cast<long>(upstream.max_connections);
   options.max_idle_connection_age = upstream.max_idle_connection_age;
   options.max_connection_lifetime = upstream.max_connection_lifetime;

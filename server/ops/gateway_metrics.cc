@@ -283,6 +283,14 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                                        "server.max_connections were open.")
                                    .Register(*registry_)
                                    .Add({});
+  upstream_read_yields_ = &prometheus::BuildCounter()
+                               .Name("copilot_gateway_upstream_read_yields_total")
+                               .Help(
+                                   "Times an upstream response took upstream.max_read_per_turn "
+                                   "in one turn of its event loop and yielded to the loop's "
+                                   "other connections.")
+                               .Register(*registry_)
+                               .Add({});
   last_reload_ok_ = &prometheus::BuildGauge()
                          .Name("copilot_gateway_config_last_reload_successful")
                          .Help(

@@ -99,6 +99,8 @@ class GatewayMetrics final : public AdmissionEvents,
   // copilot_gateway_grpc_connections_refused_total (closed at server.max_connections).
   prometheus::Gauge& grpc_connections() { return *grpc_connections_; }
   prometheus::Counter& grpc_connections_refused() { return *grpc_connections_refused_; }
+  // copilot_gateway_upstream_read_yields_total (upstream.max_read_per_turn reached).
+  prometheus::Counter& upstream_read_yields() { return *upstream_read_yields_; }
 
   // A config reload was applied (`ok`) or refused.
   void RecordReload(bool ok);
@@ -173,6 +175,7 @@ class GatewayMetrics final : public AdmissionEvents,
   prometheus::Gauge* ops_connections_;
   prometheus::Gauge* grpc_connections_;
   prometheus::Counter* grpc_connections_refused_;
+  prometheus::Counter* upstream_read_yields_;
   prometheus::Gauge* last_reload_ok_;
   prometheus::Counter* reloads_ok_;
   prometheus::Counter* reloads_failed_;

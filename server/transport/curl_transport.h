@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,6 +36,8 @@ struct CurlTransportOptions {
   // measured), so without a bound a few large answers arriving at once held the loop for tens of
   // milliseconds, and every other call on it waited. 0: no bound.
   std::size_t max_read_per_turn = 64 * 1024;
+  // Called on the loop thread each time a transfer yields (for a metric); may be empty.
+  std::function<void()> on_read_yield = {};
   // Size of the shared connection cache (CURLMOPT_MAXCONNECTS): idle connections kept for
   // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
   // ones still close after max_idle_connection_age).

@@ -27,6 +27,7 @@ COUNTERS = {
     "copilot_gateway_upstream_circuit_transitions_total",
     "copilot_gateway_upstream_circuit_rejected_total",
     "copilot_gateway_grpc_connections_refused_total",  # issue #13
+    "copilot_gateway_upstream_read_yields_total",
     "process_cpu_seconds_total",
 }
 HISTOGRAMS = {
