@@ -644,8 +644,7 @@ void CurlTransport::Loop::ResumeYielded() {
   for (uint64_t id : yielded) {
     Transfer* transfer = Find(id);
     if (transfer == nullptr || !transfer->yielded) continue;  // Completed (or cancelled).
-    transfer->yielded = false;
-    if (transfer->paused) continue;  // Its handler paused it since: Resume unpauses it.
+    transfer->yielded = false;  // (Not paused by its handler: OnWrite never calls it then.)
     // Delivers the kept buffer at once (skipped); libcurl reads on when the loop next runs it.
     curl_easy_pause(transfer->easy, CURLPAUSE_CONT);
   }

@@ -128,18 +128,11 @@ bool ParseOptions(int argc, char** argv, Options& options) {
   return argc % 2 == 1;
 }
 
-// The calling thread's CPUs: `cpu` alone (include) or every CPU in `all` but `cpu`
-// (!include). Threads and children created afterwards inherit the set.
-bool PinTo(int cpu, bool include, const cpu_set_t& all) {
+// The calling thread on `cpu` alone. Threads and children created afterwards inherit it.
+bool PinTo(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (include) {
-    CPU_SET(cpu, &set);
-  } else {
-    set = all;
-    CPU_CLR(cpu, &set);
-    if (CPU_COUNT(&set) == 0) return false;
-  }
+  CPU_SET(cpu, &set);
   return sched_setaffinity(0, sizeof(set), &set) == 0;
 }
 
@@ -305,22 +298,18 @@ struct AttackCounts {
   std::string first_failure ABSL_GUARDED_BY(mu);
 };
 
-// Counts `status`; whether it is OK.
-bool Count(const grpc::Status& status, AttackCounts& counts) {
+void Count(const grpc::Status& status, AttackCounts& counts) {
   if (status.ok()) {
     ++counts.ok;
-    return true;
-  }
-  if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+  } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
     ++counts.refused;
-    return false;
+  } else {
+    ++counts.failed;
+    absl::MutexLock lock(&counts.mu);
+    if (counts.first_failure.empty()) {
+      counts.first_failure = absl::StrCat(status.error_code(), " ", status.error_message());
+    }
   }
-  ++counts.failed;
-  absl::MutexLock lock(&counts.mu);
-  if (counts.first_failure.empty()) {
-    counts.first_failure = absl::StrCat(status.error_code(), " ", status.error_message());
-  }
-  return false;
 }
 
 // The attacker's client: typed calls, and a generic stub for ListMessages.
@@ -453,7 +442,7 @@ int Main(int argc, char** argv) {
     std::perror("sched_getaffinity");
     return 2;
   }
-  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, false, all_cpus)) {
+  if (options.gateway_cpu >= 0 && !PinAllThreadsAwayFrom(options.gateway_cpu, all_cpus)) {
     std::fprintf(stderr, "--gateway-cpu %d: cannot leave that CPU to the gateway\n",
                  options.gateway_cpu);
     return 2;
@@ -486,7 +475,7 @@ int Main(int argc, char** argv) {
       Sha256Hex(kAttackerToken),
       "\"]\n    assistants: [{id: \"*\"}]\n    limits:\n      max_concurrent_answers: 8\n"
       "      answer_per_second: 10\n      other_per_second: 20\n");
-  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu, true, all_cpus)) {
+  if (options.gateway_cpu >= 0 && !PinTo(options.gateway_cpu)) {
     std::fprintf(stderr, "--gateway-cpu %d: cannot run there\n", options.gateway_cpu);
     return 2;
   }
