@@ -81,7 +81,14 @@ class GatewayQuotasTest : public ::testing::Test {
                                         "usage:\n  audit_log: \"", audit_paths_.back(), "\"\n");
       auto gateway = GatewayProcess::Start(options);
       ASSERT_TRUE(gateway.ok()) << gateway.status();
-      stubs_.push_back(v1::CopilotService::NewStub((*gateway)->NewChannel()));
+      std::shared_ptr<grpc::Channel> channel = (*gateway)->NewChannel();
+      // Connected before the race: a first connection attempt that fails (seen once in CI,
+      // "failed to connect to all addresses ... No such file or directory", cause not found)
+      // would fail every call to that replica at once, which is not what this test is about.
+      // A replica that cannot be reached within the deadline still fails here.
+      ASSERT_TRUE(channel->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10))))
+          << "replica " << i << " unreachable on " << (*gateway)->address();
+      stubs_.push_back(v1::CopilotService::NewStub(channel));
       gateways_.push_back(*std::move(gateway));
     }
   }
