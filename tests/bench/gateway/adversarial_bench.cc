@@ -4,7 +4,7 @@
 //
 //   adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] [--answer-mib M]
 //                     [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N]
-//                     [--decode-threads N] [--event-loops N]
+//                     [--decode-threads N] [--event-loops N] [--upstream http|h2]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -23,6 +23,8 @@
 // all libcurl reads at once (upstream.max_read_per_turn). --gateway-cpu N runs the gateway alone on
 // CPU N and the emulator and the callers on the other CPUs: on a small machine, without it the
 // victim's latency also measures the callers' and the emulator's share of the same cores.
+// --upstream h2 puts the emulator behind HTTPS with HTTP/2 (the real upstream's default): both
+// tenants' calls then share the gateway's upstream connections.
 #include <dirent.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/proto_buffer_writer.h>
@@ -76,6 +78,7 @@ struct Options {
   std::string max_read_per_turn;    // Empty: the gateway's default.
   int decode_threads = 0;           // 0: the gateway's default.
   int event_loops = 0;              // 0: the gateway's default (upstream.event_loops).
+  bool http2 = false;               // --upstream h2: HTTPS with HTTP/2, else plain HTTP/1.1.
   // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
   // as in production, where callers and the upstream are other machines.
   int gateway_cpu = -1;
@@ -88,6 +91,14 @@ bool ParseOptions(int argc, char** argv, Options& options) {
     int number = 0;
     if (arg == "--inline-decode-bytes") {
       options.inline_decode_bytes = value;
+      continue;
+    }
+    if (arg == "--upstream") {
+      if (value != "http" && value != "h2") {
+        std::fprintf(stderr, "--upstream: expected http or h2\n");
+        return false;
+      }
+      options.http2 = value == "h2";
       continue;
     }
     if (arg == "--max-read-per-turn") {
@@ -432,7 +443,7 @@ int Main(int argc, char** argv) {
         stderr,
         "usage: adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] "
         "[--answer-mib M] [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N] "
-        "[--decode-threads N] [--event-loops N]\n");
+        "[--decode-threads N] [--event-loops N] [--upstream http|h2]\n");
     return 2;
   }
   // The CPUs this program may use, read once: after the gateway's start pinned this thread to
@@ -447,16 +458,26 @@ int Main(int argc, char** argv) {
                  options.gateway_cpu);
     return 2;
   }
-  auto emulator = copilot::emulator::testing::EmulatorProcess::Start(
-      {.args = {"--max-record", "100", "--stream-delay-ms", "20"}});
+  copilot::emulator::testing::EmulatorProcessOptions emulator_options{
+      .args = {"--max-record", "100", "--stream-delay-ms", "20"}};
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  if (options.http2) {
+    emulator_options.tls_cert_file = certs + "/server.pem";
+    emulator_options.tls_key_file = certs + "/server.key";
+    emulator_options.args.insert(emulator_options.args.end(), {"--tls-http2", "on"});
+  }
+  auto emulator = copilot::emulator::testing::EmulatorProcess::Start(emulator_options);
   if (!emulator.ok()) {
     std::fprintf(stderr, "emulator: %s\n", std::string(emulator.status().message()).c_str());
     return 1;
   }
   GatewayProcessOptions gateway_options;
-  gateway_options.upstream_url = (*emulator)->base_url() + "/agents";
+  gateway_options.upstream_url =
+      options.http2 ? absl::StrCat("https://127.0.0.1:", (*emulator)->tls_port(), "/agents")
+                    : (*emulator)->base_url() + "/agents";
   gateway_options.identity = "bearer";
   gateway_options.upstream = {{"max_call_timeout", "60s"}};
+  if (options.http2) gateway_options.upstream.emplace("ca_file", certs + "/ca.pem");
   if (!options.inline_decode_bytes.empty()) {
     gateway_options.upstream.emplace("inline_decode_bytes", options.inline_decode_bytes);
   }
