@@ -166,9 +166,24 @@ def run(args):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range. Redis binds it seconds after
+    the gateway is configured with it; a port from the ephemeral range (what bind to port 0
+    gives) was meanwhile taken by another process's connection or listener once in CI, and
+    Redis failed with "Address already in use"."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random_secrets.randbelow(max(low - 10000, 1)) + 10000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise CheckError(f"no free loopback port between 10000 and {low}")
 
 
 class RedisServer:
