@@ -926,6 +926,7 @@ ResponsePlan EmulatorApp::HandleControl(const HttpRequest& request) {
                                    {"h2_connections", stats.h2_connections},
                                    {"h2_refused_streams", stats.h2_refused_streams},
                                    {"h2_goaways_sent", stats.h2_goaways_sent},
+                                   {"h2_output_yields", stats.h2_output_yields},
                                    {"requests_total", requests_total_},
                                    {"in_flight", in_flight_},
                                    {"rate_limits", rate_limiter_.StatsJson()}});

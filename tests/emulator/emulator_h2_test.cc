@@ -167,6 +167,34 @@ TEST(EmulatorH2Test, ServesEveryKindOfResponseOverHttp2) {
   EXPECT_EQ(Recorded(*emulator, "run_stream"), 1u);
 }
 
+// A large answer goes out a share at a time: a connection sends at most 512 KiB of HTTP/2 frames
+// in one pass of the emulator's loop and goes on in the next, after the other connections and
+// the timers that pace streamed chunks. Every byte arrives, in order.
+TEST(EmulatorH2Test, ALargeAnswerGoesOutInSharesAndArrivesWhole) {
+  std::unique_ptr<EmulatorProcess> emulator = StartEmulator({"--tls-http2", "on"});
+  ASSERT_NE(emulator, nullptr);
+  std::string answer = "[";
+  for (int i = 0; answer.size() < (16u << 20); ++i) absl::StrAppend(&answer, "\"", i, "\",");
+  answer.back() = ']';
+  ASSERT_TRUE(emulator
+                  ->AddFault({{"endpoint", "list_assistants"},
+                              {"type", "raw_body"},
+                              {"status", 200},
+                              {"body", answer}})
+                  .ok());
+  HttpClient client;
+  HttpResponse listed =
+      client.Send("GET", emulator->tls_api_url() + "/assistants", "", Trusting(*emulator));
+  ASSERT_TRUE(listed.ok()) << listed.curl_error;
+  EXPECT_EQ(listed.http_version, CURL_HTTP_VERSION_2_0);
+  EXPECT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.body.size(), answer.size());
+  EXPECT_TRUE(listed.body == answer) << "the body arrived changed";
+  const nlohmann::json stats = Stats(*emulator);
+  EXPECT_GT(stats["h2_output_yields"], 0) << stats.dump();
+  EXPECT_EQ(stats["in_flight"], 0) << stats.dump();
+}
+
 TEST(EmulatorH2Test, OffersOnlyHttp11UnlessAsked) {
   std::unique_ptr<EmulatorProcess> emulator = StartEmulator({});
   ASSERT_NE(emulator, nullptr);

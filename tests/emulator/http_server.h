@@ -42,6 +42,9 @@ struct ServerStats {
   int64_t h2_connections = 0;
   int64_t h2_refused_streams = 0;
   int64_t h2_goaways_sent = 0;
+  // Times a connection's HTTP/2 output stopped at its share of a pass of the loop (the rest
+  // went on in the next pass).
+  int64_t h2_output_yields = 0;
 
   // Adds `other`'s figures (the sum over several listeners).
   ServerStats& operator+=(const ServerStats& other) {
@@ -53,6 +56,7 @@ struct ServerStats {
     h2_connections += other.h2_connections;
     h2_refused_streams += other.h2_refused_streams;
     h2_goaways_sent += other.h2_goaways_sent;
+    h2_output_yields += other.h2_output_yields;
     return *this;
   }
 };
@@ -114,6 +118,8 @@ class HttpServer {
   void OnH2Event(Connection& conn, bool peer_closed);
   // Sends what the HTTP/2 session has to say; closes the connection when it is done.
   bool PumpH2(Connection& conn);
+  // PumpH2 again in the loop's next pass.
+  void QueueH2Pump(Connection& conn);
   bool ProcessInput(Connection& conn);
   bool StartResponse(Connection& conn, ResponsePlan plan);
   bool Begin(Connection& conn);
