@@ -50,7 +50,7 @@ struct H2Session::Stream {
   size_t body_sent = 0;  // body bytes queued
   size_t budget = kNoLimit;
   // Queued body bytes; the data provider has taken the first `pending_taken` of them. (Taken
-  // from the front one frame at a time, erasing would move the rest each time: quadratic, 2 GB
+  // from the front one frame at a time, erasing would move the rest each time: quadratic, 2 GiB
   // of memmove for an 8 MiB answer.)
   std::string pending;
   size_t pending_taken = 0;
