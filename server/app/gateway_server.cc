@@ -40,6 +40,7 @@ HaufeClientConfig ClientConfig(const GatewayConfig& config) {
   client.max_response_bytes = config.upstream.max_response_bytes;
   client.max_ndjson_line_bytes = config.upstream.max_ndjson_line_bytes;
   client.inline_decode_bytes = config.upstream.inline_decode_bytes;
+  client.connections_per_tenant = config.upstream.connections_per_tenant;
   return client;
 }
 

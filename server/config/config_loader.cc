@@ -430,6 +430,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
            {"decode_threads", IntInRange(upstream.decode_threads, 0, 64)},
            {"inline_decode_bytes", Bytes(upstream.inline_decode_bytes, 0, kGiB)},
            {"max_read_per_turn", Bytes(upstream.max_read_per_turn, 0, kGiB)},
+           {"connections_per_tenant", Bool(upstream.connections_per_tenant)},
            {"retry",
             Section({
                 {"max_attempts", IntInRange(upstream.retry.max_attempts, 1, 10)},

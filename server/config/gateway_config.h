@@ -67,7 +67,7 @@ struct UpstreamConfig {
   // Upstream transfers in flight at most; more fail at once with RESOURCE_EXHAUSTED.
   std::size_t max_transfers = 20000;
   // Transport event loops (threads, each with its own libcurl multi handle and connections).
-  // 0: the CPUs the process may use (UsableCpus()), at most 16.
+  // 0: the CPUs the process may use (UsableCpus()), at least 2, at most 16.
   int event_loops = 0;
   // Idle connections kept for reuse; 0: as many as max_transfers (sized to the load; idle ones
   // close after max_idle_connection_age).
@@ -105,6 +105,10 @@ struct UpstreamConfig {
   // upstream.retry and upstream.circuit_breaker (README, "Upstream failures").
   RetryPolicy retry;
   CircuitBreakerPolicy circuit_breaker;
+  // Each tenant's calls use upstream connections of their own (HttpRequest::connection_pool),
+  // so that over HTTP/2 one tenant's large answers never queue in front of another's on one
+  // connection. Off: all tenants share the connections (fewer of them).
+  bool connections_per_tenant = true;
   // Accept an http:// base_url on a host that is not loopback (the API key travels in clear
   // text). Off: such a URL is refused.
   bool allow_insecure_http = false;

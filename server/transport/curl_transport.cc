@@ -47,6 +47,9 @@ constexpr long kHttp2StreamsPerConnection = 100;
 constexpr long kHttp2SpareConnections = 8;
 constexpr long kMinSpareConnectionsPerLoop = 2;
 constexpr int kMaxEventLoops = 64;
+// Connection pools (HttpRequest::connection_pool) a loop keeps apart at most; requests naming
+// others use the shared pool. The gateway names one per tenant, and tenants are configured.
+constexpr std::size_t kMaxConnectionPools = 1024;
 
 void EnsureCurlGlobalInit() {
   static std::once_flag once;
@@ -58,6 +61,7 @@ struct Command {
   enum class Kind { kStart, kCancel, kResume, kStop, kTimer };
   Kind kind = Kind::kStart;
   uint64_t id = 0;
+  uint32_t pool = 0;                             // kStart only: PoolLoads::Id.
   HttpRequest request;                           // kStart only.
   std::shared_ptr<HttpTransferHandler> handler;  // kStart only.
   absl::Duration delay;                          // kTimer only.
@@ -213,6 +217,69 @@ long WholeSecondsBelow(absl::Duration age) {
 
 }  // namespace
 
+// Which loop a transfer goes to (CurlTransport::Start): the loop with the fewest transfers of
+// OTHER connection pools in flight, then the fewest in flight, then the first. One pool's
+// transfers spread over all loops evenly (each loop's share of its connections); transfers of
+// different pools keep to different loops as long as there are loops enough. A loop reads an
+// HTTP/2 connection whole in one turn, several megabytes of one tenant's answers at once (~15 ms
+// measured), and every other transfer on that loop waits for the turn to end; on another loop
+// (another thread) it does not.
+// Thread-safe.
+class CurlTransport::PoolLoads {
+ public:
+  explicit PoolLoads(std::size_t loops) : per_loop_(loops) {}
+
+  // A small number for `pool` (0: the shared pool, and every pool past kMaxConnectionPools).
+  uint32_t Id(const std::string& pool) {
+    if (pool.empty()) return 0;
+    absl::MutexLock lock(&mu_);
+    if (auto it = ids_.find(pool); it != ids_.end()) return it->second;
+    if (ids_.size() >= kMaxConnectionPools) return 0;
+    const auto id = static_cast<uint32_t>(ids_.size() + 1);
+    ids_.emplace(pool, id);
+    return id;
+  }
+
+  // Picks the loop for a transfer of `pool` (as above) and counts it there until Done.
+  std::size_t Pick(uint32_t pool) {
+    absl::MutexLock lock(&mu_);
+    std::size_t best = 0;
+    int64_t best_others = INT64_MAX;
+    int64_t best_total = INT64_MAX;
+    for (std::size_t i = 0; i < per_loop_.size(); ++i) {
+      const Loads& loads = per_loop_[i];
+      const int64_t own = pool < loads.by_pool.size() ? loads.by_pool[pool] : 0;
+      const int64_t others = loads.total - own;
+      if (others < best_others || (others == best_others && loads.total < best_total)) {
+        best = i;
+        best_others = others;
+        best_total = loads.total;
+      }
+    }
+    Loads& loads = per_loop_[best];
+    if (pool >= loads.by_pool.size()) loads.by_pool.resize(pool + 1, 0);
+    ++loads.by_pool[pool];
+    ++loads.total;
+    return best;
+  }
+
+  void Done(std::size_t loop, uint32_t pool) {
+    absl::MutexLock lock(&mu_);
+    Loads& loads = per_loop_[loop];
+    --loads.by_pool[pool];
+    --loads.total;
+  }
+
+ private:
+  struct Loads {
+    int64_t total = 0;
+    std::vector<int64_t> by_pool;  // Indexed by pool ID.
+  };
+  absl::Mutex mu_;
+  std::unordered_map<std::string, uint32_t> ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<Loads> per_loop_ ABSL_GUARDED_BY(mu_);
+};
+
 // Everything the loop thread owns. Only the loop thread touches it after construction, except
 // mailbox_, in_flight_ and admitted_ (thread-safe).
 class CurlTransport::Loop final : public H2SessionObserver {
@@ -220,9 +287,11 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // `options` are the transport's with this loop's share of the connection bounds (Create);
   // `admitted` counts the transfers in flight on all the loops of one transport, against
   // options.max_transfers.
+  // `loads` counts the transfers of each connection pool on each loop (this one is `index`).
   static absl::StatusOr<std::unique_ptr<Loop>> Create(
       const CurlTransportOptions& options, long spare_connections,
-      std::shared_ptr<std::atomic<int64_t>> admitted);
+      std::shared_ptr<std::atomic<int64_t>> admitted, std::shared_ptr<PoolLoads> loads,
+      std::size_t index);
   ~Loop() override;
 
   const std::shared_ptr<Mailbox>& mailbox() const { return mailbox_; }
@@ -232,9 +301,11 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // Thread-safe. Takes one of the transport's max_transfers slots for a new transfer on this
   // loop; false when none is free. A slot is given back right before the transfer's OnComplete.
   bool Admit();
-  void Release() {
+  // Also ends the count of the transfer's pool on this loop (PoolLoads::Pick).
+  void Release(uint32_t pool) {
     admitted_->fetch_sub(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    loads_->Done(index_, pool);
   }
   int64_t max_transfers() const { return options_.max_transfers; }
   // Thread-safe: the transfers admitted to this loop and not yet completed (its load).
@@ -244,6 +315,7 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // One transfer in progress.
   struct Transfer {
     uint64_t id = 0;
+    uint32_t pool = 0;  // PoolLoads::Id.
     Loop* loop = nullptr;
     CURL* easy = nullptr;
     curl_slist* headers = nullptr;
@@ -279,10 +351,13 @@ class CurlTransport::Loop final : public H2SessionObserver {
   using StallEntry = std::pair<SteadyTime, uint64_t>;
 
   Loop(CurlTransportOptions options, long spare_connections,
-       std::shared_ptr<std::atomic<int64_t>> admitted, int epoll_fd, int wake_fd, CURLM* multi)
+       std::shared_ptr<std::atomic<int64_t>> admitted, std::shared_ptr<PoolLoads> loads,
+       std::size_t index, int epoll_fd, int wake_fd, CURLM* multi)
       : options_(std::move(options)),
         spare_connections_(spare_connections),
         admitted_(std::move(admitted)),
+        loads_(std::move(loads)),
+        index_(index),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         multi_(multi),
@@ -324,6 +399,9 @@ class CurlTransport::Loop final : public H2SessionObserver {
                           absl::Duration remaining) const;
   static void SetMethod(EasyOptions& set, const std::string& method, const std::string& body);
   void SetConnectionOptions(EasyOptions& set) const;
+  // The share handle holding `pool`'s connection cache, created on first use; null for the
+  // shared pool (the multi handle's cache), and past kMaxConnectionPools.
+  CURLSH* PoolFor(const std::string& pool);
   void ResumeTransfer(Transfer& transfer);
   // Unpauses the transfers that took their max_read_per_turn in this turn.
   void ResumeYielded();
@@ -339,7 +417,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // Removes `transfer`, then calls its handler's OnComplete(status).
   void Complete(Transfer& transfer, absl::Status status);
   // Gives the transfer's slot back, then calls handler->OnComplete(status).
-  void Finish(const std::shared_ptr<HttpTransferHandler>& handler, absl::Status status);
+  void Finish(const std::shared_ptr<HttpTransferHandler>& handler, uint32_t pool,
+              absl::Status status);
   absl::Status StatusFor(const Transfer& transfer, CURLcode result) const;
   // Whether the upstream may have acted on the request: a send that HTTP/2 did not say was
   // refused (never sent at all, or every send refused: it did not).
@@ -390,12 +469,19 @@ class CurlTransport::Loop final : public H2SessionObserver {
   const CurlTransportOptions options_;
   const long spare_connections_;  // Beyond the need, in the automatic HTTP/2 bound.
   const std::shared_ptr<std::atomic<int64_t>> admitted_;
+  const std::shared_ptr<PoolLoads> loads_;
+  const std::size_t index_;
   const int epoll_fd_;
   const int wake_fd_;
   CURLM* const multi_;
   const std::shared_ptr<Mailbox> mailbox_;
 
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
+  // The connection pools other than the shared one: a share handle each, holding its own
+  // connection cache (CURL_LOCK_DATA_CONNECT; libcurl then looks for connections to reuse only
+  // there, and CURLMOPT_MAX_HOST_CONNECTIONS and MAXCONNECTS apply to each cache). Only this
+  // loop's thread uses them, so they need no lock callbacks.
+  std::unordered_map<std::string, CURLSH*> pools_;
   bool http2_seen_ = false;     // A connection to the upstream negotiated HTTP/2.
   long connection_bound_ = -1;  // The CURLMOPT_MAX_HOST_CONNECTIONS in force (-1: the option's).
   std::optional<SteadyTime> curl_timer_;
@@ -410,7 +496,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
 
 absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create(
     const CurlTransportOptions& options, long spare_connections,
-    std::shared_ptr<std::atomic<int64_t>> admitted) {
+    std::shared_ptr<std::atomic<int64_t>> admitted, std::shared_ptr<PoolLoads> loads,
+    std::size_t index) {
   EnsureCurlGlobalInit();
   const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd < 0) {
@@ -434,8 +521,8 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
     return MakeError(absl::StatusCode::kInternal, "cannot set up the libcurl multi handle",
                      "transport_setup");
   }
-  std::unique_ptr<Loop> loop(
-      new Loop(options, spare_connections, std::move(admitted), epoll_fd, wake_fd, multi));
+  std::unique_ptr<Loop> loop(new Loop(options, spare_connections, std::move(admitted),
+                                      std::move(loads), index, epoll_fd, wake_fd, multi));
   MultiOptions set(multi);
   set.Set(CURLMOPT_SOCKETFUNCTION, "CURLMOPT_SOCKETFUNCTION", &Loop::OnSocket);
   set.Set(CURLMOPT_SOCKETDATA, "CURLMOPT_SOCKETDATA", loop.get());
@@ -453,7 +540,10 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
 }
 
 CurlTransport::Loop::~Loop() {
-  // Run() has returned: every transfer is gone and the mailbox is closed.
+  // Run() has returned: every transfer is gone (no easy handle uses a pool any more) and the
+  // mailbox is closed. A pool's cached connections close here, through OnCloseSocket: sockets_
+  // and epoll_fd_ are still alive.
+  for (const auto& [name, share] : pools_) curl_share_cleanup(share);
   curl_multi_cleanup(multi_);
   close(wake_fd_);
   close(epoll_fd_);
@@ -677,20 +767,23 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   HttpRequest& request = command.request;
   const absl::Duration remaining = request.deadline - absl::Now();
   if (remaining <= absl::ZeroDuration()) {
-    Finish(handler, MakeError(absl::StatusCode::kDeadlineExceeded,
-                              "the deadline passed before the upstream request was sent",
-                              "upstream_timeout", {{"request_sent", "false"}}));
+    Finish(handler, command.pool,
+           MakeError(absl::StatusCode::kDeadlineExceeded,
+                     "the deadline passed before the upstream request was sent", "upstream_timeout",
+                     {{"request_sent", "false"}}));
     return;
   }
   CURL* easy = curl_easy_init();
   if (easy == nullptr) {
-    Finish(handler, MakeError(absl::StatusCode::kInternal, "curl_easy_init failed",
-                              "transport_misconfigured"));
+    Finish(
+        handler, command.pool,
+        MakeError(absl::StatusCode::kInternal, "curl_easy_init failed", "transport_misconfigured"));
     return;
   }
   auto owned = std::make_unique<Transfer>();
   Transfer& transfer = *owned;
   transfer.id = command.id;
+  transfer.pool = command.pool;
   transfer.loop = this;
   transfer.easy = easy;
   transfer.handler = std::move(handler);
@@ -705,6 +798,14 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
   transfers_.emplace(transfer.id, std::move(owned));  // From here on Complete() cleans up.
   absl::Status status = SetHeaders(transfer, request.headers);
   if (status.ok()) status = SetOptions(transfer, request, remaining);
+  if (status.ok() && !request.connection_pool.empty()) {
+    // Read when the handle is added to the multi handle: set before.
+    if (CURLSH* pool = PoolFor(request.connection_pool); pool != nullptr) {
+      EasyOptions set(easy);
+      set.Set(CURLOPT_SHARE, pool);
+      status = set.status();
+    }
+  }
   if (status.ok()) {
     if (const CURLMcode added = curl_multi_add_handle(multi_, easy); added != CURLM_OK) {
       status = MakeError(absl::StatusCode::kInternal,
@@ -783,6 +884,19 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   return set.status();
 }
 
+CURLSH* CurlTransport::Loop::PoolFor(const std::string& pool) {
+  if (auto it = pools_.find(pool); it != pools_.end()) return it->second;
+  if (pools_.size() >= kMaxConnectionPools) return nullptr;
+  CURLSH* share = curl_share_init();
+  if (share == nullptr) return nullptr;  // Out of memory: the shared pool still works.
+  if (curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+    curl_share_cleanup(share);
+    return nullptr;
+  }
+  pools_.emplace(pool, share);
+  return share;
+}
+
 void CurlTransport::Loop::SetConnectionOptions(EasyOptions& set) const {
   set.Set(CURLOPT_MAXAGE_CONN, WholeSecondsBelow(options_.max_idle_connection_age));
   if (options_.max_connection_lifetime > absl::ZeroDuration()) {
@@ -854,7 +968,7 @@ void CurlTransport::Loop::HandleCommands() {
     switch (command.kind) {
       case Command::Kind::kStart:
         if (stopping_) {
-          Finish(command.handler, TransportShutdownStatus());
+          Finish(command.handler, command.pool, TransportShutdownStatus());
         } else {
           StartTransfer(command);
         }
@@ -884,13 +998,14 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   curl_easy_cleanup(transfer.easy);
   curl_slist_free_all(transfer.headers);
   std::shared_ptr<HttpTransferHandler> handler = std::move(transfer.handler);
+  const uint32_t pool = transfer.pool;
   transfers_.erase(transfer.id);  // `transfer` is gone from here on.
-  Finish(handler, std::move(status));
+  Finish(handler, pool, std::move(status));
 }
 
-void CurlTransport::Loop::Finish(const std::shared_ptr<HttpTransferHandler>& handler,
+void CurlTransport::Loop::Finish(const std::shared_ptr<HttpTransferHandler>& handler, uint32_t pool,
                                  absl::Status status) {
-  Release();  // First, so that a handler may start its next transfer in the freed slot.
+  Release(pool);  // First, so that a handler may start its next transfer in the freed slot.
   handler->OnComplete(std::move(status));
 }
 
@@ -1175,7 +1290,9 @@ void CurlTransport::Loop::Run() {
   ObserveH2SessionsOnThisThread(nullptr);
 }
 
-CurlTransport::CurlTransport(std::vector<std::shared_ptr<Loop>> loops) : loops_(std::move(loops)) {
+CurlTransport::CurlTransport(std::vector<std::shared_ptr<Loop>> loops,
+                             std::shared_ptr<PoolLoads> loads)
+    : loops_(std::move(loops)), loads_(std::move(loads)) {
   absl::MutexLock lock(&shutdown_mu_);
   for (const std::shared_ptr<Loop>& loop : loops_) {
     // The thread co-owns its loop, so that a Shutdown from the loop thread can let it finish.
@@ -1204,13 +1321,15 @@ absl::StatusOr<std::unique_ptr<CurlTransport>> CurlTransport::Create(
   }
   const long spare = std::max(kMinSpareConnectionsPerLoop, kHttp2SpareConnections / loops);
   auto admitted = std::make_shared<std::atomic<int64_t>>(0);
+  auto loads = std::make_shared<PoolLoads>(static_cast<std::size_t>(loops));
   std::vector<std::shared_ptr<Loop>> created;
   for (long i = 0; i < loops; ++i) {
-    absl::StatusOr<std::unique_ptr<Loop>> loop = Loop::Create(per_loop, spare, admitted);
+    absl::StatusOr<std::unique_ptr<Loop>> loop =
+        Loop::Create(per_loop, spare, admitted, loads, static_cast<std::size_t>(i));
     if (!loop.ok()) return loop.status();  // The loops made so far never ran.
     created.push_back(*std::move(loop));
   }
-  return std::unique_ptr<CurlTransport>(new CurlTransport(std::move(created)));
+  return std::unique_ptr<CurlTransport>(new CurlTransport(std::move(created), std::move(loads)));
 }
 
 CurlTransport::~CurlTransport() { Shutdown(); }
@@ -1241,9 +1360,8 @@ int64_t CurlTransport::TransfersInFlight() const {
 }
 
 CurlTransport::Loop& CurlTransport::PickLoop() {
-  // The loop with the fewest transfers in flight, the first of them on a tie: a loop slowed by
-  // large answers holds its transfers longer and gets fewer new ones, and calls one after the
-  // other stay on one loop, reusing its connections (taken in turn, each would open its own).
+  // The loop with the fewest transfers in flight, the first of them on a tie (a timer's task is
+  // short; transfers go by PoolLoads::Pick).
   Loop* best = loops_[0].get();
   int64_t best_load = best->in_flight();
   for (std::size_t i = 1; i < loops_.size() && best_load > 0; ++i) {
@@ -1260,19 +1378,23 @@ CurlTransport::Loop& CurlTransport::PickLoop() {
 std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
                                                    std::shared_ptr<HttpTransferHandler> handler) {
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  Loop& loop = PickLoop();
+  const uint32_t pool = loads_->Id(request.connection_pool);
+  const std::size_t index = loads_->Pick(pool);
+  Loop& loop = *loops_[index];
   auto handle = std::make_shared<CurlTransferHandle>(loop.mailbox(), id);
   Command command;
   command.kind = Command::Kind::kStart;
   command.id = id;
+  command.pool = pool;
   command.request = std::move(request);
   command.handler = handler;
   if (!loop.Admit()) {
+    loads_->Done(index, pool);
     handler->OnComplete(TransfersExhaustedStatus(loop.max_transfers()));
     return handle;
   }
   if (!loop.mailbox()->Post(command)) {
-    loop.Release();
+    loop.Release(pool);
     handler->OnComplete(TransportShutdownStatus());
   }
   return handle;

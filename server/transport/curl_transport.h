@@ -38,16 +38,16 @@ struct CurlTransportOptions {
   std::size_t max_read_per_turn = 64 * 1024;
   // Called on the loop thread each time a transfer yields (for a metric); may be empty.
   std::function<void()> on_read_yield = {};
-  // Size of the shared connection cache (CURLMOPT_MAXCONNECTS): idle connections kept for
-  // reuse. 0: as many as max_transfers, so that a burst's connections serve the next one (idle
-  // ones still close after max_idle_connection_age).
+  // Size of each connection cache (CURLMOPT_MAXCONNECTS; one per loop and connection pool):
+  // idle connections kept for reuse. 0: as many as max_transfers, so that a burst's connections
+  // serve the next one (idle ones still close after max_idle_connection_age).
   long max_cached_connections = 0;
-  // Connections to one host at most (CURLMOPT_MAX_HOST_CONNECTIONS). Transfers beyond wait in
-  // libcurl's queue for a connection, or over HTTP/2 for a free stream on one. 0: sized to the
-  // load: no bound while the upstream answers HTTP/1.x; once a connection negotiated HTTP/2,
-  // each loop's transfers in flight / 100 (the usual stream cap) + 8 / event_loops (at least
-  // 2), updated as they start and end
-  // (libcurl alone opens a connection per transfer in a burst; see UpdateConnectionBound).
+  // Connections to one host at most, per connection pool (CURLMOPT_MAX_HOST_CONNECTIONS). Transfers
+  // beyond wait in libcurl's queue for a connection, or over HTTP/2 for a free stream on one. 0:
+  // sized to the load: no bound while the upstream answers HTTP/1.x; once a connection negotiated
+  // HTTP/2, each loop's transfers in flight / 100 (the usual stream cap) + 8 / event_loops (at
+  // least 2), updated as they start and end (libcurl alone opens a connection per transfer in a
+  // burst; see UpdateConnectionBound).
   long max_connections = 0;
   // No connection idle this long is reused (CURLOPT_MAXAGE_CONN), nor one this old
   // (CURLOPT_MAXLIFETIME_CONN; zero: no bound). libcurl counts whole seconds, so both act as
@@ -75,11 +75,14 @@ struct CurlTransportOptions {
   // Each transfer holds a socket, so keep it below the process's file descriptor limit.
   int64_t max_transfers = 20000;
   // Event loops (1..64), each a thread with its own multi handle, connection cache and
-  // connections; a transfer stays on the loop it started on, the one with the fewest transfers
-  // in flight (the first of them on a tie, so that calls one after the other reuse one loop's
-  // connections). max_transfers holds for all of them together; max_connections and
-  // max_cached_connections are split evenly between them (rounded up), and so are the spare
-  // connections of the automatic HTTP/2 bound (at least 2 per loop).
+  // connections; a transfer stays on the loop it started on: the one with the fewest transfers
+  // of other connection pools in flight, then the fewest transfers, then the first (so that
+  // calls one after the other reuse one loop's connections). One pool spreads over all loops;
+  // different pools (tenants) keep to different loops while there are loops enough, and a loop
+  // busy reading one tenant's multi-megabyte HTTP/2 answers delays no other tenant's. max_transfers
+  // holds for all of them together; max_connections and max_cached_connections are split evenly
+  // between them (rounded up), and so are the spare connections of the automatic HTTP/2 bound (at
+  // least 2 per loop).
   int event_loops = 1;
 };
 
@@ -101,6 +104,15 @@ struct CurlTransportOptions {
 // CURLOPT_CONNECTTIMEOUT_MS; TCP keep-alive; "Expect:" suppressed; no redirects; http and
 // https only. Each loop's multi handle is its shared connection, DNS and TLS session cache
 // (CURLMOPT_MAX_HOST_CONNECTIONS: max_connections, unlimited by default).
+//
+// Connection pools (HttpRequest::connection_pool): a request naming a pool reuses only that
+// pool's connections, from a connection cache of its own on its loop (a libcurl share handle
+// with CURL_LOCK_DATA_CONNECT, made on first use, at most 1,024 per loop; beyond, the shared
+// pool). max_connections, the automatic HTTP/2 bound and max_cached_connections then hold for
+// each pool's connections to a host. Why: over HTTP/2 every transfer to a host multiplexes onto
+// the same few connections, one TCP stream each, read in order; a stream's frame queued behind
+// megabytes of another call's answer waits for them to be read. With a pool per tenant (the
+// gateway's default, upstream.connections_per_tenant), a tenant's calls wait only behind its own.
 //
 // No request is sent twice unless it is idempotent. libcurl on its own sends a request again on
 // a fresh connection when a reused one closed (or reset) before any response byte, POSTs
@@ -189,13 +201,16 @@ class CurlTransport final : public HttpTransport {
   // Thread-safe: transfers admitted and not yet completed, on all loops.
   int64_t TransfersInFlight() const;
 
-  class Loop;  // Defined in the .cc file.
+  class Loop;       // Defined in the .cc file.
+  class PoolLoads;  // Defined in the .cc file.
 
  private:
-  explicit CurlTransport(std::vector<std::shared_ptr<Loop>> loops);
+  CurlTransport(std::vector<std::shared_ptr<Loop>> loops, std::shared_ptr<PoolLoads> loads);
+  // For RunAfter: the loop with the fewest transfers in flight.
   Loop& PickLoop();
 
   const std::vector<std::shared_ptr<Loop>> loops_;
+  const std::shared_ptr<PoolLoads> loads_;
   absl::Mutex shutdown_mu_;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(shutdown_mu_);
   std::atomic<uint64_t> next_id_{1};

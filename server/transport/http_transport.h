@@ -39,6 +39,11 @@ struct HttpRequest {
   // Response bodies larger than this fail the transfer with an error (reason
   // "upstream_response_too_large").
   std::size_t max_response_bytes = 16 * 1024 * 1024;
+  // Requests in different pools never share a connection: each pool has connections of its own
+  // (CurlTransport: a connection cache per pool on each loop). Empty: the shared pool. The
+  // upstream client names the tenant, so that one tenant's large answers never queue in front
+  // of another tenant's on one HTTP/2 connection (one TCP stream, read in order).
+  std::string connection_pool;
   // For metrics and logs only (never sent): the request's template, e.g.
   // "POST /v1/threads/{thread_id}/run", and the incoming call it serves (may be null).
   std::string endpoint;

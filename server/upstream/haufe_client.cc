@@ -463,6 +463,7 @@ HttpRequest HaufeClient::MakeRequest(const UpstreamCallOptions& options, absl::s
   request.max_response_bytes = config_.max_response_bytes;
   request.endpoint = EndpointTemplate(method, path_and_query);
   request.trace = options.trace;
+  if (config_.connections_per_tenant) request.connection_pool = options.tenant_id;
   return request;
 }
 

@@ -37,6 +37,9 @@ struct HaufeClientConfig {
   // Answers larger than this are decoded on the DecodePool (when there is one), not on the
   // transport's event loop thread.
   std::size_t inline_decode_bytes = 64 * 1024;
+  // Each tenant's requests go over connections of their own (HttpRequest::connection_pool is
+  // the tenant's ID): over HTTP/2, one tenant's answers never queue in front of another's.
+  bool connections_per_tenant = true;
 };
 
 // Thread-safe: the object is immutable after construction; each call owns its own state, which

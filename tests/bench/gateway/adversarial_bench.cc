@@ -5,6 +5,7 @@
 //   adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] [--answer-mib M]
 //                     [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N]
 //                     [--decode-threads N] [--event-loops N] [--upstream http|h2]
+//                     [--connections-per-tenant true|false]
 //
 // Victim (tenant "victim", no limits): V loops of AddMessage then StreamRun on its own thread:
 // the AddMessage latency, the StreamRun time to first chunk and every gap between chunks.
@@ -24,7 +25,8 @@
 // CPU N and the emulator and the callers on the other CPUs: on a small machine, without it the
 // victim's latency also measures the callers' and the emulator's share of the same cores.
 // --upstream h2 puts the emulator behind HTTPS with HTTP/2 (the real upstream's default): both
-// tenants' calls then share the gateway's upstream connections.
+// tenants' calls then share the gateway's upstream connections unless each tenant has its own
+// (upstream.connections_per_tenant, the default; --connections-per-tenant false shares them).
 #include <dirent.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/proto_buffer_writer.h>
@@ -74,11 +76,12 @@ struct Options {
   int attackers = 8;
   int victims = 4;
   int answer_mib = 8;
-  std::string inline_decode_bytes;  // Empty: the gateway's default.
-  std::string max_read_per_turn;    // Empty: the gateway's default.
-  int decode_threads = 0;           // 0: the gateway's default.
-  int event_loops = 0;              // 0: the gateway's default (upstream.event_loops).
-  bool http2 = false;               // --upstream h2: HTTPS with HTTP/2, else plain HTTP/1.1.
+  std::string inline_decode_bytes;     // Empty: the gateway's default.
+  std::string max_read_per_turn;       // Empty: the gateway's default.
+  int decode_threads = 0;              // 0: the gateway's default.
+  int event_loops = 0;                 // 0: the gateway's default (upstream.event_loops).
+  bool http2 = false;                  // --upstream h2: HTTPS with HTTP/2, else plain HTTP/1.1.
+  std::string connections_per_tenant;  // Empty: the gateway's default.
   // >= 0: the gateway runs on this CPU alone and the emulator and this program on the others,
   // as in production, where callers and the upstream are other machines.
   int gateway_cpu = -1;
@@ -99,6 +102,14 @@ bool ParseOptions(int argc, char** argv, Options& options) {
         return false;
       }
       options.http2 = value == "h2";
+      continue;
+    }
+    if (arg == "--connections-per-tenant") {
+      if (value != "true" && value != "false") {
+        std::fprintf(stderr, "--connections-per-tenant: expected true or false\n");
+        return false;
+      }
+      options.connections_per_tenant = value;
       continue;
     }
     if (arg == "--max-read-per-turn") {
@@ -443,7 +454,8 @@ int Main(int argc, char** argv) {
         stderr,
         "usage: adversarial_bench [--seconds S] [--rounds R] [--attackers A] [--victims V] "
         "[--answer-mib M] [--inline-decode-bytes B] [--max-read-per-turn B] [--gateway-cpu N] "
-        "[--decode-threads N] [--event-loops N] [--upstream http|h2]\n");
+        "[--decode-threads N] [--event-loops N] [--upstream http|h2] "
+        "[--connections-per-tenant true|false]\n");
     return 2;
   }
   // The CPUs this program may use, read once: after the gateway's start pinned this thread to
@@ -489,6 +501,9 @@ int Main(int argc, char** argv) {
   }
   if (options.event_loops > 0) {
     gateway_options.upstream.emplace("event_loops", absl::StrCat(options.event_loops));
+  }
+  if (!options.connections_per_tenant.empty()) {
+    gateway_options.upstream.emplace("connections_per_tenant", options.connections_per_tenant);
   }
   gateway_options.extra_yaml = absl::StrCat(
       "tenants:\n  - id: victim\n    bearer_token_sha256: [\"", Sha256Hex(kVictimToken),

@@ -397,7 +397,7 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
       "max_concurrent_streams: 50\nmax_grpc_memory: 96MiB\n"
       "max_connections: 200\nhandshake_timeout: 3s\n"
       "upstream:\n  max_buffered_bytes: 32MiB\n  allow_insecure_http: true\n"
-      "  max_read_per_turn: 32KiB\n"
+      "  max_read_per_turn: 32KiB\n  connections_per_tenant: false\n"
       "limits:\n  max_tool_calls: 8\n  max_tool_arguments_bytes: 1KiB\n  max_tools: 4\n"
       "  max_tools_bytes: 2KiB\n  max_title_chars: 80\n"
       "upstream_budget:\n  max_retry_after: 5s\n"
@@ -412,6 +412,8 @@ TEST(ConfigLoaderTest, HardeningBoundsAreRead) {
   EXPECT_TRUE(config->upstream.allow_insecure_http);
   EXPECT_EQ(config->upstream.max_read_per_turn, 32u * 1024);
   EXPECT_EQ(GatewayConfig{}.upstream.max_read_per_turn, 64u * 1024);  // The default.
+  EXPECT_FALSE(config->upstream.connections_per_tenant);
+  EXPECT_TRUE(GatewayConfig{}.upstream.connections_per_tenant);  // The default.
   EXPECT_EQ(config->limits.max_tool_calls, 8);
   EXPECT_EQ(config->limits.max_tool_arguments_bytes, 1024u);
   EXPECT_EQ(config->limits.max_tools, 4);

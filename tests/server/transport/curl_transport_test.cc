@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1050,6 +1051,49 @@ TEST_F(CurlTransportTest, SeveralLoopsShareTheTransfersAndOneBound) {
   EXPECT_EQ(transport->TransfersInFlight(), 0);
 }
 
+// Two loops, transfers of two connection pools started in turn (a, b, a, b, ...) and held by
+// the upstream: each pool keeps to a loop of its own (a loop reading one tenant's multi-megabyte
+// answer delays only that loop's transfers). Six transfers of one pool spread over both loops.
+TEST_F(CurlTransportTest, ConnectionPoolsKeepToLoopsOfTheirOwn) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = 2});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<CurlTransport> transport = *std::move(created);
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 500}});
+  std::map<std::string, std::vector<std::shared_ptr<ThreadNotingHandler>>> held;
+  for (int i = 0; i < 6; ++i) {
+    const std::string pool = i % 2 == 0 ? "a" : "b";
+    HttpRequest request = Get("/assistants");
+    request.connection_pool = pool;
+    held[pool].push_back(std::make_shared<ThreadNotingHandler>());
+    transport->Start(request, held[pool].back());
+  }
+  std::map<std::string, std::set<std::thread::id>> threads;
+  for (const auto& [pool, handlers] : held) {
+    for (const auto& handler : handlers) {
+      EXPECT_TRUE(handler->inner().Wait().ok());
+      threads[pool].insert(handler->thread());
+    }
+  }
+  ASSERT_EQ(threads["a"].size(), 1u);
+  ASSERT_EQ(threads["b"].size(), 1u);
+  EXPECT_NE(*threads["a"].begin(), *threads["b"].begin());
+
+  std::vector<std::shared_ptr<ThreadNotingHandler>> one_pool;
+  for (int i = 0; i < 6; ++i) {
+    HttpRequest request = Get("/assistants");
+    request.connection_pool = "a";
+    one_pool.push_back(std::make_shared<ThreadNotingHandler>());
+    transport->Start(request, one_pool.back());
+  }
+  std::map<std::thread::id, int> per_thread;
+  for (const auto& handler : one_pool) {
+    EXPECT_TRUE(handler->inner().Wait().ok());
+    ++per_thread[handler->thread()];
+  }
+  EXPECT_EQ(per_thread.size(), 2u);
+  for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 3);
+}
+
 TEST_F(CurlTransportTest, CreateRejectsEventLoopsOutside1To64) {
   for (int loops : {0, -1, 65}) {
     auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = loops});
@@ -1194,13 +1238,15 @@ TEST_F(KeepAliveRaceTest, AnIdleAgeAboveTheUpstreamTimeoutFailsThePostInsteadOfR
 }
 
 // `n` GETs of `url` started at once on `transport`; waits for them all to succeed.
+// `n` GETs of `url` at once, request i in connection pool pools[i % pools.size()].
 void GetAllAtOnce(HttpTransport& transport, const EmulatorProcess& emulator, const std::string& url,
-                  int n) {
+                  int n, const std::vector<std::string>& pools = {""}) {
   std::vector<std::shared_ptr<RecordingHandler>> handlers;
   for (int i = 0; i < n; ++i) {
     HttpRequest request;
     request.method = "GET";
     request.url = url;
+    request.connection_pool = pools[i % pools.size()];
     request.headers = {{"api-key", emulator.api_key()}};
     request.deadline = absl::Now() + absl::Seconds(30);
     handlers.push_back(std::make_shared<RecordingHandler>());
@@ -1433,6 +1479,47 @@ TEST(CurlTransportHttp2Test, MaxConnectionsBoundsTheConnectionsOfABurst) {
   EXPECT_LE(bounded, 3);
   EXPECT_GE(sized, 3);
   EXPECT_LE(sized, 3 + 8);
+}
+
+// Connection pools over HTTP/2: 30 transfers at once, ten in each of pools "a", "b" and the
+// shared one, multiplex onto one connection per pool (3), never onto another pool's; then 30 at
+// once in pool "a" reuse its connection (still 3). Without pools all 30 shared one connection,
+// where one tenant's large answer delays the frames of every other tenant's.
+TEST(CurlTransportHttp2Test, EachConnectionPoolMultiplexesOnConnectionsOfItsOwn) {
+  const std::string certs = COPILOT_TEST_CERTS_DIR;
+  auto emulator =
+      EmulatorProcess::Start({.args = {"--tls-http2", "on", "--response-delay-ms", "300"},
+                              .tls_cert_file = certs + "/server.pem",
+                              .tls_key_file = certs + "/server.key"});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto transport = CurlTransport::Create({.ca_file = certs + "/ca.pem"});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const std::string url = (*emulator)->tls_api_url() + "/assistants";
+  GetAllAtOnce(**transport, **emulator, url, 30, {"a", "b", ""});
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
+  GetAllAtOnce(**transport, **emulator, url, 30, {"a"});
+  stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
+}
+
+// Over HTTP/1.1 a pool's idle connection serves only that pool: a GET in pool "b" after one in
+// pool "a" opens a second connection, and the next GET in "a" reuses the first.
+TEST(CurlTransportCacheTest, AnIdleConnectionServesOnlyItsOwnPool) {
+  auto emulator = EmulatorProcess::Start();
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto transport = CurlTransport::Create();
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const std::string url = (*emulator)->api_url() + "/assistants";
+  for (const char* pool : {"a", "b", "a", "b", "a"}) {
+    GetAllAtOnce(**transport, **emulator, url, 1, {pool});
+  }
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  // Less the control connection that asked for the stats.
+  EXPECT_EQ((*stats)["accepted_total"].get<int>() - 1, 2) << stats->dump();
 }
 
 // The bound sized to the load applies to HTTP/2 only: an HTTPS upstream answering HTTP/1.1

@@ -106,6 +106,22 @@ TEST_F(HaufeClientTest, ListAssistantsRequestAndResponse) {
   EXPECT_EQ((**result.value)[0].name(), "Tax");
 }
 
+// Each tenant's requests go over connections of their own; with connections_per_tenant off,
+// every request is in the shared pool.
+TEST_F(HaufeClientTest, TheTenantNamesTheConnectionPool) {
+  options_.tenant_id = "team-a";
+  Result<std::vector<v1::Assistant>> result;
+  client_.ListAssistants(options_, result.Callback());
+  ASSERT_EQ(transport_->size(), 1u);
+  EXPECT_EQ(transport_->last().request.connection_pool, "team-a");
+
+  HaufeClient shared({.connections_per_tenant = false}, transport_, [] { return kNow; });
+  Result<std::vector<v1::Assistant>> other;
+  shared.ListAssistants(options_, other.Callback());
+  ASSERT_EQ(transport_->size(), 2u);
+  EXPECT_EQ(transport_->last().request.connection_pool, "");
+}
+
 TEST_F(HaufeClientTest, OptionalHeadersAreLeftOutWhenEmpty) {
   options_.request_id.clear();
   Result<v1::Assistant> result;
