@@ -292,7 +292,10 @@ absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
     transport_ = std::move(replacements.transport);
   } else {
     absl::StatusOr<std::shared_ptr<HttpTransport>> transport = MakeUpstreamTransport(
-        config, secrets, [yields = &metrics_->upstream_read_yields()] { yields->Increment(); });
+        config, secrets, [yields = &metrics_->upstream_read_yields()] { yields->Increment(); },
+        [connections = &metrics_->upstream_connections()](int delta) {
+          connections->Increment(delta);
+        });
     if (!transport.ok()) return transport.status();
     transport_ = *std::move(transport);
   }

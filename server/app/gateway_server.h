@@ -189,15 +189,16 @@ class GatewayServer {
 };
 
 // The event loops of the production transport: upstream.event_loops, or for 0 one per usable
-// CPU, at most 16.
+// CPU, at least 2, at most 16.
 int UpstreamEventLoops(const UpstreamConfig& upstream);
 // The production transport for `config` (CurlTransport: UpstreamEventLoops libcurl multi event
 // loops).
 // `on_read_yield` (may be empty): called on a loop thread each time an upstream response yields
-// the loop after upstream.max_read_per_turn.
+// the loop after upstream.max_read_per_turn. `on_connections_changed` (may be empty): +1 / -1
+// as upstream connections open and close (CurlTransportOptions).
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
     const GatewayConfig& config, const GatewaySecrets& secrets,
-    std::function<void()> on_read_yield = {});
+    std::function<void()> on_read_yield = {}, std::function<void(int)> on_connections_changed = {});
 // `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out
 // when disabled): every attempt passes the breaker, and a request refused by an open circuit is
 // not retried.

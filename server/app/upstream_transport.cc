@@ -30,8 +30,8 @@ int UpstreamEventLoops(const UpstreamConfig& upstream) {
 }
 
 absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
-    const GatewayConfig& config, const GatewaySecrets& secrets,
-    std::function<void()> on_read_yield) {
+    const GatewayConfig& config, const GatewaySecrets& secrets, std::function<void()> on_read_yield,
+    std::function<void(int)> on_connections_changed) {
   const UpstreamConfig& upstream = config.upstream;
   CurlTransportOptions options;
   options.http2 = upstream.http2;
@@ -40,6 +40,7 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
   options.max_cached_connections = static_cast<long>(upstream.max_cached_connections);
   options.max_read_per_turn = upstream.max_read_per_turn;
   options.on_read_yield = std::move(on_read_yield);
+  options.on_connections_changed = std::move(on_connections_changed);
   options.max_connections = static_cast<long>(upstream.max_connections);
   options.max_idle_connection_age = upstream.max_idle_connection_age;
   options.max_connection_lifetime = upstream.max_connection_lifetime;

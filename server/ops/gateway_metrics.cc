@@ -237,6 +237,14 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                              .Help("Upstream HTTP requests in flight.")
                              .Register(*registry_)
                              .Add({});
+  upstream_connections_ =
+      &prometheus::BuildGauge()
+           .Name("copilot_gateway_upstream_connections")
+           .Help(
+               "Upstream connections open, in use or idle in a connection cache (one cache per "
+               "tenant and event loop with upstream.connections_per_tenant).")
+           .Register(*registry_)
+           .Add({});
   calls_in_flight_ = &prometheus::BuildGauge()
                           .Name("copilot_gateway_calls_in_flight")
                           .Help("gRPC calls of copilot.v1.CopilotService in flight.")

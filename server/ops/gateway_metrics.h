@@ -82,6 +82,8 @@ class GatewayMetrics final : public AdmissionEvents,
   // ...; anything else counts as "other", so the label stays bounded).
   void CountUpstreamTransportError(absl::string_view reason);
   prometheus::Gauge& upstream_in_flight() { return *upstream_in_flight_; }
+  // copilot_gateway_upstream_connections: open upstream connections, idle ones included.
+  prometheus::Gauge& upstream_connections() { return *upstream_connections_; }
   prometheus::Gauge& calls_in_flight() { return *calls_in_flight_; }
   prometheus::Gauge& ready() { return *ready_; }
   // Memory bounds, set when scraped: copilot_gateway_request_id_bytes / _entries / _waiters
@@ -164,6 +166,7 @@ class GatewayMetrics final : public AdmissionEvents,
   std::array<prometheus::Gauge*, 2> admitted_in_flight_{};
   std::array<prometheus::Histogram*, 2> budget_wait_{};
   prometheus::Gauge* upstream_in_flight_;
+  prometheus::Gauge* upstream_connections_;
   prometheus::Gauge* calls_in_flight_;
   prometheus::Gauge* ready_;
   prometheus::Gauge* request_id_bytes_;

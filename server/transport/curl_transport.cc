@@ -365,8 +365,9 @@ class CurlTransport::Loop final : public H2SessionObserver {
 
   // libcurl callbacks.
   static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop, void* socket_ptr);
-  static curl_socket_t OnOpenSocket(void* sockets, curlsocktype purpose, curl_sockaddr* address);
-  static int OnCloseSocket(void* sockets, curl_socket_t socket);
+  // Their data is the loop (self_for_callbacks_).
+  static curl_socket_t OnOpenSocket(void* loop, curlsocktype purpose, curl_sockaddr* address);
+  static int OnCloseSocket(void* loop, curl_socket_t socket);
   static int OnTimer(CURLM* multi, long timeout_ms, void* loop);
   static size_t OnHeader(char* data, size_t size, size_t count, void* transfer);
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
@@ -465,7 +466,8 @@ class CurlTransport::Loop final : public H2SessionObserver {
   int http2_transfers_ = 0;            // In flight, with their headers received over HTTP/2.
   uint64_t delivered_bytes_ = 0;       // Response bytes handed to handlers, all transfers.
   // Set on each easy handle, for OnOpenSocket and OnCloseSocket (SetOptions is const).
-  std::unordered_map<curl_socket_t, WatchedSocket>* const sockets_for_callbacks_ = &sockets_;
+  Loop* const self_for_callbacks_ = this;
+  bool destroying_ = false;  // ~Loop runs: no more on_connections_changed.
   const CurlTransportOptions options_;
   const long spare_connections_;  // Beyond the need, in the automatic HTTP/2 bound.
   const std::shared_ptr<std::atomic<int64_t>> admitted_;
@@ -542,7 +544,8 @@ absl::StatusOr<std::unique_ptr<CurlTransport::Loop>> CurlTransport::Loop::Create
 CurlTransport::Loop::~Loop() {
   // Run() has returned: every transfer is gone (no easy handle uses a pool any more) and the
   // mailbox is closed. A pool's cached connections close here, through OnCloseSocket: sockets_
-  // and epoll_fd_ are still alive.
+  // and epoll_fd_ are still alive (whoever counts connections may not be: not told).
+  destroying_ = true;
   for (const auto& [name, share] : pools_) curl_share_cleanup(share);
   curl_multi_cleanup(multi_);
   close(wake_fd_);
@@ -586,19 +589,24 @@ int CurlTransport::Loop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what
   return 0;
 }
 
-curl_socket_t CurlTransport::Loop::OnOpenSocket(void* sockets_ptr, curlsocktype /*purpose*/,
+curl_socket_t CurlTransport::Loop::OnOpenSocket(void* loop_ptr, curlsocktype /*purpose*/,
                                                 curl_sockaddr* address) {
-  auto* sockets = static_cast<std::unordered_map<curl_socket_t, WatchedSocket>*>(sockets_ptr);
+  auto* loop = static_cast<Loop*>(loop_ptr);
   const curl_socket_t socket =
       ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (socket == CURL_SOCKET_BAD) return socket;
   // A new socket may reuse the number of one closed earlier: it starts unregistered.
-  if (socket != CURL_SOCKET_BAD) (*sockets)[socket] = WatchedSocket{.ours = true};
+  loop->sockets_[socket] = WatchedSocket{.ours = true};
+  if (loop->options_.on_connections_changed) loop->options_.on_connections_changed(+1);
   return socket;
 }
 
-int CurlTransport::Loop::OnCloseSocket(void* sockets_ptr, curl_socket_t socket) {
-  auto* sockets = static_cast<std::unordered_map<curl_socket_t, WatchedSocket>*>(sockets_ptr);
-  sockets->erase(socket);  // close() takes it out of epoll.
+int CurlTransport::Loop::OnCloseSocket(void* loop_ptr, curl_socket_t socket) {
+  auto* loop = static_cast<Loop*>(loop_ptr);
+  loop->sockets_.erase(socket);  // close() takes it out of epoll.
+  if (loop->options_.on_connections_changed && !loop->destroying_) {
+    loop->options_.on_connections_changed(-1);
+  }
   return close(socket);
 }
 
@@ -856,9 +864,9 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   set.Set(CURLOPT_PREREQDATA, &transfer);
   set.Set(CURLOPT_TCP_KEEPALIVE, 1L);
   set.Set(CURLOPT_OPENSOCKETFUNCTION, &Loop::OnOpenSocket);
-  set.Set(CURLOPT_OPENSOCKETDATA, sockets_for_callbacks_);
+  set.Set(CURLOPT_OPENSOCKETDATA, self_for_callbacks_);
   set.Set(CURLOPT_CLOSESOCKETFUNCTION, &Loop::OnCloseSocket);
-  set.Set(CURLOPT_CLOSESOCKETDATA, sockets_for_callbacks_);
+  set.Set(CURLOPT_CLOSESOCKETDATA, self_for_callbacks_);
   SetConnectionOptions(set);
   set.Set(CURLOPT_BUFFERSIZE, options_.receive_buffer_bytes);
   set.Set(CURLOPT_UPLOAD_BUFFERSIZE, 16L * 1024);  // libcurl's minimum.

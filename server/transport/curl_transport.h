@@ -38,6 +38,10 @@ struct CurlTransportOptions {
   std::size_t max_read_per_turn = 64 * 1024;
   // Called on the loop thread each time a transfer yields (for a metric); may be empty.
   std::function<void()> on_read_yield = {};
+  // Called on a loop thread with +1 when an upstream connection's socket opens and -1 when it
+  // closes (for a gauge of open connections, idle ones included); may be empty. Not called for
+  // the connections closed while the transport is destroyed.
+  std::function<void(int)> on_connections_changed = {};
   // Size of each connection cache (CURLMOPT_MAXCONNECTS; one per loop and connection pool):
   // idle connections kept for reuse. 0: as many as max_transfers, so that a burst's connections
   // serve the next one (idle ones still close after max_idle_connection_age).

@@ -296,6 +296,8 @@ TEST_F(GatewayOpsTest, MetricsCountCallsCodesMessagesAndUpstreamRequests) {
                    {{"endpoint", "POST /v1/threads/{thread_id}/messages"}}),
             1);
   EXPECT_EQ(Sample(scrape, "copilot_gateway_upstream_in_flight"), 0);
+  // The connections those requests used, idle in the cache now (within max_idle_connection_age).
+  EXPECT_GE(Sample(scrape, "copilot_gateway_upstream_connections"), 1);
   EXPECT_EQ(Sample(scrape, "copilot_gateway_calls_in_flight"), 0);
   // The overhead: one observation per call, far below the call's own time for a stream.
   EXPECT_EQ(

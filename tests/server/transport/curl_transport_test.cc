@@ -1506,11 +1506,14 @@ TEST(CurlTransportHttp2Test, EachConnectionPoolMultiplexesOnConnectionsOfItsOwn)
 }
 
 // Over HTTP/1.1 a pool's idle connection serves only that pool: a GET in pool "b" after one in
-// pool "a" opens a second connection, and the next GET in "a" reuses the first.
+// pool "a" opens a second connection, and the next GET in "a" reuses the first. The connection
+// callback counts both, open in the caches, and is not called while the transport is destroyed.
 TEST(CurlTransportCacheTest, AnIdleConnectionServesOnlyItsOwnPool) {
   auto emulator = EmulatorProcess::Start();
   ASSERT_TRUE(emulator.ok()) << emulator.status();
-  auto transport = CurlTransport::Create();
+  auto open = std::make_shared<std::atomic<int>>(0);
+  auto transport = CurlTransport::Create(
+      {.on_connections_changed = [open](int delta) { open->fetch_add(delta); }});
   ASSERT_TRUE(transport.ok()) << transport.status();
   const std::string url = (*emulator)->api_url() + "/assistants";
   for (const char* pool : {"a", "b", "a", "b", "a"}) {
@@ -1520,6 +1523,9 @@ TEST(CurlTransportCacheTest, AnIdleConnectionServesOnlyItsOwnPool) {
   ASSERT_TRUE(stats.ok());
   // Less the control connection that asked for the stats.
   EXPECT_EQ((*stats)["accepted_total"].get<int>() - 1, 2) << stats->dump();
+  EXPECT_EQ(open->load(), 2);
+  transport->reset();
+  EXPECT_EQ(open->load(), 2);
 }
 
 // The bound sized to the load applies to HTTP/2 only: an HTTPS upstream answering HTTP/1.1
