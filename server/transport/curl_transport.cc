@@ -61,7 +61,7 @@ struct Command {
   enum class Kind { kStart, kCancel, kResume, kStop, kTimer };
   Kind kind = Kind::kStart;
   uint64_t id = 0;
-  uint32_t pool = 0;                             // kStart only: PoolLoads::Id.
+  uint32_t pool = 0;                             // kStart only: PoolLoads::Placement.
   HttpRequest request;                           // kStart only.
   std::shared_ptr<HttpTransferHandler> handler;  // kStart only.
   absl::Duration delay;                          // kTimer only.
@@ -229,38 +229,43 @@ class CurlTransport::PoolLoads {
  public:
   explicit PoolLoads(std::size_t loops) : per_loop_(loops) {}
 
-  // A small number for `pool` (0: the shared pool, and every pool past kMaxConnectionPools).
-  uint32_t Id(const std::string& pool) {
-    if (pool.empty()) return 0;
-    absl::MutexLock lock(&mu_);
-    if (auto it = ids_.find(pool); it != ids_.end()) return it->second;
-    if (ids_.size() >= kMaxConnectionPools) return 0;
-    const auto id = static_cast<uint32_t>(ids_.size() + 1);
-    ids_.emplace(pool, id);
-    return id;
-  }
+  struct Placement {
+    uint32_t pool = 0;     // A small number for the pool (0: the shared pool, and every
+                           // pool past kMaxConnectionPools).
+    std::size_t loop = 0;  // The loop picked.
+  };
 
-  // Picks the loop for a transfer of `pool` (as above) and counts it there until Done.
-  std::size_t Pick(uint32_t pool) {
+  // Picks the loop for a transfer of `pool` (as above) and counts it there until Done. One lock
+  // per transfer started.
+  Placement Pick(const std::string& pool) {
     absl::MutexLock lock(&mu_);
-    std::size_t best = 0;
+    Placement placement;
+    if (!pool.empty()) {
+      if (auto it = ids_.find(pool); it != ids_.end()) {
+        placement.pool = it->second;
+      } else if (ids_.size() < kMaxConnectionPools) {
+        placement.pool = static_cast<uint32_t>(ids_.size() + 1);
+        ids_.emplace(pool, placement.pool);
+      }
+    }
+    const uint32_t id = placement.pool;
     int64_t best_others = INT64_MAX;
     int64_t best_total = INT64_MAX;
     for (std::size_t i = 0; i < per_loop_.size(); ++i) {
       const Loads& loads = per_loop_[i];
-      const int64_t own = pool < loads.by_pool.size() ? loads.by_pool[pool] : 0;
+      const int64_t own = id < loads.by_pool.size() ? loads.by_pool[id] : 0;
       const int64_t others = loads.total - own;
       if (others < best_others || (others == best_others && loads.total < best_total)) {
-        best = i;
+        placement.loop = i;
         best_others = others;
         best_total = loads.total;
       }
     }
-    Loads& loads = per_loop_[best];
-    if (pool >= loads.by_pool.size()) loads.by_pool.resize(pool + 1, 0);
-    ++loads.by_pool[pool];
+    Loads& loads = per_loop_[placement.loop];
+    if (id >= loads.by_pool.size()) loads.by_pool.resize(id + 1, 0);
+    ++loads.by_pool[id];
     ++loads.total;
-    return best;
+    return placement;
   }
 
   void Done(std::size_t loop, uint32_t pool) {
@@ -315,7 +320,7 @@ class CurlTransport::Loop final : public H2SessionObserver {
   // One transfer in progress.
   struct Transfer {
     uint64_t id = 0;
-    uint32_t pool = 0;  // PoolLoads::Id.
+    uint32_t pool = 0;  // PoolLoads::Placement.
     Loop* loop = nullptr;
     CURL* easy = nullptr;
     curl_slist* headers = nullptr;
@@ -1386,9 +1391,9 @@ CurlTransport::Loop& CurlTransport::PickLoop() {
 std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
                                                    std::shared_ptr<HttpTransferHandler> handler) {
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  const uint32_t pool = loads_->Id(request.connection_pool);
-  const std::size_t index = loads_->Pick(pool);
-  Loop& loop = *loops_[index];
+  const PoolLoads::Placement placement = loads_->Pick(request.connection_pool);
+  const uint32_t pool = placement.pool;
+  Loop& loop = *loops_[placement.loop];
   auto handle = std::make_shared<CurlTransferHandle>(loop.mailbox(), id);
   Command command;
   command.kind = Command::Kind::kStart;
@@ -1397,7 +1402,7 @@ std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
   command.request = std::move(request);
   command.handler = handler;
   if (!loop.Admit()) {
-    loads_->Done(index, pool);
+    loads_->Done(placement.loop, pool);
     handler->OnComplete(TransfersExhaustedStatus(loop.max_transfers()));
     return handle;
   }
