@@ -1237,8 +1237,8 @@ TEST_F(KeepAliveRaceTest, AnIdleAgeAboveTheUpstreamTimeoutFailsThePostInsteadOfR
   EXPECT_EQ(CountRoute(*records, "create_thread"), 0) << records->dump();
 }
 
-// `n` GETs of `url` started at once on `transport`; waits for them all to succeed.
-// `n` GETs of `url` at once, request i in connection pool pools[i % pools.size()].
+// `n` GETs of `url` started at once on `transport`, request i in connection pool
+// pools[i % pools.size()]; waits for them all to succeed.
 void GetAllAtOnce(HttpTransport& transport, const EmulatorProcess& emulator, const std::string& url,
                   int n, const std::vector<std::string>& pools = {""}) {
   std::vector<std::shared_ptr<RecordingHandler>> handlers;
