@@ -1481,30 +1481,6 @@ TEST(CurlTransportHttp2Test, MaxConnectionsBoundsTheConnectionsOfABurst) {
   EXPECT_LE(sized, 3 + 8);
 }
 
-// Connection pools over HTTP/2: 30 transfers at once, ten in each of pools "a", "b" and the
-// shared one, multiplex onto one connection per pool (3), never onto another pool's; then 30 at
-// once in pool "a" reuse its connection (still 3). Without pools all 30 shared one connection,
-// where one tenant's large answer delays the frames of every other tenant's.
-TEST(CurlTransportHttp2Test, EachConnectionPoolMultiplexesOnConnectionsOfItsOwn) {
-  const std::string certs = COPILOT_TEST_CERTS_DIR;
-  auto emulator =
-      EmulatorProcess::Start({.args = {"--tls-http2", "on", "--response-delay-ms", "300"},
-                              .tls_cert_file = certs + "/server.pem",
-                              .tls_key_file = certs + "/server.key"});
-  ASSERT_TRUE(emulator.ok()) << emulator.status();
-  auto transport = CurlTransport::Create({.ca_file = certs + "/ca.pem"});
-  ASSERT_TRUE(transport.ok()) << transport.status();
-  const std::string url = (*emulator)->tls_api_url() + "/assistants";
-  GetAllAtOnce(**transport, **emulator, url, 30, {"a", "b", ""});
-  absl::StatusOr<json> stats = (*emulator)->Stats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
-  GetAllAtOnce(**transport, **emulator, url, 30, {"a"});
-  stats = (*emulator)->Stats();
-  ASSERT_TRUE(stats.ok());
-  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
-}
-
 // Over HTTP/1.1 a pool's idle connection serves only that pool: a GET in pool "b" after one in
 // pool "a" opens a second connection, and the next GET in "a" reuses the first. The connection
 // callback counts both, open in the caches, and is not called while the transport is destroyed.
@@ -1568,6 +1544,24 @@ Http2Upstream StartHttp2Upstream(std::vector<std::string> args, long max_connect
   EXPECT_TRUE(transport.ok()) << transport.status();
   if (!transport.ok()) return {};
   return {*std::move(emulator), *std::move(transport)};
+}
+
+// Connection pools over HTTP/2: 30 transfers at once, ten in each of pools "a", "b" and the
+// shared one, multiplex onto one connection per pool (3), never onto another pool's; then 30 at
+// once in pool "a" reuse its connection (still 3). Without pools all 30 shared one connection,
+// where one tenant's large answer delays the frames of every other tenant's.
+TEST(CurlTransportHttp2Test, EachConnectionPoolMultiplexesOnConnectionsOfItsOwn) {
+  Http2Upstream upstream = StartHttp2Upstream({"--response-delay-ms", "300"});
+  ASSERT_NE(upstream.transport, nullptr);
+  const std::string url = upstream.emulator->tls_api_url() + "/assistants";
+  GetAllAtOnce(*upstream.transport, *upstream.emulator, url, 30, {"a", "b", ""});
+  absl::StatusOr<json> stats = upstream.emulator->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
+  GetAllAtOnce(*upstream.transport, *upstream.emulator, url, 30, {"a"});
+  stats = upstream.emulator->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ((*stats)["h2_connections"].get<int>(), 3) << stats->dump();
 }
 
 // `n` POST /threads started at once, titled "post <i>"; their outcomes in order.
