@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include <optional>
 #include <queue>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -218,16 +220,25 @@ long WholeSecondsBelow(absl::Duration age) {
 }  // namespace
 
 // Which loop a transfer goes to (CurlTransport::Start): the loop with the fewest transfers of
-// OTHER connection pools in flight, then the fewest in flight, then the first. One pool's
-// transfers spread over all loops evenly (each loop's share of its connections); transfers of
-// different pools keep to different loops as long as there are loops enough. A loop reads an
-// HTTP/2 connection whole in one turn, several megabytes of one tenant's answers at once (~15 ms
-// measured), and every other transfer on that loop waits for the turn to end; on another loop
-// (another thread) it does not.
+// OTHER connection pools in flight; among those, one no other pool used in the last
+// kPoolRecency; then the fewest in flight; then the first. One pool's transfers spread over all
+// loops evenly (each loop's share of its connections); transfers of different pools keep to
+// different loops as long as there are loops enough. A loop reads an HTTP/2 connection whole in
+// one turn, several megabytes of one tenant's answers at once (~15 ms measured), and every other
+// transfer on that loop waits for the turn to end; on another loop (another thread) it does not.
+// The recency step keeps a pool from spreading onto a loop another pool left a moment ago (the
+// other pool's next transfer would then share it): without it, under adversarial_bench 12% of the
+// victim's stream chunks came through a loop shared with the attacker, their gap p99 50-72 ms
+// against 25-30 ms on loops of their own.
 // Thread-safe.
 class CurlTransport::PoolLoads {
  public:
   explicit PoolLoads(std::size_t loops) : per_loop_(loops) {}
+
+  // How long a loop counts as another pool's after that pool's last transfer there started or
+  // ended. Longer than the pauses between one busy tenant's calls; short enough that a tenant
+  // that went quiet leaves its loops to the others within a second.
+  static constexpr SteadyClock::duration kPoolRecency = std::chrono::seconds(1);
 
   struct Placement {
     uint32_t pool = 0;     // A small number for the pool (0: the shared pool, and every
@@ -237,7 +248,7 @@ class CurlTransport::PoolLoads {
 
   // Picks the loop for a transfer of `pool` (as above) and counts it there until Done. One lock
   // per transfer started.
-  Placement Pick(const std::string& pool) {
+  Placement Pick(const std::string& pool, SteadyTime now) {
     absl::MutexLock lock(&mu_);
     Placement placement;
     if (!pool.empty()) {
@@ -249,36 +260,57 @@ class CurlTransport::PoolLoads {
       }
     }
     const uint32_t id = placement.pool;
-    int64_t best_others = INT64_MAX;
-    int64_t best_total = INT64_MAX;
+    // Lexicographic: other pools' transfers in flight, another pool there lately, all in flight.
+    std::tuple<int64_t, bool, int64_t> best{INT64_MAX, true, INT64_MAX};
     for (std::size_t i = 0; i < per_loop_.size(); ++i) {
       const Loads& loads = per_loop_[i];
       const int64_t own = id < loads.by_pool.size() ? loads.by_pool[id] : 0;
-      const int64_t others = loads.total - own;
-      if (others < best_others || (others == best_others && loads.total < best_total)) {
+      const std::tuple<int64_t, bool, int64_t> key{
+          loads.total - own, loads.UsedLatelyByOtherThan(id, now), loads.total};
+      if (key < best) {
         placement.loop = i;
-        best_others = others;
-        best_total = loads.total;
+        best = key;
       }
     }
     Loads& loads = per_loop_[placement.loop];
     if (id >= loads.by_pool.size()) loads.by_pool.resize(id + 1, 0);
     ++loads.by_pool[id];
     ++loads.total;
+    loads.Used(id, now);
     return placement;
   }
 
-  void Done(std::size_t loop, uint32_t pool) {
+  void Done(std::size_t loop, uint32_t pool, SteadyTime now) {
     absl::MutexLock lock(&mu_);
     Loads& loads = per_loop_[loop];
     --loads.by_pool[pool];
     --loads.total;
+    loads.Used(pool, now);
   }
 
  private:
+  struct Use {
+    uint32_t pool = 0;
+    SteadyTime at;  // Default: the clock's epoch, long ago.
+  };
   struct Loads {
+    // Whether a pool other than `pool` started or ended a transfer here within kPoolRecency.
+    // The last two distinct pools to use the loop suffice: the latest pool other than `pool`
+    // is one of them.
+    bool UsedLatelyByOtherThan(uint32_t pool, SteadyTime now) const {
+      for (const Use& use : latest) {
+        if (use.pool != pool && use.at != SteadyTime() && now - use.at < kPoolRecency) return true;
+      }
+      return false;
+    }
+    void Used(uint32_t pool, SteadyTime now) {
+      if (latest[0].pool != pool || latest[0].at == SteadyTime()) latest[1] = latest[0];
+      latest[0] = Use{pool, now};
+    }
+
     int64_t total = 0;
     std::vector<int64_t> by_pool;  // Indexed by pool ID.
+    std::array<Use, 2> latest;     // The last two distinct pools to use the loop, latest first.
   };
   absl::Mutex mu_;
   std::unordered_map<std::string, uint32_t> ids_ ABSL_GUARDED_BY(mu_);
@@ -310,7 +342,7 @@ class CurlTransport::Loop final : public H2SessionObserver {
   void Release(uint32_t pool) {
     admitted_->fetch_sub(1, std::memory_order_relaxed);
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    loads_->Done(index_, pool);
+    loads_->Done(index_, pool, SteadyClock::now());
   }
   int64_t max_transfers() const { return options_.max_transfers; }
   // Thread-safe: the transfers admitted to this loop and not yet completed (its load).
@@ -1391,7 +1423,7 @@ CurlTransport::Loop& CurlTransport::PickLoop() {
 std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
                                                    std::shared_ptr<HttpTransferHandler> handler) {
   const uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  const PoolLoads::Placement placement = loads_->Pick(request.connection_pool);
+  const PoolLoads::Placement placement = loads_->Pick(request.connection_pool, SteadyClock::now());
   const uint32_t pool = placement.pool;
   Loop& loop = *loops_[placement.loop];
   auto handle = std::make_shared<CurlTransferHandle>(loop.mailbox(), id);
@@ -1402,7 +1434,7 @@ std::shared_ptr<HttpTransfer> CurlTransport::Start(HttpRequest request,
   command.request = std::move(request);
   command.handler = handler;
   if (!loop.Admit()) {
-    loads_->Done(placement.loop, pool);
+    loads_->Done(placement.loop, pool, SteadyClock::now());
     handler->OnComplete(TransfersExhaustedStatus(loop.max_transfers()));
     return handle;
   }

@@ -1051,9 +1051,22 @@ TEST_F(CurlTransportTest, SeveralLoopsShareTheTransfersAndOneBound) {
   EXPECT_EQ(transport->TransfersInFlight(), 0);
 }
 
+// Starts `count` copies of `request` in connection pool `pool`, each with its own handler.
+std::vector<std::shared_ptr<ThreadNotingHandler>> StartHeld(CurlTransport& transport,
+                                                            HttpRequest request,
+                                                            const std::string& pool, int count) {
+  request.connection_pool = pool;
+  std::vector<std::shared_ptr<ThreadNotingHandler>> handlers;
+  for (int i = 0; i < count; ++i) {
+    handlers.push_back(std::make_shared<ThreadNotingHandler>());
+    transport.Start(request, handlers.back());
+  }
+  return handlers;
+}
+
 // Two loops, transfers of two connection pools started in turn (a, b, a, b, ...) and held by
 // the upstream: each pool keeps to a loop of its own (a loop reading one tenant's multi-megabyte
-// answer delays only that loop's transfers). Six transfers of one pool spread over both loops.
+// answer delays only that loop's transfers). Six transfers of a third pool spread over both loops.
 TEST_F(CurlTransportTest, ConnectionPoolsKeepToLoopsOfTheirOwn) {
   auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = 2});
   ASSERT_TRUE(created.ok()) << created.status();
@@ -1078,20 +1091,43 @@ TEST_F(CurlTransportTest, ConnectionPoolsKeepToLoopsOfTheirOwn) {
   ASSERT_EQ(threads["b"].size(), 1u);
   EXPECT_NE(*threads["a"].begin(), *threads["b"].begin());
 
-  std::vector<std::shared_ptr<ThreadNotingHandler>> one_pool;
-  for (int i = 0; i < 6; ++i) {
-    HttpRequest request = Get("/assistants");
-    request.connection_pool = "a";
-    one_pool.push_back(std::make_shared<ThreadNotingHandler>());
-    transport->Start(request, one_pool.back());
-  }
+  // A third pool, alone now, spreads evenly: both loops were used by another pool lately.
   std::map<std::thread::id, int> per_thread;
-  for (const auto& handler : one_pool) {
+  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "c", 6)) {
     EXPECT_TRUE(handler->inner().Wait().ok());
     ++per_thread[handler->thread()];
   }
   EXPECT_EQ(per_thread.size(), 2u);
   for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 3);
+}
+
+// A pool does not spread onto a loop another pool used a moment ago (that pool's next transfer
+// would share it), and does once a second has passed.
+TEST_F(CurlTransportTest, APoolKeepsOffALoopAnotherPoolJustUsed) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = 2});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<CurlTransport> transport = *std::move(created);
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 300}});
+  const std::vector<std::shared_ptr<ThreadNotingHandler>> a =
+      StartHeld(*transport, Get("/assistants"), "a", 1);
+  ASSERT_TRUE(a[0]->inner().Wait().ok());
+
+  std::set<std::thread::id> b_threads;
+  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "b", 4)) {
+    EXPECT_TRUE(handler->inner().Wait().ok());
+    b_threads.insert(handler->thread());
+  }
+  ASSERT_EQ(b_threads.size(), 1u);
+  EXPECT_NE(*b_threads.begin(), a[0]->thread());
+
+  absl::SleepFor(absl::Milliseconds(1100));  // Past the recency of both pools.
+  std::map<std::thread::id, int> per_thread;
+  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "b", 4)) {
+    EXPECT_TRUE(handler->inner().Wait().ok());
+    ++per_thread[handler->thread()];
+  }
+  EXPECT_EQ(per_thread.size(), 2u);
+  for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 2);
 }
 
 TEST_F(CurlTransportTest, CreateRejectsEventLoopsOutside1To64) {
