@@ -298,10 +298,9 @@ class CurlTransport::PoolLoads {
     // The last two distinct pools to use the loop suffice: the latest pool other than `pool`
     // is one of them.
     bool UsedLatelyByOtherThan(uint32_t pool, SteadyTime now) const {
-      for (const Use& use : latest) {
-        if (use.pool != pool && use.at != SteadyTime() && now - use.at < kPoolRecency) return true;
-      }
-      return false;
+      return std::any_of(latest.begin(), latest.end(), [&](const Use& use) {
+        return use.pool != pool && use.at != SteadyTime() && now - use.at < kPoolRecency;
+      });
     }
     void Used(uint32_t pool, SteadyTime now) {
       if (latest[0].pool != pool || latest[0].at == SteadyTime()) latest[1] = latest[0];
