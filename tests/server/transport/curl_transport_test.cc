@@ -1064,6 +1064,17 @@ std::vector<std::shared_ptr<ThreadNotingHandler>> StartHeld(CurlTransport& trans
   return handlers;
 }
 
+// Waits for each of `handlers` (each must succeed) and counts them by the thread that ran them.
+std::map<std::thread::id, int> TransfersPerThread(
+    const std::vector<std::shared_ptr<ThreadNotingHandler>>& handlers) {
+  std::map<std::thread::id, int> per_thread;
+  for (const auto& handler : handlers) {
+    EXPECT_TRUE(handler->inner().Wait().ok());
+    ++per_thread[handler->thread()];
+  }
+  return per_thread;
+}
+
 // Two loops, transfers of two connection pools started in turn (a, b, a, b, ...) and held by
 // the upstream: each pool keeps to a loop of its own (a loop reading one tenant's multi-megabyte
 // answer delays only that loop's transfers). Six transfers of a third pool spread over both loops.
@@ -1092,11 +1103,8 @@ TEST_F(CurlTransportTest, ConnectionPoolsKeepToLoopsOfTheirOwn) {
   EXPECT_NE(*threads["a"].begin(), *threads["b"].begin());
 
   // A third pool, alone now, spreads evenly: both loops were used by another pool lately.
-  std::map<std::thread::id, int> per_thread;
-  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "c", 6)) {
-    EXPECT_TRUE(handler->inner().Wait().ok());
-    ++per_thread[handler->thread()];
-  }
+  const std::map<std::thread::id, int> per_thread =
+      TransfersPerThread(StartHeld(*transport, Get("/assistants"), "c", 6));
   EXPECT_EQ(per_thread.size(), 2u);
   for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 3);
 }
@@ -1112,20 +1120,14 @@ TEST_F(CurlTransportTest, APoolKeepsOffALoopAnotherPoolJustUsed) {
       StartHeld(*transport, Get("/assistants"), "a", 1);
   ASSERT_TRUE(a[0]->inner().Wait().ok());
 
-  std::set<std::thread::id> b_threads;
-  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "b", 4)) {
-    EXPECT_TRUE(handler->inner().Wait().ok());
-    b_threads.insert(handler->thread());
-  }
+  const std::map<std::thread::id, int> b_threads =
+      TransfersPerThread(StartHeld(*transport, Get("/assistants"), "b", 4));
   ASSERT_EQ(b_threads.size(), 1u);
-  EXPECT_NE(*b_threads.begin(), a[0]->thread());
+  EXPECT_NE(b_threads.begin()->first, a[0]->thread());
 
   absl::SleepFor(absl::Milliseconds(1100));  // Past the recency of both pools.
-  std::map<std::thread::id, int> per_thread;
-  for (const auto& handler : StartHeld(*transport, Get("/assistants"), "b", 4)) {
-    EXPECT_TRUE(handler->inner().Wait().ok());
-    ++per_thread[handler->thread()];
-  }
+  const std::map<std::thread::id, int> per_thread =
+      TransfersPerThread(StartHeld(*transport, Get("/assistants"), "b", 4));
   EXPECT_EQ(per_thread.size(), 2u);
   for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 2);
 }
