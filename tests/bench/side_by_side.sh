@@ -210,6 +210,13 @@ run() {
 emulator_requests() {
   curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["requests_total"])'
 }
+# "le count" lines of the gateway's copilot_gateway_overhead_seconds histogram for Complete.
+overhead_buckets() {
+  curl -s "http://$metrics_addr/metrics" | awk '
+    index($0, "copilot_gateway_overhead_seconds_bucket{grpc_method=\"Complete\",le=\"") == 1 {
+      le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le); print le, $NF
+    }'
+}
 ok_calls() {
   metric "http://$metrics_addr/metrics" \
     'grpc_server_handled_total{grpc_code="OK",grpc_method="Complete",grpc_service="copilot.v1.CopilotService",grpc_type="unary"}'
@@ -226,6 +233,7 @@ for c in 1 64; do
   for path in direct nginx gateway; do
     before_upstream="$(emulator_requests)"
     before_ok="$(ok_calls)"
+    [ "$path" = gateway ] && overhead_buckets >"$work/overhead-before-$c"
     echo "== $path, c=$c, $n calls"
     result[$path-$c]="$(run "$path" "$c" "$n")"
     got_upstream=$(($(emulator_requests) - before_upstream))
@@ -235,6 +243,7 @@ for c in 1 64; do
     fi
     if [ "$path" = gateway ]; then
       got_ok="$(awk -v a="$before_ok" -v b="$(ok_calls)" 'BEGIN { print b - a }')"
+      overhead_buckets >"$work/overhead-after-$c"
       if [ "$got_ok" != "$n" ]; then
         echo "side_by_side: gateway at c=$c: $got_ok of $n calls ended OK (grpc_server_handled_total)" >&2
         exit 1
@@ -269,3 +278,25 @@ read -r _ _ _ g_cpu <<<"${result[gateway-64]}"
 awk -v g="$g_rps" -v n="$n_rps" -v gc="$g_cpu" -v nc="$n_cpu" 'BEGIN {
   printf "gateway / nginx at c=64: throughput %.2fx, CPU per call %.1fx\n", g / n, gc / nc
 }'
+# The gateway's own figure for its cost (copilot_gateway_overhead_seconds: a call's time less its
+# upstream wait, Complete's calls of each run) next to what the hop added at p50, which also
+# holds gRPC's framing on both sides of the wire: the bucket holding the metric's p50 should
+# hold the added p50 too.
+for c in 1 64; do
+  read -r d_rps d_p50 _ <<<"${result[direct-$c]}"
+  read -r g_rps g_p50 _ <<<"${result[gateway-$c]}"
+  paste -d' ' "$work/overhead-before-$c" "$work/overhead-after-$c" |
+    awk -v c="$c" -v added="$(awk -v a="$g_p50" -v b="$d_p50" 'BEGIN { print a - b }')" '
+      { le[NR] = $1; n[NR] = $4 - $2 }
+      END {
+        total = n[NR]; lo = 0
+        for (i = 1; i <= NR; i++) {
+          if (n[i] >= total / 2) { hi = le[i]; break }
+          lo = le[i]
+        }
+        in_bucket = added / 1000 > lo && (hi == "+Inf" || added / 1000 <= hi)
+        printf "copilot_gateway_overhead_seconds at c=%s: p50 in (%g, %s] ms over %d calls; added p50 %.3f ms: %s\n",
+          c, lo * 1000, hi == "+Inf" ? "inf" : hi * 1000, total, added,
+          in_bucket ? "the same bucket" : "NOT the same bucket"
+      }'
+done
