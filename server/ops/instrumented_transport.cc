@@ -37,6 +37,12 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
 
   bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
 
+  void OnUpstreamTime(absl::Duration elapsed) override {
+    reported_upstream_ += elapsed;
+    upstream_reported_ = true;
+    inner_->OnUpstreamTime(elapsed);
+  }
+
   void OnComplete(absl::Status status) override {
     const absl::Duration elapsed = clock_.Monotonic() - start_;
     metrics_.upstream_in_flight().Decrement();
@@ -53,7 +59,10 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
       }
     }
     if (trace_ != nullptr) {
-      trace_->AddUpstream(elapsed, http_status_);
+      // The transport's own figure when it gave one: without the time the request waited in
+      // the gateway (the transport's queue, a loop busy with other calls) before the transport
+      // began on it, which is the gateway's cost (copilot_gateway_overhead_seconds).
+      trace_->AddUpstream(upstream_reported_ ? reported_upstream_ : elapsed, http_status_);
       if (std::string detail = GetInternalDetail(status); !detail.empty()) {
         trace_->SetUpstreamError(std::move(detail));
       }
@@ -80,6 +89,9 @@ class InstrumentedTransport::MeasuringHandler final : public HttpTransferHandler
   const GatewayMetrics::Endpoint& series_;
   const absl::Time start_;
   int http_status_ = 0;  // Event loop thread only.
+  // What the transport below reported (OnUpstreamTime; summed, should it report more than once).
+  absl::Duration reported_upstream_;
+  bool upstream_reported_ = false;
 };
 
 InstrumentedTransport::InstrumentedTransport(std::shared_ptr<HttpTransport> inner,

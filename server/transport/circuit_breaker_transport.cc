@@ -134,6 +134,7 @@ class CircuitBreakerTransport::ObservingHandler final : public HttpTransferHandl
     inner_->OnHeaders(head);
   }
   bool OnData(absl::string_view piece) override { return inner_->OnData(piece); }
+  void OnUpstreamTime(absl::Duration elapsed) override { inner_->OnUpstreamTime(elapsed); }
   void OnComplete(absl::Status status) override {
     breaker_->Report(ticket_, ClassifyForBreaker(http_status_, status));
     // The last event: let go of the caller's handler (a transport may keep handlers longer).

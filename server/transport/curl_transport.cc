@@ -1037,6 +1037,12 @@ void CurlTransport::Loop::HandleCommands() {
 }
 
 void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
+  // libcurl's clock for the transfer starts when this loop hands it to libcurl, so it leaves
+  // out the wait in the mailbox; 0 when it never began.
+  curl_off_t total_us = 0;
+  if (curl_easy_getinfo(transfer.easy, CURLINFO_TOTAL_TIME_T, &total_us) != CURLE_OK) {
+    total_us = 0;
+  }
   curl_multi_remove_handle(multi_, transfer.easy);  // Closes an unfinished HTTP/1 connection.
   if (transfer.http2) --http2_transfers_;
   curl_easy_cleanup(transfer.easy);
@@ -1044,6 +1050,7 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   std::shared_ptr<HttpTransferHandler> handler = std::move(transfer.handler);
   const uint32_t pool = transfer.pool;
   transfers_.erase(transfer.id);  // `transfer` is gone from here on.
+  if (total_us > 0) handler->OnUpstreamTime(absl::Microseconds(total_us));
   Finish(handler, pool, std::move(status));
 }
 

@@ -97,6 +97,11 @@ class HttpTransferHandler {
   //     RESOURCE_EXHAUSTED ("upstream_transfers_exhausted", with RetryInfo); a bad URL or
   //     option INTERNAL ("transport_misconfigured").
   virtual void OnComplete(absl::Status status) = 0;
+  // How long the transport itself had the transfer (connecting, sending, the upstream's work,
+  // receiving), without the time the request waited in the gateway before that. Called at most
+  // once per transfer, right before OnComplete, by transports that know it (CurlTransport:
+  // libcurl's CURLINFO_TOTAL_TIME_T); decorators pass it on. The default ignores it.
+  virtual void OnUpstreamTime(absl::Duration elapsed) { (void)elapsed; }
 };
 
 // A transfer in progress. Thread-safe: any thread may call these at any time, also after the

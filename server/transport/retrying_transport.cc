@@ -314,6 +314,12 @@ class RetryingTransport::AttemptHandler final : public HttpTransferHandler {
     return call_->handler().OnData(piece);
   }
 
+  // Every attempt's, a retried one's too: the caller's upstream time is all attempts' (and the
+  // waits between them, CallTrace::AddUpstreamWait).
+  void OnUpstreamTime(absl::Duration elapsed) override {
+    if (call_ != nullptr) call_->handler().OnUpstreamTime(elapsed);
+  }
+
   void OnComplete(absl::Status status) override {
     // The last event: the handler lets go of the call (a transport may keep handlers longer).
     const std::shared_ptr<Call> call = std::move(call_);

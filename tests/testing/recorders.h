@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "copilot/v1/resources.pb.h"
 #include "gtest/gtest.h"
 #include "server/common/async_call.h"
@@ -64,8 +65,10 @@ class RecordingHandler final : public HttpTransferHandler {
     return data_result;
   }
   void OnComplete(absl::Status status) override { completions.push_back(std::move(status)); }
+  void OnUpstreamTime(absl::Duration elapsed) override { upstream_times.push_back(elapsed); }
 
   bool data_result = true;
+  std::vector<absl::Duration> upstream_times;
   std::vector<HttpResponseHead> heads;
   std::vector<std::string> pieces;
   std::vector<absl::Status> completions;

@@ -153,6 +153,28 @@ TEST_F(InstrumentedTransportTest, RecordsTheRequestOnTheCallTrace) {
   EXPECT_EQ(trace_->upstream_status(), 200);
 }
 
+// The transport's own figure, when it gives one, is the request's upstream time: the time the
+// request waited in the gateway before the transport began on it is the gateway's. Reports are
+// summed; the histogram of upstream request durations keeps the wall time.
+TEST_F(InstrumentedTransportTest, TheTransportsOwnTimeIsTheUpstreamTime) {
+  HttpTransferHandler& handler = Start(Request());
+  clock_.Advance(absl::Milliseconds(30));
+  handler.OnUpstreamTime(absl::Milliseconds(5));
+  handler.OnUpstreamTime(absl::Milliseconds(7));
+  HttpResponseHead head;
+  head.status = 200;
+  handler.OnHeaders(head);
+  handler.OnComplete(absl::OkStatus());
+  EXPECT_EQ(trace_->upstream_time(), absl::Milliseconds(12));
+  EXPECT_EQ(recorder_->upstream_times,
+            (std::vector<absl::Duration>{absl::Milliseconds(5), absl::Milliseconds(7)}));
+  const auto duration = MetricValues(*metrics_.registry())
+                            .Histogram("copilot_gateway_upstream_request_duration_seconds",
+                                       {{"endpoint", kEndpoint}});
+  ASSERT_TRUE(duration.has_value());
+  EXPECT_DOUBLE_EQ(duration->sample_sum, 0.030);
+}
+
 TEST_F(InstrumentedTransportTest, CountsInFlightWhileRunning) {
   EXPECT_EQ(InFlight(), 0.0);
   HttpTransferHandler& first = Start(Request());

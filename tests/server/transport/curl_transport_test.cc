@@ -100,6 +100,11 @@ class RecordingHandler final : public HttpTransferHandler {
     EXPECT_FALSE(status_.has_value()) << "OnComplete twice";
     status_ = std::move(status);
   }
+  void OnUpstreamTime(absl::Duration elapsed) override {
+    absl::MutexLock lock(&mu_);
+    EXPECT_FALSE(status_.has_value()) << "OnUpstreamTime after OnComplete";
+    upstream_times_.push_back(elapsed);
+  }
 
   // Waits for OnComplete; returns its status (or a test failure status on timeout).
   absl::Status Wait(absl::Duration timeout = absl::Seconds(20)) {
@@ -152,12 +157,17 @@ class RecordingHandler final : public HttpTransferHandler {
     absl::MutexLock lock(&mu_);
     return header_calls_;
   }
+  std::vector<absl::Duration> upstream_times() {
+    absl::MutexLock lock(&mu_);
+    return upstream_times_;
+  }
 
  private:
   absl::Mutex mu_;
   HttpResponseHead head_ ABSL_GUARDED_BY(mu_);
   std::string body_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Status> status_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Duration> upstream_times_ ABSL_GUARDED_BY(mu_);
   int header_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int data_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int empty_pieces_ ABSL_GUARDED_BY(mu_) = 0;
@@ -1130,6 +1140,21 @@ TEST_F(CurlTransportTest, APoolKeepsOffALoopAnotherPoolJustUsed) {
       TransfersPerThread(StartHeld(*transport, Get("/assistants"), "b", 4));
   EXPECT_EQ(per_thread.size(), 2u);
   for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 2);
+}
+
+// Before OnComplete, the transport says how long libcurl had the transfer: the upstream's
+// time, without the wait before the loop took the transfer up (that is the gateway's cost).
+TEST_F(CurlTransportTest, ReportsHowLongTheUpstreamHadTheTransfer) {
+  AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 200}});
+  auto handler = std::make_shared<RecordingHandler>();
+  const absl::Time start = absl::Now();
+  transport_->Start(Get("/assistants"), handler);
+  ASSERT_TRUE(handler->Wait().ok());
+  const absl::Duration wall = absl::Now() - start;
+  const std::vector<absl::Duration> times = handler->upstream_times();
+  ASSERT_EQ(times.size(), 1u);
+  EXPECT_GE(times[0], absl::Milliseconds(200));
+  EXPECT_LE(times[0], wall);
 }
 
 TEST_F(CurlTransportTest, CreateRejectsEventLoopsOutside1To64) {

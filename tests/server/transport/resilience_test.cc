@@ -195,6 +195,20 @@ TEST_F(RetryingTransportTest, GetIsRetriedOn503AndResetsAndTheCallerSeesOnlyTheL
                                            Pair("GET /v1/threads", "upstream_reset")));
 }
 
+// Each attempt's upstream time reaches the caller (the call's upstream time is their sum).
+TEST_F(RetryingTransportTest, EveryAttemptsUpstreamTimeIsPassedOn) {
+  auto transport = Make();
+  transport->Start(Request("GET"), handler_);
+  fake_->last().handler->OnUpstreamTime(absl::Milliseconds(3));
+  fake_->last().Respond(503, R"({"error_code":"internal_service_error"})");
+  fake_->RunTimers();
+  ASSERT_EQ(fake_->size(), 2u);
+  fake_->last().handler->OnUpstreamTime(absl::Milliseconds(4));
+  fake_->last().Respond(200, R"({"id":"t1"})");
+  EXPECT_THAT(handler_->upstream_times, ElementsAre(absl::Milliseconds(3), absl::Milliseconds(4)));
+  ASSERT_EQ(handler_->completions.size(), 1u);
+}
+
 TEST_F(RetryingTransportTest, PostAnswered503IsPassedOn) {
   auto transport = Make();
   transport->Start(Request("POST"), handler_);
@@ -444,6 +458,15 @@ class CircuitBreakerTest : public ::testing::Test {
   RecordingEvents events_;
   std::shared_ptr<FakeTransport> fake_ = std::make_shared<FakeTransport>();
 };
+
+TEST_F(CircuitBreakerTest, PassesTheUpstreamTimeOn) {
+  auto transport = Make();
+  auto handler = std::make_shared<RecordingHandler>();
+  transport->Start(Request(), handler);
+  fake_->last().handler->OnUpstreamTime(absl::Milliseconds(2));
+  fake_->last().Complete(absl::OkStatus());
+  EXPECT_THAT(handler->upstream_times, ElementsAre(absl::Milliseconds(2)));
+}
 
 TEST_F(CircuitBreakerTest, OpensAfterConsecutiveFailuresAndFailsFastWithRetryInfo) {
   CircuitBreakerPolicy policy;
