@@ -1142,19 +1142,46 @@ TEST_F(CurlTransportTest, APoolKeepsOffALoopAnotherPoolJustUsed) {
   for (const auto& [thread, transfers] : per_thread) EXPECT_EQ(transfers, 2);
 }
 
+// Holds its loop thread in OnComplete for `hold` after saying it got there.
+class LoopHoldingHandler final : public HttpTransferHandler {
+ public:
+  explicit LoopHoldingHandler(absl::Duration hold) : hold_(hold) {}
+  void OnHeaders(const HttpResponseHead&) override {}
+  bool OnData(absl::string_view) override { return true; }
+  void OnComplete(absl::Status) override {
+    entered_.Notify();
+    absl::SleepFor(hold_);
+  }
+  absl::Notification& entered() { return entered_; }
+
+ private:
+  const absl::Duration hold_;
+  absl::Notification entered_;
+};
+
 // Before OnComplete, the transport says how long libcurl had the transfer: the upstream's
-// time, without the wait before the loop took the transfer up (that is the gateway's cost).
+// time, without the wait before the loop took the transfer up (that is the gateway's cost). A
+// transfer started while its one loop is held 400 ms by another's handler waits those in the
+// mailbox; its reported time leaves them out.
 TEST_F(CurlTransportTest, ReportsHowLongTheUpstreamHadTheTransfer) {
+  auto created = CurlTransport::Create(CurlTransportOptions{.event_loops = 1});
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<CurlTransport> transport = *std::move(created);
+  auto holder = std::make_shared<LoopHoldingHandler>(absl::Milliseconds(400));
+  transport->Start(Get("/assistants"), holder);
+  ASSERT_TRUE(holder->entered().WaitForNotificationWithTimeout(absl::Seconds(20)));
+
   AddFault({{"endpoint", "list_assistants"}, {"type", "latency"}, {"delay_ms", 200}});
   auto handler = std::make_shared<RecordingHandler>();
   const absl::Time start = absl::Now();
-  transport_->Start(Get("/assistants"), handler);
+  transport->Start(Get("/assistants"), handler);
   ASSERT_TRUE(handler->Wait().ok());
   const absl::Duration wall = absl::Now() - start;
   const std::vector<absl::Duration> times = handler->upstream_times();
   ASSERT_EQ(times.size(), 1u);
   EXPECT_GE(times[0], absl::Milliseconds(200));
-  EXPECT_LE(times[0], wall);
+  EXPECT_GE(wall, absl::Milliseconds(500));  // The hold (most of it) and the latency.
+  EXPECT_LE(times[0], wall - absl::Milliseconds(250)) << "wall " << wall;
 }
 
 TEST_F(CurlTransportTest, CreateRejectsEventLoopsOutside1To64) {
