@@ -358,7 +358,8 @@ absl::Status GatewayServer::BuildLimits(const GatewayConfig& config,
   }
   std::vector<UsageEvents*> usage_events = {metrics_.get()};
   if (config.usage.audit_log != "off") {
-    absl::StatusOr<std::unique_ptr<AuditLog>> audit = AuditLog::Open(config.usage.audit_log);
+    absl::StatusOr<std::unique_ptr<AuditLog>> audit =
+        AuditLog::Open(config.usage.audit_log, config.server.log_buffer_bytes);
     if (!audit.ok()) return audit.status();
     audit_log_ = *std::move(audit);
     usage_events.push_back(audit_log_.get());
@@ -549,6 +550,12 @@ std::string GatewayServer::ScrapeMetrics() const {
     // This runs on the ops server's own thread (the handler), and counts this scrape too.
     if (ops_view_ != nullptr) metrics_->ops_connections().Set(ops_view_->connections());
     if (listeners_ != nullptr) metrics_->grpc_connections().Set(listeners_->connections());
+    if (const LogWriter* writer = GetLogWriter(); writer != nullptr) {
+      metrics_->SetLogStats("stderr", writer->stats());
+    }
+    if (audit_log_ != nullptr && audit_log_->file_writer() != nullptr) {
+      metrics_->SetLogStats("audit", audit_log_->file_writer()->stats());
+    }
   }
   std::vector<prometheus::MetricFamily> families = metrics_->registry()->Collect();
   std::vector<prometheus::MetricFamily> process = process_collector_.Collect();

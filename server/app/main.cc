@@ -11,10 +11,12 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -23,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/app/config_reloader.h"
 #include "server/app/gateway_server.h"
 #include "server/app/log.h"
@@ -155,6 +158,9 @@ void Serve(GatewayServer& server, const Flags& flags, const GatewayConfig& confi
   server.Drain(config.server.shutdown_delay, config.server.shutdown_grace);
 }
 
+// How long the log lines still buffered at exit may take to be written.
+constexpr absl::Duration kLogFlushOnExit = absl::Seconds(2);
+
 int Main(int argc, char** argv) {
   RouteProtobufLogs();
 #ifdef NDEBUG
@@ -187,6 +193,22 @@ int Main(int argc, char** argv) {
     return 1;
   }
   const sigset_t signals = BlockSignals();
+  // From here on log lines are written by a thread of their own (no call waits for stderr). It
+  // starts after BlockSignals, as every thread must: one with SIGTERM unblocked would take it
+  // and end the process. On every way out of Main the guard goes back to direct writes and
+  // writes what is left, giving up after kLogFlushOnExit when stderr takes nothing (the writer
+  // is then left to the exit).
+  struct LogWriterGuard {
+    explicit LogWriterGuard(std::size_t max_buffered_bytes)
+        : writer(std::make_unique<LogWriter>(STDERR_FILENO, max_buffered_bytes)) {
+      SetLogWriter(writer.get());
+    }
+    ~LogWriterGuard() {
+      SetLogWriter(nullptr);
+      if (!writer->Flush(kLogFlushOnExit)) (void)writer.release();
+    }
+    std::unique_ptr<LogWriter> writer;
+  } log_writer(config->server.log_buffer_bytes);
   RaiseFileLimit();
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     LogLine("curl_global_init failed");

@@ -15,6 +15,7 @@ namespace copilot::gateway {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
+std::atomic<LogWriter*> g_writer{nullptr};
 
 void HandleProtobufLog(google::protobuf::LogLevel level, const char* filename, int line,
                        const std::string& message) {
@@ -81,9 +82,21 @@ std::string FormatLogLine(LogLevel level, absl::string_view msg,
 
 void Log(LogLevel level, absl::string_view msg, const nlohmann::ordered_json& fields) {
   if (!LogEnabled(level)) return;
-  const std::string text = absl::StrCat(FormatLogLine(level, msg, fields), "\n");
-  std::fwrite(text.data(), 1, text.size(), stderr);
-  std::fflush(stderr);
+  WriteLogText(absl::StrCat(FormatLogLine(level, msg, fields), "\n"));
+}
+
+void SetLogWriter(LogWriter* writer) { g_writer.store(writer); }
+
+LogWriter* GetLogWriter() { return g_writer.load(); }
+
+void WriteLogText(absl::string_view text) {
+  if (LogWriter* writer = g_writer.load(); writer != nullptr) {
+    writer->Write(text);
+    return;
+  }
+  // No writer (tests, tools, before main sets one): at once; a lost line never fails the call.
+  (void)std::fwrite(text.data(), 1, text.size(), stderr);
+  (void)std::fflush(stderr);
 }
 
 }  // namespace copilot::gateway

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/common/log_writer.h"
 
 namespace copilot::gateway {
 
@@ -23,7 +24,8 @@ void SetLogLevel(LogLevel level);
 LogLevel GetLogLevel();
 inline bool LogEnabled(LogLevel level) { return level >= GetLogLevel(); }
 
-// Writes {"time", "level", "msg", ...fields} as one line in one write, when `level` is enabled.
+// Writes {"time", "level", "msg", ...fields} as one whole line, when `level` is enabled, through
+// the log writer set (SetLogWriter), else to stderr at once.
 // `fields` must be an object (or null). Thread-safe; never throws (invalid UTF-8 is replaced).
 void Log(LogLevel level, absl::string_view msg,
          const nlohmann::ordered_json& fields = nlohmann::ordered_json());
@@ -34,6 +36,16 @@ void Log(LogLevel level, absl::string_view msg,
 // debug; everything else keeps its severity (ERROR and FATAL as error). Process-wide; call once
 // from main.
 void RouteProtobufLogs();
+
+// Where Log() and WriteLogText() put their lines: `writer` (not owned; it must outlive its use
+// here: unset it with nullptr before destroying it), or, when null (the default), stderr at once
+// from the calling thread. Thread-safe.
+void SetLogWriter(LogWriter* writer);
+LogWriter* GetLogWriter();
+
+// Writes `text`, whole lines ending in '\n', to the log writer set, else to stderr: the way for
+// other line writers on stderr (the audit log) to keep their lines whole beside Log()'s.
+void WriteLogText(absl::string_view text);
 
 // The one JSON line Log() writes (without the newline). For tests.
 std::string FormatLogLine(LogLevel level, absl::string_view msg,

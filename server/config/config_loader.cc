@@ -363,6 +363,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
       {"shutdown_delay", NonNegativeDuration(server.shutdown_delay)},
       {"metrics_listen", AddressOrOff(server.metrics_listen)},
       {"log_level", NonEmptyString(server.log_level)},
+      {"log_buffer_bytes", Bytes(server.log_buffer_bytes, 64 * 1024, kGiB)},
       {"keepalive",
        Section({
            {"time", PositiveDuration(server.keepalive.time)},

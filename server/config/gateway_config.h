@@ -333,6 +333,10 @@ struct ServerConfig {
   // the process peaks at about 3x this when a client holds 400 almost-sent 4 MiB requests
   // (64 MiB: 190 MiB; 512 MiB, the earlier default: 925 MiB, past the pod's 512 MiB limit).
   std::size_t max_grpc_memory = 64 * 1024 * 1024;
+  // Log lines (and audit lines, per audit file) waiting to be written: a thread of their own
+  // writes them, so no call waits for stderr or a disk; past this, lines are dropped and counted
+  // (copilot_gateway_log_lines_dropped_total). ~2,500 call and audit lines at 4 MiB.
+  std::size_t log_buffer_bytes = 4 * 1024 * 1024;
 };
 
 // The whole configuration. Plain data; copyable; not synchronized.

@@ -4,26 +4,39 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/common/errors.h"
 #include "server/common/log.h"
 
 namespace copilot::gateway {
 
-absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path) {
-  if (path == "stderr") return std::unique_ptr<AuditLog>(new AuditLog(STDERR_FILENO, false));
+AuditLog::AuditLog(int fd, std::size_t max_buffered_bytes)
+    : fd_(fd), writer_(fd < 0 ? nullptr : std::make_unique<LogWriter>(fd, max_buffered_bytes)) {}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& path,
+                                                         std::size_t max_buffered_bytes) {
+  if (path == "stderr") return std::unique_ptr<AuditLog>(new AuditLog(-1, max_buffered_bytes));
   const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("usage.audit_log: cannot open ", path, ": ", std::strerror(errno)));
+        absl::StrCat("usage.audit_log: cannot open ", path, ": ", ErrnoText(errno)));
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(fd, true));
+  return std::unique_ptr<AuditLog>(new AuditLog(fd, max_buffered_bytes));
 }
 
 AuditLog::~AuditLog() {
-  if (owned_) ::close(fd_);
+  if (writer_ == nullptr) return;
+  // Writes what is buffered first; a disk that takes nothing for this long keeps the writer (and
+  // the file) to the process's exit instead of holding up the shutdown.
+  if (!writer_->Flush(absl::Seconds(2))) {
+    (void)writer_.release();
+    return;
+  }
+  writer_.reset();
+  ::close(fd_);
 }
 
 std::string AuditLog::FormatLine(const AnswerRecord& record) {
@@ -43,13 +56,11 @@ std::string AuditLog::FormatLine(const AnswerRecord& record) {
 }
 
 void AuditLog::Answered(const AnswerRecord& record) {
-  const std::string line = FormatLine(record) + "\n";
-  std::size_t written = 0;
-  while (written < line.size()) {
-    const ssize_t n = ::write(fd_, line.data() + written, line.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // A full disk loses the line, never the call.
-    written += static_cast<std::size_t>(n);
+  const std::string line = absl::StrCat(FormatLine(record), "\n");
+  if (writer_ != nullptr) {
+    writer_->Write(line);  // A full buffer (a stalled disk) loses the line, never the call.
+  } else {
+    WriteLogText(line);
   }
 }
 

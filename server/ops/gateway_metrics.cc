@@ -299,6 +299,19 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                                    "other connections.")
                                .Register(*registry_)
                                .Add({});
+  log_lines_dropped_ = &prometheus::BuildCounter()
+                            .Name("copilot_gateway_log_lines_dropped_total")
+                            .Help(
+                                "Log lines lost: refused because log_buffer_bytes were waiting "
+                                "to be written (stderr or the disk not taking them), or lost to "
+                                "a failed write; log is stderr or audit (usage.audit_log file).")
+                            .Register(*registry_);
+  log_buffered_bytes_ = &prometheus::BuildGauge()
+                             .Name("copilot_gateway_log_buffered_bytes")
+                             .Help(
+                                 "Bytes of log lines waiting to be written (at most "
+                                 "log_buffer_bytes, besides the batch being written).")
+                             .Register(*registry_);
   last_reload_ok_ = &prometheus::BuildGauge()
                          .Name("copilot_gateway_config_last_reload_successful")
                          .Help(
@@ -376,6 +389,14 @@ void GatewayMetrics::OnCircuitRejected(absl::string_view endpoint) {
 
 void GatewayMetrics::SharedRequestIdLookup(absl::string_view result) {
   shared_request_id_lookups_.Add({{"result", std::string(result)}}).Increment();
+}
+
+void GatewayMetrics::SetLogStats(const std::string& log, const LogWriter::Stats& stats) {
+  absl::MutexLock lock(&mu_);  // Two scrapes at once must not both add the same difference.
+  prometheus::Counter& dropped = log_lines_dropped_->Add({{"log", log}});
+  const double more = static_cast<double>(stats.lines_dropped) - dropped.Value();
+  if (more > 0) dropped.Increment(more);
+  log_buffered_bytes_->Add({{"log", log}}).Set(static_cast<double>(stats.buffered_bytes));
 }
 
 void GatewayMetrics::RecordReload(bool ok) {

@@ -20,6 +20,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "server/common/log_writer.h"
 #include "server/limits/limit_events.h"
 #include "server/ops/usage_haufe_api.h"
 #include "server/transport/resilience_events.h"
@@ -104,6 +105,10 @@ class GatewayMetrics final : public AdmissionEvents,
   // copilot_gateway_upstream_read_yields_total (upstream.max_read_per_turn reached).
   prometheus::Counter& upstream_read_yields() { return *upstream_read_yields_; }
 
+  // copilot_gateway_log_lines_dropped_total and copilot_gateway_log_buffered_bytes of `log`
+  // ("stderr", or "audit" for an audit log file), from its writer's figures when scraped.
+  void SetLogStats(const std::string& log, const LogWriter::Stats& stats);
+
   // A config reload was applied (`ok`) or refused.
   void RecordReload(bool ok);
   // The SHA-256 (hex) of the config file in force.
@@ -179,6 +184,8 @@ class GatewayMetrics final : public AdmissionEvents,
   prometheus::Gauge* grpc_connections_;
   prometheus::Counter* grpc_connections_refused_;
   prometheus::Counter* upstream_read_yields_;
+  prometheus::Family<prometheus::Counter>* log_lines_dropped_;
+  prometheus::Family<prometheus::Gauge>* log_buffered_bytes_;
   prometheus::Gauge* last_reload_ok_;
   prometheus::Counter* reloads_ok_;
   prometheus::Counter* reloads_failed_;

@@ -1,6 +1,7 @@
 #include "server/transport/curl_transport.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -1285,6 +1286,8 @@ void CurlTransport::Loop::RunTimers(std::optional<SteadyTime> now) {
 }
 
 void CurlTransport::Loop::Run() {
+  // Named for `top -H`, perf and /proc/PID/task/*/comm (15 characters at most).
+  pthread_setname_np(pthread_self(), absl::StrCat("upstream-loop-", index_).c_str());
   ObserveH2SessionsOnThisThread(this);
   epoll_event events[kMaxEvents];
   int running = 0;

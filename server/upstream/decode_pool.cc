@@ -1,5 +1,6 @@
 #include "server/upstream/decode_pool.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -7,11 +8,17 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace copilot::gateway {
 
 DecodePool::DecodePool(int threads, int niceness) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
-    threads_.emplace_back([this, niceness] { Work(niceness); });
+    threads_.emplace_back([this, niceness, i] {
+      // Named for `top -H`, perf and /proc/PID/task/*/comm (15 characters at most).
+      pthread_setname_np(pthread_self(), absl::StrCat("upstream-json-", i).c_str());
+      Work(niceness);
+    });
   }
 }
 
@@ -40,7 +47,7 @@ void DecodePool::Work(int niceness) {
   if (niceness > 0) {
     // Per thread on Linux: the nice value belongs to the thread (task) ID. Raising it (lowering
     // the priority) is always allowed; a failure leaves the priority as it was.
-    const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+    const auto tid = static_cast<pid_t>(syscall(SYS_gettid));
     const int current = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
     setpriority(PRIO_PROCESS, static_cast<id_t>(tid), std::min(current + niceness, 19));
   }

@@ -17,7 +17,8 @@
 # GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
 # EVENT_LOOPS=<n>: the gateway's upstream.event_loops (default: its own, one per usable CPU).
 # PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
-# its c=64 run and writes where its CPU time went (by library, then by function) to <file>.
+# its c=64 run and writes where its CPU time went (by library, by function, by thread, then the
+# upstream loops alone) to <file>, and the recording itself to <file>.data (`perf report -i`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
@@ -70,6 +71,11 @@ cpu_seconds() {
   done
   awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
 }
+loop_comms() {  # perf.data: the upstream loops' thread names in it, comma-separated
+  perf report -i "$1" --stdio --no-children --sort comm -g none 2>/dev/null |
+    grep -o 'upstream-loop-[0-9]*' | sort -u | paste -sd, -
+}
+
 metric() {  # url series: its value (0 when absent)
   curl -s "$1" | awk -v s="$2" 'index($0, s " ") == 1 { v = $NF } END { print v + 0 }'
 }
@@ -186,7 +192,13 @@ run() {
       echo "# perf record -g -F 999 of copilot-gateway during $n Complete calls at c=64"
       perf report -i "$work/perf.data" --stdio --no-children --sort dso -g none --percent-limit 0.5 2>/dev/null | grep -v '^$'
       perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol -g none --percent-limit 0.4 2>/dev/null | grep -v '^$'
+      echo "# by thread (the gateway names its upstream loops and JSON decoders)"
+      perf report -i "$work/perf.data" --stdio --no-children --sort comm -g none 2>/dev/null | grep -v '^$'
+      echo "# the upstream loops alone"
+      perf report -i "$work/perf.data" --stdio --no-children --comms "$(loop_comms "$work/perf.data")" \
+        --sort dso,symbol -g none --percent-limit 0.5 2>/dev/null | grep -v '^$'
     } >"$PROFILE_OUT"
+    cp "$work/perf.data" "$PROFILE_OUT.data"  # for `perf report -i` with other views
   fi
   cpu_after=0
   [ "${#hop[@]}" -gt 0 ] && cpu_after="$(cpu_seconds "${hop[@]}")"

@@ -28,6 +28,7 @@ COUNTERS = {
     "copilot_gateway_upstream_circuit_rejected_total",
     "copilot_gateway_grpc_connections_refused_total",  # issue #13
     "copilot_gateway_upstream_read_yields_total",
+    "copilot_gateway_log_lines_dropped_total",  # issue #17 (the log writer)
     "process_cpu_seconds_total",
 }
 HISTOGRAMS = {
@@ -48,6 +49,7 @@ GAUGES = {
     "copilot_gateway_tenant_quota_limit",
     "copilot_gateway_upstream_circuit_state",  # issue #16
     "copilot_gateway_grpc_connections",  # issue #13
+    "copilot_gateway_log_buffered_bytes",  # issue #17
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",
     "process_open_fds",

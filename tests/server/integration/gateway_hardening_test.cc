@@ -1,14 +1,19 @@
 // Issue #13 through the real binaries: each defect a review reproduced on loopback against c50fc6e
 // (hostile upstream answers, hostile or careless callers), with what the gateway does now.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -393,6 +398,76 @@ TEST(GatewayTransportErrorTest, TransportDetailsAreLoggedNotReturned) {
   }
   EXPECT_TRUE(logged);
   EXPECT_EQ(*(*gateway)->Stop(), 0);
+}
+
+// The log pipeline stops reading (a stalled log collector: the container's stderr pipe fills).
+// Every call's log and audit lines were written on the thread that completed the call, the
+// upstream event loop: once the pipe was full, every loop blocked in write(2) and the gateway
+// stopped answering. Now a thread of its own writes them; what does not fit log_buffer_bytes
+// is dropped and counted, the calls go on, and the gateway still stops on SIGTERM.
+TEST(GatewayLogPipeTest, AStderrNobodyReadsNeverStallsCallsOrTheShutdown) {
+  auto emulator = emulator::testing::EmulatorProcess::Start({});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  const std::string fifo = absl::StrCat(::testing::TempDir(), "/gateway-stderr-", getpid());
+  unlink(fifo.c_str());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  // Opened for reading (so that the gateway's open for writing returns) and never read.
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  GatewayProcessOptions options;
+  options.upstream_url = (*emulator)->base_url() + "/agents";
+  options.stderr_path = fifo;
+  options.extra_yaml = "log_buffer_bytes: 64KiB\n";
+  auto gateway = GatewayProcess::Start(options);
+  ASSERT_TRUE(gateway.ok()) << gateway.status();
+  auto stub = v1::CopilotService::NewStub((*gateway)->channel());
+  // Each Complete logs a call line and an audit line (~800 bytes): 600 of them are ~480 KB,
+  // past the pipe's 64 KiB and the 64 KiB buffer several times over.
+  constexpr int kCalls = 600;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> callers;
+  for (int c = 0; c < 4; ++c) {
+    callers.emplace_back([&] {
+      for (int i = 0; i < kCalls / 4; ++i) {
+        grpc::ClientContext context;
+        SetTimeout(context, absl::Seconds(10));
+        v1::CompleteRequest request;
+        request.set_assistant_id(kTaxAssistant);
+        v1::MessageInput* message = request.add_messages();
+        message->set_role(v1::ROLE_USER);
+        message->set_content("Wie hoch ist die Pendlerpauschale?");
+        v1::CompleteResponse response;
+        grpc::Status status = stub->Complete(&context, request, &response);
+        EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+        if (status.ok()) ++ok;
+      }
+    });
+  }
+  for (std::thread& caller : callers) caller.join();
+  EXPECT_EQ(ok.load(), kCalls);
+  const std::string scrape = Scrape(**gateway);
+  double dropped = 0;
+  ASSERT_TRUE(absl::SimpleAtod(
+      MetricValue(scrape, "copilot_gateway_log_lines_dropped_total{log=\"stderr\"}"), &dropped))
+      << scrape;
+  EXPECT_GT(dropped, 0);
+  double buffered = -1;
+  ASSERT_TRUE(absl::SimpleAtod(
+      MetricValue(scrape, "copilot_gateway_log_buffered_bytes{log=\"stderr\"}"), &buffered));
+  // The buffer's bound, plus at most the batch the writer is blocked in.
+  EXPECT_LE(buffered, 2 * 64 * 1024);
+  // SIGTERM: the gateway gives up on the lines stderr does not take and exits 0.
+  absl::StatusOr<int> code = (*gateway)->Stop();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  // What reached the pipe begins with whole JSON lines.
+  char head[4096];
+  const ssize_t n = read(reader, head, sizeof(head));
+  ASSERT_GT(n, 0);
+  const std::string first(head, std::find(head, head + n, '\n'));
+  EXPECT_FALSE(nlohmann::json::parse(first, nullptr, false).is_discarded()) << first;
+  close(reader);
+  unlink(fifo.c_str());
 }
 
 // A gateway with bearer tenants: "a" and "b" on the gateway's upstream key, "c" with its own.
