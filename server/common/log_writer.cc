@@ -9,6 +9,14 @@
 #include <utility>
 
 namespace copilot::gateway {
+namespace {
+
+// How long the writer waits, after a line woke it, for more to join the batch; a batch this
+// large is written at once.
+constexpr absl::Duration kBatchWindow = absl::Milliseconds(10);
+constexpr std::size_t kWakeBytes = 64 * 1024;
+
+}  // namespace
 
 LogWriter::LogWriter(int fd, std::size_t max_buffered_bytes)
     : fd_(fd), max_buffered_bytes_(std::max<std::size_t>(max_buffered_bytes, 1)) {
@@ -33,7 +41,7 @@ bool LogWriter::Write(absl::string_view line) {
     ++dropped_;
     return false;
   }
-  // The writer thread waits on a condition over pending_: unlocking wakes it.
+  // The writer thread waits on a condition over pending_: unlocking wakes it when it holds.
   pending_.append(line.data(), line.size());
   ++pending_lines_;
   ++queued_;
@@ -44,7 +52,10 @@ bool LogWriter::Flush(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   const uint64_t target = queued_;
   auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_ >= target; };
-  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  ++flushes_waiting_;  // Ends the writer's batch window at once.
+  const bool flushed = mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  --flushes_waiting_;
+  return flushed;
 }
 
 LogWriter::Stats LogWriter::stats() const {
@@ -59,10 +70,16 @@ void LogWriter::Run() {
     std::size_t lines = 0;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !pending_.empty();
+      auto any = [this]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
+      mu_.Await(absl::Condition(&any));
+      // The first line woke us; those that follow within the window join its batch, so that
+      // under load a write(2) and a wake-up serve many lines, not one each. Unlocking callers
+      // only evaluate this condition: no wake-up until it holds or the window ends.
+      auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || flushes_waiting_ > 0 || pending_.size() >= kWakeBytes;
       };
-      mu_.Await(absl::Condition(&ready));
+      mu_.AwaitWithTimeout(absl::Condition(&full), kBatchWindow);
       if (pending_.empty()) return;  // Stopping, and everything written.
       batch.clear();
       batch.swap(pending_);
@@ -75,7 +92,7 @@ void LogWriter::Run() {
     done_ += lines;
     (ok ? written_ : dropped_) += lines;
     // A batch of a burst may have grown far past the usual; give it back.
-    if (batch.capacity() > 4 * std::max<std::size_t>(batch.size(), 64 * 1024)) {
+    if (batch.capacity() > 4 * std::max<std::size_t>(batch.size(), kWakeBytes)) {
       std::string().swap(batch);
     }
   }
