@@ -9,10 +9,15 @@
 # what the hop adds to the direct path's, and the hop's CPU time per call (user + system of its
 # processes, from /proc). h2load cannot read gRPC trailers, so every gateway call is checked
 # through the gateway's grpc_server_handled_total{grpc_code="OK"} and the emulator's request
-# count; the script fails when a call of any path did not succeed.
+# count; the script fails when a call of any path did not succeed. Then the upstream connections
+# each hop opened during its c=64 run (the emulator's accepted_total; right after 1,000 calls at
+# c=64 a steady state opens none), and
+# the first chunk of a streamed chat completion (tests/bench/gateway/first_chunk_bench: NDJSON
+# direct and through nginx, gRPC StreamComplete through the gateway, one call at a time,
+# CALLS_STREAM of each, the emulator pacing its chunks 0 ms apart).
 #
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
-#   CALLS_C1=500 CALLS_C64=2000 tests/bench/side_by_side.sh   # a quick run
+#   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
 # GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
 # EVENT_LOOPS=<n>: the gateway's upstream.event_loops (default: its own, one per usable CPU).
@@ -24,6 +29,7 @@ cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
 calls_c1="${CALLS_C1:-3000}"
 calls_c64="${CALLS_C64:-20000}"
+calls_stream="${CALLS_STREAM:-500}"
 hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"  # the emulator's HR assistant: no licence
 
 for tool in h2load nginx protoc; do
@@ -33,8 +39,10 @@ for tool in h2load nginx protoc; do
   }
 done
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
-if [ ! -x "$build_dir/server/app/copilot-gateway" ] || [ ! -x "$build_dir/tests/emulator/haufe-emulator" ]; then
-  ninja -C "$build_dir" copilot-gateway haufe-emulator >/dev/null
+first_chunk_bench="$build_dir/tests/bench/gateway/first_chunk_bench"
+if [ ! -x "$build_dir/server/app/copilot-gateway" ] || [ ! -x "$build_dir/tests/emulator/haufe-emulator" ] ||
+   [ ! -x "$first_chunk_bench" ]; then
+  ninja -C "$build_dir" copilot-gateway haufe-emulator first_chunk_bench >/dev/null
 fi
 
 work="$(mktemp -d)"
@@ -106,6 +114,13 @@ http {
       proxy_pass http://emulator;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+    }
+    # Streams pass each chunk on as it comes (nginx's usual setting for streamed answers).
+    location /agents/v1/chat/completions/stream {
+      proxy_pass http://emulator;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
     }
   }
 }
@@ -219,6 +234,9 @@ run() {
       }'
 }
 
+emulator_accepted() {  # connections the emulator has accepted so far
+  curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accepted_total"])'
+}
 emulator_requests() {
   curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["requests_total"])'
 }
@@ -239,16 +257,22 @@ run direct 8 500 >/dev/null
 run nginx 8 500 >/dev/null
 run gateway 8 500 >/dev/null
 
-declare -A result
+declare -A result opened
 for c in 1 64; do
   n=$([ "$c" = 1 ] && echo "$calls_c1" || echo "$calls_c64")
   for path in direct nginx gateway; do
+    # Right before each c=64 run, 1,000 calls at c=64 open what it needs (the gateway reuses no
+    # connection idle for over upstream.max_idle_connection_age, 4 s): what the run then opens
+    # upstream is steady-state churn.
+    [ "$c" = 64 ] && run "$path" 64 1000 >/dev/null
     before_upstream="$(emulator_requests)"
+    before_accepted="$(emulator_accepted)"
     before_ok="$(ok_calls)"
     [ "$path" = gateway ] && overhead_buckets >"$work/overhead-before-$c"
     echo "== $path, c=$c, $n calls"
     result[$path-$c]="$(run "$path" "$c" "$n")"
     got_upstream=$(($(emulator_requests) - before_upstream))
+    opened[$path-$c]=$(($(emulator_accepted) - before_accepted))
     if [ "$got_upstream" != "$n" ]; then
       echo "side_by_side: $path at c=$c: the emulator got $got_upstream requests, not $n" >&2
       exit 1
@@ -263,6 +287,13 @@ for c in 1 64; do
     fi
   done
 done
+
+echo "== first chunk of a streamed completion, $calls_stream calls of each path, one at a time"
+curl -s -X POST -d '{"stream_delay_ms": 0}' "http://$upstream/_emulator/config" >/dev/null
+"$first_chunk_bench" --direct "http://$upstream/agents" --proxy "http://127.0.0.1:$nginx_port/agents" \
+  --gateway "$gateway" --api-key bench-upstream-key --assistant "$hr_assistant" \
+  --calls "$calls_stream" --warmup "$((calls_stream < 50 ? calls_stream : 50))" >"$work/first-chunk.out" ||
+  { echo "side_by_side: first_chunk_bench failed" >&2; exit 1; }
 
 echo
 echo "side by side at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, every call checked:"
@@ -312,3 +343,12 @@ for c in 1 64; do
           in_bucket ? "the same bucket" : "NOT the same bucket"
       }'
 done
+echo "upstream connections opened during the c=64 run ($calls_c64 calls, right after 1,000 at c=64; steady state opens none): nginx ${opened[nginx-64]}, gateway ${opened[gateway-64]}"
+awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$2 "," kv[1]] = kv[2] } }
+  { path[NR] = $2 }
+  END {
+    printf "first chunk of a stream, %s calls: direct p50 %.3f ms, p99 %.3f;", v["direct,calls"] == "" ? "?" : v["direct,calls"], v["direct,p50_ms"], v["direct,p99_ms"]
+    printf " nginx added p50 %.3f, p99 %.3f; gateway added p50 %.3f, p99 %.3f: %s\n",
+      v["proxy,added_p50_ms"], v["proxy,added_p99_ms"], v["gateway,added_p50_ms"], v["gateway,added_p99_ms"],
+      v["gateway,added_p50_ms"] <= v["proxy,added_p50_ms"] ? "the gateway adds no more than nginx at p50" : "the gateway adds more than nginx at p50"
+  }' "$work/first-chunk.out"
