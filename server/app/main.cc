@@ -195,17 +195,18 @@ int Main(int argc, char** argv) {
   const sigset_t signals = BlockSignals();
   // From here on log lines are written by a thread of their own (no call waits for stderr). It
   // starts after BlockSignals, as every thread must: one with SIGTERM unblocked would take it
-  // and end the process. On every way out of Main the guard goes back to direct writes and
-  // writes what is left, giving up after kLogFlushOnExit when stderr takes nothing (the writer
-  // is then left to the exit).
+  // and end the process. On every way out of Main the guard gives what is buffered
+  // kLogFlushOnExit to be written, then leaves the writer installed and alive for the exit: a
+  // thread still logging must never find it destroyed, and a stderr that takes nothing must
+  // not hold the exit up.
   struct LogWriterGuard {
     explicit LogWriterGuard(std::size_t max_buffered_bytes)
         : writer(std::make_unique<LogWriter>(STDERR_FILENO, max_buffered_bytes)) {
       SetLogWriter(writer.get());
     }
     ~LogWriterGuard() {
-      SetLogWriter(nullptr);
-      if (!writer->Flush(kLogFlushOnExit)) (void)writer.release();
+      (void)writer->Flush(kLogFlushOnExit);
+      (void)writer.release();  // Reachable through SetLogWriter's pointer until the exit.
     }
     std::unique_ptr<LogWriter> writer;
   } log_writer(config->server.log_buffer_bytes);

@@ -12,14 +12,16 @@ namespace copilot::gateway {
 namespace {
 
 // How long the writer waits, after a line woke it, for more to join the batch; a batch this
-// large is written at once.
+// large (or half the bound, when that is smaller) is written at once.
 constexpr absl::Duration kBatchWindow = absl::Milliseconds(10);
 constexpr std::size_t kWakeBytes = 64 * 1024;
 
 }  // namespace
 
 LogWriter::LogWriter(int fd, std::size_t max_buffered_bytes)
-    : fd_(fd), max_buffered_bytes_(std::max<std::size_t>(max_buffered_bytes, 1)) {
+    : fd_(fd),
+      max_buffered_bytes_(std::max<std::size_t>(max_buffered_bytes, 1)),
+      wake_bytes_(std::max<std::size_t>(std::min(kWakeBytes, max_buffered_bytes_ / 2), 1)) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "log-writer");
     Run();
@@ -39,6 +41,7 @@ bool LogWriter::Write(absl::string_view line) {
   absl::MutexLock lock(&mu_);
   if (pending_.size() + line.size() > max_buffered_bytes_) {
     ++dropped_;
+    refused_ = true;  // Ends the writer's batch window: write what waits now.
     return false;
   }
   // The writer thread waits on a condition over pending_: unlocking wakes it when it holds.
@@ -77,10 +80,11 @@ void LogWriter::Run() {
       // under load a write(2) and a wake-up serve many lines, not one each. Unlocking callers
       // only evaluate this condition: no wake-up until it holds or the window ends.
       auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || flushes_waiting_ > 0 || pending_.size() >= kWakeBytes;
+        return stopping_ || flushes_waiting_ > 0 || refused_ || pending_.size() >= wake_bytes_;
       };
       mu_.AwaitWithTimeout(absl::Condition(&full), kBatchWindow);
       if (pending_.empty()) return;  // Stopping, and everything written.
+      refused_ = false;
       batch.clear();
       batch.swap(pending_);
       lines = std::exchange(pending_lines_, 0);

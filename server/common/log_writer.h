@@ -1,8 +1,9 @@
 // Writes log lines to a file descriptor from a thread of its own, so that no call waits for
 // stderr or a disk: a caller appends its line to a bounded buffer and goes on; the writer thread
 // takes everything buffered and writes it with as few write(2)s as it can (whole lines only):
-// after the first line wakes it, it waits up to 10 ms (or 64 KiB) for more to join the batch,
-// so a line reaches the file descriptor at most ~10 ms after it was logged, unless Flush() asks.
+// after the first line wakes it, it waits up to 10 ms for more to join the batch (less once 64
+// KiB or half the bound wait, or a line was refused, or Flush() asks), so a line reaches the
+// file descriptor about 10 ms after it was logged at most.
 // When the buffer is full (the log pipeline or the disk stopped taking lines), a line is
 // dropped and counted, and the call that logged it is not slowed down: a gateway whose stderr
 // nobody reads keeps answering.
@@ -59,6 +60,8 @@ class LogWriter {
 
   const int fd_;
   const std::size_t max_buffered_bytes_;
+  // pending_ this large ends the batch window at once.
+  const std::size_t wake_bytes_;
   mutable absl::Mutex mu_;
   std::string pending_ ABSL_GUARDED_BY(mu_);
   std::size_t pending_lines_ ABSL_GUARDED_BY(mu_) = 0;
@@ -69,6 +72,8 @@ class LogWriter {
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   int flushes_waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  // A line was refused since the last batch was taken.
+  bool refused_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -335,7 +335,8 @@ struct ServerConfig {
   std::size_t max_grpc_memory = 64 * 1024 * 1024;
   // Log lines (and audit lines, per audit file) waiting to be written: a thread of their own
   // writes them, so no call waits for stderr or a disk; past this, lines are dropped and counted
-  // (copilot_gateway_log_lines_dropped_total). ~2,500 call and audit lines at 4 MiB.
+  // (copilot_gateway_log_lines_dropped_total). 4 MiB hold ~10,000 call and audit lines (~400
+  // bytes).
   std::size_t log_buffer_bytes = 4 * 1024 * 1024;
 };
 

@@ -1287,7 +1287,7 @@ void CurlTransport::Loop::RunTimers(std::optional<SteadyTime> now) {
 
 void CurlTransport::Loop::Run() {
   // Named for `top -H`, perf and /proc/PID/task/*/comm (15 characters at most).
-  pthread_setname_np(pthread_self(), absl::StrCat("upstream-loop-", index_).c_str());
+  pthread_setname_np(pthread_self(), absl::StrCat("curl-loop-", index_).c_str());
   ObserveH2SessionsOnThisThread(this);
   epoll_event events[kMaxEvents];
   int running = 0;

@@ -16,7 +16,7 @@ DecodePool::DecodePool(int threads, int niceness) {
   for (int i = 0; i < std::max(threads, 1); ++i) {
     threads_.emplace_back([this, niceness, i] {
       // Named for `top -H`, perf and /proc/PID/task/*/comm (15 characters at most).
-      pthread_setname_np(pthread_self(), absl::StrCat("upstream-json-", i).c_str());
+      pthread_setname_np(pthread_self(), absl::StrCat("json-decode-", i).c_str());
       Work(niceness);
     });
   }

@@ -14,7 +14,8 @@
 # c=64 a steady state opens none), and
 # the first chunk of a streamed chat completion (tests/bench/gateway/first_chunk_bench: NDJSON
 # direct and through nginx, gRPC StreamComplete through the gateway, one call at a time,
-# CALLS_STREAM of each, the emulator pacing its chunks 0 ms apart).
+# CALLS_STREAM of each (default 300), the emulator pacing its chunks STREAM_DELAY_MS apart,
+# default 1).
 #
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
@@ -29,7 +30,8 @@ cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
 calls_c1="${CALLS_C1:-3000}"
 calls_c64="${CALLS_C64:-20000}"
-calls_stream="${CALLS_STREAM:-500}"
+calls_stream="${CALLS_STREAM:-300}"
+warmup_c64=$((calls_c64 < 1000 ? calls_c64 : 1000))
 hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"  # the emulator's HR assistant: no licence
 
 for tool in h2load nginx protoc; do
@@ -81,7 +83,7 @@ cpu_seconds() {
 }
 loop_comms() {  # perf.data: the upstream loops' thread names in it, comma-separated
   perf report -i "$1" --stdio --no-children --sort comm -g none 2>/dev/null |
-    grep -o 'upstream-loop-[0-9]*' | sort -u | paste -sd, -
+    grep -o 'curl-loop-[0-9]*' | sort -u | paste -sd, -
 }
 
 metric() {  # url series: its value (0 when absent)
@@ -234,11 +236,11 @@ run() {
       }'
 }
 
-emulator_accepted() {  # connections the emulator has accepted so far
-  curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["accepted_total"])'
-}
-emulator_requests() {
-  curl -s "http://$upstream/_emulator/stats" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["requests_total"])'
+# "requests accepted": the emulator's requests and accepted connections so far, its own
+# connection for this query included.
+emulator_stats() {
+  curl -sf "http://$upstream/_emulator/stats" |
+    /usr/bin/python3 -c 'import json,sys; s = json.load(sys.stdin); print(s["requests_total"], s["accepted_total"])'
 }
 # "le count" lines of the gateway's copilot_gateway_overhead_seconds histogram for Complete.
 overhead_buckets() {
@@ -261,18 +263,19 @@ declare -A result opened
 for c in 1 64; do
   n=$([ "$c" = 1 ] && echo "$calls_c1" || echo "$calls_c64")
   for path in direct nginx gateway; do
-    # Right before each c=64 run, 1,000 calls at c=64 open what it needs (the gateway reuses no
+    # Right before each c=64 run, 1,000 calls at c=64 (fewer in a shorter run) open what it needs (the gateway reuses no
     # connection idle for over upstream.max_idle_connection_age, 4 s): what the run then opens
     # upstream is steady-state churn.
-    [ "$c" = 64 ] && run "$path" 64 1000 >/dev/null
-    before_upstream="$(emulator_requests)"
-    before_accepted="$(emulator_accepted)"
+    [ "$c" = 64 ] && run "$path" 64 "$warmup_c64" >/dev/null
+    read -r before_upstream before_accepted <<<"$(emulator_stats)"
     before_ok="$(ok_calls)"
     [ "$path" = gateway ] && overhead_buckets >"$work/overhead-before-$c"
     echo "== $path, c=$c, $n calls"
     result[$path-$c]="$(run "$path" "$c" "$n")"
-    got_upstream=$(($(emulator_requests) - before_upstream))
-    opened[$path-$c]=$(($(emulator_accepted) - before_accepted))
+    read -r after_upstream after_accepted <<<"$(emulator_stats)"
+    got_upstream=$((after_upstream - before_upstream))
+    # Less the connection of the second stats query (the first one's is in its own figure).
+    opened[$path-$c]=$((after_accepted - before_accepted - 1))
     if [ "$got_upstream" != "$n" ]; then
       echo "side_by_side: $path at c=$c: the emulator got $got_upstream requests, not $n" >&2
       exit 1
@@ -289,7 +292,9 @@ for c in 1 64; do
 done
 
 echo "== first chunk of a streamed completion, $calls_stream calls of each path, one at a time"
-curl -s -X POST -d '{"stream_delay_ms": 0}' "http://$upstream/_emulator/config" >/dev/null
+# Chunks 1 ms apart: the first one arrives before the rest, so a hop that held the stream back
+# would show (with 0 the whole answer comes in one write).
+curl -sf -X POST -d "{\"stream_delay_ms\": ${STREAM_DELAY_MS:-1}}" "http://$upstream/_emulator/config" >/dev/null
 "$first_chunk_bench" --direct "http://$upstream/agents" --proxy "http://127.0.0.1:$nginx_port/agents" \
   --gateway "$gateway" --api-key bench-upstream-key --assistant "$hr_assistant" \
   --calls "$calls_stream" --warmup "$((calls_stream < 50 ? calls_stream : 50))" >"$work/first-chunk.out" ||
@@ -343,7 +348,7 @@ for c in 1 64; do
           in_bucket ? "the same bucket" : "NOT the same bucket"
       }'
 done
-echo "upstream connections opened during the c=64 run ($calls_c64 calls, right after 1,000 at c=64; steady state opens none): nginx ${opened[nginx-64]}, gateway ${opened[gateway-64]}"
+echo "upstream connections opened during the c=64 run ($calls_c64 calls, right after $warmup_c64 at c=64; steady state opens none): nginx ${opened[nginx-64]}, gateway ${opened[gateway-64]}"
 awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$2 "," kv[1]] = kv[2] } }
   { path[NR] = $2 }
   END {
