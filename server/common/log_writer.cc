@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/time/clock.h"
+
 namespace copilot::gateway {
 namespace {
 
@@ -69,6 +71,7 @@ LogWriter::Stats LogWriter::stats() const {
 void LogWriter::Run() {
   // Two buffers swapped back and forth keep their capacity: no allocation once warm.
   std::string batch;
+  absl::Time last_written = absl::InfinitePast();
   while (true) {
     std::size_t lines = 0;
     {
@@ -76,13 +79,17 @@ void LogWriter::Run() {
       auto any = [this]()
                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !pending_.empty(); };
       mu_.Await(absl::Condition(&any));
-      // The first line woke us; those that follow within the window join its batch, so that
-      // under load a write(2) and a wake-up serve many lines, not one each. Unlocking callers
-      // only evaluate this condition: no wake-up until it holds or the window ends.
-      auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || flushes_waiting_ > 0 || refused_ || pending_.size() >= wake_bytes_;
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&full), kBatchWindow);
+      // Under load (the last batch written within the window), the line that woke us waits
+      // for those that follow within the window to join its batch, so that a write(2) and a
+      // wake-up serve many lines, not one each: unlocking callers only evaluate this condition,
+      // no wake-up until it holds or the window ends. A line after a quiet spell is written at
+      // once.
+      if (absl::Now() - last_written < kBatchWindow) {
+        auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || flushes_waiting_ > 0 || refused_ || pending_.size() >= wake_bytes_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&full), kBatchWindow);
+      }
       if (pending_.empty()) return;  // Stopping, and everything written.
       refused_ = false;
       batch.clear();
@@ -91,6 +98,7 @@ void LogWriter::Run() {
       writing_bytes_ = batch.size();
     }
     const bool ok = WriteAll(batch);
+    last_written = absl::Now();
     absl::MutexLock lock(&mu_);
     writing_bytes_ = 0;
     done_ += lines;

@@ -1,9 +1,10 @@
 // Writes log lines to a file descriptor from a thread of its own, so that no call waits for
 // stderr or a disk: a caller appends its line to a bounded buffer and goes on; the writer thread
-// takes everything buffered and writes it with as few write(2)s as it can (whole lines only):
-// after the first line wakes it, it waits up to 10 ms for more to join the batch (less once 64
-// KiB or half the bound wait, or a line was refused, or Flush() asks), so a line reaches the
-// file descriptor about 10 ms after it was logged at most.
+// takes everything buffered and writes it with as few write(2)s as it can (whole lines only). A
+// line after a quiet spell is written at once; under load (a batch written in the last 10 ms)
+// the first line waits up to 10 ms for more to join its batch (less once 64 KiB or half the
+// bound wait, or a line was refused, or Flush() asks), so a line reaches the file descriptor
+// about 10 ms after it was logged at most.
 // When the buffer is full (the log pipeline or the disk stopped taking lines), a line is
 // dropped and counted, and the call that logged it is not slowed down: a gateway whose stderr
 // nobody reads keeps answering.

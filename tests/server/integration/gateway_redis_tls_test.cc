@@ -114,11 +114,11 @@ TEST_F(GatewayRedisTlsTest, TwoReplicasShareATenantLimitThroughATlsRedis) {
   ASSERT_TRUE(exists.ok()) << exists.status();
   EXPECT_THAT(*exists, ElementsAre("1"));
   for (const auto& gateway : gateways) {
+    EXPECT_EQ(gateway->Stop().value_or(-1), 0);  // And so every log line written.
     const std::string log = ReadLog(*gateway);
     EXPECT_THAT(log, HasSubstr("limits shared in Redis over TLS"));
     EXPECT_THAT(log, HasSubstr("\"msg\":\"redis limit store connected\""));
     EXPECT_THAT(log, HasSubstr("\"tls\":true"));
-    EXPECT_EQ(gateway->Stop().value_or(-1), 0);
   }
 }
 

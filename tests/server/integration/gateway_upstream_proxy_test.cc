@@ -126,6 +126,15 @@ TEST_F(GatewayUpstreamProxyTest, AWrongProxyPasswordFailsUnavailableCountedAndLo
   for (const std::string& request : proxy_->Requests()) {
     EXPECT_THAT(request, StartsWith("CONNECT 127.0.0.1:"));
   }
+  // Log lines are written by the gateway's log-writer thread, in order: once every call's own
+  // line is there, so is every warning of theirs.
+  EXPECT_TRUE(Eventually([&] {
+    int calls = 0;
+    for (absl::string_view line : absl::StrSplit(GatewayLog(), '\n')) {
+      calls += absl::StrContains(line, "\"msg\":\"call\"") ? 1 : 0;
+    }
+    return calls >= kCalls + 1;
+  }));
   const std::string log = GatewayLog();
   int warnings = 0;
   for (absl::string_view line : absl::StrSplit(log, '\n')) {
@@ -148,7 +157,9 @@ TEST_F(GatewayUpstreamProxyTest, NoProxyGoesDirect) {
   grpc::Status status = ListAssistants();
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(proxy_->Requests(), IsEmpty());
-  EXPECT_THAT(GatewayLog(), HasSubstr("(from upstream.proxy), not for 127.0.0.1"));
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(GatewayLog(), "(from upstream.proxy), not for 127.0.0.1");
+  })) << GatewayLog();
 }
 
 // Without upstream.proxy the environment's https_proxy is used, and the log says so.
@@ -161,8 +172,9 @@ TEST_F(GatewayUpstreamProxyTest, TheEnvironmentsHttpsProxyServesWhenTheSettingIs
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(proxy_->Requests(), ::testing::ElementsAre(absl::StrCat(
                                       "CONNECT 127.0.0.1:", emulator_->tls_port(), " HTTP/1.1")));
-  EXPECT_THAT(GatewayLog(),
-              HasSubstr(absl::StrCat("through proxy ", proxy_->url(), " (from https_proxy)")));
+  const std::string expected = absl::StrCat("through proxy ", proxy_->url(), " (from https_proxy)");
+  EXPECT_TRUE(Eventually([&] { return absl::StrContains(GatewayLog(), expected); }))
+      << GatewayLog();
 }
 
 // `proxy: none` goes direct whatever the environment says.
@@ -175,7 +187,8 @@ TEST_F(GatewayUpstreamProxyTest, ProxyNoneIgnoresTheEnvironment) {
   grpc::Status status = ListAssistants();
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_THAT(proxy_->Requests(), IsEmpty());
-  EXPECT_THAT(GatewayLog(), HasSubstr("direct (no proxy)"));
+  EXPECT_TRUE(Eventually([&] { return absl::StrContains(GatewayLog(), "direct (no proxy)"); }))
+      << GatewayLog();
 }
 
 // Calls share tunnels: the proxy sees a few CONNECTs for many calls, not one per call.

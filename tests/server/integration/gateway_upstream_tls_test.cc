@@ -70,6 +70,15 @@ TEST_P(GatewayUpstreamTlsTest, FailsUnavailableCountedAndLoggedOnceWithTheCause)
   ASSERT_TRUE(records.ok());
   EXPECT_TRUE(records->empty()) << records->dump();  // Nothing reached the API.
   // One warning with the cause for the three calls (each call's own log line has it too).
+  // Log lines are written by the gateway's log-writer thread, in order: once the third call's
+  // own line is there, every warning of the three calls is too.
+  auto count_lines = [this](absl::string_view text) {
+    int n = 0;
+    std::ifstream log(gateway_->log_path());
+    for (std::string line; std::getline(log, line);) n += absl::StrContains(line, text) ? 1 : 0;
+    return n;
+  };
+  EXPECT_TRUE(Eventually([&] { return count_lines("\"msg\":\"call\"") >= kCalls; }));
   int warnings = 0;
   std::ifstream log(gateway_->log_path());
   for (std::string line; std::getline(log, line);) {
