@@ -15,7 +15,11 @@
 # the first chunk of a streamed chat completion (tests/bench/gateway/first_chunk_bench: NDJSON
 # direct and through nginx, gRPC StreamComplete through the gateway, one call at a time,
 # CALLS_STREAM of each (default 300), the emulator pacing its chunks STREAM_DELAY_MS apart,
-# default 1).
+# default 1). Last, gRPC alone (tests/bench/gateway/grpc_floor_server: Complete answered with a
+# fixed message of about the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and
+# c=64, three ways: the callback API finishing inline, the callback API finishing from a thread
+# of its own (the gateway's shape), and the completion-queue API: what of the gateway's CPU per
+# call is gRPC's own.
 #
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
@@ -42,9 +46,10 @@ for tool in h2load nginx protoc; do
 done
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 first_chunk_bench="$build_dir/tests/bench/gateway/first_chunk_bench"
+floor_server="$build_dir/tests/bench/gateway/grpc_floor_server"
 if [ ! -x "$build_dir/server/app/copilot-gateway" ] || [ ! -x "$build_dir/tests/emulator/haufe-emulator" ] ||
-   [ ! -x "$first_chunk_bench" ]; then
-  ninja -C "$build_dir" copilot-gateway haufe-emulator first_chunk_bench >/dev/null
+   [ ! -x "$first_chunk_bench" ] || [ ! -x "$floor_server" ]; then
+  ninja -C "$build_dir" copilot-gateway haufe-emulator first_chunk_bench grpc_floor_server >/dev/null
 fi
 
 work="$(mktemp -d)"
@@ -187,11 +192,14 @@ run() {
                   -d "$work/chat.json" "http://127.0.0.1:$nginx_port/agents/v1/chat/completions") ;;
     gateway) args+=(-H "content-type: application/grpc" -H "te: trailers"
                     -d "$work/complete.grpc" "http://$gateway/copilot.v1.CopilotService/Complete") ;;
+    floor-*) args+=(-H "content-type: application/grpc" -H "te: trailers"
+                    -d "$work/complete.grpc" "http://$floor_addr/copilot.v1.CopilotService/Complete") ;;
   esac
   local -a hop=()
   case "$name" in
     nginx) hop=("${nginx_workers[@]}") ;;
     gateway) hop=("$gateway_pid") ;;
+    floor-*) hop=("$floor_pid") ;;
   esac
   cpu_before=0
   [ "${#hop[@]}" -gt 0 ] && cpu_before="$(cpu_seconds "${hop[@]}")"
@@ -300,6 +308,25 @@ curl -sf -X POST -d "{\"stream_delay_ms\": ${STREAM_DELAY_MS:-1}}" "http://$upst
   --calls "$calls_stream" --warmup "$((calls_stream < 50 ? calls_stream : 50))" >"$work/first-chunk.out" ||
   { echo "side_by_side: first_chunk_bench failed" >&2; exit 1; }
 
+echo "== gRPC alone (grpc_floor_server), c=1 and c=64"
+floor_modes=(callback callback-hop cq)
+for mode in "${floor_modes[@]}"; do
+  "$floor_server" --mode "$mode" >"$work/floor-$mode.log" 2>&1 &
+  floor_pid=$!
+  pids+=("$floor_pid")
+  floor_addr="$(wait_for_address "$work/floor-$mode.log" grpc_floor_server)"
+  run "floor-$mode" 64 "$warmup_c64" >/dev/null
+  result[floor-$mode-1]="$(run "floor-$mode" 1 "$calls_c1")"
+  result[floor-$mode-64]="$(run "floor-$mode" 64 "$calls_c64")"
+  kill -TERM "$floor_pid"
+  wait "$floor_pid" || { echo "side_by_side: grpc_floor_server --mode $mode failed" >&2; exit 1; }
+  served="$(sed -n 's/^served //p' "$work/floor-$mode.log")"
+  if [ "$served" != "$((warmup_c64 + calls_c1 + calls_c64))" ]; then
+    echo "side_by_side: grpc_floor_server --mode $mode served $served calls, not $((warmup_c64 + calls_c1 + calls_c64))" >&2
+    exit 1
+  fi
+done
+
 echo
 echo "side by side at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, every call checked:"
 printf '| %-8s | %3s | %9s | %8s | %8s | %12s | %12s | %12s |\n' path c 'req/s' 'p50 ms' 'p99 ms' \
@@ -357,3 +384,20 @@ awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$2 "," kv[1]] = kv[2] }
       v["proxy,added_p50_ms"], v["proxy,added_p99_ms"], v["gateway,added_p50_ms"], v["gateway,added_p99_ms"],
       v["gateway,added_p50_ms"] <= v["proxy,added_p50_ms"] ? "the gateway adds no more than nginx at p50" : "the gateway adds more than nginx at p50"
   }' "$work/first-chunk.out"
+data_per_call() {  # h2load output, calls: the response bytes (DATA frames) per call
+  sed -n 's/^traffic: .*, [0-9.]*[KMG]*B (\([0-9]*\)) data.*/\1/p' "$1" | awk -v n="$2" '{ printf "%.0f", $1 / n }'
+}
+echo "gRPC alone (grpc_floor_server, no upstream; the gateway's answer $(data_per_call "$work/gateway-c64.out" "$calls_c64") bytes a call on the wire, the floor's $(data_per_call "$work/floor-callback-c64.out" "$calls_c64")):"
+printf '| %-22s | %9s | %9s | %12s | %12s |\n' server 'c=1 req/s' 'c=64 req/s' 'c=1 CPU us' 'c=64 CPU us'
+printf '|%s|\n' '------------------------|-----------|------------|--------------|--------------'
+for mode in "${floor_modes[@]}"; do
+  read -r rps1 _ _ cpu1 <<<"${result[floor-$mode-1]}"
+  read -r rps64 _ _ cpu64 <<<"${result[floor-$mode-64]}"
+  awk -v m="$mode" -v r1="$rps1" -v r64="$rps64" -v c1="$cpu1" -v c64="$cpu64" -v n1="$calls_c1" -v n64="$calls_c64" 'BEGIN {
+    printf "| %-22s | %9.0f | %10.0f | %12.0f | %12.0f |\n", m, r1, r64, c1 * 1e6 / n1, c64 * 1e6 / n64
+  }'
+done
+read -r _ _ _ hop_cpu <<<"${result[floor-callback-hop-64]}"
+awk -v g="$g_cpu" -v f="$hop_cpu" -v n="$calls_c64" 'BEGIN {
+  printf "gateway CPU per call at c=64: %.0f us, of which gRPC alone in the gateway'"'"'s shape (callback-hop) %.0f us; the gateway'"'"'s own path %.0f us\n", g * 1e6 / n, f * 1e6 / n, (g - f) * 1e6 / n
+}'

@@ -1,0 +1,246 @@
+// grpc_floor_server: copilot.v1.CopilotService/Complete answered by gRPC alone, with no upstream,
+// no tenant and no JSON: what one unary call costs in gRPC 1.51 on this machine before the
+// gateway does anything. tests/bench/side_by_side.sh drives it with h2load next to the gateway,
+// so the gateway's CPU per call can be split into gRPC's share and ours (issue #17).
+//
+//   grpc_floor_server --mode callback|callback-hop|cq [--threads N] [--answer-bytes N]
+//
+// Modes:
+//   callback      the callback API (as the gateway), the handler finishing the call inline;
+//   callback-hop  the callback API, the handler handing the call to a thread of its own (woken
+//                 through an eventfd, as the gateway's upstream loop is) that finishes it: the
+//                 gateway's shape without the upstream;
+//   cq            the completion-queue (async) API, N threads (default 2) each polling a
+//                 completion queue of its own and finishing inline.
+// Every mode answers with the same CompleteResponse (an assistant message of --answer-bytes
+// characters, default 280, with two sources and IDs: on the wire the size of the gateway's answer
+// to the bench's question). Prints "grpc-floor-server listening on 127.0.0.1:PORT"; on SIGTERM or
+// SIGINT it stops and prints "served N" (the calls finished OK), which the script checks against
+// h2load's count.
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "copilot/v1/copilot_service.grpc.pb.h"
+
+namespace {
+
+namespace v1 = ::copilot::v1;
+
+std::atomic<int64_t> g_served{0};
+
+v1::CompleteResponse Answer(int answer_bytes) {
+  v1::CompleteResponse response;
+  v1::Message* message = response.mutable_message();
+  message->set_id("3f0a8c5e-6b1d-4c55-9f1e-2a7d6c1b9e40");
+  message->set_thread_id("b7e2d9a1-4c3f-4e8a-8d6b-5f1c2e3a4b5c");
+  message->set_role(v1::ROLE_ASSISTANT);
+  message->set_content(std::string(static_cast<size_t>(answer_bytes), 'a'));
+  message->mutable_create_time()->set_seconds(1764979200);
+  for (int i = 0; i < 2; ++i) {
+    v1::Source* source = message->add_sources();
+    source->set_content("Bundesurlaubsgesetz, section " + std::to_string(i + 3));
+    (*source->mutable_meta_data()->mutable_fields())["title"].set_string_value("Document " +
+                                                                               std::to_string(i));
+  }
+  return response;
+}
+
+// The callback service; in callback-hop mode its calls are finished by a thread of its own.
+class CallbackService final : public v1::CopilotService::CallbackService {
+ public:
+  CallbackService(v1::CompleteResponse answer, bool hop) : answer_(std::move(answer)), hop_(hop) {
+    if (hop_) {
+      wake_ = eventfd(0, EFD_CLOEXEC);
+      worker_ = std::thread([this] { Work(); });
+    }
+  }
+  ~CallbackService() override {
+    if (!hop_) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    Wake();
+    worker_.join();
+    close(wake_);
+  }
+
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
+                                     const v1::CompleteRequest* /*request*/,
+                                     v1::CompleteResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (!hop_) {
+      *response = answer_;
+      reactor->Finish(grpc::Status::OK);
+      ++g_served;
+      return reactor;
+    }
+    bool was_empty = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      was_empty = pending_.empty();
+      pending_.emplace_back(reactor, response);
+    }
+    if (was_empty) Wake();
+    return reactor;
+  }
+
+ private:
+  void Wake() {
+    const uint64_t one = 1;
+    if (write(wake_, &one, sizeof(one)) < 0) std::perror("grpc_floor_server: eventfd write");
+  }
+
+  void Work() {
+    for (;;) {
+      uint64_t count = 0;
+      if (read(wake_, &count, sizeof(count)) < 0) continue;
+      std::deque<std::pair<grpc::ServerUnaryReactor*, v1::CompleteResponse*>> batch;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        batch.swap(pending_);
+        if (stop_ && batch.empty()) return;
+      }
+      for (auto& [reactor, response] : batch) {
+        *response = answer_;
+        reactor->Finish(grpc::Status::OK);
+        ++g_served;
+      }
+    }
+  }
+
+  const v1::CompleteResponse answer_;
+  const bool hop_;
+  int wake_ = -1;
+  std::thread worker_;
+  std::mutex mu_;
+  std::deque<std::pair<grpc::ServerUnaryReactor*, v1::CompleteResponse*>> pending_;
+  bool stop_ = false;
+};
+
+// One Complete call in the completion-queue API: requested, then answered, then freed.
+class CqCall {
+ public:
+  CqCall(v1::CopilotService::AsyncService& service, grpc::ServerCompletionQueue& cq,
+         const v1::CompleteResponse& answer)
+      : service_(service), cq_(cq), answer_(answer), writer_(&context_) {
+    service_.RequestComplete(&context_, &request_, &writer_, &cq_, &cq_, this);
+  }
+
+  // The completion of this call's last operation; false once the queue is shutting down.
+  void Proceed(bool ok) {
+    if (!answered_ && ok) {
+      new CqCall(service_, cq_, answer_);  // The next call of this queue.
+      answered_ = true;
+      writer_.Finish(answer_, grpc::Status::OK, this);
+      return;
+    }
+    if (answered_ && ok) ++g_served;
+    delete this;
+  }
+
+ private:
+  v1::CopilotService::AsyncService& service_;
+  grpc::ServerCompletionQueue& cq_;
+  const v1::CompleteResponse& answer_;
+  grpc::ServerContext context_;
+  v1::CompleteRequest request_;
+  grpc::ServerAsyncResponseWriter<v1::CompleteResponse> writer_;
+  bool answered_ = false;
+};
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: grpc_floor_server --mode callback|callback-hop|cq [--threads N] "
+               "[--answer-bytes N]\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode;
+  int threads = 2;
+  int answer_bytes = 280;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string arg = argv[i];
+    if (arg == "--mode") {
+      mode = argv[i + 1];
+    } else if (arg == "--threads") {
+      threads = std::atoi(argv[i + 1]);
+    } else if (arg == "--answer-bytes") {
+      answer_bytes = std::atoi(argv[i + 1]);
+    } else {
+      return Usage();
+    }
+  }
+  if ((mode != "callback" && mode != "callback-hop" && mode != "cq") || threads < 1 ||
+      answer_bytes < 0) {
+    return Usage();
+  }
+
+  // SIGTERM and SIGINT are taken by sigwait below, on no other thread.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  const v1::CompleteResponse answer = Answer(answer_bytes);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  std::unique_ptr<CallbackService> callback_service;
+  v1::CopilotService::AsyncService async_service;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;
+  if (mode == "cq") {
+    builder.RegisterService(&async_service);
+    for (int i = 0; i < threads; ++i) queues.push_back(builder.AddCompletionQueue());
+  } else {
+    callback_service = std::make_unique<CallbackService>(answer, mode == "callback-hop");
+    builder.RegisterService(callback_service.get());
+  }
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    std::fprintf(stderr, "grpc_floor_server: could not listen\n");
+    return 1;
+  }
+  std::vector<std::thread> pollers;
+  for (auto& queue : queues) {
+    grpc::ServerCompletionQueue* cq = queue.get();
+    // A few calls requested ahead on each queue, so a new call never waits for one.
+    for (int i = 0; i < 64; ++i) new CqCall(async_service, *cq, answer);
+    pollers.emplace_back([cq] {
+      void* tag = nullptr;
+      bool ok = false;
+      while (cq->Next(&tag, &ok)) static_cast<CqCall*>(tag)->Proceed(ok);
+    });
+  }
+  std::printf("grpc-floor-server listening on 127.0.0.1:%d\n", port);
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  server->Shutdown();
+  for (auto& queue : queues) queue->Shutdown();
+  for (std::thread& poller : pollers) poller.join();
+  server->Wait();
+  callback_service.reset();
+  std::printf("served %lld\n", static_cast<long long>(g_served.load()));
+  return 0;
+}
