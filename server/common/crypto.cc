@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "absl/random/random.h"
@@ -32,6 +33,33 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
 
 namespace {
 
+constexpr std::size_t kSha256BlockBytes = 64;
+
+struct MdCtxDeleter {
+  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+};
+
+// A SHA-256 state that has hashed one block: the key XOR `pad`.
+std::shared_ptr<const void> PaddedKeyState(absl::string_view key, unsigned char pad) {
+  unsigned char block[kSha256BlockBytes];
+  for (std::size_t i = 0; i < kSha256BlockBytes; ++i) {
+    block[i] = static_cast<unsigned char>((i < key.size() ? key[i] : 0) ^ pad);
+  }
+  std::shared_ptr<EVP_MD_CTX> context(EVP_MD_CTX_new(), MdCtxDeleter());
+  if (context == nullptr || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1 ||
+      EVP_DigestUpdate(context.get(), block, sizeof(block)) != 1) {
+    std::abort();  // libcrypto without SHA-256 or memory: nothing can be signed.
+  }
+  OPENSSL_cleanse(block, sizeof(block));
+  return context;
+}
+
+// The calling thread's scratch digest context.
+EVP_MD_CTX* ScratchContext() {
+  thread_local std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> context(EVP_MD_CTX_new());
+  return context.get();
+}
+
 std::string Aes128Block(absl::string_view key, absl::string_view block, bool encrypt) {
   unsigned char out[32];
   int length = 0;
@@ -46,6 +74,32 @@ std::string Aes128Block(absl::string_view key, absl::string_view block, bool enc
 }
 
 }  // namespace
+
+HmacSha256Key::HmacSha256Key(absl::string_view key) {
+  // RFC 2104: a key longer than the hash's block is hashed first.
+  const std::string hashed = key.size() > kSha256BlockBytes ? Sha256(key) : std::string();
+  const absl::string_view block_key = hashed.empty() ? key : absl::string_view(hashed);
+  inner_ = PaddedKeyState(block_key, 0x36);
+  outer_ = PaddedKeyState(block_key, 0x5c);
+}
+
+std::string HmacSha256Key::Sign(absl::string_view data) const {
+  EVP_MD_CTX* scratch = ScratchContext();
+  unsigned char inner[EVP_MAX_MD_SIZE];
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int inner_length = 0;
+  unsigned int mac_length = 0;
+  if (scratch == nullptr ||
+      EVP_MD_CTX_copy_ex(scratch, static_cast<const EVP_MD_CTX*>(inner_.get())) != 1 ||
+      EVP_DigestUpdate(scratch, data.data(), data.size()) != 1 ||
+      EVP_DigestFinal_ex(scratch, inner, &inner_length) != 1 ||
+      EVP_MD_CTX_copy_ex(scratch, static_cast<const EVP_MD_CTX*>(outer_.get())) != 1 ||
+      EVP_DigestUpdate(scratch, inner, inner_length) != 1 ||
+      EVP_DigestFinal_ex(scratch, mac, &mac_length) != 1) {
+    std::abort();  // Only out of memory: a wrong MAC would be worse than no answer.
+  }
+  return {reinterpret_cast<const char*>(mac), mac_length};
+}
 
 std::string Aes128EncryptBlock(absl::string_view key, absl::string_view block) {
   return Aes128Block(key, block, true);

@@ -3,6 +3,7 @@
 #define COPILOT_GATEWAY_SERVER_COMMON_CRYPTO_H_
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -14,6 +15,21 @@ std::string Sha256(absl::string_view data);
 
 // HMAC-SHA-256 of `data` under `key`: 32 raw bytes.
 std::string HmacSha256(absl::string_view key, absl::string_view data);
+
+// An HMAC-SHA-256 key prepared once: Sign(data) equals HmacSha256(key, data). HmacSha256 costs
+// OpenSSL 3 a fetch of the algorithm and a new MAC context on every call (1.7 us a call on the
+// development machine); Sign copies two digest states hashed over the padded key at
+// construction (0.3 us). For keys used on every call (thread handles). Immutable once built:
+// Sign may be called from any number of threads; copies share the prepared states.
+class HmacSha256Key {
+ public:
+  explicit HmacSha256Key(absl::string_view key);
+  std::string Sign(absl::string_view data) const;
+
+ private:
+  std::shared_ptr<const void> inner_;  // EVP_MD_CTX after the key XOR ipad block.
+  std::shared_ptr<const void> outer_;  // EVP_MD_CTX after the key XOR opad block.
+};
 
 // AES-128 of one 16-byte `block` under a 16-byte `key` (a keyed permutation of 16-byte values;
 // no mode, no padding). Both must be exactly 16 bytes.

@@ -90,8 +90,8 @@ std::string TenantPrefix(const Tenant& tenant) {
 }
 
 // The first kTagBytes of HMAC-SHA-256(handle_key, message).
-std::string Tag(absl::string_view handle_key, absl::string_view message) {
-  return HmacSha256(handle_key, message).substr(0, kTagBytes);
+std::string Tag(const HmacSha256Key& handle_key, absl::string_view message) {
+  return handle_key.Sign(message).substr(0, kTagBytes);
 }
 
 // Splits base64url(prefix_bytes || payload || tag); false when too short or not the canonical
@@ -125,11 +125,12 @@ std::string SignedThreadHandles::KeyId(absl::string_view signing_key) {
 }
 
 SignedThreadHandles::SigningKey SignedThreadHandles::Derive(absl::string_view signing_key) {
-  return SigningKey{KeyId(signing_key), HmacSha256(signing_key, "copilot-gateway thread handle v1"),
-                    HmacSha256(signing_key, "copilot-gateway thread handle v2")};
+  return SigningKey{KeyId(signing_key),
+                    HmacSha256Key(HmacSha256(signing_key, "copilot-gateway thread handle v1")),
+                    HmacSha256Key(HmacSha256(signing_key, "copilot-gateway thread handle v2"))};
 }
 
-SignedThreadHandles::SignedThreadHandles(ThreadHandleKeys keys)
+SignedThreadHandles::SignedThreadHandles(const ThreadHandleKeys& keys)
     : user_key_(HmacSha256(keys.user_id_key.empty() ? keys.current : keys.user_id_key,
                            "copilot-gateway user id v2")) {
   keys_.push_back(Derive(keys.current));
@@ -154,7 +155,9 @@ absl::StatusOr<ThreadRef> SignedThreadHandles::ToUpstream(const Tenant& tenant,
                                                           absl::string_view handle,
                                                           absl::string_view field) const {
   std::string bytes;
-  absl::string_view key_id, payload, tag;
+  absl::string_view key_id;
+  absl::string_view payload;
+  absl::string_view tag;
   ThreadRef thread;
   if (absl::ConsumePrefix(&handle, kPrefix)) {
     if (!Unpack(handle, kKeyIdBytes, bytes, key_id, payload, tag)) return ThreadNotFound();
@@ -191,7 +194,7 @@ std::string SignedThreadHandles::ToCaller(const Tenant& tenant, const ThreadRef&
 }
 
 std::string SignedThreadHandles::UserKey(const Tenant& tenant) const {
-  return HmacSha256(user_key_, TenantPrefix(tenant)).substr(0, 16);
+  return user_key_.Sign(TenantPrefix(tenant)).substr(0, 16);
 }
 
 std::string SignedThreadHandles::UserToUpstream(const Tenant& tenant,

@@ -31,6 +31,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "server/common/crypto.h"
 #include "server/core/thread_handles.h"
 
 namespace copilot::gateway {
@@ -53,7 +54,7 @@ struct ThreadHandleKeys {
 // Thread-safe: immutable after construction.
 class SignedThreadHandles final : public ThreadHandles {
  public:
-  explicit SignedThreadHandles(ThreadHandleKeys keys);
+  explicit SignedThreadHandles(const ThreadHandleKeys& keys);
   // One signing key, which also scopes user IDs.
   explicit SignedThreadHandles(std::string signing_key);
 
@@ -72,15 +73,15 @@ class SignedThreadHandles final : public ThreadHandles {
  private:
   // What is kept of one signing key (derived keys only; never logged).
   struct SigningKey {
-    std::string id;      // KeyId()
-    std::string v1_key;  // Verifies "th1_" handles.
-    std::string v2_key;  // Signs and verifies "th2_" handles.
+    std::string id;        // KeyId()
+    HmacSha256Key v1_key;  // Verifies "th1_" handles.
+    HmacSha256Key v2_key;  // Signs and verifies "th2_" handles.
   };
   static SigningKey Derive(absl::string_view signing_key);
   std::string UserKey(const Tenant& tenant) const;
 
   std::vector<SigningKey> keys_;  // The current key first, then the previous ones.
-  std::string user_key_;          // Derived from the user-ID key; never logged.
+  HmacSha256Key user_key_;        // Derived from the user-ID key; never logged.
 };
 
 }  // namespace copilot::gateway
