@@ -1,8 +1,10 @@
 #include "server/common/log.h"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -68,8 +70,110 @@ void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 
 LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
 
+namespace {
+
+// `text` as a JSON string: printable ASCII without quotes or backslashes as it is (as nlohmann
+// writes it), anything else through nlohmann's serializer (escapes, invalid UTF-8 replaced).
+void AppendJsonString(std::string& out, absl::string_view text) {
+  bool plain = true;
+  for (const char c : text) {
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) {
+    out.push_back('"');
+    out.append(text.data(), text.size());
+    out.push_back('"');
+    return;
+  }
+  out += nlohmann::ordered_json(std::string(text))
+             .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+// "2026-11-27T14:00:00.123Z": the seconds formatted once a second per thread (absl::FormatTime
+// looks up the time zone and parses its format each time), the milliseconds truncated as
+// %E3S truncates them.
+void AppendNow(std::string& out) {
+  thread_local int64_t cached_second = INT64_MIN;
+  thread_local std::string cached;
+  const int64_t millis = absl::ToUnixMillis(absl::Now());  // Rounded toward the past.
+  const int64_t second = millis >= 0 ? millis / 1000 : -((-millis + 999) / 1000);
+  const int64_t milli = millis - second * 1000;
+  if (second != cached_second) {
+    cached =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second), absl::UTCTimeZone());
+    cached_second = second;
+  }
+  out.push_back('"');
+  out += cached;
+  out.push_back('.');
+  out.push_back(static_cast<char>('0' + milli / 100));
+  out.push_back(static_cast<char>('0' + milli / 10 % 10));
+  out.push_back(static_cast<char>('0' + milli % 10));
+  out += "Z\"";
+}
+
+}  // namespace
+
+LogLine::LogLine(LogLevel level, absl::string_view msg) {
+  text_.reserve(256);
+  text_ += "{\"time\":";
+  AppendNow(text_);
+  text_ += R"(,"level":")";
+  const absl::string_view level_name = LogLevelName(level);
+  text_.append(level_name.data(), level_name.size());
+  text_ += R"(","msg":)";
+  AppendJsonString(text_, msg);
+}
+
+void LogLine::Key(absl::string_view key) {
+  text_.push_back(',');
+  AppendJsonString(text_, key);
+  text_.push_back(':');
+}
+
+LogLine& LogLine::AddString(absl::string_view key, absl::string_view value) {
+  Key(key);
+  AppendJsonString(text_, value);
+  return *this;
+}
+
+LogLine& LogLine::AddInt(absl::string_view key, int64_t value) {
+  Key(key);
+  absl::StrAppend(&text_, value);
+  return *this;
+}
+
+LogLine& LogLine::AddDouble(absl::string_view key, double value) {
+  return AddJson(key, nlohmann::ordered_json(value));
+}
+
+LogLine& LogLine::AddJson(absl::string_view key, const nlohmann::ordered_json& value) {
+  Key(key);
+  text_ += value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  return *this;
+}
+
+std::string LogLine::Text() && {
+  text_.push_back('}');
+  return std::move(text_);
+}
+
 std::string FormatLogLine(LogLevel level, absl::string_view msg,
                           const nlohmann::ordered_json& fields) {
+  const bool reserved_key =
+      fields.is_object() &&
+      (fields.contains("time") || fields.contains("level") || fields.contains("msg"));
+  if (!reserved_key) {
+    LogLine line(level, msg);
+    if (fields.is_object()) {
+      for (const auto& [key, value] : fields.items()) line.AddJson(key, value);
+    }
+    return std::move(line).Text();
+  }
+  // A field named like one of the line's own replaces its value in place.
   nlohmann::ordered_json line = nlohmann::ordered_json::object();
   line["time"] = absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
   line["level"] = std::string(LogLevelName(level));
@@ -83,6 +187,12 @@ std::string FormatLogLine(LogLevel level, absl::string_view msg,
 void Log(LogLevel level, absl::string_view msg, const nlohmann::ordered_json& fields) {
   if (!LogEnabled(level)) return;
   WriteLogText(absl::StrCat(FormatLogLine(level, msg, fields), "\n"));
+}
+
+void LogText(LogLevel level, std::string line) {
+  if (!LogEnabled(level)) return;
+  line.push_back('\n');
+  WriteLogText(line);
 }
 
 void SetLogWriter(LogWriter* writer) { g_writer.store(writer); }

@@ -5,7 +5,9 @@
 #ifndef COPILOT_GATEWAY_SERVER_COMMON_LOG_H_
 #define COPILOT_GATEWAY_SERVER_COMMON_LOG_H_
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -50,6 +52,30 @@ void WriteLogText(absl::string_view text);
 // The one JSON line Log() writes (without the newline). For tests.
 std::string FormatLogLine(LogLevel level, absl::string_view msg,
                           const nlohmann::ordered_json& fields);
+
+// One log line written field by field straight into its text: the same line FormatLogLine makes
+// of the same fields in the same order, without building a JSON object first (nor the object's
+// copy), for the lines of every call (the call and audit lines: a JSON object of ten fields and
+// the time formatted with its time zone each time were ~4% of the gateway's CPU). Keys are
+// written as given and must differ from "time", "level", "msg" and each other. Strings are
+// escaped as nlohmann's dump escapes them, invalid UTF-8 replaced.
+class LogLine {
+ public:
+  LogLine(LogLevel level, absl::string_view msg);
+  LogLine& AddString(absl::string_view key, absl::string_view value);
+  LogLine& AddInt(absl::string_view key, int64_t value);
+  LogLine& AddDouble(absl::string_view key, double value);  // NaN and infinities as null.
+  LogLine& AddJson(absl::string_view key, const nlohmann::ordered_json& value);
+  // The line, without the newline.
+  std::string Text() &&;
+
+ private:
+  void Key(absl::string_view key);
+  std::string text_;
+};
+
+// Writes `line` (a LogLine's text) when `level` is enabled, as Log() writes its lines.
+void LogText(LogLevel level, std::string line);
 
 }  // namespace copilot::gateway
 

@@ -40,23 +40,24 @@ AuditLog::~AuditLog() {
 }
 
 std::string AuditLog::FormatLine(const AnswerRecord& record) {
-  nlohmann::ordered_json fields = {
-      {"event", "answer"},
-      {"method", record.method},
-      {"tenant", record.tenant},
-      {"assistant_id", record.assistant_id},
-      {"thread_id", record.thread_id},
-      {"request_id", record.request_id},
-      {"characters_in", record.characters_in},
-      {"characters_out", record.characters_out},
-      {"upstream_seconds", absl::ToDoubleSeconds(record.upstream_time)},
-      {"code", absl::StatusCodeToString(record.code)}};
-  if (!record.reason.empty()) fields["reason"] = record.reason;
-  return FormatLogLine(LogLevel::kInfo, "audit", fields);
+  LogLine line(LogLevel::kInfo, "audit");
+  line.AddString("event", "answer")
+      .AddString("method", record.method)
+      .AddString("tenant", record.tenant)
+      .AddString("assistant_id", record.assistant_id)
+      .AddString("thread_id", record.thread_id)
+      .AddString("request_id", record.request_id)
+      .AddInt("characters_in", record.characters_in)
+      .AddInt("characters_out", record.characters_out)
+      .AddDouble("upstream_seconds", absl::ToDoubleSeconds(record.upstream_time))
+      .AddString("code", absl::StatusCodeToString(record.code));
+  if (!record.reason.empty()) line.AddString("reason", record.reason);
+  return std::move(line).Text();
 }
 
 void AuditLog::Answered(const AnswerRecord& record) {
-  const std::string line = absl::StrCat(FormatLine(record), "\n");
+  std::string line = FormatLine(record);
+  line.push_back('\n');
   if (writer_ != nullptr) {
     writer_->Write(line);  // A full buffer (a stalled disk) loses the line, never the call.
   } else {

@@ -101,29 +101,28 @@ void CallObserver::Finished(const absl::Status& status) {
     metrics_->calls_in_flight().Decrement();
   }
   if (!LogEnabled(LogLevel::kInfo)) return;
-  nlohmann::ordered_json fields = {
-      {"method", method_name_},
-      {"grpc_code", std::string(GrpcCodeName(code))},
-      {"duration_ms", std::round(seconds * 1e6) / 1e3},
-  };
-  if (!tenant.empty()) fields["tenant"] = tenant;
-  fields["request_id"] = trace_->request_id();
-  fields["trace_id"] = trace_->traceparent().substr(3, 32);
+  LogLine line(LogLevel::kInfo, "call");
+  line.AddString("method", method_name_)
+      .AddString("grpc_code", GrpcCodeName(code))
+      .AddDouble("duration_ms", std::round(seconds * 1e6) / 1e3);
+  if (!tenant.empty()) line.AddString("tenant", tenant);
+  line.AddString("request_id", trace_->request_id())
+      .AddString("trace_id", trace_->traceparent().substr(3, 32));
   if (const int requests = trace_->upstream_requests(); requests > 0) {
-    fields["upstream_status"] = trace_->upstream_status();
-    fields["upstream_ms"] = std::round(upstream_seconds * 1e6) / 1e3;
-    fields["upstream_requests"] = requests;
+    line.AddInt("upstream_status", trace_->upstream_status())
+        .AddDouble("upstream_ms", std::round(upstream_seconds * 1e6) / 1e3)
+        .AddInt("upstream_requests", requests);
   }
   if (const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status); info.has_value()) {
-    fields["error_reason"] = info->reason();
+    line.AddString("error_reason", info->reason());
   }
-  if (std::string detail = trace_->upstream_error(); !detail.empty()) {
-    fields["upstream_error"] = std::move(detail);
-  } else if (std::string internal = GetInternalDetail(status); !internal.empty()) {
-    fields["error_detail"] = std::move(internal);  // E.g. why the limit store did not answer.
+  if (const std::string detail = trace_->upstream_error(); !detail.empty()) {
+    line.AddString("upstream_error", detail);
+  } else if (const std::string internal = GetInternalDetail(status); !internal.empty()) {
+    line.AddString("error_detail", internal);  // E.g. why the limit store did not answer.
   }
-  fields["peer"] = peer_;
-  Log(LogLevel::kInfo, "call", fields);
+  line.AddString("peer", peer_);
+  LogText(LogLevel::kInfo, std::move(line).Text());
 }
 
 }  // namespace copilot::gateway

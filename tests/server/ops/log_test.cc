@@ -1,5 +1,8 @@
 #include "server/common/log.h"
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -113,6 +116,111 @@ TEST(FormatLogLineTest, ReplacesInvalidUtf8InsteadOfThrowing) {
   EXPECT_EQ(line["msg"], "bad \xEF\xBF\xBD byte");  // U+FFFD REPLACEMENT CHARACTER.
   EXPECT_EQ(line["peer"], "ipv4:\xEF\xBF\xBD");
   EXPECT_TRUE(line.contains("key \xEF\xBF\xBD"));
+}
+
+// The line as the gateway wrote it before LogLine: a JSON object of time, level, msg and the
+// fields, dumped (invalid UTF-8 replaced). `time` is the LogLine's own.
+std::string DumpedObject(const std::string& time, LogLevel level, const std::string& msg,
+                         const nlohmann::ordered_json& fields) {
+  nlohmann::ordered_json line = nlohmann::ordered_json::object();
+  line["time"] = time;
+  line["level"] = std::string(LogLevelName(level));
+  line["msg"] = msg;
+  for (const auto& [key, value] : fields.items()) line[key] = value;
+  return line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
+
+// LogLine writes, byte for byte, what dumping the same fields as one JSON object wrote: strings
+// plain, escaped, multi-byte and invalid; integers at both ends; doubles short, long, tiny and
+// not finite; nested JSON.
+TEST(LogLineTest, WritesWhatDumpingTheSameObjectWrote) {
+  const std::vector<std::string> strings = {"",
+                                            "plain text 0-9 ~!@#$%^&*()",
+                                            "say \"hi\" \\ leave",
+                                            "only \"quotes\"",
+                                            "only \\ a backslash",
+                                            "line1\nline2\r\t\b\f\x01\x1f\x7f",
+                                            "Gr\xc3\xbc\xc3\x9f"
+                                            "e \xe2\x9c\x93 \xf0\x9f\x98\x80",
+                                            "bad \xff\xfe bytes \xc3",
+                                            std::string("nul \0 inside", 13)};
+  const std::vector<int64_t> ints = {0, -5, 42, INT64_MAX, INT64_MIN};
+  const std::vector<double> doubles = {0.0,
+                                       -0.0,
+                                       0.1,
+                                       1e-7,
+                                       123456.789,
+                                       -2.5,
+                                       1e300,
+                                       0.00025,
+                                       3.0,
+                                       std::nan(""),
+                                       std::numeric_limits<double>::infinity()};
+  for (LogLevel level : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
+    for (const std::string& text : strings) {
+      LogLine line(level, text);
+      nlohmann::ordered_json fields = nlohmann::ordered_json::object();
+      line.AddString("s", text);
+      fields["s"] = text;
+      line.AddString(text + " as a key", "v");
+      fields[text + " as a key"] = "v";
+      for (std::size_t i = 0; i < ints.size(); ++i) {
+        line.AddInt("i" + std::to_string(i), ints[i]);
+        fields["i" + std::to_string(i)] = ints[i];
+      }
+      for (std::size_t i = 0; i < doubles.size(); ++i) {
+        line.AddDouble("d" + std::to_string(i), doubles[i]);
+        fields["d" + std::to_string(i)] = doubles[i];
+      }
+      const nlohmann::ordered_json nested = {{"a", {1, "two", nullptr, true}},
+                                             {"b", {{"c", text}}}};
+      line.AddJson("j", nested);
+      fields["j"] = nested;
+      const std::string written = std::move(line).Text();
+      const nlohmann::ordered_json parsed = Parse(written);
+      ASSERT_FALSE(parsed.is_discarded()) << written;
+      EXPECT_EQ(written, DumpedObject(parsed["time"], level, text, fields));
+      // FormatLogLine, which writes through LogLine, writes the same.
+      const std::string formatted = FormatLogLine(level, text, fields);
+      EXPECT_EQ(formatted, DumpedObject(Parse(formatted)["time"], level, text, fields));
+    }
+  }
+}
+
+// A field named like one of the line's own keys replaces its value where it stands, as before.
+TEST(FormatLogLineTest, AFieldNamedLikeTheLinesOwnReplacesItInPlace) {
+  const nlohmann::ordered_json fields = {{"a", 1}, {"msg", "theirs"}, {"level", "x"}};
+  const std::string text = FormatLogLine(LogLevel::kInfo, "ours", fields);
+  const nlohmann::ordered_json line = Parse(text);
+  ASSERT_FALSE(line.is_discarded()) << text;
+  EXPECT_THAT(Keys(line), ElementsAre("time", "level", "msg", "a"));
+  EXPECT_EQ(line["msg"], "theirs");
+  EXPECT_EQ(line["level"], "x");
+}
+
+// The time, formatted once a second per thread, is the instant of the line to the millisecond,
+// also when lines of one thread cross second boundaries.
+TEST(LogLineTest, TimeFollowsTheClockAcrossSeconds) {
+  std::string previous;
+  const absl::Time end = absl::Now() + absl::Milliseconds(2300);
+  int lines = 0;
+  while (absl::Now() < end) {
+    const absl::Time before = absl::Now();
+    const std::string text = std::move(LogLine(LogLevel::kInfo, "t")).Text();
+    const absl::Time after = absl::Now();
+    const std::string time = Parse(text)["time"];
+    absl::Time parsed;
+    std::string error;
+    ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, time, &parsed, &error)) << error;
+    ASSERT_GE(parsed, absl::FromUnixMillis(absl::ToUnixMillis(before))) << time;
+    ASSERT_LE(parsed, after) << time;
+    ASSERT_EQ(time, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", parsed, absl::UTCTimeZone()));
+    ASSERT_GE(time, previous);
+    previous = time;
+    ++lines;
+    absl::SleepFor(absl::Milliseconds(7));
+  }
+  EXPECT_GT(lines, 100);
 }
 
 TEST(ParseLogLevelTest, AcceptsTheFourLevelsAndWarnCaseInsensitively) {
