@@ -3,9 +3,11 @@
 #include <google/protobuf/descriptor.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "copilot/v1/copilot_service.pb.h"
 #include "copilot/v1/resources.pb.h"
 
@@ -54,6 +56,27 @@ absl::string_view UpstreamStatusClassName(int status_class) {
                                                                           "429", "5xx", "error"};
   if (status_class < 0 || status_class >= kUpstreamStatusClassCount) return "error";
   return kNames[status_class];
+}
+
+CounterSeries::CounterSeries(prometheus::Family<prometheus::Counter>& family,
+                             std::vector<std::string> label_names)
+    : family_(family), label_names_(std::move(label_names)) {}
+
+prometheus::Counter& CounterSeries::Get(std::initializer_list<absl::string_view> values) {
+  if (values.size() != label_names_.size()) std::abort();  // A caller's bug: no such series.
+  std::string key;
+  for (const absl::string_view value : values) absl::StrAppend(&key, value.size(), ":", value);
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    if (auto it = series_.find(key); it != series_.end()) return *it->second;
+  }
+  prometheus::Labels labels;
+  auto name = label_names_.begin();
+  for (const absl::string_view value : values) labels.emplace(*name++, std::string(value));
+  prometheus::Counter& counter = family_.Add(labels);  // The same series for the same labels.
+  absl::MutexLock lock(&mu_);
+  series_.emplace(std::move(key), &counter);
+  return counter;
 }
 
 GatewayMetrics::GatewayMetrics(absl::string_view version)
@@ -156,6 +179,12 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                     "replica; once per poll), reused, unknown, unavailable (Redis did not "
                     "answer: redis.on_failure applies).")
               .Register(*registry_)),
+      tenant_call_series_(tenant_calls_, {"tenant", "grpc_method", "grpc_code"}),
+      limit_decision_series_(limit_decisions_, {"tenant", "limit", "decision"}),
+      answer_series_(usage_answers_, {"tenant", "assistant", "status"}),
+      character_series_(usage_characters_, {"tenant", "assistant", "direction"}),
+      upstream_second_series_(usage_upstream_seconds_, {"tenant", "assistant"}),
+      thread_series_(usage_threads_, {"tenant", "assistant"}),
       circuit_state_(&prometheus::BuildGauge()
                           .Name("copilot_gateway_upstream_circuit_state")
                           .Help("The upstream circuit breaker: 0 closed, 1 open, 2 half-open.")
@@ -336,11 +365,7 @@ const GatewayMetrics::Method* GatewayMetrics::FindMethod(absl::string_view name)
 }
 
 void GatewayMetrics::CountTenantCall(const std::string& tenant, const Method& method, int code) {
-  tenant_calls_
-      .Add({{"tenant", tenant},
-            {"grpc_method", method.name},
-            {"grpc_code", std::string(GrpcCodeName(code))}})
-      .Increment();
+  tenant_call_series_.Get({tenant, method.name, GrpcCodeName(code)}).Increment();
 }
 
 const GatewayMetrics::Endpoint& GatewayMetrics::UpstreamEndpoint(const std::string& endpoint) {
@@ -406,34 +431,29 @@ void GatewayMetrics::RecordReload(bool ok) {
 
 void GatewayMetrics::Decided(const std::string& tenant, absl::string_view limit,
                              absl::string_view decision) {
-  limit_decisions_
-      .Add({{"tenant", tenant}, {"limit", std::string(limit)}, {"decision", std::string(decision)}})
-      .Increment();
+  limit_decision_series_.Get({tenant, limit, decision}).Increment();
 }
 
 void GatewayMetrics::Answered(const AnswerRecord& record) {
-  const prometheus::Labels labels = {{"tenant", record.tenant},
-                                     {"assistant", record.assistant_label}};
-  prometheus::Labels answer = labels;
-  answer["status"] = record.code == absl::StatusCode::kOk ? "ok" : "error";
-  usage_answers_.Add(answer).Increment();
-  prometheus::Labels in = labels;
-  in["direction"] = "in";
-  usage_characters_.Add(in).Increment(static_cast<double>(record.characters_in));
-  prometheus::Labels out = labels;
-  out["direction"] = "out";
-  usage_characters_.Add(out).Increment(static_cast<double>(record.characters_out));
-  usage_upstream_seconds_.Add(labels).Increment(absl::ToDoubleSeconds(record.upstream_time));
+  const std::string& tenant = record.tenant;
+  const std::string& assistant = record.assistant_label;
+  answer_series_.Get({tenant, assistant, record.code == absl::StatusCode::kOk ? "ok" : "error"})
+      .Increment();
+  character_series_.Get({tenant, assistant, "in"})
+      .Increment(static_cast<double>(record.characters_in));
+  character_series_.Get({tenant, assistant, "out"})
+      .Increment(static_cast<double>(record.characters_out));
+  upstream_second_series_.Get({tenant, assistant})
+      .Increment(absl::ToDoubleSeconds(record.upstream_time));
 }
 
 void GatewayMetrics::MessageAdded(const std::string& tenant, const std::string& assistant_label,
                                   int64_t characters) {
-  usage_characters_.Add({{"tenant", tenant}, {"assistant", assistant_label}, {"direction", "in"}})
-      .Increment(static_cast<double>(characters));
+  character_series_.Get({tenant, assistant_label, "in"}).Increment(static_cast<double>(characters));
 }
 
 void GatewayMetrics::ThreadCreated(const std::string& tenant, const std::string& assistant_label) {
-  usage_threads_.Add({{"tenant", tenant}, {"assistant", assistant_label}}).Increment();
+  thread_series_.Get({tenant, assistant_label}).Increment();
 }
 
 void GatewayMetrics::SetQuotaSamples(const std::vector<QuotaSample>& samples) {

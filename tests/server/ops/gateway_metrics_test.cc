@@ -79,6 +79,38 @@ TEST(UpstreamStatusClassTest, NamesOutOfRangeClassesError) {
   EXPECT_EQ(UpstreamStatusClassName(kUpstreamStatusClassCount), "error");
 }
 
+// CounterSeries gives the family's own series for the values (the one Family::Add gives), a
+// series per distinct tuple of values (values that join alike stay apart), and counts right
+// from many threads at once.
+TEST(CounterSeriesTest, GivesTheFamilysSeriesOncePerTupleOfValues) {
+  prometheus::Registry registry;
+  auto& family = prometheus::BuildCounter().Name("x_total").Help("x").Register(registry);
+  CounterSeries series(family, {"a", "b"});
+  prometheus::Counter& first = series.Get({"t", "u"});
+  EXPECT_EQ(&first, &family.Add({{"a", "t"}, {"b", "u"}}));
+  EXPECT_EQ(&series.Get({"t", "u"}), &first);
+  EXPECT_NE(&series.Get({"a:b", "c"}), &series.Get({"a", "b:c"}));
+  EXPECT_NE(&series.Get({"1:x", ""}), &series.Get({"", "1:x"}));
+  EXPECT_EQ(&series.Get({"a", "b:c"}), &family.Add({{"a", "a"}, {"b", "b:c"}}));
+
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&series, t] {
+      for (int i = 0; i < 5000; ++i) {
+        series.Get({"tenant-" + std::to_string(i % 7), t % 2 == 0 ? "even" : "odd"}).Increment();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  double total = 0;
+  for (int i = 0; i < 7; ++i) {
+    for (const char* parity : {"even", "odd"}) {
+      total += family.Add({{"a", "tenant-" + std::to_string(i)}, {"b", parity}}).Value();
+    }
+  }
+  EXPECT_EQ(total, 20000);
+}
+
 TEST(GatewayMetricsTest, EveryServiceMethodHasItsSeriesWithTheRightType) {
   GatewayMetrics metrics("1.2.3");
   // Through a generated symbol, which also links the generated code into this binary (see
