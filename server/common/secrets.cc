@@ -8,6 +8,7 @@
 #include "absl/strings/str_replace.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace copilot::gateway {
 namespace {
@@ -20,6 +21,82 @@ bool ContainsAny(absl::string_view text, absl::Span<const std::string> secrets) 
 
 bool AnySecret(absl::Span<const std::string> secrets) {
   return std::ranges::any_of(secrets, [](const std::string& secret) { return !secret.empty(); });
+}
+
+bool ValueMayHoldSecret(const google::protobuf::Value& value,
+                        absl::Span<const std::string> secrets);
+
+bool StructMayHoldSecret(const google::protobuf::Struct& object,
+                         absl::Span<const std::string> secrets) {
+  return std::ranges::any_of(object.fields(), [secrets](const auto& entry) {
+    return ContainsAny(entry.first, secrets) || ValueMayHoldSecret(entry.second, secrets);
+  });
+}
+
+bool ValueMayHoldSecret(const google::protobuf::Value& value,
+                        absl::Span<const std::string> secrets) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kStringValue:
+      return ContainsAny(value.string_value(), secrets);
+    case google::protobuf::Value::kStructValue:
+      return StructMayHoldSecret(value.struct_value(), secrets);
+    case google::protobuf::Value::kListValue:
+      return std::ranges::any_of(value.list_value().values(),
+                                 [secrets](const google::protobuf::Value& item) {
+                                   return ValueMayHoldSecret(item, secrets);
+                                 });
+    default:
+      return false;  // Numbers, booleans, null: no text.
+  }
+}
+
+// Whether any string RedactFields would look at (map keys included) holds a secret, read
+// without changing the message. Reflection over a map field (Struct's) turns the map into its
+// repeated form each time, the larger part of RedactFields' cost on every answer; Struct, Value
+// and ListValue are read through their own types instead.
+bool MayHoldSecret(const google::protobuf::Message& message,
+                   absl::Span<const std::string> secrets) {
+  using google::protobuf::FieldDescriptor;
+  if (const auto* object =
+          google::protobuf::DynamicCastToGenerated<google::protobuf::Struct>(&message)) {
+    return StructMayHoldSecret(*object, secrets);
+  }
+  if (const auto* value =
+          google::protobuf::DynamicCastToGenerated<google::protobuf::Value>(&message)) {
+    return ValueMayHoldSecret(*value, secrets);
+  }
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const FieldDescriptor* field : fields) {
+    if (field->cpp_type() == FieldDescriptor::CPPTYPE_STRING) {
+      if (field->is_repeated()) {
+        for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+          std::string scratch;
+          if (ContainsAny(reflection->GetRepeatedStringReference(message, field, i, &scratch),
+                          secrets)) {
+            return true;
+          }
+        }
+      } else {
+        std::string scratch;
+        if (ContainsAny(reflection->GetStringReference(message, field, &scratch), secrets)) {
+          return true;
+        }
+      }
+    } else if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (field->is_repeated()) {
+        for (int i = 0; i < reflection->FieldSize(message, field); ++i) {
+          if (MayHoldSecret(reflection->GetRepeatedMessage(message, field, i), secrets)) {
+            return true;
+          }
+        }
+      } else if (MayHoldSecret(reflection->GetMessage(message, field), secrets)) {
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 bool RedactFields(google::protobuf::Message& message, absl::Span<const std::string> secrets) {
@@ -87,7 +164,7 @@ size_t SecretPrefixAtEnd(absl::string_view text, absl::Span<const std::string> s
 
 bool RedactSecretsInMessage(google::protobuf::Message& message,
                             absl::Span<const std::string> secrets) {
-  if (!AnySecret(secrets)) return false;
+  if (!AnySecret(secrets) || !MayHoldSecret(message, secrets)) return false;
   return RedactFields(message, secrets);
 }
 

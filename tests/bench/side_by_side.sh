@@ -24,6 +24,8 @@
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
+# GATEWAY_BIN=<binary>: the gateway to measure (default BUILD_DIR's), e.g. an earlier commit's
+# build, to compare two in alternating runs.
 # GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
 # EVENT_LOOPS=<n>: the gateway's upstream.event_loops (default: its own, one per usable CPU).
 # PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
@@ -152,7 +154,7 @@ default_tenant:
   licence: "PI-BENCH"
 EOF
 env ${GATEWAY_LD_PRELOAD:+LD_PRELOAD="$GATEWAY_LD_PRELOAD"} \
-  "$build_dir/server/app/copilot-gateway" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
+  "${GATEWAY_BIN:-$build_dir/server/app/copilot-gateway}" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=("$gateway_pid")
 gateway="$(wait_for_address "$work/gateway.log" copilot-gateway)"

@@ -1,8 +1,12 @@
 #include "server/common/secrets.h"
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "copilot/v1/resources.pb.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
 namespace copilot::gateway {
@@ -24,6 +28,79 @@ TEST(RedactSecretsTest, EmptySecretsAndTextWithoutSecretsAreLeftAlone) {
 TEST(RedactSecretsTest, KeepsJsonValidWhenTheSecretIsInAString) {
   EXPECT_EQ(RedactSecrets(R"({"detail":"licence PI42"})", std::vector<std::string>{"PI42"}),
             R"({"detail":"licence [redacted]"})");
+}
+
+// An answer with text in every kind of place: plain and repeated messages, a Struct's keys and
+// values, lists and Structs nested in it.
+copilot::v1::Message FullMessage() {
+  copilot::v1::Message message;
+  message.set_id("m1");
+  message.set_content("the answer");
+  auto* call = message.add_tool_calls();
+  call->mutable_function()->set_name("lookup");
+  call->mutable_function()->set_arguments(R"({"q":"x"})");
+  auto* source = message.add_sources();
+  source->set_content("a source");
+  google::protobuf::Struct& meta = *source->mutable_meta_data();
+  (*meta.mutable_fields())["title"].set_string_value("a title");
+  google::protobuf::ListValue* list = (*meta.mutable_fields())["tags"].mutable_list_value();
+  list->add_values()->set_string_value("tag");
+  list->add_values()->mutable_struct_value();
+  (*list->mutable_values(1)->mutable_struct_value()->mutable_fields())["deep"].set_string_value(
+      "deep text");
+  (*message.mutable_meta_data()->mutable_fields())["n"].set_number_value(42);
+  return message;
+}
+
+// Wherever a secret sits, RedactSecretsInMessage finds and redacts it; with none anywhere it
+// changes nothing and says so.
+TEST(RedactSecretsInMessageTest, FindsASecretInEveryKindOfPlaceAndLeavesCleanMessagesAlone) {
+  const std::vector<std::string> secrets = {"", "PI-SECRET"};
+  copilot::v1::Message clean = FullMessage();
+  EXPECT_FALSE(RedactSecretsInMessage(clean, secrets));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(clean, FullMessage()));
+
+  const std::vector<std::function<void(copilot::v1::Message&)>> places = {
+      [](copilot::v1::Message& m) { m.set_content("is PI-SECRET here"); },
+      [](copilot::v1::Message& m) { m.set_id("PI-SECRET"); },
+      [](copilot::v1::Message& m) {
+        m.mutable_tool_calls(0)->mutable_function()->set_arguments(R"({"l":"PI-SECRET"})");
+      },
+      [](copilot::v1::Message& m) { m.mutable_sources(0)->set_content("PI-SECRET"); },
+      [](copilot::v1::Message& m) {
+        (*m.mutable_sources(0)->mutable_meta_data()->mutable_fields())["title"].set_string_value(
+            "x PI-SECRET");
+      },
+      [](copilot::v1::Message& m) {
+        (*m.mutable_sources(0)->mutable_meta_data()->mutable_fields())["PI-SECRET"].set_bool_value(
+            true);
+      },
+      [](copilot::v1::Message& m) {
+        (*m.mutable_sources(0)->mutable_meta_data()->mutable_fields())["tags"]
+            .mutable_list_value()
+            ->mutable_values(0)
+            ->set_string_value("PI-SECRET");
+      },
+      [](copilot::v1::Message& m) {
+        (*(*m.mutable_sources(0)->mutable_meta_data()->mutable_fields())["tags"]
+              .mutable_list_value()
+              ->mutable_values(1)
+              ->mutable_struct_value()
+              ->mutable_fields())["deep"]
+            .set_string_value("PI-SECRET deep");
+      },
+      [](copilot::v1::Message& m) {
+        (*m.mutable_meta_data()->mutable_fields())["licence"].set_string_value("PI-SECRET");
+      },
+  };
+  for (std::size_t i = 0; i < places.size(); ++i) {
+    copilot::v1::Message message = FullMessage();
+    places[i](message);
+    EXPECT_TRUE(RedactSecretsInMessage(message, secrets)) << "place " << i;
+    EXPECT_EQ(message.DebugString().find("PI-SECRET"), std::string::npos)
+        << "place " << i << ": " << message.DebugString();
+    EXPECT_NE(message.DebugString().find("[redacted]"), std::string::npos) << "place " << i;
+  }
 }
 
 TEST(SecretPrefixAtEndTest, TheLongestEndThatBeginsASecretButIsNotAllOfIt) {
