@@ -15,11 +15,33 @@
 #include "absl/random/random.h"
 
 namespace copilot::gateway {
+namespace {
+
+// SHA-256 fetched from OpenSSL's providers once (EVP_sha256() is fetched again, under the
+// library's lock, on each use: 0.7 us against 0.2 a digest of a short key). Never freed.
+const EVP_MD* Sha256Digest() {
+  static const EVP_MD* const digest = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return digest;
+}
+
+// AES-128-ECB, fetched once for the same reason.
+const EVP_CIPHER* Aes128Cipher() {
+  static const EVP_CIPHER* const cipher = [] {
+    const EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "AES-128-ECB", nullptr);
+    return fetched != nullptr ? fetched : EVP_aes_128_ecb();
+  }();
+  return cipher;
+}
+
+}  // namespace
 
 std::string Sha256(absl::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  EVP_Digest(data.data(), data.size(), digest, &length, Sha256Digest(), nullptr);
   return {reinterpret_cast<const char*>(digest), length};
 }
 
@@ -46,7 +68,7 @@ std::shared_ptr<const void> PaddedKeyState(absl::string_view key, unsigned char 
     block[i] = static_cast<unsigned char>((i < key.size() ? key[i] : 0) ^ pad);
   }
   std::shared_ptr<EVP_MD_CTX> context(EVP_MD_CTX_new(), MdCtxDeleter());
-  if (context == nullptr || EVP_DigestInit_ex(context.get(), EVP_sha256(), nullptr) != 1 ||
+  if (context == nullptr || EVP_DigestInit_ex(context.get(), Sha256Digest(), nullptr) != 1 ||
       EVP_DigestUpdate(context.get(), block, sizeof(block)) != 1) {
     std::abort();  // libcrypto without SHA-256 or memory: nothing can be signed.
   }
@@ -64,7 +86,7 @@ std::string Aes128Block(absl::string_view key, absl::string_view block, bool enc
   unsigned char out[32];
   int length = 0;
   EVP_CIPHER_CTX* context = EVP_CIPHER_CTX_new();
-  EVP_CipherInit_ex(context, EVP_aes_128_ecb(), nullptr,
+  EVP_CipherInit_ex(context, Aes128Cipher(), nullptr,
                     reinterpret_cast<const unsigned char*>(key.data()), nullptr, encrypt ? 1 : 0);
   EVP_CIPHER_CTX_set_padding(context, 0);
   EVP_CipherUpdate(context, out, &length, reinterpret_cast<const unsigned char*>(block.data()),
