@@ -54,28 +54,9 @@ if [ ! -x "$build_dir/server/app/copilot-gateway" ] || [ ! -x "$build_dir/tests/
   ninja -C "$build_dir" copilot-gateway haufe-emulator first_chunk_bench grpc_floor_server >/dev/null
 fi
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for_address() {  # log name
-  for _ in $(seq 1 100); do
-    if addr="$(grep -o '^[a-z-]* listening on [^ ]*' "$1" 2>/dev/null | head -n1 | cut -d' ' -f4)" &&
-      [ -n "$addr" ]; then
-      echo "$addr"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "side_by_side: $2 did not start:" >&2
-  cat "$1" >&2
-  return 1
-}
+BENCH_NAME=side_by_side
+# shellcheck source=tests/bench/bench_lib.sh
+source tests/bench/bench_lib.sh
 free_port() {
   /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
@@ -138,21 +119,7 @@ EOF
 nginx_master=$!
 pids+=("$nginx_master")
 
-cat >"$work/gateway.yaml" <<EOF
-listen: "127.0.0.1:0"
-metrics_listen: "127.0.0.1:0"
-shutdown_delay: 0s
-log_level: warning
-upstream:
-  base_url: "http://$upstream/agents"
-  api_key_file: "$work/api-key"
-  event_loops: ${EVENT_LOOPS:-0}
-identity: none
-upstream_budget: {answer_per_second: 0, answer_per_minute: 0, other_per_second: 0, other_per_minute: 0}
-default_tenant:
-  id: "bench"
-  licence: "PI-BENCH"
-EOF
+write_gateway_config "$work/gateway.yaml" "$upstream" "$work/api-key" "${EVENT_LOOPS:-0}"
 env ${GATEWAY_LD_PRELOAD:+LD_PRELOAD="$GATEWAY_LD_PRELOAD"} \
   "${GATEWAY_BIN:-$build_dir/server/app/copilot-gateway}" --config "$work/gateway.yaml" >"$work/gateway.log" 2>&1 &
 gateway_pid=$!
@@ -174,14 +141,7 @@ fi
 question="How many days of paid leave does an employee get?"
 printf '{"assistant_id":"%s","messages":[{"role":"user","content":"%s"}]}' \
   "$hr_assistant" "$question" >"$work/chat.json"
-printf 'assistant_id: "%s" messages { role: ROLE_USER content: "%s" }' "$hr_assistant" "$question" |
-  protoc -Iproto -I/usr/include --encode=copilot.v1.CompleteRequest copilot/v1/copilot_service.proto \
-    >"$work/complete.pb"
-/usr/bin/python3 - "$work/complete.pb" "$work/complete.grpc" <<'EOF'
-import struct, sys
-body = open(sys.argv[1], "rb").read()
-open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(body)) + body)
-EOF
+write_complete_request "$work" "$hr_assistant" "$question"
 
 # run NAME CONCURRENCY CALLS: one h2load run; prints "req/s p50_ms p99_ms cpu_s" of the path.
 run() {

@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
 
 namespace {
@@ -194,6 +195,8 @@ int main(int argc, char** argv) {
     return Usage();
   }
 
+  // As the gateway's release build: no abseil lock-order detection on gRPC's mutexes.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // SIGTERM and SIGINT are taken by sigwait below, on no other thread.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
