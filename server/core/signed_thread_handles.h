@@ -26,6 +26,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_CORE_SIGNED_THREAD_HANDLES_H_
 #define COPILOT_GATEWAY_SERVER_CORE_SIGNED_THREAD_HANDLES_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,10 @@ class SignedThreadHandles final : public ThreadHandles {
   static SigningKey Derive(absl::string_view signing_key);
   std::string UserKey(const Tenant& tenant) const;
 
+  // Tells instances apart for the per-thread memo of the last handle made (ToCaller): unique
+  // for the process's life, so a later instance at the same address never reads an earlier
+  // one's handle.
+  const uint64_t instance_;
   std::vector<SigningKey> keys_;  // The current key first, then the previous ones.
   HmacSha256Key user_key_;        // Derived from the user-ID key; never logged.
 };

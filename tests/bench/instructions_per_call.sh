@@ -72,6 +72,7 @@ measure() {
     exit 1
   fi
   callgrind_annotate --inclusive=no "$dump" 2>/dev/null >"$work/$name.annotate"
+  [ -n "${KEEP_DUMP:-}" ] && cp "$dump" "$KEEP_DUMP.$name"
   local total
   total="$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$work/$name.annotate")"
   echo "$name: $((total / calls)) instructions per call ($calls calls, user space, every thread)"

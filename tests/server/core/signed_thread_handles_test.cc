@@ -79,6 +79,62 @@ void ExpectTaxThread(const absl::StatusOr<ThreadRef>& thread) {
   EXPECT_EQ(thread->assistant_id, kTax);
 }
 
+// ---- The handle's bytes ------------------------------------------------------------------------
+
+// ToCaller's handle, built here from the format's definition: "th2_", then base64url of the key
+// id, the payload (kind 1: both lower-case UUIDs as 16 bytes each; 2: the thread's UUID alone;
+// 3: length-prefixed raw IDs, for anything else) and the tag over key id, tenant and payload.
+// Also for the same thread asked for again (the per-thread memo), for another tenant, and under
+// another instance with another key.
+TEST(SignedThreadHandlesFormatTest, AHandleIsTheFormatsBytesForEveryKindOfId) {
+  auto expected = [](const std::string& key, const std::string& tenant,
+                     const std::string& payload) {
+    const std::string key_id =
+        HmacSha256(key, "copilot-gateway thread signing key id").substr(0, 4);
+    const std::string handle_key = HmacSha256(key, "copilot-gateway thread handle v2");
+    const std::string tag =
+        HmacSha256(handle_key, absl::StrCat(key_id, tenant.size(), ":", tenant, payload))
+            .substr(0, 16);
+    return absl::StrCat("th2_", Base64(absl::StrCat(key_id, payload, tag)));
+  };
+  auto raw = [](const std::string& id, const std::string& assistant) {
+    return absl::StrCat("\x03", std::string(1, static_cast<char>(id.size())), id,
+                        std::string(1, static_cast<char>(assistant.size())), assistant);
+  };
+  const std::string upper = absl::AsciiStrToUpper(kThread);
+  std::string bad_dash = kThread;
+  bad_dash[8] = 'a';
+  std::string not_hex = kThread;
+  not_hex[35] = 'g';
+  std::string dash_in_hex = kThread;
+  dash_in_hex[7] = '-';
+  const std::vector<std::pair<ThreadRef, std::string>> cases = {
+      {{kThread, kTax}, absl::StrCat("\x01", Bytes(kThread), Bytes(kTax))},
+      {{kThread, ""}, absl::StrCat("\x02", Bytes(kThread))},
+      {{upper, kTax}, raw(upper, kTax)},
+      {{kThread, absl::AsciiStrToUpper(kTax)}, raw(kThread, absl::AsciiStrToUpper(kTax))},
+      {{std::string(kThread).substr(0, 35), kTax}, raw(std::string(kThread).substr(0, 35), kTax)},
+      {{bad_dash, kTax}, raw(bad_dash, kTax)},
+      {{not_hex, kTax}, raw(not_hex, kTax)},
+      {{dash_in_hex, kTax}, raw(dash_in_hex, kTax)},
+      {{"thread_abc", "asst"}, raw("thread_abc", "asst")},
+  };
+  SignedThreadHandles a(Keys(kKeyA));
+  for (const auto& [thread, payload] : cases) {
+    for (const char* tenant : {"acme", "acme", "globex"}) {
+      const std::string handle = a.ToCaller(MakeTenant(tenant), thread);
+      EXPECT_EQ(handle, expected(kKeyA, tenant, payload)) << thread.upstream_id << " " << tenant;
+      const absl::StatusOr<ThreadRef> back = a.ToUpstream(MakeTenant(tenant), handle, "thread_id");
+      ASSERT_TRUE(back.ok()) << back.status();
+      EXPECT_EQ(back->upstream_id, thread.upstream_id);
+      EXPECT_EQ(back->assistant_id, thread.assistant_id);
+    }
+    // Another instance with another key right after: its own handle, not the memo's.
+    SignedThreadHandles c(Keys(kKeyC));
+    EXPECT_EQ(c.ToCaller(MakeTenant("globex"), thread), expected(kKeyC, "globex", payload));
+  }
+}
+
 // ---- Key rotation ---------------------------------------------------------------------------
 
 TEST(SignedThreadHandlesRotationTest, NewHandlesCarryTheCurrentKeysId) {
