@@ -99,10 +99,11 @@ std::string Aes128Block(absl::string_view key, absl::string_view block, bool enc
 
 HmacSha256Key::HmacSha256Key(absl::string_view key) {
   // RFC 2104: a key longer than the hash's block is hashed first.
-  const std::string hashed = key.size() > kSha256BlockBytes ? Sha256(key) : std::string();
+  std::string hashed = key.size() > kSha256BlockBytes ? Sha256(key) : std::string();
   const absl::string_view block_key = hashed.empty() ? key : absl::string_view(hashed);
   inner_ = PaddedKeyState(block_key, 0x36);
   outer_ = PaddedKeyState(block_key, 0x5c);
+  if (!hashed.empty()) OPENSSL_cleanse(hashed.data(), hashed.size());
 }
 
 std::string HmacSha256Key::Sign(absl::string_view data) const {

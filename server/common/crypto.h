@@ -20,7 +20,8 @@ std::string HmacSha256(absl::string_view key, absl::string_view data);
 // OpenSSL 3 a fetch of the algorithm and a new MAC context on every call (1.7 us a call on the
 // development machine); Sign copies two digest states hashed over the padded key at
 // construction (0.3 us). For keys used on every call (thread handles). Immutable once built:
-// Sign may be called from any number of threads; copies share the prepared states.
+// Sign may be called from any number of threads; copies share the prepared states (a moved-from
+// key must not sign). SHA-256 comes from the providers loaded when it is first used.
 class HmacSha256Key {
  public:
   explicit HmacSha256Key(absl::string_view key);

@@ -1,8 +1,10 @@
 #include "server/common/log.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -12,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/stubs/logging.h"
+#include "server/common/json_text.h"
 
 namespace copilot::gateway {
 namespace {
@@ -72,42 +75,27 @@ LogLevel GetLogLevel() { return static_cast<LogLevel>(g_level.load()); }
 
 namespace {
 
-// `text` as a JSON string: printable ASCII without quotes or backslashes as it is (as nlohmann
-// writes it), anything else through nlohmann's serializer (escapes, invalid UTF-8 replaced).
-void AppendJsonString(std::string& out, absl::string_view text) {
-  bool plain = true;
-  for (const char c : text) {
-    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
-      plain = false;
-      break;
-    }
-  }
-  if (plain) {
-    out.push_back('"');
-    out.append(text.data(), text.size());
-    out.push_back('"');
-    return;
-  }
-  out += nlohmann::ordered_json(std::string(text))
-             .dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
 // "2026-11-27T14:00:00.123Z": the seconds formatted once a second per thread (absl::FormatTime
 // looks up the time zone and parses its format each time), the milliseconds truncated as
 // %E3S truncates them.
 void AppendNow(std::string& out) {
+  // Trivially destructible: a line logged while the thread (or the process) exits must not
+  // find the cache already destroyed.
   thread_local int64_t cached_second = INT64_MIN;
-  thread_local std::string cached;
+  thread_local char cached[32];
+  thread_local std::size_t cached_size = 0;
   const int64_t millis = absl::ToUnixMillis(absl::Now());  // Rounded toward the past.
   const int64_t second = millis >= 0 ? millis / 1000 : -((-millis + 999) / 1000);
   const int64_t milli = millis - second * 1000;
   if (second != cached_second) {
-    cached =
+    const std::string text =
         absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second), absl::UTCTimeZone());
+    cached_size = std::min(text.size(), sizeof(cached));
+    std::memcpy(cached, text.data(), cached_size);
     cached_second = second;
   }
   out.push_back('"');
-  out += cached;
+  out.append(cached, cached_size);
   out.push_back('.');
   out.push_back(static_cast<char>('0' + milli / 100));
   out.push_back(static_cast<char>('0' + milli / 10 % 10));
@@ -117,7 +105,7 @@ void AppendNow(std::string& out) {
 
 }  // namespace
 
-LogLine::LogLine(LogLevel level, absl::string_view msg) {
+JsonLogLine::JsonLogLine(LogLevel level, absl::string_view msg) {
   text_.reserve(256);
   text_ += "{\"time\":";
   AppendNow(text_);
@@ -128,35 +116,35 @@ LogLine::LogLine(LogLevel level, absl::string_view msg) {
   AppendJsonString(text_, msg);
 }
 
-void LogLine::Key(absl::string_view key) {
+void JsonLogLine::Key(absl::string_view key) {
   text_.push_back(',');
   AppendJsonString(text_, key);
   text_.push_back(':');
 }
 
-LogLine& LogLine::AddString(absl::string_view key, absl::string_view value) {
+JsonLogLine& JsonLogLine::AddString(absl::string_view key, absl::string_view value) {
   Key(key);
   AppendJsonString(text_, value);
   return *this;
 }
 
-LogLine& LogLine::AddInt(absl::string_view key, int64_t value) {
+JsonLogLine& JsonLogLine::AddInt(absl::string_view key, int64_t value) {
   Key(key);
   absl::StrAppend(&text_, value);
   return *this;
 }
 
-LogLine& LogLine::AddDouble(absl::string_view key, double value) {
+JsonLogLine& JsonLogLine::AddDouble(absl::string_view key, double value) {
   return AddJson(key, nlohmann::ordered_json(value));
 }
 
-LogLine& LogLine::AddJson(absl::string_view key, const nlohmann::ordered_json& value) {
+JsonLogLine& JsonLogLine::AddJson(absl::string_view key, const nlohmann::ordered_json& value) {
   Key(key);
   text_ += value.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   return *this;
 }
 
-std::string LogLine::Text() && {
+std::string JsonLogLine::Text() && {
   text_.push_back('}');
   return std::move(text_);
 }
@@ -167,7 +155,7 @@ std::string FormatLogLine(LogLevel level, absl::string_view msg,
       fields.is_object() &&
       (fields.contains("time") || fields.contains("level") || fields.contains("msg"));
   if (!reserved_key) {
-    LogLine line(level, msg);
+    JsonLogLine line(level, msg);
     if (fields.is_object()) {
       for (const auto& [key, value] : fields.items()) line.AddJson(key, value);
     }

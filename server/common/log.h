@@ -59,13 +59,13 @@ std::string FormatLogLine(LogLevel level, absl::string_view msg,
 // the time formatted with its time zone each time were ~4% of the gateway's CPU). Keys are
 // written as given and must differ from "time", "level", "msg" and each other. Strings are
 // escaped as nlohmann's dump escapes them, invalid UTF-8 replaced.
-class LogLine {
+class JsonLogLine {
  public:
-  LogLine(LogLevel level, absl::string_view msg);
-  LogLine& AddString(absl::string_view key, absl::string_view value);
-  LogLine& AddInt(absl::string_view key, int64_t value);
-  LogLine& AddDouble(absl::string_view key, double value);  // NaN and infinities as null.
-  LogLine& AddJson(absl::string_view key, const nlohmann::ordered_json& value);
+  JsonLogLine(LogLevel level, absl::string_view msg);
+  JsonLogLine& AddString(absl::string_view key, absl::string_view value);
+  JsonLogLine& AddInt(absl::string_view key, int64_t value);
+  JsonLogLine& AddDouble(absl::string_view key, double value);  // NaN and infinities as null.
+  JsonLogLine& AddJson(absl::string_view key, const nlohmann::ordered_json& value);
   // The line, without the newline.
   std::string Text() &&;
 
@@ -74,7 +74,7 @@ class LogLine {
   std::string text_;
 };
 
-// Writes `line` (a LogLine's text) when `level` is enabled, as Log() writes its lines.
+// Writes `line` (a JsonLogLine's text) when `level` is enabled, as Log() writes its lines.
 void LogText(LogLevel level, std::string line);
 
 }  // namespace copilot::gateway

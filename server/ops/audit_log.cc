@@ -40,7 +40,7 @@ AuditLog::~AuditLog() {
 }
 
 std::string AuditLog::FormatLine(const AnswerRecord& record) {
-  LogLine line(LogLevel::kInfo, "audit");
+  JsonLogLine line(LogLevel::kInfo, "audit");
   line.AddString("event", "answer")
       .AddString("method", record.method)
       .AddString("tenant", record.tenant)

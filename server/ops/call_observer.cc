@@ -101,7 +101,7 @@ void CallObserver::Finished(const absl::Status& status) {
     metrics_->calls_in_flight().Decrement();
   }
   if (!LogEnabled(LogLevel::kInfo)) return;
-  LogLine line(LogLevel::kInfo, "call");
+  JsonLogLine line(LogLevel::kInfo, "call");
   line.AddString("method", method_name_)
       .AddString("grpc_code", GrpcCodeName(code))
       .AddDouble("duration_ms", std::round(seconds * 1e6) / 1e3);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "server/common/errors.h"
+#include "server/common/json_text.h"
 
 namespace copilot::gateway {
 namespace {
@@ -90,23 +91,75 @@ void ReadSources(const json& array, google::protobuf::RepeatedPtrField<v1::Sourc
   }
 }
 
-json ToolCallToJson(const v1::ToolCall& call) {
-  json function = json::object();
-  function["name"] = call.function().name();
-  function["arguments"] = call.function().arguments();
-  json out = json::object();
-  out["id"] = call.id();
-  out["type"] = call.type().empty() ? std::string("function") : call.type();
-  out["function"] = std::move(function);
-  return out;
+// `"key":` after a comma unless it is the object's first member. Keys are the gateway's own.
+void AppendKey(std::string& out, bool& first, absl::string_view key) {
+  if (!first) out.push_back(',');
+  first = false;
+  out.push_back('"');
+  out.append(key.data(), key.size());
+  out += "\":";
 }
 
-json AttachmentToJson(const v1::Attachment& attachment) {
-  json out = json::object();
-  out["file_id"] = attachment.file_id();
-  if (!attachment.user_id().empty()) out["user_id"] = attachment.user_id();
-  if (!attachment.base_url().empty()) out["base_url"] = attachment.base_url();
-  return out;
+// The members below are written in the order nlohmann::json (a std::map) dumped them: sorted.
+void AppendToolCall(std::string& out, const v1::ToolCall& call) {
+  out += R"({"function":{"arguments":)";
+  AppendJsonString(out, call.function().arguments());
+  out += R"(,"name":)";
+  AppendJsonString(out, call.function().name());
+  out += R"(},"id":)";
+  AppendJsonString(out, call.id());
+  out += R"(,"type":)";
+  AppendJsonString(out, call.type().empty() ? absl::string_view("function") : call.type());
+  out.push_back('}');
+}
+
+void AppendAttachment(std::string& out, const v1::Attachment& attachment) {
+  bool first = true;
+  out.push_back('{');
+  if (!attachment.base_url().empty()) {
+    AppendKey(out, first, "base_url");
+    AppendJsonString(out, attachment.base_url());
+  }
+  AppendKey(out, first, "file_id");
+  AppendJsonString(out, attachment.file_id());
+  if (!attachment.user_id().empty()) {
+    AppendKey(out, first, "user_id");
+    AppendJsonString(out, attachment.user_id());
+  }
+  out.push_back('}');
+}
+
+// One message of a request's `messages` array (also the create-message body).
+void AppendMessageInput(std::string& out, const v1::MessageInput& message) {
+  bool first = true;
+  out.push_back('{');
+  if (message.attachments_size() > 0) {
+    AppendKey(out, first, "attachments");
+    out.push_back('[');
+    for (int i = 0; i < message.attachments_size(); ++i) {
+      if (i > 0) out.push_back(',');
+      AppendAttachment(out, message.attachments(i));
+    }
+    out.push_back(']');
+  }
+  AppendKey(out, first, "content");
+  AppendJsonString(out, message.content());
+  AppendKey(out, first, "role");
+  AppendJsonString(out, RoleToString(message.role()));
+  if (!message.tool_call_id().empty()) {
+    AppendKey(out, first, "tool_call_id");
+    AppendJsonString(out, message.tool_call_id());
+  }
+  if (message.tool_calls_size() > 0) {
+    AppendKey(out, first, "tool_calls");
+    out.push_back('[');
+    for (int i = 0; i < message.tool_calls_size(); ++i) {
+      if (i > 0) out.push_back(',');
+      AppendToolCall(out, message.tool_calls(i));
+    }
+    out.push_back(']');
+  }
+  out.push_back('}');
 }
 
 json ToolsToJson(const std::vector<google::protobuf::Struct>& tools) {
@@ -419,26 +472,6 @@ absl::StatusOr<MessagePage> ParseMessagePage(absl::string_view body) {
   return page;
 }
 
-json MessageInputToJson(const v1::MessageInput& message) {
-  json out = json::object();
-  out["role"] = std::string(RoleToString(message.role()));
-  out["content"] = message.content();
-  if (message.tool_calls_size() > 0) {
-    json calls = json::array();
-    for (const auto& call : message.tool_calls()) calls.push_back(ToolCallToJson(call));
-    out["tool_calls"] = std::move(calls);
-  }
-  if (!message.tool_call_id().empty()) out["tool_call_id"] = message.tool_call_id();
-  if (message.attachments_size() > 0) {
-    json attachments = json::array();
-    for (const auto& attachment : message.attachments()) {
-      attachments.push_back(AttachmentToJson(attachment));
-    }
-    out["attachments"] = std::move(attachments);
-  }
-  return out;
-}
-
 std::string CreateThreadBody(const CreateThreadParams& params) {
   json out = json::object();
   out["assistant_id"] = params.assistant_id;
@@ -448,7 +481,9 @@ std::string CreateThreadBody(const CreateThreadParams& params) {
 }
 
 std::string CreateMessageBody(const v1::MessageInput& message) {
-  return Dump(MessageInputToJson(message));
+  std::string out;
+  AppendMessageInput(out, message);
+  return out;
 }
 
 std::string RunBody(const RunParams& params, absl::string_view licence) {
@@ -458,16 +493,37 @@ std::string RunBody(const RunParams& params, absl::string_view licence) {
   return Dump(out);
 }
 
+// Written directly (the body of every Complete): the bytes Dump gave for the same values.
 std::string CompletionBody(const CompletionParams& params, absl::string_view licence) {
-  json out = json::object();
-  out["assistant_id"] = params.assistant_id;
-  json messages = json::array();
-  for (const auto& message : params.messages) messages.push_back(MessageInputToJson(message));
-  out["messages"] = std::move(messages);
-  if (!params.user_id.empty()) out["user_id"] = params.user_id;
-  if (!licence.empty()) out["meta_data"] = LicenceMetaData(licence);
-  if (!params.tools.empty()) out["tools"] = ToolsToJson(params.tools);
-  return Dump(out);
+  std::string out;
+  out.reserve(256);
+  bool first = true;
+  out.push_back('{');
+  AppendKey(out, first, "assistant_id");
+  AppendJsonString(out, params.assistant_id);
+  AppendKey(out, first, "messages");
+  out.push_back('[');
+  for (std::size_t i = 0; i < params.messages.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendMessageInput(out, params.messages[i]);
+  }
+  out.push_back(']');
+  if (!licence.empty()) {
+    AppendKey(out, first, "meta_data");
+    out += R"({"user_data":{"licence":)";
+    AppendJsonString(out, licence);
+    out += "}}";
+  }
+  if (!params.tools.empty()) {
+    AppendKey(out, first, "tools");
+    out += Dump(ToolsToJson(params.tools));
+  }
+  if (!params.user_id.empty()) {
+    AppendKey(out, first, "user_id");
+    AppendJsonString(out, params.user_id);
+  }
+  out.push_back('}');
+  return out;
 }
 
 }  // namespace copilot::gateway

@@ -94,9 +94,6 @@ std::string RunBody(const RunParams& params, absl::string_view licence);
 // "tools"?}. `thread_id` is a query parameter, not part of the body.
 std::string CompletionBody(const CompletionParams& params, absl::string_view licence);
 
-// One message of a request's `messages` array (also the create-message body).
-nlohmann::json MessageInputToJson(const copilot::v1::MessageInput& message);
-
 }  // namespace copilot::gateway
 
 #endif  // COPILOT_GATEWAY_SERVER_UPSTREAM_JSON_MAPPING_H_

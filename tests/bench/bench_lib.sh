@@ -1,6 +1,8 @@
 # Shared by the benchmark scripts (side_by_side.sh, instructions_per_call.sh); sourced, with
 # BENCH_NAME set to the script's name for its messages. Gives:
 #   $work, pids   a temporary directory and the background processes, both cleaned up at exit
+#   forget_pid PID   drops PID from pids once it has been waited for (so cleanup never kills
+#                    another process that got the number since)
 #   wait_for_address LOG NAME [SECONDS]   echoes HOST:PORT once LOG has "... listening on"
 #   write_gateway_config FILE UPSTREAM API_KEY_FILE [EVENT_LOOPS]   the gateway as benchmarked
 #   write_complete_request DIR ASSISTANT QUESTION   DIR/complete.pb and DIR/complete.grpc (the
@@ -13,6 +15,13 @@ bench_cleanup() {
   rm -rf "$work"
 }
 trap bench_cleanup EXIT
+
+forget_pid() {  # pid
+  local -a kept=()
+  local pid
+  for pid in "${pids[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+  pids=("${kept[@]}")
+}
 
 wait_for_address() {  # log name [seconds]
   local addr

@@ -10,8 +10,14 @@
 #   tests/bench/instructions_per_call.sh                      # BUILD_DIR's gateway
 #   tests/bench/instructions_per_call.sh OLD_BINARY NEW_BINARY  # two builds side by side
 # BUILD_DIR (default build/default) holds the emulator, the floor server and the default
-# gateway; TOP (default 12) functions are listed per binary (0: none).
+# gateway; TOP (default 12) functions are listed per binary (0: none); KEEP_DUMP=<prefix> keeps
+# each callgrind dump as <prefix>.<name> (for callgrind_annotate --inclusive=yes). Fewer CALLS
+# give higher figures (the warm-up's tail and timers spread over fewer calls): compare like with
+# like.
 set -euo pipefail
+binaries=()
+for binary in "$@"; do binaries+=("$(realpath "$binary")"); done
+[ -n "${KEEP_DUMP:-}" ] && KEEP_DUMP="$(realpath -m "$KEEP_DUMP")"
 cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
 calls="${CALLS:-2000}"
@@ -23,8 +29,7 @@ for tool in h2load valgrind callgrind_control callgrind_annotate protoc; do
     exit 2
   }
 done
-ninja -C "$build_dir" copilot-gateway haufe-emulator grpc_floor_server >/dev/null 2>&1
-binaries=("$@")
+ninja -C "$build_dir" copilot-gateway haufe-emulator grpc_floor_server >/dev/null
 [ "${#binaries[@]}" -gt 0 ] || binaries=("$build_dir/server/app/copilot-gateway")
 
 BENCH_NAME=instructions_per_call
@@ -64,6 +69,12 @@ measure() {
   done
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+  if [ -z "$dump" ] || [ ! -s "$dump" ]; then
+    echo "instructions_per_call: $name: callgrind wrote no dump" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+  fi
   local succeeded
   succeeded="$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$work/$name.h2load")"
   if [ "$succeeded" != "$calls" ]; then
@@ -75,6 +86,10 @@ measure() {
   [ -n "${KEEP_DUMP:-}" ] && cp "$dump" "$KEEP_DUMP.$name"
   local total
   total="$(awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }' "$work/$name.annotate")"
+  if [ -z "$total" ]; then
+    echo "instructions_per_call: $name: no total in callgrind's dump" >&2
+    exit 1
+  fi
   echo "$name: $((total / calls)) instructions per call ($calls calls, user space, every thread)"
   if [ "$top" -gt 0 ]; then
     # Lines "  1,234,567 (12.3%)  file:function [object]" after the header.

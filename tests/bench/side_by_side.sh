@@ -25,13 +25,15 @@
 #   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
 # BUILD_DIR (default build/default) holds the binaries; they are built if missing.
 # GATEWAY_BIN=<binary>: the gateway to measure (default BUILD_DIR's), e.g. an earlier commit's
-# build, to compare two in alternating runs.
+# build, to compare two in alternating runs (a relative path is taken from where the script is
+# started).
 # GATEWAY_LD_PRELOAD=<library>: the gateway runs with it preloaded (e.g. another malloc).
 # EVENT_LOOPS=<n>: the gateway's upstream.event_loops (default: its own, one per usable CPU).
 # PROFILE_OUT=<file>: also records the gateway with `perf record -g` (Debian linux-perf) during
 # its c=64 run and writes where its CPU time went (by library, by function, by thread, then the
 # upstream loops alone) to <file>, and the recording itself to <file>.data (`perf report -i`).
 set -euo pipefail
+[ -n "${GATEWAY_BIN:-}" ] && GATEWAY_BIN="$(realpath "$GATEWAY_BIN")"
 cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
 calls_c1="${CALLS_C1:-3000}"
@@ -273,7 +275,7 @@ curl -sf -X POST -d "{\"stream_delay_ms\": ${STREAM_DELAY_MS:-1}}" "http://$upst
 echo "== gRPC alone (grpc_floor_server), c=1 and c=64"
 floor_modes=(callback callback-hop cq)
 for mode in "${floor_modes[@]}"; do
-  "$floor_server" --mode "$mode" >"$work/floor-$mode.log" 2>&1 &
+  "$floor_server" --mode "$mode" --threads "$(nproc)" >"$work/floor-$mode.log" 2>&1 &
   floor_pid=$!
   pids+=("$floor_pid")
   floor_addr="$(wait_for_address "$work/floor-$mode.log" grpc_floor_server)"
@@ -282,6 +284,7 @@ for mode in "${floor_modes[@]}"; do
   result[floor-$mode-64]="$(run "floor-$mode" 64 "$calls_c64")"
   kill -TERM "$floor_pid"
   wait "$floor_pid" || { echo "side_by_side: grpc_floor_server --mode $mode failed" >&2; exit 1; }
+  forget_pid "$floor_pid"
   served="$(sed -n 's/^served //p' "$work/floor-$mode.log")"
   if [ "$served" != "$((warmup_c64 + calls_c1 + calls_c64))" ]; then
     echo "side_by_side: grpc_floor_server --mode $mode served $served calls, not $((warmup_c64 + calls_c1 + calls_c64))" >&2

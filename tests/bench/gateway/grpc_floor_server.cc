@@ -15,8 +15,8 @@
 // Every mode answers with the same CompleteResponse (an assistant message of --answer-bytes
 // characters, default 280, with two sources and IDs: on the wire the size of the gateway's answer
 // to the bench's question). Prints "grpc-floor-server listening on 127.0.0.1:PORT"; on SIGTERM or
-// SIGINT it stops and prints "served N" (the calls finished OK), which the script checks against
-// h2load's count.
+// SIGINT it stops and prints "served N" (the calls it finished with OK; in the completion-queue
+// mode those gRPC confirmed sent), which the script checks against h2load's count.
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -178,6 +178,7 @@ int main(int argc, char** argv) {
   std::string mode;
   int threads = 2;
   int answer_bytes = 280;
+  if (argc % 2 == 0) return Usage();  // A flag without its value.
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
     if (arg == "--mode") {

@@ -103,6 +103,33 @@ TEST(RedactSecretsInMessageTest, FindsASecretInEveryKindOfPlaceAndLeavesCleanMes
   }
 }
 
+// A Struct, Value or ListValue on its own (not inside a Message) is read the same way.
+TEST(RedactSecretsInMessageTest, StructValueAndListValueOnTheirOwn) {
+  const std::vector<std::string> secrets = {"PI-SECRET"};
+  google::protobuf::Struct object;
+  (*object.mutable_fields())["a"].set_string_value("clean");
+  EXPECT_FALSE(RedactSecretsInMessage(object, secrets));
+  (*object.mutable_fields())["b"].mutable_list_value()->add_values()->set_string_value(
+      "has PI-SECRET");
+  EXPECT_TRUE(RedactSecretsInMessage(object, secrets));
+  EXPECT_EQ(object.fields().at("b").list_value().values(0).string_value(), "has [redacted]");
+
+  google::protobuf::Value value;
+  value.set_string_value("PI-SECRET");
+  EXPECT_TRUE(RedactSecretsInMessage(value, secrets));
+  EXPECT_EQ(value.string_value(), "[redacted]");
+  value.set_number_value(3);
+  EXPECT_FALSE(RedactSecretsInMessage(value, secrets));
+
+  google::protobuf::ListValue list;
+  list.add_values()->set_bool_value(true);
+  EXPECT_FALSE(RedactSecretsInMessage(list, secrets));
+  (*list.add_values()->mutable_struct_value()->mutable_fields())["PI-SECRET"].set_null_value(
+      google::protobuf::NULL_VALUE);
+  EXPECT_TRUE(RedactSecretsInMessage(list, secrets));
+  EXPECT_TRUE(list.values(1).struct_value().fields().contains("[redacted]"));
+}
+
 TEST(SecretPrefixAtEndTest, TheLongestEndThatBeginsASecretButIsNotAllOfIt) {
   const std::vector<std::string> secrets = {"", "PI42", "key-123"};
   EXPECT_EQ(SecretPrefixAtEnd("licence P", secrets), 1u);

@@ -1,6 +1,7 @@
 #include "server/upstream/json_mapping.h"
 
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "copilot/v1/copilot_service.pb.h"
@@ -422,6 +423,123 @@ TEST(JsonMappingTest, CompletionBodies) {
   minimal.messages = {UserMessage("x")};
   EXPECT_EQ(json::parse(CompletionBody(minimal, "")),
             json::parse(R"({"assistant_id":"a1","messages":[{"role":"user","content":"x"}]})"));
+}
+
+// The bodies as the gateway built them before writing them directly: nlohmann::json values
+// (std::map: members sorted) dumped with invalid UTF-8 replaced.
+json ReferenceMessageInput(const v1::MessageInput& message) {
+  json out = json::object();
+  out["role"] = std::string(RoleToString(message.role()));
+  out["content"] = message.content();
+  if (message.tool_calls_size() > 0) {
+    json calls = json::array();
+    for (const auto& call : message.tool_calls()) {
+      json function = json::object();
+      function["name"] = call.function().name();
+      function["arguments"] = call.function().arguments();
+      json item = json::object();
+      item["id"] = call.id();
+      item["type"] = call.type().empty() ? std::string("function") : call.type();
+      item["function"] = std::move(function);
+      calls.push_back(std::move(item));
+    }
+    out["tool_calls"] = std::move(calls);
+  }
+  if (!message.tool_call_id().empty()) out["tool_call_id"] = message.tool_call_id();
+  if (message.attachments_size() > 0) {
+    json attachments = json::array();
+    for (const auto& attachment : message.attachments()) {
+      json item = json::object();
+      item["file_id"] = attachment.file_id();
+      if (!attachment.user_id().empty()) item["user_id"] = attachment.user_id();
+      if (!attachment.base_url().empty()) item["base_url"] = attachment.base_url();
+      attachments.push_back(std::move(item));
+    }
+    out["attachments"] = std::move(attachments);
+  }
+  return out;
+}
+
+std::string ReferenceDump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string ReferenceCompletionBody(const CompletionParams& params, absl::string_view licence) {
+  json out = json::object();
+  out["assistant_id"] = params.assistant_id;
+  json messages = json::array();
+  for (const auto& message : params.messages) messages.push_back(ReferenceMessageInput(message));
+  out["messages"] = std::move(messages);
+  if (!params.user_id.empty()) out["user_id"] = params.user_id;
+  if (!licence.empty()) out["meta_data"]["user_data"]["licence"] = std::string(licence);
+  if (!params.tools.empty()) {
+    json tools = json::array();
+    for (const auto& tool : params.tools) tools.push_back(JsonFromStruct(tool));
+    out["tools"] = std::move(tools);
+  }
+  return ReferenceDump(out);
+}
+
+// CompletionBody and CreateMessageBody write, byte for byte, what the nlohmann values dumped:
+// every optional member present and absent, text that needs escaping, multi-byte and invalid
+// UTF-8, several messages and tool calls.
+TEST(JsonMappingTest, BodiesWrittenDirectlyAreTheDumpedValuesBytes) {
+  const std::vector<std::string> texts = {"",
+                                          "plain",
+                                          "quote \" backslash \\ slash /",
+                                          "ctl \n\r\t\b\f\x01\x1f\x7f",
+                                          "Gr\xc3\xbc\xc3\x9f"
+                                          "e \xe2\x9c\x93 \xf0\x9f\x98\x80",
+                                          "bad \xff\xfe \xc3",
+                                          std::string("nul \0 in", 9)};
+  int checked = 0;
+  for (std::size_t t = 0; t < texts.size(); ++t) {
+    const std::string& text = texts[t];
+    const std::string& other = texts[(t + 3) % texts.size()];
+    for (int shape = 0; shape < 8; ++shape) {
+      v1::MessageInput message;
+      message.set_role(shape % 4 == 0 ? v1::ROLE_USER
+                                      : (shape % 4 == 1 ? v1::ROLE_ASSISTANT
+                                                        : (shape % 4 == 2 ? v1::ROLE_TOOL
+                                                                          : v1::ROLE_UNSPECIFIED)));
+      message.set_content(text);
+      if (shape & 1) {
+        v1::ToolCall* call = message.add_tool_calls();
+        call->set_id(other);
+        call->set_type(shape & 2 ? "" : text);
+        call->mutable_function()->set_name(text);
+        call->mutable_function()->set_arguments(R"({"q":")" + other + "\"}");
+        message.add_tool_calls()->set_id("second");
+      }
+      if (shape & 2) message.set_tool_call_id(other);
+      if (shape & 4) {
+        v1::Attachment* attachment = message.add_attachments();
+        attachment->set_file_id(text);
+        attachment->set_user_id(shape & 1 ? other : "");
+        attachment->set_base_url(shape & 2 ? "" : other);
+        message.add_attachments()->set_file_id("f2");
+      }
+      EXPECT_EQ(CreateMessageBody(message), ReferenceDump(ReferenceMessageInput(message)))
+          << t << "/" << shape;
+      CompletionParams params;
+      params.assistant_id = other;
+      params.messages = {message, UserMessage(other)};
+      if (shape & 1) params.user_id = text;
+      if (shape & 2) {
+        google::protobuf::Struct named = Tool("h");
+        (*named.mutable_fields())["description"].set_string_value(text);
+        params.tools = {Tool("g"), named};
+      }
+      for (const std::string& licence : {std::string(), std::string("PI9"), other}) {
+        EXPECT_EQ(CompletionBody(params, licence), ReferenceCompletionBody(params, licence))
+            << t << "/" << shape;
+        ++checked;
+      }
+    }
+  }
+  CompletionParams none;
+  EXPECT_EQ(CompletionBody(none, ""), ReferenceCompletionBody(none, ""));
+  EXPECT_EQ(checked, 168);
 }
 
 }  // namespace
