@@ -17,9 +17,9 @@ std::string Sha256(absl::string_view data);
 std::string HmacSha256(absl::string_view key, absl::string_view data);
 
 // An HMAC-SHA-256 key prepared once: Sign(data) equals HmacSha256(key, data). HmacSha256 costs
-// OpenSSL 3 a fetch of the algorithm and a new MAC context on every call (1.7 us a call on the
-// development machine); Sign copies two digest states hashed over the padded key at
-// construction (0.3 us). For keys used on every call (thread handles). Immutable once built:
+// OpenSSL 3 a fetch of the algorithm and a new MAC context on every call; Sign only copies two
+// digest states hashed over the padded key at construction. For keys used on every call (thread
+// handles; the gain is in README "Performance", instructions per call). Immutable once built:
 // Sign may be called from any number of threads; copies share the prepared states (a moved-from
 // key must not sign). SHA-256 comes from the providers loaded when it is first used.
 class HmacSha256Key {

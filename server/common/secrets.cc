@@ -52,8 +52,8 @@ bool ValueMayHoldSecret(const google::protobuf::Value& value,
 
 // Whether any string RedactFields would look at (map keys included) holds a secret, read
 // without changing the message. Reflection over a map field (Struct's) turns the map into its
-// repeated form each time, the larger part of RedactFields' cost on every answer; Struct, Value
-// and ListValue are read through their own types instead.
+// repeated form each time, on every answer; Struct, Value and ListValue are read through their
+// own types instead.
 bool MayHoldSecret(const google::protobuf::Message& message,
                    absl::Span<const std::string> secrets) {
   using google::protobuf::FieldDescriptor;

@@ -31,7 +31,7 @@ namespace copilot::gateway {
 
 // The counters of one family by their label values, each found in the family once and kept:
 // Family::Add builds a prometheus::Labels map and hashes it under the family's mutex each time
-// (~0.6 us; a unary call counted eight series that way). Only for families whose series are
+// (a unary call counted eight series that way). Only for families whose series are
 // never removed, so the pointers stay valid; it holds exactly the series the family holds.
 // Thread-safe.
 class CounterSeries {

@@ -1,12 +1,17 @@
 # Shared by the benchmark scripts (side_by_side.sh, instructions_per_call.sh); sourced, with
 # BENCH_NAME set to the script's name for its messages. Gives:
 #   $work, pids   a temporary directory and the background processes, both cleaned up at exit
+#   hr_assistant, question   the emulator's HR assistant (no licence) and the question asked
+#   start_emulator BUILD_DIR   starts haufe-emulator (API key in $work/api-key) and sets
+#                              $upstream to its HOST:PORT
 #   forget_pid PID   drops PID from pids once it has been waited for (so cleanup never kills
 #                    another process that got the number since)
 #   wait_for_address LOG NAME [SECONDS]   echoes HOST:PORT once LOG has "... listening on"
 #   write_gateway_config FILE UPSTREAM API_KEY_FILE [EVENT_LOOPS]   the gateway as benchmarked
 #   write_complete_request DIR ASSISTANT QUESTION   DIR/complete.pb and DIR/complete.grpc (the
 #                                                   CompleteRequest framed for h2load)
+hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"
+question="How many days of paid leave does an employee get?"
 work="$(mktemp -d)"
 pids=()
 bench_cleanup() {
@@ -66,4 +71,12 @@ import struct, sys
 body = open(sys.argv[1], "rb").read()
 open(sys.argv[2], "wb").write(b"\0" + struct.pack(">I", len(body)) + body)
 EOP
+}
+
+start_emulator() {  # build_dir
+  printf 'bench-upstream-key' >"$work/api-key"
+  "$1/tests/emulator/haufe-emulator" --listen 127.0.0.1:0 --api-key bench-upstream-key \
+    >"$work/emulator.log" 2>&1 &
+  pids+=($!)
+  upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
 }

@@ -22,7 +22,6 @@ cd "$(dirname "$0")/../.."
 build_dir="${BUILD_DIR:-build/default}"
 calls="${CALLS:-2000}"
 top="${TOP:-12}"
-hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"
 for tool in h2load valgrind callgrind_control callgrind_annotate protoc; do
   command -v "$tool" >/dev/null || {
     echo "instructions_per_call: $tool is missing (apt-get install nghttp2-client valgrind protobuf-compiler)" >&2
@@ -36,13 +35,9 @@ BENCH_NAME=instructions_per_call
 # shellcheck source=tests/bench/bench_lib.sh
 source tests/bench/bench_lib.sh
 
-printf 'bench-upstream-key' >"$work/api-key"
-"$build_dir/tests/emulator/haufe-emulator" --listen 127.0.0.1:0 --api-key bench-upstream-key \
-  >"$work/emulator.log" 2>&1 &
-pids+=($!)
-upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
+start_emulator "$build_dir"
 write_gateway_config "$work/gateway.yaml" "$upstream" "$work/api-key"
-write_complete_request "$work" "$hr_assistant" "How many days of paid leave does an employee get?"
+write_complete_request "$work" "$hr_assistant" "$question"
 
 # measure NAME COMMAND...: starts COMMAND under callgrind, warms it up, counts CALLS calls.
 measure() {

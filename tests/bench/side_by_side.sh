@@ -40,7 +40,6 @@ calls_c1="${CALLS_C1:-3000}"
 calls_c64="${CALLS_C64:-20000}"
 calls_stream="${CALLS_STREAM:-300}"
 warmup_c64=$((calls_c64 < 1000 ? calls_c64 : 1000))
-hr_assistant="7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002"  # the emulator's HR assistant: no licence
 
 for tool in h2load nginx protoc; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
@@ -81,11 +80,7 @@ metric() {  # url series: its value (0 when absent)
 }
 
 echo "== starting the emulator, nginx and the gateway"
-printf 'bench-upstream-key' >"$work/api-key"
-"$build_dir/tests/emulator/haufe-emulator" --listen 127.0.0.1:0 --api-key bench-upstream-key \
-  >"$work/emulator.log" 2>&1 &
-pids+=($!)
-upstream="$(wait_for_address "$work/emulator.log" haufe-emulator)"
+start_emulator "$build_dir"
 
 nginx_port="$(free_port)"
 mkdir -p "$work/nginx"
@@ -140,7 +135,6 @@ if [ "${#nginx_workers[@]}" -eq 0 ]; then
 fi
 
 # The requests: the same question as JSON for REST, as a framed gRPC message for the gateway.
-question="How many days of paid leave does an employee get?"
 printf '{"assistant_id":"%s","messages":[{"role":"user","content":"%s"}]}' \
   "$hr_assistant" "$question" >"$work/chat.json"
 write_complete_request "$work" "$hr_assistant" "$question"
