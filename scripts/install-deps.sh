@@ -21,7 +21,7 @@ as_root() {
 packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates openssl libssl-dev procps clang-format
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-  golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev libabsl-dev
+  golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev rapidjson-dev libabsl-dev
   libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev
   # The gateway's malloc (server/app/CMakeLists.txt).
   libjemalloc-dev
@@ -50,7 +50,7 @@ if [ "$gateway_only" = true ]; then
   packages=(
     build-essential cmake ninja-build pkg-config ca-certificates openssl libssl-dev
     libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto
-    golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev libabsl-dev
+    golang-github-gogo-googleapis-dev libcurl4-openssl-dev libnghttp2-dev nlohmann-json3-dev rapidjson-dev libabsl-dev
     libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev libcivetweb-dev libhiredis-dev
     libjemalloc-dev
   )

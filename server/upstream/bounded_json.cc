@@ -1,19 +1,123 @@
 #include "server/upstream/bounded_json.h"
 
-namespace copilot::gateway {
+#include <algorithm>
+#include <cerrno>
+#include <clocale>
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <string>
 
-bool JsonNestsDeeperThan(absl::string_view text, int max_depth) {
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "rapidjson/error/error.h"
+#include "rapidjson/memorystream.h"
+#include "rapidjson/reader.h"
+
+namespace copilot::gateway {
+namespace {
+
+// The UTF-16 unit of the four hex digits at text[at], or -1 when there are not four.
+int HexUnit(absl::string_view text, std::size_t at) {
+  if (text.size() < at + 4) return -1;
+  const absl::string_view digits = text.substr(at, 4);
+  int unit = -1;
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isxdigit(c); }) ||
+      !absl::SimpleHexAtoi(digits, &unit)) {
+    return -1;
+  }
+  return unit;
+}
+
+// Forwards a reader's events to a document, reading each number as nlohmann::json::parse does:
+// without a fraction or exponent, a signed or unsigned 64-bit integer when it fits; otherwise
+// strtod's double, refused when it is not finite. (rapidjson's own conversion is not used: its
+// correctly rounded one calls __builtin_clzll(0), undefined, for a zero significand.)
+class DocumentBuilder {
+ public:
+  explicit DocumentBuilder(JsonDocument& document) : document_(document) {}
+
+  bool Null() { return document_.Null(); }
+  bool Bool(bool value) { return document_.Bool(value); }
+  bool Int(int value) { return document_.Int(value); }
+  bool Uint(unsigned value) { return document_.Uint(value); }
+  bool Int64(int64_t value) { return document_.Int64(value); }
+  bool Uint64(uint64_t value) { return document_.Uint64(value); }
+  bool Double(double value) { return document_.Double(value); }
+  // `text` is NUL-terminated: the reader copies numbers out (no kParseInsituFlag).
+  bool RawNumber(const char* text, rapidjson::SizeType length, bool /*copy*/) {
+    const absl::string_view number(text, length);
+    char* end = nullptr;
+    if (number.find_first_of(".eE") == absl::string_view::npos) {
+      errno = 0;
+      if (number.front() == '-') {
+        const long long value = std::strtoll(text, &end, 10);
+        if (errno == 0) return document_.Int64(value);
+      } else {
+        const unsigned long long value = std::strtoull(text, &end, 10);
+        if (errno == 0) return document_.Uint64(value);
+      }
+    }
+    // In the C locale whatever the process's is: the decimal point is '.'.
+    static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", nullptr);
+    const double value = strtod_l(text, &end, c_locale);
+    if (!std::isfinite(value)) return false;
+    return document_.Double(value);
+  }
+  bool String(const char* text, rapidjson::SizeType length, bool copy) {
+    return document_.String(text, length, copy);
+  }
+  bool StartObject() { return document_.StartObject(); }
+  bool Key(const char* text, rapidjson::SizeType length, bool copy) {
+    return document_.Key(text, length, copy);
+  }
+  bool EndObject(rapidjson::SizeType members) { return document_.EndObject(members); }
+  bool StartArray() { return document_.StartArray(); }
+  bool EndArray(rapidjson::SizeType elements) { return document_.EndArray(elements); }
+
+ private:
+  JsonDocument& document_;
+};
+
+// RFC 8259 with UTF-8 validated, as nlohmann::json::parse reads it; numbers handed over as
+// text (DocumentBuilder::RawNumber).
+constexpr unsigned kParseFlags =
+    rapidjson::kParseValidateEncodingFlag | rapidjson::kParseNumbersAsStringsFlag;
+
+constexpr absl::string_view kByteOrderMark = "\xEF\xBB\xBF";
+
+}  // namespace
+
+JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth) {
+  constexpr std::size_t kNone = absl::string_view::npos;
   int depth = 0;
   bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
+  // Where the last high surrogate escape ended: a low one is a character only right there.
+  std::size_t high_surrogate_end = kNone;
+  const std::size_t size = text.size();
+  for (std::size_t i = 0; i < size; ++i) {
+    const char c = text[i];
+    // Both parsers read a NUL byte as the end of the text (inside a string, as an error).
+    if (c == '\0') break;
     if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
+      if (c == '"') {
         in_string = false;
+      } else if (c == '\\' && i + 1 < size) {
+        if (text[i + 1] != 'u') {
+          ++i;  // The escaped character.
+          continue;
+        }
+        const int unit = HexUnit(text, i + 2);
+        if (unit < 0) {
+          ++i;  // Not an escape the parser takes: it refuses the text.
+          continue;
+        }
+        if (unit >= 0xDC00 && unit <= 0xDFFF && high_surrogate_end != i) {
+          return JsonRead::kNotJson;
+        }
+        if (unit >= 0xD800 && unit <= 0xDBFF) high_surrogate_end = i + 6;
+        i += 5;
       }
       continue;
     }
@@ -23,7 +127,7 @@ bool JsonNestsDeeperThan(absl::string_view text, int max_depth) {
         break;
       case '[':
       case '{':
-        if (++depth > max_depth) return true;
+        if (++depth > max_depth) return JsonRead::kTooDeep;
         break;
       case ']':
       case '}':
@@ -34,13 +138,72 @@ bool JsonNestsDeeperThan(absl::string_view text, int max_depth) {
         break;
     }
   }
-  return false;
+  return JsonRead::kOk;
 }
 
-nlohmann::json ParseUpstreamJson(absl::string_view text) {
-  if (JsonNestsDeeperThan(text, kMaxJsonDepth))
-    return nlohmann::json(nlohmann::json::value_t::discarded);
-  return nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+JsonRead ParseUpstreamJson(absl::string_view text, JsonDocument& out,
+                           rapidjson::ParseErrorCode* error) {
+  const JsonRead precheck = PrecheckUpstreamJson(text);
+  if (precheck != JsonRead::kOk) return precheck;
+  // nlohmann skips a whole UTF-8 byte order mark; rapidjson's own skip takes any of its bytes.
+  if (absl::StartsWith(text, kByteOrderMark)) text.remove_prefix(kByteOrderMark.size());
+  rapidjson::MemoryStream stream(text.data(), text.size());
+  rapidjson::Reader reader;
+  rapidjson::ParseResult result;
+  auto generate = [&](JsonDocument& document) {
+    DocumentBuilder builder(document);
+    result = reader.Parse<kParseFlags>(stream, builder);
+    return !result.IsError();
+  };
+  out.Populate(generate);
+  if (error != nullptr) *error = result.Code();
+  return result.IsError() ? JsonRead::kNotJson : JsonRead::kOk;
+}
+
+const JsonValue* JsonMember(const JsonValue& object, absl::string_view key) {
+  if (!object.IsObject()) return nullptr;
+  const JsonValue* found = nullptr;
+  for (const auto& member : object.GetObject()) {
+    if (JsonText(member.name) == key) found = &member.value;
+  }
+  if (found == nullptr || found->IsNull()) return nullptr;
+  return found;
+}
+
+std::string JsonStringMember(const JsonValue& object, absl::string_view key) {
+  const JsonValue* value = JsonMember(object, key);
+  if (value == nullptr || !value->IsString()) return "";
+  return std::string(JsonText(*value));
+}
+
+nlohmann::json NlohmannFromJson(const JsonValue& value) {
+  switch (value.GetType()) {
+    case rapidjson::kFalseType:
+      return false;
+    case rapidjson::kTrueType:
+      return true;
+    case rapidjson::kStringType:
+      return std::string(JsonText(value));
+    case rapidjson::kNumberType:
+      if (value.IsUint64()) return value.GetUint64();
+      if (value.IsInt64()) return value.GetInt64();
+      return value.GetDouble();
+    case rapidjson::kArrayType: {
+      nlohmann::json out = nlohmann::json::array();
+      for (const JsonValue& item : value.GetArray()) out.push_back(NlohmannFromJson(item));
+      return out;
+    }
+    case rapidjson::kObjectType: {
+      nlohmann::json out = nlohmann::json::object();
+      for (const auto& member : value.GetObject()) {
+        out[std::string(JsonText(member.name))] = NlohmannFromJson(member.value);
+      }
+      return out;
+    }
+    case rapidjson::kNullType:
+      break;
+  }
+  return nullptr;
 }
 
 }  // namespace copilot::gateway

@@ -1,17 +1,34 @@
 // Parsing JSON from the upstream with a bound on nesting.
 //
-// nlohmann::json parses without recursion, but copying, dumping and converting a parsed value
-// recurse once per level: an answer nested 100,000 levels deep (a 200 KB body) would overflow
-// the stack of the transport's event loop thread. Every upstream body and stream line is parsed
-// through ParseUpstreamJson, which refuses a document nested deeper than kMaxJsonDepth before
-// any value is built, so everything downstream may recurse freely.
+// Answers, messages and stream lines are decoded with rapidjson's DOM (JsonDocument): it reads
+// a typical answer in about a third of the instructions nlohmann::json takes (README
+// "Performance"). It is made to accept what nlohmann::json::parse accepts, to the same values
+// (a test and the fuzzer upstream_json compare the two):
+//  - RFC 8259, UTF-8 validated, a whole leading byte order mark skipped;
+//  - a lone low surrogate escape ("\udc00"), which rapidjson 1.1 takes and writes out as
+//    invalid UTF-8, refused by PrecheckUpstreamJson before rapidjson reads the text;
+//  - numbers converted as nlohmann converts them (ParseUpstreamJson's DocumentBuilder);
+//  - duplicate member names all kept by rapidjson; readers take the last one, the one
+//    nlohmann::json kept (JsonMember, NlohmannFromJson).
+// One difference is left: rapidjson refuses a number whose exponent passes 308 before it knows
+// the value, so "0e400" (zero) and the largest doubles written out in 309 digits, which
+// nlohmann read, are not JSON here (kParseErrorNumberTooBig).
+//
+// rapidjson parses, copies and frees values recursively, so a document nested 100,000 levels
+// deep (a 200 KB body) would overflow the stack of the transport's event loop thread. Every
+// upstream document is prechecked, refused when it nests deeper than kMaxJsonDepth before any
+// value is built, so everything downstream may recurse freely.
 //
 // Free functions, no state: thread-safe.
 #ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 #define COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 
+#include <string>
+
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "rapidjson/document.h"
+#include "rapidjson/error/error.h"
 
 namespace copilot::gateway {
 
@@ -19,13 +36,45 @@ namespace copilot::gateway {
 // upstream's documents nest about 6 levels (haufe-api.md section 5).
 inline constexpr int kMaxJsonDepth = 64;
 
-// True when `text`, read as JSON, opens more than `max_depth` arrays or objects inside each
-// other (brackets inside strings do not count). Linear, no allocation; `text` need not be valid.
-bool JsonNestsDeeperThan(absl::string_view text, int max_depth);
+// A parsed upstream document and its values. Strings may hold NUL bytes: read them with
+// JsonText, never as C strings.
+using JsonDocument = rapidjson::Document;
+using JsonValue = rapidjson::Value;
 
-// `text` parsed, or a discarded value (is_discarded()) when it is not JSON or nests deeper than
-// kMaxJsonDepth. Never throws.
-nlohmann::json ParseUpstreamJson(absl::string_view text);
+inline absl::string_view JsonText(const JsonValue& string) {
+  return {string.GetString(), string.GetStringLength()};
+}
+
+// What reading an upstream text found.
+enum class JsonRead {
+  kOk,
+  // More than the allowed arrays or objects open inside each other.
+  kTooDeep,
+  // Not JSON; from the precheck, a "\uDC00".."\uDFFF" escape not straight after a
+  // "\uD800".."\uDBFF" one (not a character).
+  kNotJson,
+};
+
+// One pass over `text` read as JSON, before it is parsed (brackets and escapes inside strings
+// are told apart from the structure), up to its first NUL byte, where the parsers stop. Linear, no
+// allocation; `text` need not be valid, and kOk does not mean it is.
+JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth = kMaxJsonDepth);
+
+// Prechecks and parses `text` into `out`. Only kOk leaves `out` holding the document. `error`
+// (when given) gets rapidjson's reason for kNotJson from the parser (kParseErrorNone otherwise).
+JsonRead ParseUpstreamJson(absl::string_view text, JsonDocument& out,
+                           rapidjson::ParseErrorCode* error = nullptr);
+
+// The member `key` of `object` when `object` is an object holding it, not null; of duplicate
+// names the last (nlohmann::json keeps the last).
+const JsonValue* JsonMember(const JsonValue& object, absl::string_view key);
+
+// The string member `key`, or "" when absent, null or not a string.
+std::string JsonStringMember(const JsonValue& object, absl::string_view key);
+
+// `value` as nlohmann::json, as nlohmann::json::parse would have read the same text: numbers
+// keep their kind (unsigned, signed, floating), and of duplicate member names the last wins.
+nlohmann::json NlohmannFromJson(const JsonValue& value);
 
 }  // namespace copilot::gateway
 

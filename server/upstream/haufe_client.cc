@@ -262,12 +262,12 @@ class StreamHandler final : public HttpTransferHandler {
 
   // One line to the sink; returns what OnChunk returned (true after an error line).
   bool Deliver(absl::string_view line) {
-    absl::StatusOr<nlohmann::json> parsed = ParseJson(line, "stream line");
+    absl::StatusOr<JsonDocument> parsed = ParseJson(line, "stream line");
     if (!parsed.ok()) {
       Finish(parsed.status());
       return true;
     }
-    const nlohmann::json& json = *parsed;
+    const JsonValue& json = *parsed;
     if (IsStreamErrorLine(json)) {
       Finish(StatusFromStreamErrorLine(line, secrets_));
       return true;

@@ -13,7 +13,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
 #include "server/common/errors.h"
 #include "server/common/secrets.h"
 #include "server/transport/retry_after.h"
@@ -21,8 +20,6 @@
 
 namespace copilot::gateway {
 namespace {
-
-using nlohmann::json;
 
 // One validation problem from a `detail` array.
 struct Violation {
@@ -41,29 +38,18 @@ struct ErrorBody {
   std::vector<Violation> violations;
 };
 
-const json* Member(const json& object, const char* key) {
-  if (!object.is_object()) return nullptr;
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-std::string StringMember(const json& object, const char* key) {
-  const json* value = Member(object, key);
-  if (value == nullptr || !value->is_string()) return "";
-  return value->get_ref<const std::string&>();
-}
-
 // "loc": ["body", "messages", 0, "content"] -> "messages.0.content".
-std::string FieldFromLoc(const json& loc) {
-  if (loc.is_string()) return loc.get_ref<const std::string&>();
-  if (!loc.is_array()) return "";
+std::string FieldFromLoc(const JsonValue& loc) {
+  if (loc.IsString()) return std::string(JsonText(loc));
+  if (!loc.IsArray()) return "";
   std::vector<std::string> parts;
-  for (const json& part : loc) {
-    if (part.is_string()) {
-      parts.push_back(part.get_ref<const std::string&>());
-    } else if (part.is_number_integer()) {
-      parts.push_back(part.dump());
+  for (const JsonValue& part : loc.GetArray()) {
+    if (part.IsString()) {
+      parts.emplace_back(JsonText(part));
+    } else if (part.IsUint64()) {
+      parts.push_back(absl::StrCat(part.GetUint64()));
+    } else if (part.IsInt64()) {
+      parts.push_back(absl::StrCat(part.GetInt64()));
     }
   }
   if (!parts.empty() && (parts.front() == "body" || parts.front() == "path" ||
@@ -80,23 +66,24 @@ ErrorBody ReadErrorBody(absl::string_view text, absl::Span<const std::string> se
   body.empty = absl::StripAsciiWhitespace(text).empty();
   if (body.empty) return body;
   // A body nested too deep to walk safely counts as unparseable.
-  json parsed = ParseUpstreamJson(text);
-  if (parsed.is_discarded()) {
+  JsonDocument parsed;
+  if (ParseUpstreamJson(text, parsed) != JsonRead::kOk) {
     body.parseable = false;
     return body;
   }
-  if (!parsed.is_object()) return body;
-  body.error_code = RedactSecrets(StringMember(parsed, "error_code"), secrets);
-  body.detail = RedactSecrets(StringMember(parsed, "detail"), secrets);
-  body.message = RedactSecrets(StringMember(parsed, "message"), secrets);
-  if (const json* detail = Member(parsed, "detail"); detail != nullptr && detail->is_array()) {
+  if (!parsed.IsObject()) return body;
+  body.error_code = RedactSecrets(JsonStringMember(parsed, "error_code"), secrets);
+  body.detail = RedactSecrets(JsonStringMember(parsed, "detail"), secrets);
+  body.message = RedactSecrets(JsonStringMember(parsed, "message"), secrets);
+  if (const JsonValue* detail = JsonMember(parsed, "detail");
+      detail != nullptr && detail->IsArray()) {
     body.has_violations = true;
-    for (const json& item : *detail) {
-      if (!item.is_object()) continue;
+    for (const JsonValue& item : detail->GetArray()) {
+      if (!item.IsObject()) continue;
       Violation violation;
-      if (const json* loc = Member(item, "loc")) violation.field = FieldFromLoc(*loc);
-      violation.description = StringMember(item, "message");  // Custom (old) shape.
-      if (violation.description.empty()) violation.description = StringMember(item, "msg");
+      if (const JsonValue* loc = JsonMember(item, "loc")) violation.field = FieldFromLoc(*loc);
+      violation.description = JsonStringMember(item, "message");  // Custom (old) shape.
+      if (violation.description.empty()) violation.description = JsonStringMember(item, "msg");
       if (violation.description.empty()) violation.description = "invalid value";
       violation.field = RedactSecrets(violation.field, secrets);
       violation.description = RedactSecrets(violation.description, secrets);

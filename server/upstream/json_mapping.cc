@@ -25,22 +25,12 @@ std::string Dump(const json& value) {
   return value.dump(-1, ' ', /*ensure_ascii=*/false, json::error_handler_t::replace);
 }
 
-// The member `key` of `object` when it is present and not null.
-const json* Member(const json& object, const char* key) {
-  if (!object.is_object()) return nullptr;
-  auto it = object.find(key);
-  if (it == object.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
 // The string member `key`, or "" when absent, null or not a string.
-std::string String(const json& object, const char* key) {
-  const json* value = Member(object, key);
-  if (value == nullptr || !value->is_string()) return "";
-  return value->get_ref<const std::string&>();
+std::string String(const JsonValue& object, absl::string_view key) {
+  return JsonStringMember(object, key);
 }
 
-absl::StatusOr<std::string> RequiredString(const json& object, const char* key,
+absl::StatusOr<std::string> RequiredString(const JsonValue& object, absl::string_view key,
                                            absl::string_view what) {
   std::string value = String(object, key);
   if (value.empty()) {
@@ -50,15 +40,14 @@ absl::StatusOr<std::string> RequiredString(const json& object, const char* key,
 }
 
 // Sets `*out` from the timestamp member `key` when present.
-absl::Status ReadTimestamp(const json& object, const char* key, absl::string_view what,
+absl::Status ReadTimestamp(const JsonValue& object, absl::string_view key, absl::string_view what,
                            google::protobuf::Timestamp* out) {
-  const json* value = Member(object, key);
+  const JsonValue* value = JsonMember(object, key);
   if (value == nullptr) return absl::OkStatus();
-  if (!value->is_string()) {
+  if (!value->IsString()) {
     return BadResponse(absl::StrCat("upstream ", what, " has a non-string \"", key, "\""));
   }
-  absl::StatusOr<google::protobuf::Timestamp> parsed =
-      ParseTimestamp(value->get_ref<const std::string&>());
+  absl::StatusOr<google::protobuf::Timestamp> parsed = ParseTimestamp(JsonText(*value));
   if (!parsed.ok()) {
     // Not the value itself: it is upstream text, and this message reaches the caller.
     return BadResponse(absl::StrCat("upstream ", what, " has an unreadable \"", key,
@@ -68,25 +57,64 @@ absl::Status ReadTimestamp(const json& object, const char* key, absl::string_vie
   return absl::OkStatus();
 }
 
-const json& EmptyArray() {
-  static const json* const kEmpty = new json(json::array());
-  return *kEmpty;
+// The items of the array member `key`; none when it is absent or not an array.
+JsonValue::ConstArray Array(const JsonValue& object, absl::string_view key) {
+  static const JsonValue* const kEmpty = new JsonValue(rapidjson::kArrayType);
+  const JsonValue* value = JsonMember(object, key);
+  if (value == nullptr || !value->IsArray()) return kEmpty->GetArray();
+  return value->GetArray();
 }
 
-// The array member `key`, or an empty array.
-const json& Array(const json& object, const char* key) {
-  const json* value = Member(object, key);
-  if (value == nullptr || !value->is_array()) return EmptyArray();
-  return *value;
+void FillValue(const JsonValue& value, int depth, google::protobuf::Value* out);
+
+// Fills `out` from a JSON object's members (the last of duplicate names wins).
+void FillStruct(const JsonValue& object, int depth, google::protobuf::Struct* out) {
+  if (!object.IsObject()) return;
+  auto& fields = *out->mutable_fields();
+  for (const auto& member : object.GetObject()) {
+    FillValue(member.value, depth, &fields[std::string(JsonText(member.name))]);
+  }
 }
 
-void ReadSources(const json& array, google::protobuf::RepeatedPtrField<v1::Source>* out) {
-  for (const json& item : array) {
-    if (!item.is_object()) continue;
+void FillValue(const JsonValue& value, int depth, google::protobuf::Value* out) {
+  if (depth >= kMaxStructDepth && (value.IsArray() || value.IsObject())) {
+    out->set_null_value(google::protobuf::NULL_VALUE);
+    return;
+  }
+  switch (value.GetType()) {
+    case rapidjson::kFalseType:
+    case rapidjson::kTrueType:
+      out->set_bool_value(value.GetBool());
+      break;
+    case rapidjson::kNumberType:
+      out->set_number_value(value.GetDouble());
+      break;
+    case rapidjson::kStringType:
+      out->set_string_value(std::string(JsonText(value)));
+      break;
+    case rapidjson::kArrayType: {
+      auto* list = out->mutable_list_value();
+      for (const JsonValue& item : value.GetArray()) FillValue(item, depth + 1, list->add_values());
+      break;
+    }
+    case rapidjson::kObjectType:
+      FillStruct(value, depth + 1, out->mutable_struct_value());
+      break;
+    case rapidjson::kNullType:
+      out->set_null_value(google::protobuf::NULL_VALUE);
+      break;
+  }
+}
+
+void ReadSources(const JsonValue::ConstArray& array,
+                 google::protobuf::RepeatedPtrField<v1::Source>* out) {
+  for (const JsonValue& item : array) {
+    if (!item.IsObject()) continue;
     v1::Source* source = out->Add();
     source->set_content(String(item, "content"));
-    if (const json* meta = Member(item, "meta_data"); meta != nullptr && meta->is_object()) {
-      *source->mutable_meta_data() = StructFromJson(*meta);
+    if (const JsonValue* meta = JsonMember(item, "meta_data");
+        meta != nullptr && meta->IsObject()) {
+      FillStruct(*meta, 0, source->mutable_meta_data());
     }
   }
 }
@@ -187,16 +215,18 @@ void StripLicenceMetaData(google::protobuf::Struct& meta_data) {
   if (user_fields.empty()) fields.erase(user_data);
 }
 
-absl::StatusOr<json> ParseJson(absl::string_view text, absl::string_view what) {
-  if (JsonNestsDeeperThan(text, kMaxJsonDepth)) {
-    return BadResponse(
-        absl::StrCat("upstream ", what, " nests deeper than ", kMaxJsonDepth, " levels"));
+absl::StatusOr<JsonDocument> ParseJson(absl::string_view text, absl::string_view what) {
+  JsonDocument parsed;
+  switch (ParseUpstreamJson(text, parsed)) {
+    case JsonRead::kOk:
+      return parsed;
+    case JsonRead::kTooDeep:
+      return BadResponse(
+          absl::StrCat("upstream ", what, " nests deeper than ", kMaxJsonDepth, " levels"));
+    case JsonRead::kNotJson:
+      break;
   }
-  json parsed = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) {
-    return BadResponse(absl::StrCat("upstream ", what, " is not valid JSON"));
-  }
-  return parsed;
+  return BadResponse(absl::StrCat("upstream ", what, " is not valid JSON"));
 }
 
 absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view text) {
@@ -220,45 +250,15 @@ absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view tex
   return out;
 }
 
-google::protobuf::Value ValueFromJson(const json& value, int depth) {
+google::protobuf::Value ValueFromJson(const JsonValue& value, int depth) {
   google::protobuf::Value out;
-  if (depth >= kMaxStructDepth && (value.is_array() || value.is_object())) {
-    out.set_null_value(google::protobuf::NULL_VALUE);
-    return out;
-  }
-  switch (value.type()) {
-    case json::value_t::boolean:
-      out.set_bool_value(value.get<bool>());
-      break;
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-    case json::value_t::number_float:
-      out.set_number_value(value.get<double>());
-      break;
-    case json::value_t::string:
-      out.set_string_value(value.get_ref<const std::string&>());
-      break;
-    case json::value_t::array: {
-      auto* list = out.mutable_list_value();
-      for (const json& item : value) *list->add_values() = ValueFromJson(item, depth + 1);
-      break;
-    }
-    case json::value_t::object:
-      *out.mutable_struct_value() = StructFromJson(value, depth + 1);
-      break;
-    default:  // null, binary, discarded
-      out.set_null_value(google::protobuf::NULL_VALUE);
-      break;
-  }
+  FillValue(value, depth, &out);
   return out;
 }
 
-google::protobuf::Struct StructFromJson(const json& object, int depth) {
+google::protobuf::Struct StructFromJson(const JsonValue& object, int depth) {
   google::protobuf::Struct out;
-  if (!object.is_object()) return out;
-  for (const auto& [key, value] : object.items()) {
-    (*out.mutable_fields())[key] = ValueFromJson(value, depth);
-  }
+  FillStruct(object, depth, &out);
   return out;
 }
 
@@ -317,27 +317,28 @@ absl::string_view RoleToString(v1::Role role) {
   }
 }
 
-absl::StatusOr<v1::Assistant> AssistantFromJson(const json& json) {
-  if (!json.is_object()) return BadResponse("upstream assistant is not a JSON object");
+absl::StatusOr<v1::Assistant> AssistantFromJson(const JsonValue& json) {
+  if (!json.IsObject()) return BadResponse("upstream assistant is not a JSON object");
   v1::Assistant out;
   absl::StatusOr<std::string> id = RequiredString(json, "id", "assistant");
   if (!id.ok()) return id.status();
   out.set_id(*std::move(id));
   out.set_name(String(json, "name"));
-  if (const auto* schema = Member(json, "meta_data_response_schema")) {
-    *out.mutable_meta_data_response_schema() = StructFromJson(*schema);
+  if (const JsonValue* schema = JsonMember(json, "meta_data_response_schema")) {
+    FillStruct(*schema, 0, out.mutable_meta_data_response_schema());
   }
-  if (const auto* fields = Member(json, "request_required_fields")) {
-    *out.mutable_request_required_fields() = StructFromJson(*fields);
+  if (const JsonValue* fields = JsonMember(json, "request_required_fields")) {
+    FillStruct(*fields, 0, out.mutable_request_required_fields());
   }
-  if (const auto* streaming = Member(json, "streaming"); streaming && streaming->is_boolean()) {
-    out.set_streaming(streaming->get<bool>());
+  if (const JsonValue* streaming = JsonMember(json, "streaming");
+      streaming != nullptr && streaming->IsBool()) {
+    out.set_streaming(streaming->GetBool());
   }
   return out;
 }
 
-absl::StatusOr<v1::Thread> ThreadFromJson(const json& json) {
-  if (!json.is_object()) return BadResponse("upstream thread is not a JSON object");
+absl::StatusOr<v1::Thread> ThreadFromJson(const JsonValue& json) {
+  if (!json.IsObject()) return BadResponse("upstream thread is not a JSON object");
   v1::Thread out;
   absl::StatusOr<std::string> id = RequiredString(json, "id", "thread");
   if (!id.ok()) return id.status();
@@ -356,8 +357,8 @@ absl::StatusOr<v1::Thread> ThreadFromJson(const json& json) {
   return out;
 }
 
-absl::StatusOr<v1::Message> MessageFromJson(const json& json) {
-  if (!json.is_object()) return BadResponse("upstream message is not a JSON object");
+absl::StatusOr<v1::Message> MessageFromJson(const JsonValue& json) {
+  if (!json.IsObject()) return BadResponse("upstream message is not a JSON object");
   v1::Message out;
   absl::StatusOr<std::string> id = RequiredString(json, "id", "message");
   if (!id.ok()) return id.status();
@@ -369,43 +370,46 @@ absl::StatusOr<v1::Message> MessageFromJson(const json& json) {
       !s.ok()) {
     return s;
   }
-  for (const auto& item : Array(json, "tool_calls")) {
-    if (!item.is_object()) continue;
+  for (const JsonValue& item : Array(json, "tool_calls")) {
+    if (!item.IsObject()) continue;
     v1::ToolCall* call = out.add_tool_calls();
     call->set_id(String(item, "id"));
     call->set_type(String(item, "type"));
-    if (const auto* function = Member(item, "function"); function && function->is_object()) {
+    if (const JsonValue* function = JsonMember(item, "function");
+        function != nullptr && function->IsObject()) {
       call->mutable_function()->set_name(String(*function, "name"));
-      if (const auto* arguments = Member(*function, "arguments")) {
+      if (const JsonValue* arguments = JsonMember(*function, "arguments")) {
         // Passed through as the JSON text the upstream meant, whether it sent it as a string
-        // (OpenAI style) or as an object.
-        call->mutable_function()->set_arguments(
-            arguments->is_string() ? arguments->get_ref<const std::string&>() : Dump(*arguments));
+        // (OpenAI style) or as an object (written as nlohmann::json wrote it: sorted members).
+        call->mutable_function()->set_arguments(arguments->IsString()
+                                                    ? std::string(JsonText(*arguments))
+                                                    : Dump(NlohmannFromJson(*arguments)));
       }
     }
   }
   out.set_tool_call_id(String(json, "tool_call_id"));
-  for (const auto& item : Array(json, "attachments")) {
-    if (!item.is_object()) continue;
+  for (const JsonValue& item : Array(json, "attachments")) {
+    if (!item.IsObject()) continue;
     v1::Attachment* attachment = out.add_attachments();
     attachment->set_file_id(String(item, "file_id"));
     attachment->set_user_id(String(item, "user_id"));
     attachment->set_base_url(String(item, "base_url"));
   }
   ReadSources(Array(json, "sources"), out.mutable_sources());
-  if (const auto* meta = Member(json, "meta_data"); meta && meta->is_object()) {
-    *out.mutable_meta_data() = StructFromJson(*meta);
+  if (const JsonValue* meta = JsonMember(json, "meta_data"); meta != nullptr && meta->IsObject()) {
+    FillStruct(*meta, 0, out.mutable_meta_data());
     StripLicenceMetaData(*out.mutable_meta_data());
   }
   return out;
 }
 
-bool IsStreamErrorLine(const json& json) {
-  return json.is_object() && json.contains("error_code") && !json.contains("delta");
+bool IsStreamErrorLine(const JsonValue& json) {
+  // Present even when null, as nlohmann::json's contains() counted them.
+  return json.IsObject() && json.HasMember("error_code") && !json.HasMember("delta");
 }
 
-absl::StatusOr<v1::MessageChunk> MessageChunkFromJson(const json& json) {
-  if (!json.is_object()) return BadResponse("upstream stream line is not a JSON object");
+absl::StatusOr<v1::MessageChunk> MessageChunkFromJson(const JsonValue& json) {
+  if (!json.IsObject()) return BadResponse("upstream stream line is not a JSON object");
   v1::MessageChunk out;
   absl::StatusOr<std::string> id = RequiredString(json, "message_id", "stream chunk");
   if (!id.ok()) return id.status();
@@ -415,7 +419,7 @@ absl::StatusOr<v1::MessageChunk> MessageChunkFromJson(const json& json) {
       !s.ok()) {
     return s;
   }
-  if (const auto* delta = Member(json, "delta"); delta && delta->is_object()) {
+  if (const JsonValue* delta = JsonMember(json, "delta"); delta != nullptr && delta->IsObject()) {
     v1::MessageDelta* out_delta = out.mutable_delta();
     out_delta->set_role(RoleFromString(String(*delta, "role")));
     out_delta->set_content(String(*delta, "content"));
@@ -425,14 +429,18 @@ absl::StatusOr<v1::MessageChunk> MessageChunkFromJson(const json& json) {
 }
 
 absl::StatusOr<std::vector<v1::Assistant>> ParseAssistantList(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseJson(body, "assistant list");
+  absl::StatusOr<JsonDocument> parsed = ParseJson(body, "assistant list");
   if (!parsed.ok()) return parsed.status();
-  const json* items = &*parsed;
-  if (parsed->is_object()) items = &Array(*parsed, "items");
-  if (!items->is_array()) return BadResponse("upstream assistant list is not a JSON array");
+  const JsonValue* items = &*parsed;
+  if (parsed->IsObject()) {
+    const JsonValue* member = JsonMember(*parsed, "items");
+    if (member == nullptr || !member->IsArray()) return std::vector<v1::Assistant>();
+    items = member;
+  }
+  if (!items->IsArray()) return BadResponse("upstream assistant list is not a JSON array");
   std::vector<v1::Assistant> out;
-  out.reserve(items->size());
-  for (const json& item : *items) {
+  out.reserve(items->Size());
+  for (const JsonValue& item : items->GetArray()) {
     absl::StatusOr<v1::Assistant> assistant = AssistantFromJson(item);
     if (!assistant.ok()) return assistant.status();
     out.push_back(*std::move(assistant));
@@ -441,29 +449,29 @@ absl::StatusOr<std::vector<v1::Assistant>> ParseAssistantList(absl::string_view 
 }
 
 absl::StatusOr<v1::Assistant> ParseAssistant(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseJson(body, "assistant");
+  absl::StatusOr<JsonDocument> parsed = ParseJson(body, "assistant");
   if (!parsed.ok()) return parsed.status();
   return AssistantFromJson(*parsed);
 }
 
 absl::StatusOr<v1::Thread> ParseThread(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseJson(body, "thread");
+  absl::StatusOr<JsonDocument> parsed = ParseJson(body, "thread");
   if (!parsed.ok()) return parsed.status();
   return ThreadFromJson(*parsed);
 }
 
 absl::StatusOr<v1::Message> ParseMessage(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseJson(body, "message");
+  absl::StatusOr<JsonDocument> parsed = ParseJson(body, "message");
   if (!parsed.ok()) return parsed.status();
   return MessageFromJson(*parsed);
 }
 
 absl::StatusOr<MessagePage> ParseMessagePage(absl::string_view body) {
-  absl::StatusOr<json> parsed = ParseJson(body, "message page");
+  absl::StatusOr<JsonDocument> parsed = ParseJson(body, "message page");
   if (!parsed.ok()) return parsed.status();
-  if (!parsed->is_object()) return BadResponse("upstream message page is not a JSON object");
+  if (!parsed->IsObject()) return BadResponse("upstream message page is not a JSON object");
   MessagePage page;
-  for (const json& item : Array(*parsed, "items")) {
+  for (const JsonValue& item : Array(*parsed, "items")) {
     absl::StatusOr<v1::Message> message = MessageFromJson(item);
     if (!message.ok()) return message.status();
     page.messages.push_back(*std::move(message));

@@ -38,16 +38,17 @@ inline constexpr absl::string_view kBadResponseReason = "upstream_bad_response";
 
 // `text` as JSON, or INTERNAL "upstream_bad_response" naming `what` (e.g. "thread") when it is
 // not JSON or nests deeper than kMaxJsonDepth (bounded_json.h).
-absl::StatusOr<nlohmann::json> ParseJson(absl::string_view text, absl::string_view what);
+absl::StatusOr<JsonDocument> ParseJson(absl::string_view text, absl::string_view what);
 
 // "2025-03-15T09:12:33.456789Z" (any RFC 3339 offset and fraction) -> Timestamp.
 absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view text);
 
-// JSON object <-> google.protobuf.Struct. Non-objects give an empty Struct. Numbers become
-// doubles; whole doubles go back out as JSON integers.
-google::protobuf::Struct StructFromJson(const nlohmann::json& object, int depth = 0);
+// JSON object <-> google.protobuf.Struct: from an upstream document, to a request body.
+// Non-objects give an empty Struct. Numbers become doubles; whole doubles go back out as JSON
+// integers.
+google::protobuf::Struct StructFromJson(const JsonValue& object, int depth = 0);
 nlohmann::json JsonFromStruct(const google::protobuf::Struct& value);
-google::protobuf::Value ValueFromJson(const nlohmann::json& value, int depth = 0);
+google::protobuf::Value ValueFromJson(const JsonValue& value, int depth = 0);
 nlohmann::json JsonFromValue(const google::protobuf::Value& value);
 
 // "user" <-> ROLE_USER, ... Unknown strings give ROLE_UNSPECIFIED; ROLE_UNSPECIFIED gives "".
@@ -56,18 +57,18 @@ absl::string_view RoleToString(copilot::v1::Role role);
 
 // --- Responses: parsed JSON values ---
 
-absl::StatusOr<copilot::v1::Assistant> AssistantFromJson(const nlohmann::json& json);
-absl::StatusOr<copilot::v1::Thread> ThreadFromJson(const nlohmann::json& json);
+absl::StatusOr<copilot::v1::Assistant> AssistantFromJson(const JsonValue& json);
+absl::StatusOr<copilot::v1::Thread> ThreadFromJson(const JsonValue& json);
 // Its meta_data without user_data.licence: the field the gateway sends with a Run or a
 // completion is its own, never the caller's, whatever value an answer echoes in it
 // (StripLicenceMetaData).
-absl::StatusOr<copilot::v1::Message> MessageFromJson(const nlohmann::json& json);
+absl::StatusOr<copilot::v1::Message> MessageFromJson(const JsonValue& json);
 // Removes user_data.licence from `meta_data`, and user_data when nothing else is left in it.
 void StripLicenceMetaData(google::protobuf::Struct& meta_data);
 // One NDJSON stream line (haufe-api.md section 6). Not for error lines (see IsStreamErrorLine).
-absl::StatusOr<copilot::v1::MessageChunk> MessageChunkFromJson(const nlohmann::json& json);
+absl::StatusOr<copilot::v1::MessageChunk> MessageChunkFromJson(const JsonValue& json);
 // True for `{"error_code": ..., ...}` without `delta`: an upstream error inside a stream.
-bool IsStreamErrorLine(const nlohmann::json& json);
+bool IsStreamErrorLine(const JsonValue& json);
 
 // --- Responses: body text ---
 

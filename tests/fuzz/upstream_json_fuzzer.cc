@@ -3,9 +3,9 @@
 // completion), a message page; the same bytes as one stream line (chunk or error line) and as
 // a timestamp.
 //
-// Properties: nothing throws or crashes; a failure is INTERNAL "upstream_bad_response" within
-// errors.h's bounds; a success has its required IDs, valid google.protobuf.Timestamps, and
-// serializes into bytes a caller's client parses back.
+// Properties: rapidjson reads the text as nlohmann::json reads it; nothing throws or crashes; a
+// failure is INTERNAL "upstream_bad_response" within errors.h's bounds; a success has its required
+// IDs, valid google.protobuf.Timestamps, and serializes into bytes a caller's client parses back.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -84,13 +84,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
 
   // One NDJSON stream line, as the stream decoder reads it.
-  const nlohmann::json line = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
-  if (!line.is_discarded() && !gw::IsStreamErrorLine(line)) {
-    gw::Expect(gw::MessageChunkFromJson(line), "stream chunk", [](const v1::MessageChunk& chunk) {
+  const absl::StatusOr<gw::JsonDocument> line = gw::ParseJson(body, "stream line");
+  if (!line.ok()) {
+    gw::CheckFailure(line.status(), "stream line");
+  } else if (!gw::IsStreamErrorLine(*line)) {
+    gw::Expect(gw::MessageChunkFromJson(*line), "stream chunk", [](const v1::MessageChunk& chunk) {
       FUZZ_CHECK(!chunk.message_id().empty(), "chunk without message_id");
       gw::CheckTimestamp(chunk.create_time(), "chunk create_time");
       gw::CheckRoundTrip(chunk, "chunk");
     });
+  }
+
+  // rapidjson (what the gateway decodes with) accepts what nlohmann::json accepts, to the same
+  // values (bounded_json.h).
+  gw::JsonDocument document;
+  rapidjson::ParseErrorCode error = rapidjson::kParseErrorNone;
+  const gw::JsonRead read = gw::ParseUpstreamJson(body, document, &error);
+  if (read != gw::JsonRead::kTooDeep) {
+    const nlohmann::json reference =
+        nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+    // The one difference left (bounded_json.h): a number with an exponent past 308 that
+    // nlohmann read as zero or the largest doubles.
+    const bool known_difference =
+        read == gw::JsonRead::kNotJson && error == rapidjson::kParseErrorNumberTooBig;
+    if (!known_difference) {
+      FUZZ_CHECK((read == gw::JsonRead::kOk) == !reference.is_discarded(),
+                 read == gw::JsonRead::kOk ? "rapidjson accepts what nlohmann refuses"
+                                           : "rapidjson refuses what nlohmann accepts");
+    }
+    if (read == gw::JsonRead::kOk) {
+      FUZZ_CHECK(gw::NlohmannFromJson(document).dump() == reference.dump(),
+                 "rapidjson and nlohmann read different values");
+    }
   }
 
   // The whole input as a timestamp field's text.

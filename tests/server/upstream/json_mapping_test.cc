@@ -54,8 +54,10 @@ TEST(JsonMappingTest, DeeplyNestedJsonIsCutAtTheDepthLimit) {
   for (int i = 0; i < 100000; ++i) text += "[";
   for (int i = 0; i < 100000; ++i) text += "]";
   text += "}";
-  json parsed = json::parse(text, nullptr, false);
-  ASSERT_FALSE(parsed.is_discarded());
+  // Parsed without recursion and without the precheck: StructFromJson must cut it anyway.
+  JsonDocument parsed;
+  parsed.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  ASSERT_FALSE(parsed.HasParseError());
   google::protobuf::Struct out = StructFromJson(parsed);
   const google::protobuf::Value* value = &out.fields().at("deep");
   int depth = 0;
@@ -105,11 +107,180 @@ TEST(JsonMappingTest, NestingUpToTheLimitIsAcceptedAndDumped) {
 }
 
 TEST(JsonMappingTest, NestingIsCountedOutsideStringsOnly) {
-  EXPECT_FALSE(JsonNestsDeeperThan(absl::StrCat(R"({"a":")", std::string(1000, '['), R"("})"), 2));
-  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a":"\"[[[["})", 1));
-  EXPECT_TRUE(JsonNestsDeeperThan(R"({"a":[{"b":[]}]})", 3));
-  EXPECT_FALSE(JsonNestsDeeperThan(R"({"a":[{"b":[]}]})", 4));
-  EXPECT_FALSE(JsonNestsDeeperThan("]]]]]]", 0));
+  EXPECT_EQ(PrecheckUpstreamJson(absl::StrCat(R"({"a":")", std::string(1000, '['), R"("})"), 2),
+            JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":"\"[[[["})", 1), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":"\\\"[[[["})", 1), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":"\\"})", 1), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":"\\","b":[[]]})", 2), JsonRead::kTooDeep);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":[{"b":[]}]})", 3), JsonRead::kTooDeep);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":[{"b":[]}]})", 4), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson("]]]]]]", 0), JsonRead::kOk);
+}
+
+// rapidjson 1.1 takes a lone low surrogate escape and writes it as invalid UTF-8; the precheck
+// refuses it (nlohmann::json refuses it too), and only it.
+TEST(JsonMappingTest, ALoneLowSurrogateEscapeIsNotJson) {
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\udc00"])"), JsonRead::kNotJson);
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\uDFFF"])"), JsonRead::kNotJson);
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["a\u0041\udc00"])"), JsonRead::kNotJson);
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\ud800x\udc00"])"), JsonRead::kNotJson);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"\udc00":1})"), JsonRead::kNotJson);
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\ud834\udd1e"])"), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\uDBFF\uDFFF\uD800\uDC00"])"), JsonRead::kOk);
+  // A backslash escaped, then the letters "udc00": no escape at all.
+  EXPECT_EQ(PrecheckUpstreamJson(R"(["\\udc00"])"), JsonRead::kOk);
+  // Outside strings the precheck reads no escapes (the parser refuses the text).
+  EXPECT_EQ(PrecheckUpstreamJson(R"(\udc00)"), JsonRead::kOk);
+  const absl::StatusOr<v1::Message> message =
+      ParseMessage(R"({"id":"m1","role":"assistant","content":"\udc00"})");
+  ASSERT_FALSE(message.ok());
+  ExpectBadResponse(message.status());
+  EXPECT_THAT(std::string(message.status().message()), HasSubstr("is not valid JSON"));
+  const absl::StatusOr<v1::Message> pair =
+      ParseMessage(R"({"id":"m1","role":"assistant","content":"\ud834\udd1e"})");
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_EQ(pair->content(), "\xF0\x9D\x84\x9E");
+}
+
+// The texts nlohmann::json told apart, read by rapidjson: the same accepted, to the same values
+// (the fuzzer upstream_json checks the same on its inputs).
+TEST(JsonMappingTest, UpstreamJsonIsReadAsNlohmannReadsIt) {
+  std::vector<std::string> texts = {
+      "1e400",
+      "-1e400",
+      "1e-400",
+      R"("\udc00")",
+      R"("\ud800")",
+      R"("\ud800\u0041")",
+      R"("\ud800\udc00")",
+      "\xEF\xBB\xBF{}",
+      "\"\xC0\x80\"",
+      "\"\xED\xA0\x80\"",
+      "\"\xF4\x90\x80\x80\"",
+      "\"\xF0\x80\x80\x80\"",
+      "\"\xE0\x80\x80\"",
+      "\"\xff\"",
+      "\"\xc3\"",
+      "\x80",
+      R"("\u0000")",
+      R"({"\u0000k":1})",
+      "18446744073709551615",
+      "18446744073709551616",
+      "-9223372036854775808",
+      "-9223372036854775809",
+      "9223372036854775808",
+      "-0",
+      "-0.0",
+      "0.1",
+      "123456789012345678901234567890",
+      "1.7976931348623157e308",
+      "2.2250738585072011e-308",
+      "4.9e-324",
+      "1e-500",
+      "1e23",
+      "0.30000000000000004",
+      "9007199254740993",
+      "1.00000000000000011102230246251565404236316680908203125",
+      R"({"a":1,"a":2})",
+      R"({"a":1,"a":null})",
+      "[1,]",
+      R"({"a":1,})",
+      "01",
+      "1.",
+      ".5",
+      "+1",
+      "",
+      " ",
+      "nul",
+      "[] x",
+      "[]\n",
+      "\t[]\r\n",
+      "\"\x7f\"",
+      "\"\x1f\"",
+      "/*c*/1",
+      "NaN",
+      "Infinity",
+      R"("\x")",
+      R"("\/")",
+      R"("\U0041")",
+      "1E5",
+      "1e+5",
+      "-",
+      "0e",
+      R"(["\ud834\udd1e"])",
+      R"({"a" :  [ 1 , 2 ] })",
+      "true",
+      "false",
+      "null",
+      "[1,2",
+      R"({"a":})",
+      R"({"a" 1})",
+      "\xBB{}",
+      "\xEF{}",
+      "\xEF\xBB{}",
+      "\xEF\xBB\xBF\xEF\xBB\xBF{}",
+      "1000e306",
+      "0.01e310",
+      "1e308",
+      "-1e308",
+      "2e-308",
+      "1.5E-3",
+      "0.0",
+      "-01",
+      "1e01",
+      "[-0,0.0,-0.0e0]",
+      R"({"n":[12345678901234567890,-12345678901234567890,1e2,100]})"};
+  std::vector<std::string> with_nul = {std::string("5\0x", 3), std::string("{}\0{", 4),
+                                       std::string("[1,\0 2]", 7), std::string("\"a\0b\"", 5),
+                                       std::string("5\0", 2), std::string("\0", 1),
+                                       // Past the NUL, nothing is read: neither depth nor escapes.
+                                       std::string("[]\0\"\\udc00\"", 11),
+                                       absl::StrCat(std::string("1\0", 2), Nested(100, "[", "]"))};
+  texts.insert(texts.end(), with_nul.begin(), with_nul.end());
+  for (const std::string& text : texts) {
+    JsonDocument document;
+    const JsonRead read = ParseUpstreamJson(text, document);
+    const json reference = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    ASSERT_EQ(read == JsonRead::kOk, !reference.is_discarded())
+        << json(text).dump(-1, ' ', true, json::error_handler_t::replace);
+    if (read != JsonRead::kOk) continue;
+    EXPECT_EQ(NlohmannFromJson(document).dump(), reference.dump()) << text;
+  }
+  // The difference left (bounded_json.h): an exponent past 308 refused before the value is
+  // known, though the number is zero.
+  for (const std::string text : {"0e400", "[-0.0E+310]"}) {
+    JsonDocument document;
+    rapidjson::ParseErrorCode error = rapidjson::kParseErrorNone;
+    EXPECT_EQ(ParseUpstreamJson(text, document, &error), JsonRead::kNotJson) << text;
+    EXPECT_EQ(error, rapidjson::kParseErrorNumberTooBig) << text;
+    EXPECT_FALSE(json::parse(text, nullptr, false).is_discarded()) << text;
+  }
+}
+
+// Of duplicate member names the last counts, everywhere nlohmann::json's map kept only it.
+TEST(JsonMappingTest, TheLastOfDuplicateMembersCounts) {
+  const absl::StatusOr<v1::Message> message = ParseMessage(
+      R"({"id":"m0","id":"m1","role":"user","role":"assistant","content":"x","content":null,)"
+      R"("meta_data":{"k":1,"k":2},"tool_calls":[{"id":"c1","type":"function","function":)"
+      R"({"name":"f","arguments":{"b":1,"a":[1.5,true,null,"\u0000"],"b":2}}}]})");
+  ASSERT_TRUE(message.ok()) << message.status();
+  EXPECT_EQ(message->id(), "m1");
+  EXPECT_EQ(message->role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(message->content(), "");
+  EXPECT_EQ(message->meta_data().fields().at("k").number_value(), 2);
+  // An object's arguments are written as nlohmann::json wrote them: sorted, compact.
+  EXPECT_EQ(message->tool_calls(0).function().arguments(),
+            R"({"a":[1.5,true,null,"\u0000"],"b":2})");
+}
+
+TEST(JsonMappingTest, StringsKeepTheirNulBytes) {
+  const absl::StatusOr<v1::Message> message = ParseMessage(
+      R"({"id":"m1","role":"assistant","content":"a\u0000b","meta_data":{"k\u0000":"v\u0000"}})");
+  ASSERT_TRUE(message.ok()) << message.status();
+  EXPECT_EQ(message->content(), std::string("a\0b", 3));
+  EXPECT_EQ(message->meta_data().fields().at(std::string("k\0", 2)).string_value(),
+            std::string("v\0", 2));
 }
 
 // Issue #13, item 10: a Struct nested 64 levels became ~190 protobuf levels, past what clients
@@ -315,23 +486,30 @@ TEST(JsonMappingTest, MessageChunk) {
   ASSERT_EQ(chunk->delta().sources_size(), 1);
   EXPECT_EQ(chunk->delta().sources(0).meta_data().fields().at("document_title").string_value(),
             "t");
-  ExpectBadResponse(MessageChunkFromJson(json{{"delta", json::object()}}).status());
+  ExpectBadResponse(MessageChunkFromJson(*ParseJson(R"({"delta":{}})", "line")).status());
 }
 
 TEST(JsonMappingTest, StreamErrorLineDetection) {
-  EXPECT_TRUE(IsStreamErrorLine(json{{"error_code", "api_error"}, {"detail", "x"}}));
-  EXPECT_FALSE(IsStreamErrorLine(json{{"error_code", "x"}, {"delta", json::object()}}));
-  EXPECT_FALSE(IsStreamErrorLine(json{{"message_id", "m"}}));
-  EXPECT_FALSE(IsStreamErrorLine(json::array()));
+  const auto is_error_line = [](absl::string_view text) {
+    const absl::StatusOr<JsonDocument> line = ParseJson(text, "line");
+    EXPECT_TRUE(line.ok()) << text;
+    return line.ok() && IsStreamErrorLine(*line);
+  };
+  EXPECT_TRUE(is_error_line(R"({"error_code":"api_error","detail":"x"})"));
+  EXPECT_TRUE(is_error_line(R"({"error_code":null})"));
+  EXPECT_FALSE(is_error_line(R"({"error_code":"x","delta":{}})"));
+  EXPECT_FALSE(is_error_line(R"({"error_code":"x","delta":null})"));
+  EXPECT_FALSE(is_error_line(R"({"message_id":"m"})"));
+  EXPECT_FALSE(is_error_line("[]"));
 }
 
 TEST(JsonMappingTest, StructRoundTrip) {
-  json original = json::parse(
-      R"({"s":"x","n":1.5,"i":3,"neg":-7,"b":true,"z":null,"l":[1,"a",{"k":[]}],"o":{"p":{}}})");
-  google::protobuf::Struct as_struct = StructFromJson(original);
+  const std::string text =
+      R"({"s":"x","n":1.5,"i":3,"neg":-7,"b":true,"z":null,"l":[1,"a",{"k":[]}],"o":{"p":{}}})";
+  google::protobuf::Struct as_struct = StructFromJson(*ParseJson(text, "struct"));
   EXPECT_EQ(as_struct.fields().at("i").number_value(), 3);
-  EXPECT_EQ(JsonFromStruct(as_struct), original);
-  EXPECT_EQ(StructFromJson(json::array()).fields_size(), 0);
+  EXPECT_EQ(JsonFromStruct(as_struct), json::parse(text));
+  EXPECT_EQ(StructFromJson(*ParseJson("[]", "array")).fields_size(), 0);
 }
 
 TEST(JsonMappingTest, CreateThreadBody) {
@@ -389,8 +567,9 @@ TEST(JsonMappingTest, InvalidUtf8IsReplacedNotThrown) {
 }
 
 google::protobuf::Struct Tool(const std::string& name) {
-  return StructFromJson(json::parse(R"({"type":"function","function":{"name":")" + name +
-                                    R"(","parameters":{"type":"object"}}})"));
+  return StructFromJson(*ParseJson(
+      R"({"type":"function","function":{"name":")" + name + R"(","parameters":{"type":"object"}}})",
+      "tool"));
 }
 
 TEST(JsonMappingTest, RunBodies) {
