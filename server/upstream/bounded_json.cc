@@ -30,6 +30,39 @@ int HexUnit(absl::string_view text, std::size_t at) {
   return unit;
 }
 
+// The length of the well-formed UTF-8 sequence starting with the non-ASCII byte text[at]
+// (Unicode's table 3-7: no overlong forms, no surrogates, nothing past U+10FFFF), or 0.
+std::size_t Utf8SequenceLength(absl::string_view text, std::size_t at) {
+  const auto byte = [&](std::size_t i) {
+    return at + i < text.size() ? static_cast<unsigned char>(text[at + i]) : 0U;
+  };
+  const auto in = [](unsigned value, unsigned low, unsigned high) {
+    return value >= low && value <= high;
+  };
+  const unsigned lead = byte(0);
+  std::size_t length = 0;
+  unsigned second_low = 0x80;
+  unsigned second_high = 0xBF;
+  if (in(lead, 0xC2, 0xDF)) {
+    length = 2;
+  } else if (in(lead, 0xE0, 0xEF)) {
+    length = 3;
+    if (lead == 0xE0) second_low = 0xA0;
+    if (lead == 0xED) second_high = 0x9F;
+  } else if (in(lead, 0xF0, 0xF4)) {
+    length = 4;
+    if (lead == 0xF0) second_low = 0x90;
+    if (lead == 0xF4) second_high = 0x8F;
+  } else {
+    return 0;
+  }
+  if (!in(byte(1), second_low, second_high)) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if (!in(byte(i), 0x80, 0xBF)) return 0;
+  }
+  return length;
+}
+
 // Forwards a reader's events to a document, reading each number as nlohmann::json::parse does:
 // without a fraction or exponent, a signed or unsigned 64-bit integer when it fits; otherwise
 // strtod's double, refused when it is not finite. (rapidjson's own conversion is not used: its
@@ -80,10 +113,9 @@ class DocumentBuilder {
   JsonDocument& document_;
 };
 
-// RFC 8259 with UTF-8 validated, as nlohmann::json::parse reads it; numbers handed over as
-// text (DocumentBuilder::RawNumber).
-constexpr unsigned kParseFlags =
-    rapidjson::kParseValidateEncodingFlag | rapidjson::kParseNumbersAsStringsFlag;
+// RFC 8259 as nlohmann::json::parse reads it (the UTF-8 of strings validated by the precheck);
+// numbers handed over as text (DocumentBuilder::RawNumber).
+constexpr unsigned kParseFlags = rapidjson::kParseNumbersAsStringsFlag;
 
 constexpr absl::string_view kByteOrderMark = "\xEF\xBB\xBF";
 
@@ -103,6 +135,12 @@ JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth) {
     if (in_string) {
       if (c == '"') {
         in_string = false;
+      } else if (static_cast<unsigned char>(c) >= 0x80) {
+        // Validated here, in the pass the text gets anyway, not by rapidjson (a third of its
+        // parse); outside strings the parser refuses any byte that is not ASCII.
+        const std::size_t length = Utf8SequenceLength(text, i);
+        if (length == 0) return JsonRead::kNotJson;
+        i += length - 1;
       } else if (c == '\\' && i + 1 < size) {
         if (text[i + 1] != 'u') {
           ++i;  // The escaped character.

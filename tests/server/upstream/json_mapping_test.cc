@@ -231,6 +231,34 @@ TEST(JsonMappingTest, UpstreamJsonIsReadAsNlohmannReadsIt) {
       "1e01",
       "[-0,0.0,-0.0e0]",
       R"({"n":[12345678901234567890,-12345678901234567890,1e2,100]})"};
+  // UTF-8 at each edge of Unicode's table 3-7, in a string and outside one.
+  for (const char* sequence : {"\xC2\x80",
+                               "\xDF\xBF",
+                               "\xE0\xA0\x80",
+                               "\xE0\x9F\xBF",
+                               "\xED\x9F\xBF",
+                               "\xED\xA0\x80",
+                               "\xEE\x80\x80",
+                               "\xEF\xBF\xBF",
+                               "\xF0\x90\x80\x80",
+                               "\xF0\x8F\xBF\xBF",
+                               "\xF4\x8F\xBF\xBF",
+                               "\xF4\x90\x80\x80",
+                               "\xF5\x80\x80\x80",
+                               "\xC1\xBF",
+                               "\xC2\x7F",
+                               "\xC2\xC0",
+                               "\xE2\x82",
+                               "\xE2\x28\xA1",
+                               "\xF1\x80\x80",
+                               "\x80",
+                               "\xBF",
+                               "\xF8\x88\x80\x80\x80"}) {
+    texts.push_back(absl::StrCat("\"", sequence, "\""));
+    texts.push_back(absl::StrCat("[\"a", sequence, "b\",1]"));
+    texts.push_back(absl::StrCat("\"", sequence));
+    texts.push_back(absl::StrCat("[", sequence, "]"));
+  }
   std::vector<std::string> with_nul = {std::string("5\0x", 3), std::string("{}\0{", 4),
                                        std::string("[1,\0 2]", 7), std::string("\"a\0b\"", 5),
                                        std::string("5\0", 2), std::string("\0", 1),
