@@ -15,7 +15,8 @@
 # the first chunk of a streamed chat completion (tests/bench/gateway/first_chunk_bench: NDJSON
 # direct and through nginx, gRPC StreamComplete through the gateway, one call at a time,
 # CALLS_STREAM of each (default 300), the emulator pacing its chunks STREAM_DELAY_MS apart,
-# default 1). Last, gRPC alone (tests/bench/gateway/grpc_floor_server: Complete answered with a
+# default 1; and gRPC alone, grpc_floor_server's StreamComplete writing its first chunk at once,
+# to split the gateway's first chunk into the upstream's time, gRPC's and its own). Last, gRPC alone (tests/bench/gateway/grpc_floor_server: Complete answered with a
 # fixed message of about the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and
 # c=64, three ways: the callback API finishing inline, the callback API finishing from a thread
 # of its own (the gateway's shape), and the completion-queue API: what of the gateway's CPU per
@@ -261,10 +262,26 @@ echo "== first chunk of a streamed completion, $calls_stream calls of each path,
 # Chunks 1 ms apart: the first one arrives before the rest, so a hop that held the stream back
 # would show (with 0 the whole answer comes in one write).
 curl -sf -X POST -d "{\"stream_delay_ms\": ${STREAM_DELAY_MS:-1}}" "http://$upstream/_emulator/config" >/dev/null
+# gRPC alone takes its turn too: a StreamComplete whose first chunk the floor server writes at
+# once, the rest paced as the emulator paces them.
+"$floor_server" --mode callback --threads "$(nproc)" --stream-delay-ms "${STREAM_DELAY_MS:-1}" \
+  >"$work/floor-stream.log" 2>&1 &
+floor_pid=$!
+pids+=("$floor_pid")
+floor_addr="$(wait_for_address "$work/floor-stream.log" grpc_floor_server)"
+stream_warmup=$((calls_stream < 50 ? calls_stream : 50))
 "$first_chunk_bench" --direct "http://$upstream/agents" --proxy "http://127.0.0.1:$nginx_port/agents" \
   --gateway "$gateway" --api-key bench-upstream-key --assistant "$hr_assistant" \
-  --calls "$calls_stream" --warmup "$((calls_stream < 50 ? calls_stream : 50))" >"$work/first-chunk.out" ||
+  --calls "$calls_stream" --warmup "$stream_warmup" --floor "$floor_addr" >"$work/first-chunk.out" ||
   { echo "side_by_side: first_chunk_bench failed" >&2; exit 1; }
+kill -TERM "$floor_pid"
+wait "$floor_pid" || { echo "side_by_side: grpc_floor_server (streams) failed" >&2; exit 1; }
+forget_pid "$floor_pid"
+streams="$(sed -n 's/^streams //p' "$work/floor-stream.log")"
+if [ "$streams" != "$((stream_warmup + calls_stream))" ]; then
+  echo "side_by_side: grpc_floor_server finished $streams streams, not $((stream_warmup + calls_stream))" >&2
+  exit 1
+fi
 
 echo "== gRPC alone (grpc_floor_server), c=1 and c=64"
 floor_modes=(callback callback-hop cq)
@@ -342,6 +359,9 @@ awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[$2 "," kv[1]] = kv[2] }
     printf " nginx added p50 %.3f, p99 %.3f; gateway added p50 %.3f, p99 %.3f: %s\n",
       v["proxy,added_p50_ms"], v["proxy,added_p99_ms"], v["gateway,added_p50_ms"], v["gateway,added_p99_ms"],
       v["gateway,added_p50_ms"] <= v["proxy,added_p50_ms"] ? "the gateway adds no more than nginx at p50" : "the gateway adds more than nginx at p50"
+    printf "  gRPC alone (grpc_floor_server, no upstream: the first chunk written at once): p50 %.3f ms, p99 %.3f; so of the gateway'"'"'s %.3f ms at p50, %.3f are the upstream'"'"'s (direct) and %.3f gRPC'"'"'s floor, %.3f the gateway'"'"'s own path\n",
+      v["floor,p50_ms"], v["floor,p99_ms"], v["gateway,p50_ms"], v["direct,p50_ms"], v["floor,p50_ms"],
+      v["gateway,p50_ms"] - v["direct,p50_ms"] - v["floor,p50_ms"]
   }' "$work/first-chunk.out"
 data_per_call() {  # h2load output, calls: the response bytes (DATA frames) per call
   sed -n 's/^traffic: .*, [0-9.]*[KMG]*B (\([0-9]*\)) data.*/\1/p' "$1" | awk -v n="$2" '{ printf "%.0f", $1 / n }'

@@ -8,10 +8,13 @@
 // chunk: added p50 <= nginx's added p50").
 //
 //   first_chunk_bench --direct URL --proxy URL --gateway HOST:PORT --api-key KEY
-//                     --assistant UUID [--calls N] [--warmup N]
+//                     --assistant UUID [--calls N] [--warmup N] [--floor HOST:PORT]
 //
 // URL is the API's base, e.g. http://127.0.0.1:8080/agents. Prints, per path, the p50 and p99 of
-// the first chunk in ms and, for the two hops, what they add to the direct path at each.
+// the first chunk in ms and, for the two hops, what they add to the direct path at each. With
+// --floor, a fourth path takes its turn: StreamComplete from grpc_floor_server (gRPC alone, its
+// first chunk written at once, no upstream), printed as "floor" with its p50 and p99 only: what
+// a gRPC stream's first chunk costs this client and server before any upstream.
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 
@@ -36,6 +39,7 @@ struct Flags {
   std::string gateway;
   std::string api_key;
   std::string assistant;
+  std::string floor;
   int calls = 500;
   int warmup = 50;
 };
@@ -60,6 +64,8 @@ bool ParseFlags(int argc, char** argv, Flags& flags) {
       flags.calls = std::atoi(value);
     } else if (arg == "--warmup") {
       flags.warmup = std::atoi(value);
+    } else if (arg == "--floor") {
+      flags.floor = value;
     } else {
       std::fprintf(stderr, "first_chunk_bench: unknown flag %s\n", arg.c_str());
       return false;
@@ -69,7 +75,7 @@ bool ParseFlags(int argc, char** argv, Flags& flags) {
       flags.api_key.empty() || flags.assistant.empty() || flags.calls < 1 || flags.warmup < 0) {
     std::fprintf(stderr,
                  "usage: first_chunk_bench --direct URL --proxy URL --gateway HOST:PORT "
-                 "--api-key KEY --assistant UUID [--calls N] [--warmup N]\n");
+                 "--api-key KEY --assistant UUID [--calls N] [--warmup N] [--floor HOST:PORT]\n");
     return false;
   }
   return true;
@@ -191,14 +197,18 @@ int main(int argc, char** argv) {
   if (!ParseFlags(argc, argv, flags)) return 2;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int failures = 0;
-  std::vector<double> times[3];
+  std::vector<double> times[4];
+  const int paths = flags.floor.empty() ? 3 : 4;
   {
     RestPath direct(flags.direct, flags.api_key, flags.assistant);
     RestPath proxy(flags.proxy, flags.api_key, flags.assistant);
     GrpcPath gateway(flags.gateway, flags.assistant);
+    std::optional<GrpcPath> floor;
+    if (paths == 4) floor.emplace(flags.floor, flags.assistant);
     for (int i = 0; i < flags.warmup + flags.calls && failures == 0; ++i) {
-      const double t[3] = {direct.Call(), proxy.Call(), gateway.Call()};
-      for (int path = 0; path < 3; ++path) {
+      const double t[4] = {direct.Call(), proxy.Call(), gateway.Call(),
+                           floor.has_value() ? floor->Call() : 0};
+      for (int path = 0; path < paths; ++path) {
         if (t[path] < 0) {
           ++failures;
         } else if (i >= flags.warmup) {
@@ -209,13 +219,13 @@ int main(int argc, char** argv) {
   }
   curl_global_cleanup();
   if (failures > 0) return 1;
-  const char* names[3] = {"direct", "proxy", "gateway"};
+  const char* names[4] = {"direct", "proxy", "gateway", "floor"};
   const double direct50 = Percentile(times[0], 0.50);
   const double direct99 = Percentile(times[0], 0.99);
-  for (int path = 0; path < 3; ++path) {
+  for (int path = 0; path < paths; ++path) {
     const double p50 = Percentile(times[path], 0.50);
     const double p99 = Percentile(times[path], 0.99);
-    if (path == 0) {
+    if (path == 0 || path == 3) {
       std::printf("first_chunk %s calls=%zu p50_ms=%.3f p99_ms=%.3f\n", names[path],
                   times[path].size(), p50, p99);
     } else {

@@ -4,6 +4,7 @@
 // so the gateway's CPU per call can be split into gRPC's share and ours (issue #17).
 //
 //   grpc_floor_server --mode callback|callback-hop|cq [--threads N] [--answer-bytes N]
+//                     [--stream-chunks N] [--stream-delay-ms N]
 //
 // Modes:
 //   callback      the callback API (as the gateway), the handler finishing the call inline;
@@ -14,9 +15,14 @@
 //                 completion queue of its own and finishing inline.
 // Every mode answers with the same CompleteResponse (an assistant message of --answer-bytes
 // characters, default 280, with two sources and IDs: on the wire the size of the gateway's answer
-// to the bench's question). Prints "grpc-floor-server listening on 127.0.0.1:PORT"; on SIGTERM or
-// SIGINT it stops and prints "served N" (the calls it finished with OK; in the completion-queue
-// mode those gRPC confirmed sent), which the script checks against h2load's count.
+// to the bench's question). In the two callback modes it also answers StreamComplete, in place:
+// --stream-chunks chunks (default 10) of a 40-character delta each, the first written at once,
+// the next --stream-delay-ms apart (default 1, as side_by_side.sh paces the emulator's), then OK;
+// first_chunk_bench --floor times its first chunk next to the gateway's.
+// Prints "grpc-floor-server listening on 127.0.0.1:PORT"; on SIGTERM or SIGINT it stops and
+// prints "served N" (the unary calls it finished with OK; in the completion-queue mode those gRPC
+// confirmed sent), which the script checks against h2load's count, and "streams N" (the streams
+// it finished with OK).
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +30,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -37,12 +44,64 @@
 
 #include "absl/synchronization/mutex.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
+#include "grpcpp/alarm.h"
 
 namespace {
 
 namespace v1 = ::copilot::v1;
 
 std::atomic<int64_t> g_served{0};
+std::atomic<int64_t> g_streams{0};
+
+struct StreamShape {
+  int chunks = 10;
+  int delay_ms = 1;
+};
+
+v1::StreamCompleteResponse Chunk() {
+  v1::StreamCompleteResponse response;
+  v1::MessageChunk* chunk = response.mutable_chunk();
+  chunk->set_message_id("3f0a8c5e-6b1d-4c55-9f1e-2a7d6c1b9e40");
+  chunk->set_thread_id("b7e2d9a1-4c3f-4e8a-8d6b-5f1c2e3a4b5c");
+  chunk->mutable_create_time()->set_seconds(1764979200);
+  chunk->mutable_delta()->set_role(v1::ROLE_ASSISTANT);
+  chunk->mutable_delta()->set_content(std::string(40, 'a'));
+  return response;
+}
+
+// One StreamComplete: the first chunk written from the handler, the rest paced by an alarm.
+class ChunkWriter final : public grpc::ServerWriteReactor<v1::StreamCompleteResponse> {
+ public:
+  ChunkWriter(const v1::StreamCompleteResponse& chunk, StreamShape shape)
+      : chunk_(chunk), shape_(shape) {
+    StartWrite(&chunk_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+    if (++written_ >= shape_.chunks) return Finish(grpc::Status::OK);
+    if (shape_.delay_ms == 0) return StartWrite(&chunk_);
+    alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(shape_.delay_ms),
+               [this](bool fired) {
+                 if (fired) {
+                   StartWrite(&chunk_);
+                 } else {
+                   Finish(grpc::Status(grpc::StatusCode::CANCELLED, "alarm cancelled"));
+                 }
+               });
+  }
+
+  void OnDone() override {
+    if (written_ >= shape_.chunks) ++g_streams;
+    delete this;
+  }
+
+ private:
+  const v1::StreamCompleteResponse& chunk_;
+  const StreamShape shape_;
+  int written_ = 0;
+  grpc::Alarm alarm_;
+};
 
 v1::CompleteResponse Answer(int answer_bytes) {
   v1::CompleteResponse response;
@@ -64,7 +123,8 @@ v1::CompleteResponse Answer(int answer_bytes) {
 // The callback service; in callback-hop mode its calls are finished by a thread of its own.
 class CallbackService final : public v1::CopilotService::CallbackService {
  public:
-  CallbackService(v1::CompleteResponse answer, bool hop) : answer_(std::move(answer)), hop_(hop) {
+  CallbackService(v1::CompleteResponse answer, bool hop, StreamShape stream)
+      : answer_(std::move(answer)), hop_(hop), stream_(stream) {
     if (hop_) {
       wake_ = eventfd(0, EFD_CLOEXEC);
       worker_ = std::thread([this] { Work(); });
@@ -101,6 +161,12 @@ class CallbackService final : public v1::CopilotService::CallbackService {
     return reactor;
   }
 
+  grpc::ServerWriteReactor<v1::StreamCompleteResponse>* StreamComplete(
+      grpc::CallbackServerContext* /*context*/,
+      const v1::StreamCompleteRequest* /*request*/) override {
+    return new ChunkWriter(chunk_, stream_);
+  }
+
  private:
   void Wake() {
     const uint64_t one = 1;
@@ -127,6 +193,8 @@ class CallbackService final : public v1::CopilotService::CallbackService {
 
   const v1::CompleteResponse answer_;
   const bool hop_;
+  const StreamShape stream_;
+  const v1::StreamCompleteResponse chunk_ = Chunk();
   int wake_ = -1;
   std::thread worker_;
   std::mutex mu_;
@@ -168,7 +236,7 @@ class CqCall {
 int Usage() {
   std::fprintf(stderr,
                "usage: grpc_floor_server --mode callback|callback-hop|cq [--threads N] "
-               "[--answer-bytes N]\n");
+               "[--answer-bytes N] [--stream-chunks N] [--stream-delay-ms N]\n");
   return 2;
 }
 
@@ -178,6 +246,7 @@ int main(int argc, char** argv) {
   std::string mode;
   int threads = 2;
   int answer_bytes = 280;
+  StreamShape stream;
   if (argc % 2 == 0) return Usage();  // A flag without its value.
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
@@ -187,12 +256,16 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[i + 1]);
     } else if (arg == "--answer-bytes") {
       answer_bytes = std::atoi(argv[i + 1]);
+    } else if (arg == "--stream-chunks") {
+      stream.chunks = std::atoi(argv[i + 1]);
+    } else if (arg == "--stream-delay-ms") {
+      stream.delay_ms = std::atoi(argv[i + 1]);
     } else {
       return Usage();
     }
   }
   if ((mode != "callback" && mode != "callback-hop" && mode != "cq") || threads < 1 ||
-      answer_bytes < 0) {
+      answer_bytes < 0 || stream.chunks < 1 || stream.delay_ms < 0) {
     return Usage();
   }
 
@@ -216,7 +289,7 @@ int main(int argc, char** argv) {
     builder.RegisterService(&async_service);
     for (int i = 0; i < threads; ++i) queues.push_back(builder.AddCompletionQueue());
   } else {
-    callback_service = std::make_unique<CallbackService>(answer, mode == "callback-hop");
+    callback_service = std::make_unique<CallbackService>(answer, mode == "callback-hop", stream);
     builder.RegisterService(callback_service.get());
   }
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -245,6 +318,7 @@ int main(int argc, char** argv) {
   for (std::thread& poller : pollers) poller.join();
   server->Wait();
   callback_service.reset();
-  std::printf("served %lld\n", static_cast<long long>(g_served.load()));
+  std::printf("served %lld\nstreams %lld\n", static_cast<long long>(g_served.load()),
+              static_cast<long long>(g_streams.load()));
   return 0;
 }
