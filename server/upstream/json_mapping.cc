@@ -72,7 +72,9 @@ void FillStruct(const JsonValue& object, int depth, google::protobuf::Struct* ou
   if (!object.IsObject()) return;
   auto& fields = *out->mutable_fields();
   for (const auto& member : object.GetObject()) {
-    FillValue(member.value, depth, &fields[std::string(JsonText(member.name))]);
+    google::protobuf::Value& field = fields[std::string(JsonText(member.name))];
+    field.Clear();  // A duplicate name's earlier list or object is replaced, not added to.
+    FillValue(member.value, depth, &field);
   }
 }
 

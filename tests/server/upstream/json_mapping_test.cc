@@ -290,13 +290,23 @@ TEST(JsonMappingTest, UpstreamJsonIsReadAsNlohmannReadsIt) {
 TEST(JsonMappingTest, TheLastOfDuplicateMembersCounts) {
   const absl::StatusOr<v1::Message> message = ParseMessage(
       R"({"id":"m0","id":"m1","role":"user","role":"assistant","content":"x","content":null,)"
-      R"("meta_data":{"k":1,"k":2},"tool_calls":[{"id":"c1","type":"function","function":)"
+      R"("meta_data":{"k":1,"k":2,"l":[1,2],"l":[3],"o":{"a":1},"o":{"b":{"c":1},"b":{"d":2}}},)"
+      R"("tool_calls":[{"id":"c1","type":"function","function":)"
       R"({"name":"f","arguments":{"b":1,"a":[1.5,true,null,"\u0000"],"b":2}}}]})");
   ASSERT_TRUE(message.ok()) << message.status();
   EXPECT_EQ(message->id(), "m1");
   EXPECT_EQ(message->role(), v1::ROLE_ASSISTANT);
   EXPECT_EQ(message->content(), "");
   EXPECT_EQ(message->meta_data().fields().at("k").number_value(), 2);
+  // Lists and objects are replaced by a later duplicate, not merged with it.
+  const google::protobuf::Value& list = message->meta_data().fields().at("l");
+  ASSERT_EQ(list.list_value().values_size(), 1);
+  EXPECT_EQ(list.list_value().values(0).number_value(), 3);
+  const google::protobuf::Struct& object = message->meta_data().fields().at("o").struct_value();
+  ASSERT_EQ(object.fields_size(), 1);
+  const google::protobuf::Struct& inner = object.fields().at("b").struct_value();
+  ASSERT_EQ(inner.fields_size(), 1);
+  EXPECT_EQ(inner.fields().at("d").number_value(), 2);
   // An object's arguments are written as nlohmann::json wrote them: sorted, compact.
   EXPECT_EQ(message->tool_calls(0).function().arguments(),
             R"({"a":[1.5,true,null,"\u0000"],"b":2})");
