@@ -11,13 +11,15 @@
 //    invalid UTF-8, refused by PrecheckUpstreamJson before rapidjson reads the text;
 //  - numbers converted as nlohmann converts them (ParseUpstreamJson's DocumentBuilder);
 //  - duplicate member names all kept by rapidjson; readers take the last one, the one
-//    nlohmann::json kept (JsonMember, NlohmannFromJson).
+//    nlohmann::json kept (JsonMember, NlohmannFromJson, json_mapping.cc's FillStruct);
+//  - a NUL byte ends the text for both parsers (inside a string, as an error).
 // One difference is left: rapidjson refuses a number whose exponent passes 308 before it knows
 // the value, so "0e400" (zero) and the largest doubles written out in 309 digits, which
 // nlohmann read, are not JSON here (kParseErrorNumberTooBig).
 //
-// rapidjson parses, copies and frees values recursively, so a document nested 100,000 levels
-// deep (a 200 KB body) would overflow the stack of the transport's event loop thread. Every
+// rapidjson parses recursively, as the mapping and nlohmann's dump walk values, so a document
+// nested 100,000 levels deep (a 200 KB body) would overflow the stack of the transport's event
+// loop thread. Every
 // upstream document is prechecked, refused when it nests deeper than kMaxJsonDepth before any
 // value is built, so everything downstream may recurse freely.
 //
