@@ -6,14 +6,16 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "rapidjson/error/error.h"
-#include "rapidjson/memorystream.h"
 #include "rapidjson/reader.h"
+#include "rapidjson/stream.h"
 
 namespace copilot::gateway {
 namespace {
@@ -69,7 +71,7 @@ std::size_t Utf8SequenceLength(absl::string_view text, std::size_t at) {
 // correctly rounded one calls __builtin_clzll(0), undefined, for a zero significand.)
 class DocumentBuilder {
  public:
-  explicit DocumentBuilder(JsonDocument& document) : document_(document) {}
+  explicit DocumentBuilder(rapidjson::Document& document) : document_(document) {}
 
   bool Null() { return document_.Null(); }
   bool Bool(bool value) { return document_.Bool(value); }
@@ -78,11 +80,12 @@ class DocumentBuilder {
   bool Int64(int64_t value) { return document_.Int64(value); }
   bool Uint64(uint64_t value) { return document_.Uint64(value); }
   bool Double(double value) { return document_.Double(value); }
-  // `text` is NUL-terminated: the reader copies numbers out (no kParseInsituFlag).
-  bool RawNumber(const char* text, rapidjson::SizeType length, bool /*copy*/) {
-    const absl::string_view number(text, length);
+  // `text` is the number in the document's text, not NUL-terminated (parsed in place).
+  bool RawNumber(const char* in_place, rapidjson::SizeType length, bool /*copy*/) {
+    const std::string number(in_place, length);
+    const char* text = number.c_str();
     char* end = nullptr;
-    if (number.find_first_of(".eE") == absl::string_view::npos) {
+    if (number.find_first_of(".eE") == std::string::npos) {
       errno = 0;
       if (number.front() == '-') {
         const long long value = std::strtoll(text, &end, 10);
@@ -110,12 +113,13 @@ class DocumentBuilder {
   bool EndArray(rapidjson::SizeType elements) { return document_.EndArray(elements); }
 
  private:
-  JsonDocument& document_;
+  rapidjson::Document& document_;
 };
 
 // RFC 8259 as nlohmann::json::parse reads it (the UTF-8 of strings validated by the precheck);
-// numbers handed over as text (DocumentBuilder::RawNumber).
-constexpr unsigned kParseFlags = rapidjson::kParseNumbersAsStringsFlag;
+// strings decoded in place; numbers handed over as text (DocumentBuilder::RawNumber).
+constexpr unsigned kParseFlags =
+    rapidjson::kParseInsituFlag | rapidjson::kParseNumbersAsStringsFlag;
 
 constexpr absl::string_view kByteOrderMark = "\xEF\xBB\xBF";
 
@@ -185,10 +189,15 @@ JsonRead ParseUpstreamJson(absl::string_view text, JsonDocument& out,
   if (precheck != JsonRead::kOk) return precheck;
   // nlohmann skips a whole UTF-8 byte order mark; rapidjson's own skip takes any of its bytes.
   if (absl::StartsWith(text, kByteOrderMark)) text.remove_prefix(kByteOrderMark.size());
-  rapidjson::MemoryStream stream(text.data(), text.size());
+  // The document's own copy, NUL-terminated (a NUL ends the text for the parser, as in a
+  // MemoryStream): strings are decoded into it where they stand.
+  out.text_ = std::unique_ptr<char[]>(new char[text.size() + 1]);
+  std::memcpy(out.text_.get(), text.data(), text.size());
+  out.text_[text.size()] = '\0';
+  rapidjson::InsituStringStream stream(out.text_.get());
   rapidjson::Reader reader;
   rapidjson::ParseResult result;
-  auto generate = [&](JsonDocument& document) {
+  auto generate = [&](rapidjson::Document& document) {
     DocumentBuilder builder(document);
     result = reader.Parse<kParseFlags>(stream, builder);
     return !result.IsError();

@@ -27,6 +27,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 #define COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -40,9 +41,6 @@ namespace copilot::gateway {
 // upstream's documents nest about 6 levels (haufe-api.md section 5).
 inline constexpr int kMaxJsonDepth = 64;
 
-// A parsed upstream document and its values. Strings may hold NUL bytes: read them with
-// JsonText, never as C strings.
-using JsonDocument = rapidjson::Document;
 using JsonValue = rapidjson::Value;
 
 inline absl::string_view JsonText(const JsonValue& string) {
@@ -57,6 +55,19 @@ enum class JsonRead {
   // Not JSON; from the precheck, a string holding bytes that are not UTF-8, or a
   // "\uDC00".."\uDFFF" escape not straight after a "\uD800".."\uDBFF" one (not a character).
   kNotJson,
+};
+
+// A parsed upstream document: rapidjson's DOM, parsed in place in its own copy of the text, which
+// its strings point into (no string is copied twice). Movable; the copy moves with it. Strings
+// may hold NUL bytes: read them with JsonText, never as C strings.
+class JsonDocument : public rapidjson::Document {
+ public:
+  JsonDocument() = default;
+
+ private:
+  friend JsonRead ParseUpstreamJson(absl::string_view text, JsonDocument& out,
+                                    rapidjson::ParseErrorCode* error);
+  std::unique_ptr<char[]> text_;
 };
 
 // One pass over `text` read as JSON, before it is parsed (brackets and escapes inside strings
