@@ -204,7 +204,9 @@ JsonRead ParseUpstreamJson(absl::string_view text, JsonDocument& out,
   };
   out.Populate(generate);
   if (error != nullptr) *error = result.Code();
-  return result.IsError() ? JsonRead::kNotJson : JsonRead::kOk;
+  if (!result.IsError()) return JsonRead::kOk;
+  out.SetNull();  // Nothing of a document this one held before may point into the new copy.
+  return JsonRead::kNotJson;
 }
 
 const JsonValue* JsonMember(const JsonValue& object, absl::string_view key) {

@@ -312,6 +312,22 @@ TEST(JsonMappingTest, TheLastOfDuplicateMembersCounts) {
             R"({"a":[1.5,true,null,"\u0000"],"b":2})");
 }
 
+// A document read again holds the new text, or null when that is not JSON: never the old
+// values, whose text it no longer keeps.
+TEST(JsonMappingTest, ADocumentReadAgainHoldsOnlyTheNewText) {
+  JsonDocument document;
+  ASSERT_EQ(ParseUpstreamJson(R"({"a":"first"})", document), JsonRead::kOk);
+  ASSERT_EQ(ParseUpstreamJson(R"({"b":"second"})", document), JsonRead::kOk);
+  EXPECT_EQ(JsonStringMember(document, "b"), "second");
+  EXPECT_EQ(JsonMember(document, "a"), nullptr);
+  EXPECT_EQ(ParseUpstreamJson(R"({"c":)", document), JsonRead::kNotJson);
+  EXPECT_TRUE(document.IsNull());
+  // Moved, its strings still read (they point into the copy that moves with it).
+  ASSERT_EQ(ParseUpstreamJson(R"({"d":"moved"})", document), JsonRead::kOk);
+  const JsonDocument moved = std::move(document);
+  EXPECT_EQ(JsonStringMember(moved, "d"), "moved");
+}
+
 TEST(JsonMappingTest, StringsKeepTheirNulBytes) {
   const absl::StatusOr<v1::Message> message = ParseMessage(
       R"({"id":"m1","role":"assistant","content":"a\u0000b","meta_data":{"k\u0000":"v\u0000"}})");
