@@ -95,9 +95,11 @@ class DocumentBuilder {
         if (errno == 0) return document_.Uint64(value);
       }
     }
-    // In the C locale whatever the process's is: the decimal point is '.'.
+    // In the C locale whatever the process's is: the decimal point is '.'. (newlocale of "C"
+    // fails only without memory; then the process's locale, which the gateway never changes.)
     static const locale_t c_locale = newlocale(LC_ALL_MASK, "C", nullptr);
-    const double value = strtod_l(text, &end, c_locale);
+    const double value =
+        c_locale != nullptr ? strtod_l(text, &end, c_locale) : std::strtod(text, &end);
     if (!std::isfinite(value)) return false;
     return document_.Double(value);
   }
