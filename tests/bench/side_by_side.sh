@@ -16,8 +16,8 @@
 # direct and through nginx, gRPC StreamComplete through the gateway, one call at a time,
 # CALLS_STREAM of each (default 300), the emulator pacing its chunks STREAM_DELAY_MS apart,
 # default 1; and gRPC alone, grpc_floor_server's StreamComplete writing its first chunk at once,
-# to split the gateway's first chunk into the upstream's time, gRPC's and its own). Last, gRPC alone (tests/bench/gateway/grpc_floor_server: Complete answered with a
-# fixed message of about the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and
+# to split the gateway's first chunk into the upstream's time, gRPC's and its own). Last, gRPC
+# alone (tests/bench/gateway/grpc_floor_server: Complete answered with a fixed message of about the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and
 # c=64, three ways: the callback API finishing inline, the callback API finishing from a thread
 # of its own (the gateway's shape), and the completion-queue API: what of the gateway's CPU per
 # call is gRPC's own.
@@ -258,49 +258,52 @@ for c in 1 64; do
   done
 done
 
+# start_floor NAME ARGS...: grpc_floor_server with ARGS (log $work/floor-NAME.log); sets
+# floor_pid and floor_addr.
+start_floor() {
+  local name=$1
+  shift
+  "$floor_server" --threads "$(nproc)" "$@" >"$work/floor-$name.log" 2>&1 &
+  floor_pid=$!
+  pids+=("$floor_pid")
+  floor_addr="$(wait_for_address "$work/floor-$name.log" grpc_floor_server)"
+}
+# stop_floor NAME COUNT EXPECTED: stops it; fails unless its exit line COUNT ("served" unary
+# calls, "streams") says EXPECTED.
+stop_floor() {
+  local name=$1 count=$2 expected=$3 got
+  kill -TERM "$floor_pid"
+  wait "$floor_pid" || { echo "side_by_side: grpc_floor_server ($name) failed" >&2; exit 1; }
+  forget_pid "$floor_pid"
+  got="$(sed -n "s/^$count //p" "$work/floor-$name.log")"
+  if [ "$got" != "$expected" ]; then
+    echo "side_by_side: grpc_floor_server ($name) $count $got, not $expected" >&2
+    exit 1
+  fi
+}
+
 echo "== first chunk of a streamed completion, $calls_stream calls of each path, one at a time"
 # Chunks 1 ms apart: the first one arrives before the rest, so a hop that held the stream back
 # would show (with 0 the whole answer comes in one write).
 curl -sf -X POST -d "{\"stream_delay_ms\": ${STREAM_DELAY_MS:-1}}" "http://$upstream/_emulator/config" >/dev/null
 # gRPC alone takes its turn too: a StreamComplete whose first chunk the floor server writes at
 # once, the rest paced as the emulator paces them.
-"$floor_server" --mode callback --threads "$(nproc)" --stream-delay-ms "${STREAM_DELAY_MS:-1}" \
-  >"$work/floor-stream.log" 2>&1 &
-floor_pid=$!
-pids+=("$floor_pid")
-floor_addr="$(wait_for_address "$work/floor-stream.log" grpc_floor_server)"
+start_floor stream --mode callback --stream-delay-ms "${STREAM_DELAY_MS:-1}"
 stream_warmup=$((calls_stream < 50 ? calls_stream : 50))
 "$first_chunk_bench" --direct "http://$upstream/agents" --proxy "http://127.0.0.1:$nginx_port/agents" \
   --gateway "$gateway" --api-key bench-upstream-key --assistant "$hr_assistant" \
   --calls "$calls_stream" --warmup "$stream_warmup" --floor "$floor_addr" >"$work/first-chunk.out" ||
   { echo "side_by_side: first_chunk_bench failed" >&2; exit 1; }
-kill -TERM "$floor_pid"
-wait "$floor_pid" || { echo "side_by_side: grpc_floor_server (streams) failed" >&2; exit 1; }
-forget_pid "$floor_pid"
-streams="$(sed -n 's/^streams //p' "$work/floor-stream.log")"
-if [ "$streams" != "$((stream_warmup + calls_stream))" ]; then
-  echo "side_by_side: grpc_floor_server finished $streams streams, not $((stream_warmup + calls_stream))" >&2
-  exit 1
-fi
+stop_floor stream streams "$((stream_warmup + calls_stream))"
 
 echo "== gRPC alone (grpc_floor_server), c=1 and c=64"
 floor_modes=(callback callback-hop cq)
 for mode in "${floor_modes[@]}"; do
-  "$floor_server" --mode "$mode" --threads "$(nproc)" >"$work/floor-$mode.log" 2>&1 &
-  floor_pid=$!
-  pids+=("$floor_pid")
-  floor_addr="$(wait_for_address "$work/floor-$mode.log" grpc_floor_server)"
+  start_floor "$mode" --mode "$mode"
   run "floor-$mode" 64 "$warmup_c64" >/dev/null
   result[floor-$mode-1]="$(run "floor-$mode" 1 "$calls_c1")"
   result[floor-$mode-64]="$(run "floor-$mode" 64 "$calls_c64")"
-  kill -TERM "$floor_pid"
-  wait "$floor_pid" || { echo "side_by_side: grpc_floor_server --mode $mode failed" >&2; exit 1; }
-  forget_pid "$floor_pid"
-  served="$(sed -n 's/^served //p' "$work/floor-$mode.log")"
-  if [ "$served" != "$((warmup_c64 + calls_c1 + calls_c64))" ]; then
-    echo "side_by_side: grpc_floor_server --mode $mode served $served calls, not $((warmup_c64 + calls_c1 + calls_c64))" >&2
-    exit 1
-  fi
+  stop_floor "$mode" served "$((warmup_c64 + calls_c1 + calls_c64))"
 done
 
 echo
