@@ -1,6 +1,6 @@
 // gateway_bench: N concurrent Run calls through copilot-gateway while haufe-emulator holds each
 // upstream run for S seconds. Prints successes, failures by code, the gateway's idle and peak
-// thread count, peak RSS, CPU time and wall time.
+// thread count, peak RSS, CPU time, wall time and when the first and last calls finished.
 //
 //   gateway_bench [--calls N] [--hold-seconds S] [--channels C] [--upstream http|tls|h2]
 //                 [--request-ids off|local|redis] [--resilience on|off|retry|breaker]
@@ -8,12 +8,15 @@
 //
 // --request-ids: each Run carries its own request_id, de-duplicated in process (local) or also
 // claimed and recorded in a redis-server the bench starts (redis): what exactly-once costs.
+// --channels: client connections (default: at least 8, and enough that every call is in flight
+// at once under the gateway's 1,000 calls per connection; fewer are refused).
 //
 // The client uses gRPC's callback API (no thread per call). The gateway is sampled from
 // /proc/PID/status (Threads, VmRSS, VmHWM) and /proc/PID/stat (utime + stime) every 50 ms.
 #include <dirent.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -45,11 +48,15 @@ using ::copilot::gateway::testing::ProcessSample;
 using ::copilot::gateway::testing::SampleProcess;
 
 constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
+// The gateway's default server.max_concurrent_streams: calls one client connection may have open.
+// Calls past channels x this wait in the client's HTTP/2 queue, not in the gateway, so the bench
+// opens enough channels for every call to be in flight at once.
+constexpr int kStreamsPerChannel = 1000;
 
 struct Options {
   int calls = 10000;
   int hold_seconds = 10;
-  int channels = 8;
+  int channels = 0;  // --channels; 0: at least 8, and enough for every call (kStreamsPerChannel)
   // --upstream http (plain HTTP/1.1), tls (HTTPS, HTTP/1.1) or h2 (HTTPS, HTTP/2).
   std::string upstream = "http";
   int max_connections = 0;      // --max-connections: upstream.max_connections (0: no bound)
@@ -104,11 +111,19 @@ bool ParseOptions(int argc, char** argv, Options& options) {
       options.max_connections = value;
     } else if (arg == "--max-grpc-memory-mib") {
       options.max_grpc_memory_mib = value;
-
     } else {
       std::fprintf(stderr, "unknown flag %s\n", arg.c_str());
       return false;
     }
+  }
+  const int needed = (options.calls + kStreamsPerChannel - 1) / kStreamsPerChannel;
+  if (options.channels == 0) options.channels = std::max(8, needed);
+  if (options.channels < needed) {
+    std::fprintf(stderr,
+                 "--channels %d: %d calls need at least %d (the gateway takes %d calls at once on "
+                 "one connection; the rest would wait in the client, not be in flight)\n",
+                 options.channels, options.calls, needed, kStreamsPerChannel);
+    return false;
   }
   return true;
 }
@@ -306,6 +321,10 @@ int Main(int argc, char** argv) {
 
   absl::Mutex mu;
   int remaining = options.calls;
+  // When the first and the last call finished: the spread is the time the gateway took to bring
+  // every call to the upstream and every answer back, beyond the hold itself.
+  absl::Time first_done = absl::InfiniteFuture();
+  absl::Time last_done = absl::InfinitePast();
   std::map<std::string, int> outcomes;
   std::vector<std::unique_ptr<Call>> calls(options.calls);
   const absl::Time start = absl::Now();
@@ -325,6 +344,9 @@ int Main(int argc, char** argv) {
                                  : absl::StrCat("code ", status.error_code(), " (",
                                                 status.error_message(), ")")];
           --remaining;
+          const absl::Time now = absl::Now();
+          first_done = std::min(first_done, now);
+          last_done = std::max(last_done, now);
         });
   }
   const absl::Duration fire_time = absl::Now() - start;
@@ -371,6 +393,11 @@ int Main(int argc, char** argv) {
                 after.ok() ? after->cpu_seconds : 0.0);
     std::printf("  wall time:          %.2f s (all calls started in %.2f s)\n",
                 absl::ToDoubleSeconds(wall), absl::ToDoubleSeconds(fire_time));
+    if (last_done != absl::InfinitePast()) {
+      std::printf("  calls finished:     the first at %.2f s, the last at %.2f s (hold %d s)\n",
+                  absl::ToDoubleSeconds(first_done - start),
+                  absl::ToDoubleSeconds(last_done - start), options.hold_seconds);
+    }
     if (stats.ok()) std::printf("  emulator stats:     %s\n", stats->dump().c_str());
   }
   std::fflush(stdout);
