@@ -27,9 +27,6 @@ struct CurlTransportOptions {
   // Offer HTTP/2 over TLS (ALPN; CURL_HTTP_VERSION_2TLS) and multiplex transfers to one host
   // over shared connections. Plain http:// stays HTTP/1.1.
   bool http2 = true;
-  // Receive buffer of each transfer (CURLOPT_BUFFERSIZE). Small, so that 10,000 slow transfers
-  // stay cheap; NDJSON lines and JSON answers are small.
-  long receive_buffer_bytes = 16 * 1024;
   // Response bytes one transfer may take in one turn of its event loop; past them it yields
   // (libcurl pauses it) until the loop's other sockets have had their turn. libcurl (7.88) reads
   // a socket for as long as it stays readable (6.4 MiB of one 8 MiB answer in one turn,

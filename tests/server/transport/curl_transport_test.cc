@@ -293,19 +293,43 @@ TEST_F(CurlTransportTest, PostSendsMethodHeadersAndBody) {
             json({{"assistant_id", kHrAssistant}}));
 }
 
-TEST_F(CurlTransportTest, DeleteWithEmptyAnswer) {
+// The loop keeps the easy handles of ended transfers for its next ones (kMaxSpareHandles). One
+// loop, one transfer at a time: each of these three runs on the handle of the one before, and
+// carries nothing of it: not the POST's body, headers or method, not the DELETE's method. (And
+// a DELETE's empty answer is a success with an empty body.)
+TEST_F(CurlTransportTest, AKeptHandleCarriesNothingOfItsLastTransfer) {
   auto create = std::make_shared<RecordingHandler>();
-  transport_->Start(Post("/threads", json{{"assistant_id", kHrAssistant}}.dump()), create);
+  HttpRequest post = Post("/threads", json{{"assistant_id", kHrAssistant}}.dump());
+  post.headers.emplace_back("x-request-id", "req-post");
+  transport_->Start(post, create);
   ASSERT_TRUE(create->Wait().ok());
   const std::string id = json::parse(create->body())["id"];
-  auto handler = std::make_shared<RecordingHandler>();
+  auto remove = std::make_shared<RecordingHandler>();
   HttpRequest request = Get("/threads/" + id);
   request.method = "DELETE";
-  transport_->Start(request, handler);
-  ASSERT_TRUE(handler->Wait().ok());
-  EXPECT_EQ(handler->head().status, 204);
-  EXPECT_EQ(handler->body(), "");
-  EXPECT_EQ((*emu().Requests())[1]["method"], "DELETE");
+  transport_->Start(request, remove);
+  ASSERT_TRUE(remove->Wait().ok());
+  EXPECT_EQ(remove->head().status, 204);
+  EXPECT_EQ(remove->body(), "");
+  auto list = std::make_shared<RecordingHandler>();
+  transport_->Start(Get("/assistants"), list);
+  ASSERT_TRUE(list->Wait().ok());
+  EXPECT_EQ(list->head().status, 200);
+
+  json records = *emu().Requests();
+  ASSERT_EQ(records.size(), 3u) << records.dump();
+  EXPECT_EQ(records[0]["method"], "POST");
+  EXPECT_EQ(records[1]["method"], "DELETE");
+  EXPECT_EQ(records[2]["method"], "GET");
+  EXPECT_EQ(records[2]["path"], "/agents/v1/assistants");
+  for (int i : {1, 2}) {
+    EXPECT_EQ(records[i]["body"], "") << records[i].dump();
+    EXPECT_FALSE(records[i]["headers"].contains("x-request-id")) << records[i].dump();
+    EXPECT_FALSE(records[i]["headers"].contains("content-type")) << records[i].dump();
+    EXPECT_FALSE(records[i]["headers"].contains("content-length") &&
+                 records[i]["headers"]["content-length"] != "0")
+        << records[i].dump();
+  }
 }
 
 TEST_F(CurlTransportTest, HttpErrorsAreNotTransportErrors) {
@@ -1592,6 +1616,24 @@ TEST(CurlTransportCacheTest, AnIdleConnectionServesOnlyItsOwnPool) {
   EXPECT_EQ(open->load(), 2);
   transport->reset();
   EXPECT_EQ(open->load(), 2);
+}
+
+// A kept handle leaves its transfer's connection pool behind (curl_easy_reset keeps a share): on
+// one loop, pool "a", then the shared pool, then "a" again, one at a time. The shared pool's
+// transfer opens a connection of its own instead of taking "a"'s, and "a" reuses its own.
+TEST(CurlTransportCacheTest, AKeptHandleLeavesItsPoolBehind) {
+  auto emulator = EmulatorProcess::Start();
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto transport = CurlTransport::Create({.event_loops = 1});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const std::string url = (*emulator)->api_url() + "/assistants";
+  for (const char* pool : {"a", "", "a", ""}) {
+    GetAllAtOnce(**transport, **emulator, url, 1, {pool});
+  }
+  absl::StatusOr<json> stats = (*emulator)->Stats();
+  ASSERT_TRUE(stats.ok());
+  // Less the control connection that asked for the stats.
+  EXPECT_EQ((*stats)["accepted_total"].get<int>() - 1, 2) << stats->dump();
 }
 
 // The bound sized to the load applies to HTTP/2 only: an HTTPS upstream answering HTTP/1.1
