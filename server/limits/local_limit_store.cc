@@ -104,14 +104,18 @@ void LocalLimitStore::AddToCounters(const std::string& group, const std::vector<
       next_sweep_ = now + absl::Minutes(1);
     }
     // Every counter inserted first: a later insertion may move the earlier ones.
-    for (const CounterStep& step : steps)
-      counters_.try_emplace(absl::StrCat(group, "\x1f", step.key));
+    std::vector<std::string> keys;
+    keys.reserve(steps.size());
+    for (const CounterStep& step : steps) {
+      keys.push_back(absl::StrCat(group, "\x1f", step.key));
+      counters_.try_emplace(keys.back());
+    }
     std::vector<Counter*> counters;
     counters.reserve(steps.size());
     result.added = true;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       const CounterStep& step = steps[i];
-      Counter& counter = counters_.find(absl::StrCat(group, "\x1f", step.key))->second;
+      Counter& counter = counters_.find(keys[i])->second;
       if (counter.expires <= now) counter = Counter{0, step.expires};
       counters.push_back(&counter);
       result.values.push_back(counter.value);

@@ -884,14 +884,16 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
 }
 
 absl::Status CurlTransport::Loop::SetHeaders(Transfer& transfer, const HttpHeaders& headers) {
-  std::vector<std::string> lines;
-  lines.reserve(headers.size() + 1);
-  for (const auto& [name, value] : headers) {
-    // "name;" is libcurl's spelling of a header with an empty value.
-    lines.emplace_back(value.empty() ? absl::StrCat(name, ";") : absl::StrCat(name, ": ", value));
-  }
-  lines.emplace_back("Expect:");
-  for (const std::string& line : lines) {
+  std::string line;  // One buffer for every line: curl_slist_append copies it.
+  for (std::size_t i = 0; i <= headers.size(); ++i) {
+    if (i == headers.size()) {
+      line = "Expect:";
+    } else if (const auto& [name, value] = headers[i]; value.empty()) {
+      // "name;" is libcurl's spelling of a header with an empty value.
+      line.assign(name).append(";");
+    } else {
+      line.assign(name).append(": ").append(value);
+    }
     curl_slist* appended = curl_slist_append(transfer.headers, line.c_str());
     if (appended == nullptr) {
       return MakeError(absl::StatusCode::kInternal,
