@@ -11,7 +11,9 @@
 #   tests/bench/instructions_per_call.sh OLD_BINARY NEW_BINARY  # two builds side by side
 # BUILD_DIR (default build/default) holds the emulator, the floor server and the default
 # gateway; TOP (default 12) functions are listed per binary (0: none); KEEP_DUMP=<prefix> keeps
-# each callgrind dump as <prefix>.<name> (for callgrind_annotate --inclusive=yes). Fewer CALLS
+# each callgrind dump as <prefix>.<name> (for callgrind_annotate --inclusive=yes); LIBCURL_DIR
+# runs the gateways with that directory's libcurl.so.4 (tests/bench/libcurl_with_symbols.sh: the
+# same libcurl with its functions named). Fewer CALLS
 # give higher figures (the warm-up's tail and timers spread over fewer calls): compare like with
 # like.
 set -euo pipefail
@@ -44,8 +46,12 @@ measure() {
   local name=$1
   shift
   local out="$work/callgrind.$name"
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$@" \
-    >"$work/$name.log" 2>&1 &
+  local -a environment=()
+  # The gateways only: the floor server links no libcurl.
+  [[ "$name" == gateway-* ]] && [ -n "${LIBCURL_DIR:-}" ] &&
+    environment=("LD_LIBRARY_PATH=$LIBCURL_DIR")
+  env "${environment[@]}" valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$out" "$@" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   local addr
