@@ -70,6 +70,12 @@ QuotaLedger::QuotaLedger(LimitStore& store, const Clock& clock, absl::TimeZone z
       fallback_(fallback),
       fallback_share_(fallback_share) {}
 
+std::array<QuotaPeriod, 2> QuotaLedger::CurrentPeriods(absl::Time now) const {
+  absl::MutexLock lock(&periods_mu_);
+  if (now < periods_[0].start || now >= periods_[0].end) periods_ = PeriodsAt(now, zone_);
+  return periods_;
+}
+
 namespace {
 
 // The maxima of a reservation's steps: each configured quota, scaled by `share` (a replica's
@@ -93,7 +99,7 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
                           absl::AnyInvocable<void(absl::StatusOr<QuotaReservation>) &&> done) {
   QuotaReservation reservation;
   reservation.tenant = tenant;
-  reservation.periods = PeriodsAt(clock_.Now(), zone_);
+  reservation.periods = CurrentPeriods(clock_.Now());
   reservation.answers = answers;
   reservation.characters = characters;
   const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
@@ -216,7 +222,7 @@ void QuotaLedger::Settle(const QuotaReservation& reservation, bool succeeded,
 
 void QuotaLedger::Read(const std::string& tenant, const TenantQuotas& quotas,
                        absl::AnyInvocable<void(absl::StatusOr<UsageReport>) &&> done) {
-  const std::array<QuotaPeriod, 2> periods = PeriodsAt(clock_.Now(), zone_);
+  const std::array<QuotaPeriod, 2> periods = CurrentPeriods(clock_.Now());
   const std::array<int64_t, kCounters> limits = LimitsOf(quotas);
   auto report = [this, tenant, quotas, periods, limits](bool degraded,
                                                         const CounterResult& result) {

@@ -101,6 +101,10 @@ class QuotaLedger {
                        const std::vector<int64_t>& values) const;
   void Remember(const std::string& tenant, const TenantQuotas& quotas,
                 const std::array<QuotaPeriod, 2>& periods, const std::vector<int64_t>& values);
+  // PeriodsAt(now, zone_), the last result kept while `now` is in its day (the time zone
+  // lookups cost ~6,500 instructions, a call made them once or twice). Recomputed when `now`
+  // leaves that day either way (the wall clock may be set back).
+  std::array<QuotaPeriod, 2> CurrentPeriods(absl::Time now) const;
 
   LimitStore& store_;
   const Clock& clock_;
@@ -108,6 +112,10 @@ class QuotaLedger {
   AdmissionEvents* const events_;
   LimitStore* const fallback_;
   const double fallback_share_;
+
+  mutable absl::Mutex periods_mu_;
+  // Empty ([0, 0)) until the first call.
+  mutable std::array<QuotaPeriod, 2> periods_ ABSL_GUARDED_BY(periods_mu_);
 
   mutable absl::Mutex mu_;
   // "<tenant>\x1f<quota>" -> last sample.

@@ -194,6 +194,28 @@ TEST(QuotaLedgerTest, TheDayRollsOverAndTheMonthKeepsCounting) {
   EXPECT_EQ(report.periods[1].answers, 1);
 }
 
+// The ledger keeps the day's periods while the clock stays in that day; a wall clock set back
+// across midnight (or forward) counts in the day it now reads.
+TEST(QuotaLedgerTest, AClockSetBackAcrossMidnightCountsInTheEarlierDay) {
+  FakeClock clock(kNewYearsEve + absl::Minutes(90));  // 1 January 2027, 00:30 UTC.
+  LocalLimitStore store(clock);
+  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
+  const TenantQuotas quotas{.answers_per_day = 1};
+  ASSERT_TRUE(Reserve(ledger, quotas, 1, 0).ok());
+  EXPECT_FALSE(Reserve(ledger, quotas, 1, 0).ok());
+  EXPECT_EQ(Read(ledger, quotas).periods[0].period.label, "2027-01-01");
+  clock.Set(kNewYearsEve);  // Back to 31 December, 23:00.
+  UsageReport report = Read(ledger, quotas);
+  EXPECT_EQ(report.periods[0].period.label, "2026-12-31");
+  EXPECT_EQ(report.periods[1].period.label, "2026-12");
+  EXPECT_EQ(report.periods[0].answers, 0);
+  ASSERT_TRUE(Reserve(ledger, quotas, 1, 0).ok());  // 31 December's answer.
+  EXPECT_FALSE(Reserve(ledger, quotas, 1, 0).ok());
+  clock.Set(kNewYearsEve + absl::Minutes(90));  // Forward again: 1 January's is spent.
+  EXPECT_EQ(Read(ledger, quotas).periods[0].period.label, "2027-01-01");
+  EXPECT_FALSE(Reserve(ledger, quotas, 1, 0).ok());
+}
+
 TEST(QuotaLedgerTest, SamplesFeedTheGaugesAndAnEndedPeriodReadsZero) {
   FakeClock clock(kNewYearsEve - absl::Hours(2));
   LocalLimitStore store(clock);
