@@ -111,7 +111,7 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
     reservation.store = &store_;
     if (amounts != std::array<int64_t, kCounters>{}) {
       store_.AddToCounters(GroupOf(tenant), Steps(reservation.periods, amounts, {}),
-                           [](absl::StatusOr<CounterResult>) {});
+                           [](const absl::StatusOr<CounterResult>& /*result*/) {});
     }
     std::move(done)(std::move(reservation));
     return;
@@ -151,19 +151,19 @@ void QuotaLedger::Reserve(const std::string& tenant, const TenantQuotas& quotas,
     state->reservation.store = &store;
     std::move(state->done)(state->reservation);
   };
-  store_.AddToCounters(GroupOf(tenant), Steps(state->reservation.periods, amounts, maxes),
-                       [this, state, decide, maxes](absl::StatusOr<CounterResult> result) mutable {
-                         if (result.ok() || fallback_ == nullptr)
-                           return decide(store_, false, maxes, result);
-                         const std::array<int64_t, kCounters> shared =
-                             Maxes(state->limits, state->reservation.answers, fallback_share_);
-                         fallback_->AddToCounters(
-                             GroupOf(state->reservation.tenant),
-                             Steps(state->reservation.periods, state->amounts, shared),
-                             [this, decide, shared](absl::StatusOr<CounterResult> local) mutable {
-                               decide(*fallback_, true, shared, std::move(local));
-                             });
-                       });
+  store_.AddToCounters(
+      GroupOf(tenant), Steps(state->reservation.periods, amounts, maxes),
+      [this, state, decide, maxes](const absl::StatusOr<CounterResult>& result) mutable {
+        if (result.ok() || fallback_ == nullptr) return decide(store_, false, maxes, result);
+        const std::array<int64_t, kCounters> shared =
+            Maxes(state->limits, state->reservation.answers, fallback_share_);
+        fallback_->AddToCounters(
+            GroupOf(state->reservation.tenant),
+            Steps(state->reservation.periods, state->amounts, shared),
+            [this, decide, shared](absl::StatusOr<CounterResult> local) mutable {
+              decide(*fallback_, true, shared, std::move(local));
+            });
+      });
 }
 
 absl::Status QuotaLedger::Refusal(const std::string& tenant,
@@ -217,7 +217,7 @@ void QuotaLedger::Settle(const QuotaReservation& reservation, bool succeeded,
   if (amounts == std::array<int64_t, kCounters>{}) return;
   reservation.store->AddToCounters(GroupOf(reservation.tenant),
                                    Steps(reservation.periods, amounts, {}),
-                                   [](absl::StatusOr<CounterResult>) {});
+                                   [](const absl::StatusOr<CounterResult>& /*result*/) {});
 }
 
 void QuotaLedger::Read(const std::string& tenant, const TenantQuotas& quotas,
