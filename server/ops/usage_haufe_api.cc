@@ -12,11 +12,11 @@ namespace copilot::gateway {
 // upstream's event loop thread only.
 class UsageHaufeApi::RecordingSink final : public ChunkSink {
  public:
-  RecordingSink(UsageHaufeApi& api, AnswerRecord record, UpstreamCallOptions options,
+  RecordingSink(UsageHaufeApi& api, AnswerRecord record, CallerThreadId caller_thread_id,
                 std::string upstream_thread_id, std::shared_ptr<ChunkSink> sink)
       : api_(api),
         record_(std::move(record)),
-        options_(std::move(options)),
+        caller_thread_id_(std::move(caller_thread_id)),
         upstream_thread_id_(std::move(upstream_thread_id)),
         started_(api.clock_.Monotonic()),
         sink_(std::move(sink)) {}
@@ -26,14 +26,14 @@ class UsageHaufeApi::RecordingSink final : public ChunkSink {
     return sink_->OnChunk(std::move(chunk));
   }
   void OnDone(absl::Status status) override {
-    api_.Finish(record_, started_, status, upstream_thread_id_, characters_, options_);
+    api_.Finish(record_, started_, status, upstream_thread_id_, characters_, caller_thread_id_);
     sink_->OnDone(std::move(status));
   }
 
  private:
   UsageHaufeApi& api_;
   AnswerRecord record_;
-  const UpstreamCallOptions options_;
+  const CallerThreadId caller_thread_id_;
   std::string upstream_thread_id_;
   const absl::Time started_;
   const std::shared_ptr<ChunkSink> sink_;
@@ -54,7 +54,7 @@ AnswerRecord UsageHaufeApi::Start(absl::string_view method, const UpstreamCallOp
 
 void UsageHaufeApi::Finish(AnswerRecord& record, absl::Time started, const absl::Status& status,
                            const std::string& upstream_thread_id, int64_t characters_out,
-                           const UpstreamCallOptions& options) {
+                           const CallerThreadId& caller_thread_id) {
   record.upstream_time = clock_.Monotonic() - started;
   record.code = status.code();
   if (!status.ok()) {
@@ -63,8 +63,8 @@ void UsageHaufeApi::Finish(AnswerRecord& record, absl::Time started, const absl:
   }
   // What the caller received, however the call ended (a stream cut or cancelled part way).
   record.characters_out = characters_out;
-  if (options.caller_thread_id && !upstream_thread_id.empty()) {
-    record.thread_id = options.caller_thread_id(upstream_thread_id);
+  if (caller_thread_id && !upstream_thread_id.empty()) {
+    record.thread_id = caller_thread_id(upstream_thread_id);
   }
   for (UsageEvents* events : events_) events->Answered(record);
 }
@@ -74,12 +74,12 @@ UpstreamCallback<copilot::v1::Message> UsageHaufeApi::Recording(
     const std::string& upstream_thread_id, int64_t characters_in,
     UpstreamCallback<copilot::v1::Message> done) {
   return [this, record = Start(method, options, characters_in), started = clock_.Monotonic(),
-          options, upstream_thread_id,
+          caller_thread_id = options.caller_thread_id, upstream_thread_id,
           done = std::move(done)](absl::StatusOr<copilot::v1::Message> result) mutable {
     const std::string thread =
         result.ok() && !result->thread_id().empty() ? result->thread_id() : upstream_thread_id;
     Finish(record, started, result.status(), thread, result.ok() ? AnswerCharacters(*result) : 0,
-           options);
+           caller_thread_id);
     std::move(done)(std::move(result));
   };
 }
@@ -127,8 +127,8 @@ std::shared_ptr<UpstreamCall> UsageHaufeApi::StreamRun(const UpstreamCallOptions
                                                        std::shared_ptr<ChunkSink> sink) {
   return inner().StreamRun(
       options, params,
-      std::make_shared<RecordingSink>(*this, Start("StreamRun", options, 0), options,
-                                      params.thread_id, std::move(sink)));
+      std::make_shared<RecordingSink>(*this, Start("StreamRun", options, 0),
+                                      options.caller_thread_id, params.thread_id, std::move(sink)));
 }
 
 std::shared_ptr<UpstreamCall> UsageHaufeApi::Complete(const UpstreamCallOptions& options,
@@ -145,8 +145,8 @@ std::shared_ptr<UpstreamCall> UsageHaufeApi::StreamComplete(const UpstreamCallOp
   const int64_t characters = CallerCharacters(params);
   return inner().StreamComplete(
       options, params,
-      std::make_shared<RecordingSink>(*this, Start("StreamComplete", options, characters), options,
-                                      params.thread_id, std::move(sink)));
+      std::make_shared<RecordingSink>(*this, Start("StreamComplete", options, characters),
+                                      options.caller_thread_id, params.thread_id, std::move(sink)));
 }
 
 }  // namespace copilot::gateway

@@ -7,6 +7,7 @@
 #define COPILOT_GATEWAY_SERVER_OPS_USAGE_HAUFE_API_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,10 +77,13 @@ class UsageHaufeApi final : public ForwardingHaufeApi {
 
   AnswerRecord Start(absl::string_view method, const UpstreamCallOptions& options,
                      int64_t characters_in) const;
+  // The caller's thread ID for an upstream one (UpstreamCallOptions::caller_thread_id): all a
+  // finished call needs of its options, kept instead of a copy of them (a dozen strings).
+  using CallerThreadId = std::function<std::string(const std::string&)>;
   // Completes `record` with the outcome and reports it.
   void Finish(AnswerRecord& record, absl::Time started, const absl::Status& status,
               const std::string& upstream_thread_id, int64_t characters_out,
-              const UpstreamCallOptions& options);
+              const CallerThreadId& caller_thread_id);
   UpstreamCallback<copilot::v1::Message> Recording(absl::string_view method,
                                                    const UpstreamCallOptions& options,
                                                    const std::string& upstream_thread_id,
