@@ -57,7 +57,7 @@ constexpr std::size_t kMaxConnectionPools = 1024;
 // Easy handles of ended transfers a loop keeps, reset, for its next transfers. curl_easy_init
 // and curl_easy_cleanup cost ~16,000 instructions a call (of ~369,000, callgrind); a reset and
 // the options set again, a fraction of that. Each kept handle holds ~6 KiB, and the 16 KiB
-// receive buffer of an HTTP/2 transfer (see SetOptions): about 1.5 MiB per loop at most.
+// receive buffer of an HTTP/2 transfer (see SetOptions): about 1.4 MiB per loop at most.
 // Enough for the transfers one loop ends and starts again between two turns at full load; a burst
 // beyond it frees the rest as before.
 constexpr std::size_t kMaxSpareHandles = 64;
