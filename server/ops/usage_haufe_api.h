@@ -79,7 +79,7 @@ class UsageHaufeApi final : public ForwardingHaufeApi {
                      int64_t characters_in) const;
   // The caller's thread ID for an upstream one (UpstreamCallOptions::caller_thread_id): all a
   // finished call needs of its options, kept instead of a copy of them (a dozen strings).
-  using CallerThreadId = std::function<std::string(const std::string&)>;
+  using CallerThreadId = UpstreamCallOptions::CallerThreadId;
   // Completes `record` with the outcome and reports it.
   void Finish(AnswerRecord& record, absl::Time started, const absl::Status& status,
               const std::string& upstream_thread_id, int64_t characters_out,

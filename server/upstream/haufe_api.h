@@ -49,7 +49,8 @@ struct UpstreamCallOptions {
   // "other"), and the thread ID the caller sees for an upstream thread ID (null: none mapped).
   std::string assistant_id;
   std::string assistant_label;
-  std::function<std::string(const std::string&)> caller_thread_id;
+  using CallerThreadId = std::function<std::string(const std::string&)>;
+  CallerThreadId caller_thread_id;
 };
 
 // Upstream IDs below are the upstream's own UUIDs (the core maps caller-facing handles).

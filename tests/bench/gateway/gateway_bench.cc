@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "copilot/v1/copilot_service.grpc.pb.h"
+#include "server/config/gateway_config.h"
 #include "tests/emulator/testing/emulator_process.h"
 #include "tests/server/integration/gateway_process.h"
 #include "tests/server/limits/redis_server.h"
@@ -51,7 +52,7 @@ constexpr char kHrAssistant[] = "7c0e5d3a-4c1b-4f57-9a51-1f1f3e0a0002";
 // The gateway's default server.max_concurrent_streams: calls one client connection may have open.
 // Calls past channels x this wait in the client's HTTP/2 queue, not in the gateway, so the bench
 // opens enough channels for every call to be in flight at once.
-constexpr int kStreamsPerChannel = 1000;
+const int kStreamsPerChannel = copilot::gateway::ServerConfig{}.max_concurrent_streams;
 
 struct Options {
   int calls = 10000;
