@@ -53,6 +53,13 @@ constexpr int kMaxEventLoops = 64;
 // Connection pools (HttpRequest::connection_pool) a loop keeps apart at most; requests naming
 // others use the shared pool. The gateway names one per tenant, and tenants are configured.
 constexpr std::size_t kMaxConnectionPools = 1024;
+// Connections one connection cache of a pool holds before the pool opens another cache, over
+// HTTP/1.x with the connection bounds left to the load (CurlTransport::Loop::CacheFor). libcurl
+// 7.88 walks every connection of a cache twice per transfer: looking for one to reuse (the busy
+// ones too) and, in curl_multi_remove_handle, for "connect-only" ones to close. With 5,000 held
+// transfers on a loop that was 17% of the gateway's CPU while they started, and 30% while they
+// ended (perf, gateway_bench --calls 10000). A pool at a steady 64 calls a loop stays in one.
+constexpr int64_t kConnectionsPerCache = 128;
 
 // Easy handles of ended transfers a loop keeps, reset, for its next transfers. curl_easy_init
 // and curl_easy_cleanup cost ~16,000 instructions a call (of ~369,000, callgrind); a reset and
@@ -357,13 +364,26 @@ class CurlTransport::Loop final : public H2SessionObserver {
   int64_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
+  // A connection cache of a pool (HttpRequest::connection_pool): the multi handle's own (the
+  // shared pool's first) or a share handle's. The data of the socket callbacks of the
+  // connections made in it (libcurl keeps CURLOPT_CLOSESOCKETDATA with each connection).
+  struct ConnectionCache {
+    Loop* loop = nullptr;
+    CURLSH* share = nullptr;  // Null: the multi handle's cache.
+    int64_t connections = 0;  // Sockets open for its connections (OnOpenSocket, OnCloseSocket).
+    int64_t transfers = 0;    // Transfers in flight that use it.
+  };
+  // A pool's caches, the first made with the pool; more over HTTP/1.x under load (CacheFor).
+  using ConnectionPool = std::vector<std::unique_ptr<ConnectionCache>>;
+
   // One transfer in progress.
   struct Transfer {
     uint64_t id = 0;
     uint32_t pool = 0;  // PoolLoads::Placement.
     Loop* loop = nullptr;
     CURL* easy = nullptr;
-    bool shared = false;  // CURLOPT_SHARE set (a connection pool of its own).
+    ConnectionCache* cache = nullptr;  // Where its connection is looked for and kept.
+    bool shared = false;               // CURLOPT_SHARE set (a cache of a share handle).
     curl_slist* headers = nullptr;
     std::string body;  // CURLOPT_POSTFIELDS points into it.
     std::shared_ptr<HttpTransferHandler> handler;
@@ -407,13 +427,15 @@ class CurlTransport::Loop final : public H2SessionObserver {
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
         multi_(multi),
-        mailbox_(std::make_shared<Mailbox>(wake_fd)) {}
+        mailbox_(std::make_shared<Mailbox>(wake_fd)) {
+    shared_pool_.push_back(std::make_unique<ConnectionCache>(ConnectionCache{.loop = this}));
+  }
 
   // libcurl callbacks.
   static int OnSocket(CURL* easy, curl_socket_t socket, int what, void* loop, void* socket_ptr);
-  // Their data is the loop (self_for_callbacks_).
-  static curl_socket_t OnOpenSocket(void* loop, curlsocktype purpose, curl_sockaddr* address);
-  static int OnCloseSocket(void* loop, curl_socket_t socket);
+  // Their data is the ConnectionCache the connection is made in.
+  static curl_socket_t OnOpenSocket(void* cache, curlsocktype purpose, curl_sockaddr* address);
+  static int OnCloseSocket(void* cache, curl_socket_t socket);
   static int OnTimer(CURLM* multi, long timeout_ms, void* loop);
   static size_t OnHeader(char* data, size_t size, size_t count, void* transfer);
   static size_t OnWrite(char* data, size_t size, size_t count, void* transfer);
@@ -453,9 +475,14 @@ class CurlTransport::Loop final : public H2SessionObserver {
                           absl::Duration remaining) const;
   static void SetMethod(EasyOptions& set, const std::string& method, const std::string& body);
   void SetConnectionOptions(EasyOptions& set) const;
-  // The share handle holding `pool`'s connection cache, created on first use; null for the
-  // shared pool (the multi handle's cache), and past kMaxConnectionPools.
-  CURLSH* PoolFor(const std::string& pool);
+  // The cache a transfer of `request` uses: of its pool (the shared one for none, and past
+  // kMaxConnectionPools), one that may hold an idle connection, else one with room for another,
+  // else a new one (kConnectionsPerCache). A pool keeps one cache over HTTP/2 (its connections
+  // are few and multiplexed) and with max_connections or max_cached_connections set (libcurl
+  // applies them to each cache).
+  ConnectionCache* CacheFor(const HttpRequest& request);
+  // A cache of a new share handle added to `pool`; null when out of memory.
+  ConnectionCache* AddCache(ConnectionPool& pool);
   void ResumeTransfer(Transfer& transfer);
   // Unpauses the transfers that took their max_read_per_turn in this turn.
   void ResumeYielded();
@@ -518,9 +545,7 @@ class CurlTransport::Loop final : public H2SessionObserver {
   bool http2_stream_resumed_ = false;  // In this turn (ResumeTransfer).
   int http2_transfers_ = 0;            // In flight, with their headers received over HTTP/2.
   uint64_t delivered_bytes_ = 0;       // Response bytes handed to handlers, all transfers.
-  // Set on each easy handle, for OnOpenSocket and OnCloseSocket (SetOptions is const).
-  Loop* const self_for_callbacks_ = this;
-  bool destroying_ = false;  // ~Loop runs: no more on_connections_changed.
+  bool destroying_ = false;            // ~Loop runs: no more on_connections_changed.
   const CurlTransportOptions options_;
   const long spare_connections_;  // Beyond the need, in the automatic HTTP/2 bound.
   const std::shared_ptr<std::atomic<int64_t>> admitted_;
@@ -533,11 +558,12 @@ class CurlTransport::Loop final : public H2SessionObserver {
 
   std::unordered_map<uint64_t, std::unique_ptr<Transfer>> transfers_;
   std::vector<CURL*> spare_handles_;  // At most kMaxSpareHandles (TakeHandle, ReleaseHandle).
-  // The connection pools other than the shared one: a share handle each, holding its own
-  // connection cache (CURL_LOCK_DATA_CONNECT; libcurl then looks for connections to reuse only
-  // there, and CURLMOPT_MAX_HOST_CONNECTIONS and MAXCONNECTS apply to each cache). Only this
-  // loop's thread uses them, so they need no lock callbacks.
-  std::unordered_map<std::string, CURLSH*> pools_;
+  // The shared pool: the multi handle's cache first. The other pools: a share handle for each
+  // cache (CURL_LOCK_DATA_CONNECT; libcurl then looks for connections to reuse only there, and
+  // CURLMOPT_MAX_HOST_CONNECTIONS and MAXCONNECTS apply to each cache). Only this loop's thread
+  // uses them, so they need no lock callbacks. The caches outlive their connections (~Loop).
+  ConnectionPool shared_pool_;
+  std::unordered_map<std::string, ConnectionPool> pools_;
   bool http2_seen_ = false;     // A connection to the upstream negotiated HTTP/2.
   long connection_bound_ = -1;  // The CURLMOPT_MAX_HOST_CONNECTIONS in force (-1: the option's).
   std::optional<SteadyTime> curl_timer_;
@@ -601,7 +627,12 @@ CurlTransport::Loop::~Loop() {
   // and epoll_fd_ are still alive (whoever counts connections may not be: not told).
   destroying_ = true;
   for (CURL* easy : spare_handles_) curl_easy_cleanup(easy);  // None holds a pool (ReleaseHandle).
-  for (const auto& [name, share] : pools_) curl_share_cleanup(share);
+  for (const auto& [name, pool] : pools_) {
+    for (const auto& cache : pool) curl_share_cleanup(cache->share);
+  }
+  for (const auto& cache : shared_pool_) {
+    if (cache->share != nullptr) curl_share_cleanup(cache->share);  // The first is the multi's.
+  }
   curl_multi_cleanup(multi_);
   close(wake_fd_);
   close(epoll_fd_);
@@ -644,20 +675,24 @@ int CurlTransport::Loop::OnSocket(CURL* /*easy*/, curl_socket_t socket, int what
   return 0;
 }
 
-curl_socket_t CurlTransport::Loop::OnOpenSocket(void* loop_ptr, curlsocktype /*purpose*/,
+curl_socket_t CurlTransport::Loop::OnOpenSocket(void* cache_ptr, curlsocktype /*purpose*/,
                                                 curl_sockaddr* address) {
-  auto* loop = static_cast<Loop*>(loop_ptr);
+  auto* cache = static_cast<ConnectionCache*>(cache_ptr);
+  Loop* loop = cache->loop;
   const curl_socket_t socket =
       ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
   if (socket == CURL_SOCKET_BAD) return socket;
+  ++cache->connections;
   // A new socket may reuse the number of one closed earlier: it starts unregistered.
   loop->sockets_[socket] = WatchedSocket{.ours = true};
   if (loop->options_.on_connections_changed) loop->options_.on_connections_changed(+1);
   return socket;
 }
 
-int CurlTransport::Loop::OnCloseSocket(void* loop_ptr, curl_socket_t socket) {
-  auto* loop = static_cast<Loop*>(loop_ptr);
+int CurlTransport::Loop::OnCloseSocket(void* cache_ptr, curl_socket_t socket) {
+  auto* cache = static_cast<ConnectionCache*>(cache_ptr);
+  Loop* loop = cache->loop;
+  --cache->connections;
   loop->sockets_.erase(socket);  // close() takes it out of epoll.
   if (loop->options_.on_connections_changed && !loop->destroying_) {
     loop->options_.on_connections_changed(-1);
@@ -858,17 +893,17 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
     transfer.stall_timeout = std::chrono::duration_cast<SteadyClock::duration>(
         absl::ToChronoNanoseconds(request.stall_timeout));
   }
+  transfer.cache = CacheFor(request);
+  ++transfer.cache->transfers;
   transfers_.emplace(transfer.id, std::move(owned));  // From here on Complete() cleans up.
   absl::Status status = SetHeaders(transfer, request.headers);
   if (status.ok()) status = SetOptions(transfer, request, remaining);
-  if (status.ok() && !request.connection_pool.empty()) {
+  if (status.ok() && transfer.cache->share != nullptr) {
     // Read when the handle is added to the multi handle: set before.
-    if (CURLSH* pool = PoolFor(request.connection_pool); pool != nullptr) {
-      EasyOptions set(easy);
-      set.Set(CURLOPT_SHARE, pool);
-      status = set.status();
-      transfer.shared = status.ok();
-    }
+    EasyOptions set(easy);
+    set.Set(CURLOPT_SHARE, transfer.cache->share);
+    status = set.status();
+    transfer.shared = status.ok();
   }
   if (status.ok()) {
     if (const CURLMcode added = curl_multi_add_handle(multi_, easy); added != CURLM_OK) {
@@ -922,9 +957,9 @@ absl::Status CurlTransport::Loop::SetOptions(Transfer& transfer, const HttpReque
   set.Set(CURLOPT_PREREQDATA, &transfer);
   set.Set(CURLOPT_TCP_KEEPALIVE, 1L);
   set.Set(CURLOPT_OPENSOCKETFUNCTION, &Loop::OnOpenSocket);
-  set.Set(CURLOPT_OPENSOCKETDATA, self_for_callbacks_);
+  set.Set(CURLOPT_OPENSOCKETDATA, transfer.cache);
   set.Set(CURLOPT_CLOSESOCKETFUNCTION, &Loop::OnCloseSocket);
-  set.Set(CURLOPT_CLOSESOCKETDATA, self_for_callbacks_);
+  set.Set(CURLOPT_CLOSESOCKETDATA, transfer.cache);
   SetConnectionOptions(set);
   // CURLOPT_BUFFERSIZE is left at libcurl's 16 KiB (CURL_MAX_WRITE_SIZE): libcurl 7.88 refuses it
   // while the handle still holds its buffer, which a kept handle does after an HTTP/2 transfer
@@ -977,17 +1012,41 @@ void CurlTransport::Loop::ReleaseHandle(Transfer& transfer, bool reusable) {
   spare_handles_.push_back(easy);
 }
 
-CURLSH* CurlTransport::Loop::PoolFor(const std::string& pool) {
-  if (auto it = pools_.find(pool); it != pools_.end()) return it->second;
-  if (pools_.size() >= kMaxConnectionPools) return nullptr;
+CurlTransport::Loop::ConnectionCache* CurlTransport::Loop::CacheFor(const HttpRequest& request) {
+  ConnectionPool* pool = &shared_pool_;
+  if (!request.connection_pool.empty()) {
+    if (auto it = pools_.find(request.connection_pool); it != pools_.end()) {
+      pool = &it->second;
+    } else if (pools_.size() < kMaxConnectionPools) {
+      ConnectionPool added;
+      if (AddCache(added) != nullptr) {  // Out of memory: the shared pool still works.
+        pool = &pools_.emplace(request.connection_pool, std::move(added)).first->second;
+      }
+    }
+  }
+  const bool one_cache = options_.max_connections != 0 || options_.max_cached_connections != 0 ||
+                         (options_.http2 && absl::StartsWith(request.url, "https:"));
+  if (one_cache) return pool->front().get();
+  // More sockets than transfers: an idle connection (over HTTP/1.x a transfer holds one).
+  for (const auto& cache : *pool) {
+    if (cache->connections > cache->transfers) return cache.get();
+  }
+  for (const auto& cache : *pool) {
+    if (std::max(cache->connections, cache->transfers) < kConnectionsPerCache) return cache.get();
+  }
+  if (ConnectionCache* added = AddCache(*pool)) return added;
+  return pool->back().get();
+}
+
+CurlTransport::Loop::ConnectionCache* CurlTransport::Loop::AddCache(ConnectionPool& pool) {
   CURLSH* share = curl_share_init();
-  if (share == nullptr) return nullptr;  // Out of memory: the shared pool still works.
+  if (share == nullptr) return nullptr;
   if (curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
     curl_share_cleanup(share);
     return nullptr;
   }
-  pools_.emplace(pool, share);
-  return share;
+  pool.push_back(std::make_unique<ConnectionCache>(ConnectionCache{.loop = this, .share = share}));
+  return pool.back().get();
 }
 
 void CurlTransport::Loop::SetConnectionOptions(EasyOptions& set) const {
@@ -1094,6 +1153,7 @@ void CurlTransport::Loop::Complete(Transfer& transfer, absl::Status status) {
   }
   curl_multi_remove_handle(multi_, transfer.easy);  // Closes an unfinished HTTP/1 connection.
   if (transfer.http2) --http2_transfers_;
+  --transfer.cache->transfers;
   ReleaseHandle(transfer, status.ok() && !transfer.paused && !transfer.yielded &&
                               !transfer.held_result.has_value());
   curl_slist_free_all(transfer.headers);

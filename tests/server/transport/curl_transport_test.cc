@@ -1636,6 +1636,28 @@ TEST(CurlTransportCacheTest, AKeptHandleLeavesItsPoolBehind) {
   EXPECT_EQ((*stats)["accepted_total"].get<int>() - 1, 2) << stats->dump();
 }
 
+// Over HTTP/1.1 a pool spreads its connections over caches of at most kConnectionsPerCache
+// (128), so that libcurl's walks over a cache stay short: 300 transfers at once on one loop
+// open 300 connections in three caches. The next 300 at once find the idle ones in every cache
+// and open none.
+TEST(CurlTransportCacheTest, ABurstReusesTheIdleConnectionsOfEveryCache) {
+  auto emulator = EmulatorProcess::Start({.args = {"--response-delay-ms", "300"}});
+  ASSERT_TRUE(emulator.ok()) << emulator.status();
+  auto open = std::make_shared<std::atomic<int>>(0);
+  auto transport = CurlTransport::Create(
+      {.on_connections_changed = [open](int delta) { open->fetch_add(delta); }, .event_loops = 1});
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  const std::string url = (*emulator)->api_url() + "/assistants";
+  for (int burst = 1; burst <= 2; ++burst) {
+    GetAllAtOnce(**transport, **emulator, url, 300, {"tenant"});
+    absl::StatusOr<json> stats = (*emulator)->Stats();
+    ASSERT_TRUE(stats.ok());
+    // Less the control connections that asked for the stats.
+    EXPECT_EQ((*stats)["accepted_total"].get<int>() - burst, 300) << "burst " << burst;
+    EXPECT_EQ(open->load(), 300) << "burst " << burst;
+  }
+}
+
 // The bound sized to the load applies to HTTP/2 only: an HTTPS upstream answering HTTP/1.1
 // gets a connection per transfer in flight, as many as the burst needs, and all at once.
 TEST(CurlTransportHttp2Test, AnHttp11UpstreamOverTlsIsNotBoundedByTheStreamCount) {
