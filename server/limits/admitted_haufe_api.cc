@@ -26,6 +26,13 @@ std::string UpstreamKeyId(absl::string_view api_key) {
   return absl::BytesToHexString(Sha256(api_key).substr(0, 8));
 }
 
+std::string AdmittedHaufeApi::KeyIdOf(const std::string& api_key) {
+  absl::MutexLock lock(&key_ids_mu_);
+  if (auto it = key_ids_.find(api_key); it != key_ids_.end()) return it->second;
+  if (key_ids_.size() >= kMaxKeyIds) key_ids_.clear();
+  return key_ids_.emplace(api_key, UpstreamKeyId(api_key)).first->second;
+}
+
 // The call as the core sees it: first the admission, then the upstream call. Cancel and Resume
 // reach whichever phase is current; a Resume before the upstream call started is passed on when
 // it starts.
@@ -127,7 +134,7 @@ template <typename Callback, typename Start>
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Admit(const UpstreamCallOptions& options,
                                                       CallClass klass, Callback done, Start start) {
   auto call = std::make_shared<AdmittedCall>();
-  std::string key = UpstreamKeyId(options.api_key);
+  std::string key = KeyIdOf(options.api_key);
   std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
       options.tenant_id, options.limits, klass, options.deadline,
       [this, call, klass, key, done = std::move(done),
@@ -156,7 +163,7 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AdmitStream(const UpstreamCallOp
                                                             std::shared_ptr<ChunkSink> sink,
                                                             Start start) {
   auto call = std::make_shared<AdmittedCall>();
-  std::string key = UpstreamKeyId(options.api_key);
+  std::string key = KeyIdOf(options.api_key);
   std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
       options.tenant_id, options.limits, CallClass::kAnswer, options.deadline,
       [this, call, key, sink = std::move(sink),

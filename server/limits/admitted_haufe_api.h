@@ -5,10 +5,14 @@
 #ifndef COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
 #define COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "server/limits/admission_controller.h"
 #include "server/upstream/haufe_api.h"
 
@@ -76,9 +80,17 @@ class AdmittedHaufeApi final : public HaufeApi {
   // key the call used, and cap the RetryInfo the caller gets at max_retry_after_.
   void ObserveStatus(CallClass klass, const std::string& upstream_key, absl::Status& status);
 
+  // UpstreamKeyId(api_key), remembered: its SHA-256 was ~1% of a call's instructions
+  // (tests/bench/instructions_per_call.sh). At most kMaxKeyIds keys (the tenants' and the
+  // default one); past that the map starts over.
+  std::string KeyIdOf(const std::string& api_key);
+
+  static constexpr std::size_t kMaxKeyIds = 256;
   HaufeApi& inner_;
   AdmissionController& admission_;
   const absl::Duration max_retry_after_;
+  absl::Mutex key_ids_mu_;
+  absl::flat_hash_map<std::string, std::string> key_ids_ ABSL_GUARDED_BY(key_ids_mu_);
 };
 
 }  // namespace copilot::gateway

@@ -16,6 +16,7 @@
 #include "rapidjson/error/error.h"
 #include "rapidjson/reader.h"
 #include "rapidjson/stream.h"
+#include "server/common/json_text.h"
 
 namespace copilot::gateway {
 namespace {
@@ -135,6 +136,9 @@ JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth) {
   std::size_t high_surrogate_end = kNone;
   const std::size_t size = text.size();
   for (std::size_t i = 0; i < size; ++i) {
+    // Inside a string only a quote, a backslash, a byte from 0x80 up and a NUL matter here.
+    if (in_string) i = PlainJsonStringEnd(text, i);
+    if (i == size) break;
     const char c = text[i];
     // Both parsers read a NUL byte as the end of the text (inside a string, as an error).
     if (c == '\0') break;

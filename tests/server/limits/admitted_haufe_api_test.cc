@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -204,6 +205,27 @@ TEST_F(AdmittedHaufeApiTest, Upstream429HoldsTheBudgetForItsRetryAfter) {
   StartRun(later, clock_.Now());
   EXPECT_EQ(upstream_.call_count(), 3);
   EXPECT_FALSE(later.value.has_value());
+}
+
+// The decorator remembers the key IDs of at most 256 keys, then starts over: a hold on a key
+// still holds its calls, and only its calls, after 300 other keys were seen.
+TEST_F(AdmittedHaufeApiTest, AHoldFollowsItsKeyPastTheKeysRemembered) {
+  admission_.HoldBudget(CallClass::kAnswer, absl::Seconds(5), UpstreamKeyId(kApiKey));
+  Result<v1::Message> before, after;
+  StartRun(before, /*deadline=*/clock_.Now());
+  ASSERT_TRUE(before.value.has_value());
+  EXPECT_THAT(*before.value, StatusIs(absl::StatusCode::kResourceExhausted));
+  std::vector<Result<v1::Message>> others(300);
+  for (int i = 0; i < 300; ++i) {
+    api_.Run(Options(clock_.Now(), absl::StrCat("upstream-key-", i)),
+             {.thread_id = "t1", .tools = {}}, others[i].Callback());
+  }
+  EXPECT_EQ(upstream_.call_count(), 300);
+  StartRun(after, /*deadline=*/clock_.Now());
+  ASSERT_TRUE(after.value.has_value());
+  EXPECT_THAT(*after.value,
+              StatusIs(absl::StatusCode::kResourceExhausted, "upstream_budget_exceeded"));
+  EXPECT_EQ(upstream_.call_count(), 300);
 }
 
 TEST_F(AdmittedHaufeApiTest, AHeldCallWaitsAndGoesWhenTheHoldEnds) {
