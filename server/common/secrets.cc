@@ -1,6 +1,8 @@
 #include "server/common/secrets.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,9 @@ bool ContainsAny(absl::string_view text, absl::Span<const std::string> secrets) 
     return !secret.empty() && absl::StrContains(text, secret);
   });
 }
+
+// Messages RedactSecretsInMessage looks for secrets in through their wire form, at most.
+constexpr std::size_t kMaxWireCheckBytes = 64 * 1024;
 
 bool AnySecret(absl::Span<const std::string> secrets) {
   return std::ranges::any_of(secrets, [](const std::string& secret) { return !secret.empty(); });
@@ -164,7 +169,20 @@ size_t SecretPrefixAtEnd(absl::string_view text, absl::Span<const std::string> s
 
 bool RedactSecretsInMessage(google::protobuf::Message& message,
                             absl::Span<const std::string> secrets) {
-  if (!AnySecret(secrets) || !MayHoldSecret(message, secrets)) return false;
+  if (!AnySecret(secrets)) return false;
+  // Every string RedactFields looks at (map keys and Struct values included) is in the message's
+  // wire form byte for byte, so a secret that is not in it is in no field. One serialization
+  // and a search cost a third of MayHoldSecret's walk by reflection on a chat completion's
+  // answer (~12,000 instructions, tests/bench/instructions_per_call.sh). A larger message is
+  // walked instead of copied whole.
+  const std::size_t size = message.ByteSizeLong();
+  if (size <= kMaxWireCheckBytes) {
+    std::string wire(size, '\0');
+    message.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(wire.data()));
+    if (!ContainsAny(wire, secrets)) return false;
+  } else if (!MayHoldSecret(message, secrets)) {
+    return false;
+  }
   return RedactFields(message, secrets);
 }
 

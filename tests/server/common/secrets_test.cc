@@ -93,13 +93,21 @@ TEST(RedactSecretsInMessageTest, FindsASecretInEveryKindOfPlaceAndLeavesCleanMes
         (*m.mutable_meta_data()->mutable_fields())["licence"].set_string_value("PI-SECRET");
       },
   };
-  for (std::size_t i = 0; i < places.size(); ++i) {
-    copilot::v1::Message message = FullMessage();
-    places[i](message);
-    EXPECT_TRUE(RedactSecretsInMessage(message, secrets)) << "place " << i;
-    EXPECT_EQ(message.DebugString().find("PI-SECRET"), std::string::npos)
-        << "place " << i << ": " << message.DebugString();
-    EXPECT_NE(message.DebugString().find("[redacted]"), std::string::npos) << "place " << i;
+  // Up to 64 KiB a message is looked for secrets in its wire form first; a larger one is
+  // walked field by field (not copied whole).
+  for (const std::size_t bulk : {std::size_t{0}, std::size_t{70 * 1024}}) {
+    copilot::v1::Message large_clean = FullMessage();
+    large_clean.set_thread_id(std::string(bulk, 'x'));
+    EXPECT_FALSE(RedactSecretsInMessage(large_clean, secrets)) << bulk;
+    for (std::size_t i = 0; i < places.size(); ++i) {
+      copilot::v1::Message message = FullMessage();
+      message.set_thread_id(std::string(bulk, 'x'));
+      places[i](message);
+      EXPECT_TRUE(RedactSecretsInMessage(message, secrets)) << "place " << i << ", " << bulk;
+      const std::string text = message.DebugString();
+      EXPECT_EQ(text.find("PI-SECRET"), std::string::npos) << "place " << i << ", " << bulk;
+      EXPECT_NE(text.find("[redacted]"), std::string::npos) << "place " << i << ", " << bulk;
+    }
   }
 }
 
