@@ -383,7 +383,6 @@ class CurlTransport::Loop final : public H2SessionObserver {
     Loop* loop = nullptr;
     CURL* easy = nullptr;
     ConnectionCache* cache = nullptr;  // Where its connection is looked for and kept.
-    bool shared = false;               // CURLOPT_SHARE set (a cache of a share handle).
     curl_slist* headers = nullptr;
     std::string body;  // CURLOPT_POSTFIELDS points into it.
     std::shared_ptr<HttpTransferHandler> handler;
@@ -627,12 +626,13 @@ CurlTransport::Loop::~Loop() {
   // and epoll_fd_ are still alive (whoever counts connections may not be: not told).
   destroying_ = true;
   for (CURL* easy : spare_handles_) curl_easy_cleanup(easy);  // None holds a pool (ReleaseHandle).
-  for (const auto& [name, pool] : pools_) {
-    for (const auto& cache : pool) curl_share_cleanup(cache->share);
-  }
-  for (const auto& cache : shared_pool_) {
-    if (cache->share != nullptr) curl_share_cleanup(cache->share);  // The first is the multi's.
-  }
+  const auto cleanup = [](const ConnectionPool& pool) {
+    for (const auto& cache : pool) {
+      if (cache->share != nullptr) curl_share_cleanup(cache->share);  // Null: the multi's.
+    }
+  };
+  for (const auto& [name, pool] : pools_) cleanup(pool);
+  cleanup(shared_pool_);
   curl_multi_cleanup(multi_);
   close(wake_fd_);
   close(epoll_fd_);
@@ -903,7 +903,6 @@ void CurlTransport::Loop::StartTransfer(Command& command) {
     EasyOptions set(easy);
     set.Set(CURLOPT_SHARE, transfer.cache->share);
     status = set.status();
-    transfer.shared = status.ok();
   }
   if (status.ok()) {
     if (const CURLMcode added = curl_multi_add_handle(multi_, easy); added != CURLM_OK) {
@@ -1004,7 +1003,9 @@ void CurlTransport::Loop::ReleaseHandle(Transfer& transfer, bool reusable) {
     return;
   }
   // curl_easy_reset keeps a share: the next transfer may belong to another pool (or to none).
-  if (transfer.shared && curl_easy_setopt(easy, CURLOPT_SHARE, nullptr) != CURLE_OK) {
+  // (A transfer whose CURLOPT_SHARE failed never ended normally: its handle is not kept.)
+  if (transfer.cache->share != nullptr &&
+      curl_easy_setopt(easy, CURLOPT_SHARE, nullptr) != CURLE_OK) {
     curl_easy_cleanup(easy);
     return;
   }
