@@ -177,11 +177,15 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AdmitStream(const UpstreamCallOp
   return call;
 }
 
+// The starts below capture with initializers (`options = options`): a `const&` parameter
+// captured by copy becomes a const member, which is copied, not moved, each time the lambda
+// moves (into Admit, then into its callback): three copies of the options and the
+// params a call instead of one.
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::ListAssistants(
     const UpstreamCallOptions& options,
     UpstreamCallback<std::vector<copilot::v1::Assistant>> done) {
   return Admit(options, CallClass::kOther, std::move(done),
-               [this, options](UpstreamCallback<std::vector<copilot::v1::Assistant>> cb) {
+               [this, options = options](UpstreamCallback<std::vector<copilot::v1::Assistant>> cb) {
                  return inner_.ListAssistants(options, std::move(cb));
                });
 }
@@ -190,7 +194,8 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::GetAssistant(
     const UpstreamCallOptions& options, const std::string& assistant_id,
     UpstreamCallback<copilot::v1::Assistant> done) {
   return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, assistant_id](UpstreamCallback<copilot::v1::Assistant> cb) {
+               [this, options = options,
+                assistant_id = assistant_id](UpstreamCallback<copilot::v1::Assistant> cb) {
                  return inner_.GetAssistant(options, assistant_id, std::move(cb));
                });
 }
@@ -198,26 +203,28 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::GetAssistant(
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::CreateThread(
     const UpstreamCallOptions& options, const CreateThreadParams& params,
     UpstreamCallback<copilot::v1::Thread> done) {
-  return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, params](UpstreamCallback<copilot::v1::Thread> cb) {
-                 return inner_.CreateThread(options, params, std::move(cb));
-               });
+  return Admit(
+      options, CallClass::kOther, std::move(done),
+      [this, options = options, params = params](UpstreamCallback<copilot::v1::Thread> cb) {
+        return inner_.CreateThread(options, params, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::GetThread(
     const UpstreamCallOptions& options, const std::string& thread_id,
     UpstreamCallback<copilot::v1::Thread> done) {
-  return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, thread_id](UpstreamCallback<copilot::v1::Thread> cb) {
-                 return inner_.GetThread(options, thread_id, std::move(cb));
-               });
+  return Admit(
+      options, CallClass::kOther, std::move(done),
+      [this, options = options, thread_id = thread_id](UpstreamCallback<copilot::v1::Thread> cb) {
+        return inner_.GetThread(options, thread_id, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::DeleteThread(const UpstreamCallOptions& options,
                                                              const std::string& thread_id,
                                                              UpstreamDoneCallback done) {
   return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, thread_id](UpstreamDoneCallback cb) {
+               [this, options = options, thread_id = thread_id](UpstreamDoneCallback cb) {
                  return inner_.DeleteThread(options, thread_id, std::move(cb));
                });
 }
@@ -226,7 +233,8 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AddMessage(
     const UpstreamCallOptions& options, const std::string& thread_id,
     const copilot::v1::MessageInput& message, UpstreamCallback<copilot::v1::Message> done) {
   return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, thread_id, message](UpstreamCallback<copilot::v1::Message> cb) {
+               [this, options = options, thread_id = thread_id,
+                message = message](UpstreamCallback<copilot::v1::Message> cb) {
                  return inner_.AddMessage(options, thread_id, message, std::move(cb));
                });
 }
@@ -237,7 +245,8 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::ListMessages(const UpstreamCallO
                                                              const std::string& cursor,
                                                              UpstreamCallback<MessagePage> done) {
   return Admit(options, CallClass::kOther, std::move(done),
-               [this, options, thread_id, page_size, cursor](UpstreamCallback<MessagePage> cb) {
+               [this, options = options, thread_id = thread_id, page_size = page_size,
+                cursor = cursor](UpstreamCallback<MessagePage> cb) {
                  return inner_.ListMessages(options, thread_id, page_size, cursor, std::move(cb));
                });
 }
@@ -245,37 +254,41 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::ListMessages(const UpstreamCallO
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Run(const UpstreamCallOptions& options,
                                                     const RunParams& params,
                                                     UpstreamCallback<copilot::v1::Message> done) {
-  return Admit(options, CallClass::kAnswer, std::move(done),
-               [this, options, params](UpstreamCallback<copilot::v1::Message> cb) {
-                 return inner_.Run(options, params, std::move(cb));
-               });
+  return Admit(
+      options, CallClass::kAnswer, std::move(done),
+      [this, options = options, params = params](UpstreamCallback<copilot::v1::Message> cb) {
+        return inner_.Run(options, params, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::StreamRun(const UpstreamCallOptions& options,
                                                           const RunParams& params,
                                                           std::shared_ptr<ChunkSink> sink) {
-  return AdmitStream(options, std::move(sink),
-                     [this, options, params](std::shared_ptr<ChunkSink> holding) {
-                       return inner_.StreamRun(options, params, std::move(holding));
-                     });
+  return AdmitStream(
+      options, std::move(sink),
+      [this, options = options, params = params](std::shared_ptr<ChunkSink> holding) {
+        return inner_.StreamRun(options, params, std::move(holding));
+      });
 }
 
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Complete(
     const UpstreamCallOptions& options, const CompletionParams& params,
     UpstreamCallback<copilot::v1::Message> done) {
-  return Admit(options, CallClass::kAnswer, std::move(done),
-               [this, options, params](UpstreamCallback<copilot::v1::Message> cb) {
-                 return inner_.Complete(options, params, std::move(cb));
-               });
+  return Admit(
+      options, CallClass::kAnswer, std::move(done),
+      [this, options = options, params = params](UpstreamCallback<copilot::v1::Message> cb) {
+        return inner_.Complete(options, params, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::StreamComplete(const UpstreamCallOptions& options,
                                                                const CompletionParams& params,
                                                                std::shared_ptr<ChunkSink> sink) {
-  return AdmitStream(options, std::move(sink),
-                     [this, options, params](std::shared_ptr<ChunkSink> holding) {
-                       return inner_.StreamComplete(options, params, std::move(holding));
-                     });
+  return AdmitStream(
+      options, std::move(sink),
+      [this, options = options, params = params](std::shared_ptr<ChunkSink> holding) {
+        return inner_.StreamComplete(options, params, std::move(holding));
+      });
 }
 
 }  // namespace copilot::gateway

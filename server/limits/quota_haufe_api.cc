@@ -132,11 +132,16 @@ std::shared_ptr<UpstreamCall> QuotaHaufeApi::ReserveStream(const UpstreamCallOpt
   return call;
 }
 
+// The starts below capture with initializers (`options = options`): a `const&` parameter
+// captured by copy becomes a const member, which is copied, not moved, each time the lambda
+// moves (into Reserve, then into its callback): three copies of the options and the
+// params a call instead of one.
 std::shared_ptr<UpstreamCall> QuotaHaufeApi::AddMessage(
     const UpstreamCallOptions& options, const std::string& thread_id,
     const copilot::v1::MessageInput& message, UpstreamCallback<copilot::v1::Message> done) {
   return Reserve(options, 0, CallerCharacters(message), std::move(done),
-                 [this, options, thread_id, message](UpstreamCallback<copilot::v1::Message> cb) {
+                 [this, options = options, thread_id = thread_id,
+                  message = message](UpstreamCallback<copilot::v1::Message> cb) {
                    return inner().AddMessage(options, thread_id, message, std::move(cb));
                  });
 }
@@ -144,37 +149,41 @@ std::shared_ptr<UpstreamCall> QuotaHaufeApi::AddMessage(
 std::shared_ptr<UpstreamCall> QuotaHaufeApi::Run(const UpstreamCallOptions& options,
                                                  const RunParams& params,
                                                  UpstreamCallback<copilot::v1::Message> done) {
-  return Reserve(options, 1, 0, std::move(done),
-                 [this, options, params](UpstreamCallback<copilot::v1::Message> cb) {
-                   return inner().Run(options, params, std::move(cb));
-                 });
+  return Reserve(
+      options, 1, 0, std::move(done),
+      [this, options = options, params = params](UpstreamCallback<copilot::v1::Message> cb) {
+        return inner().Run(options, params, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> QuotaHaufeApi::StreamRun(const UpstreamCallOptions& options,
                                                        const RunParams& params,
                                                        std::shared_ptr<ChunkSink> sink) {
-  return ReserveStream(options, 0, std::move(sink),
-                       [this, options, params](std::shared_ptr<ChunkSink> settling) {
-                         return inner().StreamRun(options, params, std::move(settling));
-                       });
+  return ReserveStream(
+      options, 0, std::move(sink),
+      [this, options = options, params = params](std::shared_ptr<ChunkSink> settling) {
+        return inner().StreamRun(options, params, std::move(settling));
+      });
 }
 
 std::shared_ptr<UpstreamCall> QuotaHaufeApi::Complete(const UpstreamCallOptions& options,
                                                       const CompletionParams& params,
                                                       UpstreamCallback<copilot::v1::Message> done) {
-  return Reserve(options, 1, CallerCharacters(params), std::move(done),
-                 [this, options, params](UpstreamCallback<copilot::v1::Message> cb) {
-                   return inner().Complete(options, params, std::move(cb));
-                 });
+  return Reserve(
+      options, 1, CallerCharacters(params), std::move(done),
+      [this, options = options, params = params](UpstreamCallback<copilot::v1::Message> cb) {
+        return inner().Complete(options, params, std::move(cb));
+      });
 }
 
 std::shared_ptr<UpstreamCall> QuotaHaufeApi::StreamComplete(const UpstreamCallOptions& options,
                                                             const CompletionParams& params,
                                                             std::shared_ptr<ChunkSink> sink) {
-  return ReserveStream(options, CallerCharacters(params), std::move(sink),
-                       [this, options, params](std::shared_ptr<ChunkSink> settling) {
-                         return inner().StreamComplete(options, params, std::move(settling));
-                       });
+  return ReserveStream(
+      options, CallerCharacters(params), std::move(sink),
+      [this, options = options, params = params](std::shared_ptr<ChunkSink> settling) {
+        return inner().StreamComplete(options, params, std::move(settling));
+      });
 }
 
 }  // namespace copilot::gateway

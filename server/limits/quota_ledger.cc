@@ -33,6 +33,7 @@ std::vector<CounterStep> Steps(const std::array<QuotaPeriod, 2>& periods,
                                const std::array<int64_t, kCounters>& amounts,
                                const std::array<int64_t, kCounters>& maxes) {
   std::vector<CounterStep> steps;
+  steps.reserve(kCounters);
   for (int i = 0; i < kCounters; ++i) {
     const QuotaPeriod& period = PeriodOf(periods, i);
     steps.push_back(CounterStep{

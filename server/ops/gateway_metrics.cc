@@ -64,7 +64,9 @@ CounterSeries::CounterSeries(prometheus::Family<prometheus::Counter>& family,
 
 prometheus::Counter& CounterSeries::Get(std::initializer_list<absl::string_view> values) {
   if (values.size() != label_names_.size()) std::abort();  // A caller's bug: no such series.
-  std::string key;
+  // Built in this thread's buffer: a series found (every call but its first) allocates nothing.
+  thread_local std::string key;
+  key.clear();
   for (const absl::string_view value : values) absl::StrAppend(&key, value.size(), ":", value);
   {
     absl::ReaderMutexLock lock(&mu_);
@@ -75,7 +77,7 @@ prometheus::Counter& CounterSeries::Get(std::initializer_list<absl::string_view>
   for (const absl::string_view value : values) labels.emplace(*name++, std::string(value));
   prometheus::Counter& counter = family_.Add(labels);  // The same series for the same labels.
   absl::MutexLock lock(&mu_);
-  series_.emplace(std::move(key), &counter);
+  series_.emplace(key, &counter);
   return counter;
 }
 

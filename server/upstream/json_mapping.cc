@@ -231,14 +231,93 @@ absl::StatusOr<JsonDocument> ParseJson(absl::string_view text, absl::string_view
   return BadResponse(absl::StrCat("upstream ", what, " is not valid JSON"));
 }
 
+namespace {
+
+// The value of text[at, at + count) as decimal digits, or -1 when one is not a digit.
+int Digits(absl::string_view text, std::size_t at, std::size_t count) {
+  int value = 0;
+  for (std::size_t i = at; i < at + count; ++i) {
+    const char c = text[i];
+    if (c < '0' || c > '9') return -1;
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+// Days from 1970-01-01 to the proleptic Gregorian date (H. Hinnant's days_from_civil).
+int64_t DaysFromCivil(int64_t year, int month, int day) {
+  year -= month <= 2 ? 1 : 0;
+  const int64_t era = (year >= 0 ? year : year - 399) / 400;
+  const int64_t year_of_era = year - era * 400;
+  const int64_t day_of_year = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+  const int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+  return era * 146097 + day_of_era - 719468;
+}
+
+// The common spelling, "YYYY-MM-DDTHH:MM:SS[.fraction of 1-9 digits][Z|+HH:MM|-HH:MM]", read
+// without absl::ParseTime (a tenth of its cost: every answer carries one). Anything else,
+// including what it declines to read (an out-of-range field, a lowercase "t", a leap second,
+// spaces), returns false and is read by absl::ParseTime, so the two agree on what this accepts.
+bool ParseCommonTimestamp(absl::string_view text, absl::Time& time) {
+  if (text.size() < 19 || text[4] != '-' || text[7] != '-' || text[10] != 'T' || text[13] != ':' ||
+      text[16] != ':') {
+    return false;
+  }
+  const int year = Digits(text, 0, 4);
+  const int month = Digits(text, 5, 2);
+  const int day = Digits(text, 8, 2);
+  const int hour = Digits(text, 11, 2);
+  const int minute = Digits(text, 14, 2);
+  const int second = Digits(text, 17, 2);
+  if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 ||
+      minute > 59 || second < 0 || second > 59) {
+    return false;
+  }
+  static constexpr int kDaysIn[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+  if (day > kDaysIn[month - 1] + (month == 2 && leap ? 1 : 0)) return false;
+  std::size_t at = 19;
+  int64_t nanos = 0;
+  if (at < text.size() && text[at] == '.') {
+    std::size_t digits = 0;
+    for (++at; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at, ++digits) {
+      nanos = nanos * 10 + (text[at] - '0');
+    }
+    if (digits == 0 || digits > 9) return false;
+    for (; digits < 9; ++digits) nanos *= 10;
+  }
+  int64_t offset_seconds = 0;
+  if (at < text.size() && text[at] == 'Z') {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    if (text.size() - at != 6 || text[at + 3] != ':') return false;
+    const int offset_hours = Digits(text, at + 1, 2);
+    const int offset_minutes = Digits(text, at + 4, 2);
+    if (offset_hours < 0 || offset_hours > 23 || offset_minutes < 0 || offset_minutes > 59) {
+      return false;
+    }
+    offset_seconds = (text[at] == '-' ? -1 : 1) * (offset_hours * 3600 + offset_minutes * 60);
+    at += 6;
+  }
+  if (at != text.size()) return false;
+  const int64_t seconds =
+      DaysFromCivil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second - offset_seconds;
+  time = absl::FromUnixSeconds(seconds) + absl::Nanoseconds(nanos);
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<google::protobuf::Timestamp> ParseTimestamp(absl::string_view text) {
   absl::Time time;
-  std::string error;
-  const std::string input(text);
-  // RFC 3339 with an offset ("Z" included); a naive ISO-8601 time is taken as UTC.
-  if (!absl::ParseTime(absl::RFC3339_full, input, &time, &error) &&
-      !absl::ParseTime("%Y-%m-%d%ET%H:%M:%E*S", input, absl::UTCTimeZone(), &time, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat("not an ISO-8601 time: \"", text, "\""));
+  if (!ParseCommonTimestamp(text, time)) {
+    std::string error;
+    const std::string input(text);
+    // RFC 3339 with an offset ("Z" included); a naive ISO-8601 time is taken as UTC.
+    if (!absl::ParseTime(absl::RFC3339_full, input, &time, &error) &&
+        !absl::ParseTime("%Y-%m-%d%ET%H:%M:%E*S", input, absl::UTCTimeZone(), &time, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("not an ISO-8601 time: \"", text, "\""));
+    }
   }
   // absl accepts "infinite-future"/"infinite-past"; google.protobuf.Timestamp covers years 1-9999.
   if (time < absl::FromUnixSeconds(-62135596800) || time > absl::FromUnixSeconds(253402300799)) {

@@ -1,9 +1,12 @@
 #include "server/upstream/json_mapping.h"
 
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "copilot/v1/copilot_service.pb.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -45,6 +48,83 @@ TEST(JsonMappingTest, TimestampVariants) {
       ParseTimestamp("infinite-future").ok());  // absl parses it; Timestamp cannot hold it.
   EXPECT_FALSE(ParseTimestamp("infinite-past").ok());
   EXPECT_FALSE(ParseTimestamp("").ok());
+}
+
+// ParseTimestamp before its fast path: absl::ParseTime alone, the reference it must agree with.
+absl::StatusOr<google::protobuf::Timestamp> ReferenceTimestamp(const std::string& input) {
+  absl::Time time;
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, input, &time, &error) &&
+      !absl::ParseTime("%Y-%m-%d%ET%H:%M:%E*S", input, absl::UTCTimeZone(), &time, &error)) {
+    return absl::InvalidArgumentError("not a time");
+  }
+  if (time < absl::FromUnixSeconds(-62135596800) || time > absl::FromUnixSeconds(253402300799)) {
+    return absl::InvalidArgumentError("out of range");
+  }
+  google::protobuf::Timestamp out;
+  out.set_seconds(absl::ToUnixSeconds(time));
+  out.set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(out.seconds()))));
+  return out;
+}
+
+// The fast path (the common spelling, read without absl::ParseTime) accepts what absl accepts,
+// to the nanosecond, and declines the rest to it: 200,000 times, valid and nearly valid, with
+// every field at and past its bounds (day 29-31 in every month, leap years, hour 24, second
+// 60, 0-12 fraction digits, offsets up to +-25:99, "t", "z", spaces, a missing or extra byte).
+TEST(JsonMappingTest, TimestampsReadTheSameWithAndWithoutTheFastPath) {
+  std::mt19937 random(20261206);
+  auto pick = [&random](int low, int high) {
+    return std::uniform_int_distribution<int>(low, high)(random);
+  };
+  int accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    const int year = pick(0, 9) == 0 ? pick(0, 9999) : pick(1896, 2104);
+    std::string text =
+        absl::StrFormat("%04d-%02d-%02d%c%02d:%02d:%02d", year, pick(0, 13),
+                        pick(0, 9) < 7 ? pick(1, 28) : pick(0, 32), pick(0, 30) == 0 ? 't' : 'T',
+                        pick(0, 24), pick(0, 60), pick(0, 9) < 8 ? pick(0, 59) : pick(0, 61));
+    if (pick(0, 1) == 1) {
+      text += '.';
+      for (int digits = pick(0, 12); digits > 0; --digits)
+        text += static_cast<char>('0' + pick(0, 9));
+    }
+    switch (pick(0, 5)) {
+      case 0:
+        break;  // Naive: UTC.
+      case 1:
+        text += pick(0, 20) == 0 ? "z" : "Z";
+        break;
+      default:
+        absl::StrAppendFormat(&text, "%c%02d:%02d", pick(0, 1) == 0 ? '+' : '-',
+                              pick(0, 9) == 0 ? pick(0, 25) : pick(0, 14),
+                              pick(0, 9) == 0 ? pick(0, 99) : pick(0, 59));
+    }
+    switch (pick(0, 40)) {
+      case 0:
+        text = " " + text;
+        break;
+      case 1:
+        text += " ";
+        break;
+      case 2:
+        text.erase(static_cast<std::size_t>(pick(0, static_cast<int>(text.size()) - 1)), 1);
+        break;
+      case 3:
+        text.insert(static_cast<std::size_t>(pick(0, static_cast<int>(text.size()))), "1");
+        break;
+      default:
+        break;
+    }
+    const absl::StatusOr<google::protobuf::Timestamp> expected = ReferenceTimestamp(text);
+    const absl::StatusOr<google::protobuf::Timestamp> got = ParseTimestamp(text);
+    ASSERT_EQ(got.ok(), expected.ok()) << text;
+    if (!expected.ok()) continue;
+    ++accepted;
+    ASSERT_EQ(got->seconds(), expected->seconds()) << text;
+    ASSERT_EQ(got->nanos(), expected->nanos()) << text;
+  }
+  EXPECT_GT(accepted, 100000);  // Mostly valid: the comparison is of values, not of refusals.
 }
 
 TEST(JsonMappingTest, DeeplyNestedJsonIsCutAtTheDepthLimit) {
