@@ -103,19 +103,21 @@ void LocalLimitStore::AddToCounters(const std::string& group, const std::vector<
       }
       next_sweep_ = now + absl::Minutes(1);
     }
-    // Every counter inserted first: a later insertion may move the earlier ones.
-    std::vector<std::string> keys;
-    keys.reserve(steps.size());
-    for (const CounterStep& step : steps) {
-      keys.push_back(absl::StrCat(group, "\x1f", step.key));
-      counters_.try_emplace(keys.back());
-    }
+    // Every counter inserted first: a later insertion may move the earlier ones. The keys are
+    // built in one buffer, twice, rather than kept: no allocation for a counter that exists.
+    std::string key;
+    auto key_of = [&group, &key](const CounterStep& step) -> const std::string& {
+      key.assign(group).append("\x1f").append(step.key);
+      return key;
+    };
+    for (const CounterStep& step : steps) counters_.try_emplace(key_of(step));
     std::vector<Counter*> counters;
     counters.reserve(steps.size());
+    result.values.reserve(steps.size());
     result.added = true;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       const CounterStep& step = steps[i];
-      Counter& counter = counters_.find(keys[i])->second;
+      Counter& counter = counters_.find(key_of(step))->second;
       if (counter.expires <= now) counter = Counter{0, step.expires};
       counters.push_back(&counter);
       result.values.push_back(counter.value);

@@ -74,7 +74,7 @@ UpstreamCallback<copilot::v1::Message> UsageHaufeApi::Recording(
     const std::string& upstream_thread_id, int64_t characters_in,
     UpstreamCallback<copilot::v1::Message> done) {
   return [this, record = Start(method, options, characters_in), started = clock_.Monotonic(),
-          caller_thread_id = options.caller_thread_id, upstream_thread_id,
+          caller_thread_id = options.caller_thread_id, upstream_thread_id = upstream_thread_id,
           done = std::move(done)](absl::StatusOr<copilot::v1::Message> result) mutable {
     const std::string thread =
         result.ok() && !result->thread_id().empty() ? result->thread_id() : upstream_thread_id;

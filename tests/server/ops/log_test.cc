@@ -2,8 +2,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -185,6 +187,30 @@ TEST(LogLineTest, WritesWhatDumpingTheSameObjectWrote) {
       const std::string formatted = FormatLogLine(level, text, fields);
       EXPECT_EQ(formatted, DumpedObject(Parse(formatted)["time"], level, text, fields));
     }
+  }
+}
+
+// AddDouble writes what dumping the double writes, for doubles of every magnitude: random bit
+// patterns (NaN and infinity among them) and random durations in seconds and milliseconds.
+TEST(LogLineTest, DoublesAreWrittenAsDumpingThemWrites) {
+  std::mt19937_64 random(20261206);
+  for (int i = 0; i < 100000; ++i) {
+    const uint64_t bits = random();
+    double value = 0;
+    if (i % 2 == 0) {
+      std::memcpy(&value, &bits, sizeof value);
+    } else {
+      value =
+          static_cast<double>(bits % 100000000) / std::pow(10.0, static_cast<double>(bits % 13));
+    }
+    JsonLogLine line(LogLevel::kInfo, "m");
+    line.AddDouble("d", value);
+    const std::string written = std::move(line).Text();
+    const std::string expected = nlohmann::ordered_json(value).dump(
+        -1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    const std::size_t at = written.find(R"("d":)");
+    ASSERT_NE(at, std::string::npos) << written;
+    ASSERT_EQ(written.substr(at + 4, written.size() - at - 5), expected) << bits;
   }
 }
 
