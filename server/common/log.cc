@@ -143,7 +143,8 @@ JsonLogLine& JsonLogLine::AddDouble(absl::string_view key, double value) {
     return *this;
   }
   // nlohmann::json's own number writer (what dump() calls for a double, with its buffer size),
-  // without building and dumping a json value for it: the same text, a third of the cost.
+  // without building and dumping a json value for it: the same text; the audit line cost 610
+  // instructions less a call (AddDouble was 1,353 before, callgrind).
   std::array<char, 64> buffer{};
   char* const end = nlohmann::detail::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
   text_.append(buffer.data(), end);
