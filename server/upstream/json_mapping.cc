@@ -274,9 +274,11 @@ bool ParseCommonTimestamp(absl::string_view text, absl::Time& time) {
   if (at < text.size() && text[at] == '.') {
     std::size_t digits = 0;
     for (++at; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at, ++digits) {
+      // Past nine digits the value would outgrow nanos (and, at 19, int64_t): ParseTime reads it.
+      if (digits == 9) return false;
       nanos = nanos * 10 + (text[at] - '0');
     }
-    if (digits == 0 || digits > 9) return false;
+    if (digits == 0) return false;
     for (; digits < 9; ++digits) nanos *= 10;
   }
   int64_t offset_seconds = 0;
