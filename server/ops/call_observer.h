@@ -37,6 +37,8 @@ class CallObserver {
   // `metrics` and `gate` may be null; they must outlive this object.
   CallObserver(GatewayMetrics* metrics, absl::string_view method, bool server_stream,
                std::shared_ptr<CallTrace> trace, std::string peer, CallGate* gate = nullptr);
+  // Leaves the gate if Done() was never called: a call never stays in flight past its observer.
+  ~CallObserver() { Done(); }
   CallObserver(const CallObserver&) = delete;
   CallObserver& operator=(const CallObserver&) = delete;
 

@@ -57,19 +57,14 @@ absl::Status ShuttingDown() {
                    "the gateway is shutting down; retry on another replica", "SHUTTING_DOWN");
 }
 
-// Ends a unary call at once with `status`.
-grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext& context, CallObserver& observer,
-                                      const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context.DefaultReactor();
-  observer.Finished(status);
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-// A stream that ends at once with a status.
-class FinishedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// A call that ends at once with a status (refused, or its request unreadable), unary or stream.
+// Not gRPC's default unary reactor, whose end nobody sees: the observer must learn when gRPC is
+// done with the call, or the call would count as in flight until the drain's time is up (every
+// shutdown would then wait out its whole grace period after one unreadable request).
+template <typename Reactor>
+class FinishedCall final : public Reactor {
  public:
-  FinishedStream(std::shared_ptr<CallObserver> observer, const absl::Status& status)
+  FinishedCall(std::shared_ptr<CallObserver> observer, const absl::Status& status)
       : observer_(std::move(observer)) {
     observer_->Finished(status);
     this->Finish(ToGrpcStatus(status));
@@ -82,6 +77,8 @@ class FinishedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  private:
   const std::shared_ptr<CallObserver> observer_;
 };
+using FinishedUnary = FinishedCall<grpc::ServerUnaryReactor>;
+using FinishedStream = FinishedCall<grpc::ServerWriteReactor<grpc::ByteBuffer>>;
 
 // The first value of metadata `key`, if any.
 std::optional<absl::string_view> MetadataValue(
@@ -129,11 +126,11 @@ grpc::ServerUnaryReactor* CopilotServiceAdapter::Unary(grpc::CallbackServerConte
                                                        UseCase use_case) {
   std::shared_ptr<CallObserver> observer;
   const CallContext call = ContextOf(context, method, false, observer);
-  if (observer->refused()) return FinishUnary(context, *observer, ShuttingDown());
+  if (observer->refused()) return new FinishedUnary(std::move(observer), ShuttingDown());
   // The core copies what it keeps of the request: it need not outlive this handler.
   Request request;
   if (absl::Status parsed = ParseRequest(request_bytes, request); !parsed.ok()) {
-    return FinishUnary(context, *observer, parsed);
+    return new FinishedUnary(std::move(observer), parsed);
   }
   return UnaryCallReactor<Response>::Start(
       response, std::move(observer),

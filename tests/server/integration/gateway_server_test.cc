@@ -2,9 +2,11 @@
 // a fake; binding port 0, serving, and shutting down with calls in flight.
 #include "server/app/gateway_server.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 #include <utility>
@@ -119,6 +121,33 @@ TEST(GatewayServerTest, ShutdownCancelsCallsStillRunningAfterTheGrace) {
   // which tells it to retry elsewhere.
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
   EXPECT_GT(call->cancels.load(), 0);
+}
+
+// A request that is not its message ends at once (INVALID_ARGUMENT) and leaves nothing in flight:
+// before, its call never left the drain's count, and every shutdown waited out its whole grace.
+TEST(GatewayServerTest, UnreadableRequestsLeaveNothingInFlightForTheDrain) {
+  auto api = std::make_shared<FakeHaufeApi>();
+  auto server = GatewayServer::Start(TestConfig(), Secrets("KEY", ""), Replace(api));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  const char garbage[] = {'\xff', '\xff', '\xff'};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  const grpc::ByteBuffer request(&slice, 1);
+  for (const char* method :
+       {"/copilot.v1.CopilotService/CreateThread", "/copilot.v1.CopilotService/StreamRun"}) {
+    grpc::ClientContext context;
+    grpc::ByteBuffer response;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
+    const grpc::Status status = done.get_future().get();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << method;
+  }
+  EXPECT_EQ(api->call_count(), 0);
+  const auto start = std::chrono::steady_clock::now();
+  (*server)->Shutdown(absl::Seconds(30));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(GatewayServerTest, BusyPortFailsToStart) {
