@@ -73,6 +73,14 @@ CallObserver::CallObserver(GatewayMetrics* metrics, absl::string_view method, bo
 
 void CallObserver::Done() {
   if (done_.exchange(true)) return;
+  // The overhead runs to gRPC's end of the call (its status handed to the transport), not to
+  // Finish: what the caller waits for after the upstream answered includes sending it.
+  if (method_ != nullptr && finished_.load()) {
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    method_->overhead->Observe(
+        std::max(0.0, seconds - absl::ToDoubleSeconds(trace_->upstream_time())));
+  }
   if (gate_ != nullptr && !refused_) gate_->Leave();
 }
 
@@ -96,7 +104,6 @@ void CallObserver::Finished(const absl::Status& status) {
     const int index = code >= 0 && code < kGrpcCodeCount ? code : 2;  // 2: Unknown.
     method_->handled[static_cast<std::size_t>(index)]->Increment();
     method_->handling->Observe(seconds);
-    method_->overhead->Observe(std::max(0.0, seconds - upstream_seconds));
     if (!tenant.empty()) metrics_->CountTenantCall(tenant, *method_, code);
     metrics_->calls_in_flight().Decrement();
   }

@@ -332,10 +332,10 @@ read -r _ _ _ g_cpu <<<"${result[gateway-64]}"
 awk -v g="$g_rps" -v n="$n_rps" -v gc="$g_cpu" -v nc="$n_cpu" 'BEGIN {
   printf "gateway / nginx at c=64: throughput %.2fx, CPU per call %.1fx\n", g / n, gc / nc
 }'
-# The gateway's own figure for its cost (copilot_gateway_overhead_seconds: a call's time less
-# libcurl's time for its upstream request, Complete's calls of each run) next to what the hop added at p50, which also
-# holds gRPC's framing on both sides of the wire: the bucket holding the metric's p50 should
-# hold the added p50 too.
+# The gateway's own figure for its cost (copilot_gateway_overhead_seconds: a call's time, to
+# gRPC's end of it, less libcurl's time for its upstream request, Complete's calls of each run)
+# next to what the hop added at p50, which also holds gRPC's framing on both sides of the wire:
+# the bucket holding the metric's p50 should hold the added p50 too.
 for c in 1 64; do
   read -r _ d_p50 _ <<<"${result[direct-$c]}"
   read -r _ g_p50 _ <<<"${result[gateway-$c]}"

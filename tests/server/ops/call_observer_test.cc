@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -303,17 +304,32 @@ TEST_F(CallObserverTest, OtherErrorsWithoutTenantAreNotCountedPerTenant) {
   EXPECT_EQ(Values().Family("copilot_gateway_tenant_calls_total"), nullptr);
 }
 
-TEST_F(CallObserverTest, OverheadIsTheHandlingTimeWithoutUpstream) {
+// The overhead runs to gRPC's end of the call (Done: the status sent), the handling time to
+// Finish; without upstream time the overhead is the handling time and what gRPC took after it.
+TEST_F(CallObserverTest, OverheadIsTheHandlingTimeWithoutUpstreamAndRunsToDone) {
   CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer");
   observer.Finished(absl::OkStatus());
+  auto overhead = Values().Histogram("copilot_gateway_overhead_seconds", {{"grpc_method", "Run"}});
+  ASSERT_TRUE(overhead.has_value());
+  EXPECT_EQ(overhead->sample_count, 0u);  // gRPC is not done with the call yet.
+  absl::SleepFor(absl::Milliseconds(20));
+  observer.Done();
+  observer.Done();  // Once.
   const MetricValues values = Values();
   const auto handling = values.Histogram("grpc_server_handling_seconds", Labels("unary", "Run"));
-  const auto overhead =
-      values.Histogram("copilot_gateway_overhead_seconds", {{"grpc_method", "Run"}});
+  overhead = values.Histogram("copilot_gateway_overhead_seconds", {{"grpc_method", "Run"}});
   ASSERT_TRUE(handling.has_value());
   ASSERT_TRUE(overhead.has_value());
   EXPECT_EQ(overhead->sample_count, 1u);
-  EXPECT_DOUBLE_EQ(overhead->sample_sum, handling->sample_sum);
+  EXPECT_GE(overhead->sample_sum, handling->sample_sum + 0.02);
+}
+
+TEST_F(CallObserverTest, ACallThatNeverFinishedHasNoOverhead) {
+  { CallObserver observer(&metrics_, "Run", false, NewTrace(), "peer"); }  // Done when destroyed.
+  const auto overhead =
+      Values().Histogram("copilot_gateway_overhead_seconds", {{"grpc_method", "Run"}});
+  ASSERT_TRUE(overhead.has_value());
+  EXPECT_EQ(overhead->sample_count, 0u);
 }
 
 TEST_F(CallObserverTest, OverheadSubtractsUpstreamTimeAndNeverGoesNegative) {
@@ -322,6 +338,7 @@ TEST_F(CallObserverTest, OverheadSubtractsUpstreamTimeAndNeverGoesNegative) {
   // More upstream time than the call can have taken: the overhead is clamped at zero.
   trace->AddUpstream(absl::Hours(1), 200);
   observer.Finished(absl::OkStatus());
+  observer.Done();
   const MetricValues values = Values();
   const auto handling = values.Histogram("grpc_server_handling_seconds", Labels("unary", "Run"));
   const auto overhead =
