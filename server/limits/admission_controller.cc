@@ -181,6 +181,11 @@ std::shared_ptr<AdmissionTicket> AdmissionController::Start(const std::string& t
   return ticket;
 }
 
+bool AdmissionController::Ended(Pending& pending) {
+  absl::MutexLock lock(&pending.mu);
+  return pending.finished;
+}
+
 void AdmissionController::Decided(const Pending& pending, absl::string_view limit,
                                   absl::string_view decision) {
   if (events_ != nullptr) events_->Decided(pending.tenant, limit, decision);
@@ -193,6 +198,7 @@ void AdmissionController::CheckRate(std::shared_ptr<Pending> pending) {
   const std::string key =
       absl::StrCat("tenant:", pending->tenant, ":", CallClassName(pending->klass));
   auto decide = [this, pending, limit](absl::StatusOr<StepResult> result, bool degraded) {
+    if (Ended(*pending)) return;  // Cancelled while the store answered: no further step.
     if (!result.ok()) {
       Finish(*pending, StoreUnavailable("tenant_rate", result.status()));
       return;
@@ -233,11 +239,23 @@ void AdmissionController::CheckConcurrency(std::shared_ptr<Pending> pending) {
              absl::StrCat("at most ", max, " answer generations in flight"), absl::Seconds(1));
       return;
     }
-    pending->slot_key = key;
-    pending->lease = result->lease_id;
+    bool ended = false;
     {
       absl::MutexLock lock(&pending->mu);
-      pending->slot_store = store;
+      // Cancelled while the store answered (Redis answers on its own thread): Finish has run
+      // and will not release a slot recorded now, so the slot goes back at once. Recorded
+      // instead, it stayed taken until its lease expired (slot_ttl, 6 minutes), on every
+      // replica, once the budget then refused or queued the ended call.
+      ended = pending->finished;
+      if (!ended) {
+        pending->slot_key = key;
+        pending->lease = result->lease_id;
+        pending->slot_store = store;
+      }
+    }
+    if (ended) {
+      store->ReleaseSlot(key, result->lease_id);
+      return;
     }
     Decided(*pending, "tenant_concurrency", store == &store_ ? "allowed" : "degraded");
     if (pending->tenant_only) return Admitted(*pending);

@@ -125,6 +125,8 @@ class AdmissionController {
                                          CallClass klass, absl::Time deadline, bool tenant_only,
                                          AdmitCallback done, const std::string& upstream_key);
   void Finish(Pending& pending, absl::StatusOr<std::unique_ptr<Permit>> result);
+  // The admission has finished (the caller cancelled, or a step decided): no later step runs.
+  static bool Ended(Pending& pending);
   const std::vector<WindowLimit>& Windows(CallClass klass) const;
   std::vector<WindowLimit> Share(const std::vector<WindowLimit>& windows) const;
   RateLimit Share(const RateLimit& limit) const;

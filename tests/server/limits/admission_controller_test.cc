@@ -8,6 +8,8 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
+#include "tests/server/limits/deferred_store.h"
 #include "tests/server/limits/unreachable_store.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/status_matchers.h"
@@ -24,6 +27,7 @@
 namespace copilot::gateway {
 namespace {
 
+using ::copilot::gateway::testing::DeferredStore;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::StatusIs;
 using ::copilot::gateway::testing::UnreachableStore;
@@ -324,6 +328,56 @@ TEST_F(AdmissionControllerTest, CancelWhileWaitingEndsTheCallAndTakesNoBudget) {
   admission.Admit("acme", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("acme"));
   ASSERT_TRUE(Settled(outcomes, 3));
   EXPECT_EQ(outcomes.admitted().size(), 2u);
+}
+
+// A call cancelled while its concurrency slot is being acquired gets the slot back at once when
+// the store answers, whatever the budget then says: before, the slot was recorded on the ended
+// admission, and when the budget refused (or queued) it nobody released it, so the tenant lost
+// the slot until its lease expired (6 minutes in Redis, on every replica).
+TEST_F(AdmissionControllerTest, ASlotAcquiredAfterTheCallWasCancelledIsReleasedAtOnce) {
+  DeferredStore deferred(store_, DeferredStore::kRate | DeferredStore::kSlot);
+  // One answer a minute upstream, and no waiting for the next.
+  AdmissionController admission(deferred, clock_, Budget(1, absl::Minutes(1), absl::Seconds(0)));
+  TenantLimits limits;
+  limits.max_concurrent_answers = 1;
+  Outcomes outcomes;
+  // Another tenant, with no concurrency limit, spends the minute's budget.
+  admission.Admit("other", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("other"));
+  ASSERT_TRUE(outcomes.WaitFor(1));
+  ASSERT_EQ(outcomes.admitted().size(), 1u);
+  std::shared_ptr<AdmissionTicket> cancelled =
+      admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"));
+  cancelled->Cancel();
+  ASSERT_TRUE(outcomes.WaitFor(2));
+  EXPECT_THAT(outcomes.refused().at(0),
+              StatusIs(absl::StatusCode::kCancelled, "cancelled_by_caller"));
+  deferred.RunPending();  // The slot is granted now, to a call that has ended.
+  ASSERT_TRUE(Settled(outcomes, 2));
+  // acme's one slot is free: the store grants it to the next taker.
+  std::optional<absl::StatusOr<SlotResult>> slot;
+  store_.AcquireSlot("tenant:acme:answer", 1, absl::Minutes(6),
+                     [&slot](absl::StatusOr<SlotResult> result) { slot = std::move(result); });
+  ASSERT_TRUE(slot.has_value());
+  ASSERT_TRUE(slot->ok()) << slot->status();
+  EXPECT_TRUE((*slot)->acquired);
+}
+
+// Nor does a call cancelled while the store decides its rate spend the upstream budget: the steps
+// after the store's answer are not taken for a call that has ended.
+TEST_F(AdmissionControllerTest, ACallCancelledWhileItsRateIsDecidedTakesNoBudget) {
+  DeferredStore deferred(store_, DeferredStore::kRate | DeferredStore::kSlot);
+  AdmissionController admission(deferred, clock_, Budget(1, absl::Minutes(1), absl::Seconds(0)));
+  TenantLimits limits;
+  limits.answer_rate = RateLimit{.per_second = 100, .burst = 10};
+  Outcomes outcomes;
+  admission.Admit("acme", limits, CallClass::kAnswer, Far(), outcomes.For("acme"))->Cancel();
+  ASSERT_TRUE(outcomes.WaitFor(1));
+  deferred.RunPending();
+  ASSERT_TRUE(Settled(outcomes, 1));
+  // The minute's one answer is still there.
+  admission.Admit("other", TenantLimits{}, CallClass::kAnswer, Far(), outcomes.For("other"));
+  ASSERT_TRUE(outcomes.WaitFor(2));
+  EXPECT_EQ(outcomes.admitted(), std::vector<std::string>{"other"});
 }
 
 // A shared store that cannot be reached (Redis down).

@@ -12,60 +12,18 @@
 #include "server/limits/local_limit_store.h"
 #include "server/limits/quota_haufe_api.h"
 #include "tests/server/core/fake_haufe_api.h"
+#include "tests/server/limits/deferred_store.h"
 #include "tests/server/limits/unreachable_store.h"
 
 namespace copilot::gateway {
 namespace {
 
-using ::copilot::gateway::testing::UnreachableStore;
-
+using ::copilot::gateway::testing::DeferredStore;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
+using ::copilot::gateway::testing::UnreachableStore;
 
 // 2026-12-31 23:00:00 UTC.
-// Runs another store's steps later, when the test says (like Redis answering on its thread after
-// the caller returned).
-class DeferredStore final : public LimitStore {
- public:
-  explicit DeferredStore(LimitStore& inner) : inner_(inner) {}
-  void TakeRate(const std::string& key, const RateLimit& limit,
-                StoreCallback<StepResult> done) override {
-    inner_.TakeRate(key, limit, std::move(done));
-  }
-  void TakeWindows(const std::string& key, const std::vector<WindowLimit>& windows,
-                   StoreCallback<StepResult> done) override {
-    inner_.TakeWindows(key, windows, std::move(done));
-  }
-  void AcquireSlot(const std::string& key, int64_t max, absl::Duration ttl,
-                   StoreCallback<SlotResult> done) override {
-    inner_.AcquireSlot(key, max, ttl, std::move(done));
-  }
-  void ReleaseSlot(const std::string& key, const std::string& lease_id) override {
-    inner_.ReleaseSlot(key, lease_id);
-  }
-  void AddToCounters(const std::string& group, const std::vector<CounterStep>& steps,
-                     StoreCallback<CounterResult> done) override {
-    pending_.push_back([this, group, steps, done = std::move(done)]() mutable {
-      inner_.AddToCounters(group, steps, std::move(done));
-    });
-  }
-  // Runs the queued steps (and those they queue), in order; returns how many ran.
-  int RunPending() {
-    int ran = 0;
-    while (!pending_.empty()) {
-      absl::AnyInvocable<void()&&> step = std::move(pending_.front());
-      pending_.erase(pending_.begin());
-      std::move(step)();
-      ++ran;
-    }
-    return ran;
-  }
-
- private:
-  LimitStore& inner_;
-  std::vector<absl::AnyInvocable<void() &&>> pending_;
-};
-
 const absl::Time kNewYearsEve =
     absl::FromCivil(absl::CivilSecond(2026, 12, 31, 23, 0, 0), absl::UTCTimeZone());
 
@@ -316,7 +274,7 @@ TEST(QuotaLedgerTest, FailOpenDecidedAfterReserveReturnedStillUsesTheQuotas) {
   // must come from the reservation, not from Reserve's stack.
   FakeClock clock(kNewYearsEve - absl::Hours(12));
   UnreachableStore unreachable;
-  DeferredStore redis(unreachable);
+  DeferredStore redis(unreachable, DeferredStore::kCounters);
   LocalLimitStore fallback(clock);
   QuotaLedger ledger(redis, clock, absl::UTCTimeZone(), nullptr, &fallback, 1.0 / 3);
   std::vector<absl::StatusOr<QuotaReservation>> results;
@@ -374,7 +332,7 @@ TEST(QuotaLedgerTest, ATenantWithoutQuotasIsNotHeldByAnUnreachableStore) {
 TEST(QuotaHaufeApiTest, ACancelWhileTheStoreDecidesNeverStartsTheCall) {
   FakeClock clock(kNewYearsEve - absl::Hours(12));
   LocalLimitStore local(clock);
-  DeferredStore store(local);
+  DeferredStore store(local, DeferredStore::kCounters);
   QuotaLedger ledger(store, clock, absl::UTCTimeZone());
   FakeHaufeApi inner;
   QuotaHaufeApi api(inner, ledger);
