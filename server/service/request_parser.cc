@@ -32,9 +32,14 @@ std::string Find(const google::protobuf::Descriptor& type, absl::string_view byt
       if (!WireFormatLite::SkipField(&in, tag)) return "";
       continue;
     }
+    // A view of the field's bytes, not a copy: a copy per level, kept while the walk goes one
+    // deeper, held ~100 copies of a 4 MiB request at once (430 MiB for one request, before its
+    // caller's credentials were looked at).
     uint32_t length = 0;
-    std::string value;
-    if (!in.ReadVarint32(&length) || !in.ReadString(&value, static_cast<int>(length))) return "";
+    if (!in.ReadVarint32(&length)) return "";
+    const auto at = static_cast<std::size_t>(in.CurrentPosition());
+    if (length > bytes.size() - at || !in.Skip(static_cast<int>(length))) return "";
+    const absl::string_view value = bytes.substr(at, length);
     const FieldDescriptor* field = type.FindFieldByNumber(number);
     if (field == nullptr) continue;  // Unknown fields are kept as bytes: nothing to check.
     std::string path = prefix.empty() ? field->name() : absl::StrCat(prefix, ".", field->name());
