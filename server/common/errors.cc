@@ -133,6 +133,13 @@ std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& sta
   return GetDetail<google::rpc::QuotaFailure>(status);
 }
 
+bool MayHaveReachedUpstream(const absl::Status& status) {
+  const std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
+  if (!info.has_value()) return false;
+  const auto sent = info->metadata().find("request_sent");
+  return sent != info->metadata().end() && sent->second == "true";
+}
+
 google::rpc::Status ToRpcStatus(const absl::Status& status) {
   google::rpc::Status rpc;
   rpc.set_code(static_cast<int>(status.code()));

@@ -75,6 +75,12 @@ std::optional<google::rpc::RetryInfo> GetRetryInfo(const absl::Status& status);
 std::optional<google::rpc::BadRequest> GetBadRequest(const absl::Status& status);
 std::optional<google::rpc::QuotaFailure> GetQuotaFailure(const absl::Status& status);
 
+// Whether a failed upstream call may have been carried out by the upstream: its transport says a
+// byte of the request was sent (ErrorInfo metadata "request_sent": "true",
+// server/transport/http_transport.h), then the call failed, was cancelled or ran out of time. An
+// answer of the upstream (any HTTP status) and a failure before anything was sent are not.
+bool MayHaveReachedUpstream(const absl::Status& status);
+
 // The google.rpc.Status for `status`: code, message (cut to kMaxErrorMessageBytes) and every
 // detail above packed as Any.
 google::rpc::Status ToRpcStatus(const absl::Status& status);

@@ -82,16 +82,6 @@ absl::Status OutcomeUnknown() {
                    "request_outcome_unknown");
 }
 
-// Whether a failed upstream call may have been carried out: a transport failure after a byte
-// of the request was sent (server/transport/http_transport.h). An answer of the upstream
-// (any HTTP status) and a failure before anything was sent are not.
-bool MayHaveReachedUpstream(const absl::Status& status) {
-  std::optional<google::rpc::ErrorInfo> info = GetErrorInfo(status);
-  if (!info.has_value()) return false;
-  auto sent = info->metadata().find("request_sent");
-  return sent != info->metadata().end() && sent->second == "true";
-}
-
 // Says nothing of the store's address or error (the store logs them).
 absl::Status SharedStoreUnavailable() {
   absl::Status error = MakeError(absl::StatusCode::kUnavailable,

@@ -68,8 +68,11 @@ class QuotaHaufeApi::SettlingSink final : public ChunkSink {
   }
   void OnDone(absl::Status status) override {
     // An answer that reached the caller counts, however its stream ended (a caller must not
-    // get answers free by cancelling before the last line); one that sent nothing is given back.
-    ledger_.Settle(reservation_, status.ok() || delivered_, characters_);
+    // get answers free by cancelling before the last line), and so does one the upstream may
+    // have made though none of it arrived (cancelled or timed out after the request was sent);
+    // one never sent is given back.
+    ledger_.Settle(reservation_, status.ok() || delivered_ || MayHaveReachedUpstream(status),
+                   characters_);
     sink_->OnDone(std::move(status));
   }
 
@@ -104,7 +107,9 @@ std::shared_ptr<UpstreamCall> QuotaHaufeApi::Reserve(const UpstreamCallOptions& 
         }
         call->SetInner(start([this, reservation = *std::move(reservation), done = std::move(done)](
                                  absl::StatusOr<copilot::v1::Message> result) mutable {
-          ledger_.Settle(reservation, result.ok(),
+          // A call the upstream may have carried out counts, though its caller cancelled or ran
+          // out of time: the answer (or message) is in the thread for the next read all the same.
+          ledger_.Settle(reservation, result.ok() || MayHaveReachedUpstream(result.status()),
                          result.ok() && reservation.answers > 0 ? AnswerCharacters(*result) : 0);
           std::move(done)(std::move(result));
         }));

@@ -1128,7 +1128,7 @@ void CurlTransport::Loop::HandleCommands() {
         break;
       case Command::Kind::kCancel:
         if (Transfer* transfer = Find(command.id)) {
-          Complete(*transfer, TransferCancelledStatus());
+          Complete(*transfer, TransferCancelledStatus(MaySendHaveActed(*transfer)));
         }
         break;
       case Command::Kind::kResume:

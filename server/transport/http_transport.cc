@@ -9,9 +9,9 @@ absl::Status TransportShutdownStatus() {
                    "transport_shutdown");
 }
 
-absl::Status TransferCancelledStatus() {
+absl::Status TransferCancelledStatus(bool request_sent) {
   return MakeError(absl::StatusCode::kCancelled, "the upstream call was cancelled",
-                   "upstream_call_cancelled");
+                   "upstream_call_cancelled", {{"request_sent", request_sent ? "true" : "false"}});
 }
 
 }  // namespace copilot::gateway

@@ -118,7 +118,9 @@ class HttpTransfer {
 // The statuses every transport (and decorator) ends a transfer with for these two causes:
 // CANCELLED "transport_shutdown" and CANCELLED "upstream_call_cancelled" (HttpTransfer::Cancel).
 absl::Status TransportShutdownStatus();
-absl::Status TransferCancelledStatus();
+// Cancel()'s status; `request_sent` as in OnComplete's metadata (a transfer cancelled after a
+// byte of its request was sent may have been carried out).
+absl::Status TransferCancelledStatus(bool request_sent = false);
 
 // HTTP 502, 503 or 504: a gateway or the upstream saying it cannot answer now (retried for
 // idempotent requests, a failure for the circuit breaker).

@@ -235,12 +235,17 @@ TEST(LocalCountersTest, AllOrNothingNeverBelowZeroAndForgottenAfterExpiry) {
   EXPECT_EQ(add({{"k63", 0, 0, expires}}).values[0], 0);
 }
 
-TEST(QuotaHaufeApiTest, ATenantOverQuotaNeverReachesTheApiAndFailuresAreGivenBack) {
-  FakeClock clock(kNewYearsEve - absl::Hours(12));
-  LocalLimitStore store(clock);
-  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
+// A QuotaHaufeApi over a fake upstream, its ledger on a local store, half a day before New Year.
+struct QuotaApiHarness {
+  FakeClock clock{kNewYearsEve - absl::Hours(12)};
+  LocalLimitStore store{clock};
+  QuotaLedger ledger{store, clock, absl::UTCTimeZone()};
   FakeHaufeApi inner;
-  QuotaHaufeApi api(inner, ledger);
+  QuotaHaufeApi api{inner, ledger};
+};
+
+TEST(QuotaHaufeApiTest, ATenantOverQuotaNeverReachesTheApiAndFailuresAreGivenBack) {
+  QuotaApiHarness h;
   UpstreamCallOptions options = OneAnswerADay("acme");
   CompletionParams params;
   params.assistant_id = "a";
@@ -248,23 +253,23 @@ TEST(QuotaHaufeApiTest, ATenantOverQuotaNeverReachesTheApiAndFailuresAreGivenBac
   params.messages.back().set_content("hällo");  // 5 characters.
   std::vector<absl::StatusOr<copilot::v1::Message>> results;
   auto record = [&](absl::StatusOr<copilot::v1::Message> result) { results.push_back(result); };
-  api.Complete(options, params, record);
-  ASSERT_EQ(inner.call_count(), 1);
+  h.api.Complete(options, params, record);
+  ASSERT_EQ(h.inner.call_count(), 1);
   // The upstream fails: the answer is given back, so the next call goes through.
-  inner.WaitForCall(0)->Fail(absl::UnavailableError("upstream down"));
-  api.Complete(options, params, record);
-  ASSERT_EQ(inner.call_count(), 2);
+  h.inner.WaitForCall(0)->Fail(absl::UnavailableError("upstream down"));
+  h.api.Complete(options, params, record);
+  ASSERT_EQ(h.inner.call_count(), 2);
   copilot::v1::Message answer;
   answer.set_content("ok ok");
-  inner.WaitForCall(1)->FinishMessage(answer);
+  h.inner.WaitForCall(1)->FinishMessage(answer);
   // Now the day's answer is used: refused here, the API behind never called.
-  api.Complete(options, params, record);
-  api.Run(options, RunParams{"t", {}}, record);
-  EXPECT_EQ(inner.call_count(), 2);
+  h.api.Complete(options, params, record);
+  h.api.Run(options, RunParams{"t", {}}, record);
+  EXPECT_EQ(h.inner.call_count(), 2);
   ASSERT_EQ(results.size(), 4u);
   EXPECT_EQ(results[2].status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(results[3].status().code(), absl::StatusCode::kResourceExhausted);
-  UsageReport report = Read(ledger, options.limits.quotas);
+  UsageReport report = Read(h.ledger, options.limits.quotas);
   EXPECT_EQ(report.periods[0].answers, 1);
   EXPECT_EQ(report.periods[0].characters, 10);  // 5 sent, 5 answered.
 }
@@ -356,11 +361,7 @@ TEST(QuotaHaufeApiTest, ACancelWhileTheStoreDecidesNeverStartsTheCall) {
 }
 
 TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
-  FakeClock clock(kNewYearsEve - absl::Hours(12));
-  LocalLimitStore store(clock);
-  QuotaLedger ledger(store, clock, absl::UTCTimeZone());
-  FakeHaufeApi inner;
-  QuotaHaufeApi api(inner, ledger);
+  QuotaApiHarness h;
   UpstreamCallOptions options = OneAnswerADay("acme");
   class Sink final : public ChunkSink {
    public:
@@ -370,22 +371,74 @@ TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
   CompletionParams params;
   params.messages.emplace_back();
   params.messages.back().set_content("abc");
-  api.StreamComplete(options, params, std::make_shared<Sink>());
+  h.api.StreamComplete(options, params, std::make_shared<Sink>());
   copilot::v1::MessageChunk chunk;
   chunk.mutable_delta()->set_content("the whole answer");
-  inner.WaitForCall(0)->Chunk(chunk);
-  inner.WaitForCall(0)->EndStream(absl::CancelledError("the caller went away"));
+  h.inner.WaitForCall(0)->Chunk(chunk);
+  h.inner.WaitForCall(0)->EndStream(absl::CancelledError("the caller went away"));
   // The caller had the answer: it counts, and the day's quota is spent.
-  UsageReport report = Read(ledger, options.limits.quotas);
+  UsageReport report = Read(h.ledger, options.limits.quotas);
   EXPECT_EQ(report.periods[0].answers, 1);
   EXPECT_EQ(report.periods[0].characters, 3 + 16);
-  api.StreamComplete(options, params, std::make_shared<Sink>());
-  EXPECT_EQ(inner.call_count(), 1);
+  h.api.StreamComplete(options, params, std::make_shared<Sink>());
+  EXPECT_EQ(h.inner.call_count(), 1);
   // A stream that failed before any text is given back.
   options.tenant_id = "other";
-  api.StreamComplete(options, params, std::make_shared<Sink>());
-  inner.WaitForCall(1)->EndStream(absl::UnavailableError("upstream down"));
-  EXPECT_EQ(Read(ledger, options.limits.quotas, "other").periods[0].answers, 0);
+  h.api.StreamComplete(options, params, std::make_shared<Sink>());
+  h.inner.WaitForCall(1)->EndStream(absl::UnavailableError("upstream down"));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas, "other").periods[0].answers, 0);
+}
+
+// A call whose request reached the upstream counts, though its caller cancelled or ran out of
+// time before the answer arrived: the upstream made the answer (or stored the message) all the
+// same, and the caller can read it from the thread. Before, every failed call was given back, so
+// a tenant with a deadline shorter than the upstream's work had answers and characters free.
+TEST(QuotaHaufeApiTest, ACallTheUpstreamMayHaveCarriedOutCounts) {
+  QuotaApiHarness h;
+  UpstreamCallOptions options = OneAnswerADay("acme");
+  options.limits.quotas.characters_per_day = 1000;
+  auto sent = [](absl::StatusCode code, absl::string_view reason, bool request_sent) {
+    return MakeError(code, "x", reason, {{"request_sent", request_sent ? "true" : "false"}});
+  };
+  auto ignore = [](absl::StatusOr<copilot::v1::Message>) {};
+  // Cancelled, the request never sent: given back.
+  h.api.Run(options, RunParams{"t", {}}, ignore);
+  h.inner.WaitForCall(0)->Fail(
+      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/false));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].answers, 0);
+  // Cancelled after the request was sent: counts, and the day's one answer is spent.
+  h.api.Run(options, RunParams{"t", {}}, ignore);
+  h.inner.WaitForCall(1)->Fail(
+      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/true));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].answers, 1);
+  std::optional<absl::Status> refused;
+  h.api.Run(options, RunParams{"t", {}},
+            [&](absl::StatusOr<copilot::v1::Message> result) { refused = result.status(); });
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(h.inner.call_count(), 2);
+  // A message added, then the deadline passed while the upstream had it: its characters count.
+  copilot::v1::MessageInput message;
+  message.set_content(std::string(30, 'm'));
+  h.api.AddMessage(options, "t", message, ignore);
+  h.inner.WaitForCall(2)->Fail(
+      sent(absl::StatusCode::kDeadlineExceeded, "upstream_timeout", /*request_sent=*/true));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 30);
+  // An error the upstream answered with (no request_sent): given back.
+  h.api.AddMessage(options, "t", message, ignore);
+  h.inner.WaitForCall(3)->Fail(absl::InternalError("upstream answered 500"));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 30);
+  // A stream cancelled after its request was sent, before any text: counts.
+  class Sink final : public ChunkSink {
+   public:
+    bool OnChunk(copilot::v1::MessageChunk) override { return true; }
+    void OnDone(absl::Status) override {}
+  };
+  options.tenant_id = "other";
+  h.api.StreamRun(options, RunParams{"t", {}}, std::make_shared<Sink>());
+  h.inner.WaitForCall(4)->EndStream(
+      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/true));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas, "other").periods[0].answers, 1);
 }
 
 }  // namespace

@@ -569,6 +569,7 @@ TEST_F(CurlTransportTest, CancelClosesTheConnectionAtOnce) {
   absl::Status status = handler->Wait();
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
   EXPECT_EQ(Reason(status), "upstream_call_cancelled");
+  EXPECT_EQ(Meta(status, "request_sent"), "true");  // The upstream had it: it may have acted.
   json records = WaitForRecords(
       [](const json& records) { return records.size() == 1 && records[0]["finished"] == true; });
   ASSERT_EQ(records.size(), 1u);
