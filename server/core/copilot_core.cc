@@ -814,12 +814,27 @@ std::shared_ptr<UpstreamCall> CopilotCore::GetUsage(const CallContext& context,
                             "usage_disabled"));
   }
   TenantPtr tenant = *std::move(caller);
-  usage_->ReadUsage(*tenant, [tenant, done = std::move(done)](
-                                 absl::StatusOr<v1::GetUsageResponse> result) mutable {
-    if (result.ok()) result->set_tenant_id(tenant->id);
-    std::move(done)(std::move(result));
-  });
-  return std::make_shared<FinishedCall>();
+  auto read = [this, tenant](CoreCallback<v1::GetUsageResponse> done) {
+    usage_->ReadUsage(*tenant, [tenant, done = std::move(done)](
+                                   absl::StatusOr<v1::GetUsageResponse> result) mutable {
+      if (result.ok()) result->set_tenant_id(tenant->id);
+      std::move(done)(std::move(result));
+    });
+  };
+  if (waiters_ == nullptr) {
+    read(std::move(done));
+    return std::make_shared<FinishedCall>();
+  }
+  // Each read is a store round trip (Redis, with replicas): it takes the tenant's rate for
+  // other calls like every other call (never the upstream budget), so a tenant cannot drive
+  // reads without bound.
+  const absl::Time deadline = std::min(context.deadline, clock_.Now() + options_.max_call_timeout);
+  return waiters_->Admit(*tenant, /*answer=*/false, deadline,
+                         [read, done = std::move(done)](
+                             absl::StatusOr<std::unique_ptr<AdmissionLease>> lease) mutable {
+                           if (!lease.ok()) return std::move(done)(lease.status());
+                           read(std::move(done));
+                         });
 }
 
 }  // namespace copilot::gateway

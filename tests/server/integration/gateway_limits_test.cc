@@ -111,6 +111,27 @@ TEST_F(GatewayLimitsTest, TenantRateLimitIsResourceExhaustedWithQuotaFailureAndR
   EXPECT_EQ(creates, 3);
 }
 
+// GetUsage reads the quota counters (a Redis round trip with replicas): it takes the tenant's
+// rate for other calls like every other call. Before, a tenant could read without bound while
+// its other calls were refused.
+TEST_F(GatewayLimitsTest, GetUsageTakesTheTenantsRateForOtherCalls) {
+  Start("    limits: {other_per_second: 0.5, other_burst: 2}\n    quotas: {answers_per_day: 9}\n",
+        "", "", {});
+  auto usage = [this](const std::string& token) {
+    grpc::ClientContext context;
+    SetTimeout(context, absl::Seconds(10));
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+    v1::GetUsageResponse response;
+    return stub_->GetUsage(&context, v1::GetUsageRequest(), &response);
+  };
+  EXPECT_TRUE(usage(kTokenA).ok());
+  EXPECT_TRUE(CreateThread(kTokenA).ok());
+  const grpc::Status refused = usage(kTokenA);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_EQ(Reason(refused), "tenant_rate_exceeded");
+  EXPECT_TRUE(usage(kTokenB).ok());  // Tenant b has no such limit.
+}
+
 TEST_F(GatewayLimitsTest, ConcurrentAnswerCapHoldsWhileCallsRun) {
   Start("    limits: {max_concurrent_answers: 2}\n", "", "", {});
   ASSERT_TRUE(
