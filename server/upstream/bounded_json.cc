@@ -128,9 +128,10 @@ constexpr absl::string_view kByteOrderMark = "\xEF\xBB\xBF";
 
 }  // namespace
 
-JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth) {
+JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth, int64_t max_values) {
   constexpr std::size_t kNone = absl::string_view::npos;
   int depth = 0;
+  int64_t values = 0;  // Brackets and commas outside strings: about the values (bounded_json.h).
   bool in_string = false;
   // Where the last high surrogate escape ended: a low one is a character only right there.
   std::size_t high_surrogate_end = kNone;
@@ -181,6 +182,10 @@ JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth) {
       case '[':
       case '{':
         if (++depth > max_depth) return JsonRead::kTooDeep;
+        if (++values > max_values) return JsonRead::kTooManyValues;
+        break;
+      case ',':
+        if (++values > max_values) return JsonRead::kTooManyValues;
         break;
       case ']':
       case '}':

@@ -27,6 +27,7 @@
 #ifndef COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 #define COPILOT_GATEWAY_SERVER_UPSTREAM_BOUNDED_JSON_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -41,6 +42,15 @@ namespace copilot::gateway {
 // upstream's documents nest about 6 levels (haufe-api.md section 5).
 inline constexpr int kMaxJsonDepth = 64;
 
+// Values past this make an upstream document unacceptable. They are counted by the brackets and
+// commas outside strings: each array or object opens with one, each element or member after the
+// first follows one. Decoded, a value takes 16 bytes in the DOM and
+// ~50-80 in protobuf: a 16 MiB answer of "[0,0,0,..." (8 million values) took the gateway to
+// 624 MiB of RSS, one of empty objects to 1.2 GB, past the pod's limit. Real documents hold a few
+// thousand (a page of 100 messages with their sources: ~10,000). At this bound an assistant list
+// holding 262,000 zeros took the gateway's peak RSS up 45 MiB (87,000 empty objects: 19 MiB).
+inline constexpr int64_t kMaxJsonValues = 262144;
+
 using JsonValue = rapidjson::Value;
 
 inline absl::string_view JsonText(const JsonValue& string) {
@@ -52,6 +62,8 @@ enum class JsonRead {
   kOk,
   // More than the allowed arrays or objects open inside each other.
   kTooDeep,
+  // More than the allowed values.
+  kTooManyValues,
   // Not JSON; from the precheck, a string holding bytes that are not UTF-8, or a
   // "\uDC00".."\uDFFF" escape not straight after a "\uD800".."\uDBFF" one (not a character).
   kNotJson,
@@ -73,7 +85,8 @@ class JsonDocument : public rapidjson::Document {
 // One pass over `text` read as JSON, before it is parsed (brackets and escapes inside strings
 // are told apart from the structure), up to its first NUL byte, where the parsers stop. Linear, no
 // allocation; `text` need not be valid, and kOk does not mean it is.
-JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth = kMaxJsonDepth);
+JsonRead PrecheckUpstreamJson(absl::string_view text, int max_depth = kMaxJsonDepth,
+                              int64_t max_values = kMaxJsonValues);
 
 // Prechecks and parses `text` into `out`. Only kOk leaves `out` holding the document. `error`
 // (when given) gets rapidjson's reason for kNotJson from the parser (kParseErrorNone otherwise).

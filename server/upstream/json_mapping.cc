@@ -226,6 +226,9 @@ absl::StatusOr<JsonDocument> ParseJson(absl::string_view text, absl::string_view
     case JsonRead::kTooDeep:
       return BadResponse(
           absl::StrCat("upstream ", what, " nests deeper than ", kMaxJsonDepth, " levels"));
+    case JsonRead::kTooManyValues:
+      return BadResponse(
+          absl::StrCat("upstream ", what, " holds more than ", kMaxJsonValues, " JSON values"));
     case JsonRead::kNotJson:
       break;
   }

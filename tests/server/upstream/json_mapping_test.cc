@@ -187,6 +187,28 @@ TEST(JsonMappingTest, NestingUpToTheLimitIsAcceptedAndDumped) {
   EXPECT_EQ(message->tool_calls(0).function().arguments(), arguments);
 }
 
+// A hostile answer of many small values is refused before any is built: 16 MiB of "[0,0,0,..."
+// (8 million values) took the gateway to 624 MiB of RSS decoded, empty objects to 1.2 GB.
+TEST(JsonMappingTest, ValuesAreBoundedAndCountedOutsideStringsOnly) {
+  EXPECT_EQ(PrecheckUpstreamJson("[0,0,0]", kMaxJsonDepth, 3), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson("[0,0,0,0]", kMaxJsonDepth, 3), JsonRead::kTooManyValues);
+  EXPECT_EQ(PrecheckUpstreamJson("[{},{}]", kMaxJsonDepth, 4), JsonRead::kOk);
+  EXPECT_EQ(PrecheckUpstreamJson("[{},{},{}]", kMaxJsonDepth, 5), JsonRead::kTooManyValues);
+  EXPECT_EQ(PrecheckUpstreamJson(R"({"a":"[,,,,{,,"})", kMaxJsonDepth, 1), JsonRead::kOk);
+  // At the default bound: a page of messages passes, a flood of zeros does not, and the error
+  // says why.
+  std::string zeros = "[0";
+  for (int64_t i = 0; i < kMaxJsonValues; ++i) zeros += ",0";
+  zeros += "]";
+  EXPECT_EQ(PrecheckUpstreamJson(zeros), JsonRead::kTooManyValues);
+  zeros.erase(zeros.size() - 3, 2);  // One value fewer: the bound itself.
+  EXPECT_EQ(PrecheckUpstreamJson(zeros), JsonRead::kOk);
+  const absl::StatusOr<std::vector<v1::Assistant>> list = ParseAssistantList(
+      absl::StrCat(R"({"items":[{"id":"a","meta_data_response_schema":{"x":)", zeros, R"(}}]})"));
+  ASSERT_FALSE(list.ok());
+  EXPECT_THAT(list.status().message(), HasSubstr("holds more than 262144 JSON values"));
+}
+
 TEST(JsonMappingTest, NestingIsCountedOutsideStringsOnly) {
   EXPECT_EQ(PrecheckUpstreamJson(absl::StrCat(R"({"a":")", std::string(1000, '['), R"("})"), 2),
             JsonRead::kOk);
