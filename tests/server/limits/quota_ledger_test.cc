@@ -11,6 +11,7 @@
 #include "server/common/errors.h"
 #include "server/limits/local_limit_store.h"
 #include "server/limits/quota_haufe_api.h"
+#include "server/transport/http_transport.h"
 #include "tests/server/core/fake_haufe_api.h"
 #include "tests/server/limits/deferred_store.h"
 #include "tests/server/limits/unreachable_store.h"
@@ -235,6 +236,13 @@ TEST(LocalCountersTest, AllOrNothingNeverBelowZeroAndForgottenAfterExpiry) {
   EXPECT_EQ(add({{"k63", 0, 0, expires}}).values[0], 0);
 }
 
+// Takes every chunk and the end, and keeps nothing.
+class DiscardingSink final : public ChunkSink {
+ public:
+  bool OnChunk(copilot::v1::MessageChunk) override { return true; }
+  void OnDone(absl::Status) override {}
+};
+
 // A QuotaHaufeApi over a fake upstream, its ledger on a local store, half a day before New Year.
 struct QuotaApiHarness {
   FakeClock clock{kNewYearsEve - absl::Hours(12)};
@@ -363,15 +371,10 @@ TEST(QuotaHaufeApiTest, ACancelWhileTheStoreDecidesNeverStartsTheCall) {
 TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
   QuotaApiHarness h;
   UpstreamCallOptions options = OneAnswerADay("acme");
-  class Sink final : public ChunkSink {
-   public:
-    bool OnChunk(copilot::v1::MessageChunk) override { return true; }
-    void OnDone(absl::Status) override {}
-  };
   CompletionParams params;
   params.messages.emplace_back();
   params.messages.back().set_content("abc");
-  h.api.StreamComplete(options, params, std::make_shared<Sink>());
+  h.api.StreamComplete(options, params, std::make_shared<DiscardingSink>());
   copilot::v1::MessageChunk chunk;
   chunk.mutable_delta()->set_content("the whole answer");
   h.inner.WaitForCall(0)->Chunk(chunk);
@@ -380,11 +383,11 @@ TEST(QuotaHaufeApiTest, AStreamCancelledAfterItsTextArrivedStillCounts) {
   UsageReport report = Read(h.ledger, options.limits.quotas);
   EXPECT_EQ(report.periods[0].answers, 1);
   EXPECT_EQ(report.periods[0].characters, 3 + 16);
-  h.api.StreamComplete(options, params, std::make_shared<Sink>());
+  h.api.StreamComplete(options, params, std::make_shared<DiscardingSink>());
   EXPECT_EQ(h.inner.call_count(), 1);
   // A stream that failed before any text is given back.
   options.tenant_id = "other";
-  h.api.StreamComplete(options, params, std::make_shared<Sink>());
+  h.api.StreamComplete(options, params, std::make_shared<DiscardingSink>());
   h.inner.WaitForCall(1)->EndStream(absl::UnavailableError("upstream down"));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas, "other").periods[0].answers, 0);
 }
@@ -397,19 +400,14 @@ TEST(QuotaHaufeApiTest, ACallTheUpstreamMayHaveCarriedOutCounts) {
   QuotaApiHarness h;
   UpstreamCallOptions options = OneAnswerADay("acme");
   options.limits.quotas.characters_per_day = 1000;
-  auto sent = [](absl::StatusCode code, absl::string_view reason, bool request_sent) {
-    return MakeError(code, "x", reason, {{"request_sent", request_sent ? "true" : "false"}});
-  };
   auto ignore = [](absl::StatusOr<copilot::v1::Message>) {};
   // Cancelled, the request never sent: given back.
   h.api.Run(options, RunParams{"t", {}}, ignore);
-  h.inner.WaitForCall(0)->Fail(
-      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/false));
+  h.inner.WaitForCall(0)->Fail(TransferCancelledStatus(/*request_sent=*/false));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].answers, 0);
   // Cancelled after the request was sent: counts, and the day's one answer is spent.
   h.api.Run(options, RunParams{"t", {}}, ignore);
-  h.inner.WaitForCall(1)->Fail(
-      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/true));
+  h.inner.WaitForCall(1)->Fail(TransferCancelledStatus(/*request_sent=*/true));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].answers, 1);
   std::optional<absl::Status> refused;
   h.api.Run(options, RunParams{"t", {}},
@@ -421,23 +419,17 @@ TEST(QuotaHaufeApiTest, ACallTheUpstreamMayHaveCarriedOutCounts) {
   copilot::v1::MessageInput message;
   message.set_content(std::string(30, 'm'));
   h.api.AddMessage(options, "t", message, ignore);
-  h.inner.WaitForCall(2)->Fail(
-      sent(absl::StatusCode::kDeadlineExceeded, "upstream_timeout", /*request_sent=*/true));
+  h.inner.WaitForCall(2)->Fail(MakeError(absl::StatusCode::kDeadlineExceeded, "x",
+                                         "upstream_timeout", {{"request_sent", "true"}}));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 30);
   // An error the upstream answered with (no request_sent): given back.
   h.api.AddMessage(options, "t", message, ignore);
   h.inner.WaitForCall(3)->Fail(absl::InternalError("upstream answered 500"));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 30);
   // A stream cancelled after its request was sent, before any text: counts.
-  class Sink final : public ChunkSink {
-   public:
-    bool OnChunk(copilot::v1::MessageChunk) override { return true; }
-    void OnDone(absl::Status) override {}
-  };
   options.tenant_id = "other";
-  h.api.StreamRun(options, RunParams{"t", {}}, std::make_shared<Sink>());
-  h.inner.WaitForCall(4)->EndStream(
-      sent(absl::StatusCode::kCancelled, "upstream_call_cancelled", /*request_sent=*/true));
+  h.api.StreamRun(options, RunParams{"t", {}}, std::make_shared<DiscardingSink>());
+  h.inner.WaitForCall(4)->EndStream(TransferCancelledStatus(/*request_sent=*/true));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas, "other").periods[0].answers, 1);
 }
 
