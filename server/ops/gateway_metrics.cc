@@ -396,7 +396,7 @@ void GatewayMetrics::CountUpstreamTransportError(absl::string_view reason) {
       "upstream_stalled",        "upstream_transport_error",    "upstream_timeout",
       "upstream_call_cancelled", "upstream_response_too_large", "upstream_transfers_exhausted",
       "transport_shutdown",      "transport_misconfigured",     "upstream_proxy_error",
-      "upstream_refused_stream"};
+      "upstream_refused_stream", "upstream_bad_response"};
   const bool known = std::find(std::begin(kKnown), std::end(kKnown), reason) != std::end(kKnown);
   upstream_transport_errors_.Add({{"reason", known ? std::string(reason) : "other"}}).Increment();
 }

@@ -115,6 +115,11 @@ CircuitBreaker::Outcome ClassifyForBreaker(int http_status, const absl::Status& 
         reason == "upstream_stalled" || reason == "upstream_transport_error") {
       return CircuitBreaker::Outcome::kFailure;
     }
+    // No HTTP answer at all, but bytes that are not HTTP: what answers at the upstream's address
+    // is broken. (After an HTTP status line, a body we cannot read is one answer's fault.)
+    if (reason == "upstream_bad_response" && http_status == 0) {
+      return CircuitBreaker::Outcome::kFailure;
+    }
     // Cancelled, the caller's deadline, the gateway's own bounds: not the upstream's state. An
     // HTTP answer whose body then failed otherwise still showed the upstream answering.
     return http_status != 0 ? CircuitBreaker::Outcome::kSuccess : CircuitBreaker::Outcome::kNeutral;

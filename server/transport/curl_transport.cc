@@ -1285,8 +1285,22 @@ absl::Status CurlTransport::Loop::StatusFor(const Transfer& transfer, CURLcode r
                          ? "the upstream connection broke after the response headers"
                          : "the upstream connection broke during the response headers",
                      "upstream_reset");
-    case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
+      // Also how libcurl 7.88 refuses an answer without an HTTP status line (HTTP/0.9, or some
+      // other protocol on the upstream's port). Once the request went out, that is the upstream
+      // answering wrongly, not our configuration: the same reason as an answer we cannot read,
+      // and the circuit breaker counts it (ClassifyForBreaker).
+      if (MaySendHaveActed(transfer)) {
+        return error(
+            transfer.idempotent ? absl::StatusCode::kUnavailable : absl::StatusCode::kInternal,
+            transfer.idempotent
+                ? "the upstream answered with something that is not HTTP"
+                : "the upstream answered with something that is not HTTP; the upstream may have "
+                  "carried out the request",
+            "upstream_bad_response");
+      }
+      [[fallthrough]];
+    case CURLE_URL_MALFORMAT:
     case CURLE_BAD_FUNCTION_ARGUMENT:
     case CURLE_UNKNOWN_OPTION:
     case CURLE_OUT_OF_MEMORY:

@@ -315,8 +315,10 @@ TEST_F(InstrumentedTransportErrorsTest, RequestsWithoutAnHttpStatusAreCountedByR
   FailOne("upstream_tls_error", "SSL certificate problem: certificate has expired");
   FailOne("upstream_reset", "Recv failure: Connection reset by peer");
   FailOne("upstream_reset", "Recv failure: Connection reset by peer");
+  FailOne("upstream_bad_response", "Received HTTP/0.9 when not allowed");
   FailOne("something_new", "?");
   EXPECT_EQ(TransportErrors("upstream_tls_error"), 1.0);
+  EXPECT_EQ(TransportErrors("upstream_bad_response"), 1.0);
   EXPECT_EQ(TransportErrors("upstream_reset"), 2.0);
   EXPECT_EQ(TransportErrors("other"), 1.0);  // The label stays bounded.
   EXPECT_EQ(TransportErrors("something_new"), 0.0);

@@ -340,19 +340,36 @@ TEST_F(CurlTransportTest, HttpErrorsAreNotTransportErrors) {
   EXPECT_EQ(json::parse(handler->body())["error_code"], "thread_not_found");
 }
 
+// A listening socket on a free loopback port, closed with the object.
+class LoopbackListener {
+ public:
+  explicit LoopbackListener(int backlog) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    address_.sin_family = AF_INET;
+    address_.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<const sockaddr*>(&address_), sizeof(address_));
+    listen(fd_, backlog);
+    socklen_t length = sizeof(address_);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address_), &length);
+  }
+  LoopbackListener(const LoopbackListener&) = delete;
+  LoopbackListener& operator=(const LoopbackListener&) = delete;
+  ~LoopbackListener() { close(fd_); }
+  std::string url() const {
+    return "http://127.0.0.1:" + std::to_string(ntohs(address_.sin_port)) + "/agents/v1";
+  }
+
+ protected:
+  int fd_ = -1;
+  sockaddr_in address_{};
+};
+
 TEST_F(CurlTransportTest, ConnectionRefusedIsUnreachable) {
   // A port that was free a moment ago and has no listener.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  socklen_t length = sizeof(address);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  close(fd);
+  const std::string url = LoopbackListener(1).url();
   auto handler = std::make_shared<RecordingHandler>();
   HttpRequest request = Get("/assistants");
-  request.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/agents/v1";
+  request.url = url;
   transport_->Start(request, handler);
   absl::Status status = handler->Wait();
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
@@ -364,36 +381,80 @@ TEST_F(CurlTransportTest, ConnectionRefusedIsUnreachable) {
 
 // A loopback listener that never accepts, its accept queue filled: further connects hang in
 // SYN_SENT, which is what an unreachable upstream looks like.
-class BlackholeListener {
+class BlackholeListener : public LoopbackListener {
  public:
-  BlackholeListener() {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    listen(listener_, 0);
-    socklen_t length = sizeof(address);
-    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
+  BlackholeListener() : LoopbackListener(0) {
     for (int i = 0; i < 4; ++i) {  // Fill the accept queue (non-blocking connects).
       int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+      connect(fd, reinterpret_cast<const sockaddr*>(&address_), sizeof(address_));
       fillers_.push_back(fd);
     }
     absl::SleepFor(absl::Milliseconds(50));  // Let the handshakes land in the queue.
   }
   ~BlackholeListener() {
     for (int fd : fillers_) close(fd);
-    close(listener_);
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/agents/v1"; }
 
  private:
-  int listener_ = -1;
-  int port_ = 0;
   std::vector<int> fillers_;
 };
+
+// A loopback listener that answers each connection's request with bytes that are not HTTP (an
+// SSH banner: another service on the upstream's port), then closes it.
+class NotHttpListener : public LoopbackListener {
+ public:
+  NotHttpListener() : LoopbackListener(8) {
+    thread_ = std::thread([this] {
+      while (true) {
+        const int fd = accept(fd_, nullptr, nullptr);
+        if (fd < 0) return;  // shutdown() below.
+        std::string request;
+        char buffer[4096];
+        while (request.find("\r\n\r\n") == std::string::npos) {
+          const ssize_t got = read(fd, buffer, sizeof(buffer));
+          if (got <= 0) break;
+          request.append(buffer, static_cast<std::size_t>(got));
+        }
+        accepted_.fetch_add(1);
+        const std::string banner = "SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n";
+        EXPECT_EQ(write(fd, banner.data(), banner.size()), static_cast<ssize_t>(banner.size()));
+        absl::SleepFor(absl::Milliseconds(20));
+        close(fd);
+      }
+    });
+  }
+  ~NotHttpListener() {
+    shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+  }
+  int accepted() const { return accepted_.load(); }
+
+ private:
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+// Not the gateway's configuration (transport_misconfigured, as libcurl's code alone would say)
+// but the upstream answering wrongly, after the request went out; a POST may have been carried
+// out, so it is not UNAVAILABLE.
+TEST_F(CurlTransportTest, AnAnswerThatIsNotHttpIsABadResponseOfARequestThatWasSent) {
+  NotHttpListener listener;
+  for (const bool post : {false, true}) {
+    SCOPED_TRACE(post ? "POST" : "GET");
+    HttpRequest request = post ? Post("/threads", "{}") : Get("/assistants");
+    request.url = listener.url() + (post ? "/threads" : "/assistants");
+    auto handler = std::make_shared<RecordingHandler>();
+    transport_->Start(request, handler);
+    absl::Status status = handler->Wait();
+    EXPECT_EQ(status.code(), post ? absl::StatusCode::kInternal : absl::StatusCode::kUnavailable)
+        << status;
+    EXPECT_EQ(Reason(status), "upstream_bad_response");
+    EXPECT_EQ(Meta(status, "request_sent"), "true");
+    EXPECT_EQ(Meta(status, "headers_received"), "false");
+    EXPECT_EQ(handler->header_calls(), 0);
+  }
+  EXPECT_EQ(listener.accepted(), 2);
+}
 
 TEST_F(CurlTransportTest, ConnectTimeoutIsUnreachableNotDeadline) {
   BlackholeListener blackhole;

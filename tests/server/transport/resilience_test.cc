@@ -524,6 +524,22 @@ TEST_F(CircuitBreakerTest, CallersCannotOpenItWithCancelsDeadlinesOrBadRequests)
   EXPECT_THAT(events_.transitions, IsEmpty());
 }
 
+// Bytes that are not HTTP where the upstream should be (a load balancer or another service on
+// its port) count as failures; an HTTP answer whose body could not be read does not.
+TEST_F(CircuitBreakerTest, AnUpstreamAnsweringWithoutHttpOpensItButABadBodyDoesNot) {
+  CircuitBreakerPolicy policy;
+  policy.consecutive_failures = 3;
+  auto transport = Make(policy);
+  for (int i = 0; i < 50; ++i) {
+    Call(*transport, 200, Failure(absl::StatusCode::kInternal, "upstream_bad_response", true));
+  }
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  for (int i = 0; i < 3; ++i) {
+    Call(*transport, 0, Failure(absl::StatusCode::kUnavailable, "upstream_bad_response", true));
+  }
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+}
+
 TEST_F(CircuitBreakerTest, HalfOpenLetsProbesThroughAndClosesOnTheirSuccess) {
   CircuitBreakerPolicy policy;
   policy.consecutive_failures = 1;
