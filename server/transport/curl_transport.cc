@@ -1395,7 +1395,10 @@ int CurlTransport::Loop::NextTimeoutMs(SteadyTime now) const {
 void CurlTransport::Loop::StopAll() {
   mailbox_->Close();
   HandleCommands();  // Whatever was queued before Close: Starts complete with the shutdown status.
-  while (!transfers_.empty()) Complete(*transfers_.begin()->second, TransportShutdownStatus());
+  while (!transfers_.empty()) {
+    Transfer& transfer = *transfers_.begin()->second;
+    Complete(transfer, TransportShutdownStatus(MaySendHaveActed(transfer)));
+  }
   // Early, so that whoever waits on a timer learns of the shutdown (their Start now completes
   // inline with the shutdown status; RunAfter now returns false).
   RunTimers(std::nullopt);

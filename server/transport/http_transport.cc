@@ -4,9 +4,9 @@
 
 namespace copilot::gateway {
 
-absl::Status TransportShutdownStatus() {
+absl::Status TransportShutdownStatus(bool request_sent) {
   return MakeError(absl::StatusCode::kCancelled, "the upstream transport is shutting down",
-                   "transport_shutdown");
+                   "transport_shutdown", {{"request_sent", request_sent ? "true" : "false"}});
 }
 
 absl::Status TransferCancelledStatus(bool request_sent) {

@@ -117,9 +117,9 @@ class HttpTransfer {
 
 // The statuses every transport (and decorator) ends a transfer with for these two causes:
 // CANCELLED "transport_shutdown" and CANCELLED "upstream_call_cancelled" (HttpTransfer::Cancel).
-absl::Status TransportShutdownStatus();
-// Cancel()'s status; `request_sent` as in OnComplete's metadata (a transfer cancelled after a
-// byte of its request was sent may have been carried out).
+// `request_sent` as in OnComplete's metadata: a transfer ended after a byte of its request was
+// sent may have been carried out (its quota is then not given back).
+absl::Status TransportShutdownStatus(bool request_sent = false);
 absl::Status TransferCancelledStatus(bool request_sent = false);
 
 // HTTP 502, 503 or 504: a gateway or the upstream saying it cannot answer now (retried for

@@ -426,10 +426,14 @@ TEST(QuotaHaufeApiTest, ACallTheUpstreamMayHaveCarriedOutCounts) {
   h.api.AddMessage(options, "t", message, ignore);
   h.inner.WaitForCall(3)->Fail(absl::InternalError("upstream answered 500"));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 30);
+  // Cut by the transport's shutdown (the drain's grace over) after it was sent: counts.
+  h.api.AddMessage(options, "t", message, ignore);
+  h.inner.WaitForCall(4)->Fail(TransportShutdownStatus(/*request_sent=*/true));
+  EXPECT_EQ(Read(h.ledger, options.limits.quotas).periods[0].characters, 60);
   // A stream cancelled after its request was sent, before any text: counts.
   options.tenant_id = "other";
   h.api.StreamRun(options, RunParams{"t", {}}, std::make_shared<DiscardingSink>());
-  h.inner.WaitForCall(4)->EndStream(TransferCancelledStatus(/*request_sent=*/true));
+  h.inner.WaitForCall(5)->EndStream(TransferCancelledStatus(/*request_sent=*/true));
   EXPECT_EQ(Read(h.ledger, options.limits.quotas, "other").periods[0].answers, 1);
 }
 

@@ -865,6 +865,7 @@ TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {
     handlers.push_back(std::make_shared<RecordingHandler>());
     transport_->Start(Get("/assistants"), handlers.back());
   }
+  absl::SleepFor(absl::Milliseconds(300));  // Sent; the upstream holds each for 5 s.
   const absl::Time start = absl::Now();
   transport_->Shutdown();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2));
@@ -873,12 +874,15 @@ TEST_F(CurlTransportTest, ShutdownCancelsOutstandingTransfers) {
     absl::Status status = handler->Wait();
     EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
     EXPECT_EQ(Reason(status), "transport_shutdown");
+    // The upstream may carry it out (what the quota counts: MayHaveReachedUpstream).
+    EXPECT_EQ(Meta(status, "request_sent"), "true");
   }
-  // Afterwards Start completes inline.
+  // Afterwards Start completes inline, sending nothing.
   auto late = std::make_shared<RecordingHandler>();
   std::shared_ptr<HttpTransfer> transfer = transport_->Start(Get("/assistants"), late);
   ASSERT_TRUE(late->done());
   EXPECT_EQ(Reason(late->Wait()), "transport_shutdown");
+  EXPECT_EQ(Meta(late->Wait(), "request_sent"), "false");
   transfer->Cancel();  // A no-op.
   transport_.reset();  // The destructor after Shutdown is fine too.
 }
