@@ -61,22 +61,33 @@ void ConfigReloader::Check(bool force) {
     // A ConfigMap swap can leave the path missing for an instant: only a forced reload counts it.
     if (force) {
       Failed();
-      LogLine(absl::StrCat("config reload failed: ", bytes.status().message(),
+      LogLine(absl::StrCat("warning: config reload failed: ", bytes.status().message(),
                            "; the tenants in force stay"));
     }
     return;
   }
-  if (!force && *bytes == loaded_bytes_) return;
-  loaded_bytes_ = *bytes;  // A bad file is reported once, not on every poll.
+  if (!force && *bytes == loaded_bytes_) {
+    refused_bytes_.reset();  // Back to the file in force.
+    return;
+  }
   absl::StatusOr<GatewayConfig> config = BuildConfigFromText(path_, *bytes, overrides_);
   absl::StatusOr<GatewaySecrets> secrets =
       config.ok() ? ResolveSecrets(*config, env_) : absl::StatusOr<GatewaySecrets>(config.status());
   if (!secrets.ok()) {
+    // Refused bytes are tried again at every poll, since what they name may come later (in
+    // Kubernetes a Secret's file often lands after the ConfigMap that names it), but reported
+    // once, until they or the reason change.
+    const std::string reason(secrets.status().message());
+    const bool reported = !force && refused_bytes_ == *bytes && refused_reason_ == reason;
+    refused_bytes_ = *std::move(bytes);
+    refused_reason_ = reason;
+    if (reported) return;
     Failed();
-    LogLine(absl::StrCat("config reload failed: ", secrets.status().message(),
-                         "; the tenants in force stay"));
+    LogLine(absl::StrCat("warning: config reload failed: ", reason, "; the tenants in force stay"));
     return;
   }
+  refused_bytes_.reset();
+  loaded_bytes_ = *bytes;
   resolver_.Replace(BuildTenantDirectory(*config, *secrets));
   if (absl::StatusOr<LogLevel> level = ParseLogLevel(config->server.log_level); level.ok()) {
     SetLogLevel(*level);

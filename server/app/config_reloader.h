@@ -2,8 +2,10 @@
 // config file while the gateway runs: when the file's bytes change (polled, so a Kubernetes
 // ConfigMap update, which swaps a symlink, is seen like an edit) and on demand (SIGHUP). Calls in
 // flight keep the tenant they resolved; new calls see the new directory. An invalid new file is
-// refused with a log line and a metric (copilot_gateway_config_reloads_total{result="failed"},
-// copilot_gateway_config_last_reload_successful 0), and the directory in force stays. Other
+// refused with a warning and a metric (copilot_gateway_config_reloads_total{result="failed"},
+// copilot_gateway_config_last_reload_successful 0), and the directory in force stays; it is
+// tried again at every poll (a secret it names may come later), reported again only when the
+// reason changes. Other
 // settings (listen address, upstream, limits, the thread signing key) take effect only after a
 // restart.
 #ifndef COPILOT_GATEWAY_SERVER_APP_CONFIG_RELOADER_H_
@@ -11,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -57,7 +60,11 @@ class ConfigReloader {
   const EnvLookup env_;
   TenantResolver& resolver_;
   const absl::Duration interval_;
-  std::string loaded_bytes_;  // Watcher thread only.
+  // Watcher thread only: the bytes in force, and the last ones refused (and why) while the file
+  // holds them.
+  std::string loaded_bytes_;
+  std::optional<std::string> refused_bytes_;
+  std::string refused_reason_;
   GatewayMetrics* const metrics_;
   std::atomic<int64_t> ok_{0};
   std::atomic<int64_t> failed_{0};

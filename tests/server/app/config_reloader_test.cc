@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <cstddef>
 #include <cstdio>
 #include <fstream>
 #include <initializer_list>
@@ -86,9 +88,9 @@ class ConfigReloaderTest : public ::testing::Test {
     std::ofstream(temp) << text;
     ASSERT_EQ(std::rename(temp.c_str(), path_.c_str()), 0);
   }
-  void StartReloader(absl::Duration interval = kPoll) {
-    reloader_ = std::make_unique<ConfigReloader>(path_, ConfigOverrides{}, FakeEnv(), *resolver_,
-                                                 bytes_, interval, &metrics_);
+  void StartReloader(absl::Duration interval = kPoll, EnvLookup env = FakeEnv()) {
+    reloader_ = std::make_unique<ConfigReloader>(path_, ConfigOverrides{}, std::move(env),
+                                                 *resolver_, bytes_, interval, &metrics_);
   }
   double Reloads(const std::string& result) const {
     return MetricValues(*metrics_.registry())
@@ -167,6 +169,40 @@ TEST_F(ConfigReloaderTest, AnInvalidFileKeepsTheTenantsAndIsCountedAndLoggedOnce
   ASSERT_TRUE(Eventually([&] { return reloader_->reloads_ok() == 1; }));
   EXPECT_NE(resolver_->Current()->FindById("b"), nullptr);
   EXPECT_EQ(LastReloadSuccessful(), 1);
+}
+
+// In Kubernetes a ConfigMap update often lands before the Secret file it names: the refused file
+// is tried again at every poll and applied once the secret is there, without another edit or
+// SIGHUP (before, it stayed refused until the file changed again). Reported once, as a warning.
+TEST_F(ConfigReloaderTest, ARefusedFileIsTriedAgainUntilTheSecretItNamesArrives) {
+  auto arrived = std::make_shared<std::atomic<bool>>(false);
+  StartReloader(kPoll, [arrived](const std::string& name) -> std::optional<std::string> {
+    if (name == "UPSTREAM_KEY") return "upstream-key";
+    if (name == "LATE_KEY" && arrived->load()) return "late-key";
+    return std::nullopt;
+  });
+  const std::string log = CaptureStderr([&] {
+    Write(absl::StrReplaceAll(ConfigWithTenants({"a", "b"}),
+                              {{"api_key_env: UPSTREAM_KEY", "api_key_env: LATE_KEY"}}));
+    ASSERT_TRUE(Eventually([&] { return reloader_->reloads_failed() == 1; }));
+    SomePolls();
+  });
+  EXPECT_EQ(reloader_->reloads_failed(), 1);
+  EXPECT_EQ(Reloads("failed"), 1);
+  EXPECT_EQ(resolver_->Current(), initial_);
+  std::size_t reported = 0;
+  for (std::size_t at = log.find("config reload failed"); at != std::string::npos;
+       at = log.find("config reload failed", at + 1)) {
+    ++reported;
+  }
+  EXPECT_EQ(reported, 1u) << log;
+  EXPECT_THAT(log, HasSubstr(R"("level":"warning")"));
+
+  arrived->store(true);  // The file unchanged.
+  ASSERT_TRUE(Eventually([&] { return reloader_->reloads_ok() == 1; }));
+  EXPECT_NE(resolver_->Current()->FindById("b"), nullptr);
+  EXPECT_EQ(LastReloadSuccessful(), 1);
+  EXPECT_EQ(reloader_->reloads_failed(), 1);
 }
 
 TEST_F(ConfigReloaderTest, NothingChangesWhileTheBytesAreUnchanged) {
