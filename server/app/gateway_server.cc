@@ -430,6 +430,17 @@ absl::Status GatewayServer::StartGrpcServer(const GatewayConfig& config) {
       std::make_unique<GrpcListeners>(config.server.max_connections, [metrics = metrics_.get()] {
         if (metrics != nullptr) metrics->grpc_connections_refused().Increment();
       });
+  // A connection with far more calls than it may have streams open is resetting them as fast as
+  // it opens them (HTTP/2 "rapid reset", which gRPC 1.51 does not stop): cut it.
+  gate_.LimitPerConnection(
+      config.server.max_calls_per_connection > 0
+          ? config.server.max_calls_per_connection
+          : 2 * static_cast<int64_t>(config.server.max_concurrent_streams),
+      [listeners = listeners_.get(), metrics = metrics_.get()](const std::string& peer) {
+        if (listeners->Cut(peer) && metrics != nullptr) {
+          metrics->grpc_connections_cut().Increment();
+        }
+      });
   absl::StatusOr<int> port =
       listeners_->Add(config.server.listen, grpc::InsecureServerCredentials(), builder);
   if (!port.ok()) return port.status();

@@ -1,6 +1,7 @@
 #include "server/app/grpc_listeners.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -48,6 +49,19 @@ std::string PeerText(const sockaddr_storage& peer) {
     return absl::StrCat("[", text, "]:", ntohs(v6.sin6_port));
   }
   return "unknown";
+}
+
+// The peer as gRPC names the connection (ServerContext::peer(), from grpc_sockaddr_to_uri):
+// "ipv4:ADDR:PORT" (an IPv4-mapped IPv6 address as IPv4) or "ipv6:[ADDR]:PORT".
+std::string GrpcPeer(const sockaddr_storage& peer) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(peer);
+    if (!IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) return absl::StrCat("ipv6:", PeerText(peer));
+    inet_ntop(AF_INET, &v6.sin6_addr.s6_addr[12], text, sizeof text);
+    return absl::StrCat("ipv4:", text, ":", ntohs(v6.sin6_port));
+  }
+  return absl::StrCat("ipv4:", PeerText(peer));
 }
 
 }  // namespace
@@ -150,7 +164,7 @@ void GrpcListeners::AcceptAll(Listener& listener) {
       absl::SleepFor(absl::Milliseconds(10));
       return;
     }
-    if (!Admit(fd)) {
+    if (!Admit(fd, peer)) {
       close(fd);
       if (on_refused_) on_refused_();
       LogRefused(PeerText(peer));
@@ -165,7 +179,7 @@ void GrpcListeners::AcceptAll(Listener& listener) {
   }
 }
 
-bool GrpcListeners::Admit(int fd) {
+bool GrpcListeners::Admit(int fd, const sockaddr_storage& peer) {
   const uint64_t cookie = SocketCookie(fd);
   absl::MutexLock lock(&mu_);
   if (open_.size() >= static_cast<size_t>(max_connections_) &&
@@ -173,15 +187,51 @@ bool GrpcListeners::Admit(int fd) {
     Sweep();
   }
   if (open_.size() >= static_cast<size_t>(max_connections_)) return false;
-  if (cookie != 0) open_[cookie] = fd;
+  if (cookie != 0) open_[cookie] = {fd, GrpcPeer(peer)};
   return true;
+}
+
+bool GrpcListeners::Cut(absl::string_view peer) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [cookie, connection] : open_) {
+    // Still that socket (gRPC may have closed it and the descriptor gone to another).
+    if (connection.peer == peer && SocketCookie(connection.fd) == cookie) {
+      // The socket is closed at once with a reset, dropping what the client sent and gRPC has
+      // not read yet (a shutdown alone would not do: Linux still queues what the client sends
+      // after it, and a client flooding the connection keeps gRPC reading and starting calls).
+      // The descriptor is gRPC's: it is not closed but pointed at a socket whose other end is
+      // gone, so gRPC's next read sees the end of the connection, cancels its calls and closes
+      // it.
+      const linger reset{1, 0};
+      setsockopt(connection.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+      shutdown(connection.fd, SHUT_RDWR);
+      int ended[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, ended) == 0) {
+        close(ended[1]);
+        dup3(ended[0], connection.fd, O_CLOEXEC);
+        close(ended[0]);
+      }
+      ++cuts_since_log_;
+      const absl::Time now = absl::Now();
+      if (now - last_cut_log_ >= absl::Minutes(1)) {
+        LogLine(absl::StrCat("warning: cut ", cuts_since_log_,
+                             " gRPC connection(s) since the last such line for more calls in "
+                             "flight than server.max_calls_per_connection, the last from ",
+                             peer));
+        last_cut_log_ = now;
+        cuts_since_log_ = 0;
+      }
+      return true;
+    }
+  }
+  return false;
 }
 
 void GrpcListeners::Sweep() {
   last_sweep_ = absl::Now();
   for (auto it = open_.begin(); it != open_.end();) {
     // Closed by gRPC: the descriptor is gone, or was reused for another socket.
-    if (SocketCookie(it->second) != it->first) {
+    if (SocketCookie(it->second.fd) != it->first) {
       it = open_.erase(it);
     } else {
       ++it;

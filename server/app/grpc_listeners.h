@@ -7,6 +7,7 @@
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <cstdint>
@@ -19,6 +20,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -58,6 +60,10 @@ class GrpcListeners {
 
   // Connections accepted and not yet closed by gRPC (checks each one: O(open connections)).
   int connections();
+  // Ends the open connection gRPC names `peer` (ServerContext::peer(), e.g. "ipv4:10.0.0.7:41234")
+  // by shutting its socket down: gRPC cancels its calls and closes it; logged (once a minute).
+  // False when no open connection has that peer. O(open connections).
+  bool Cut(absl::string_view peer);
 
  private:
   struct Listener {
@@ -69,7 +75,7 @@ class GrpcListeners {
   void Run();
   void AcceptAll(Listener& listener);
   // Whether `fd` may be handed to gRPC (room under the bound); tracks it if so.
-  bool Admit(int fd);
+  bool Admit(int fd, const sockaddr_storage& peer);
   // Forgets the connections gRPC has closed.
   void Sweep() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LogRefused(const std::string& peer);
@@ -83,10 +89,17 @@ class GrpcListeners {
   std::atomic<bool> stopped_{false};
 
   absl::Mutex mu_;
-  // Socket cookie -> descriptor of every connection handed to gRPC that was open at the last
-  // sweep (or accepted since).
-  std::unordered_map<uint64_t, int> open_ ABSL_GUARDED_BY(mu_);
+  struct Connection {
+    int fd = -1;
+    std::string peer;  // As gRPC names it.
+  };
+  // Socket cookie -> every connection handed to gRPC that was open at the last sweep (or
+  // accepted since).
+  std::unordered_map<uint64_t, Connection> open_ ABSL_GUARDED_BY(mu_);
   absl::Time last_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  // When a cut was last logged, and how many since.
+  absl::Time last_cut_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t cuts_since_log_ ABSL_GUARDED_BY(mu_) = 0;
 
   // The accepting thread's own: when a refusal or an accept failure was last logged.
   absl::Time last_refusal_log_ = absl::InfinitePast();

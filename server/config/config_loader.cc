@@ -381,6 +381,7 @@ absl::Status ReadConfig(const YAML::Node& root, GatewayConfig& config) {
                          {{"bearer", CallerIdentity::kBearer}, {"none", CallerIdentity::kNone}})},
       {"config_reload_interval", PositiveDuration(server.config_reload_interval)},
       {"max_concurrent_streams", IntInRange(server.max_concurrent_streams, 1, 100000)},
+      {"max_calls_per_connection", IntInRange(server.max_calls_per_connection, 0, 1000000)},
       {"max_connections", IntInRange(server.max_connections, 1, 1000000)},
       {"handshake_timeout", PositiveDuration(server.handshake_timeout)},
       {"max_health_watches", IntInRange(server.max_health_watches, 0, 100000)},

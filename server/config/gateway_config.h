@@ -317,6 +317,12 @@ struct ServerConfig {
   // Concurrent calls (HTTP/2 streams) one client connection may have open (gRPC health Watch
   // streams included).
   int max_concurrent_streams = 1000;
+  // Calls of one client connection between their handler and gRPC's end of the call; a
+  // connection past it is cut (its socket shut down: gRPC cancels its calls). A well-behaved
+  // client never has more than max_concurrent_streams; one that opens and resets streams without
+  // end (HTTP/2 "rapid reset") is not held back by that bound, and its calls piled up in gRPC
+  // 1.51 by the tens of thousands. 0: twice max_concurrent_streams.
+  int max_calls_per_connection = 0;
   // gRPC client connections open at once over both listeners (plaintext and TLS); one more is
   // closed at once (the client sees UNAVAILABLE and connects again later). Keep the process's
   // open-files limit above it plus the upstream connections.

@@ -63,7 +63,7 @@ CallObserver::CallObserver(GatewayMetrics* metrics, absl::string_view method, bo
       peer_(std::move(peer)),
       start_(std::chrono::steady_clock::now()),
       gate_(gate),
-      refused_(gate != nullptr && !gate->Enter()) {
+      refused_(gate != nullptr && !gate->Enter(peer_)) {
   if (method_ != nullptr) {
     method_->started->Increment();
     method_->msg_received->Increment();
@@ -81,7 +81,7 @@ void CallObserver::Done() {
     method_->overhead->Observe(
         std::max(0.0, seconds - absl::ToDoubleSeconds(trace_->upstream_time())));
   }
-  if (gate_ != nullptr && !refused_) gate_->Leave();
+  if (gate_ != nullptr && !refused_) gate_->Leave(peer_);
 }
 
 void CallObserver::MessageSent() {

@@ -327,6 +327,14 @@ GatewayMetrics::GatewayMetrics(absl::string_view version)
                                        "server.max_connections were open.")
                                    .Register(*registry_)
                                    .Add({});
+  grpc_connections_cut_ = &prometheus::BuildCounter()
+                               .Name("copilot_gateway_grpc_connections_cut_total")
+                               .Help(
+                                   "gRPC client connections cut because they had more calls in "
+                                   "flight than server.max_calls_per_connection (a client "
+                                   "opening and resetting streams without end).")
+                               .Register(*registry_)
+                               .Add({});
   upstream_read_yields_ = &prometheus::BuildCounter()
                                .Name("copilot_gateway_upstream_read_yields_total")
                                .Help(

@@ -124,6 +124,8 @@ class GatewayMetrics final : public AdmissionEvents,
   // copilot_gateway_grpc_connections_refused_total (closed at server.max_connections).
   prometheus::Gauge& grpc_connections() { return *grpc_connections_; }
   prometheus::Counter& grpc_connections_refused() { return *grpc_connections_refused_; }
+  // copilot_gateway_grpc_connections_cut_total (past server.max_calls_per_connection).
+  prometheus::Counter& grpc_connections_cut() { return *grpc_connections_cut_; }
   // copilot_gateway_upstream_read_yields_total (upstream.max_read_per_turn reached).
   prometheus::Counter& upstream_read_yields() { return *upstream_read_yields_; }
 
@@ -212,6 +214,7 @@ class GatewayMetrics final : public AdmissionEvents,
   prometheus::Gauge* ops_connections_;
   prometheus::Gauge* grpc_connections_;
   prometheus::Counter* grpc_connections_refused_;
+  prometheus::Counter* grpc_connections_cut_;
   prometheus::Counter* upstream_read_yields_;
   prometheus::Family<prometheus::Counter>* log_lines_dropped_;
   prometheus::Family<prometheus::Gauge>* log_buffered_bytes_;

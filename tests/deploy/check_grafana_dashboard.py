@@ -59,6 +59,7 @@ REQUIRED_METRICS = {
     "copilot_gateway_calls_in_flight",
     "copilot_gateway_grpc_connections",
     "copilot_gateway_grpc_connections_refused_total",
+    "copilot_gateway_grpc_connections_cut_total",
     "copilot_gateway_tenant_calls_total",
     "copilot_gateway_limit_decisions_total",
     "copilot_gateway_usage_answers_total",

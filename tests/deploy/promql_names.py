@@ -27,6 +27,7 @@ COUNTERS = {
     "copilot_gateway_upstream_circuit_transitions_total",
     "copilot_gateway_upstream_circuit_rejected_total",
     "copilot_gateway_grpc_connections_refused_total",  # issue #13
+    "copilot_gateway_grpc_connections_cut_total",  # HTTP/2 rapid reset (server.max_calls_per_connection)
     "copilot_gateway_upstream_read_yields_total",
     "copilot_gateway_log_lines_dropped_total",  # issue #17 (the log writer)
     "process_cpu_seconds_total",

@@ -4,8 +4,13 @@
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <string>
 #include <thread>
@@ -14,11 +19,13 @@
 #include "copilot/v1/copilot_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/server/core/fake_haufe_api.h"
+#include "tests/testing/eventually.h"
 
 namespace copilot::gateway {
 namespace {
 
 namespace v1 = ::copilot::v1;
+using ::copilot::gateway::testing::Eventually;
 using ::copilot::gateway::testing::FakeClock;
 using ::copilot::gateway::testing::FakeHaufeApi;
 
@@ -148,6 +155,89 @@ TEST(GatewayServerTest, UnreadableRequestsLeaveNothingInFlightForTheDrain) {
   const auto start = std::chrono::steady_clock::now();
   (*server)->Shutdown(absl::Seconds(30));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// An HTTP/2 frame: its 9-byte header (length, type, flags, stream) and payload.
+std::string Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+  std::string frame;
+  const auto size = static_cast<uint32_t>(payload.size());
+  for (const uint32_t byte : {size >> 16, size >> 8, size})
+    frame.push_back(static_cast<char>(byte));
+  frame.push_back(static_cast<char>(type));
+  frame.push_back(static_cast<char>(flags));
+  for (const int shift : {24, 16, 8, 0}) frame.push_back(static_cast<char>(stream >> shift));
+  return frame + payload;
+}
+
+// HPACK: a literal header field without indexing, with a new name (each under 127 bytes).
+std::string Literal(const std::string& name, const std::string& value) {
+  return std::string(1, '\0') + static_cast<char>(name.size()) + name +
+         static_cast<char>(value.size()) + value;
+}
+
+// HTTP/2 "rapid reset" (CVE-2023-44487): a client that opens a stream and resets it at once,
+// without end. max_concurrent_streams never holds it back (a reset stream frees its slot), and
+// gRPC 1.51 starts a call for each: one such connection took the gateway to 4.4-5.2 GB in 50 s
+// (200,000 streams, max_concurrent_streams 10). Past max_calls_per_connection the gateway cuts
+// the connection; here after about 20 calls, and its memory stays where it was.
+TEST(GatewayServerTest, AConnectionResettingStreamsWithoutEndIsCut) {
+  auto api = std::make_shared<FakeHaufeApi>();
+  GatewayConfig config = TestConfig();
+  config.server.max_concurrent_streams = 10;  // max_calls_per_connection 0: twice that.
+  auto server = GatewayServer::Start(config, Secrets("KEY", ""), Replace(api));
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>((*server)->port()));
+  ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  const std::string headers = Literal(":method", "POST") + Literal(":scheme", "http") +
+                              Literal(":path", "/copilot.v1.CopilotService/ListAssistants") +
+                              Literal(":authority", "localhost") +
+                              Literal("content-type", "application/grpc") +
+                              Literal("te", "trailers");
+  constexpr uint8_t kHeaders = 1, kRstStream = 3, kSettings = 4, kEndHeaders = 4;
+  const std::string cancel("\0\0\0\x08", 4);
+  std::string out = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + Frame(kSettings, 0, 0, "");
+  constexpr int kStreams = 50000;
+  int sent = 0;
+  bool refused = false;
+  for (int i = 0; i < kStreams && !refused; ++i) {
+    const auto stream = static_cast<uint32_t>(1 + 2 * i);
+    out += Frame(kHeaders, kEndHeaders, stream, headers) + Frame(kRstStream, 0, stream, cancel);
+    if (out.size() < 64 * 1024 && i + 1 < kStreams) continue;
+    for (std::size_t at = 0; at < out.size();) {
+      const ssize_t wrote = send(fd, out.data() + at, out.size() - at, MSG_NOSIGNAL);
+      if (wrote < 0) {
+        EXPECT_TRUE(errno == EPIPE || errno == ECONNRESET) << errno;
+        refused = true;
+        break;
+      }
+      at += static_cast<std::size_t>(wrote);
+    }
+    out.clear();
+    sent = i + 1;
+  }
+  close(fd);
+  EXPECT_TRUE(refused) << "all " << sent << " streams were taken";
+  EXPECT_LT(sent, kStreams);
+  // Counted once the cut returns, which the client may see first.
+  EXPECT_TRUE(Eventually([&] { return (*server)->metrics().grpc_connections_cut().Value() >= 1; }));
+
+  // Other connections are served.
+  auto channel = grpc::CreateChannel((*server)->address(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  const char garbage[] = {'\xff'};
+  grpc::Slice slice(garbage, sizeof(garbage));
+  const grpc::ByteBuffer request(&slice, 1);
+  grpc::ClientContext context;
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/copilot.v1.CopilotService/CreateThread", grpc::StubOptions(), &request,
+                 &response, [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  EXPECT_EQ(done.get_future().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST(GatewayServerTest, BusyPortFailsToStart) {

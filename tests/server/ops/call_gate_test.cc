@@ -1,10 +1,12 @@
 #include "server/ops/call_gate.h"
 
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace copilot::gateway {
@@ -95,6 +97,40 @@ TEST(CallGateTest, ConcurrentCallsAreAllCounted) {
   EXPECT_EQ(gate.in_flight(), 1);
   gate.Leave();
   EXPECT_TRUE(gate.WaitIdle(absl::InfinitePast()));
+}
+
+TEST(CallGateTest, AConnectionPastItsBoundIsReportedOncePerThousandCallsOverIt) {
+  CallGate gate;
+  std::vector<std::string> over;
+  gate.LimitPerConnection(2, [&over](const std::string& peer) { over.push_back(peer); });
+  EXPECT_TRUE(gate.Enter("ipv4:10.0.0.1:1"));
+  EXPECT_TRUE(gate.Enter("ipv4:10.0.0.1:1"));
+  EXPECT_TRUE(gate.Enter("ipv4:10.0.0.2:1"));  // Another connection has its own count.
+  EXPECT_TRUE(over.empty());
+  EXPECT_TRUE(gate.Enter("ipv4:10.0.0.1:1"));  // The third: over, and still admitted.
+  EXPECT_THAT(over, ::testing::ElementsAre("ipv4:10.0.0.1:1"));
+  for (int i = 0; i < 999; ++i) gate.Enter("ipv4:10.0.0.1:1");
+  EXPECT_EQ(over.size(), 1u);
+  gate.Enter("ipv4:10.0.0.1:1");  // 1,000 past the first report.
+  EXPECT_EQ(over.size(), 2u);
+  EXPECT_EQ(gate.in_flight(), 1004);
+  for (int i = 0; i < 1003; ++i) gate.Leave("ipv4:10.0.0.1:1");
+  gate.Leave("ipv4:10.0.0.2:1");
+  EXPECT_EQ(gate.in_flight(), 0);
+  // Every call left: the connection starts again from nothing.
+  gate.Enter("ipv4:10.0.0.1:1");
+  gate.Enter("ipv4:10.0.0.1:1");
+  EXPECT_EQ(over.size(), 2u);
+}
+
+TEST(CallGateTest, WithoutABoundOrAPeerNothingIsReported) {
+  CallGate gate;
+  for (int i = 0; i < 5000; ++i) EXPECT_TRUE(gate.Enter("ipv4:10.0.0.1:1"));
+  int reported = 0;
+  CallGate bounded;
+  bounded.LimitPerConnection(1, [&reported](const std::string&) { ++reported; });
+  for (int i = 0; i < 5000; ++i) EXPECT_TRUE(bounded.Enter());
+  EXPECT_EQ(reported, 0);
 }
 
 }  // namespace
