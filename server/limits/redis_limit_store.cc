@@ -157,8 +157,18 @@ struct RedisLimitStore::Request {
   StoreCallback<CounterResult> counters_done;
   SharedRequestIds::ClaimCallback claim_done;
   std::string lease_id;
+  // When it was put in the queue (to fail it instead of sending it once it waited too long).
+  SteadyClock::time_point queued_at;
+  // A release (kCommand) that failed is queued again until then: its lease would otherwise hold
+  // a slot of every replica until it expires.
+  SteadyClock::time_point retry_until;
+  bool failed = false;
+
+  // Someone waits for its answer (not a release or a request_id's finish).
+  bool Awaited() const { return script != kCommand && script != kRequestIdFinish; }
 
   void Fail(const absl::Status& status) {
+    failed = true;
     if (claim_done) {
       std::move(claim_done)(status);
       claim_done = nullptr;
@@ -304,6 +314,7 @@ class RedisLimitStore::Connection {
     for (int script = 0; script < kScriptCount; ++script) shas_[script] = std::move(shas[script]);
     backoff_ = absl::ZeroDuration();
     last_round_trip_ = SteadyClock::now();
+    refusing_ = false;
     SetHealthy(true, "");
   }
 
@@ -383,6 +394,7 @@ class RedisLimitStore::Connection {
   // and returns false.
   bool ReadReplies(const std::vector<Request*>& requests, std::vector<Request*>* forgotten) {
     bool read_only = false;
+    std::string refusing;  // Redis refuses scripts as a whole (out of memory, disk, busy...).
     for (size_t i = 0; i < requests.size(); ++i) {
       absl::StatusOr<RedisReply> result = transport_->ReadReply();
       if (!result.ok()) {
@@ -401,6 +413,10 @@ class RedisLimitStore::Connection {
         }
         // A replica after a failover: reconnect (the address may lead to the new primary).
         if (absl::StartsWith(error, "READONLY")) read_only = true;
+        for (const absl::string_view state :
+             {"OOM", "MISCONF", "BUSY", "LOADING", "NOREPLICAS", "MASTERDOWN"}) {
+          if (absl::StartsWith(error, state)) refusing = std::string(error.substr(0, 200));
+        }
       }
       requests[i]->Complete(*reply);
     }
@@ -409,7 +425,10 @@ class RedisLimitStore::Connection {
       Drop(absl::StrCat("redis at ", endpoint_, " is a read-only replica"), false);
       return false;
     }
-    SetHealthy(true, "");
+    // Connected, but every decision fails: as unhealthy as a broken connection (the degraded
+    // gauge, its alert, a warning with Redis's reason), until a round trip goes through.
+    refusing_ = !refusing.empty();
+    SetHealthy(!refusing_, absl::StrCat("redis at ", endpoint_, " refuses scripts: ", refusing));
     return true;
   }
 
@@ -422,8 +441,9 @@ class RedisLimitStore::Connection {
       return;
     }
     last_round_trip_ = SteadyClock::now();
-    // A server that answers is healthy enough (e.g. -LOADING fails the scripts, not this).
-    SetHealthy(true, "");
+    // A server that answers is healthy enough, unless it refused the last scripts (PING still
+    // answers a server out of memory).
+    if (!refusing_) SetHealthy(true, "");
   }
 
   const RedisLimitStoreOptions& options_;
@@ -436,6 +456,7 @@ class RedisLimitStore::Connection {
   SteadyClock::time_point last_round_trip_;
   std::string last_error_ = "not connected to redis yet";
   std::optional<bool> reported_;  // The health last logged.
+  bool refusing_ = false;         // The last round trip's scripts were refused (ReadReplies).
 };
 
 absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
@@ -532,12 +553,25 @@ void RedisLimitStore::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void RedisLimitStore::SetBacklogged(bool backlogged) {
+  if (backlogged_.exchange(backlogged, std::memory_order_relaxed) == backlogged) return;
+  const std::string endpoint = absl::StrCat(options_.host, ":", options_.port);
+  if (backlogged) {
+    Log(LogLevel::kWarning,
+        "redis limit store backlogged: decisions wait past redis.command_timeout and fail",
+        {{"redis", endpoint}});
+  } else {
+    Log(LogLevel::kInfo, "redis limit store keeps up again", {{"redis", endpoint}});
+  }
+}
+
 bool RedisLimitStore::HasWorkOrStop() const { return stop_ || !queue_.empty() || delayed_changed_; }
 
 SteadyClock::time_point RedisLimitStore::PromoteDueRequests() {
   delayed_changed_ = false;
   const SteadyClock::time_point now = SteadyClock::now();
   while (!delayed_.empty() && delayed_.begin()->first <= now) {
+    delayed_.begin()->second->queued_at = now;
     queue_.push_back(std::move(delayed_.begin()->second));
     delayed_.erase(delayed_.begin());
   }
@@ -554,6 +588,7 @@ void RedisLimitStore::Submit(std::unique_ptr<Request> request, absl::Duration de
     absl::MutexLock lock(&mu_);
     if (!stop_) {
       if (delay <= absl::ZeroDuration()) {
+        request->queued_at = SteadyClock::now();
         queue_.push_back(std::move(request));
       } else {
         delayed_.emplace(SteadyClock::now() + ToSteady(delay), std::move(request));
@@ -574,8 +609,15 @@ void RedisLimitStore::Run() {
   pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
 
   Connection connection(options_, healthy_);
+  // A decision that waited in the queue longer than a round trip may take is failed instead of
+  // sent: when Redis answers slower than decisions are asked for, the queue would otherwise grow
+  // without end and every tenant's calls wait behind it (a review measured 40 s) while each
+  // round trip still succeeds. Failed, the call falls back as when Redis is away.
+  const SteadyClock::duration stale_after = ToSteady(options_.command_timeout);
+  SteadyClock::time_point last_stale = SteadyClock::now() - std::chrono::hours(1);
   for (;;) {
     std::vector<std::unique_ptr<Request>> batch;
+    std::vector<std::unique_ptr<Request>> stale;
     {
       absl::MutexLock lock(&mu_);
       const SteadyClock::time_point next_delayed = PromoteDueRequests();
@@ -587,12 +629,35 @@ void RedisLimitStore::Run() {
       }
       if (stop_) break;
       PromoteDueRequests();
+      const SteadyClock::time_point now = SteadyClock::now();
       while (!queue_.empty() && batch.size() < static_cast<size_t>(options_.max_pipeline)) {
-        batch.push_back(std::move(queue_.front()));
+        std::unique_ptr<Request> next = std::move(queue_.front());
         queue_.pop_front();
+        if (next->Awaited() && now - next->queued_at > stale_after) {
+          stale.push_back(std::move(next));
+        } else {
+          batch.push_back(std::move(next));
+        }
       }
     }
+    const SteadyClock::time_point taken = SteadyClock::now();
+    if (!stale.empty()) last_stale = taken;
+    SetBacklogged(taken - last_stale < std::chrono::seconds(10));  // Before the callbacks run.
+    if (!stale.empty()) {
+      const absl::Status status = absl::UnavailableError(
+          absl::StrCat("redis limit store: the decision waited over ",
+                       absl::FormatDuration(options_.command_timeout),
+                       " for its turn (redis answers slower than decisions are asked for)"));
+      for (std::unique_ptr<Request>& request : stale) request->Fail(status);
+    }
     connection.Serve(batch);
+    const SteadyClock::time_point now = SteadyClock::now();
+    for (std::unique_ptr<Request>& request : batch) {
+      if (request->script == kCommand && request->failed && now < request->retry_until) {
+        request->failed = false;
+        Submit(std::move(request), options_.max_backoff);
+      }
+    }
   }
   std::deque<std::unique_ptr<Request>> pending;
   {
@@ -670,6 +735,8 @@ void RedisLimitStore::ReleaseSlot(const std::string& key, const std::string& lea
   auto request = std::make_unique<Request>();
   request->script = kCommand;
   request->args = {"ZREM", RedisKey(options_.key_prefix, key, "slots"), lease_id};
+  // Sent again while Redis is away (a ZREM may be repeated), for as long as a lease may live.
+  request->retry_until = SteadyClock::now() + ToSteady(kReleaseRetryWindow);
   Submit(std::move(request));
 }
 

@@ -89,6 +89,9 @@ absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
 // affected callbacks get UNAVAILABLE with the reason, within command_timeout of being sent
 // (a call queued behind a stalled round trip or a reconnection attempt waits for it to end).
 // The thread reconnects by itself with back-off; between attempts calls fail at once.
+// A decision that waited in the queue past command_timeout (Redis slower than the decisions
+// asked of it) fails with UNAVAILABLE instead of being sent. A release (ReleaseSlot) that fails
+// is sent again while Redis is away, for kReleaseRetryWindow.
 // healthy() says whether the store is connected and its last round trip succeeded. The
 // clock of the back-off is the steady clock (this is I/O, like CurlTransport's loop); the
 // decisions use Redis's TIME only.
@@ -136,8 +139,14 @@ class RedisLimitStore final : public LimitStore {
 
   const std::string& key_prefix() const { return options_.key_prefix; }
 
-  // Connected, and the last round trip (command or health check) succeeded.
-  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
+  // Connected, the last round trip (command or health check) succeeded and Redis took its
+  // scripts, and no decision taken from the queue in the last 10 s had waited past
+  // command_timeout.
+  bool healthy() const {
+    return healthy_.load(std::memory_order_relaxed) && !backlogged_.load(std::memory_order_relaxed);
+  }
+  // How long a failed release (a slot's ZREM) is sent again while Redis is away.
+  static constexpr absl::Duration kReleaseRetryWindow = absl::Minutes(15);
 
   // The Redis key of `kind` ("rate", "win" or "slots") for `key`: "<prefix>:{<key>}:<kind>".
   // Every key of one `key` has the same hash tag, so its script runs on one Cluster node.
@@ -158,9 +167,13 @@ class RedisLimitStore final : public LimitStore {
   std::string RandomHex128() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasWorkOrStop() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void Run();
+  // The store's thread: whether decisions taken from the queue lately had waited too long (one
+  // in the last 10 s); logs each change.
+  void SetBacklogged(bool backlogged);
 
   const RedisLimitStoreOptions options_;
   std::atomic<bool> healthy_{false};
+  std::atomic<bool> backlogged_{false};
 
   mutable absl::Mutex mu_;
   std::deque<std::unique_ptr<Request>> queue_ ABSL_GUARDED_BY(mu_);

@@ -848,6 +848,89 @@ TEST_P(RedisLimitStoreFailureTest, StalledRedisTimesOutWithinTheCommandTimeout) 
   EXPECT_TRUE(TakeRate(*store_, "k", kLimit).ok());
 }
 
+// Redis slower than the decisions asked of it (here: another client keeps it busy with 150 ms
+// scripts, so each round trip takes up to 150 ms, under the 300 ms command timeout, and succeeds;
+// one decision per round trip). Before, the queue grew without end and every caller waited
+// behind it (a review measured probes of another tenant waiting 40 s) while the store stayed
+// healthy. Now a decision that waited past the command timeout fails UNAVAILABLE (the caller
+// falls back as when Redis is away) and the store reports itself unhealthy.
+TEST_P(RedisLimitStoreFailureTest, DecisionsThatWaitedPastTheCommandTimeoutFailInsteadOfQueueing) {
+  RedisLimitStoreOptions options = options_;
+  options.max_pipeline = 1;
+  std::unique_ptr<RedisLimitStore> store = MakeStore(options);
+  ASSERT_TRUE(WaitUntilHealthy(*store, true));
+  WarmUp(*store);
+  std::atomic<bool> busy{true};
+  std::thread hog([&] {
+    const std::string spin =
+        "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] "
+        "repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start > 150000";
+    while (busy.load()) (void)server_->Command({"EVAL", spin, "0"});
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  constexpr int kCalls = 40;
+  std::vector<std::shared_ptr<Outcome<StepResult>>> outcomes;
+  const SteadyClock::time_point start = SteadyClock::now();
+  for (int i = 0; i < kCalls; ++i) {
+    outcomes.push_back(std::make_shared<Outcome<StepResult>>());
+    store->TakeRate(absl::StrCat("k", i), kLimit, Into(outcomes.back()));
+  }
+  int waited = 0;
+  for (const auto& outcome : outcomes) {
+    const absl::StatusOr<StepResult> result = Await(outcome);
+    if (!result.ok() && absl::StrContains(result.status().message(), "for its turn")) ++waited;
+  }
+  const absl::Duration took = Since(start);
+  EXPECT_FALSE(store->healthy());
+  busy.store(false);
+  hog.join();
+  // At one decision per round trip of up to 150 ms, 40 took about 3-6 s before.
+  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_GE(waited, kCalls / 2);
+}
+
+// A release (the slot's ZREM) that fails because the connection broke is sent again once Redis
+// is back. Before, it was dropped, and the lease held a slot of every replica until it expired
+// (slot_ttl, 6 minutes by default): a tenant with max_concurrent_answers N was locked out.
+TEST_P(RedisLimitStoreFailureTest, AReleaseLostWithTheConnectionIsSentAgain) {
+  absl::StatusOr<SlotResult> slot = AcquireSlot(*store_, "t", 1, absl::Minutes(5));
+  ASSERT_TRUE(slot.ok() && slot->acquired) << slot.status();
+  // The store's connection ends before the release reaches Redis.
+  ASSERT_TRUE(server_->Command({"CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"}).ok());
+  store_->ReleaseSlot("t", slot->lease_id);
+  const bool released = [&] {
+    const absl::Time deadline = absl::Now() + options_.max_backoff + absl::Seconds(3);
+    while (absl::Now() < deadline) {
+      absl::StatusOr<std::vector<std::string>> left =
+          server_->Command({"ZCARD", "copilot:{t}:slots"});
+      if (left.ok() && left->size() == 1 && (*left)[0] == "0") return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }();
+  EXPECT_TRUE(released) << "the lease is still held";
+  absl::StatusOr<SlotResult> again = AcquireSlot(*store_, "t", 1, absl::Minutes(5));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->acquired);
+}
+
+// Connected, but Redis refuses every script (out of memory here; MISCONF, BUSY, LOADING,
+// NOREPLICAS alike): before, the store stayed healthy, so neither the degraded gauge nor its
+// alert nor a warning showed why every call failed (fail_closed) or fell back (fail_open).
+TEST_P(RedisLimitStoreFailureTest, RedisRefusingScriptsMakesTheStoreUnhealthyUntilTheyPass) {
+  ASSERT_TRUE(server_->Command({"CONFIG", "SET", "maxmemory", "1"}).ok());
+  absl::StatusOr<StepResult> refused = TakeRate(*store_, "k", kLimit);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("OOM"));
+  EXPECT_FALSE(store_->healthy());
+  absl::SleepFor(options_.health_check_interval * 3);  // PING still answers: stays unhealthy.
+  EXPECT_FALSE(store_->healthy());
+  ASSERT_TRUE(server_->Command({"CONFIG", "SET", "maxmemory", "0"}).ok());
+  absl::StatusOr<StepResult> passed = TakeRate(*store_, "k", kLimit);
+  ASSERT_TRUE(passed.ok()) << passed.status();
+  EXPECT_TRUE(store_->healthy());
+}
+
 TEST_P(RedisLimitStoreFailureTest, HealthFollowsRedisWithoutTraffic) {
   server_->Kill();
   // The idle connection's health check notices (health_check_interval is 200 ms).
