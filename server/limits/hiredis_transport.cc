@@ -1,6 +1,7 @@
 #include "server/limits/hiredis_transport.h"
 
 #include <hiredis/hiredis.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <algorithm>
@@ -47,21 +48,47 @@ class HiredisTransport final : public RedisTransport {
                REDIS_OK;
   }
 
+  // As redisGetReply, but one deadline for the whole reply: hiredis bounds each read of the
+  // socket by the command timeout, so a reply trickling in a byte at a time held the store's
+  // thread (and every decision behind it) without bound. The reply's size is bounded too.
   absl::StatusOr<RedisReply> ReadReply() override {
-    redisReply* raw = nullptr;
-    if (redisGetReply(context_.get(), reinterpret_cast<void**>(&raw)) != REDIS_OK) {
-      const int error_number = errno;
-      std::string text = IoErrorText(*context_, error_number, command_timeout_);
-      // A receive (or send) timeout of the socket.
-      if (error_number == EAGAIN || error_number == EWOULDBLOCK) {
-        return absl::DeadlineExceededError(text);
+    redisContext* context = context_.get();
+    void* raw = nullptr;
+    if (redisGetReplyFromReader(context, &raw) != REDIS_OK) return Failed(errno);
+    if (raw != nullptr) return RedisReply(static_cast<redisReply*>(raw));
+    const absl::Time deadline = absl::Now() + command_timeout_;
+    int written = 0;
+    do {
+      if (redisBufferWrite(context, &written) != REDIS_OK) return Failed(errno);
+    } while (written == 0);
+    while (raw == nullptr) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "no reply within the command timeout (", absl::FormatDuration(command_timeout_), ")"));
       }
-      return absl::UnavailableError(text);
+      const timeval wait = TimevalOf(left);
+      setsockopt(context->fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+      if (redisBufferRead(context) != REDIS_OK) return Failed(errno);
+      if (RedisReaderOverBound(*context->reader)) {
+        return absl::UnavailableError(
+            absl::StrCat("a reply of over ", kMaxRedisReplyBytes, " bytes"));
+      }
+      if (redisGetReplyFromReader(context, &raw) != REDIS_OK) return Failed(errno);
     }
-    return RedisReply(raw);
+    return RedisReply(static_cast<redisReply*>(raw));
   }
 
  private:
+  absl::Status Failed(int error_number) const {
+    std::string text = IoErrorText(*context_, error_number, command_timeout_);
+    // A receive (or send) timeout of the socket, or the reply's deadline.
+    if (error_number == EAGAIN || error_number == EWOULDBLOCK) {
+      return absl::DeadlineExceededError(text);
+    }
+    return absl::UnavailableError(text);
+  }
+
   Context context_;
   const absl::Duration command_timeout_;
 };

@@ -6,6 +6,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,17 @@ struct RedisReplyDeleter {
 };
 using RedisReply = std::unique_ptr<redisReply, RedisReplyDeleter>;
 
+// A reply that has grown past this while it is read fails the connection (UNAVAILABLE): the
+// largest the store asks for is a stored request_id result (at most request_ids.max_bytes x
+// max_tenant_share), and an untrusted or broken server must not take the process's memory (a
+// 1 GB bulk reply took RSS to 1.96 GiB).
+inline constexpr size_t kMaxRedisReplyBytes = 64 * 1024 * 1024;
+
+// True when `reader` holds more unparsed bytes than kMaxRedisReplyBytes.
+inline bool RedisReaderOverBound(const redisReader& reader) {
+  return reader.len - reader.pos > kMaxRedisReplyBytes;
+}
+
 // Not thread-safe: one thread (the store's) uses a transport. Blocking, every wait bounded by
 // the command timeout the transport was connected with. Writes to a socket the server closed
 // raise SIGPIPE: the caller's thread blocks it (RedisLimitStore::Run).
@@ -31,7 +43,8 @@ class RedisTransport {
   virtual bool Append(const std::vector<std::string>& command) = 0;
 
   // Sends what Append queued, then returns the next reply (an error reply is a reply).
-  // DEADLINE_EXCEEDED when the server did not answer within the command timeout, UNAVAILABLE
+  // DEADLINE_EXCEEDED when the server did not answer within the command timeout (the whole reply,
+  // however it trickles in), UNAVAILABLE
   // when the connection broke; the message says why ("connection closed by the server", ...).
   // After an error the transport is unusable: drop it.
   virtual absl::StatusOr<RedisReply> ReadReply() = 0;

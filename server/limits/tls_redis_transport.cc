@@ -297,6 +297,10 @@ class TlsRedisTransport final : public RedisTransport {
         if (redisReaderFeed(reader_.get(), buffer, static_cast<size_t>(received)) != REDIS_OK) {
           return Fail(absl::UnavailableError("out of memory reading a reply"));
         }
+        if (RedisReaderOverBound(*reader_)) {
+          return Fail(absl::UnavailableError(
+              absl::StrCat("a reply of over ", kMaxRedisReplyBytes, " bytes")));
+        }
         reply = Parse();
         if (!reply.ok() || *reply != nullptr) return reply;
         continue;

@@ -3,12 +3,17 @@
 // same failures. RedisLimitStore's own tests cover the handshake's failures.
 #include "server/limits/redis_transport.h"
 
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -144,6 +149,93 @@ TEST_P(RedisTransportTest, AKilledServerIsUnavailableConnectionClosed) {
       tls() ? ConnectTlsRedis(options_) : ConnectHiredis(options_);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(again.status().message(), "Connection refused");
+}
+
+// A server that takes one connection, reads a command and answers as `answer` writes to the
+// socket: what no real Redis does, but a broken or hostile one (or a proxy) may.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<void(int fd)> answer) {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listener_, reinterpret_cast<const sockaddr*>(&address), sizeof address);
+    listen(listener_, 1);
+    socklen_t length = sizeof address;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      const int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      char command[256];
+      if (read(fd, command, sizeof command) > 0) answer(fd);
+      close(fd);
+    });
+  }
+  ~ScriptedServer() {
+    shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+RedisLimitStoreOptions ScriptedOptions(int port) {
+  RedisLimitStoreOptions options;
+  options.port = port;
+  options.command_timeout = absl::Milliseconds(300);
+  return options;
+}
+
+// hiredis bounds each read of the socket by the timeout, not the reply: a reply that trickles
+// in a byte at a time held the store's thread without bound (a review: one decision 5.1 s, the
+// next ones up to 16 s). Now the whole reply has the command timeout.
+TEST(HiredisTransportTest, AReplyTricklingInEndsAtTheCommandTimeout) {
+  ScriptedServer server([](int fd) {
+    for (const char byte : std::string("+PONG-PONG-PONG-PONG\r\n")) {
+      if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1) return;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  absl::StatusOr<std::unique_ptr<RedisTransport>> transport =
+      ConnectHiredis(ScriptedOptions(server.port()));
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  ASSERT_TRUE((*transport)->Append({"PING"}));
+  const SteadyClock::time_point start = SteadyClock::now();
+  absl::StatusOr<RedisReply> reply = (*transport)->ReadReply();
+  const absl::Duration took = absl::FromChrono(SteadyClock::now() - start);
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kDeadlineExceeded) << reply.status();
+  EXPECT_THAT(std::string(reply.status().message()), HasSubstr("command timeout"));
+  EXPECT_LE(took, absl::Milliseconds(300 + 150));  // The whole reply took 2.2 s.
+}
+
+// A reply is refused once it passes kMaxRedisReplyBytes, before it is whole (a 1 GB bulk reply
+// took the gateway to 1.96 GiB).
+TEST(HiredisTransportTest, AReplyPastTheBoundFailsBeforeItIsWhole) {
+  ScriptedServer server([](int fd) {
+    const std::string head = absl::StrCat("$", 1024 * 1024 * 1024, "\r\n");
+    if (send(fd, head.data(), head.size(), MSG_NOSIGNAL) <= 0) return;
+    const std::string chunk(1024 * 1024, 'x');
+    for (int i = 0; i < 1024; ++i) {
+      if (send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) <= 0) return;  // The client went.
+    }
+  });
+  RedisLimitStoreOptions options = ScriptedOptions(server.port());
+  options.command_timeout = absl::Seconds(20);
+  absl::StatusOr<std::unique_ptr<RedisTransport>> transport = ConnectHiredis(options);
+  ASSERT_TRUE(transport.ok()) << transport.status();
+  ASSERT_TRUE((*transport)->Append({"GET", "k"}));
+  absl::StatusOr<RedisReply> reply = (*transport)->ReadReply();
+  EXPECT_EQ(reply.status().code(), absl::StatusCode::kUnavailable) << reply.status();
+  EXPECT_THAT(std::string(reply.status().message()),
+              HasSubstr(absl::StrCat("over ", kMaxRedisReplyBytes, " bytes")));
+  transport->reset();  // The server's writes fail from here.
 }
 
 }  // namespace
