@@ -194,7 +194,10 @@ bool GrpcListeners::Admit(int fd, const sockaddr_storage& peer) {
 bool GrpcListeners::Cut(absl::string_view peer) {
   absl::MutexLock lock(&mu_);
   for (const auto& [cookie, connection] : open_) {
-    // Still that socket (gRPC may have closed it and the descriptor gone to another).
+    // Still that socket (gRPC may have closed it and the descriptor gone to another). gRPC could
+    // still close it between this check and the calls below, and the number be taken by a socket
+    // opened meanwhile: a window of a few system calls, in a cut that only an abusive client
+    // causes.
     if (connection.peer == peer && SocketCookie(connection.fd) == cookie) {
       // The socket is closed at once with a reset, dropping what the client sent and gRPC has
       // not read yet (a shutdown alone would not do: Linux still queues what the client sends

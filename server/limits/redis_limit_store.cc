@@ -234,6 +234,10 @@ class RedisLimitStore::Connection {
         endpoint_(absl::StrCat(options.host, ":", options.port)),
         next_attempt_(SteadyClock::now()) {}
 
+  // When the last connection attempt ended (its time is not a queue's: a decision that waited
+  // for it gets the attempt's outcome, not "waited for its turn").
+  SteadyClock::time_point attempt_ended() const { return attempt_ended_; }
+
   // When the thread must act without a request: the next connection attempt, or the next
   // health check of an idle connection.
   SteadyClock::time_point NextTimedWork() const {
@@ -261,6 +265,10 @@ class RedisLimitStore::Connection {
 
  private:
   void Connect() {
+    struct Ended {
+      SteadyClock::time_point& at;
+      ~Ended() { at = SteadyClock::now(); }
+    } ended{attempt_ended_};
     absl::StatusOr<std::unique_ptr<RedisTransport>> transport =
         options_.tls.enabled ? ConnectTlsRedis(options_) : ConnectHiredis(options_);
     if (!transport.ok()) {
@@ -457,6 +465,7 @@ class RedisLimitStore::Connection {
   std::string last_error_ = "not connected to redis yet";
   std::optional<bool> reported_;  // The health last logged.
   bool refusing_ = false;         // The last round trip's scripts were refused (ReadReplies).
+  SteadyClock::time_point attempt_ended_;
 };
 
 absl::StatusOr<RedisLimitStoreOptions> ParseRedisUrl(absl::string_view url,
@@ -633,7 +642,8 @@ void RedisLimitStore::Run() {
       while (!queue_.empty() && batch.size() < static_cast<size_t>(options_.max_pipeline)) {
         std::unique_ptr<Request> next = std::move(queue_.front());
         queue_.pop_front();
-        if (next->Awaited() && now - next->queued_at > stale_after) {
+        if (next->Awaited() &&
+            now - std::max(next->queued_at, connection.attempt_ended()) > stale_after) {
           stale.push_back(std::move(next));
         } else {
           batch.push_back(std::move(next));
