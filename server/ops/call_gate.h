@@ -28,8 +28,6 @@ namespace copilot::gateway {
 // Thread-safe.
 class CallGate {
  public:
-  // A call starts: false when the gate is closed (refuse the call), otherwise the call counts as
-  // in flight until Leave().
   // Before any call: a connection with more than `max` calls in flight is passed to `over`
   // (called outside the lock, on the thread of the call that crossed the bound). 0: no bound.
   void LimitPerConnection(int64_t max, std::function<void(const std::string& peer)> over) {
@@ -38,6 +36,9 @@ class CallGate {
     over_ = std::move(over);
   }
 
+  // A call starts (from the connection `peer`, as gRPC names it; empty: not counted by
+  // connection): false when the gate is closed (refuse the call), otherwise the call counts as in
+  // flight until Leave().
   bool Enter(absl::string_view peer = {}) {
     bool over = false;
     {
