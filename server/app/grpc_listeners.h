@@ -60,8 +60,9 @@ class GrpcListeners {
 
   // Connections accepted and not yet closed by gRPC (checks each one: O(open connections)).
   int connections();
-  // Ends the open connection gRPC names `peer` (ServerContext::peer(), e.g. "ipv4:10.0.0.7:41234")
-  // by shutting its socket down: gRPC cancels its calls and closes it; logged (once a minute).
+  // Ends the open connection gRPC names `peer` (ServerContext::peer(), e.g. "ipv4:10.0.0.7:41234"):
+  // its socket is reset and its descriptor pointed at a closed socket, so gRPC's next read ends
+  // the connection and cancels its calls; logged (once a minute).
   // False when no open connection has that peer. O(open connections).
   bool Cut(absl::string_view peer);
 

@@ -318,7 +318,7 @@ struct ServerConfig {
   // streams included).
   int max_concurrent_streams = 1000;
   // Calls of one client connection between their handler and gRPC's end of the call; a
-  // connection past it is cut (its socket shut down: gRPC cancels its calls). A well-behaved
+  // connection past it is cut (its socket reset: gRPC cancels its calls). A well-behaved
   // client never has more than max_concurrent_streams; one that opens and resets streams without
   // end (HTTP/2 "rapid reset") is not held back by that bound, and its calls piled up in gRPC
   // 1.51 by the tens of thousands. 0: twice max_concurrent_streams.

@@ -265,10 +265,6 @@ class RedisLimitStore::Connection {
 
  private:
   void Connect() {
-    struct Ended {
-      SteadyClock::time_point& at;
-      ~Ended() { at = SteadyClock::now(); }
-    } ended{attempt_ended_};
     absl::StatusOr<std::unique_ptr<RedisTransport>> transport =
         options_.tls.enabled ? ConnectTlsRedis(options_) : ConnectHiredis(options_);
     if (!transport.ok()) {
@@ -323,13 +319,15 @@ class RedisLimitStore::Connection {
     backoff_ = absl::ZeroDuration();
     last_round_trip_ = SteadyClock::now();
     refusing_ = false;
+    attempt_ended_ = last_round_trip_;
     SetHealthy(true, "");
   }
 
   void ConnectFailed(std::string reason) {
     backoff_ = backoff_ == absl::ZeroDuration() ? options_.initial_backoff
                                                 : std::min(backoff_ * 2, options_.max_backoff);
-    next_attempt_ = SteadyClock::now() + ToSteady(backoff_);
+    attempt_ended_ = SteadyClock::now();
+    next_attempt_ = attempt_ended_ + ToSteady(backoff_);
     last_error_ = std::move(reason);
     SetHealthy(false, last_error_);
   }
