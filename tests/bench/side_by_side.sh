@@ -17,10 +17,13 @@
 # CALLS_STREAM of each (default 300), the emulator pacing its chunks STREAM_DELAY_MS apart,
 # default 1; and gRPC alone, grpc_floor_server's StreamComplete writing its first chunk at once,
 # to split the gateway's first chunk into the upstream's time, gRPC's and its own). Last, gRPC
-# alone (tests/bench/gateway/grpc_floor_server: Complete answered with a fixed message of about the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and
-# c=64, three ways: the callback API finishing inline, the callback API finishing from a thread
-# of its own (the gateway's shape), and the completion-queue API: what of the gateway's CPU per
-# call is gRPC's own.
+# alone (tests/bench/gateway/grpc_floor_server: Complete answered with a fixed message of about
+# the gateway's answer's size, no upstream, no tenant, no JSON) at c=1 and c=64, three ways: the
+# callback API finishing inline, the callback API finishing from a thread of its own (the
+# gateway's shape), and the completion-queue API: what of the gateway's CPU per call is gRPC's
+# own; and a fourth, callback-curl, whose thread is a libcurl upstream loop as the gateway's
+# sending nginx's REST call: gRPC and libcurl with nothing of the gateway's between them, the
+# floor under the issue's goals with this stack.
 #
 #   tests/bench/side_by_side.sh                 # 3,000 calls at c=1, 20,000 at c=64 per path
 #   CALLS_C1=500 CALLS_C64=2000 CALLS_STREAM=100 tests/bench/side_by_side.sh   # a quick run
@@ -297,9 +300,14 @@ stream_warmup=$((calls_stream < 50 ? calls_stream : 50))
 stop_floor stream streams "$((stream_warmup + calls_stream))"
 
 echo "== gRPC alone (grpc_floor_server), c=1 and c=64"
-floor_modes=(callback callback-hop cq)
+floor_modes=(callback callback-hop cq callback-curl)
 for mode in "${floor_modes[@]}"; do
-  start_floor "$mode" --mode "$mode"
+  floor_args=(--mode "$mode")
+  # gRPC and libcurl with nothing of the gateway's between them: the same REST call as nginx's.
+  [ "$mode" = callback-curl ] &&
+    floor_args+=(--upstream "http://$upstream/agents/v1/chat/completions"
+                 --upstream-body "$work/chat.json" --api-key bench-upstream-key)
+  start_floor "$mode" "${floor_args[@]}"
   run "floor-$mode" 64 "$warmup_c64" >/dev/null
   result[floor-$mode-1]="$(run "floor-$mode" 1 "$calls_c1")"
   result[floor-$mode-64]="$(run "floor-$mode" 64 "$calls_c64")"
@@ -382,4 +390,17 @@ done
 read -r _ _ _ hop_cpu <<<"${result[floor-callback-hop-64]}"
 awk -v g="$g_cpu" -v f="$hop_cpu" -v n="$calls_c64" 'BEGIN {
   printf "gateway CPU per call at c=64: %.0f us, of which gRPC alone in the gateway'"'"'s shape (callback-hop) %.0f us; the gateway'"'"'s own path %.0f us\n", g * 1e6 / n, f * 1e6 / n, (g - f) * 1e6 / n
+}'
+# The floor under the goals: gRPC and libcurl alone (callback-curl), next to the gateway and nginx.
+read -r _ c1_p50 _ c1_cpu <<<"${result[floor-callback-curl-1]}"
+read -r _ _ _ g1_cpu <<<"${result[gateway-1]}"
+read -r c64_rps _ _ c64_cpu <<<"${result[floor-callback-curl-64]}"
+read -r _ d1_p50 _ <<<"${result[direct-1]}"
+read -r _ g1_p50 _ <<<"${result[gateway-1]}"
+read -r _ n1_p50 _ <<<"${result[nginx-1]}"
+awk -v g="$g_cpu" -v f="$c64_cpu" -v n="$calls_c64" -v fr="$c64_rps" -v nr="$n_rps" -v gr="$g_rps" \
+  -v f1="$c1_p50" -v g1="$g1_p50" -v n1="$n1_p50" -v d1="$d1_p50" -v fc1="$c1_cpu" \
+  -v gc1="$g1_cpu" -v m="$calls_c1" 'BEGIN {
+  printf "gRPC and libcurl alone (callback-curl: the same REST call as nginx'"'"'s, nothing of the gateway'"'"'s between): CPU per call at c=64 %.0f us (gateway %.0f), at c=1 %.0f us (gateway %.0f); throughput at c=64 %.2fx nginx'"'"'s (gateway %.2fx); p50 added at c=1 %.3f ms (gateway %.3f, nginx %.3f)\n",
+    f * 1e6 / n, g * 1e6 / n, fc1 * 1e6 / m, gc1 * 1e6 / m, fr / nr, gr / nr, f1 - d1, g1 - d1, n1 - d1
 }'
