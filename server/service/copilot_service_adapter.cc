@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "server/common/errors.h"
 #include "server/common/grpc_status.h"
+#include "server/service/inline_reactions.h"
 #include "server/service/request_parser.h"
 #include "server/service/stream_call_reactor.h"
 #include "server/service/unary_call_reactor.h"
@@ -73,6 +74,7 @@ class FinishedCall final : public Reactor {
     observer_->Done();
     delete this;
   }
+  bool InternalInlineable() override { return kInlineReactions; }
 
  private:
   const std::shared_ptr<CallObserver> observer_;

@@ -19,6 +19,7 @@
 #include "server/common/errors.h"
 #include "server/common/grpc_status.h"
 #include "server/ops/call_observer.h"
+#include "server/service/inline_reactions.h"
 #include "server/service/request_parser.h"
 
 namespace copilot::gateway {
@@ -99,6 +100,10 @@ class StreamCallReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer
     observer_->Done();
     delete this;
   }
+
+  // gRPC may run OnDone and OnCancel on the thread that completes the call (see
+  // kInlineReactions); OnWriteDone always goes to its executor thread.
+  bool InternalInlineable() override { return kInlineReactions; }
 
  private:
   // What to do once the mutex is released.

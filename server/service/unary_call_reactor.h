@@ -17,6 +17,7 @@
 #include "server/common/grpc_status.h"
 #include "server/core/copilot_core.h"
 #include "server/ops/call_observer.h"
+#include "server/service/inline_reactions.h"
 #include "server/service/request_parser.h"
 
 namespace copilot::gateway {
@@ -82,6 +83,10 @@ class UnaryCallReactor final : public grpc::ServerUnaryReactor {
     state_->observer->Done();
     delete this;
   }
+
+  // gRPC may run OnDone and OnCancel on the thread that completes the call (see
+  // kInlineReactions) instead of handing them to its executor thread.
+  bool InternalInlineable() override { return kInlineReactions; }
 
  private:
   struct State {
