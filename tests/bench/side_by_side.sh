@@ -74,6 +74,9 @@ cpu_seconds() {
   done
   awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }'
 }
+context_switches() {  # pids: the voluntary and involuntary context switches of all their threads
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
 loop_comms() {  # perf.data: the upstream loops' thread names in it, comma-separated
   perf report -i "$1" --stdio --no-children --sort comm -g none 2>/dev/null |
     grep -o 'curl-loop-[0-9]*' | sort -u | paste -sd, -
@@ -143,9 +146,10 @@ printf '{"assistant_id":"%s","messages":[{"role":"user","content":"%s"}]}' \
   "$hr_assistant" "$question" >"$work/chat.json"
 write_complete_request "$work" "$hr_assistant" "$question"
 
-# run NAME CONCURRENCY CALLS: one h2load run; prints "req/s p50_ms p99_ms cpu_s" of the path.
+# run NAME CONCURRENCY CALLS: one h2load run; prints "req/s p50_ms p99_ms cpu_s switches" of the
+# path (switches: the hop's context switches during the run, its own threads').
 run() {
-  local name=$1 c=$2 n=$3 log="$work/$1-c$2.log" cpu_before cpu_after
+  local name=$1 c=$2 n=$3 log="$work/$1-c$2.log" cpu_before cpu_after switches_before=0 switches_after=0 pid
   local -a args=(-n "$n" -c "$c" -m 1 -t 1 --log-file="$log")
   case "$name" in
     direct) args+=(--h1 -H "api-key: bench-upstream-key" -H "content-type: application/json"
@@ -165,6 +169,7 @@ run() {
   esac
   cpu_before=0
   [ "${#hop[@]}" -gt 0 ] && cpu_before="$(cpu_seconds "${hop[@]}")"
+  for pid in "${hop[@]}"; do switches_before=$((switches_before + $(context_switches "$pid"))); done
   local perf_pid=""
   if [ -n "${PROFILE_OUT:-}" ] && [ "$name" = gateway ] && [ "$c" = 64 ] && [ "$n" = "$calls_c64" ]; then
     perf record -q -g -F 999 -p "$gateway_pid" -o "$work/perf.data" 2>/dev/null &
@@ -189,6 +194,7 @@ run() {
   fi
   cpu_after=0
   [ "${#hop[@]}" -gt 0 ] && cpu_after="$(cpu_seconds "${hop[@]}")"
+  for pid in "${hop[@]}"; do switches_after=$((switches_after + $(context_switches "$pid"))); done
   local succeeded rps
   succeeded="$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$work/$name-c$c.out")"
   rps="$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$work/$name-c$c.out")"
@@ -198,11 +204,12 @@ run() {
     return 1
   fi
   awk -F'\t' '$2 == 200 { print $3 }' "$log" | sort -n |
-    awk -v rps="$rps" -v cpu="$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN { print b - a }')" '
+    awk -v rps="$rps" -v cpu="$(awk -v a="$cpu_before" -v b="$cpu_after" 'BEGIN { print b - a }')" \
+      -v switches="$((switches_after - switches_before))" '
       { d[NR] = $1 }
       END {
         i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
-        printf "%s %.3f %.3f %s\n", rps, d[i50] / 1000, d[i99] / 1000, cpu
+        printf "%s %.3f %.3f %s %s\n", rps, d[i50] / 1000, d[i99] / 1000, cpu, switches
       }'
 }
 
@@ -316,27 +323,29 @@ done
 
 echo
 echo "side by side at $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, every call checked:"
-printf '| %-8s | %3s | %9s | %8s | %8s | %12s | %12s | %12s |\n' path c 'req/s' 'p50 ms' 'p99 ms' \
-  'p50 added' 'p99 added' 'CPU/call us'
-printf '|%s|\n' '----------|-----|-----------|----------|----------|--------------|--------------|--------------'
+printf '| %-8s | %3s | %9s | %8s | %8s | %12s | %12s | %12s | %15s |\n' path c 'req/s' 'p50 ms' \
+  'p99 ms' 'p50 added' 'p99 added' 'CPU/call us' 'switches/call'
+printf '|%s|\n' '----------|-----|-----------|----------|----------|--------------|--------------|--------------|-----------------'
 for c in 1 64; do
   n=$([ "$c" = 1 ] && echo "$calls_c1" || echo "$calls_c64")
   read -r d_rps d_p50 d_p99 _ <<<"${result[direct-$c]}"
   for path in direct nginx gateway; do
-    read -r rps p50 p99 cpu <<<"${result[$path-$c]}"
+    read -r rps p50 p99 cpu switches <<<"${result[$path-$c]}"
     awk -v path="$path" -v c="$c" -v n="$n" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v cpu="$cpu" \
+      -v switches="$switches" \
       -v dp50="$d_p50" -v dp99="$d_p99" 'BEGIN {
         added50 = path == "direct" ? "-" : sprintf("%.3f", p50 - dp50)
         added99 = path == "direct" ? "-" : sprintf("%.3f", p99 - dp99)
         percall = path == "direct" ? "-" : sprintf("%.0f", cpu * 1e6 / n)
-        printf "| %-8s | %3s | %9.0f | %8.3f | %8.3f | %12s | %12s | %12s |\n", path, c, rps, p50, p99, added50, added99, percall
+        switched = path == "direct" ? "-" : sprintf("%.2f", switches / n)
+        printf "| %-8s | %3s | %9.0f | %8.3f | %8.3f | %12s | %12s | %12s | %15s |\n", path, c, rps, p50, p99, added50, added99, percall, switched
       }'
   done
 done
 read -r n_rps _ <<<"${result[nginx-64]}"
 read -r g_rps _ <<<"${result[gateway-64]}"
-read -r _ _ _ n_cpu <<<"${result[nginx-64]}"
-read -r _ _ _ g_cpu <<<"${result[gateway-64]}"
+read -r _ _ _ n_cpu _ <<<"${result[nginx-64]}"
+read -r _ _ _ g_cpu _ <<<"${result[gateway-64]}"
 awk -v g="$g_rps" -v n="$n_rps" -v gc="$g_cpu" -v nc="$n_cpu" 'BEGIN {
   printf "gateway / nginx at c=64: throughput %.2fx, CPU per call %.1fx\n", g / n, gc / nc
 }'
@@ -378,23 +387,25 @@ data_per_call() {  # h2load output, calls: the response bytes (DATA frames) per 
   sed -n 's/^traffic: .*, [0-9.]*[KMG]*B (\([0-9]*\)) data.*/\1/p' "$1" | awk -v n="$2" '{ printf "%.0f", $1 / n }'
 }
 echo "gRPC alone (grpc_floor_server, no upstream; the gateway's answer $(data_per_call "$work/gateway-c64.out" "$calls_c64") bytes a call on the wire, the floor's $(data_per_call "$work/floor-callback-c64.out" "$calls_c64")):"
-printf '| %-22s | %9s | %9s | %12s | %12s |\n' server 'c=1 req/s' 'c=64 req/s' 'c=1 CPU us' 'c=64 CPU us'
-printf '|%s|\n' '------------------------|-----------|------------|--------------|--------------'
+printf '| %-22s | %9s | %9s | %12s | %12s | %13s | %14s |\n' server 'c=1 req/s' 'c=64 req/s' \
+  'c=1 CPU us' 'c=64 CPU us' 'c=1 switches' 'c=64 switches'
+printf '|%s|\n' '------------------------|-----------|------------|--------------|--------------|---------------|----------------'
 for mode in "${floor_modes[@]}"; do
-  read -r rps1 _ _ cpu1 <<<"${result[floor-$mode-1]}"
-  read -r rps64 _ _ cpu64 <<<"${result[floor-$mode-64]}"
-  awk -v m="$mode" -v r1="$rps1" -v r64="$rps64" -v c1="$cpu1" -v c64="$cpu64" -v n1="$calls_c1" -v n64="$calls_c64" 'BEGIN {
-    printf "| %-22s | %9.0f | %10.0f | %12.0f | %12.0f |\n", m, r1, r64, c1 * 1e6 / n1, c64 * 1e6 / n64
+  read -r rps1 _ _ cpu1 switches1 <<<"${result[floor-$mode-1]}"
+  read -r rps64 _ _ cpu64 switches64 <<<"${result[floor-$mode-64]}"
+  awk -v m="$mode" -v r1="$rps1" -v r64="$rps64" -v c1="$cpu1" -v c64="$cpu64" -v n1="$calls_c1" -v n64="$calls_c64" \
+    -v s1="$switches1" -v s64="$switches64" 'BEGIN {
+    printf "| %-22s | %9.0f | %10.0f | %12.0f | %12.0f | %13.2f | %14.2f |\n", m, r1, r64, c1 * 1e6 / n1, c64 * 1e6 / n64, s1 / n1, s64 / n64
   }'
 done
-read -r _ _ _ hop_cpu <<<"${result[floor-callback-hop-64]}"
+read -r _ _ _ hop_cpu _ <<<"${result[floor-callback-hop-64]}"
 awk -v g="$g_cpu" -v f="$hop_cpu" -v n="$calls_c64" 'BEGIN {
   printf "gateway CPU per call at c=64: %.0f us, of which gRPC alone in the gateway'"'"'s shape (callback-hop) %.0f us; the gateway'"'"'s own path %.0f us\n", g * 1e6 / n, f * 1e6 / n, (g - f) * 1e6 / n
 }'
 # The floor under the goals: gRPC and libcurl alone (callback-curl), next to the gateway and nginx.
-read -r _ c1_p50 _ c1_cpu <<<"${result[floor-callback-curl-1]}"
-read -r _ _ _ g1_cpu <<<"${result[gateway-1]}"
-read -r c64_rps _ _ c64_cpu <<<"${result[floor-callback-curl-64]}"
+read -r _ c1_p50 _ c1_cpu _ <<<"${result[floor-callback-curl-1]}"
+read -r _ _ _ g1_cpu _ <<<"${result[gateway-1]}"
+read -r c64_rps _ _ c64_cpu _ <<<"${result[floor-callback-curl-64]}"
 read -r _ d1_p50 _ <<<"${result[direct-1]}"
 read -r _ g1_p50 _ <<<"${result[gateway-1]}"
 read -r _ n1_p50 _ <<<"${result[nginx-1]}"
