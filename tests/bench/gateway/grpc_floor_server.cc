@@ -295,6 +295,7 @@ class CurlLoop {
 
   void Run() {
     int running = 0;
+    bool stopping = false;  // Ends once the calls in flight have ended.
     std::vector<epoll_event> events(64);
     for (;;) {
       int wait_ms = -1;
@@ -310,14 +311,12 @@ class CurlLoop {
           uint64_t count = 0;
           if (read(wake_, &count, sizeof(count)) < 0 && errno != EAGAIN) continue;
           std::deque<Call> batch;
-          bool stop = false;
           {
             std::lock_guard<std::mutex> lock(mu_);
             batch.swap(pending_);
-            stop = stop_;
+            stopping = stop_;
           }
           for (Call& call : batch) Start(std::move(call));
-          if (stop && in_flight_ == 0) return;
           continue;
         }
         const uint32_t got = events[static_cast<size_t>(i)].events;
@@ -331,6 +330,7 @@ class CurlLoop {
         curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
       }
       Drain();
+      if (stopping && in_flight_ == 0) return;
     }
   }
 
