@@ -300,7 +300,8 @@ absl::Status GatewayServer::BuildUpstream(const GatewayConfig& config,
     transport_ = *std::move(transport);
   }
   transport_ = std::make_shared<InstrumentedTransport>(std::move(transport_), *metrics_, *clock_);
-  transport_ = WithResilience(config.upstream, std::move(transport_), *clock_, *metrics_);
+  transport_ = WithResilience(config.upstream, std::move(transport_), *clock_, *metrics_,
+                              &upstream_refusing_);
   response_memory_ = std::make_unique<ResponseMemory>(config.upstream.max_buffered_bytes);
   decode_pool_ = std::make_unique<DecodePool>(config.upstream.decode_threads > 0
                                                   ? config.upstream.decode_threads
@@ -368,8 +369,8 @@ absl::Status GatewayServer::BuildLimits(const GatewayConfig& config,
       std::make_unique<AdmissionController>(*limit_store_, *clock_, BudgetOf(config),
                                             metrics_.get(), fallback_store_.get(), fallback_share_);
   usage_api_ = std::make_unique<UsageHaufeApi>(*api_, *clock_, std::move(usage_events));
-  admitted_api_ = std::make_unique<AdmittedHaufeApi>(*usage_api_, *admission_,
-                                                     config.upstream_budget.max_retry_after);
+  admitted_api_ = std::make_unique<AdmittedHaufeApi>(
+      *usage_api_, *admission_, config.upstream_budget.max_retry_after, upstream_refusing_);
   waiter_admission_ = std::make_unique<TenantWaiterAdmission>(*admission_);
   quota_ledger_ = std::make_unique<QuotaLedger>(*limit_store_, *clock_, zone, metrics_.get(),
                                                 fallback_store_.get(), fallback_share_);

@@ -156,6 +156,7 @@ class GatewayServer {
   // Bounds the upstream response bytes held over all calls; outlives api_.
   std::unique_ptr<ResponseMemory> response_memory_;
   std::shared_ptr<HttpTransport> transport_;
+  std::function<bool()> upstream_refusing_;  // The circuit breaker would refuse a call now.
   std::shared_ptr<HaufeApi> api_;
   // Limits: destroyed before the API they admit calls to (the core calls them through
   // admitted_api_), after the server.
@@ -201,10 +202,12 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
     std::function<void()> on_read_yield = {}, std::function<void(int)> on_connections_changed = {});
 // `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out
 // when disabled): every attempt passes the breaker, and a request refused by an open circuit is
-// not retried.
+// not retried. `refusing` (may be null) is set to whether the breaker would refuse a request now
+// (always false without a breaker), for admission to spend no upstream budget on such calls.
 std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
                                               std::shared_ptr<HttpTransport> transport,
-                                              const Clock& clock, ResilienceEvents& events);
+                                              const Clock& clock, ResilienceEvents& events,
+                                              std::function<bool()>* refusing = nullptr);
 
 // The tenants of `config` with their secrets, plus default_tenant for identity: none.
 std::shared_ptr<const TenantDirectory> BuildTenantDirectory(const GatewayConfig& config,

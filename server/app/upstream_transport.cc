@@ -64,10 +64,14 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
 
 std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
                                               std::shared_ptr<HttpTransport> transport,
-                                              const Clock& clock, ResilienceEvents& events) {
+                                              const Clock& clock, ResilienceEvents& events,
+                                              std::function<bool()>* refusing) {
+  if (refusing != nullptr) *refusing = [] { return false; };
   if (upstream.circuit_breaker.enabled) {
-    transport = std::make_shared<CircuitBreakerTransport>(std::move(transport), clock,
-                                                          upstream.circuit_breaker, events);
+    auto breaker = std::make_shared<CircuitBreakerTransport>(std::move(transport), clock,
+                                                             upstream.circuit_breaker, events);
+    if (refusing != nullptr) *refusing = [breaker] { return breaker->Refusing(); };
+    transport = std::move(breaker);
   }
   if (upstream.retry.max_attempts > 1) {
     transport =

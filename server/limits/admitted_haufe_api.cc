@@ -130,13 +130,27 @@ void AdmittedHaufeApi::ObserveStatus(CallClass klass, const std::string& upstrea
   admission_.HoldBudget(klass, std::min(hold, max_retry_after_), upstream_key);
 }
 
+std::shared_ptr<AdmissionTicket> AdmittedHaufeApi::AdmitOrPass(const UpstreamCallOptions& options,
+                                                               CallClass klass,
+                                                               const std::string& upstream_key,
+                                                               AdmitCallback done) {
+  if (upstream_refusing_ && upstream_refusing_()) {
+    // Refused below without being sent (upstream_circuit_open): the tenant's limits apply as to
+    // any call, the upstream budget is left for the calls that will reach the upstream.
+    return admission_.AdmitTenantOnly(options.tenant_id, options.limits, klass, options.deadline,
+                                      std::move(done));
+  }
+  return admission_.Admit(options.tenant_id, options.limits, klass, options.deadline,
+                          std::move(done), upstream_key);
+}
+
 template <typename Callback, typename Start>
 std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Admit(const UpstreamCallOptions& options,
                                                       CallClass klass, Callback done, Start start) {
   auto call = std::make_shared<AdmittedCall>();
   std::string key = KeyIdOf(options.api_key);
-  std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
-      options.tenant_id, options.limits, klass, options.deadline,
+  std::shared_ptr<AdmissionTicket> ticket = AdmitOrPass(
+      options, klass, key,
       [this, call, klass, key, done = std::move(done),
        start = std::move(start)](absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
         if (!permit.ok()) return std::move(done)(permit.status());
@@ -152,8 +166,7 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::Admit(const UpstreamCallOptions&
           std::move(done)(std::move(result));
         };
         call->SetInner(start(std::move(release)));
-      },
-      key);
+      });
   call->SetTicket(ticket);
   return call;
 }
@@ -164,15 +177,14 @@ std::shared_ptr<UpstreamCall> AdmittedHaufeApi::AdmitStream(const UpstreamCallOp
                                                             Start start) {
   auto call = std::make_shared<AdmittedCall>();
   std::string key = KeyIdOf(options.api_key);
-  std::shared_ptr<AdmissionTicket> ticket = admission_.Admit(
-      options.tenant_id, options.limits, CallClass::kAnswer, options.deadline,
+  std::shared_ptr<AdmissionTicket> ticket = AdmitOrPass(
+      options, CallClass::kAnswer, key,
       [this, call, key, sink = std::move(sink),
        start = std::move(start)](absl::StatusOr<std::unique_ptr<Permit>> permit) mutable {
         if (!permit.ok()) return sink->OnDone(permit.status());
         call->SetInner(start(std::make_shared<HoldingSink>(
             *this, CallClass::kAnswer, std::move(key), std::move(sink), *std::move(permit))));
-      },
-      key);
+      });
   call->SetTicket(ticket);
   return call;
 }

@@ -6,6 +6,7 @@
 #define COPILOT_GATEWAY_SERVER_LIMITS_ADMITTED_HAUFE_API_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,9 +26,19 @@ std::string UpstreamKeyId(absl::string_view api_key);
 class AdmittedHaufeApi final : public HaufeApi {
  public:
   // An upstream 429 holds (and tells callers to wait) at most `max_retry_after`.
+  // `upstream_refusing` (may be empty): whether the path to the upstream refuses calls now
+  // without sending them (the circuit breaker is open). Such a call is admitted against its
+  // tenant's own limits only, never the upstream budget, and goes on to be refused below:
+  // calls refused by an open circuit must not spend the budget the upstream's recovery needs
+  // (otherwise a long outage left the budget spent, and the first calls after the upstream came
+  // back were refused by it for up to a window).
   AdmittedHaufeApi(HaufeApi& inner, AdmissionController& admission,
-                   absl::Duration max_retry_after = absl::Seconds(60))
-      : inner_(inner), admission_(admission), max_retry_after_(max_retry_after) {}
+                   absl::Duration max_retry_after = absl::Seconds(60),
+                   std::function<bool()> upstream_refusing = {})
+      : inner_(inner),
+        admission_(admission),
+        max_retry_after_(max_retry_after),
+        upstream_refusing_(std::move(upstream_refusing)) {}
 
   std::shared_ptr<UpstreamCall> ListAssistants(
       const UpstreamCallOptions& options,
@@ -76,6 +87,10 @@ class AdmittedHaufeApi final : public HaufeApi {
   template <typename Start>
   std::shared_ptr<UpstreamCall> AdmitStream(const UpstreamCallOptions& options,
                                             std::shared_ptr<ChunkSink> sink, Start start);
+  // The admission of a call of `klass`: against the tenant's limits and the upstream budget, or
+  // the tenant's limits alone while the upstream path refuses calls (upstream_refusing_).
+  std::shared_ptr<AdmissionTicket> AdmitOrPass(const UpstreamCallOptions& options, CallClass klass,
+                                               const std::string& upstream_key, AdmitCallback done);
   // On a 429 (RESOURCE_EXHAUSTED from the upstream with its RetryInfo): hold the budget of the
   // key the call used, and cap the RetryInfo the caller gets at max_retry_after_.
   void ObserveStatus(CallClass klass, const std::string& upstream_key, absl::Status& status);
@@ -89,6 +104,7 @@ class AdmittedHaufeApi final : public HaufeApi {
   HaufeApi& inner_;
   AdmissionController& admission_;
   const absl::Duration max_retry_after_;
+  const std::function<bool()> upstream_refusing_;
   absl::Mutex key_ids_mu_;
   absl::flat_hash_map<std::string, std::string> key_ids_ ABSL_GUARDED_BY(key_ids_mu_);
 };

@@ -75,6 +75,19 @@ CircuitBreaker::Ticket CircuitBreaker::Admit() {
   return ticket;
 }
 
+bool CircuitBreaker::Refusing() const {
+  absl::MutexLock lock(&mu_);
+  switch (state_) {
+    case CircuitState::kOpen:
+      return clock_.Monotonic() < open_until_;
+    case CircuitState::kHalfOpen:
+      return probes_out_ + probe_successes_ >= policy_.half_open_probes;
+    case CircuitState::kClosed:
+      return false;
+  }
+  return false;
+}
+
 void CircuitBreaker::Report(const Ticket& ticket, Outcome outcome) {
   absl::MutexLock lock(&mu_);
   if (!ticket.admitted || ticket.generation != generation_) return;  // Before a transition.

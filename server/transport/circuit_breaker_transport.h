@@ -57,6 +57,9 @@ class CircuitBreaker {
   Ticket Admit();
   void Report(const Ticket& ticket, Outcome outcome);
   CircuitState state() const;
+  // Whether Admit would refuse a call now (open within its cooldown, or half-open with every
+  // probe out), changing nothing: no transition, no probe taken.
+  bool Refusing() const;
 
  private:
   void TransitionLocked(CircuitState to) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -92,6 +95,8 @@ class CircuitBreakerTransport final : public HttpTransport {
   }
 
   CircuitState state() const { return breaker_->state(); }
+  // Whether a request started now would be refused (CircuitBreaker::Refusing).
+  bool Refusing() const { return breaker_->Refusing(); }
 
  private:
   class ObservingHandler;

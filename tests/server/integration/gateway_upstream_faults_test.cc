@@ -20,7 +20,8 @@ class GatewayUpstreamFaultsTest : public ::testing::Test {
  protected:
   // The emulator and a gateway in front of it with `upstream` settings (retries back off 10 ms
   // at first, so the suite runs quickly).
-  void Start(std::map<std::string, std::string> upstream = {}, std::string upstream_url = "") {
+  void Start(std::map<std::string, std::string> upstream = {}, std::string upstream_url = "",
+             std::string budget_yaml = "") {
     auto emulator = emulator::testing::EmulatorProcess::Start({.args = {"--stream-delay-ms", "2"}});
     ASSERT_TRUE(emulator.ok()) << emulator.status();
     emulator_ = *std::move(emulator);
@@ -29,6 +30,10 @@ class GatewayUpstreamFaultsTest : public ::testing::Test {
         upstream_url.empty() ? emulator_->base_url() + "/agents" : std::move(upstream_url);
     options.upstream = std::move(upstream);
     options.upstream.emplace("retry", "{initial_backoff: 10ms, max_backoff: 100ms}");
+    if (!budget_yaml.empty()) {
+      options.unlimited_budget = false;
+      options.extra_yaml = std::move(budget_yaml);
+    }
     auto gateway = GatewayProcess::Start(options);
     ASSERT_TRUE(gateway.ok()) << gateway.status();
     gateway_ = *std::move(gateway);
@@ -130,6 +135,38 @@ TEST_F(GatewayUpstreamFaultsTest, The503sOfAFailingUpstreamOpenTheCircuitAndAPro
   EXPECT_EQ(Metric("copilot_gateway_upstream_circuit_state"), "0");
   EXPECT_EQ(Metric("copilot_gateway_upstream_circuit_transitions_total{to=\"closed\"}"), "1");
   EXPECT_TRUE(CreateThread("after").ok());
+}
+
+// Calls an open circuit refuses never reach the upstream, so they spend none of the upstream
+// budget: when the upstream is back, the probe and the calls after it find the budget there.
+// (Before, each refused call spent the budget first: a long outage left it spent, and the first
+// calls after the upstream came back were refused by it for up to a minute.)
+TEST_F(GatewayUpstreamFaultsTest, CallsAnOpenCircuitRefusesSpendNoUpstreamBudget) {
+  Start({{"circuit_breaker", "{consecutive_failures: 1, cooldown: 1s, half_open_probes: 1}"},
+         {"retry", "{max_attempts: 1}"}},
+        "",
+        "upstream_budget:\n  answer_per_second: 0\n  answer_per_minute: 0\n"
+        "  other_per_second: 0\n  other_per_minute: 3\n  max_wait: 0s\n");
+  std::string thread_id;
+  ASSERT_TRUE(CreateThread("kept", &thread_id).ok());  // 1 of the minute's 3.
+  AddFault({{"endpoint", "*"}, {"type", "status"}, {"status", 503}});
+  grpc::Status failed = GetThread(thread_id);  // 2 of 3; opens the circuit.
+  EXPECT_EQ(HttpStatusOf(failed), "503");
+  for (int i = 0; i < 10; ++i) {
+    grpc::Status refused = GetThread(thread_id);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE) << i;
+    EXPECT_EQ(Reason(refused), "upstream_circuit_open") << i << ": " << refused.error_message();
+  }
+  EXPECT_EQ(Attempts("get_thread"), 1);
+  ASSERT_TRUE(emulator_->ClearFaults().ok());
+  absl::SleepFor(absl::Milliseconds(1100));
+  grpc::Status probe = GetThread(thread_id);  // 3 of 3.
+  EXPECT_TRUE(probe.ok()) << probe.error_message();
+  EXPECT_EQ(Metric("copilot_gateway_upstream_circuit_state"), "0");
+  // The budget is real: the minute's fourth call is refused by it.
+  grpc::Status over = GetThread(thread_id);
+  EXPECT_EQ(over.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Reason(over), "upstream_budget_exceeded");
 }
 
 TEST_F(GatewayUpstreamFaultsTest, AResetBeforeTheAnswerIsRetriedForAReadButNotForAPost) {

@@ -123,6 +123,55 @@ TEST_F(AdmittedHaufeApiTest, ARefusedAdmissionNeverReachesTheUpstream) {
   EXPECT_EQ(upstream_.call_count(), 2);
 }
 
+// An open circuit refuses calls below without sending them: they must not spend the upstream
+// budget, or the first calls after the upstream came back would find it spent.
+TEST_F(AdmittedHaufeApiTest, CallsTheUpstreamPathRefusesSpendNoUpstreamBudget) {
+  BudgetConfig budget;
+  budget.answer = {{1, absl::Seconds(60)}};  // One answer a minute.
+  budget.other = {};
+  budget.max_wait = absl::ZeroDuration();
+  AdmissionController admission(store_, clock_, budget);
+  bool refusing = true;
+  AdmittedHaufeApi api(upstream_, admission, absl::Seconds(30), [&refusing] { return refusing; });
+  limits_.answer_rate = {.per_second = 100, .burst = 100};
+  // While refusing: every call passes to the upstream path (which refuses it: circuit open).
+  for (int i = 0; i < 5; ++i) {
+    Result<v1::Message> result;
+    api.Run(Options(), {.thread_id = "t1", .tools = {}}, result.Callback());
+    ASSERT_EQ(upstream_.call_count(), i + 1);
+    Call(i)->Fail(
+        MakeError(absl::StatusCode::kUnavailable, "circuit open", "upstream_circuit_open"));
+    ASSERT_TRUE(result.value.has_value());
+    EXPECT_THAT(*result.value, StatusIs(absl::StatusCode::kUnavailable, "upstream_circuit_open"));
+  }
+  // The upstream is back: the budget's one answer of this minute is still there, then spent.
+  refusing = false;
+  Result<v1::Message> first, second;
+  api.Run(Options(), {.thread_id = "t1", .tools = {}}, first.Callback());
+  ASSERT_EQ(upstream_.call_count(), 6);
+  EXPECT_FALSE(first.value.has_value());
+  api.Run(Options(), {.thread_id = "t1", .tools = {}}, second.Callback());
+  EXPECT_EQ(upstream_.call_count(), 6);
+  ASSERT_TRUE(second.value.has_value());
+  EXPECT_THAT(*second.value,
+              StatusIs(absl::StatusCode::kResourceExhausted, "upstream_budget_exceeded"));
+  // The tenant's own limits still count the refused calls: its answer slot is held while one runs.
+  limits_.max_concurrent_answers = 1;
+  refusing = true;
+  Result<v1::Message> held, over;
+  api.Run(Options(), {.thread_id = "t1", .tools = {}}, held.Callback());
+  api.Run(Options(), {.thread_id = "t1", .tools = {}}, over.Callback());
+  ASSERT_EQ(upstream_.call_count(), 7);
+  ASSERT_TRUE(over.value.has_value());
+  EXPECT_THAT(*over.value,
+              StatusIs(absl::StatusCode::kResourceExhausted, "tenant_concurrency_exceeded"));
+  // The calls in flight end before `admission`, whose permits they hold.
+  Call(5)->FinishMessage(v1::Message());
+  Call(6)->Fail(MakeError(absl::StatusCode::kUnavailable, "circuit open", "upstream_circuit_open"));
+  EXPECT_TRUE(first.value.has_value());
+  EXPECT_TRUE(held.value.has_value());
+}
+
 TEST_F(AdmittedHaufeApiTest, ThePermitIsHeldUntilTheUpstreamCallCompletes) {
   limits_.max_concurrent_answers = 1;
   Result<v1::Message> first, second, third;

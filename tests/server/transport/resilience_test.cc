@@ -436,6 +436,13 @@ class CircuitBreakerTest : public ::testing::Test {
   absl::Status Unreachable() {
     return Failure(absl::StatusCode::kUnavailable, "upstream_unreachable", false);
   }
+  static CircuitBreakerPolicy OneFailureOpensFor10s(int probes) {
+    CircuitBreakerPolicy policy;
+    policy.consecutive_failures = 1;
+    policy.half_open_probes = probes;
+    policy.cooldown = absl::Seconds(10);
+    return policy;
+  }
   static CircuitBreakerPolicy TwoFailuresOneProbe() {
     CircuitBreakerPolicy policy;
     policy.consecutive_failures = 2;
@@ -541,11 +548,7 @@ TEST_F(CircuitBreakerTest, AnUpstreamAnsweringWithoutHttpOpensItButABadBodyDoesN
 }
 
 TEST_F(CircuitBreakerTest, HalfOpenLetsProbesThroughAndClosesOnTheirSuccess) {
-  CircuitBreakerPolicy policy;
-  policy.consecutive_failures = 1;
-  policy.half_open_probes = 2;
-  policy.cooldown = absl::Seconds(10);
-  auto transport = Make(policy);
+  auto transport = Make(OneFailureOpensFor10s(/*probes=*/2));
   Call(*transport, 503);
   ASSERT_EQ(transport->state(), CircuitState::kOpen);
   clock_.Advance(absl::Seconds(10));
@@ -564,6 +567,31 @@ TEST_F(CircuitBreakerTest, HalfOpenLetsProbesThroughAndClosesOnTheirSuccess) {
   fake_->call(2).Respond(200, "{}");
   EXPECT_EQ(transport->state(), CircuitState::kClosed);
   EXPECT_THAT(events_.transitions, ElementsAre("open", "half_open", "closed"));
+}
+
+TEST_F(CircuitBreakerTest, RefusingSaysWhatTheNextRequestMeetsAndChangesNothing) {
+  auto transport = Make(OneFailureOpensFor10s(/*probes=*/1));
+  EXPECT_FALSE(transport->Refusing());
+  Call(*transport, 503);
+  ASSERT_EQ(transport->state(), CircuitState::kOpen);
+  EXPECT_TRUE(transport->Refusing());
+  clock_.Advance(absl::Seconds(9));
+  EXPECT_TRUE(transport->Refusing());
+  clock_.Advance(absl::Seconds(1));
+  // The cooldown is over: the next request would be a probe. Asking takes no probe and makes
+  // no transition.
+  EXPECT_FALSE(transport->Refusing());
+  EXPECT_FALSE(transport->Refusing());
+  EXPECT_EQ(transport->state(), CircuitState::kOpen);
+  EXPECT_THAT(events_.transitions, ElementsAre("open"));
+  auto probe = std::make_shared<RecordingHandler>();
+  transport->Start(Request(), probe);
+  ASSERT_EQ(fake_->size(), 2u);
+  EXPECT_EQ(transport->state(), CircuitState::kHalfOpen);
+  EXPECT_TRUE(transport->Refusing());  // The one probe is out.
+  fake_->call(1).Respond(200, "{}");
+  EXPECT_EQ(transport->state(), CircuitState::kClosed);
+  EXPECT_FALSE(transport->Refusing());
 }
 
 TEST_F(CircuitBreakerTest, AFailedProbeOpensItAgainAndLateOutcomesDoNotCount) {
