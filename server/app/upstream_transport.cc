@@ -1,5 +1,6 @@
 // The production transport, kept apart so the object graph (gateway_server.cc) reads top down.
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -70,7 +71,13 @@ std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
   if (upstream.circuit_breaker.enabled) {
     auto breaker = std::make_shared<CircuitBreakerTransport>(std::move(transport), clock,
                                                              upstream.circuit_breaker, events);
-    if (refusing != nullptr) *refusing = [breaker] { return breaker->Refusing(); };
+    // Weak: the gateway destroys its transport at a point of its own; this must not keep it.
+    if (refusing != nullptr) {
+      *refusing = [weak = std::weak_ptr<CircuitBreakerTransport>(breaker)] {
+        const std::shared_ptr<CircuitBreakerTransport> breaker = weak.lock();
+        return breaker != nullptr && breaker->Refusing();
+      };
+    }
     transport = std::move(breaker);
   }
   if (upstream.retry.max_attempts > 1) {

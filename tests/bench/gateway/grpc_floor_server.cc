@@ -17,7 +17,8 @@
 //   callback-curl callback-hop whose thread is an upstream loop as the gateway's: a libcurl multi
 //                 handle driven by epoll (curl_multi_socket_action), easy handles kept and reset,
 //                 connections kept alive. Each call POSTs FILE's bytes to URL over HTTP/1.1 with
-//                 the gateway's request headers and, once a 200 answer is in, finishes with the
+//                 the gateway's request headers but its x-request-id and traceparent (api-key,
+//                 accept, content-type, user-agent) and, once a 200 is in, finishes with the
 //                 fixed answer: gRPC and libcurl with the hop between them, and nothing of the
 //                 gateway's own (no tenant, limits, JSON, usage, logs or metrics). What is left
 //                 of the gateway's CPU per call over this is its own path.
