@@ -203,7 +203,7 @@ absl::StatusOr<std::shared_ptr<HttpTransport>> MakeUpstreamTransport(
 // `transport` under the circuit breaker and, above it, the retries of `upstream` (each left out
 // when disabled): every attempt passes the breaker, and a request refused by an open circuit is
 // not retried. `refusing` (may be null) is set to whether the breaker would refuse a request now
-// (always false without a breaker), for admission to spend no upstream budget on such calls.
+// (empty without a breaker), for admission to spend no upstream budget on such calls.
 std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
                                               std::shared_ptr<HttpTransport> transport,
                                               const Clock& clock, ResilienceEvents& events,

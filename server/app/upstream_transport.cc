@@ -67,7 +67,7 @@ std::shared_ptr<HttpTransport> WithResilience(const UpstreamConfig& upstream,
                                               std::shared_ptr<HttpTransport> transport,
                                               const Clock& clock, ResilienceEvents& events,
                                               std::function<bool()>* refusing) {
-  if (refusing != nullptr) *refusing = [] { return false; };
+  if (refusing != nullptr) *refusing = nullptr;
   if (upstream.circuit_breaker.enabled) {
     auto breaker = std::make_shared<CircuitBreakerTransport>(std::move(transport), clock,
                                                              upstream.circuit_breaker, events);

@@ -885,7 +885,8 @@ TEST_P(RedisLimitStoreFailureTest, DecisionsThatWaitedPastTheCommandTimeoutFailI
   busy.store(false);
   hog.join();
   // At one decision per round trip of up to 150 ms, 40 took about 3-6 s before, and none failed
-  // for waiting (a sanitizer build's slower round trips may fail others otherwise).
+  // for waiting. How many fail now depends on the round trips' timing (a sanitizer build's
+  // slower ones did not always give half): at least one must.
   EXPECT_LT(took, absl::Seconds(2));
   EXPECT_GE(waited, 1);
 }
